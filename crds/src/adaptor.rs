@@ -1,0 +1,46 @@
+//! The adaptors devicelink ships: which DeviceLink `spec.adaptor.name` each
+//! answers to, which device models it handles and how its pod is started.
+
+/// One kind of adaptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptorKind {
+    /// Short name, used in pod names and labels: `dummy`.
+    pub short_name: &'static str,
+    /// What a DeviceLink names in `spec.adaptor.name`.
+    pub name: &'static str,
+    /// The device model kinds (in `devices.edge.cattle.io`) it handles.
+    pub models: &'static [&'static str],
+    /// The executable in the adaptor image.
+    pub command: &'static str,
+}
+
+/// Every adaptor kind, in a stable order.
+pub const ADAPTORS: &[AdaptorKind] = &[AdaptorKind {
+    short_name: "dummy",
+    name: "adaptors.edge.cattle.io/dummy",
+    models: &["DummySpecialDevice"],
+    command: "devicelink-adaptor-dummy",
+}];
+
+/// Finds the adaptor a DeviceLink names.
+pub fn find(name: &str) -> Option<&'static AdaptorKind> {
+    ADAPTORS.iter().find(|a| a.name == name)
+}
+
+/// Finds an adaptor by its short name.
+pub fn find_short(short_name: &str) -> Option<&'static AdaptorKind> {
+    ADAPTORS.iter().find(|a| a.short_name == short_name)
+}
+
+/// All adaptor names, for messages that say what is allowed.
+pub fn names() -> Vec<&'static str> {
+    ADAPTORS.iter().map(|a| a.name).collect()
+}
+
+impl AdaptorKind {
+    /// Whether this adaptor handles the given model.
+    pub fn handles(&self, api_version: &str, kind: &str) -> bool {
+        api_version == format!("{}/{}", crate::DEVICES_GROUP, crate::VERSION)
+            && self.models.contains(&kind)
+    }
+}

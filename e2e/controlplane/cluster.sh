@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback for the demo and the tests:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+# (fake nodes whose pods go to Running). Built by build.sh, cached outside
+# the repository.
+#
+#   cluster.sh up [NODE...]   start (fresh etcd), create fake nodes, print env
+#   cluster.sh down           stop everything that `up` started
+#   cluster.sh env            print the environment for a running cluster
+#
+# Everything lives in $DEVICELINK_CLUSTER_DIR (default ~/.cache/devicelink/cluster).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${DEVICELINK_CLUSTER_DIR:-$HOME/.cache/devicelink/cluster}
+port=${DEVICELINK_APISERVER_PORT:-16443}
+etcd_port=${DEVICELINK_ETCD_PORT:-12379}
+token=devicelink-admin-token
+
+log() { echo "cluster: $*" >&2; }
+
+print_env() {
+  echo "export KUBECONFIG=$dir/kubeconfig"
+  echo "export PATH=$(cat "$dir/bindir"):\$PATH"
+}
+
+start() { # name, command...
+  local name=$1; shift
+  nohup "$@" >"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/pids/$name"
+}
+
+stop_all() {
+  [ -d "$dir/pids" ] || return 0
+  local pids=()
+  for f in "$dir"/pids/*; do
+    [ -e "$f" ] || continue
+    pids+=("$(cat "$f")")
+  done
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.2
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$dir/pids"
+}
+
+wait_ready() { # what, command...: retries the command for up to 60 s
+  local what=$1; shift
+  local deadline=$((SECONDS + 60))
+  while [ $SECONDS -lt $deadline ]; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  log "$what did not become ready; its log:"
+  tail -n 30 "$dir/logs/$what.log" >&2 || true
+  return 1
+}
+
+create_nodes() {
+  local kubectl="$(cat "$dir/bindir")/kubectl --kubeconfig=$dir/kubeconfig"
+  for node in "$@"; do
+    $kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: $node
+    kubernetes.io/os: linux
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+YAML
+  done
+}
+
+up() {
+  local bin
+  bin=$("$here/build.sh")
+  if [ -f "$dir/pids/kube-apiserver" ] && kill -0 "$(cat "$dir/pids/kube-apiserver")" 2>/dev/null; then
+    log "already running; restarting for a fresh state"
+  fi
+  stop_all
+  rm -rf "$dir/etcd" "$dir/logs"
+  mkdir -p "$dir"/{pids,logs,pki,etcd}
+  echo "$bin" >"$dir/bindir"
+
+  if [ ! -f "$dir/pki/sa.key" ]; then
+    openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
+  fi
+  echo "$token,admin,admin,system:masters" >"$dir/pki/tokens.csv"
+
+  start etcd "$bin/etcd" --data-dir "$dir/etcd" \
+    --listen-client-url "http://127.0.0.1:$etcd_port" --listen-peer-url "http://127.0.0.1:$((etcd_port + 1))"
+
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
+    --cert-dir "$dir/pki" \
+    --token-auth-file "$dir/pki/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$dir/pki/sa.pub" \
+    --service-account-signing-key-file "$dir/pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --enable-priority-and-fairness=false
+
+  cat >"$dir/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: devicelink
+  cluster:
+    server: https://127.0.0.1:$port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: devicelink
+  context: {cluster: devicelink, user: admin, namespace: default}
+current-context: devicelink
+YAML
+  wait_ready kube-apiserver "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz
+
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$dir/kubeconfig" --authentication-kubeconfig "$dir/kubeconfig" \
+    --authorization-kubeconfig "$dir/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port $((port + 1)) \
+    --leader-elect=false \
+    --service-account-private-key-file "$dir/pki/sa.key" \
+    --root-ca-file "$dir/pki/apiserver.crt" \
+    --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller'
+  start kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig "$dir/kubeconfig" --authentication-kubeconfig "$dir/kubeconfig" \
+    --authorization-kubeconfig "$dir/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port $((port + 2)) --leader-elect=false
+  local configs=()
+  for f in "$bin"/kwok-stages/*.yaml; do configs+=(--config "$f"); done
+  start kwok "$bin/kwok" "${configs[@]}" --kubeconfig "$dir/kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --server-address "127.0.0.1:$((port + 3))" \
+    --node-ip 127.0.0.1
+
+  # The default service account is what tells us the controller manager works.
+  wait_ready kube-controller-manager "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default
+  create_nodes "$@"
+  for node in "$@"; do
+    wait_ready kwok "$bin/kubectl" --kubeconfig "$dir/kubeconfig" wait --for=condition=Ready "node/$node" --timeout=5s
+  done
+  log "ready: https://127.0.0.1:$port, nodes: ${*:-none}"
+  print_env
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) stop_all; log "stopped" ;;
+  env) print_env ;;
+  nodes) shift; create_nodes "$@" ;;
+  *) echo "usage: $0 up [NODE...] | down | env | nodes NODE..." >&2; exit 2 ;;
+esac
