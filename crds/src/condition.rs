@@ -60,9 +60,14 @@ impl ConditionType {
         let (reason, message) = match self {
             ConditionType::NodeExisted => ("Confirming", "checking that the node exists"),
             ConditionType::ModelExisted => ("Confirming", "checking that the model's CRD exists"),
-            ConditionType::AdaptorExisted => ("Confirming", "checking that the adaptor runs on the node"),
+            ConditionType::AdaptorExisted => {
+                ("Confirming", "checking that the adaptor runs on the node")
+            }
             ConditionType::DeviceCreated => ("Creating", "creating the device from the template"),
-            ConditionType::DeviceConnected => ("Connecting", "waiting for the adaptor to connect the device"),
+            ConditionType::DeviceConnected => (
+                "Connecting",
+                "waiting for the adaptor to connect the device",
+            ),
         };
         Outcome::unknown(reason, message)
     }
@@ -102,7 +107,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(status: ConditionStatus, reason: &str, message: impl Into<String>) -> Self {
-        Outcome { status, reason: reason.to_string(), message: message.into() }
+        Outcome {
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
     pub fn ok(reason: &str) -> Self {
         Self::new(ConditionStatus::True, reason, "")
@@ -147,7 +156,11 @@ pub fn is_true(conditions: &[DeviceLinkCondition], t: ConditionType) -> bool {
 /// it) or added as pending. Timestamps move only when something changes:
 /// `lastTransitionTime` when the status changes, `lastUpdateTime` when status,
 /// reason or message change.
-pub fn advance(current: &[DeviceLinkCondition], outcomes: &[Outcome], now: &Time) -> Vec<DeviceLinkCondition> {
+pub fn advance(
+    current: &[DeviceLinkCondition],
+    outcomes: &[Outcome],
+    now: &Time,
+) -> Vec<DeviceLinkCondition> {
     let mut next = Vec::with_capacity(ConditionType::PIPELINE.len());
     for (stage, outcome) in ConditionType::PIPELINE.iter().zip(outcomes) {
         next.push(merge(find(current, *stage), *stage, outcome, now));
@@ -178,7 +191,12 @@ pub fn true_prefix(current: &[DeviceLinkCondition], stage: ConditionType) -> Opt
         .collect()
 }
 
-fn merge(existing: Option<&DeviceLinkCondition>, stage: ConditionType, outcome: &Outcome, now: &Time) -> DeviceLinkCondition {
+fn merge(
+    existing: Option<&DeviceLinkCondition>,
+    stage: ConditionType,
+    outcome: &Outcome,
+    now: &Time,
+) -> DeviceLinkCondition {
     match existing {
         Some(c) if outcome.matches(c) => c.clone(),
         Some(c) if c.status == outcome.status.as_str() => DeviceLinkCondition {
@@ -207,20 +225,32 @@ mod tests {
     }
 
     fn types(c: &[DeviceLinkCondition]) -> Vec<(&str, &str)> {
-        c.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect()
+        c.iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect()
     }
 
     #[test]
     fn failing_stage_ends_the_list() {
-        let out = advance(&[], &[Outcome::ok("Found"), Outcome::fail("NotFound", "no CRD")], &at(1));
-        assert_eq!(types(&out), vec![("NodeExisted", "True"), ("ModelExisted", "False")]);
+        let out = advance(
+            &[],
+            &[Outcome::ok("Found"), Outcome::fail("NotFound", "no CRD")],
+            &at(1),
+        );
+        assert_eq!(
+            types(&out),
+            vec![("NodeExisted", "True"), ("ModelExisted", "False")]
+        );
         assert_eq!(out[1].message, "no CRD");
     }
 
     #[test]
     fn true_stages_add_the_next_as_pending() {
         let out = advance(&[], &[Outcome::ok("Found")], &at(1));
-        assert_eq!(types(&out), vec![("NodeExisted", "True"), ("ModelExisted", "Unknown")]);
+        assert_eq!(
+            types(&out),
+            vec![("NodeExisted", "True"), ("ModelExisted", "Unknown")]
+        );
         assert_eq!(out[1].reason, "Confirming");
     }
 
@@ -243,7 +273,12 @@ mod tests {
 
     #[test]
     fn later_stage_owned_by_someone_else_is_kept() {
-        let four = vec![Outcome::ok("Found"), Outcome::ok("Found"), Outcome::ok("Found"), Outcome::ok("Success")];
+        let four = vec![
+            Outcome::ok("Found"),
+            Outcome::ok("Found"),
+            Outcome::ok("Found"),
+            Outcome::ok("Success"),
+        ];
         let operator = advance(&[], &four, &at(1));
         assert_eq!(operator.last().unwrap().type_, "DeviceConnected");
         let mut adaptor_view = true_prefix(&operator, ConditionType::DeviceConnected).unwrap();
@@ -256,7 +291,11 @@ mod tests {
 
     #[test]
     fn true_prefix_refuses_when_an_earlier_stage_is_not_true() {
-        let out = advance(&[], &[Outcome::ok("Found"), Outcome::fail("NotFound", "x")], &at(1));
+        let out = advance(
+            &[],
+            &[Outcome::ok("Found"), Outcome::fail("NotFound", "x")],
+            &at(1),
+        );
         assert!(true_prefix(&out, ConditionType::DeviceConnected).is_none());
     }
 }

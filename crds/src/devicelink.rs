@@ -23,9 +23,21 @@ use crate::schema::preserve_unknown_object;
     printcolumn(name = "KIND", type_ = "string", json_path = ".spec.model.kind"),
     printcolumn(name = "NODE", type_ = "string", json_path = ".spec.adaptor.node"),
     printcolumn(name = "ADAPTOR", type_ = "string", json_path = ".spec.adaptor.name"),
-    printcolumn(name = "PHASE", type_ = "string", json_path = ".status.conditions[-1].type"),
-    printcolumn(name = "STATUS", type_ = "string", json_path = ".status.conditions[-1].reason"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "PHASE",
+        type_ = "string",
+        json_path = ".status.conditions[-1].type"
+    ),
+    printcolumn(
+        name = "STATUS",
+        type_ = "string",
+        json_path = ".status.conditions[-1].reason"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     selectable = ".spec.adaptor.node",
     selectable = ".spec.adaptor.name"
 )]
@@ -108,7 +120,11 @@ pub struct DeviceLinkReference {
     pub config_map: Option<ObjectItemsSource>,
 
     /// Fields of the DeviceLink itself.
-    #[serde(default, rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "downwardAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub downward_api: Option<DownwardApiSource>,
 }
 
@@ -179,16 +195,32 @@ pub struct DeviceLinkStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node_host_name: String,
     /// Internal IP of that node.
-    #[serde(default, rename = "nodeInternalIP", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "nodeInternalIP",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub node_internal_ip: String,
     /// Internal DNS name of that node.
-    #[serde(default, rename = "nodeInternalDNS", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "nodeInternalDNS",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub node_internal_dns: String,
     /// External IP of that node.
-    #[serde(default, rename = "nodeExternalIP", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "nodeExternalIP",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub node_external_ip: String,
     /// External DNS name of that node.
-    #[serde(default, rename = "nodeExternalDNS", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "nodeExternalDNS",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub node_external_dns: String,
 
     /// The model that was found.
@@ -230,6 +262,9 @@ pub struct DeviceLinkCondition {
 impl DeviceLink {
     /// The conditions, or none yet.
     pub fn conditions(&self) -> &[DeviceLinkCondition] {
-        self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
     }
 }

@@ -18,7 +18,11 @@ use crate::mqtt::DeviceExtension;
     doc = "DummySpecialDevice is a simulated fan: turned on, it speeds up to the ceiling of its gear.",
     printcolumn(name = "GEAR", type_ = "string", json_path = ".status.gear"),
     printcolumn(name = "SPEED", type_ = "integer", json_path = ".status.rotatingSpeed"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DummySpecialDeviceSpec {
@@ -64,4 +68,10 @@ pub struct DummySpecialDeviceStatus {
     /// Revolutions per minute.
     #[serde(default)]
     pub rotating_speed: i32,
+}
+
+impl crate::mqtt::WithMqttExtension for DummySpecialDevice {
+    fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
+        self.spec.extension.as_ref()?.mqtt.as_ref()
+    }
 }

@@ -133,19 +133,39 @@ pub struct MqttTlsConfig {
     #[serde(default, rename = "caFilePEM", skip_serializing_if = "Option::is_none")]
     pub ca_file_pem: Option<String>,
     /// CA PEM from an item of `spec.references`.
-    #[serde(default, rename = "caFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "caFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ca_file_pem_ref: Option<ReferenceItem>,
     /// PEM of the client certificate.
-    #[serde(default, rename = "certFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem: Option<String>,
     /// Client certificate PEM from an item of `spec.references`.
-    #[serde(default, rename = "certFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem_ref: Option<ReferenceItem>,
     /// PEM of the client key.
-    #[serde(default, rename = "keyFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem: Option<String>,
     /// Client key PEM from an item of `spec.references`.
-    #[serde(default, rename = "keyFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem_ref: Option<ReferenceItem>,
     /// Name to verify the server certificate against, if not the host of `server`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,4 +254,11 @@ impl MqttMessageOptions {
     pub fn retained_or_default(&self) -> bool {
         self.retained.unwrap_or(true)
     }
+}
+
+/// A device model that carries the MQTT extension (every model does, at
+/// `spec.extension.mqtt`; MQTTDevice at `spec.protocol`).
+pub trait WithMqttExtension {
+    /// The MQTT options, if the device publishes to MQTT.
+    fn mqtt(&self) -> Option<&MqttOptions>;
 }

@@ -22,5 +22,8 @@ fn committed_crd_yaml_matches_the_types() {
         .collect();
     present.sort();
     expected_files.sort();
-    assert_eq!(present, expected_files, "crds/generated holds a CRD the types no longer define");
+    assert_eq!(
+        present, expected_files,
+        "crds/generated holds a CRD the types no longer define"
+    );
 }

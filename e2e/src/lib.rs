@@ -1,1 +1,75 @@
+//! The end-to-end harness: real parts, started and stopped by the tests.
+//!
+//! The control plane is started once by `make test` (it exports KUBECONFIG);
+//! each test starts its own mosquitto and operator, and a [`LocalKubelet`]
+//! that runs the adaptor pods the operator creates as local processes, with
+//! the command, environment and service account of the pod spec.
 
+pub mod kubelet;
+pub mod mqtt;
+pub mod process;
+
+use std::{path::PathBuf, time::Duration};
+
+use kube::Client;
+
+pub use kubelet::LocalKubelet;
+pub use process::{Mosquitto, Process};
+
+/// Namespace the operator runs adaptor pods in.
+pub const SYSTEM_NAMESPACE: &str = "devicelink-system";
+
+/// A client for the test control plane. Fails clearly if there is none.
+pub async fn client() -> Client {
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "KUBECONFIG is not set: run the end-to-end tests with `make test`, which starts the control plane"
+    );
+    Client::try_default()
+        .await
+        .expect("connect to the test control plane (KUBECONFIG)")
+}
+
+/// Where the workspace's binaries are (built by `make test` before the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("DEVICELINK_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// End-to-end tests share one control plane and one operator at a time.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after
+/// `timeout` with `what`. (A wait bound, not a performance assertion.)
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,1 +1,17 @@
+//! The adaptor runtime: what every protocol adaptor shares.
+//!
+//! An adaptor process serves one adaptor kind on one node. The runtime
+//! watches the devices assigned to it (by the labels the operator sets) and
+//! their DeviceLinks, runs each device in its own task, and gives that task a
+//! [`DeviceContext`] to report through: status JSON to MQTT on every sample,
+//! the device's `status` to the API server on change and rate-limited, and
+//! the DeviceConnected condition on the DeviceLink.
 
+mod context;
+mod link_status;
+mod registry;
+mod status_writer;
+
+pub use context::DeviceContext;
+pub use devicelink_api::Outcome;
+pub use registry::{Model, RuntimeConfig, run};

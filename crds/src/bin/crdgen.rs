@@ -11,7 +11,11 @@ fn main() -> ExitCode {
     if check {
         args.remove(0);
     }
-    let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| "crds/generated".into()));
+    let dir = PathBuf::from(
+        args.first()
+            .cloned()
+            .unwrap_or_else(|| "crds/generated".into()),
+    );
     let mut drifted = Vec::new();
     for crd in devicelink_api::all_crds() {
         let path = dir.join(devicelink_api::crd_file_name(&crd));
@@ -29,7 +33,9 @@ fn main() -> ExitCode {
     if drifted.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("CRD YAML is out of date, run `cargo run -p devicelink-api --bin crdgen`: {drifted:?}");
+        eprintln!(
+            "CRD YAML is out of date, run `cargo run -p devicelink-api --bin crdgen`: {drifted:?}"
+        );
         ExitCode::FAILURE
     }
 }

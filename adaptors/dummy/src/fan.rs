@@ -1,0 +1,149 @@
+//! A simulated fan (DummySpecialDevice).
+//!
+//! Turned on, it speeds up by one every tick until the ceiling of its gear:
+//! slow ticks every 3 s up to 100, middle every 2 s up to 200, fast every 1 s
+//! up to 300. Changing gear starts from that gear's floor (0, 100, 200).
+//! Turned off, it stops where it is.
+
+use std::time::Duration;
+
+use devicelink_adaptor_runtime::{DeviceContext, Outcome};
+use devicelink_api::dummy::{
+    DummySpecialDevice, DummySpecialDeviceSpec, DummySpecialDeviceStatus, Gear,
+};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+/// The fan's state machine, separate from time and I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fan {
+    on: bool,
+    gear: Gear,
+    speed: i32,
+}
+
+impl Fan {
+    pub fn new(spec: &DummySpecialDeviceSpec) -> Self {
+        Fan {
+            on: spec.on,
+            gear: spec.gear,
+            speed: floor(spec.gear),
+        }
+    }
+
+    /// Applies a new spec; a new gear restarts from its floor.
+    pub fn apply(&mut self, spec: &DummySpecialDeviceSpec) {
+        if spec.gear != self.gear {
+            self.gear = spec.gear;
+            self.speed = floor(spec.gear);
+        }
+        self.on = spec.on;
+    }
+
+    /// One tick of the simulation.
+    pub fn tick(&mut self) {
+        if self.on && self.speed < ceiling(self.gear) {
+            self.speed += 1;
+        }
+    }
+
+    pub fn tick_interval(&self) -> Duration {
+        match self.gear {
+            Gear::Slow => Duration::from_secs(3),
+            Gear::Middle => Duration::from_secs(2),
+            Gear::Fast => Duration::from_secs(1),
+        }
+    }
+
+    pub fn status(&self) -> DummySpecialDeviceStatus {
+        DummySpecialDeviceStatus {
+            gear: Some(self.gear),
+            rotating_speed: self.speed,
+        }
+    }
+}
+
+fn floor(gear: Gear) -> i32 {
+    match gear {
+        Gear::Slow => 0,
+        Gear::Middle => 100,
+        Gear::Fast => 200,
+    }
+}
+
+fn ceiling(gear: Gear) -> i32 {
+    floor(gear) + 100
+}
+
+/// Runs one fan until it is removed.
+pub async fn run(mut ctx: DeviceContext<DummySpecialDevice>) {
+    let mut fan = Fan::new(&ctx.device().spec);
+    // A simulated device is always reachable.
+    ctx.set_connected(Outcome::ok("Healthy"));
+    ctx.report(&fan.status());
+    loop {
+        let period = fan.tick_interval();
+        let mut ticks = interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let gear = fan.status().gear;
+        loop {
+            tokio::select! {
+                changed = ctx.changed() => {
+                    let Some(device) = changed else { return };
+                    fan.apply(&device.spec);
+                    ctx.report(&fan.status());
+                    if fan.status().gear != gear {
+                        break; // restart the ticker at the new gear's pace
+                    }
+                }
+                _ = ticks.tick(), if fan.on => {
+                    fan.tick();
+                    ctx.report(&fan.status());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devicelink_api::dummy::DummySpecialDeviceProtocol;
+
+    fn spec(on: bool, gear: Gear) -> DummySpecialDeviceSpec {
+        DummySpecialDeviceSpec {
+            extension: None,
+            protocol: DummySpecialDeviceProtocol {
+                location: "x".into(),
+            },
+            on,
+            gear,
+        }
+    }
+
+    #[test]
+    fn speeds_up_to_the_gear_ceiling() {
+        let mut fan = Fan::new(&spec(true, Gear::Slow));
+        for _ in 0..150 {
+            fan.tick();
+        }
+        assert_eq!(fan.status().rotating_speed, 100);
+    }
+
+    #[test]
+    fn new_gear_starts_at_its_floor_and_paces_faster() {
+        let mut fan = Fan::new(&spec(true, Gear::Slow));
+        fan.tick();
+        fan.apply(&spec(true, Gear::Fast));
+        assert_eq!(fan.status().rotating_speed, 200);
+        assert_eq!(fan.tick_interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn off_stops_where_it_is() {
+        let mut fan = Fan::new(&spec(true, Gear::Middle));
+        fan.tick();
+        fan.apply(&spec(false, Gear::Middle));
+        fan.tick();
+        assert_eq!(fan.status().rotating_speed, 101);
+    }
+}

@@ -1,0 +1,219 @@
+//! A device's connection to its broker.
+//!
+//! Each device gets its own client: its options (server, credentials, will,
+//! client ID) are its own. The event loop runs in a task that reconnects with
+//! exponential backoff; publishing never blocks the device, and a message
+//! that does not fit the bounded queue is dropped and counted.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use devicelink_api::mqtt::MqttOptions;
+use rumqttc::{AsyncClient, Event, MqttOptions as ClientOptions, Packet, QoS};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::topic::{Topic, TopicContext, is_publishable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    #[error("spec.extension.mqtt.client.server {0:?}: {1}")]
+    Server(String, String),
+    #[error(
+        "spec.extension.mqtt.message.topic renders to {0:?}, which cannot be published to (empty, or has + or #)"
+    )]
+    Topic(String),
+    #[error("spec.extension.mqtt.message.qos {0} is not 0, 1 or 2")]
+    Qos(u8),
+    #[error("spec.extension.mqtt.client.{0} {1:?} is not a duration such as 30s or 1m")]
+    Duration(&'static str, String),
+}
+
+/// Publishes one device's status.
+pub struct Publisher {
+    client: AsyncClient,
+    topic: String,
+    qos: QoS,
+    retain: bool,
+    dropped: Arc<AtomicU64>,
+    event_loop: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Connects (in the background) with the device's MQTT options.
+    pub fn start(options: &MqttOptions, link: &TopicContext) -> Result<Self, PublisherError> {
+        let client_options = client_options(options, link)?;
+        let message = &options.message;
+        let topic = Topic::new(
+            &message.topic,
+            link,
+            message.path.as_deref(),
+            message.operator.as_ref().and_then(|o| o.read.as_deref()),
+            message.operator.as_ref().and_then(|o| o.write.as_deref()),
+        )
+        .for_publish();
+        if !is_publishable(&topic) {
+            return Err(PublisherError::Topic(topic));
+        }
+        let qos = match message.qos_or_default() {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            2 => QoS::ExactlyOnce,
+            other => return Err(PublisherError::Qos(other)),
+        };
+        let depth = options.client.message_channel_depth.unwrap_or(100).max(1) as usize;
+        let max_backoff = match &options.client.max_reconnect_interval {
+            Some(d) => parse_duration(d)
+                .ok_or_else(|| PublisherError::Duration("maxReconnectInterval", d.clone()))?,
+            None => Duration::from_secs(600),
+        };
+        let (client, event_loop) = AsyncClient::new(client_options, depth);
+        let server = options.client.server.clone();
+        let event_loop = tokio::spawn(drive(event_loop, server, max_backoff));
+        Ok(Publisher {
+            client,
+            topic,
+            qos,
+            retain: message.retained_or_default(),
+            dropped: Arc::default(),
+            event_loop,
+        })
+    }
+
+    /// The topic status is published on.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Queues a message; never waits. Returns false if the queue was full.
+    pub fn publish(&self, payload: Vec<u8>) -> bool {
+        match self
+            .client
+            .try_publish(self.topic.clone(), self.qos, self.retain, payload)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                debug!(topic = %self.topic, error = %e, dropped = n, "MQTT queue full; message dropped");
+                false
+            }
+        }
+    }
+
+    /// Messages dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.event_loop.abort();
+    }
+}
+
+/// Polls the connection; on errors waits 1 s, doubling up to `max_backoff`.
+async fn drive(mut event_loop: rumqttc::EventLoop, server: String, max_backoff: Duration) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match event_loop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                debug!(%server, "connected to MQTT broker");
+                backoff = Duration::from_secs(1);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(%server, error = %e, retry_in = ?backoff, "MQTT connection failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff.max(Duration::from_secs(1)));
+            }
+        }
+    }
+}
+
+fn client_options(
+    options: &MqttOptions,
+    link: &TopicContext,
+) -> Result<ClientOptions, PublisherError> {
+    let client = &options.client;
+    let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
+    let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
+    let port = match url.scheme() {
+        "tcp" => url.port().unwrap_or(1883),
+        other => {
+            return Err(bad(&format!(
+                "scheme {other} is not supported yet; use tcp"
+            )));
+        }
+    };
+    // Stable across restarts, unique per DeviceLink.
+    let client_id = client
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("devicelink-{}", link.uid));
+    let mut out = ClientOptions::new(client_id, host, port);
+    out.set_clean_session(client.clean_session.unwrap_or(true));
+    if let Some(keep_alive) = &client.keep_alive {
+        let d = parse_duration(keep_alive)
+            .ok_or_else(|| PublisherError::Duration("keepAlive", keep_alive.clone()))?;
+        out.set_keep_alive(d.max(Duration::from_secs(1)));
+    }
+    if let Some(auth) = &client.basic_auth {
+        if let (Some(user), Some(password)) = (&auth.username, &auth.password) {
+            out.set_credentials(user, password);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a Kubernetes-style duration such as `30s`, `1m30s`, `500ms` or `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(value * scale);
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,131 @@
+//! Topic templates.
+//!
+//! A template is split on `/`. `:namespace`, `:name` and `:uid` stand for the
+//! DeviceLink's; `:path` for `message.path`; `:operator` for the write
+//! operator when publishing and the read operator when subscribing. A keyword
+//! without a value, and an empty segment, disappear, so `a//:path/b` with no
+//! path is `a/b`.
+
+/// The DeviceLink a topic belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicContext {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A topic template with its DeviceLink and message options applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    segments: Vec<String>,
+    path: Option<String>,
+    read_operator: Option<String>,
+    write_operator: Option<String>,
+}
+
+impl Topic {
+    pub fn new(
+        template: &str,
+        link: &TopicContext,
+        path: Option<&str>,
+        read_operator: Option<&str>,
+        write_operator: Option<&str>,
+    ) -> Self {
+        let segments = template
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ":")
+            .map(|s| match s {
+                ":namespace" => link.namespace.clone(),
+                ":name" => link.name.clone(),
+                ":uid" => link.uid.clone(),
+                other => other.to_string(),
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        let owned = |v: Option<&str>| v.map(str::to_string);
+        Topic {
+            segments,
+            path: owned(path),
+            read_operator: owned(read_operator),
+            write_operator: owned(write_operator),
+        }
+    }
+
+    /// The topic status is published on.
+    pub fn for_publish(&self) -> String {
+        self.render(self.write_operator.as_deref())
+    }
+
+    /// The topic writes are received on.
+    pub fn for_subscribe(&self) -> String {
+        self.render(self.read_operator.as_deref())
+    }
+
+    fn render(&self, operator: Option<&str>) -> String {
+        let mut out: Vec<&str> = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            let value = match segment.strip_prefix(':') {
+                Some("path") => self.path.as_deref().unwrap_or(""),
+                Some("operator") => operator.unwrap_or(""),
+                Some(_) => "",
+                None => segment.as_str(),
+            };
+            // A value may itself hold separators; keep it free of empty segments.
+            out.extend(value.split('/').filter(|s| !s.is_empty()));
+        }
+        out.join("/")
+    }
+}
+
+/// Whether a topic may be published to: not empty and no wildcards.
+pub fn is_publishable(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> TopicContext {
+        TopicContext {
+            namespace: "default".into(),
+            name: "fan".into(),
+            uid: "u1".into(),
+        }
+    }
+
+    #[test]
+    fn renders_link_keywords() {
+        let t = Topic::new(
+            "cattle.io/octopus/:namespace/:name",
+            &link(),
+            None,
+            None,
+            None,
+        );
+        assert_eq!(t.for_publish(), "cattle.io/octopus/default/fan");
+    }
+
+    #[test]
+    fn operator_depends_on_direction_and_missing_values_vanish() {
+        let t = Topic::new(
+            "x/:uid/:path/:operator",
+            &link(),
+            Some("p/q"),
+            Some("set"),
+            Some("status"),
+        );
+        assert_eq!(t.for_publish(), "x/u1/p/q/status");
+        assert_eq!(t.for_subscribe(), "x/u1/p/q/set");
+        let bare = Topic::new("x//:path/:unknown/:/y/:operator", &link(), None, None, None);
+        assert_eq!(bare.for_publish(), "x/y");
+    }
+
+    #[test]
+    fn wildcards_are_not_publishable() {
+        assert!(!is_publishable("a/+/b"));
+        assert!(!is_publishable("a/#"));
+        assert!(!is_publishable(""));
+        assert!(is_publishable("a/b"));
+    }
+}

@@ -1,0 +1,137 @@
+//! What a device task sees of the world.
+
+use std::sync::Arc;
+
+use devicelink_api::Outcome;
+use devicelink_mqtt::{Publisher, TopicContext};
+use kube::ResourceExt;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::registry::Model;
+
+/// Handed to each device task. Dropping it stops nothing; the task ends when
+/// [`DeviceContext::changed`] returns `None`.
+pub struct DeviceContext<K: Model> {
+    device: watch::Receiver<Arc<K>>,
+    link: TopicContext,
+    publisher: Option<Publisher>,
+    status: watch::Sender<Option<serde_json::Value>>,
+    connected: watch::Sender<Option<Outcome>>,
+}
+
+impl<K: Model> DeviceContext<K> {
+    pub(crate) fn new(
+        device: watch::Receiver<Arc<K>>,
+        status: watch::Sender<Option<serde_json::Value>>,
+        connected: watch::Sender<Option<Outcome>>,
+    ) -> Self {
+        let current = device.borrow().clone();
+        let link = TopicContext {
+            namespace: current.namespace().unwrap_or_default(),
+            name: current.name_any(),
+            uid: owner_uid(current.as_ref()),
+        };
+        let mut ctx = DeviceContext {
+            device,
+            link,
+            publisher: None,
+            status,
+            connected,
+        };
+        ctx.configure_mqtt(None);
+        ctx
+    }
+
+    /// The device as last seen.
+    pub fn device(&self) -> Arc<K> {
+        self.device.borrow().clone()
+    }
+
+    /// `namespace/name` of the device (and of its DeviceLink).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.link.namespace, self.link.name)
+    }
+
+    /// Waits for the device's spec to change (status writes, ours included,
+    /// do not count). `None` means it was removed and the task should stop.
+    pub async fn changed(&mut self) -> Option<Arc<K>> {
+        let before = self.device();
+        loop {
+            self.device.changed().await.ok()?;
+            let now = self.device();
+            if now.meta().generation != before.meta().generation {
+                self.configure_mqtt(Some(before.as_ref()));
+                return Some(now);
+            }
+        }
+    }
+
+    /// Reports a sample: published to MQTT every time, written to the
+    /// device's status when it differs from the last write (rate-limited).
+    pub fn report(&self, status: &impl serde::Serialize) {
+        let value = match serde_json::to_value(status) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(device = %self.key(), error = %e, "status does not serialize");
+                return;
+            }
+        };
+        if let Some(publisher) = &self.publisher {
+            publisher.publish(value.to_string().into_bytes());
+        }
+        self.status.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&value);
+            if changed {
+                *current = Some(value);
+            }
+            changed
+        });
+    }
+
+    /// Sets the DeviceConnected condition on the DeviceLink (written only
+    /// when it changes).
+    pub fn set_connected(&self, outcome: Outcome) {
+        self.connected.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&outcome);
+            if changed {
+                *current = Some(outcome);
+            }
+            changed
+        });
+    }
+
+    /// (Re)connects to the broker when the MQTT options changed.
+    fn configure_mqtt(&mut self, before: Option<&K>) {
+        let device = self.device();
+        let options = device.mqtt();
+        if before.is_some_and(|b| b.mqtt() == options) {
+            return;
+        }
+        self.publisher = None;
+        let Some(options) = options else { return };
+        match Publisher::start(options, &self.link) {
+            Ok(p) => {
+                tracing::info!(device = %self.key(), topic = p.topic(), server = %options.client.server, "publishing to MQTT");
+                self.publisher = Some(p);
+            }
+            Err(e) => {
+                warn!(device = %self.key(), error = %e, "MQTT extension not usable");
+                self.set_connected(Outcome::fail("Unhealthy", e.to_string()));
+            }
+        }
+    }
+}
+
+/// The UID of the DeviceLink that owns a device (the operator sets it as
+/// controller owner); used for `:uid` and the default client ID.
+fn owner_uid(device: &impl kube::Resource) -> String {
+    device
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
+        .unwrap_or_default()
+}

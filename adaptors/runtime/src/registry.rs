@@ -1,0 +1,276 @@
+//! Watches the devices assigned to this adaptor and runs one task per device.
+//!
+//! One loop owns the table of devices, so there are no locks: device events
+//! start, update or stop tasks; DeviceLink events are passed to the task of
+//! the device with the same namespace and name.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Debug,
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::Parser;
+use devicelink_api::{DeviceLink, Outcome, adaptor, labels, mqtt::WithMqttExtension};
+use futures::{StreamExt, stream};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::info;
+
+use crate::{context::DeviceContext, link_status, status_writer};
+
+/// A device model an adaptor drives: any namespaced device resource that
+/// carries the MQTT extension.
+pub trait Model:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + WithMqttExtension
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Model for K where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + WithMqttExtension
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Settings every adaptor takes, from flags or the environment (the operator
+/// sets them in the adaptor pod).
+#[derive(Parser, Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The node this adaptor serves.
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+
+    /// Least time between two status writes of one device to the API server.
+    #[arg(long, env = "DEVICELINK_STATUS_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    pub status_interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    devicelink_mqtt::publisher::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration such as 5s"))
+}
+
+struct Running<K> {
+    device: watch::Sender<Arc<K>>,
+    link: watch::Sender<Option<Arc<DeviceLink>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<K> Drop for Running<K> {
+    fn drop(&mut self) {
+        // The device task sees its watch close and returns; the writers may be
+        // waiting on the API server, so they are stopped outright.
+        for t in self.tasks.drain(1..) {
+            t.abort();
+        }
+    }
+}
+
+enum Update<K> {
+    Device(watcher::Result<watcher::Event<K>>),
+    Link(watcher::Result<watcher::Event<DeviceLink>>),
+}
+
+/// Runs the adaptor `adaptor_short_name` for model `K`, calling `drive` in a
+/// new task for each device. Returns when the process is told to stop.
+pub async fn run<K, F, Fut>(adaptor_short_name: &str, drive: F) -> anyhow::Result<()>
+where
+    K: Model,
+    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let config = RuntimeConfig::parse();
+    let kind = adaptor::find_short(adaptor_short_name)
+        .ok_or_else(|| anyhow::anyhow!("unknown adaptor {adaptor_short_name}"))?;
+    let client = Client::try_default().await?;
+    let manager = format!("devicelink-adaptor-{adaptor_short_name}");
+    info!(node = %config.node, adaptor = kind.name, "adaptor starting");
+
+    let devices = watcher(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().labels(&format!(
+            "{}={},{}={}",
+            labels::NODE,
+            labels::node_label_value(&config.node),
+            labels::ADAPTOR,
+            kind.short_name
+        )),
+    )
+    .default_backoff()
+    .map(Update::Device)
+    .boxed();
+    let links = watcher(
+        Api::<DeviceLink>::all(client.clone()),
+        watcher::Config::default().fields(&format!(
+            "spec.adaptor.node={},spec.adaptor.name={}",
+            config.node, kind.name
+        )),
+    )
+    .default_backoff()
+    .map(Update::Link)
+    .boxed();
+    let mut updates = stream::select(devices, links);
+
+    let mut running: HashMap<String, Running<K>> = HashMap::new();
+    let mut known_links: HashMap<String, Arc<DeviceLink>> = HashMap::new();
+    let mut seen_in_relist: HashSet<String> = HashSet::new();
+    let mut links_in_relist: HashSet<String> = HashSet::new();
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let update = tokio::select! {
+            _ = &mut shutdown => break,
+            u = updates.next() => match u { Some(u) => u, None => break },
+        };
+        match update {
+            Update::Device(Err(e)) | Update::Link(Err(e)) => {
+                tracing::warn!(error = %e, "watch failed; retrying")
+            }
+            Update::Device(Ok(event)) => match event {
+                watcher::Event::Init => seen_in_relist.clear(),
+                watcher::Event::InitApply(device) => {
+                    seen_in_relist.insert(key(&device));
+                    upsert(
+                        &mut running,
+                        &known_links,
+                        device,
+                        &client,
+                        &manager,
+                        &config,
+                        &drive,
+                    );
+                }
+                watcher::Event::InitDone => {
+                    running.retain(|k, _| seen_in_relist.contains(k));
+                }
+                watcher::Event::Apply(device) => {
+                    upsert(
+                        &mut running,
+                        &known_links,
+                        device,
+                        &client,
+                        &manager,
+                        &config,
+                        &drive,
+                    );
+                }
+                watcher::Event::Delete(device) => {
+                    if running.remove(&key(&device)).is_some() {
+                        info!(device = %key(&device), "device removed; stopped");
+                    }
+                }
+            },
+            Update::Link(Ok(event)) => match event {
+                watcher::Event::Init => links_in_relist.clear(),
+                watcher::Event::InitApply(link) | watcher::Event::Apply(link) => {
+                    let k = key(&link);
+                    links_in_relist.insert(k.clone());
+                    let link = Arc::new(link);
+                    if let Some(r) = running.get(&k) {
+                        r.link.send_replace(Some(link.clone()));
+                    }
+                    known_links.insert(k, link);
+                }
+                watcher::Event::InitDone => known_links.retain(|k, _| links_in_relist.contains(k)),
+                watcher::Event::Delete(link) => {
+                    known_links.remove(&key(&link));
+                }
+            },
+        }
+    }
+    info!("adaptor stopping");
+    running.clear();
+    Ok(())
+}
+
+fn key(obj: &impl Resource) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn upsert<K, F, Fut>(
+    running: &mut HashMap<String, Running<K>>,
+    links: &HashMap<String, Arc<DeviceLink>>,
+    device: K,
+    client: &Client,
+    manager: &str,
+    config: &RuntimeConfig,
+    drive: &F,
+) where
+    K: Model,
+    F: Fn(DeviceContext<K>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let k = key(&device);
+    if let Some(r) = running.get(&k) {
+        r.device.send_replace(Arc::new(device));
+        return;
+    }
+    info!(device = %k, "device assigned; starting");
+    let namespace = device.namespace().unwrap_or_default();
+    let name = device.name_any();
+    let (device_tx, device_rx) = watch::channel(Arc::new(device));
+    let (link_tx, link_rx) = watch::channel(links.get(&k).cloned());
+    let (status_tx, status_rx) = watch::channel(None);
+    let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
+
+    let ctx = DeviceContext::new(device_rx, status_tx, connected_tx);
+    let tasks = vec![
+        tokio::spawn(drive(ctx)),
+        tokio::spawn(status_writer::run(
+            Api::<K>::namespaced(client.clone(), &namespace),
+            name,
+            manager.to_string(),
+            status_rx,
+            config.status_interval,
+        )),
+        tokio::spawn(link_status::run(
+            Api::namespaced(client.clone(), &namespace),
+            link_rx,
+            connected_rx,
+        )),
+    ];
+    running.insert(
+        k,
+        Running {
+            device: device_tx,
+            link: link_tx,
+            tasks,
+        },
+    );
+}
+
+/// Resolves on SIGINT or SIGTERM (what a pod gets when it is deleted).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,174 @@
+//! Runs adaptor pods as local processes.
+//!
+//! kwok marks pods Running without running anything, so this stands in for
+//! the kubelet's "run the container" part: for each adaptor pod scheduled to
+//! a node it starts the pod's command with the pod's environment
+//! (`fieldRef`s resolved from the pod) and a kubeconfig holding a token of
+//! the pod's service account, so the adaptor has exactly the pod's RBAC. It
+//! stops the process when the pod is deleted.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use devicelink_api::labels;
+use futures::StreamExt;
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{Pod, ServiceAccount},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::PostParams,
+    config::{AuthInfo, Kubeconfig},
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::{process::Command, sync::watch, task::JoinHandle};
+
+use crate::{Process, SYSTEM_NAMESPACE};
+
+/// Runs adaptor pods until dropped.
+pub struct LocalKubelet {
+    task: JoinHandle<()>,
+    started: watch::Receiver<Vec<String>>,
+}
+
+impl LocalKubelet {
+    pub fn start(client: Client) -> LocalKubelet {
+        let (tx, started) = watch::channel(Vec::new());
+        LocalKubelet {
+            task: tokio::spawn(run(client, tx)),
+            started,
+        }
+    }
+
+    /// Names of the pods that were started as processes so far.
+    pub fn started(&self) -> Vec<String> {
+        self.started.borrow().clone()
+    }
+}
+
+impl Drop for LocalKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(client: Client, started: watch::Sender<Vec<String>>) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let config =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut running: HashMap<String, Process> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { continue };
+        let (pod, gone) = match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                let gone = p.metadata.deletion_timestamp.is_some();
+                (p, gone)
+            }
+            watcher::Event::Delete(p) => (p, true),
+            _ => continue,
+        };
+        let uid = pod.uid().unwrap_or_default();
+        if gone {
+            if let Some(process) = running.remove(&uid) {
+                process.stop().await;
+            }
+            continue;
+        }
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if running.contains_key(&uid) || phase != "Running" {
+            continue;
+        }
+        match launch(&client, &pod).await {
+            Ok(process) => {
+                running.insert(uid, process);
+                started.send_modify(|v| v.push(pod.name_any()));
+            }
+            Err(e) => eprintln!("local kubelet: cannot start pod {}: {e}", pod.name_any()),
+        }
+    }
+}
+
+async fn launch(client: &Client, pod: &Pod) -> anyhow::Result<Process> {
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("pod has no spec"))?;
+    let container = spec
+        .containers
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("pod has no container"))?;
+    let command = container
+        .command
+        .as_ref()
+        .and_then(|c| c.first())
+        .ok_or_else(|| anyhow::anyhow!("no command"))?;
+    let mut cmd = Command::new(crate::bin(command));
+    cmd.args(container.command.as_ref().unwrap().iter().skip(1));
+    cmd.args(container.args.iter().flatten());
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    for env in container.env.iter().flatten() {
+        let value = match (&env.value, &env.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => match from.field_ref.as_ref().map(|f| f.field_path.as_str()) {
+                Some("spec.nodeName") => spec.node_name.clone().unwrap_or_default(),
+                Some("metadata.name") => pod.name_any(),
+                Some("metadata.namespace") => pod.namespace().unwrap_or_default(),
+                other => anyhow::bail!(
+                    "env {} from {other:?} is not supported by the local kubelet",
+                    env.name
+                ),
+            },
+            (None, None) => String::new(),
+        };
+        cmd.env(&env.name, value);
+    }
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    cmd.env(
+        "KUBECONFIG",
+        kubeconfig_for(client, &pod.name_any(), &service_account).await?,
+    );
+    Ok(Process::spawn(&pod.name_any(), cmd))
+}
+
+/// A kubeconfig for the test control plane that authenticates as the
+/// service account.
+async fn kubeconfig_for(
+    client: &Client,
+    pod: &str,
+    service_account: &str,
+) -> anyhow::Result<PathBuf> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await?
+        .status
+        .ok_or_else(|| anyhow::anyhow!("token request for {service_account} returned no token"))?
+        .token
+        .ok_or_else(|| anyhow::anyhow!("token request for {service_account} returned no token"))?;
+    let mut config = Kubeconfig::read()?;
+    for user in config.auth_infos.iter_mut() {
+        user.auth_info = Some(AuthInfo {
+            token: Some(token.clone().into()),
+            ..Default::default()
+        });
+    }
+    let path = crate::repo_root().join(format!("target/e2e-logs/{pod}.kubeconfig"));
+    std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
+    Ok(path)
+}

@@ -1,0 +1,71 @@
+//! A test subscriber on the real broker.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+/// A message as the subscriber received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub at: Instant,
+}
+
+/// Subscribes to `filter` and collects messages.
+pub struct Subscriber {
+    rx: mpsc::UnboundedReceiver<Received>,
+    _client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    pub async fn start(port: u16, filter: &str) -> Subscriber {
+        let options =
+            MqttOptions::new(format!("e2e-sub-{}", std::process::id()), "127.0.0.1", port);
+        let (client, mut event_loop) = AsyncClient::new(options, 100);
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue subscribe");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match event_loop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let payload = serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
+                            serde_json::Value::String(String::from_utf8_lossy(&p.payload).into())
+                        });
+                        let _ = tx.send(Received {
+                            topic: p.topic.clone(),
+                            payload,
+                            at: Instant::now(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        Subscriber {
+            rx,
+            _client: client,
+            task,
+        }
+    }
+
+    /// The next message, or panics after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Received {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no MQTT message within {timeout:?}"))
+            .expect("subscriber running")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,310 @@
+//! The thinnest complete path, on real parts: a dummy DeviceLink applied to
+//! a real API server is reconciled by the operator, its adaptor pod is run,
+//! and the device's status reaches a real mosquitto.
+
+use std::time::Duration;
+
+use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, eventually, exclusive, mqtt::Subscriber,
+    process::start_operator,
+};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Applies the shipped example into `namespace`, pointing it at `broker`.
+async fn apply_example(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    broker: &str,
+) -> DeviceLink {
+    let text = std::fs::read_to_string(
+        devicelink_e2e::repo_root().join("deploy/examples/dummy-special-device.yaml"),
+    )
+    .expect("read example");
+    let mut link: DeviceLink = serde_saphyr::from_str(&text).expect("example is a DeviceLink");
+    link.metadata.name = Some(name.into());
+    link.metadata.namespace = Some(namespace.into());
+    link.spec.adaptor.node = node.into();
+    link.spec.template.spec.as_mut().unwrap()["extension"]["mqtt"]["client"]["server"] =
+        json!(broker);
+    let api: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&link),
+    )
+    .await
+    .expect("apply DeviceLink")
+}
+
+async fn fresh_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let _ = api.create(&PostParams::default(), &ns).await;
+}
+
+fn conditions(link: &DeviceLink) -> Vec<(String, String, String)> {
+    link.conditions()
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+async fn wait_connected(api: &Api<DeviceLink>, name: &str) -> DeviceLink {
+    eventually(
+        &format!("{name}: all five conditions True"),
+        WAIT,
+        || async {
+            let link = api.get(name).await.ok()?;
+            let c = conditions(&link);
+            let all = [
+                "NodeExisted",
+                "ModelExisted",
+                "AdaptorExisted",
+                "DeviceCreated",
+                "DeviceConnected",
+            ];
+            (c.len() == 5
+                && c.iter()
+                    .zip(all)
+                    .all(|((t, s, _), want)| t == want && s == "True"))
+            .then_some(link)
+        },
+    )
+    .await
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on PATH (make test sets it)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-skeleton";
+    fresh_namespace(&client, namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let kubelet = LocalKubelet::start(client.clone());
+    let mut subscriber =
+        Subscriber::start(broker.port, &format!("cattle.io/octopus/{namespace}/#")).await;
+
+    let name = "living-room-fan";
+    apply_example(&client, namespace, name, "edge-worker", &broker.url()).await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+
+    // The operator must have created the adaptor pod: the local kubelet only
+    // runs what exists in the API server.
+    let pod_name = "devicelink-adaptor-dummy-edge-worker";
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let pod = eventually("the operator to create the adaptor pod", WAIT, || async {
+        pods.get_opt(pod_name).await.ok()?
+    })
+    .await;
+    assert_eq!(
+        pod.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("edge-worker"),
+        "scheduled onto the DeviceLink's node"
+    );
+    eventually("the adaptor pod to be started", WAIT, || async {
+        kubelet
+            .started()
+            .contains(&pod_name.to_string())
+            .then_some(())
+    })
+    .await;
+
+    let link = wait_connected(&links, name).await;
+    let status = link.status.clone().unwrap();
+    assert_eq!(status.node_name, "edge-worker");
+    assert_eq!(status.adaptor_name, "adaptors.edge.cattle.io/dummy");
+
+    let table = kubectl(&["get", "dl", name, "-n", namespace]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "KIND", "NODE", "ADAPTOR", "PHASE", "STATUS", "AGE"],
+        "{table}"
+    );
+    let row = table.lines().nth(1).unwrap();
+    for expected in [
+        "DummySpecialDevice",
+        "edge-worker",
+        "adaptors.edge.cattle.io/dummy",
+        "DeviceConnected",
+        "Healthy",
+    ] {
+        assert!(row.contains(expected), "{expected} missing from: {row}");
+    }
+
+    // The status JSON arrives on the rendered topic, and the fan speeds up.
+    let topic = format!("cattle.io/octopus/{namespace}/{name}");
+    let first = subscriber.next(WAIT).await;
+    assert_eq!(first.topic, topic);
+    assert_eq!(first.payload["gear"], "slow");
+    let start_speed = first.payload["rotatingSpeed"]
+        .as_i64()
+        .expect("rotatingSpeed is a number");
+    let mut slow = vec![first];
+    while slow.len() < 3 {
+        slow.push(subscriber.next(Duration::from_secs(10)).await);
+    }
+    let speeds: Vec<i64> = slow
+        .iter()
+        .map(|m| m.payload["rotatingSpeed"].as_i64().unwrap())
+        .collect();
+    assert!(
+        speeds.windows(2).all(|w| w[1] == w[0] + 1) && speeds[0] >= start_speed,
+        "speeds {speeds:?}"
+    );
+    let slow_gap = slow[2].at - slow[1].at;
+    assert!(
+        slow_gap >= Duration::from_millis(2500),
+        "slow gear ticks every 3 s, saw {slow_gap:?}"
+    );
+
+    // The device's status on the API server follows too.
+    let devices: Api<DummySpecialDevice> = Api::namespaced(client.clone(), namespace);
+    eventually("device status to show rotation", WAIT, || async {
+        let d = devices.get(name).await.ok()?;
+        (d.status?.rotating_speed > 0).then_some(())
+    })
+    .await;
+
+    // Changing the gear in the DeviceLink changes the pace.
+    links
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"gear": "fast"}}}})),
+        )
+        .await
+        .expect("change gear");
+    let fast_first = loop {
+        let m = subscriber.next(WAIT).await;
+        if m.payload["gear"] == "fast" {
+            break m;
+        }
+    };
+    let mut fast = vec![fast_first];
+    while fast.len() < 4 {
+        fast.push(subscriber.next(Duration::from_secs(10)).await);
+    }
+    let fast_gaps: Vec<Duration> = fast.windows(2).skip(1).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        fast_gaps.iter().all(|g| *g < Duration::from_millis(1800)),
+        "fast gear ticks every 1 s, saw {fast_gaps:?}"
+    );
+    assert!(
+        fast[1].payload["rotatingSpeed"].as_i64().unwrap() >= 200,
+        "fast gear starts at 200"
+    );
+
+    // Deleting the DeviceLink removes the device, then the unneeded adaptor pod.
+    links
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete DeviceLink");
+    eventually("the device to be removed", WAIT, || async {
+        devices.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("the adaptor pod to be removed", WAIT, || async {
+        pods.get_opt(pod_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("the DeviceLink to be gone", WAIT, || async {
+        links.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    drop(kubelet);
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn missing_node_is_reported_and_recovers_when_the_node_appears() {
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-late-node";
+    fresh_namespace(&client, namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = "late-node";
+    let _ = nodes.delete(node, &DeleteParams::default()).await;
+
+    let name = "porch-fan";
+    apply_example(&client, namespace, name, node, &broker.url()).await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let link = eventually("NodeExisted False/NotFound", WAIT, || async {
+        let l = links.get(name).await.ok()?;
+        (conditions(&l) == [("NodeExisted".into(), "False".into(), "NotFound".into())]).then_some(l)
+    })
+    .await;
+    let message = &link.conditions()[0].message;
+    assert!(
+        message.contains(node) && message.contains("spec.adaptor.node"),
+        "message names the node and field: {message}"
+    );
+
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    eventually("a NotFound event on the DeviceLink", WAIT, || async {
+        let list = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("NotFound") && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Creating the node later lets it proceed with no manual step.
+    let fake_node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"type": "kwok"}},
+    }))
+    .unwrap();
+    nodes
+        .create(&PostParams::default(), &fake_node)
+        .await
+        .expect("create node");
+    wait_connected(&links, name).await;
+
+    links
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete DeviceLink");
+    eventually("the DeviceLink to be gone", WAIT, || async {
+        links.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    nodes
+        .delete(node, &DeleteParams::default())
+        .await
+        .expect("delete node");
+    operator.stop().await;
+}

@@ -1,0 +1,435 @@
+//! The DeviceLink controller: one reconcile that walks the condition
+//! pipeline, plus the watches that wake it when a node, a model CRD or an
+//! adaptor pod changes.
+
+use std::{sync::Arc, time::Duration};
+
+use devicelink_api::{
+    DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
+    adaptor::AdaptorKind,
+    condition::{self, ConditionType},
+    labels,
+};
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::{Node, Pod},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    core::ApiResource,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as Finalizer, finalizer},
+        predicates, reflector,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+use crate::{
+    adaptor_pod,
+    config::Config,
+    device,
+    error::{Error, Result},
+    stages,
+};
+
+/// Lets the operator stop the device and remove an unneeded adaptor pod
+/// before the DeviceLink goes away.
+const FINALIZER: &str = "edge.cattle.io/devicelink-operator";
+/// Field manager for everything the operator writes.
+const MANAGER: &str = "devicelink-operator";
+
+struct Context {
+    client: Client,
+    config: Config,
+    links: Store<DeviceLink>,
+    nodes: Store<Node>,
+    crds: Store<CustomResourceDefinition>,
+    pods: Store<Pod>,
+    recorder: Recorder,
+}
+
+/// Runs the controller until the process is told to stop.
+pub async fn run(client: Client, config: Config) {
+    let links_api: Api<DeviceLink> = Api::all(client.clone());
+    let controller = Controller::new(links_api, watcher::Config::default().any_semantic());
+    let links = controller.store();
+
+    let (nodes, nodes_writer) = reflector::store();
+    let node_events = reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    // Heartbeats change nothing a DeviceLink shows; addresses do.
+    .predicate_filter(node_addresses, Default::default());
+
+    let (crds, crds_writer) = reflector::store();
+    let crd_events = reflector(
+        crds_writer,
+        watcher(
+            Api::<CustomResourceDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
+
+    let (pods, pods_writer) = reflector::store();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &config.adaptor_namespace);
+    let pod_events = reflector(
+        pods_writer,
+        watcher(
+            pods_api,
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                labels::MANAGED_BY,
+                labels::MANAGER
+            )),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        config,
+        links: links.clone(),
+        nodes,
+        crds,
+        pods,
+    });
+
+    let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links);
+    controller
+        .watches_stream(node_events, move |node: Node| {
+            let name = node.name_any();
+            matching(&by_node, move |l| l.spec.adaptor.node == name)
+        })
+        .watches_stream(crd_events, move |crd: CustomResourceDefinition| {
+            matching(&by_model, move |l| {
+                l.spec.model.kind == crd.spec.names.kind
+                    && l.spec.model.api_version.split('/').next() == Some(crd.spec.group.as_str())
+            })
+        })
+        .watches_stream(pod_events, move |pod: Pod| {
+            let pod_labels = pod.labels().clone();
+            matching(&by_pod, move |l| {
+                pod_labels.get(labels::NODE)
+                    == Some(&labels::node_label_value(&l.spec.adaptor.node))
+                    && devicelink_api::adaptor::find(&l.spec.adaptor.name).is_some_and(|a| {
+                        pod_labels.get(labels::ADAPTOR).map(String::as_str) == Some(a.short_name)
+                    })
+            })
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((link, _)) => tracing::debug!(%link, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn node_addresses(node: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(addresses) = node.status.as_ref().and_then(|s| s.addresses.as_ref()) {
+        for a in addresses {
+            (&a.type_, &a.address).hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}
+
+/// The DeviceLinks in the cache that satisfy `pred`.
+fn matching(
+    links: &Store<DeviceLink>,
+    pred: impl Fn(&DeviceLink) -> bool,
+) -> Vec<ObjectRef<DeviceLink>> {
+    links
+        .state()
+        .iter()
+        .filter(|l| pred(l))
+        .map(|l| ObjectRef::from_obj(l.as_ref()))
+        .collect()
+}
+
+async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, link, |event| async {
+        match event {
+            Finalizer::Apply(link) => apply(&link, &ctx).await,
+            Finalizer::Cleanup(link) => cleanup(&link, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(link: Arc<DeviceLink>, err: &Error, _: Arc<Context>) -> Action {
+    if err.is_conflict()
+        || matches!(err, Error::Finalizer(e) if matches!(**e, kube::runtime::finalizer::Error::ApplyFailed(ref inner) if inner.is_conflict()))
+    {
+        return Action::requeue(Duration::from_millis(500));
+    }
+    warn!(devicelink = %ObjectRef::from_obj(link.as_ref()), error = %err, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Walks the pipeline and records the result.
+async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
+    let mut status = link.status.clone().unwrap_or_default();
+    let outcomes = evaluate(link, ctx, &mut status).await?;
+    status.conditions = condition::advance(link.conditions(), &outcomes, &condition::now());
+    status.observed_generation = link.metadata.generation;
+    write_status(link, status, ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// Decides the operator's stages in order, stopping at the first that is not True.
+async fn evaluate(
+    link: &DeviceLink,
+    ctx: &Context,
+    status: &mut DeviceLinkStatus,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(4);
+
+    let node = ctx.nodes.get(&ObjectRef::new(&link.spec.adaptor.node));
+    outcomes.push(stages::node(link, node.as_deref(), status));
+    if !outcomes[0].is_true() {
+        return Ok(outcomes);
+    }
+
+    let crds = ctx.crds.state();
+    let (model_outcome, model) = stages::model(link, crds.iter().map(|c| c.as_ref()), status);
+    outcomes.push(model_outcome);
+    let Some(model) = model else {
+        return Ok(outcomes);
+    };
+
+    let adaptor = match stages::adaptor_kind(link) {
+        Ok(kind) => kind,
+        Err(outcome) => {
+            status.adaptor_name.clear();
+            outcomes.push(outcome);
+            return Ok(outcomes);
+        }
+    };
+    let adaptor_outcome = ensure_adaptor_pod(adaptor, &link.spec.adaptor.node, ctx).await?;
+    status.adaptor_name = if adaptor_outcome.is_true() {
+        adaptor.name.to_string()
+    } else {
+        String::new()
+    };
+    outcomes.push(adaptor_outcome);
+    if !outcomes[2].is_true() {
+        return Ok(outcomes);
+    }
+
+    outcomes.push(ensure_device(link, &model, adaptor, ctx).await);
+    Ok(outcomes)
+}
+
+/// AdaptorExisted: the adaptor pod for this kind runs on the node and is Ready.
+async fn ensure_adaptor_pod(adaptor: &AdaptorKind, node: &str, ctx: &Context) -> Result<Outcome> {
+    let desired = adaptor_pod::desired(&ctx.config, adaptor, node);
+    let name = desired.name_any();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace);
+    let existing = ctx
+        .pods
+        .get(&ObjectRef::new(&name).within(&ctx.config.adaptor_namespace));
+    let pod_ref = format!("{}/{name}", ctx.config.adaptor_namespace);
+    match existing {
+        Some(pod) if pod.metadata.deletion_timestamp.is_some() => Ok(Outcome::unknown(
+            "Confirming",
+            format!("adaptor pod {pod_ref} is terminating; a new one follows"),
+        )),
+        Some(pod) if !adaptor_pod::is_current(&pod, &desired) || is_finished(&pod) => {
+            // Pod specs are immutable and a finished pod never runs again:
+            // replace it. Its deletion wakes us to create the new one.
+            info!(pod = %pod_ref, "replacing adaptor pod");
+            delete_ignoring_missing(&api, &name).await?;
+            Ok(Outcome::unknown(
+                "Confirming",
+                format!("replacing adaptor pod {pod_ref}"),
+            ))
+        }
+        Some(pod) if adaptor_pod::is_ready(&pod) => Ok(Outcome::ok("Found")),
+        Some(_) => Ok(Outcome::unknown(
+            "Confirming",
+            format!("waiting for adaptor pod {pod_ref} to become ready"),
+        )),
+        None => {
+            info!(pod = %pod_ref, "creating adaptor pod");
+            api.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+            Ok(Outcome::unknown(
+                "Confirming",
+                format!("created adaptor pod {pod_ref}; waiting for it to become ready"),
+            ))
+        }
+    }
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// DeviceCreated: the device object exists as the template describes it.
+async fn ensure_device(
+    link: &DeviceLink,
+    model: &ApiResource,
+    adaptor: &AdaptorKind,
+    ctx: &Context,
+) -> Outcome {
+    let desired = device::desired(link, model, adaptor);
+    let namespace = link.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, model);
+    match api
+        .patch(
+            &link.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+    {
+        Ok(_) => Outcome::ok("Success"),
+        // The API server validates the template against the model's schema;
+        // its message names the offending field.
+        Err(kube::Error::Api(e)) => Outcome::fail(
+            "Fail",
+            format!(
+                "creating {} {namespace}/{} from spec.template: {}",
+                model.kind,
+                link.name_any(),
+                e.message
+            ),
+        ),
+        Err(e) => Outcome::fail(
+            "Fail",
+            format!("creating {} from spec.template: {e}", model.kind),
+        ),
+    }
+}
+
+/// Writes the status if it differs from what is stored, and records an Event
+/// for each condition that changed.
+async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context) -> Result<()> {
+    if link.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let changed: Vec<DeviceLinkCondition> = status
+        .conditions
+        .iter()
+        .filter(|c| {
+            condition::find(link.conditions(), parse_type(&c.type_))
+                .is_none_or(|old| old.status != c.status || old.reason != c.reason)
+        })
+        .cloned()
+        .collect();
+
+    let api: Api<DeviceLink> =
+        Api::namespaced(ctx.client.clone(), &link.namespace().unwrap_or_default());
+    let mut updated = link.clone();
+    updated.status = Some(status);
+    // Replacing with our resourceVersion: if the adaptor wrote DeviceConnected
+    // meanwhile, this fails with a conflict and we run again on fresh data.
+    api.replace_status(&link.name_any(), &PostParams::default(), &updated)
+        .await?;
+
+    let reference = link.object_ref(&());
+    for c in changed {
+        let event = Event {
+            type_: if c.status == "False" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: c.reason.clone(),
+            note: Some(if c.message.is_empty() {
+                format!("{} is {}", c.type_, c.status)
+            } else {
+                format!("{} is {}: {}", c.type_, c.status, c.message)
+            }),
+            action: c.type_.clone(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not record event");
+        }
+    }
+    Ok(())
+}
+
+fn parse_type(t: &str) -> ConditionType {
+    ConditionType::PIPELINE
+        .into_iter()
+        .find(|c| c.as_str() == t)
+        .unwrap_or(ConditionType::NodeExisted)
+}
+
+/// Runs before a DeviceLink goes away: removes its device, then the adaptor
+/// pod if no other DeviceLink needs it.
+async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
+    let namespace = link.namespace().unwrap_or_default();
+    let crds = ctx.crds.state();
+    let mut scratch = DeviceLinkStatus::default();
+    if let (_, Some(model)) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch) {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &model);
+        delete_ignoring_missing(&api, &link.name_any()).await?;
+    }
+
+    if let Some(adaptor) = devicelink_api::adaptor::find(&link.spec.adaptor.name) {
+        let node = &link.spec.adaptor.node;
+        let still_needed = ctx.links.state().iter().any(|other| {
+            other.uid() != link.uid()
+                && other.metadata.deletion_timestamp.is_none()
+                && other.spec.adaptor.node == *node
+                && other.spec.adaptor.name == link.spec.adaptor.name
+        });
+        if !still_needed {
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace);
+            let name = adaptor_pod::pod_name(adaptor, node);
+            info!(pod = %name, "no DeviceLink needs this adaptor pod any more; removing it");
+            delete_ignoring_missing(&api, &name).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
