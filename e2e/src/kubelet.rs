@@ -168,7 +168,7 @@ async fn kubeconfig_for(
             ..Default::default()
         });
     }
-    let path = crate::repo_root().join(format!("target/e2e-logs/{pod}.kubeconfig"));
+    let path = crate::log_dir().join(format!("{pod}.kubeconfig"));
     std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
     Ok(path)
 }

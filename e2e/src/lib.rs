@@ -30,11 +30,25 @@ pub async fn client() -> Client {
         .expect("connect to the test control plane (KUBECONFIG)")
 }
 
+/// The cargo target directory (`CARGO_TARGET_DIR` if set, as `make` does).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Where logs of the processes a test starts go.
+pub fn log_dir() -> PathBuf {
+    let dir = target_dir().join("e2e-logs");
+    std::fs::create_dir_all(&dir).expect("create e2e log directory");
+    dir
+}
+
 /// Where the workspace's binaries are (built by `make test` before the tests).
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("DEVICELINK_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+        .unwrap_or_else(|| target_dir().join("debug"));
     let path = dir.join(name);
     assert!(
         path.exists(),

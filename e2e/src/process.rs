@@ -13,8 +13,7 @@ pub struct Process {
 impl Process {
     /// Starts `command`; its output goes to `<target>/e2e-logs/<name>.log`.
     pub fn spawn(name: &str, mut command: Command) -> Process {
-        let logs = crate::repo_root().join("target/e2e-logs");
-        std::fs::create_dir_all(&logs).expect("create log directory");
+        let logs = crate::log_dir();
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("create log file");
         let child = command
             .stdin(Stdio::null())
@@ -70,8 +69,7 @@ pub struct Mosquitto {
 impl Mosquitto {
     pub async fn start() -> Mosquitto {
         let port = free_port();
-        let dir = crate::repo_root().join("target/e2e-logs");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::log_dir();
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         std::fs::write(
             &conf,
