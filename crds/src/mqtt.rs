@@ -36,7 +36,7 @@ pub struct MqttClientOptions {
 
     /// MQTT protocol version: 3 (3.1) or 4 (3.1.1); 0 means the default, 3.1.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol_version: Option<u8>,
+    pub protocol_version: Option<i32>,
 
     /// Client identifier; by default derived from the DeviceLink's UID, so it is stable across restarts.
     #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
@@ -100,7 +100,8 @@ pub struct MqttClientOptions {
 
     /// Messages kept while the broker is unreachable. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_channel_depth: Option<u32>,
+    #[schemars(range(min = 1))]
+    pub message_channel_depth: Option<i32>,
 
     /// HTTP headers for the websocket handshake (ws and wss).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -205,7 +206,7 @@ pub struct MqttMessageOptions {
     /// Quality of service: 0, 1 (default) or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 2))]
-    pub qos: Option<u8>,
+    pub qos: Option<i32>,
 
     /// Whether the broker keeps the last message for new subscribers. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +248,7 @@ pub struct MqttWill {
 
 impl MqttMessageOptions {
     /// QoS with the default applied.
-    pub fn qos_or_default(&self) -> u8 {
+    pub fn qos_or_default(&self) -> i32 {
         self.qos.unwrap_or(1)
     }
     /// Retained with the default applied.

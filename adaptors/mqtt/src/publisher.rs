@@ -29,7 +29,7 @@ pub enum PublisherError {
     )]
     Topic(String),
     #[error("spec.extension.mqtt.message.qos {0} is not 0, 1 or 2")]
-    Qos(u8),
+    Qos(i32),
     #[error("spec.extension.mqtt.client.{0} {1:?} is not a duration such as 30s or 1m")]
     Duration(&'static str, String),
 }
