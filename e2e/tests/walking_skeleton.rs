@@ -100,7 +100,7 @@ fn kubectl(args: &[&str]) -> String {
 async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
     let _guard = exclusive().await;
     let client = client().await;
-    let namespace = "e2e-skeleton";
+    let namespace = "default";
     fresh_namespace(&client, namespace).await;
     let broker = Mosquitto::start().await;
     let operator = start_operator();
