@@ -96,15 +96,40 @@ fn kubectl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The real parts one scenario runs against; all stop when it is dropped.
+struct Scenario {
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+    client: Client,
+    broker: Mosquitto,
+    operator: devicelink_e2e::Process,
+    kubelet: LocalKubelet,
+}
+
+impl Scenario {
+    async fn start(namespace: &str) -> Scenario {
+        let guard = exclusive().await;
+        let client = client().await;
+        fresh_namespace(&client, namespace).await;
+        Scenario {
+            _guard: guard,
+            broker: Mosquitto::start().await,
+            operator: start_operator(),
+            kubelet: LocalKubelet::start(client.clone()),
+            client,
+        }
+    }
+}
+
 #[tokio::test]
 async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "default";
-    fresh_namespace(&client, namespace).await;
-    let broker = Mosquitto::start().await;
-    let operator = start_operator();
-    let kubelet = LocalKubelet::start(client.clone());
+    let Scenario {
+        _guard,
+        client,
+        broker,
+        operator,
+        kubelet,
+    } = Scenario::start(namespace).await;
     let mut subscriber =
         Subscriber::start(broker.port, &format!("cattle.io/octopus/{namespace}/#")).await;
 
@@ -243,13 +268,14 @@ async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
 
 #[tokio::test]
 async fn missing_node_is_reported_and_recovers_when_the_node_appears() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-late-node";
-    fresh_namespace(&client, namespace).await;
-    let broker = Mosquitto::start().await;
-    let operator = start_operator();
-    let _kubelet = LocalKubelet::start(client.clone());
+    let Scenario {
+        _guard,
+        client,
+        broker,
+        operator,
+        kubelet: _kubelet,
+    } = Scenario::start(namespace).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let node = "late-node";
     let _ = nodes.delete(node, &DeleteParams::default()).await;

@@ -186,9 +186,7 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 fn error_policy(link: Arc<DeviceLink>, err: &Error, _: Arc<Context>) -> Action {
-    if err.is_conflict()
-        || matches!(err, Error::Finalizer(e) if matches!(**e, kube::runtime::finalizer::Error::ApplyFailed(ref inner) if inner.is_conflict()))
-    {
+    if err.is_conflict() {
         return Action::requeue(Duration::from_millis(500));
     }
     warn!(devicelink = %ObjectRef::from_obj(link.as_ref()), error = %err, "reconcile failed; retrying");

@@ -15,7 +15,18 @@ pub enum Error {
 impl Error {
     /// A write lost a race with another writer; retry soon with fresh data.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(s)) => s.code == 409,
+            Error::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.is_conflict(),
+                F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)) => {
+                    s.code == 409
+                }
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 
