@@ -42,29 +42,102 @@ use crate::schema::preserve_unknown_object;
     selectable = ".spec.adaptor.name"
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = reference_rules()))]
 pub struct DeviceLinkSpec {
     /// The adaptor that drives the device, and the node it runs on.
     pub adaptor: DeviceAdaptor,
 
-    /// The device model (a CRD in devices.edge.cattle.io) the device is an instance of.
+    /// The device model (a CRD in devices.edge.cattle.io) the device is an
+    /// instance of. Cannot change after creation.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "cannot change: delete the DeviceLink and create it again to use another model",
+    }]))]
     pub model: DeviceModel,
 
-    /// Secrets, ConfigMaps and DeviceLink fields that the device's settings refer to by name.
+    /// Secrets, ConfigMaps and DeviceLink fields that the device's settings
+    /// refer to with `{name, item}` (the `*Ref` fields), so that credentials
+    /// stay in Secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub references: Vec<DeviceLinkReference>,
 
     /// The device to create: labels and the spec of the model instance.
     pub template: DeviceTemplate,
 }
 
+/// Where in a device spec a `*Ref` field can be, for every model: the MQTT
+/// extension, MQTTDevice's own client options and OPC-UA's credentials. The
+/// DeviceLink schema types these paths (and only these) inside the otherwise
+/// free-form `template.spec`, so that the API server can check that each
+/// names an entry of `spec.references`.
+pub const REFERENCE_PATHS: &[&str] = &[
+    "extension.mqtt.client.basicAuth.usernameRef",
+    "extension.mqtt.client.basicAuth.passwordRef",
+    "extension.mqtt.client.tlsConfig.caFilePEMRef",
+    "extension.mqtt.client.tlsConfig.certFilePEMRef",
+    "extension.mqtt.client.tlsConfig.keyFilePEMRef",
+    "protocol.client.basicAuth.usernameRef",
+    "protocol.client.basicAuth.passwordRef",
+    "protocol.client.tlsConfig.caFilePEMRef",
+    "protocol.client.tlsConfig.certFilePEMRef",
+    "protocol.client.tlsConfig.keyFilePEMRef",
+    "protocol.basicAuth.usernameRef",
+    "protocol.basicAuth.passwordRef",
+    "protocol.certificateAuth.certFilePEMRef",
+    "protocol.certificateAuth.keyFilePEMRef",
+    "protocol.issuedTokenAuth.tokenRef",
+    "protocol.tlsConfig.certFilePEMRef",
+    "protocol.tlsConfig.keyFilePEMRef",
+];
+
+/// One CEL rule per [`REFERENCE_PATHS`] entry: if the template sets it, its
+/// `name` must be an entry of `spec.references`.
+fn reference_rules() -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = REFERENCE_PATHS
+        .iter()
+        .map(|path| {
+            let optional = path.split('.').fold("self.template.?spec".to_string(), |acc, seg| {
+                format!("{acc}.?{seg}")
+            });
+            serde_json::json!({
+                "rule": format!(
+                    "!{optional}.?name.hasValue() || (has(self.references) && self.references.exists(r, r.name == self.template.spec.{path}.name))"
+                ),
+                "messageExpression": format!(
+                    "'names \\'' + self.template.spec.{path}.name + '\\', which is not an entry of spec.references'"
+                ),
+                "fieldPath": format!(".template.spec.{path}.name"),
+                "reason": "FieldValueInvalid",
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rules)
+}
+
 /// Which adaptor drives the device, and where.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.name == oldSelf.name",
+    "message": "name cannot change: delete the DeviceLink and create it again to use another adaptor",
+    "fieldPath": ".name",
+}]))]
 pub struct DeviceAdaptor {
-    /// Name of the node whose adaptor reaches the device.
+    /// Name of the node whose adaptor reaches the device. May change: the
+    /// device then moves to the adaptor on the new node.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be a node name: lower-case letters, digits, '-' and '.'",
+    }]))]
     pub node: String,
 
-    /// Name of the adaptor, for example `adaptors.edge.cattle.io/dummy`.
+    /// Name of the adaptor, for example `adaptors.edge.cattle.io/modbus`.
+    /// Cannot change after creation.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9._]*[a-z0-9])?$')",
+        "message": "must be <domain>/<adaptor>, e.g. adaptors.edge.cattle.io/modbus",
+    }]))]
     pub name: String,
 
     /// Deprecated in Octopus: adaptor parameters now belong to the device model. Kept as written.
@@ -78,8 +151,16 @@ pub struct DeviceAdaptor {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceModel {
     /// API version of the model, for example `devices.edge.cattle.io/v1alpha1`.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/v[0-9]+((alpha|beta)[0-9]+)?$')",
+        "message": "must be <group>/<version>, e.g. devices.edge.cattle.io/v1alpha1",
+    }]))]
     pub api_version: String,
-    /// Kind of the model, for example `DummySpecialDevice`.
+    /// Kind of the model, for example `ModbusDevice`.
+    #[schemars(length(min = 1, max = 63), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[A-Z][A-Za-z0-9]*$')",
+        "message": "must be a Kind in UpperCamelCase, e.g. ModbusDevice",
+    }]))]
     pub kind: String,
 }
 
@@ -88,6 +169,7 @@ pub struct DeviceModel {
 pub struct DeviceMeta {
     /// Labels to put on the device object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::schema::labels")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -98,17 +180,26 @@ pub struct DeviceTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<DeviceMeta>,
 
-    /// Spec of the device object; its schema is the model's.
+    /// Spec of the device object; its schema is the model's, and the API
+    /// server checks it when the device object is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "crate::schema::template_spec")]
     pub spec: Option<serde_json::Value>,
 }
 
 /// A named source of values that device settings refer to with `{name, item}`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.secret), has(self.configMap), has(self.downwardAPI)].filter(x, x).size() == 1",
+    "message": "set exactly one of secret, configMap or downwardAPI",
+}]))]
 pub struct DeviceLinkReference {
     /// Name the device settings use to refer to this source.
+    #[schemars(length(min = 1, max = 63), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')",
+        "message": "must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+    }]))]
     pub name: String,
 
     /// A Secret in the DeviceLink's namespace.
@@ -132,9 +223,14 @@ pub struct DeviceLinkReference {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ObjectItemsSource {
     /// Name of the object in the DeviceLink's namespace.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be an object name: lower-case letters, digits, '-' and '.'",
+    }]))]
     pub name: String,
     /// Keys to use; all keys when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "set"))]
     pub items: Vec<String>,
 }
 
@@ -142,6 +238,7 @@ pub struct ObjectItemsSource {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct DownwardApiSource {
     /// The items, each a name and the field it takes its value from.
+    #[schemars(length(min = 1, max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub items: Vec<DownwardApiItem>,
 }
 
@@ -150,6 +247,7 @@ pub struct DownwardApiSource {
 #[serde(rename_all = "camelCase")]
 pub struct DownwardApiItem {
     /// Item name.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The DeviceLink field: metadata.name, metadata.namespace, metadata.labels['x'], metadata.annotations['x'] or status fields.
     pub field_ref: ObjectFieldSelector,
@@ -162,7 +260,12 @@ pub struct ObjectFieldSelector {
     /// Version of the schema the field path is written in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// Path of the field.
+    /// Path of the field: metadata.name, metadata.namespace, metadata.uid,
+    /// metadata.labels['KEY'], metadata.annotations['KEY'], or a status field.
+    #[schemars(length(min = 1, max = 512), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^(metadata[.](name|namespace|uid|labels|annotations)|metadata[.](labels|annotations)[[]\\'[^\\']+\\'[]]|status([.][A-Za-z0-9]+)*)$')",
+        "message": "must be metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'] or status.FIELD",
+    }]))]
     pub field_path: String,
 }
 
@@ -170,8 +273,10 @@ pub struct ObjectFieldSelector {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ReferenceItem {
     /// Name of the entry in `spec.references`.
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// Key within that entry.
+    /// Key within that entry: a Secret or ConfigMap key, or a downwardAPI item name.
+    #[schemars(length(min = 1, max = 253))]
     pub item: String,
 }
 

@@ -1,5 +1,7 @@
 //! Dummy device models: simulated devices for demos, tests and benchmarks.
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,8 @@ pub struct DummySpecialDeviceSpec {
     /// Where the simulated device is.
     pub protocol: DummySpecialDeviceProtocol,
 
-    /// Whether the fan runs.
+    /// Whether the fan runs. Default false.
+    #[serde(default)]
     pub on: bool,
 
     /// How fast the fan runs: slow, middle or fast.
@@ -59,7 +62,7 @@ pub enum Gear {
 }
 
 /// What the fan reports.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DummySpecialDeviceStatus {
     /// The gear the fan runs in.
@@ -68,9 +71,194 @@ pub struct DummySpecialDeviceStatus {
     /// Revolutions per minute.
     #[serde(default)]
     pub rotating_speed: i32,
+    /// The state of the device's extensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<crate::property::ExtensionStatus>,
 }
 
 impl crate::mqtt::WithMqttExtension for DummySpecialDevice {
+    fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
+        self.spec.extension.as_ref()?.mqtt.as_ref()
+    }
+}
+
+/// A simulated device whose properties are declared in its spec, including
+/// nested objects and arrays; the adaptor reports made-up values for them.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "devices.edge.cattle.io",
+    version = "v1alpha1",
+    kind = "DummyProtocolDevice",
+    namespaced,
+    status = "DummyProtocolDeviceStatus",
+    shortname = "dummyprotocol",
+    doc = "DummyProtocolDevice is a simulated device with declared properties of any shape.",
+    printcolumn(name = "IP", type_ = "string", json_path = ".spec.protocol.ip"),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceSpec {
+    /// Extensions, such as publishing to MQTT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<DeviceExtension>,
+
+    /// Where the simulated device is.
+    pub protocol: DummyProtocolDeviceProtocol,
+
+    /// The properties, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
+    pub props: BTreeMap<String, DummyProtocolProp>,
+}
+
+/// Where the simulated device is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DummyProtocolDeviceProtocol {
+    /// IP address or host name of the (simulated) device.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "isIP(self) || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be an IP address or a host name",
+    }]))]
+    pub ip: String,
+}
+
+/// Kinds of declared property.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DummyPropType {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Array,
+    Object,
+}
+
+/// A declared property.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "(self.type == 'array') == has(self.arrayProps)",
+        "message": "arrayProps describes the items of an array: set it exactly when type is array",
+        "fieldPath": ".arrayProps",
+    },
+    {
+        "rule": "self.type == 'object' || !has(self.objectProps)",
+        "message": "objectProps describes the fields of an object: set it only when type is object",
+        "fieldPath": ".objectProps",
+    },
+]))]
+pub struct DummyProtocolProp {
+    /// string, int, float, boolean, array or object.
+    #[serde(rename = "type")]
+    pub type_: DummyPropType,
+    /// What the property means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// Whether the property is only read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// The items of an array property (nested declarations are kept as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nested_prop")]
+    pub array_props: Option<Box<DummyProtocolProp>>,
+    /// The fields of an object property (nested declarations are kept as written).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "nested_props")]
+    pub object_props: BTreeMap<String, DummyProtocolProp>,
+}
+
+/// One level of a nested declaration is typed; deeper levels are kept as
+/// written, since a CRD schema cannot be recursive.
+fn nested_prop(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["type"],
+        "properties": {
+            "description": {"type": "string", "maxLength": 1024},
+            "readOnly": {"type": "boolean"},
+        },
+    });
+    let type_schema = generator.subschema_for::<DummyPropType>();
+    schema
+        .get_mut("properties")
+        .and_then(|p| p.as_object_mut())
+        .expect("properties")
+        .insert("type".into(), type_schema.to_value());
+    schema
+}
+
+fn nested_props(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let item = nested_prop(generator);
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 128,
+        "additionalProperties": item,
+    })
+}
+
+/// What the simulated device reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DummyProtocolDeviceStatus {
+    /// The made-up value of each declared property.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: BTreeMap<String, DummyProtocolValue>,
+    /// The state of the device's extensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<crate::property::ExtensionStatus>,
+}
+
+/// The value of a declared property, in the field that matches its type.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolValue {
+    /// The property's type.
+    #[serde(rename = "type")]
+    pub type_: DummyPropType,
+    /// Value of an int property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int_value: Option<i64>,
+    /// Value of a string property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    /// Value of a float property, as a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_value: Option<String>,
+    /// Value of a boolean property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boolean_value: Option<bool>,
+    /// Items of an array property, each shaped like this object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "nested_values")]
+    pub array_value: Vec<serde_json::Value>,
+    /// Fields of an object property, each shaped like this object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "nested_value_map")]
+    pub object_value: BTreeMap<String, serde_json::Value>,
+}
+
+fn nested_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+fn nested_value_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+impl crate::mqtt::WithMqttExtension for DummyProtocolDevice {
     fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
         self.spec.extension.as_ref()?.mqtt.as_ref()
     }

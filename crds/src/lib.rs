@@ -6,11 +6,18 @@
 //! `crdgen` binary; a test fails when the committed YAML drifts from them.
 
 pub mod adaptor;
+pub mod ble;
 pub mod condition;
+pub mod credentials;
 pub mod devicelink;
 pub mod dummy;
+pub mod duration;
 pub mod labels;
+pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_device;
+pub mod opcua;
+pub mod property;
 mod schema;
 
 pub use condition::{ConditionStatus, ConditionType, Outcome};
@@ -28,7 +35,15 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD this project defines, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![DeviceLink::crd(), dummy::DummySpecialDevice::crd()]
+    vec![
+        DeviceLink::crd(),
+        dummy::DummySpecialDevice::crd(),
+        dummy::DummyProtocolDevice::crd(),
+        modbus::ModbusDevice::crd(),
+        opcua::OPCUADevice::crd(),
+        ble::BluetoothDevice::crd(),
+        mqtt_device::MQTTDevice::crd(),
+    ]
 }
 
 /// The file name `crdgen` writes a CRD to, e.g. `devicelinks.edge.cattle.io.yaml`.

@@ -1,13 +1,83 @@
 //! Schema pieces that schemars cannot derive: fields the API server must keep
-//! as they are written.
+//! as they are written, and label maps checked like Kubernetes labels.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::{Map, Value, json};
 
-/// An object whose content is not pruned: a device spec in a template, or
-/// free-form adaptor parameters.
+use crate::devicelink::REFERENCE_PATHS;
+
+/// An object whose content is not pruned: free-form adaptor parameters.
 pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A DeviceLink's `template.spec`: kept as written (its schema is the
+/// model's), except that the `*Ref` fields at [`REFERENCE_PATHS`] are typed so
+/// that validation rules can see them.
+pub fn template_spec(_: &mut SchemaGenerator) -> Schema {
+    let mut root = free_object();
+    for path in REFERENCE_PATHS {
+        let mut node = &mut root;
+        for segment in path.split('.') {
+            node = node
+                .entry("properties")
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("properties is an object")
+                .entry(segment)
+                .or_insert_with(|| Value::Object(free_object()))
+                .as_object_mut()
+                .expect("a schema is an object");
+        }
+        *node = reference_item();
+    }
+    Schema::try_from(Value::Object(root)).expect("an object is a schema")
+}
+
+fn free_object() -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+fn reference_item() -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "type": "object",
+        "description": "Refers to one item of one entry of spec.references.",
+        "required": ["name", "item"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 63, "description": "Name of the entry in spec.references."},
+            "item": {"type": "string", "maxLength": 253, "description": "Key within that entry."},
+        },
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+/// Labels: keys and values as Kubernetes accepts them on an object.
+pub fn labels(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 63,
+            "x-kubernetes-validations": [{
+                "rule": "self.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$')",
+                "message": "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            }],
+        },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+            "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+        }],
     })
 }

@@ -5,6 +5,7 @@
 //! that runs the adaptor pods the operator creates as local processes, with
 //! the command, environment and service account of the pod spec.
 
+pub mod kubectl;
 pub mod kubelet;
 pub mod mqtt;
 pub mod process;
@@ -86,4 +87,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The YAML documents of a file, each as JSON.
+pub fn yaml_documents(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_saphyr::from_multiple::<serde_json::Value>(&text)
+        .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+        .into_iter()
+        .filter(|doc| !doc.is_null())
+        .collect()
 }

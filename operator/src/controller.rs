@@ -306,7 +306,7 @@ async fn ensure_device(
     adaptor: &AdaptorKind,
     ctx: &Context,
 ) -> Outcome {
-    let desired = device::desired(link, model, adaptor);
+    let desired = device::desired(link, model, adaptor.short_name);
     let namespace = link.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, model);
     match api

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use devicelink_api::{DeviceLink, adaptor::AdaptorKind, labels};
+use devicelink_api::{DeviceLink, labels};
 use kube::{
     Resource, ResourceExt,
     api::{DynamicObject, ObjectMeta},
@@ -14,7 +14,7 @@ use kube::{
 ///
 /// Labels from the template are kept; the node and adaptor labels are ours
 /// and let an adaptor watch only the devices assigned to it.
-pub fn desired(link: &DeviceLink, model: &ApiResource, adaptor: &AdaptorKind) -> DynamicObject {
+pub fn desired(link: &DeviceLink, model: &ApiResource, adaptor_short_name: &str) -> DynamicObject {
     let mut device_labels: BTreeMap<String, String> = link
         .spec
         .template
@@ -26,7 +26,7 @@ pub fn desired(link: &DeviceLink, model: &ApiResource, adaptor: &AdaptorKind) ->
         labels::NODE.into(),
         labels::node_label_value(&link.spec.adaptor.node),
     );
-    device_labels.insert(labels::ADAPTOR.into(), adaptor.short_name.into());
+    device_labels.insert(labels::ADAPTOR.into(), adaptor_short_name.into());
 
     let mut device = DynamicObject::new(&link.name_any(), model)
         .within(link.namespace().as_deref().unwrap_or_default());
@@ -79,8 +79,7 @@ mod tests {
             kind: "DummySpecialDevice".into(),
             plural: "dummyspecialdevices".into(),
         };
-        let adaptor = devicelink_api::adaptor::find_short("dummy").unwrap();
-        let device = desired(&link, &model, adaptor);
+        let device = desired(&link, &model, "dummy");
         let l = device.metadata.labels.unwrap();
         assert_eq!(l["room"], "living");
         assert_eq!(l[labels::NODE], "edge");

@@ -1,17 +1,7 @@
-//! devicelink-operator: reconciles DeviceLinks.
-//!
-//! For each DeviceLink it checks the node and the model, makes sure the
-//! adaptor pod for that adaptor kind runs on that node, creates the device
-//! object from the template, and reports each step as a condition.
-
-mod adaptor_pod;
-mod config;
-mod controller;
-mod device;
-mod error;
-mod stages;
+//! devicelink-operator: parses flags and runs the controller (see lib.rs).
 
 use clap::Parser;
+use devicelink_operator::{config, controller};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

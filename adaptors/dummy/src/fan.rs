@@ -58,6 +58,7 @@ impl Fan {
         DummySpecialDeviceStatus {
             gear: Some(self.gear),
             rotating_speed: self.speed,
+            extension: None,
         }
     }
 }

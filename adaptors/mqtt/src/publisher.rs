@@ -68,8 +68,9 @@ impl Publisher {
         };
         let depth = options.client.message_channel_depth.unwrap_or(100).max(1) as usize;
         let max_backoff = match &options.client.max_reconnect_interval {
-            Some(d) => parse_duration(d)
-                .ok_or_else(|| PublisherError::Duration("maxReconnectInterval", d.clone()))?,
+            Some(d) => d.to_std().ok_or_else(|| {
+                PublisherError::Duration("maxReconnectInterval", d.as_str().to_string())
+            })?,
             None => Duration::from_secs(600),
         };
         let (client, event_loop) = AsyncClient::new(client_options, depth);
@@ -160,8 +161,9 @@ fn client_options(
     let mut out = ClientOptions::new(client_id, host, port);
     out.set_clean_session(client.clean_session.unwrap_or(true));
     if let Some(keep_alive) = &client.keep_alive {
-        let d = parse_duration(keep_alive)
-            .ok_or_else(|| PublisherError::Duration("keepAlive", keep_alive.clone()))?;
+        let d = keep_alive.to_std().ok_or_else(|| {
+            PublisherError::Duration("keepAlive", keep_alive.as_str().to_string())
+        })?;
         out.set_keep_alive(d.max(Duration::from_secs(1)));
     }
     if let Some(auth) = &client.basic_auth {
@@ -170,50 +172,4 @@ fn client_options(
         }
     }
     Ok(out)
-}
-
-/// Parses a Kubernetes-style duration such as `30s`, `1m30s`, `500ms` or `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(value * scale);
-    }
-    Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration(""), None);
-    }
 }

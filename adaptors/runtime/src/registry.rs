@@ -67,8 +67,7 @@ pub struct RuntimeConfig {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    devicelink_mqtt::publisher::parse_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration such as 5s"))
+    devicelink_api::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration such as 5s"))
 }
 
 struct Running<K> {

@@ -1,0 +1,118 @@
+//! Durations as Kubernetes (and Octopus) write them: `500ms`, `15s`, `1m30s`,
+//! `2h`. Kept as the text the user wrote, so a round trip through the API
+//! server changes nothing; [`Duration::to_std`] reads it.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// A Go-style duration string.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct Duration(pub String);
+
+/// The grammar the API server checks (a CEL regex, so no backslashes); the
+/// same one [`parse`] reads.
+pub const PATTERN: &str = "^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
+
+impl Duration {
+    /// A duration from its text, e.g. `Duration::from("15s")`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The duration, or `None` if the text is not one (the API server rejects
+    /// such text, so this only happens for objects that bypassed it).
+    pub fn to_std(&self) -> Option<std::time::Duration> {
+        parse(&self.0)
+    }
+}
+
+impl From<&str> for Duration {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "maxLength": 64,
+            "x-kubernetes-validations": [{
+                "rule": format!("self.matches('{PATTERN}')"),
+                "message": "must be a duration such as 500ms, 15s, 1m30s or 2h",
+            }],
+        })
+    }
+}
+
+/// Parses a Go-style duration such as `30s`, `1m30s`, `500ms` or `1h`.
+pub fn parse(text: &str) -> Option<std::time::Duration> {
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = std::time::Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += std::time::Duration::try_from_secs_f64(value * scale).ok()?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration as Std;
+
+    #[test]
+    fn reads_go_durations() {
+        assert_eq!(parse("30s"), Some(Std::from_secs(30)));
+        assert_eq!(parse("1m30s"), Some(Std::from_secs(90)));
+        assert_eq!(parse("500ms"), Some(Std::from_millis(500)));
+        assert_eq!(parse("1.5h"), Some(Std::from_secs(5400)));
+        assert_eq!(parse("0"), Some(Std::ZERO));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_duration() {
+        for bad in ["", "ten", "10", "10x", "s", "1m30"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

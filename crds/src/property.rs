@@ -1,0 +1,205 @@
+//! Pieces that several device models share: value types, access modes,
+//! arithmetic on read values, byte order, and the reported property status.
+
+use k8s_openapi::apimachinery::pkg::{apis::meta::v1::Time, util::intstr::IntOrString};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The type of a property's value.
+///
+/// `int` is `int32`, `uint` is `uint32`, `float` is `float32` and `double` is
+/// `float64`. `hexString`, `binaryString` and `base64String` render raw bytes
+/// as text. `byteString` and `datetime` are OPC-UA built-in types.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueType {
+    Int8,
+    Int16,
+    Int,
+    Int32,
+    Int64,
+    Uint8,
+    Uint16,
+    Uint,
+    Uint32,
+    Uint64,
+    Float,
+    Float32,
+    Double,
+    Float64,
+    Boolean,
+    String,
+    HexString,
+    BinaryString,
+    Base64String,
+    ByteString,
+    Datetime,
+}
+
+impl ValueType {
+    /// Size of the value in bytes, for fixed-size numeric and boolean types.
+    pub fn fixed_size(self) -> Option<usize> {
+        use ValueType::*;
+        match self {
+            Int8 | Uint8 | Boolean => Some(1),
+            Int16 | Uint16 => Some(2),
+            Int | Int32 | Uint | Uint32 | Float | Float32 => Some(4),
+            Int64 | Uint64 | Double | Float64 => Some(8),
+            _ => None,
+        }
+    }
+}
+
+/// How a property may be accessed.
+///
+/// ReadOnce reads the value once after connecting, ReadMany reads it every
+/// sync interval, Notify subscribes to changes where the protocol can (and
+/// reads every sync interval where it cannot); WriteOnce writes `value` once
+/// after it is set or changed, WriteMany writes it every sync interval.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum AccessMode {
+    Notify,
+    ReadOnce,
+    ReadMany,
+    WriteOnce,
+    WriteMany,
+}
+
+impl AccessMode {
+    /// Whether this mode writes to the device.
+    pub fn writes(self) -> bool {
+        matches!(self, AccessMode::WriteOnce | AccessMode::WriteMany)
+    }
+}
+
+/// Whether a property may be written, from `accessModes` and, where a model
+/// has it, `readOnly`: an access mode that writes, or `readOnly: false`
+/// without access modes.
+pub fn is_writable(access_modes: &[AccessMode], read_only: Option<bool>) -> bool {
+    if access_modes.is_empty() {
+        read_only == Some(false)
+    } else {
+        access_modes.iter().any(|m| m.writes())
+    }
+}
+
+/// One step of arithmetic applied, in order, to a value read from the device.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(self.type == 'Divide' && self.value.matches('^[-+]?0*[.]?0*([eE][-+]?[0-9]+)?$'))",
+    "message": "value must not be 0 for Divide",
+}]))]
+pub struct ArithmeticOperation {
+    /// Add, Subtract, Multiply or Divide.
+    #[serde(rename = "type")]
+    pub type_: ArithmeticOperationType,
+    /// The operand, a decimal number written as a string, e.g. `"273.15"`.
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$")
+    )]
+    pub value: String,
+}
+
+/// Arithmetic operations.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ArithmeticOperationType {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+}
+
+/// Byte and word order of a multi-byte value: BigEndian is ABCD,
+/// BigEndianSwap BADC, LittleEndian DCBA and LittleEndianSwap CDAB.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Endianness {
+    #[default]
+    BigEndian,
+    BigEndianSwap,
+    LittleEndian,
+    LittleEndianSwap,
+}
+
+/// How a value's bytes are read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    /// UTF-8 text.
+    Text,
+    /// Binary, decoded by type and endianness.
+    Bytes,
+}
+
+/// The desired value of a writable property: a string, or an integer that is
+/// read as its decimal string.
+pub type PropertyValue = IntOrString;
+
+/// The value of a [`PropertyValue`] as text.
+pub fn value_text(value: &PropertyValue) -> String {
+    match value {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
+}
+
+/// What an adaptor reports about one property.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyStatus {
+    /// Name of the property in the spec.
+    pub name: String,
+    /// Type of the value.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ValueType>,
+    /// The access modes in effect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<AccessMode>,
+    /// The value as read from the device, rendered as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value after the property's arithmetic operations, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operated_value: Option<String>,
+    /// When the value last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+}
+
+/// What an adaptor reports about a device's extensions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ExtensionStatus {
+    /// The MQTT publisher in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttStatus>,
+}
+
+/// The effective MQTT settings and connection state; never a credential.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttStatus {
+    /// Broker address in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Client identifier in use.
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The rendered status topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The rendered write topic the adaptor subscribes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_topic: Option<String>,
+    /// QoS in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<i32>,
+    /// Whether status messages are retained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained: Option<bool>,
+    /// Whether the adaptor is connected to the broker.
+    #[serde(default)]
+    pub connected: bool,
+    /// The last connection or publish error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,16 @@
+//! devicelink-operator: reconciles DeviceLinks.
+//!
+//! For each DeviceLink it checks the node and the model, makes sure the
+//! adaptor pod for that adaptor kind runs on that node, creates the device
+//! object from the template, and reports each step as a condition.
+//!
+//! The library holds everything; `main.rs` only parses flags and starts the
+//! controller. Tests use [`device::desired`] to see exactly the device object
+//! the operator would create.
+
+mod adaptor_pod;
+pub mod config;
+pub mod controller;
+pub mod device;
+mod error;
+mod stages;
