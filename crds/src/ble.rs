@@ -8,8 +8,8 @@ use crate::{
     duration::Duration,
     mqtt::DeviceExtension,
     property::{
-        AccessMode, ArithmeticOperation, ContentType, Endianness, ExtensionStatus, PropertyStatus,
-        PropertyValue, ValueType,
+        AccessMode, ArithmeticOperation, ContentType, DeviceStatus, Endianness, PropertyValue,
+        ValueType, arithmetic_rule,
     },
 };
 
@@ -20,7 +20,7 @@ use crate::{
     version = "v1alpha1",
     kind = "BluetoothDevice",
     namespaced,
-    status = "BluetoothDeviceStatus",
+    status = "DeviceStatus",
     shortname = "ble",
     doc = "BluetoothDevice is a Bluetooth Low Energy peripheral; its properties are GATT characteristics.",
     printcolumn(
@@ -113,23 +113,7 @@ pub struct BluetoothProtocol {
 /// One characteristic of a BLE device.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "!has(self.value) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany']))",
-        "message": "value is written to the characteristic, so accessModes must include WriteOnce or WriteMany",
-        "fieldPath": ".value",
-    },
-    {
-        "rule": "self.type != 'datetime' && self.type != 'byteString'",
-        "message": "datetime and byteString are OPC-UA types; for raw bytes use hexString, binaryString or base64String",
-        "fieldPath": ".type",
-    },
-    {
-        "rule": "!has(self.visitor.arithmeticOperations) || self.type in ['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']",
-        "message": "arithmetic operations apply to numeric types only",
-        "fieldPath": ".visitor.arithmeticOperations",
-    },
-]))]
+#[schemars(extend("x-kubernetes-validations" = property_rules()))]
 pub struct BluetoothProperty {
     /// Name of the property, unique within the device.
     #[schemars(length(min = 1, max = 128))]
@@ -188,19 +172,26 @@ pub struct BluetoothVisitor {
     pub arithmetic_operation_precision: Option<i32>,
 }
 
-/// What the adaptor reports.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-pub struct BluetoothDeviceStatus {
-    /// The last values read or notified.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub properties: Vec<PropertyStatus>,
-    /// The state of the device's extensions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
-}
-
 impl crate::mqtt::WithMqttExtension for BluetoothDevice {
     fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
         self.spec.extension.as_ref()?.mqtt.as_ref()
     }
+}
+
+fn property_rules() -> serde_json::Value {
+    let mut rules = serde_json::json!([
+        {
+            "rule": "!has(self.value) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany']))",
+            "message": "value is written to the characteristic, so accessModes must include WriteOnce or WriteMany",
+            "fieldPath": ".value",
+        },
+        {
+            "rule": "self.type != 'datetime' && self.type != 'byteString'",
+            "message": "datetime and byteString are OPC-UA types; for raw bytes use hexString, binaryString or base64String",
+            "fieldPath": ".type",
+        },
+    ]);
+    let list = rules.as_array_mut().expect("a list");
+    list.push(arithmetic_rule(&["arithmeticOperations"], false));
+    rules
 }

@@ -9,8 +9,8 @@ use crate::{
     duration::Duration,
     mqtt::DeviceExtension,
     property::{
-        AccessMode, ArithmeticOperation, Endianness, ExtensionStatus, PropertyStatus,
-        PropertyValue, ValueType,
+        AccessMode, ArithmeticOperation, DeviceStatus, Endianness, PropertyValue, ValueType,
+        arithmetic_rule, writability_rules,
     },
 };
 
@@ -21,7 +21,7 @@ use crate::{
     version = "v1alpha1",
     kind = "ModbusDevice",
     namespaced,
-    status = "ModbusDeviceStatus",
+    status = "DeviceStatus",
     shortname = "modbus",
     doc = "ModbusDevice is a device reached over Modbus TCP or RTU; its properties map to coils and registers.",
     printcolumn(
@@ -148,57 +148,7 @@ pub enum Parity {
 /// One property of a Modbus device.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "!(self.visitor.register in ['CoilRegister', 'DiscreteInputRegister']) || (self.type == 'boolean' && self.visitor.?quantity.orValue(1) == 1) || self.type in ['hexString', 'binaryString']",
-        "message": "on CoilRegister and DiscreteInputRegister the type must be boolean (with visitor.quantity 1), hexString or binaryString",
-        "fieldPath": ".type",
-    },
-    {
-        "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int8', 'uint8', 'int16', 'uint16', 'boolean']) || self.visitor.?quantity.orValue(1) == 1",
-        "message": "types int8, uint8, int16, uint16 and boolean take one register: set visitor.quantity to 1",
-        "fieldPath": ".visitor.quantity",
-    },
-    {
-        "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int32', 'uint32', 'float32']) || self.visitor.?quantity.orValue(1) == 2",
-        "message": "32-bit types (int32, uint32, float32) take two registers: set visitor.quantity to 2",
-        "fieldPath": ".visitor.quantity",
-    },
-    {
-        "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int', 'uint', 'float']) || self.visitor.?quantity.orValue(1) <= 2",
-        "message": "int, uint and float take one register (a 16-bit value, widened) or two (32-bit): set visitor.quantity to 1 or 2",
-        "fieldPath": ".visitor.quantity",
-    },
-    {
-        "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int64', 'uint64', 'double', 'float64']) || self.visitor.?quantity.orValue(1) == 4",
-        "message": "64-bit types (int64, uint64, double, float64) take four registers: set visitor.quantity to 4",
-        "fieldPath": ".visitor.quantity",
-    },
-    {
-        "rule": "!(self.type in ['byteString', 'datetime'])",
-        "message": "byteString and datetime are OPC-UA types; for raw registers use string, hexString, binaryString or base64String",
-        "fieldPath": ".type",
-    },
-    {
-        "rule": "!(self.visitor.register in ['InputRegister', 'DiscreteInputRegister']) || !(has(self.value) || (has(self.readOnly) && !self.readOnly) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])))",
-        "message": "InputRegister and DiscreteInputRegister cannot be written: only CoilRegister and HoldingRegister properties may have a value, readOnly: false or a Write access mode",
-    },
-    {
-        "rule": "!has(self.value) || !((has(self.readOnly) && self.readOnly) || (has(self.accessModes) && !self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])))",
-        "message": "value is written to the device, so the property must be writable: drop readOnly: true, or add WriteOnce or WriteMany to accessModes",
-        "fieldPath": ".value",
-    },
-    {
-        "rule": "!(has(self.readOnly) && self.readOnly && has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany']))",
-        "message": "readOnly: true contradicts the Write access modes",
-        "fieldPath": ".accessModes",
-    },
-    {
-        "rule": "!(has(self.visitor.orderOfOperations) || has(self.visitor.arithmeticOperations)) || self.type in ['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']",
-        "message": "arithmetic operations apply to numeric types only",
-        "fieldPath": ".visitor",
-    },
-]))]
+#[schemars(extend("x-kubernetes-validations" = property_rules()))]
 pub struct ModbusProperty {
     /// Name of the property, unique within the device.
     #[schemars(length(min = 1, max = 128))]
@@ -305,19 +255,57 @@ pub enum RegisterKind {
     HoldingRegister,
 }
 
-/// What the adaptor reports.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-pub struct ModbusDeviceStatus {
-    /// The last values read.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub properties: Vec<PropertyStatus>,
-    /// The state of the device's extensions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
-}
-
 impl crate::mqtt::WithMqttExtension for ModbusDevice {
     fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
         self.spec.extension.as_ref()?.mqtt.as_ref()
     }
+}
+
+/// The checks of one property: the type fits the register kind and
+/// quantity, only coils and holding registers are written, and the checks
+/// every model shares.
+fn property_rules() -> serde_json::Value {
+    let mut rules = serde_json::json!([
+        {
+            "rule": "!(self.visitor.register in ['CoilRegister', 'DiscreteInputRegister']) || (self.type == 'boolean' && self.visitor.?quantity.orValue(1) == 1) || self.type in ['hexString', 'binaryString']",
+            "message": "on CoilRegister and DiscreteInputRegister the type must be boolean (with visitor.quantity 1), hexString or binaryString",
+            "fieldPath": ".type",
+        },
+        {
+            "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int8', 'uint8', 'int16', 'uint16', 'boolean']) || self.visitor.?quantity.orValue(1) == 1",
+            "message": "types int8, uint8, int16, uint16 and boolean take one register: set visitor.quantity to 1",
+            "fieldPath": ".visitor.quantity",
+        },
+        {
+            "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int32', 'uint32', 'float32']) || self.visitor.?quantity.orValue(1) == 2",
+            "message": "32-bit types (int32, uint32, float32) take two registers: set visitor.quantity to 2",
+            "fieldPath": ".visitor.quantity",
+        },
+        {
+            "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int', 'uint', 'float']) || self.visitor.?quantity.orValue(1) <= 2",
+            "message": "int, uint and float take one register (a 16-bit value, widened) or two (32-bit): set visitor.quantity to 1 or 2",
+            "fieldPath": ".visitor.quantity",
+        },
+        {
+            "rule": "self.visitor.register in ['CoilRegister', 'DiscreteInputRegister'] || !(self.type in ['int64', 'uint64', 'double', 'float64']) || self.visitor.?quantity.orValue(1) == 4",
+            "message": "64-bit types (int64, uint64, double, float64) take four registers: set visitor.quantity to 4",
+            "fieldPath": ".visitor.quantity",
+        },
+        {
+            "rule": "!(self.type in ['byteString', 'datetime'])",
+            "message": "byteString and datetime are OPC-UA types; for raw registers use string, hexString, binaryString or base64String",
+            "fieldPath": ".type",
+        },
+        {
+            "rule": "!(self.visitor.register in ['InputRegister', 'DiscreteInputRegister']) || !(has(self.value) || (has(self.readOnly) && !self.readOnly) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])))",
+            "message": "InputRegister and DiscreteInputRegister cannot be written: only CoilRegister and HoldingRegister properties may have a value, readOnly: false or a Write access mode",
+        },
+    ]);
+    let list = rules.as_array_mut().expect("a list");
+    list.extend(writability_rules("device"));
+    list.push(arithmetic_rule(
+        &["orderOfOperations", "arithmeticOperations"],
+        false,
+    ));
+    rules
 }

@@ -11,8 +11,8 @@ use crate::{
     duration::Duration,
     mqtt::{MqttOptions, MqttTopicOperator},
     property::{
-        AccessMode, ArithmeticOperation, ContentType, Endianness, ExtensionStatus, PropertyStatus,
-        ValueType,
+        AccessMode, ArithmeticOperation, ContentType, DeviceStatus, Endianness, ValueType,
+        arithmetic_rule,
     },
 };
 
@@ -24,7 +24,7 @@ use crate::{
     kind = "MQTTDevice",
     plural = "mqttdevices",
     namespaced,
-    status = "MqttDeviceStatus",
+    status = "DeviceStatus",
     shortname = "mqtt",
     doc = "MQTTDevice is a device that publishes its state to an MQTT broker and takes commands from it.",
     printcolumn(
@@ -93,13 +93,7 @@ pub enum MqttDevicePattern {
 /// One property of an MQTT device.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "!has(self.visitor) || !has(self.visitor.arithmeticOperations) || self.type in ['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']",
-        "message": "arithmetic operations apply to numeric types only",
-        "fieldPath": ".visitor",
-    },
-]))]
+#[schemars(extend("x-kubernetes-validations" = [arithmetic_rule(&["arithmeticOperations"], true)]))]
 pub struct MqttDeviceProperty {
     /// Name of the property, unique within the device; also its default `:path`.
     #[schemars(length(min = 1, max = 128))]
@@ -166,17 +160,6 @@ pub struct MqttDeviceVisitor {
 
 fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
-}
-
-/// What the adaptor reports.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-pub struct MqttDeviceStatus {
-    /// The last values received.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub properties: Vec<PropertyStatus>,
-    /// The state of the connection to the broker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
 }
 
 impl crate::mqtt::WithMqttExtension for MQTTDevice {

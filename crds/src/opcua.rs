@@ -10,7 +10,8 @@ use crate::{
     duration::Duration,
     mqtt::DeviceExtension,
     property::{
-        AccessMode, ArithmeticOperation, ExtensionStatus, PropertyStatus, PropertyValue, ValueType,
+        AccessMode, ArithmeticOperation, DeviceStatus, PropertyValue, ValueType, arithmetic_rule,
+        writability_rules,
     },
 };
 
@@ -22,7 +23,7 @@ use crate::{
     kind = "OPCUADevice",
     plural = "opcuadevices",
     namespaced,
-    status = "OpcuaDeviceStatus",
+    status = "DeviceStatus",
     shortname = "opcua",
     doc = "OPCUADevice is a set of variables on an OPC-UA server, watched through one subscription.",
     printcolumn(
@@ -235,23 +236,7 @@ pub struct IssuedToken {
 /// One variable of an OPC-UA device.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "!has(self.value) || !((has(self.readOnly) && self.readOnly) || (has(self.accessModes) && !self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])))",
-        "message": "value is written to the server, so the property must be writable: drop readOnly: true, or add WriteOnce or WriteMany to accessModes",
-        "fieldPath": ".value",
-    },
-    {
-        "rule": "!(has(self.readOnly) && self.readOnly && has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany']))",
-        "message": "readOnly: true contradicts the Write access modes",
-        "fieldPath": ".accessModes",
-    },
-    {
-        "rule": "!has(self.visitor.arithmeticOperations) || self.type in ['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']",
-        "message": "arithmetic operations apply to numeric types only",
-        "fieldPath": ".visitor.arithmeticOperations",
-    },
-]))]
+#[schemars(extend("x-kubernetes-validations" = property_rules()))]
 pub struct OpcuaProperty {
     /// Name of the property, unique within the device.
     #[schemars(length(min = 1, max = 128))]
@@ -302,19 +287,14 @@ pub struct OpcuaVisitor {
     pub arithmetic_operation_precision: Option<i32>,
 }
 
-/// What the adaptor reports.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-pub struct OpcuaDeviceStatus {
-    /// The last values received.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub properties: Vec<PropertyStatus>,
-    /// The state of the device's extensions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
-}
-
 impl crate::mqtt::WithMqttExtension for OPCUADevice {
     fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
         self.spec.extension.as_ref()?.mqtt.as_ref()
     }
+}
+
+fn property_rules() -> serde_json::Value {
+    let mut rules = writability_rules("server");
+    rules.push(arithmetic_rule(&["arithmeticOperations"], false));
+    serde_json::Value::Array(rules)
 }

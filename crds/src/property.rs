@@ -4,6 +4,7 @@
 use k8s_openapi::apimachinery::pkg::{apis::meta::v1::Time, util::intstr::IntOrString};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 /// The type of a property's value.
 ///
@@ -202,4 +203,56 @@ pub struct MqttStatus {
     /// The last connection or publish error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// What an adaptor reports about a device with a list of properties.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DeviceStatus {
+    /// The last value of each property.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<PropertyStatus>,
+    /// The state of the device's extensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<ExtensionStatus>,
+}
+
+/// The numeric value types, as a CEL list.
+const NUMERIC_TYPES: &str = "['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']";
+
+/// CEL: a property with any of the given visitor operation lists is numeric.
+/// `visitor_optional` is for models whose visitor may be absent.
+pub(crate) fn arithmetic_rule(lists: &[&str], visitor_optional: bool) -> Value {
+    let has_any = lists
+        .iter()
+        .map(|l| format!("has(self.visitor.{l})"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let guard = if visitor_optional {
+        "!has(self.visitor) || "
+    } else {
+        ""
+    };
+    json!({
+        "rule": format!("{guard}!({has_any}) || self.type in {NUMERIC_TYPES}"),
+        "message": "arithmetic operations apply to numeric types only",
+        "fieldPath": ".visitor",
+    })
+}
+
+/// CEL for properties that have both `readOnly` and `accessModes`: `value`
+/// needs a writable property, and `readOnly: true` excludes Write modes.
+pub(crate) fn writability_rules(target: &str) -> Vec<Value> {
+    let writes = "self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])";
+    vec![
+        json!({
+            "rule": format!("!has(self.value) || !((has(self.readOnly) && self.readOnly) || (has(self.accessModes) && !{writes}))"),
+            "message": format!("value is written to the {target}, so the property must be writable: drop readOnly: true, or add WriteOnce or WriteMany to accessModes"),
+            "fieldPath": ".value",
+        }),
+        json!({
+            "rule": format!("!(has(self.readOnly) && self.readOnly && has(self.accessModes) && {writes})"),
+            "message": "readOnly: true contradicts the Write access modes",
+            "fieldPath": ".accessModes",
+        }),
+    ]
 }
