@@ -231,17 +231,6 @@ pub struct ModbusVisitor {
     pub arithmetic_operation_precision: Option<i32>,
 }
 
-impl ModbusVisitor {
-    /// The arithmetic, by whichever name it was given.
-    pub fn operations(&self) -> &[ArithmeticOperation] {
-        if self.order_of_operations.is_empty() {
-            &self.arithmetic_operations
-        } else {
-            &self.order_of_operations
-        }
-    }
-}
-
 /// Modbus data tables.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RegisterKind {

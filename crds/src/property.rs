@@ -37,20 +37,6 @@ pub enum ValueType {
     Datetime,
 }
 
-impl ValueType {
-    /// Size of the value in bytes, for fixed-size numeric and boolean types.
-    pub fn fixed_size(self) -> Option<usize> {
-        use ValueType::*;
-        match self {
-            Int8 | Uint8 | Boolean => Some(1),
-            Int16 | Uint16 => Some(2),
-            Int | Int32 | Uint | Uint32 | Float | Float32 => Some(4),
-            Int64 | Uint64 | Double | Float64 => Some(8),
-            _ => None,
-        }
-    }
-}
-
 /// How a property may be accessed.
 ///
 /// ReadOnce reads the value once after connecting, ReadMany reads it every
@@ -64,24 +50,6 @@ pub enum AccessMode {
     ReadMany,
     WriteOnce,
     WriteMany,
-}
-
-impl AccessMode {
-    /// Whether this mode writes to the device.
-    pub fn writes(self) -> bool {
-        matches!(self, AccessMode::WriteOnce | AccessMode::WriteMany)
-    }
-}
-
-/// Whether a property may be written, from `accessModes` and, where a model
-/// has it, `readOnly`: an access mode that writes, or `readOnly: false`
-/// without access modes.
-pub fn is_writable(access_modes: &[AccessMode], read_only: Option<bool>) -> bool {
-    if access_modes.is_empty() {
-        read_only == Some(false)
-    } else {
-        access_modes.iter().any(|m| m.writes())
-    }
 }
 
 /// One step of arithmetic applied, in order, to a value read from the device.
@@ -135,14 +103,6 @@ pub enum ContentType {
 /// The desired value of a writable property: a string, or an integer that is
 /// read as its decimal string.
 pub type PropertyValue = IntOrString;
-
-/// The value of a [`PropertyValue`] as text.
-pub fn value_text(value: &PropertyValue) -> String {
-    match value {
-        IntOrString::Int(i) => i.to_string(),
-        IntOrString::String(s) => s.clone(),
-    }
-}
 
 /// What an adaptor reports about one property.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -45,9 +45,9 @@ fn samples() -> Vec<Value> {
     docs
 }
 
-fn sample(name: &str) -> Value {
-    samples()
-        .into_iter()
+fn find<'a>(samples: &'a [Value], name: &str) -> &'a Value {
+    samples
+        .iter()
         .find(|d| d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no sample DeviceLink named {name}"))
 }
@@ -175,6 +175,8 @@ fn apply_change(doc: &mut Value, ptr: &str, value: Option<Value>) {
 }
 
 fn invalid_cases() -> Vec<Case> {
+    let all = samples();
+    let sample = |name: &str| find(&all, name).clone();
     let thermometer = sample("thermometer");
     let meter = sample("power-meter");
     let plc = sample("packaging-line");
