@@ -9,6 +9,14 @@ cargo build --workspace --all-targets --locked
 echo "== starting the control plane" >&2
 start_control_plane edge-worker
 echo "== running tests" >&2
+rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
 cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests
-cargo test -p devicelink-e2e --locked --test '*' 
+# On failure, the last lines of each process the tests started say why.
+if ! cargo test -p devicelink-e2e --locked --test '*'; then
+  for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
+    echo "== last lines of $log" >&2
+    tail -n 40 "$log" >&2
+  done
+  exit 1
+fi

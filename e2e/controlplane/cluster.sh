@@ -149,7 +149,8 @@ YAML
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address "127.0.0.1:$((port + 3))" \
-    --node-ip 127.0.0.1
+    --node-ip 127.0.0.1 \
+    --node-lease-duration-seconds 40
 
   # The default service account is what tells us the controller manager works.
   wait_ready kube-controller-manager "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default

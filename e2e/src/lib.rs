@@ -59,9 +59,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The repository root.
+/// The repository root. Read at run time (cargo test sets it): the build
+/// cache is shared between checkouts, so a path compiled in may name another.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    PathBuf::from(manifest_dir).join("..")
 }
 
 /// End-to-end tests share one control plane and one operator at a time.
@@ -77,13 +79,33 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    eventually_showing(what, timeout, || {
+        let next = check();
+        async move { next.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// Like [`eventually`], but `check` says what it saw when it is not yet
+/// satisfied, and the last of that is in the panic message.
+pub async fn eventually_showing<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
-            return v;
-        }
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            let seen = if seen.is_empty() {
+                String::new()
+            } else {
+                format!("; last seen: {seen}")
+            };
+            panic!("timed out after {timeout:?} waiting for {what}{seen}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

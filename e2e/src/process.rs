@@ -11,10 +11,21 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command`; its output goes to `<target>/e2e-logs/<name>.log`.
+    /// Starts `command`; its output is appended to
+    /// `<target>/e2e-logs/<name>.log` (several scenarios start an operator).
     pub fn spawn(name: &str, mut command: Command) -> Process {
+        use std::io::Write;
         let logs = crate::log_dir();
-        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("create log file");
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{name}.log")))
+            .expect("open log file");
+        let _ = writeln!(
+            log,
+            "==== {name} started by {:?}",
+            std::thread::current().name()
+        );
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, eventually, exclusive, mqtt::Subscriber,
-    process::start_operator,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, eventually, eventually_showing, exclusive,
+    mqtt::Subscriber, process::start_operator,
 };
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::{
@@ -60,24 +60,28 @@ fn conditions(link: &DeviceLink) -> Vec<(String, String, String)> {
 }
 
 async fn wait_connected(api: &Api<DeviceLink>, name: &str) -> DeviceLink {
-    eventually(
+    let all = [
+        "NodeExisted",
+        "ModelExisted",
+        "AdaptorExisted",
+        "DeviceCreated",
+        "DeviceConnected",
+    ];
+    eventually_showing(
         &format!("{name}: all five conditions True"),
         WAIT,
         || async {
-            let link = api.get(name).await.ok()?;
+            let link = api.get(name).await.map_err(|e| e.to_string())?;
             let c = conditions(&link);
-            let all = [
-                "NodeExisted",
-                "ModelExisted",
-                "AdaptorExisted",
-                "DeviceCreated",
-                "DeviceConnected",
-            ];
-            (c.len() == 5
+            let connected = c.len() == 5
                 && c.iter()
                     .zip(all)
-                    .all(|((t, s, _), want)| t == want && s == "True"))
-            .then_some(link)
+                    .all(|((t, s, _), want)| t == want && s == "True");
+            if connected {
+                Ok(link)
+            } else {
+                Err(format!("{c:?}"))
+            }
         },
     )
     .await
@@ -224,12 +228,16 @@ async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
         )
         .await
         .expect("change gear");
-    let fast_first = loop {
-        let m = subscriber.next(WAIT).await;
-        if m.payload["gear"] == "fast" {
-            break m;
+    let fast_first = tokio::time::timeout(WAIT, async {
+        loop {
+            let m = subscriber.next(WAIT).await;
+            if m.payload["gear"] == "fast" {
+                break m;
+            }
         }
-    };
+    })
+    .await
+    .expect("a message with the fast gear after changing the DeviceLink");
     let mut fast = vec![fast_first];
     while fast.len() < 4 {
         fast.push(subscriber.next(Duration::from_secs(10)).await);
