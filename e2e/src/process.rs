@@ -112,9 +112,74 @@ impl Mosquitto {
     }
 }
 
-/// Starts the operator against the test control plane.
-pub fn start_operator() -> Process {
-    let mut command = Command::new(crate::bin("devicelink-operator"));
-    command.env("RUST_LOG", "info,devicelink_operator=debug");
-    Process::spawn("operator", command)
+/// An operator process against the test control plane, with its metrics
+/// and health endpoints on a free loopback port.
+pub struct Operator {
+    pub process: Process,
+    pub metrics_port: u16,
+}
+
+impl Operator {
+    /// Starts a replica; several may run, and leader election picks one.
+    pub fn start(name: &str) -> Operator {
+        let metrics_port = free_port();
+        let mut command = Command::new(crate::bin("devicelink-operator"));
+        command
+            .env("RUST_LOG", "info,devicelink_operator=debug")
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--identity")
+            .arg(name);
+        Operator {
+            process: Process::spawn(name, command),
+            metrics_port,
+        }
+    }
+
+    /// GET on the operator's HTTP port: (status code, body), or None if it
+    /// does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    /// The value of one sample in /metrics (`name{labels}` exactly as
+    /// exposed, or a bare name), if present.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    pub async fn stop(self) {
+        self.process.stop().await
+    }
+
+    /// SIGKILL: the replica dies without releasing anything.
+    pub async fn kill(mut self) {
+        let _ = self.process.child.kill().await;
+    }
+}
+
+/// Starts one operator replica against the test control plane.
+pub fn start_operator() -> Operator {
+    Operator::start("operator")
 }

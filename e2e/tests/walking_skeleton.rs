@@ -105,7 +105,7 @@ struct Scenario {
     _guard: tokio::sync::MutexGuard<'static, ()>,
     client: Client,
     broker: Mosquitto,
-    operator: devicelink_e2e::Process,
+    operator: devicelink_e2e::process::Operator,
     kubelet: LocalKubelet,
 }
 

@@ -28,9 +28,38 @@ pub struct Config {
     /// Log filter passed to adaptor pods as RUST_LOG.
     #[arg(long, env = "DEVICELINK_ADAPTOR_LOG", default_value = "info")]
     pub adaptor_log: String,
+
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "DEVICELINK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Take part in leader election, so that several replicas can run and
+    /// one reconciles. Turn off only when exactly one replica runs.
+    #[arg(long, env = "DEVICELINK_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "devicelink-system")]
+    pub lease_namespace: String,
+
+    /// This replica's name in the leader Lease; defaults to host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 impl Config {
+    /// The identity this replica holds the leader lease under.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|| "devicelink-operator".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     pub fn image_for(&self, adaptor_short_name: &str) -> String {
         self.adaptor_image.replace("{adaptor}", adaptor_short_name)
     }

@@ -2,7 +2,7 @@
 //! pipeline, plus the watches that wake it when a node, a model CRD or an
 //! adaptor pod changes.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use devicelink_api::{
     DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
@@ -25,7 +25,7 @@ use kube::{
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
         predicates, reflector,
-        reflector::{ObjectRef, Store},
+        reflector::{ObjectRef, Store, store::Writer},
         watcher,
     },
 };
@@ -36,6 +36,8 @@ use crate::{
     config::Config,
     device,
     error::{Error, Result},
+    http::Readiness,
+    metrics::Metrics,
     stages,
 };
 
@@ -53,13 +55,30 @@ struct Context {
     crds: Store<CustomResourceDefinition>,
     pods: Store<Pod>,
     recorder: Recorder,
+    metrics: Metrics,
 }
 
-/// Runs the controller until the process is told to stop.
-pub async fn run(client: Client, config: Config) {
+/// Runs the controller until `shutdown` completes. `links` is the writer
+/// half of the DeviceLink cache whose reader the metrics already count.
+pub async fn run(
+    client: Client,
+    config: Config,
+    links: Writer<DeviceLink>,
+    metrics: Metrics,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    readiness.set(false);
     let links_api: Api<DeviceLink> = Api::all(client.clone());
-    let controller = Controller::new(links_api, watcher::Config::default().any_semantic());
-    let links = controller.store();
+    let reader = links.as_reader();
+    let link_events = reflector(
+        links,
+        watcher(links_api, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .applied_objects();
+    let controller = Controller::for_stream(link_events, reader.clone());
+    let links = reader;
 
     let (nodes, nodes_writer) = reflector::store();
     let node_events = reflector(
@@ -107,6 +126,7 @@ pub async fn run(client: Client, config: Config) {
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
+        metrics,
         client,
         config,
         links: links.clone(),
@@ -115,8 +135,22 @@ pub async fn run(client: Client, config: Config) {
         pods,
     });
 
-    let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links);
-    controller
+    let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
+    let ready_when_filled = {
+        let (links, nodes, crds, pods) =
+            (links, ctx.nodes.clone(), ctx.crds.clone(), ctx.pods.clone());
+        async move {
+            let _ = tokio::join!(
+                links.wait_until_ready(),
+                nodes.wait_until_ready(),
+                crds.wait_until_ready(),
+                pods.wait_until_ready()
+            );
+            readiness.set(true);
+            info!("caches filled; ready");
+        }
+    };
+    let controller = controller
         .watches_stream(node_events, move |node: Node| {
             let name = node.name_any();
             matching(&by_node, move |l| l.spec.adaptor.node == name)
@@ -137,15 +171,15 @@ pub async fn run(client: Client, config: Config) {
                     })
             })
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((link, _)) => tracing::debug!(%link, "reconciled"),
                 Err(err) => tracing::debug!(error = %err, "reconcile failed"),
             }
-        })
-        .await;
+        });
+    tokio::join!(controller, ready_when_filled);
 }
 
 fn node_addresses(node: &Node) -> Option<u64> {
@@ -173,6 +207,7 @@ fn matching(
 }
 
 async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, link, |event| async {
@@ -185,7 +220,8 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(link: Arc<DeviceLink>, err: &Error, _: Arc<Context>) -> Action {
+fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(err.metric_label());
     if err.is_conflict() {
         return Action::requeue(Duration::from_millis(500));
     }

@@ -13,6 +13,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short, stable name of what failed, for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        if self.is_conflict() {
+            return "conflict";
+        }
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+            Error::NotNamespaced => "invalid",
+        }
+    }
+
     /// A write lost a race with another writer; retry soon with fresh data.
     pub fn is_conflict(&self) -> bool {
         use kube::runtime::finalizer::Error as F;

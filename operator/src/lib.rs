@@ -13,4 +13,7 @@ pub mod config;
 pub mod controller;
 pub mod device;
 mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 mod stages;

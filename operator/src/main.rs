@@ -1,7 +1,10 @@
-//! devicelink-operator: parses flags and runs the controller (see lib.rs).
+//! devicelink-operator: parses flags, serves metrics and health, takes the
+//! leader lease and runs the controller (see lib.rs).
 
 use clap::Parser;
-use devicelink_operator::{config, controller};
+use devicelink_operator::{config::Config, controller, http, leader, metrics::Metrics};
+use futures::FutureExt;
+use kube::runtime::reflector;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -11,9 +14,63 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = config::Config::parse();
+    let config = Config::parse();
     let client = kube::Client::try_default().await?;
     tracing::info!(adaptor_namespace = %config.adaptor_namespace, "starting devicelink-operator");
-    controller::run(client, config).await;
+
+    let (links, links_writer) = reflector::store();
+    let metrics = Metrics::new(links);
+    // A standby replica is healthy and ready; the controller lowers readiness
+    // while its caches fill once it leads.
+    let readiness = http::Readiness::default();
+    readiness.set(true);
+    tokio::spawn({
+        let (addr, metrics, readiness) = (config.metrics_addr, metrics.clone(), readiness.clone());
+        async move {
+            if let Err(e) = http::serve(addr, metrics, readiness).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics and health");
+                std::process::exit(1);
+            }
+        }
+    });
+
+    let shutdown = shutdown_signal().boxed().shared();
+    let run_controller = {
+        let (client, config, metrics, shutdown) = (
+            client.clone(),
+            config.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        move || controller::run(client, config, links_writer, metrics, readiness, shutdown)
+    };
+    if !config.leader_elect {
+        metrics.leader.set(1);
+        run_controller().await;
+        return Ok(());
+    }
+    let identity = config.identity();
+    let leading = leader::while_leading(
+        client,
+        &config.lease_namespace,
+        &identity,
+        shutdown,
+        |is_leader| {
+            metrics.leader.set(i64::from(is_leader));
+        },
+        run_controller,
+    );
+    leading.await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
