@@ -111,7 +111,7 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
         }],
         ..Default::default()
     };
-    let hash = spec_hash(&spec);
+    let hash = crate::fingerprint::of(&spec);
     Pod {
         metadata: ObjectMeta {
             name: Some(pod_name(adaptor, node)),
@@ -144,16 +144,6 @@ pub fn is_current(existing: &Pod, desired: &Pod) -> bool {
             .and_then(|a| a.get(SPEC_HASH).cloned())
     };
     get(existing).is_some() && get(existing) == get(desired)
-}
-
-fn spec_hash(spec: &PodSpec) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(spec).expect("a pod spec serializes");
-    Sha256::digest(&bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -2,7 +2,12 @@
 //! pipeline, plus the watches that wake it when a node, a model CRD or an
 //! adaptor pod changes.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use devicelink_api::{
     DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
@@ -35,7 +40,9 @@ use crate::{
     adaptor_pod,
     config::Config,
     device,
+    device_watch::{self, DeviceCaches},
     error::{Error, Result},
+    fingerprint,
     http::Readiness,
     metrics::Metrics,
     stages,
@@ -56,6 +63,18 @@ struct Context {
     pods: Store<Pod>,
     recorder: Recorder,
     metrics: Metrics,
+    devices: DeviceCaches,
+    /// What we last applied to each device: (uid, generation it got,
+    /// fingerprint of what we sent). While the cached device still matches,
+    /// a reconcile needs no request to know the device is as wanted.
+    applied: Mutex<HashMap<ObjectRef<DeviceLink>, AppliedDevice>>,
+}
+
+#[derive(Clone, PartialEq, Debug)]
+struct AppliedDevice {
+    uid: Option<String>,
+    generation: Option<i64>,
+    fingerprint: String,
 }
 
 /// Runs the controller until `shutdown` completes. `links` is the writer
@@ -118,6 +137,8 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
 
+    let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
+
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME")
@@ -127,6 +148,8 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        devices,
+        applied: Mutex::default(),
         client,
         config,
         links: links.clone(),
@@ -150,7 +173,7 @@ pub async fn run(
             info!("caches filled; ready");
         }
     };
-    let controller = controller
+    let mut controller = controller
         .watches_stream(node_events, move |node: Node| {
             let name = node.name_any();
             matching(&by_node, move |l| l.spec.adaptor.node == name)
@@ -171,7 +194,12 @@ pub async fn run(
                     })
             })
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown);
+    // A device deleted or edited by hand is put back from the template.
+    for (model, events) in device_events {
+        controller = controller.watches_stream_with(events, |d| device_watch::owner(&d), model);
+    }
+    let controller = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -343,7 +371,30 @@ async fn ensure_device(
     ctx: &Context,
 ) -> Outcome {
     let desired = device::desired(link, model, adaptor.short_name);
+    let fingerprint = fingerprint::of(&desired);
     let namespace = link.namespace().unwrap_or_default();
+    let link_ref = ObjectRef::from_obj(link);
+    if let Some(cached) = ctx.devices.get(model, &namespace, &link.name_any()) {
+        if cached.metadata.deletion_timestamp.is_some() {
+            // Its deletion event brings us back to create it again.
+            return Outcome::unknown(
+                "Creating",
+                format!(
+                    "{} {namespace}/{} is being deleted; it is created again once gone",
+                    model.kind,
+                    link.name_any()
+                ),
+            );
+        }
+        let current = AppliedDevice {
+            uid: cached.metadata.uid.clone(),
+            generation: cached.metadata.generation,
+            fingerprint: fingerprint.clone(),
+        };
+        if ctx.applied.lock().unwrap().get(&link_ref) == Some(&current) {
+            return Outcome::ok("Success");
+        }
+    }
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, model);
     match api
         .patch(
@@ -353,7 +404,17 @@ async fn ensure_device(
         )
         .await
     {
-        Ok(_) => Outcome::ok("Success"),
+        Ok(applied) => {
+            ctx.applied.lock().unwrap().insert(
+                link_ref,
+                AppliedDevice {
+                    uid: applied.metadata.uid,
+                    generation: applied.metadata.generation,
+                    fingerprint,
+                },
+            );
+            Outcome::ok("Success")
+        }
         // The API server validates the template against the model's schema;
         // its message names the offending field.
         Err(kube::Error::Api(e)) => Outcome::fail(
@@ -432,6 +493,10 @@ fn parse_type(t: &str) -> ConditionType {
 /// pod if no other DeviceLink needs it.
 async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
     let namespace = link.namespace().unwrap_or_default();
+    ctx.applied
+        .lock()
+        .unwrap()
+        .remove(&ObjectRef::from_obj(link));
     let crds = ctx.crds.state();
     let mut scratch = DeviceLinkStatus::default();
     if let (_, Some(model)) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch) {
