@@ -122,6 +122,11 @@ pub struct Operator {
 impl Operator {
     /// Starts a replica; several may run, and leader election picks one.
     pub fn start(name: &str) -> Operator {
+        Operator::start_with(name, &[])
+    }
+
+    /// Starts a replica with extra command-line arguments.
+    pub fn start_with(name: &str, args: &[&str]) -> Operator {
         let metrics_port = free_port();
         let mut command = Command::new(crate::bin("devicelink-operator"));
         command
@@ -129,7 +134,8 @@ impl Operator {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--identity")
-            .arg(name);
+            .arg(name)
+            .args(args);
         Operator {
             process: Process::spawn(name, command),
             metrics_port,

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use devicelink_api::{adaptor::AdaptorKind, labels};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodSecurityContext,
-    PodSpec, SeccompProfile, SecurityContext,
+    Affinity, Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod,
+    PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use kube::api::ObjectMeta;
 
-use crate::config::Config;
+use crate::{adaptor_settings::PodSettings, config::Config};
 
 /// Annotation carrying a digest of the pod spec we want, so that a pod in the
 /// cache can be compared without a write.
@@ -45,8 +45,35 @@ pub fn pod_labels(adaptor: &AdaptorKind, node: &str) -> BTreeMap<String, String>
     ])
 }
 
+/// Where the host's system D-Bus socket is, on the host and in the pod.
+const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The group that owns serial devices on Debian-like hosts.
+const DIALOUT_GID: i64 = 20;
+
 /// The pod we want for an adaptor kind on a node.
 pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
+    let settings = config.adaptor_settings.for_kind(adaptor.short_name);
+    let host = host_access(&settings);
+    let mut env = vec![
+        EnvVar {
+            name: "NODE_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "spec.nodeName".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some(config.adaptor_log.clone()),
+            ..Default::default()
+        },
+    ];
+    env.extend(host.env);
+    env.extend(settings.env.clone().unwrap_or_default());
     let spec = PodSpec {
         service_account_name: Some(service_account(adaptor)),
         affinity: Some(Affinity {
@@ -67,9 +94,14 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             }),
             ..Default::default()
         }),
+        image_pull_secrets: settings.image_pull_secrets.clone(),
+        tolerations: settings.tolerations.clone(),
+        priority_class_name: settings.priority_class_name.clone(),
+        volumes: (!host.volumes.is_empty()).then_some(host.volumes),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(65532),
+            supplemental_groups: host.groups,
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 ..Default::default()
@@ -80,24 +112,10 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             name: "adaptor".into(),
             image: Some(config.image_for(adaptor.short_name)),
             command: Some(vec![adaptor.command.to_string()]),
-            env: Some(vec![
-                EnvVar {
-                    name: "NODE_NAME".into(),
-                    value_from: Some(EnvVarSource {
-                        field_ref: Some(ObjectFieldSelector {
-                            field_path: "spec.nodeName".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                EnvVar {
-                    name: "RUST_LOG".into(),
-                    value: Some(config.adaptor_log.clone()),
-                    ..Default::default()
-                },
-            ]),
+            env: Some(env),
+            image_pull_policy: settings.image_pull_policy.clone(),
+            resources: settings.resources.clone(),
+            volume_mounts: (!host.mounts.is_empty()).then_some(host.mounts),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
@@ -111,18 +129,65 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
         }],
         ..Default::default()
     };
-    let hash = crate::fingerprint::of(&spec);
+    let hash = crate::fingerprint::of(&(&spec, &settings.pod_annotations));
+    let mut annotations = settings.pod_annotations.clone().unwrap_or_default();
+    annotations.insert(SPEC_HASH.to_string(), hash);
     Pod {
         metadata: ObjectMeta {
             name: Some(pod_name(adaptor, node)),
             namespace: Some(config.adaptor_namespace.clone()),
             labels: Some(pod_labels(adaptor, node)),
-            annotations: Some(BTreeMap::from([(SPEC_HASH.to_string(), hash)])),
+            annotations: Some(annotations),
             ..Default::default()
         },
         spec: Some(spec),
         status: None,
     }
+}
+
+/// The host access a protocol needs, declared in the adaptor settings: the
+/// only exceptions to a pod that sees nothing of its host.
+#[derive(Default)]
+struct HostAccess {
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+    env: Vec<EnvVar>,
+    groups: Option<Vec<i64>>,
+}
+
+fn host_access(settings: &PodSettings) -> HostAccess {
+    let mut access = HostAccess::default();
+    let mut mount = |name: String, path: &str, kind: &str| {
+        access.volumes.push(Volume {
+            name: name.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.to_string(),
+                type_: Some(kind.to_string()),
+            }),
+            ..Default::default()
+        });
+        access.mounts.push(VolumeMount {
+            name,
+            mount_path: path.to_string(),
+            ..Default::default()
+        });
+    };
+    let serial = settings.serial_devices.clone().unwrap_or_default();
+    for (i, device) in serial.iter().enumerate() {
+        mount(format!("serial-{i}"), device, "CharDevice");
+    }
+    if settings.host_d_bus == Some(true) {
+        mount("system-dbus".into(), SYSTEM_BUS_SOCKET, "Socket");
+        access.env.push(EnvVar {
+            name: "DBUS_SYSTEM_BUS_ADDRESS".into(),
+            value: Some(format!("unix:path={SYSTEM_BUS_SOCKET}")),
+            ..Default::default()
+        });
+    }
+    if !serial.is_empty() {
+        access.groups = Some(vec![DIALOUT_GID]);
+    }
+    access
 }
 
 /// Whether a pod is Ready, as its kubelet (or kwok) reports.
@@ -180,6 +245,58 @@ mod tests {
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(spec.security_context.unwrap().run_as_non_root, Some(true));
+    }
+
+    #[test]
+    fn settings_reach_the_pod_and_host_access_is_only_what_is_declared() {
+        let mut config = Config::parse_from(["op"]);
+        let plain = desired(&config, dummy(), "n").spec.unwrap();
+        assert!(plain.volumes.is_none(), "no host access by default");
+
+        config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
+            "defaults:\n  imagePullSecrets: [{name: registry}]\n  tolerations: [{key: edge, operator: Exists, effect: NoSchedule}]\nadaptors:\n  dummy:\n    image: example.com/fan:{adaptor}\n    resources: {limits: {memory: 48Mi}}\n    env: [{name: EXTRA, value: '1'}]\n    serialDevices: [/dev/ttyUSB0]\n    hostDBus: true\n",
+        )
+        .unwrap();
+        let pod = desired(&config, dummy(), "n").spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("example.com/fan:dummy"));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry");
+        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("edge"));
+        assert!(
+            c.resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key("memory")
+        );
+        let env: Vec<&str> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(
+            env.contains(&"EXTRA") && env.contains(&"DBUS_SYSTEM_BUS_ADDRESS"),
+            "{env:?}"
+        );
+        let paths: Vec<&str> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(paths, ["/dev/ttyUSB0", SYSTEM_BUS_SOCKET]);
+        assert_eq!(
+            pod.security_context.unwrap().supplemental_groups,
+            Some(vec![DIALOUT_GID])
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.privileged, None, "still unprivileged");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
     }
 
     #[test]

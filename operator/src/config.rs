@@ -2,6 +2,8 @@
 
 use clap::Parser;
 
+use crate::adaptor_settings::{AdaptorSettings, SettingsError};
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "devicelink-operator",
@@ -45,9 +47,26 @@ pub struct Config {
     /// This replica's name in the leader Lease; defaults to host name and process id.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// YAML file with per adaptor kind pod settings (image, pull secrets,
+    /// resources, tolerations, env, serial devices, D-Bus); see adaptor_settings.rs.
+    #[arg(long, env = "DEVICELINK_ADAPTOR_SETTINGS")]
+    pub adaptor_settings_file: Option<std::path::PathBuf>,
+
+    /// The loaded `adaptor_settings_file` (see [`Config::load_settings`]).
+    #[arg(skip)]
+    pub adaptor_settings: AdaptorSettings,
 }
 
 impl Config {
+    /// Reads the adaptor settings file, if one is given.
+    pub fn load_settings(mut self) -> Result<Config, SettingsError> {
+        if let Some(path) = &self.adaptor_settings_file {
+            self.adaptor_settings = AdaptorSettings::load(path)?;
+        }
+        Ok(self)
+    }
+
     /// The identity this replica holds the leader lease under.
     pub fn identity(&self) -> String {
         self.identity.clone().unwrap_or_else(|| {
@@ -61,6 +80,11 @@ impl Config {
     }
 
     pub fn image_for(&self, adaptor_short_name: &str) -> String {
-        self.adaptor_image.replace("{adaptor}", adaptor_short_name)
+        let settings = self.adaptor_settings.for_kind(adaptor_short_name);
+        settings
+            .image
+            .as_deref()
+            .unwrap_or(&self.adaptor_image)
+            .replace("{adaptor}", adaptor_short_name)
     }
 }

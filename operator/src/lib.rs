@@ -9,6 +9,7 @@
 //! the operator would create.
 
 mod adaptor_pod;
+pub mod adaptor_settings;
 pub mod config;
 pub mod controller;
 pub mod device;

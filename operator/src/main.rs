@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::parse().load_settings()?;
     let client = kube::Client::try_default().await?;
     tracing::info!(adaptor_namespace = %config.adaptor_namespace, "starting devicelink-operator");
 
