@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{client, eventually, eventually_showing, exclusive, process::start_operator};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -101,6 +101,143 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
         .cloned()
         .expect("DeviceCreated condition");
     assert_eq!(condition.status, "True", "{condition:?}");
+
+    links
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete DeviceLink");
+    eventually("the DeviceLink to be gone", WAIT, || async {
+        links.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-references";
+    let _ = Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let _ = secrets.delete("attic-mqtt", &DeleteParams::default()).await;
+    let operator = start_operator();
+
+    let name = "attic-fan";
+    let link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "DeviceLink",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "adaptor": {"node": "edge-worker", "name": "adaptors.edge.cattle.io/dummy"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "references": [
+                {"name": "mqtt-credentials", "secret": {"name": "attic-mqtt", "items": ["username", "password"]}}
+            ],
+            "template": {"spec": {
+                "protocol": {"location": "attic"},
+                "gear": "slow",
+                "extension": {"mqtt": {
+                    "client": {
+                        "server": "tcp://127.0.0.1:1883",
+                        "basicAuth": {
+                            "usernameRef": {"name": "mqtt-credentials", "item": "username"},
+                            "passwordRef": {"name": "mqtt-credentials", "item": "password"}
+                        }
+                    },
+                    "message": {"topic": "cattle.io/octopus/:namespace/:name"}
+                }}
+            }}
+        }
+    }))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+
+    let device_created = |want_status: &'static str| {
+        let links = links.clone();
+        async move {
+            let link = links.get(name).await.map_err(|e| e.to_string())?;
+            let c = link
+                .conditions()
+                .iter()
+                .find(|c| c.type_ == "DeviceCreated")
+                .cloned()
+                .ok_or_else(|| format!("{:?}", link.conditions()))?;
+            if c.status == want_status {
+                Ok(c)
+            } else {
+                Err(format!("{c:?}"))
+            }
+        }
+    };
+    let missing = eventually_showing("DeviceCreated False for the missing Secret", WAIT, || {
+        device_created("False")
+    })
+    .await;
+    assert_eq!(missing.reason, "ReferenceNotFound");
+    assert!(
+        missing.message.contains("\"attic-mqtt\"")
+            && missing.message.contains("spec.references[0].secret.name"),
+        "names the Secret and the field: {}",
+        missing.message
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    eventually("a ReferenceNotFound Warning event", WAIT, || async {
+        let list = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ReferenceNotFound")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // The Secret appears without the password: the missing key is named.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "attic-mqtt"},
+        "stringData": {"username": "fan"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+    eventually_showing("the missing key to be named", WAIT, || async {
+        let c = device_created("False").await?;
+        if c.message.contains("password") && c.message.contains("items") {
+            Ok(())
+        } else {
+            Err(format!("{c:?}"))
+        }
+    })
+    .await;
+
+    // Completing the Secret lets the DeviceLink proceed by itself.
+    secrets
+        .patch(
+            "attic-mqtt",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "s3cret"}})),
+        )
+        .await
+        .expect("add the password");
+    eventually_showing("DeviceCreated True", WAIT, || device_created("True")).await;
+    let shown = serde_json::to_string(&links.get(name).await.unwrap().status).unwrap();
+    assert!(!shown.contains("s3cret"), "no secret value in the status");
 
     links
         .delete(name, &DeleteParams::default())

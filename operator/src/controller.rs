@@ -17,12 +17,14 @@ use devicelink_api::{
 };
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::{Node, Pod},
+    api::core::v1::{ConfigMap, Node, Pod, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    api::{
+        DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, PostParams,
+    },
     core::ApiResource,
     runtime::{
         Controller, WatchStreamExt,
@@ -45,7 +47,7 @@ use crate::{
     fingerprint,
     http::Readiness,
     metrics::Metrics,
-    stages,
+    references, stages,
 };
 
 /// Lets the operator stop the device and remove an unneeded adaptor pod
@@ -138,6 +140,20 @@ pub async fn run(
     .touched_objects();
 
     let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
+    // Referenced Secrets and ConfigMaps: metadata is enough to know that one
+    // appeared, changed or went away.
+    let secret_events = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let config_map_events = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
 
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -159,6 +175,7 @@ pub async fn run(
     });
 
     let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
+    let (by_secret, by_config_map) = (links.clone(), links.clone());
     let ready_when_filled = {
         let (links, nodes, crds, pods) =
             (links, ctx.nodes.clone(), ctx.crds.clone(), ctx.pods.clone());
@@ -194,6 +211,19 @@ pub async fn run(
                     })
             })
         })
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
+            referencing(&by_secret, &secret.metadata, |l| {
+                references::referenced_objects(l).0
+            })
+        })
+        .watches_stream(
+            config_map_events,
+            move |cm: PartialObjectMeta<ConfigMap>| {
+                referencing(&by_config_map, &cm.metadata, |l| {
+                    references::referenced_objects(l).1
+                })
+            },
+        )
         .graceful_shutdown_on(shutdown);
     // A device deleted or edited by hand is put back from the template.
     for (model, events) in device_events {
@@ -219,6 +249,21 @@ fn node_addresses(node: &Node) -> Option<u64> {
         }
     }
     Some(h.finish())
+}
+
+/// The DeviceLinks in the object's namespace whose references name it.
+fn referencing(
+    links: &Store<DeviceLink>,
+    object: &ObjectMeta,
+    names: impl Fn(&DeviceLink) -> std::collections::BTreeSet<String>,
+) -> Vec<ObjectRef<DeviceLink>> {
+    let (namespace, name) = (
+        object.namespace.clone(),
+        object.name.clone().unwrap_or_default(),
+    );
+    matching(links, |l| {
+        l.namespace() == namespace && names(l).contains(&name)
+    })
 }
 
 /// The DeviceLinks in the cache that satisfy `pred`.
@@ -307,6 +352,11 @@ async fn evaluate(
         return Ok(outcomes);
     }
 
+    // DeviceCreated waits for every reference to resolve.
+    if let Some(missing) = references::check(&ctx.client, link).await? {
+        outcomes.push(missing);
+        return Ok(outcomes);
+    }
     outcomes.push(ensure_device(link, &model, adaptor, ctx).await);
     Ok(outcomes)
 }

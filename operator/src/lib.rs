@@ -19,4 +19,5 @@ mod fingerprint;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+mod references;
 mod stages;
