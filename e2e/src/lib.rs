@@ -121,3 +121,68 @@ pub fn yaml_documents(path: &std::path::Path) -> Vec<serde_json::Value> {
         .filter(|doc| !doc.is_null())
         .collect()
 }
+
+/// Creates a namespace if it is not there yet.
+pub async fn ensure_namespace(client: &Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    let _ = api.create(&Default::default(), &ns).await;
+}
+
+/// A dummy-fan DeviceLink on `node` with the given template spec.
+pub fn dummy_link(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    template: serde_json::Value,
+) -> devicelink_api::DeviceLink {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "DeviceLink",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "adaptor": {"node": node, "name": "adaptors.edge.cattle.io/dummy"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "template": template
+        }
+    }))
+    .expect("a DeviceLink")
+}
+
+/// Deletes a DeviceLink and waits until the operator has let it go.
+pub async fn delete_link_and_wait(links: &kube::Api<devicelink_api::DeviceLink>, name: &str) {
+    links
+        .delete(name, &Default::default())
+        .await
+        .expect("delete DeviceLink");
+    eventually(
+        "the DeviceLink to be gone",
+        Duration::from_secs(60),
+        || async { links.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// Waits for an Event with `reason` and `type_` about the named object.
+pub async fn wait_event(client: &Client, namespace: &str, object: &str, reason: &str, type_: &str) {
+    use k8s_openapi::api::core::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+    let fields = format!("involvedObject.name={object}");
+    eventually(
+        &format!("a {type_} event {reason} on {object}"),
+        Duration::from_secs(60),
+        || async {
+            let list = events
+                .list(&kube::api::ListParams::default().fields(&fields))
+                .await
+                .ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{SYSTEM_NAMESPACE, client, eventually, exclusive, log_dir, process::Operator};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use devicelink_e2e::{
+    SYSTEM_NAMESPACE, client, dummy_link, ensure_namespace, eventually, exclusive, log_dir,
+    process::Operator,
+};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
@@ -19,12 +22,7 @@ async fn per_kind_settings_reach_the_adaptor_pod() {
     let _guard = exclusive().await;
     let client = client().await;
     let namespace = "e2e-adaptor-settings";
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await;
+    ensure_namespace(&client, namespace).await;
     let settings = log_dir().join("adaptor-settings.yaml");
     std::fs::write(
         &settings,
@@ -36,17 +34,12 @@ async fn per_kind_settings_reach_the_adaptor_pod() {
         &["--adaptor-settings-file", settings.to_str().unwrap()],
     );
 
-    let link: DeviceLink = serde_json::from_value(json!({
-        "apiVersion": "edge.cattle.io/v1alpha1",
-        "kind": "DeviceLink",
-        "metadata": {"name": "cellar-fan", "namespace": namespace},
-        "spec": {
-            "adaptor": {"node": "edge-worker", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {"spec": {"protocol": {"location": "cellar"}, "gear": "slow"}}
-        }
-    }))
-    .unwrap();
+    let link = dummy_link(
+        namespace,
+        "cellar-fan",
+        "edge-worker",
+        json!({"spec": {"protocol": {"location": "cellar"}, "gear": "slow"}}),
+    );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     links
         .create(&PostParams::default(), &link)

@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
-use devicelink_e2e::{client, eventually, eventually_showing, exclusive, process::start_operator};
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use devicelink_e2e::{
+    client, delete_link_and_wait, dummy_link, ensure_namespace, eventually, eventually_showing,
+    exclusive, process::start_operator, wait_event,
+};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -19,30 +22,20 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
     let _guard = exclusive().await;
     let client = client().await;
     let namespace = "e2e-device-lifecycle";
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await;
+    ensure_namespace(&client, namespace).await;
     let operator = start_operator();
 
     // kwok makes the adaptor pod Ready, which is all DeviceCreated needs.
     let name = "attic-fan";
-    let link: DeviceLink = serde_json::from_value(json!({
-        "apiVersion": "edge.cattle.io/v1alpha1",
-        "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "adaptor": {"node": "edge-worker", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {
-                "metadata": {"labels": {"room": "attic"}},
-                "spec": {"protocol": {"location": "attic"}, "gear": "middle"}
-            }
-        }
-    }))
-    .unwrap();
+    let link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({
+            "metadata": {"labels": {"room": "attic"}},
+            "spec": {"protocol": {"location": "attic"}, "gear": "middle"}
+        }),
+    );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     links
         .create(&PostParams::default(), &link)
@@ -102,14 +95,7 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
         .expect("DeviceCreated condition");
     assert_eq!(condition.status, "True", "{condition:?}");
 
-    links
-        .delete(name, &DeleteParams::default())
-        .await
-        .expect("delete DeviceLink");
-    eventually("the DeviceLink to be gone", WAIT, || async {
-        links.get_opt(name).await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_link_and_wait(&links, name).await;
     operator.stop().await;
 }
 
@@ -118,28 +104,17 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
     let _guard = exclusive().await;
     let client = client().await;
     let namespace = "e2e-references";
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await;
+    ensure_namespace(&client, namespace).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let _ = secrets.delete("attic-mqtt", &DeleteParams::default()).await;
     let operator = start_operator();
 
     let name = "attic-fan";
-    let link: DeviceLink = serde_json::from_value(json!({
-        "apiVersion": "edge.cattle.io/v1alpha1",
-        "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "adaptor": {"node": "edge-worker", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "references": [
-                {"name": "mqtt-credentials", "secret": {"name": "attic-mqtt", "items": ["username", "password"]}}
-            ],
-            "template": {"spec": {
+    let mut link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({"spec": {
                 "protocol": {"location": "attic"},
                 "gear": "slow",
                 "extension": {"mqtt": {
@@ -150,11 +125,13 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
                             "passwordRef": {"name": "mqtt-credentials", "item": "password"}
                         }
                     },
-                    "message": {"topic": "cattle.io/octopus/:namespace/:name"}
-                }}
+                "message": {"topic": "cattle.io/octopus/:namespace/:name"}
             }}
-        }
-    }))
+        }}),
+    );
+    link.spec.references = serde_json::from_value(json!([
+        {"name": "mqtt-credentials", "secret": {"name": "attic-mqtt", "items": ["username", "password"]}}
+    ]))
     .unwrap();
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     links
@@ -190,21 +167,7 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
         "names the Secret and the field: {}",
         missing.message
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    eventually("a ReferenceNotFound Warning event", WAIT, || async {
-        let list = events
-            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-            .await
-            .ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("ReferenceNotFound")
-                    && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
-    })
-    .await;
+    wait_event(&client, namespace, name, "ReferenceNotFound", "Warning").await;
 
     // The Secret appears without the password: the missing key is named.
     let secret: Secret = serde_json::from_value(json!({
@@ -239,13 +202,6 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
     let shown = serde_json::to_string(&links.get(name).await.unwrap().status).unwrap();
     assert!(!shown.contains("s3cret"), "no secret value in the status");
 
-    links
-        .delete(name, &DeleteParams::default())
-        .await
-        .expect("delete DeviceLink");
-    eventually("the DeviceLink to be gone", WAIT, || async {
-        links.get_opt(name).await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_link_and_wait(&links, name).await;
     operator.stop().await;
 }

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{client, eventually, exclusive, process::Operator};
-use k8s_openapi::api::core::v1::Namespace;
+use devicelink_e2e::{
+    client, dummy_link, ensure_namespace, eventually, exclusive, process::Operator,
+};
 use kube::{
     Api, Client,
     api::{DeleteParams, PostParams},
@@ -17,17 +18,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A DeviceLink whose node does not exist: the leader answers it with
 /// NodeExisted False at once, without adaptor pods.
 async fn create_link(client: &Client, namespace: &str, name: &str) {
-    let link: DeviceLink = serde_json::from_value(json!({
-        "apiVersion": "edge.cattle.io/v1alpha1",
-        "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "adaptor": {"node": "no-such-node", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {"spec": {"gear": "slow"}}
-        }
-    }))
-    .unwrap();
+    let link = dummy_link(
+        namespace,
+        name,
+        "no-such-node",
+        json!({"spec": {"gear": "slow"}}),
+    );
     Api::<DeviceLink>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &link)
         .await
@@ -59,13 +55,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
     let _guard = exclusive().await;
     let client = client().await;
     let namespace = "e2e-operator-ha";
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await;
+    ensure_namespace(&client, namespace).await;
 
     let first = Operator::start("operator-a");
     wait_leading(&first, true, WAIT).await;
