@@ -78,33 +78,34 @@ async fn keys_of(
     index: usize,
     reference: &DeviceLinkReference,
 ) -> Result<Result<(BTreeSet<String>, String), String>> {
-    if let Some(source) = &reference.secret {
-        let what = format!("secret {:?}", source.name);
-        let field = format!("spec.references[{index}].secret");
+    // A GET never returns a Secret's stringData: data holds every key.
+    let found = if let Some(source) = &reference.secret {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let Some(secret) = api.get_opt(&source.name).await? else {
-            return Ok(Err(missing(&what, &field, namespace)));
-        };
-        let keys = secret
-            .data
-            .unwrap_or_default()
-            .into_keys()
-            .chain(secret.string_data.unwrap_or_default().into_keys());
-        return Ok(narrow(keys.collect(), &source.items, &what, &field));
-    }
-    if let Some(source) = &reference.config_map {
-        let what = format!("configMap {:?}", source.name);
-        let field = format!("spec.references[{index}].configMap");
+        let keys = api.get_opt(&source.name).await?.map(|s| {
+            s.data
+                .unwrap_or_default()
+                .into_keys()
+                .collect::<BTreeSet<_>>()
+        });
+        Some((source, "secret", keys))
+    } else if let Some(source) = &reference.config_map {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        let Some(config_map) = api.get_opt(&source.name).await? else {
-            return Ok(Err(missing(&what, &field, namespace)));
-        };
-        let keys = config_map
-            .data
-            .unwrap_or_default()
-            .into_keys()
-            .chain(config_map.binary_data.unwrap_or_default().into_keys());
-        return Ok(narrow(keys.collect(), &source.items, &what, &field));
+        let keys = api.get_opt(&source.name).await?.map(|c| {
+            let data = c.data.unwrap_or_default().into_keys();
+            data.chain(c.binary_data.unwrap_or_default().into_keys())
+                .collect()
+        });
+        Some((source, "configMap", keys))
+    } else {
+        None
+    };
+    if let Some((source, kind, keys)) = found {
+        let what = format!("{kind} {:?}", source.name);
+        let field = format!("spec.references[{index}].{kind}");
+        return Ok(match keys {
+            Some(keys) => narrow(keys, &source.items, &what, &field),
+            None => Err(missing(&what, &field, namespace)),
+        });
     }
     if let Some(source) = &reference.downward_api {
         let keys = source.items.iter().map(|i| i.name.clone()).collect();
