@@ -7,18 +7,13 @@
 //! the pod's service account, so the adaptor has exactly the pod's RBAC. It
 //! stops the process when the pod is deleted.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::collections::HashMap;
 
 use devicelink_api::labels;
 use futures::StreamExt;
-use k8s_openapi::api::{
-    authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{Pod, ServiceAccount},
-};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client, ResourceExt,
-    api::PostParams,
-    config::{AuthInfo, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
 use tokio::{process::Command, sync::watch, task::JoinHandle};
@@ -83,7 +78,7 @@ async fn run(client: Client, started: watch::Sender<Vec<String>>) {
         if running.contains_key(&uid) || phase != "Running" {
             continue;
         }
-        match launch(&client, &pod).await {
+        match launch(&pod).await {
             Ok(process) => {
                 running.insert(uid, process);
                 started.send_modify(|v| v.push(pod.name_any()));
@@ -93,7 +88,7 @@ async fn run(client: Client, started: watch::Sender<Vec<String>>) {
     }
 }
 
-async fn launch(client: &Client, pod: &Pod) -> anyhow::Result<Process> {
+async fn launch(pod: &Pod) -> anyhow::Result<Process> {
     let spec = pod
         .spec
         .as_ref()
@@ -132,43 +127,10 @@ async fn launch(client: &Client, pod: &Pod) -> anyhow::Result<Process> {
         .service_account_name
         .clone()
         .unwrap_or_else(|| "default".into());
-    cmd.env(
-        "KUBECONFIG",
-        kubeconfig_for(client, &pod.name_any(), &service_account).await?,
-    );
+    let pod_name = pod.name_any();
+    let kubeconfig =
+        tokio::task::spawn_blocking(move || crate::kubeconfig_as(&service_account, &pod_name))
+            .await??;
+    cmd.env("KUBECONFIG", kubeconfig);
     Ok(Process::spawn(&pod.name_any(), cmd))
-}
-
-/// A kubeconfig for the test control plane that authenticates as the
-/// service account.
-async fn kubeconfig_for(
-    client: &Client,
-    pod: &str,
-    service_account: &str,
-) -> anyhow::Result<PathBuf> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = accounts
-        .create_token_request(service_account, &PostParams::default(), &request)
-        .await?
-        .status
-        .ok_or_else(|| anyhow::anyhow!("token request for {service_account} returned no token"))?
-        .token
-        .ok_or_else(|| anyhow::anyhow!("token request for {service_account} returned no token"))?;
-    let mut config = Kubeconfig::read()?;
-    for user in config.auth_infos.iter_mut() {
-        user.auth_info = Some(AuthInfo {
-            token: Some(token.clone().into()),
-            ..Default::default()
-        });
-    }
-    let path = crate::log_dir().join(format!("{pod}.kubeconfig"));
-    std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
-    Ok(path)
 }

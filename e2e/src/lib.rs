@@ -66,6 +66,34 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(manifest_dir).join("..")
 }
 
+/// A kubeconfig for the test control plane that authenticates as a
+/// ServiceAccount of the system namespace (a fresh token from `kubectl
+/// create token`), written to the log directory as `<file>.kubeconfig`.
+pub fn kubeconfig_as(service_account: &str, file: &str) -> anyhow::Result<PathBuf> {
+    let token = kubectl::kubectl(
+        &[
+            "create",
+            "token",
+            service_account,
+            "-n",
+            SYSTEM_NAMESPACE,
+            "--duration=2h",
+        ],
+        None,
+    );
+    anyhow::ensure!(token.success, "token for {service_account}: {}", token.text);
+    let mut config = kube::config::Kubeconfig::read()?;
+    for user in config.auth_infos.iter_mut() {
+        user.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.text.trim().to_string().into()),
+            ..Default::default()
+        });
+    }
+    let path = log_dir().join(format!("{file}.kubeconfig"));
+    std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
+    Ok(path)
+}
+
 /// End-to-end tests share one control plane and one operator at a time.
 pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -185,4 +213,35 @@ pub async fn wait_event(client: &Client, namespace: &str, object: &str, reason: 
         },
     )
     .await;
+}
+
+/// Waits until the DeviceLink shows the whole pipeline True, NodeExisted
+/// through DeviceConnected, and returns it.
+pub async fn wait_connected(
+    api: &kube::Api<devicelink_api::DeviceLink>,
+    name: &str,
+) -> devicelink_api::DeviceLink {
+    use devicelink_api::condition::ConditionType;
+    eventually_showing(
+        &format!("{name}: all five conditions True"),
+        Duration::from_secs(60),
+        || async {
+            let link = api.get(name).await.map_err(|e| e.to_string())?;
+            let seen: Vec<(&str, &str)> = link
+                .conditions()
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str()))
+                .collect();
+            let want: Vec<(&str, &str)> = ConditionType::PIPELINE
+                .iter()
+                .map(|t| (t.as_str(), "True"))
+                .collect();
+            if seen == want {
+                Ok(link.clone())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await
 }

@@ -22,8 +22,16 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub async fn start(port: u16, filter: &str) -> Subscriber {
-        let options =
+        Subscriber::start_as(port, filter, None).await
+    }
+
+    /// Subscribes with a username and password.
+    pub async fn start_as(port: u16, filter: &str, user: Option<(&str, &str)>) -> Subscriber {
+        let mut options =
             MqttOptions::new(format!("e2e-sub-{}", std::process::id()), "127.0.0.1", port);
+        if let Some((user, password)) = user {
+            options.set_credentials(user, password);
+        }
         let (client, mut event_loop) = AsyncClient::new(options, 100);
         client
             .subscribe(filter, QoS::AtLeastOnce)

@@ -74,19 +74,50 @@ pub fn free_port() -> u16 {
 /// A real mosquitto broker on a free loopback port.
 pub struct Mosquitto {
     pub port: u16,
-    _process: Process,
+    process: Process,
 }
 
 impl Mosquitto {
+    /// A broker that lets anyone in.
     pub async fn start() -> Mosquitto {
-        let port = free_port();
+        Mosquitto::start_on(free_port(), &[]).await
+    }
+
+    /// A broker on `port` that admits only the given users (none: anyone).
+    pub async fn start_on(port: u16, users: &[(&str, &str)]) -> Mosquitto {
         let dir = crate::log_dir();
         let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
+        let mut config = format!("listener {port} 127.0.0.1\n");
+        if users.is_empty() {
+            config.push_str("allow_anonymous true\n");
+        } else {
+            // Not under the log directory: mosquitto started as root drops
+            // to its own user, which may not enter the (root's) cache.
+            let passwords =
+                std::env::temp_dir().join(format!("devicelink-e2e-mosquitto-{port}.passwd"));
+            let _ = std::fs::remove_file(&passwords);
+            for (user, password) in users {
+                let mut create = std::process::Command::new("mosquitto_passwd");
+                if !passwords.exists() {
+                    create.arg("-c");
+                }
+                let status = create
+                    .arg("-b")
+                    .arg(&passwords)
+                    .arg(user)
+                    .arg(password)
+                    .status()
+                    .expect(
+                        "mosquitto_passwd (package mosquitto) is not installed: run `make test`",
+                    );
+                assert!(status.success(), "mosquitto_passwd failed");
+            }
+            config.push_str(&format!(
+                "allow_anonymous false\npassword_file {}\n",
+                passwords.display()
+            ));
+        }
+        std::fs::write(&conf, config).unwrap();
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -101,14 +132,16 @@ impl Mosquitto {
                 .map(|_| ())
         })
         .await;
-        Mosquitto {
-            port,
-            _process: process,
-        }
+        Mosquitto { port, process }
     }
 
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker; clients see their connection drop.
+    pub async fn stop(self) {
+        self.process.stop().await
     }
 }
 
@@ -125,11 +158,15 @@ impl Operator {
         Operator::start_with(name, &[])
     }
 
-    /// Starts a replica with extra command-line arguments.
+    /// Starts a replica with extra command-line arguments. It runs as the
+    /// operator's ServiceAccount, so the deploy manifests' RBAC is what it has.
     pub fn start_with(name: &str, args: &[&str]) -> Operator {
         let metrics_port = free_port();
+        let kubeconfig = crate::kubeconfig_as("devicelink-operator", name)
+            .expect("a token for the operator's ServiceAccount");
         let mut command = Command::new(crate::bin("devicelink-operator"));
         command
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,devicelink_operator=debug")
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))

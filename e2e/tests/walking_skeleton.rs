@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, eventually, eventually_showing, exclusive,
-    mqtt::Subscriber, process::start_operator,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, ensure_namespace, eventually, exclusive,
+    mqtt::Subscriber, process::start_operator, wait_connected,
 };
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -46,45 +46,11 @@ async fn apply_example(
     .expect("apply DeviceLink")
 }
 
-async fn fresh_namespace(client: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    let _ = api.create(&PostParams::default(), &ns).await;
-}
-
 fn conditions(link: &DeviceLink) -> Vec<(String, String, String)> {
     link.conditions()
         .iter()
         .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
         .collect()
-}
-
-async fn wait_connected(api: &Api<DeviceLink>, name: &str) -> DeviceLink {
-    let all = [
-        "NodeExisted",
-        "ModelExisted",
-        "AdaptorExisted",
-        "DeviceCreated",
-        "DeviceConnected",
-    ];
-    eventually_showing(
-        &format!("{name}: all five conditions True"),
-        WAIT,
-        || async {
-            let link = api.get(name).await.map_err(|e| e.to_string())?;
-            let c = conditions(&link);
-            let connected = c.len() == 5
-                && c.iter()
-                    .zip(all)
-                    .all(|((t, s, _), want)| t == want && s == "True");
-            if connected {
-                Ok(link)
-            } else {
-                Err(format!("{c:?}"))
-            }
-        },
-    )
-    .await
 }
 
 fn kubectl(args: &[&str]) -> String {
@@ -113,7 +79,7 @@ impl Scenario {
     async fn start(namespace: &str) -> Scenario {
         let guard = exclusive().await;
         let client = client().await;
-        fresh_namespace(&client, namespace).await;
+        ensure_namespace(&client, namespace).await;
         Scenario {
             _guard: guard,
             broker: Mosquitto::start().await,

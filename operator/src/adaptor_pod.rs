@@ -21,12 +21,6 @@ use crate::{adaptor_settings::PodSettings, config::Config};
 /// cache can be compared without a write.
 pub const SPEC_HASH: &str = "edge.cattle.io/spec-hash";
 
-/// The service account adaptor pods of a kind run as; created with the RBAC
-/// for that kind by the deploy manifests or the Helm chart.
-pub fn service_account(adaptor: &AdaptorKind) -> String {
-    format!("devicelink-adaptor-{}", adaptor.short_name)
-}
-
 /// Name of the adaptor pod for an adaptor kind on a node.
 pub fn pod_name(adaptor: &AdaptorKind, node: &str) -> String {
     format!(
@@ -75,7 +69,8 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
     env.extend(host.env);
     env.extend(settings.env.clone().unwrap_or_default());
     let spec = PodSpec {
-        service_account_name: Some(service_account(adaptor)),
+        // Its own account: see adaptor_access for what it may read.
+        service_account_name: Some(crate::adaptor_access::name(adaptor, node)),
         affinity: Some(Affinity {
             // Pin by node name the way DaemonSets do, so the scheduler still
             // checks taints, resources and readiness.

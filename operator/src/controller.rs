@@ -17,7 +17,10 @@ use devicelink_api::{
 };
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Node, Pod, Secret},
+    api::{
+        core::v1::{ConfigMap, Node, Pod, Secret, ServiceAccount},
+        rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -39,6 +42,7 @@ use kube::{
 use tracing::{info, warn};
 
 use crate::{
+    adaptor_access::{self, Grant},
     adaptor_pod,
     config::Config,
     device,
@@ -63,6 +67,9 @@ struct Context {
     nodes: Store<Node>,
     crds: Store<CustomResourceDefinition>,
     pods: Store<Pod>,
+    /// The Roles that give adaptor pods their referenced Secrets and
+    /// ConfigMaps (metadata only: the grant digest is an annotation).
+    roles: Store<PartialObjectMeta<Role>>,
     recorder: Recorder,
     metrics: Metrics,
     devices: DeviceCaches,
@@ -70,6 +77,31 @@ struct Context {
     /// fingerprint of what we sent). While the cached device still matches,
     /// a reconcile needs no request to know the device is as wanted.
     applied: Mutex<HashMap<ObjectRef<DeviceLink>, AppliedDevice>>,
+    /// Which adaptor pod's grant each DeviceLink was last counted in, so
+    /// that moving a DeviceLink to another node takes its grant away.
+    granted_to: Mutex<HashMap<ObjectRef<DeviceLink>, AccessKey>>,
+}
+
+/// One adaptor pod's access in one namespace.
+#[derive(Clone, PartialEq, Debug)]
+struct AccessKey {
+    namespace: String,
+    adaptor: &'static AdaptorKind,
+    node: String,
+}
+
+impl AccessKey {
+    fn of(link: &DeviceLink) -> Option<AccessKey> {
+        Some(AccessKey {
+            namespace: link.namespace()?,
+            adaptor: devicelink_api::adaptor::find(&link.spec.adaptor.name)?,
+            node: link.spec.adaptor.node.clone(),
+        })
+    }
+
+    fn serves(&self, link: &DeviceLink) -> bool {
+        AccessKey::of(link).as_ref() == Some(self)
+    }
 }
 
 #[derive(Clone, PartialEq, Debug)]
@@ -139,6 +171,21 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
 
+    let (roles, roles_writer) = reflector::store();
+    let role_events = reflector(
+        roles_writer,
+        watcher(
+            Api::<PartialObjectMeta<Role>>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                labels::MANAGED_BY,
+                labels::MANAGER
+            )),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
     let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
     // Referenced Secrets and ConfigMaps: metadata is enough to know that one
     // appeared, changed or went away.
@@ -166,25 +213,33 @@ pub async fn run(
         metrics,
         devices,
         applied: Mutex::default(),
+        granted_to: Mutex::default(),
         client,
         config,
         links: links.clone(),
         nodes,
         crds,
         pods,
+        roles,
     });
 
     let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
-    let (by_secret, by_config_map) = (links.clone(), links.clone());
+    let (by_secret, by_config_map, by_role) = (links.clone(), links.clone(), links.clone());
     let ready_when_filled = {
-        let (links, nodes, crds, pods) =
-            (links, ctx.nodes.clone(), ctx.crds.clone(), ctx.pods.clone());
+        let (links, nodes, crds, pods, roles) = (
+            links,
+            ctx.nodes.clone(),
+            ctx.crds.clone(),
+            ctx.pods.clone(),
+            ctx.roles.clone(),
+        );
         async move {
             let _ = tokio::join!(
                 links.wait_until_ready(),
                 nodes.wait_until_ready(),
                 crds.wait_until_ready(),
-                pods.wait_until_ready()
+                pods.wait_until_ready(),
+                roles.wait_until_ready()
             );
             readiness.set(true);
             info!("caches filled; ready");
@@ -203,13 +258,7 @@ pub async fn run(
         })
         .watches_stream(pod_events, move |pod: Pod| {
             let pod_labels = pod.labels().clone();
-            matching(&by_pod, move |l| {
-                pod_labels.get(labels::NODE)
-                    == Some(&labels::node_label_value(&l.spec.adaptor.node))
-                    && devicelink_api::adaptor::find(&l.spec.adaptor.name).is_some_and(|a| {
-                        pod_labels.get(labels::ADAPTOR).map(String::as_str) == Some(a.short_name)
-                    })
-            })
+            matching(&by_pod, move |l| served_by(l, &pod_labels))
         })
         .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
             referencing(&by_secret, &secret.metadata, |l| {
@@ -224,6 +273,14 @@ pub async fn run(
                 })
             },
         )
+        // A grant Role changed or deleted by hand is put back.
+        .watches_stream(role_events, move |role: PartialObjectMeta<Role>| {
+            let role_labels = role.labels().clone();
+            let namespace = role.namespace();
+            matching(&by_role, move |l| {
+                l.namespace() == namespace && served_by(l, &role_labels)
+            })
+        })
         .graceful_shutdown_on(shutdown);
     // A device deleted or edited by hand is put back from the template.
     for (model, events) in device_events {
@@ -249,6 +306,18 @@ fn node_addresses(node: &Node) -> Option<u64> {
         }
     }
     Some(h.finish())
+}
+
+/// Whether the adaptor pod whose objects carry `object_labels` (adaptor
+/// kind and node) serves the DeviceLink.
+fn served_by(
+    link: &DeviceLink,
+    object_labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    object_labels.get(labels::NODE) == Some(&labels::node_label_value(&link.spec.adaptor.node))
+        && devicelink_api::adaptor::find(&link.spec.adaptor.name).is_some_and(|a| {
+            object_labels.get(labels::ADAPTOR).map(String::as_str) == Some(a.short_name)
+        })
 }
 
 /// The DeviceLinks in the object's namespace whose references name it.
@@ -304,6 +373,7 @@ fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action
 
 /// Walks the pipeline and records the result.
 async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
+    release_moved_grant(link, ctx).await?;
     let mut status = link.status.clone().unwrap_or_default();
     let outcomes = evaluate(link, ctx, &mut status).await?;
     status.conditions = condition::advance(link.conditions(), &outcomes, &condition::now());
@@ -352,6 +422,15 @@ async fn evaluate(
         return Ok(outcomes);
     }
 
+    // The adaptor may read what this DeviceLink references (and no more)
+    // before its device exists.
+    if let Some(key) = AccessKey::of(link) {
+        sync_grant(&key, ctx).await?;
+        ctx.granted_to
+            .lock()
+            .unwrap()
+            .insert(ObjectRef::from_obj(link), key);
+    }
     // DeviceCreated waits for every reference to resolve.
     if let Some(missing) = references::check(&ctx.client, link).await? {
         outcomes.push(missing);
@@ -392,12 +471,21 @@ async fn ensure_adaptor_pod(adaptor: &AdaptorKind, node: &str, ctx: &Context) ->
         )),
         None => {
             info!(pod = %pod_ref, "creating adaptor pod");
-            api.patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&desired),
+            let (account, binding) = adaptor_access::identity(&ctx.config, adaptor, node);
+            apply_object(
+                &Api::<ServiceAccount>::namespaced(
+                    ctx.client.clone(),
+                    &ctx.config.adaptor_namespace,
+                ),
+                &account,
             )
             .await?;
+            apply_object(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &binding,
+            )
+            .await?;
+            apply_object(&api, &desired).await?;
             Ok(Outcome::unknown(
                 "Confirming",
                 format!("created adaptor pod {pod_ref}; waiting for it to become ready"),
@@ -411,6 +499,89 @@ fn is_finished(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+/// Makes the Role of one adaptor pod in one namespace name exactly the
+/// Secrets and ConfigMaps its DeviceLinks there reference (none: no Role).
+async fn sync_grant(key: &AccessKey, ctx: &Context) -> Result<()> {
+    let mut grant = Grant::default();
+    for link in ctx.links.state() {
+        if link.metadata.deletion_timestamp.is_none() && key.serves(&link) {
+            let (secrets, config_maps) = references::referenced_objects(&link);
+            grant.secrets.extend(secrets);
+            grant.config_maps.extend(config_maps);
+        }
+    }
+    let name = adaptor_access::name(key.adaptor, &key.node);
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let cached = ctx.roles.get(&ObjectRef::new(&name).within(&key.namespace));
+    if grant.is_empty() {
+        if cached.is_some() {
+            info!(namespace = %key.namespace, %name, "adaptor pod needs no Secret or ConfigMap here any more; revoking");
+            delete_ignoring_missing(&bindings, &name).await?;
+            delete_ignoring_missing(&roles, &name).await?;
+        }
+        return Ok(());
+    }
+    let (role, binding) = adaptor_access::reference_access(
+        &ctx.config,
+        &key.namespace,
+        key.adaptor,
+        &key.node,
+        &grant,
+    );
+    let current = cached
+        .as_ref()
+        .and_then(|c| adaptor_access::grant_hash(&c.metadata));
+    if current.is_some() && current == adaptor_access::grant_hash(&role.metadata) {
+        return Ok(());
+    }
+    info!(namespace = %key.namespace, %name, secrets = ?grant.secrets, config_maps = ?grant.config_maps, "granting adaptor pod its referenced objects");
+    apply_object(&roles, &role).await?;
+    apply_object(&bindings, &binding).await?;
+    Ok(())
+}
+
+/// A DeviceLink moved to another node or adaptor no longer counts in the
+/// grant of the adaptor pod that served it.
+async fn release_moved_grant(link: &DeviceLink, ctx: &Context) -> Result<()> {
+    let link_ref = ObjectRef::from_obj(link);
+    let previous = ctx.granted_to.lock().unwrap().get(&link_ref).cloned();
+    if let Some(previous) = previous {
+        if !previous.serves(link) {
+            sync_grant(&previous, ctx).await?;
+            ctx.granted_to.lock().unwrap().remove(&link_ref);
+        }
+    }
+    Ok(())
+}
+
+/// A DeviceLink being deleted no longer counts in any grant.
+async fn release_grants(link: &DeviceLink, ctx: &Context) -> Result<()> {
+    release_moved_grant(link, ctx).await?;
+    ctx.granted_to
+        .lock()
+        .unwrap()
+        .remove(&ObjectRef::from_obj(link));
+    if let Some(key) = AccessKey::of(link) {
+        sync_grant(&key, ctx).await?;
+    }
+    Ok(())
+}
+
+/// Server-side applies an object the operator owns entirely.
+async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        &object.meta().name.clone().unwrap_or_default(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
 }
 
 /// DeviceCreated: the device object exists as the template describes it.
@@ -547,6 +718,7 @@ async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
         .lock()
         .unwrap()
         .remove(&ObjectRef::from_obj(link));
+    release_grants(link, ctx).await?;
     let crds = ctx.crds.state();
     let mut scratch = DeviceLinkStatus::default();
     if let (_, Some(model)) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch) {
@@ -567,6 +739,20 @@ async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
             let name = adaptor_pod::pod_name(adaptor, node);
             info!(pod = %name, "no DeviceLink needs this adaptor pod any more; removing it");
             delete_ignoring_missing(&api, &name).await?;
+            let account = adaptor_access::name(adaptor, node);
+            delete_ignoring_missing(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &account,
+            )
+            .await?;
+            delete_ignoring_missing(
+                &Api::<ServiceAccount>::namespaced(
+                    ctx.client.clone(),
+                    &ctx.config.adaptor_namespace,
+                ),
+                &account,
+            )
+            .await?;
         }
     }
     Ok(Action::await_change())

@@ -8,6 +8,7 @@
 //! controller. Tests use [`device::desired`] to see exactly the device object
 //! the operator would create.
 
+mod adaptor_access;
 mod adaptor_pod;
 pub mod adaptor_settings;
 pub mod config;

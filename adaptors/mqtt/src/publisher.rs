@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::mqtt::MqttOptions;
+use devicelink_api::{devicelink::ReferenceItem, mqtt::MqttOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions as ClientOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -32,7 +32,12 @@ pub enum PublisherError {
     Qos(i32),
     #[error("spec.extension.mqtt.client.{0} {1:?} is not a duration such as 30s or 1m")]
     Duration(&'static str, String),
+    #[error("spec.extension.mqtt.client.{0}: {1}")]
+    Reference(&'static str, String),
 }
+
+/// Looks up the value of a `*Ref` field in the DeviceLink's references.
+pub type Resolve<'a> = &'a dyn Fn(&ReferenceItem) -> Result<String, String>;
 
 /// Publishes one device's status.
 pub struct Publisher {
@@ -45,9 +50,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects (in the background) with the device's MQTT options.
-    pub fn start(options: &MqttOptions, link: &TopicContext) -> Result<Self, PublisherError> {
-        let client_options = client_options(options, link)?;
+    /// Connects (in the background) with the device's MQTT options; `*Ref`
+    /// fields are looked up with `resolve`.
+    pub fn start(
+        options: &MqttOptions,
+        link: &TopicContext,
+        resolve: Resolve,
+    ) -> Result<Self, PublisherError> {
+        let client_options = client_options(options, link, resolve)?;
         let message = &options.message;
         let topic = Topic::new(
             &message.topic,
@@ -140,6 +150,7 @@ async fn drive(mut event_loop: rumqttc::EventLoop, server: String, max_backoff: 
 fn client_options(
     options: &MqttOptions,
     link: &TopicContext,
+    resolve: Resolve,
 ) -> Result<ClientOptions, PublisherError> {
     let client = &options.client;
     let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
@@ -167,9 +178,17 @@ fn client_options(
         out.set_keep_alive(d.max(Duration::from_secs(1)));
     }
     if let Some(auth) = &client.basic_auth {
-        if let (Some(user), Some(password)) = (&auth.username, &auth.password) {
-            out.set_credentials(user, password);
-        }
+        let value = |field, inline: &Option<String>, by_ref: &Option<ReferenceItem>| {
+            match (inline, by_ref) {
+                (Some(v), _) => Ok(v.clone()),
+                (None, Some(r)) => resolve(r).map_err(|e| PublisherError::Reference(field, e)),
+                // The API server requires one of the two.
+                (None, None) => Ok(String::new()),
+            }
+        };
+        let user = value("basicAuth.usernameRef", &auth.username, &auth.username_ref)?;
+        let password = value("basicAuth.passwordRef", &auth.password, &auth.password_ref)?;
+        out.set_credentials(user, password);
     }
     Ok(out)
 }

@@ -8,12 +8,13 @@ use kube::ResourceExt;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::registry::Model;
+use crate::{references::References, registry::Model};
 
 /// Handed to each device task. Dropping it stops nothing; the task ends when
 /// [`DeviceContext::changed`] returns `None`.
 pub struct DeviceContext<K: Model> {
     device: watch::Receiver<Arc<K>>,
+    references: watch::Receiver<Arc<References>>,
     link: TopicContext,
     publisher: Option<Publisher>,
     status: watch::Sender<Option<serde_json::Value>>,
@@ -23,6 +24,7 @@ pub struct DeviceContext<K: Model> {
 impl<K: Model> DeviceContext<K> {
     pub(crate) fn new(
         device: watch::Receiver<Arc<K>>,
+        references: watch::Receiver<Arc<References>>,
         status: watch::Sender<Option<serde_json::Value>>,
         connected: watch::Sender<Option<Outcome>>,
     ) -> Self {
@@ -34,12 +36,13 @@ impl<K: Model> DeviceContext<K> {
         };
         let mut ctx = DeviceContext {
             device,
+            references,
             link,
             publisher: None,
             status,
             connected,
         };
-        ctx.configure_mqtt(None);
+        ctx.configure_mqtt(None, true);
         ctx
     }
 
@@ -53,16 +56,33 @@ impl<K: Model> DeviceContext<K> {
         format!("{}/{}", self.link.namespace, self.link.name)
     }
 
-    /// Waits for the device's spec to change (status writes, ours included,
-    /// do not count). `None` means it was removed and the task should stop.
+    /// The values of the DeviceLink's `spec.references`, for the `*Ref`
+    /// fields of the device's settings.
+    pub fn references(&self) -> Arc<References> {
+        self.references.borrow().clone()
+    }
+
+    /// Waits for the device's spec, or a value it refers to, to change
+    /// (status writes, ours included, do not count). `None` means it was
+    /// removed and the task should stop.
     pub async fn changed(&mut self) -> Option<Arc<K>> {
         let before = self.device();
         loop {
-            self.device.changed().await.ok()?;
-            let now = self.device();
-            if now.meta().generation != before.meta().generation {
-                self.configure_mqtt(Some(before.as_ref()));
-                return Some(now);
+            tokio::select! {
+                r = self.device.changed() => {
+                    r.ok()?;
+                    let now = self.device();
+                    if now.meta().generation != before.meta().generation {
+                        self.configure_mqtt(Some(before.as_ref()), false);
+                        return Some(now);
+                    }
+                }
+                r = self.references.changed() => {
+                    r.ok()?;
+                    // A rotated credential: reconnect with it.
+                    self.configure_mqtt(None, true);
+                    return Some(self.device());
+                }
             }
         }
     }
@@ -101,16 +121,25 @@ impl<K: Model> DeviceContext<K> {
         });
     }
 
-    /// (Re)connects to the broker when the MQTT options changed.
-    fn configure_mqtt(&mut self, before: Option<&K>) {
+    /// (Re)connects to the broker when the MQTT options (or, with
+    /// `references_changed`, the values they refer to) changed.
+    fn configure_mqtt(&mut self, before: Option<&K>, references_changed: bool) {
         let device = self.device();
         let options = device.mqtt();
-        if before.is_some_and(|b| b.mqtt() == options) {
+        if !references_changed && before.is_some_and(|b| b.mqtt() == options) {
             return;
         }
         self.publisher = None;
         let Some(options) = options else { return };
-        match Publisher::start(options, &self.link) {
+        let references = self.references();
+        if references.pending() {
+            // Started again once the referenced objects are read.
+            return;
+        }
+        let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
+            references.text(r).map_err(|e| e.to_string())
+        };
+        match Publisher::start(options, &self.link, &resolve) {
             Ok(p) => {
                 tracing::info!(device = %self.key(), topic = p.topic(), server = %options.client.server, "publishing to MQTT");
                 self.publisher = Some(p);

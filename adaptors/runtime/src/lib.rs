@@ -9,9 +9,11 @@
 
 mod context;
 mod link_status;
+mod references;
 mod registry;
 mod status_writer;
 
 pub use context::DeviceContext;
 pub use devicelink_api::Outcome;
+pub use references::{ReferenceError, References};
 pub use registry::{Model, RuntimeConfig, run};

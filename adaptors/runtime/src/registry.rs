@@ -20,10 +20,18 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use tracing::info;
 
-use crate::{context::DeviceContext, link_status, status_writer};
+use crate::{
+    context::DeviceContext,
+    link_status,
+    references::{self, Data, Followed, ObjectKey, References},
+    status_writer,
+};
 
 /// A device model an adaptor drives: any namespaced device resource that
 /// carries the MQTT extension.
@@ -73,7 +81,60 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 struct Running<K> {
     device: watch::Sender<Arc<K>>,
     link: watch::Sender<Option<Arc<DeviceLink>>>,
+    references: watch::Sender<Arc<References>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
+/// they reference.
+#[derive(Default)]
+struct Links {
+    known: HashMap<String, Arc<DeviceLink>>,
+    /// Current contents of every referenced object.
+    followed: Followed,
+    following: HashMap<ObjectKey, AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Links {
+    /// The resolved references of the device `key`.
+    fn references(&self, key: &str) -> Arc<References> {
+        Arc::new(
+            self.known
+                .get(key)
+                .map(|l| references::resolve(l, &self.followed))
+                .unwrap_or_else(References::awaiting_link),
+        )
+    }
+
+    /// Follows exactly the objects the known DeviceLinks reference.
+    fn follow_referenced(
+        &mut self,
+        client: &Client,
+        updates: &mpsc::UnboundedSender<(ObjectKey, Option<Data>)>,
+    ) {
+        let wanted: HashSet<ObjectKey> = self
+            .known
+            .values()
+            .flat_map(|l| references::objects_of(l))
+            .collect();
+        self.following.retain(|k, _| wanted.contains(k));
+        self.followed.retain(|k, _| wanted.contains(k));
+        for key in wanted {
+            if !self.following.contains_key(&key) {
+                let task = references::follow(client.clone(), key.clone(), updates.clone());
+                self.followed.insert(key.clone(), None);
+                self.following.insert(key, AbortOnDrop(task));
+            }
+        }
+    }
 }
 
 impl<K> Drop for Running<K> {
@@ -132,7 +193,8 @@ where
     let mut updates = stream::select(devices, links);
 
     let mut running: HashMap<String, Running<K>> = HashMap::new();
-    let mut known_links: HashMap<String, Arc<DeviceLink>> = HashMap::new();
+    let mut links = Links::default();
+    let (object_tx, mut object_updates) = mpsc::unbounded_channel::<(ObjectKey, Option<Data>)>();
     let mut seen_in_relist: HashSet<String> = HashSet::new();
     let mut links_in_relist: HashSet<String> = HashSet::new();
 
@@ -142,6 +204,18 @@ where
         let update = tokio::select! {
             _ = &mut shutdown => break,
             u = updates.next() => match u { Some(u) => u, None => break },
+            Some((key, data)) = object_updates.recv() => {
+                // A referenced Secret or ConfigMap changed: the devices whose
+                // DeviceLinks use it see their new values.
+                links.followed.insert(key.clone(), Some(data));
+                for (k, r) in &running {
+                    if links.known.get(k).is_some_and(|l| references::objects_of(l).contains(&key)) {
+                        let now = links.references(k);
+                        r.references.send_if_modified(|old| replace_if_changed(old, now));
+                    }
+                }
+                continue;
+            }
         };
         match update {
             Update::Device(Err(e)) | Update::Link(Err(e)) => {
@@ -153,7 +227,7 @@ where
                     seen_in_relist.insert(key(&device));
                     upsert(
                         &mut running,
-                        &known_links,
+                        &links,
                         device,
                         &client,
                         &manager,
@@ -167,7 +241,7 @@ where
                 watcher::Event::Apply(device) => {
                     upsert(
                         &mut running,
-                        &known_links,
+                        &links,
                         device,
                         &client,
                         &manager,
@@ -181,22 +255,32 @@ where
                     }
                 }
             },
-            Update::Link(Ok(event)) => match event {
-                watcher::Event::Init => links_in_relist.clear(),
-                watcher::Event::InitApply(link) | watcher::Event::Apply(link) => {
-                    let k = key(&link);
-                    links_in_relist.insert(k.clone());
-                    let link = Arc::new(link);
-                    if let Some(r) = running.get(&k) {
-                        r.link.send_replace(Some(link.clone()));
+            Update::Link(Ok(event)) => {
+                match event {
+                    watcher::Event::Init => links_in_relist.clear(),
+                    watcher::Event::InitApply(link) | watcher::Event::Apply(link) => {
+                        let k = key(&link);
+                        links_in_relist.insert(k.clone());
+                        let link = Arc::new(link);
+                        if let Some(r) = running.get(&k) {
+                            r.link.send_replace(Some(link.clone()));
+                        }
+                        links.known.insert(k, link);
                     }
-                    known_links.insert(k, link);
+                    watcher::Event::InitDone => {
+                        links.known.retain(|k, _| links_in_relist.contains(k))
+                    }
+                    watcher::Event::Delete(link) => {
+                        links.known.remove(&key(&link));
+                    }
                 }
-                watcher::Event::InitDone => known_links.retain(|k, _| links_in_relist.contains(k)),
-                watcher::Event::Delete(link) => {
-                    known_links.remove(&key(&link));
+                links.follow_referenced(&client, &object_tx);
+                for (k, r) in &running {
+                    let now = links.references(k);
+                    r.references
+                        .send_if_modified(|old| replace_if_changed(old, now));
                 }
-            },
+            }
         }
     }
     info!("adaptor stopping");
@@ -212,9 +296,17 @@ fn key(obj: &impl Resource) -> String {
     )
 }
 
+fn replace_if_changed(old: &mut Arc<References>, now: Arc<References>) -> bool {
+    let changed = **old != *now;
+    if changed {
+        *old = now;
+    }
+    changed
+}
+
 fn upsert<K, F, Fut>(
     running: &mut HashMap<String, Running<K>>,
-    links: &HashMap<String, Arc<DeviceLink>>,
+    links: &Links,
     device: K,
     client: &Client,
     manager: &str,
@@ -234,11 +326,12 @@ fn upsert<K, F, Fut>(
     let namespace = device.namespace().unwrap_or_default();
     let name = device.name_any();
     let (device_tx, device_rx) = watch::channel(Arc::new(device));
-    let (link_tx, link_rx) = watch::channel(links.get(&k).cloned());
+    let (link_tx, link_rx) = watch::channel(links.known.get(&k).cloned());
+    let (references_tx, references_rx) = watch::channel(links.references(&k));
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
 
-    let ctx = DeviceContext::new(device_rx, status_tx, connected_tx);
+    let ctx = DeviceContext::new(device_rx, references_rx, status_tx, connected_tx);
     let tasks = vec![
         tokio::spawn(drive(ctx)),
         tokio::spawn(status_writer::run(
@@ -259,6 +352,7 @@ fn upsert<K, F, Fut>(
         Running {
             device: device_tx,
             link: link_tx,
+            references: references_tx,
             tasks,
         },
     );

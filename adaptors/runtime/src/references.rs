@@ -1,0 +1,382 @@
+//! The values a device's settings take from its DeviceLink's
+//! `spec.references` (the `*Ref` fields).
+//!
+//! The adaptor follows each referenced Secret and ConfigMap with a watch on
+//! that one object: its pod may read exactly those objects (the operator
+//! grants them by name), and a rotated password reaches the device without
+//! anyone touching the DeviceLink. downwardAPI items come from the DeviceLink
+//! itself.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+};
+
+use devicelink_api::{DeviceLink, devicelink::ReferenceItem};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::Value;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::warn;
+
+/// Keys and values of one Secret or ConfigMap.
+pub(crate) type Data = BTreeMap<String, Vec<u8>>;
+
+/// A Secret or ConfigMap in a namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ObjectKey {
+    namespace: String,
+    kind: ObjectKind,
+    name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum ObjectKind {
+    Secret,
+    ConfigMap,
+}
+
+/// What a device's settings can refer to: entry name -> item -> value.
+#[derive(Clone, Default, PartialEq)]
+pub struct References {
+    entries: BTreeMap<String, Entry>,
+    /// The device is known but its DeviceLink is not yet.
+    awaiting_link: bool,
+}
+
+#[derive(Clone, PartialEq)]
+enum Entry {
+    /// Not read yet: the adaptor has just started following it.
+    Pending,
+    /// The object does not exist (or is not readable).
+    Missing(String),
+    Items(BTreeMap<String, Vec<u8>>),
+}
+
+/// Why a `*Ref` has no value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("reference {0:?} is still being read")]
+    Pending(String),
+    #[error("{0} is not an entry of spec.references")]
+    NoEntry(String),
+    #[error("reference {0:?}: {1}")]
+    Missing(String, String),
+    #[error("reference {0:?} has no item {1:?}")]
+    NoItem(String, String),
+    #[error("item {1:?} of reference {0:?} is not UTF-8 text")]
+    NotText(String, String),
+}
+
+impl References {
+    /// Before the device's DeviceLink is known: everything is pending.
+    pub(crate) fn awaiting_link() -> References {
+        References {
+            entries: BTreeMap::new(),
+            awaiting_link: true,
+        }
+    }
+
+    /// Whether some referenced object (or the DeviceLink naming them) has
+    /// not been read yet.
+    pub fn pending(&self) -> bool {
+        self.awaiting_link || self.entries.values().any(|e| matches!(e, Entry::Pending))
+    }
+
+    /// The value of one item.
+    pub fn get(&self, r: &ReferenceItem) -> Result<&[u8], ReferenceError> {
+        match self.entries.get(&r.name) {
+            None if self.awaiting_link => Err(ReferenceError::Pending(r.name.clone())),
+            None => Err(ReferenceError::NoEntry(format!("{:?}", r.name))),
+            Some(Entry::Pending) => Err(ReferenceError::Pending(r.name.clone())),
+            Some(Entry::Missing(why)) => Err(ReferenceError::Missing(r.name.clone(), why.clone())),
+            Some(Entry::Items(items)) => items
+                .get(&r.item)
+                .map(Vec::as_slice)
+                .ok_or_else(|| ReferenceError::NoItem(r.name.clone(), r.item.clone())),
+        }
+    }
+
+    /// The value of one item as text (passwords, PEM).
+    pub fn text(&self, r: &ReferenceItem) -> Result<String, ReferenceError> {
+        String::from_utf8(self.get(r)?.to_vec())
+            .map_err(|_| ReferenceError::NotText(r.name.clone(), r.item.clone()))
+    }
+}
+
+/// Names entries and items, never values: these are credentials.
+impl fmt::Debug for References {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, entry) in &self.entries {
+            match entry {
+                Entry::Pending => map.entry(name, &"pending"),
+                Entry::Missing(why) => map.entry(name, why),
+                Entry::Items(items) => map.entry(name, &items.keys().collect::<Vec<_>>()),
+            };
+        }
+        map.finish()
+    }
+}
+
+/// The Secrets and ConfigMaps a DeviceLink references.
+pub(crate) fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
+    let namespace = link.namespace().unwrap_or_default();
+    let key = |kind, name: &str| ObjectKey {
+        namespace: namespace.clone(),
+        kind,
+        name: name.to_string(),
+    };
+    let mut keys = Vec::new();
+    for r in &link.spec.references {
+        if let Some(s) = &r.secret {
+            keys.push(key(ObjectKind::Secret, &s.name));
+        }
+        if let Some(c) = &r.config_map {
+            keys.push(key(ObjectKind::ConfigMap, &c.name));
+        }
+    }
+    keys
+}
+
+/// What the followed objects currently hold: `None` until first read, then
+/// `Some(None)` if absent.
+pub(crate) type Followed = HashMap<ObjectKey, Option<Option<Data>>>;
+
+/// Resolves a DeviceLink's references against the followed objects.
+pub(crate) fn resolve(link: &DeviceLink, objects: &Followed) -> References {
+    let namespace = link.namespace().unwrap_or_default();
+    let mut entries = BTreeMap::new();
+    for r in &link.spec.references {
+        let source = r
+            .secret
+            .as_ref()
+            .map(|s| (ObjectKind::Secret, s))
+            .or(r.config_map.as_ref().map(|c| (ObjectKind::ConfigMap, c)));
+        let entry = if let Some((kind, source)) = source {
+            let key = ObjectKey {
+                namespace: namespace.clone(),
+                kind,
+                name: source.name.clone(),
+            };
+            match objects.get(&key) {
+                None | Some(None) => Entry::Pending,
+                Some(Some(None)) => {
+                    Entry::Missing(format!("{kind:?} {:?} does not exist", source.name))
+                }
+                Some(Some(Some(data))) => Entry::Items(
+                    data.iter()
+                        .filter(|(k, _)| source.items.is_empty() || source.items.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            }
+        } else if let Some(downward) = &r.downward_api {
+            let object = serde_json::to_value(link).unwrap_or_default();
+            Entry::Items(
+                downward
+                    .items
+                    .iter()
+                    .filter_map(|i| {
+                        let value = field(&object, &i.field_ref.field_path)?;
+                        Some((i.name.clone(), value.into_bytes()))
+                    })
+                    .collect(),
+            )
+        } else {
+            Entry::Items(BTreeMap::new())
+        };
+        entries.insert(r.name.clone(), entry);
+    }
+    References {
+        entries,
+        awaiting_link: false,
+    }
+}
+
+/// A field of the DeviceLink by downward-API path: `metadata.name`,
+/// `metadata.labels['key']`, `status.nodeName`, ...
+fn field(object: &Value, path: &str) -> Option<String> {
+    let (path, key) = match path.split_once("['") {
+        Some((head, rest)) => (head, Some(rest.strip_suffix("']")?)),
+        None => (path, None),
+    };
+    let mut value = object;
+    for part in path.split('.') {
+        value = value.get(part)?;
+    }
+    if let Some(key) = key {
+        value = value.get(key)?;
+    }
+    Some(match value {
+        Value::String(s) => s.clone(),
+        Value::Null => return None,
+        other => other.to_string(),
+    })
+}
+
+/// Follows one object, sending its data (or `None` once it is known to be
+/// absent) on every change, until the handle is aborted.
+pub(crate) fn follow(
+    client: Client,
+    key: ObjectKey,
+    updates: mpsc::UnboundedSender<(ObjectKey, Option<Data>)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+        let mut events = match key.kind {
+            ObjectKind::Secret => {
+                watcher(Api::<Secret>::namespaced(client, &key.namespace), config)
+                    .default_backoff()
+                    .map(|e| e.map(|e| data_event(e, secret_data)))
+                    .boxed()
+            }
+            ObjectKind::ConfigMap => {
+                watcher(Api::<ConfigMap>::namespaced(client, &key.namespace), config)
+                    .default_backoff()
+                    .map(|e| e.map(|e| data_event(e, config_map_data)))
+                    .boxed()
+            }
+        };
+        let mut listed = None;
+        while let Some(event) = events.next().await {
+            let update = match event {
+                Ok(watcher::Event::Init) => {
+                    listed = None;
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(data)) => {
+                    listed = Some(data);
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => listed.take(),
+                Ok(watcher::Event::Apply(data)) => Some(data),
+                Ok(watcher::Event::Delete(_)) => None,
+                Err(e) => {
+                    warn!(object = ?key, error = %e, "cannot read referenced object; retrying");
+                    continue;
+                }
+            };
+            if updates.send((key.clone(), update)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn data_event<K>(event: watcher::Event<K>, data: fn(K) -> Data) -> watcher::Event<Data> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(data(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(data(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(data(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+fn secret_data(secret: Secret) -> Data {
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+fn config_map_data(config_map: ConfigMap) -> Data {
+    let text = config_map
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()));
+    let binary = config_map
+        .binary_data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0));
+    text.chain(binary).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(references: Value) -> DeviceLink {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "edge.cattle.io/v1alpha1",
+            "kind": "DeviceLink",
+            "metadata": {"name": "fan", "namespace": "plant", "labels": {"line": "3"}},
+            "spec": {
+                "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"},
+                "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+                "references": references,
+                "template": {"spec": {}},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn item(name: &str, item: &str) -> ReferenceItem {
+        ReferenceItem {
+            name: name.into(),
+            item: item.into(),
+        }
+    }
+
+    #[test]
+    fn secret_items_resolve_once_read_and_only_listed_items_are_offered() {
+        let link = link(serde_json::json!([
+            {"name": "auth", "secret": {"name": "mqtt-auth", "items": ["password"]}},
+        ]));
+        let keys = objects_of(&link);
+        let mut followed: Followed = keys.iter().map(|k| (k.clone(), None)).collect();
+        let refs = resolve(&link, &followed);
+        assert!(refs.pending());
+        assert_eq!(
+            refs.text(&item("auth", "password")),
+            Err(ReferenceError::Pending("auth".into()))
+        );
+
+        let data = Data::from([
+            ("password".into(), b"s3cret".to_vec()),
+            ("other".into(), b"x".to_vec()),
+        ]);
+        followed.insert(keys[0].clone(), Some(Some(data)));
+        let refs = resolve(&link, &followed);
+        assert!(!refs.pending());
+        assert_eq!(refs.text(&item("auth", "password")).unwrap(), "s3cret");
+        assert!(matches!(
+            refs.get(&item("auth", "other")),
+            Err(ReferenceError::NoItem(..))
+        ));
+        assert!(
+            !format!("{refs:?}").contains("s3cret"),
+            "Debug never shows values"
+        );
+
+        followed.insert(keys[0].clone(), Some(None));
+        assert!(matches!(
+            resolve(&link, &followed).get(&item("auth", "password")),
+            Err(ReferenceError::Missing(..))
+        ));
+    }
+
+    #[test]
+    fn downward_api_items_come_from_the_devicelink() {
+        let link = link(serde_json::json!([
+            {"name": "self", "downwardAPI": {"items": [
+                {"name": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
+                {"name": "line", "fieldRef": {"fieldPath": "metadata.labels['line']"}},
+                {"name": "node", "fieldRef": {"fieldPath": "spec.adaptor.node"}},
+            ]}},
+        ]));
+        let refs = resolve(&link, &Followed::new());
+        assert_eq!(refs.text(&item("self", "ns")).unwrap(), "plant");
+        assert_eq!(refs.text(&item("self", "line")).unwrap(), "3");
+        assert_eq!(refs.text(&item("self", "node")).unwrap(), "edge-1");
+    }
+}

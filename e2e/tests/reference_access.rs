@@ -1,0 +1,159 @@
+//! Referenced Secrets reach the adaptor, and only they do: each adaptor pod
+//! has its own ServiceAccount that may read exactly the Secrets its
+//! DeviceLinks reference, and a rotated Secret reaches the running adaptor
+//! without anyone touching the DeviceLink.
+
+use std::time::Duration;
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, delete_link_and_wait, dummy_link,
+    ensure_namespace, eventually, exclusive, kubectl::kubectl, mqtt::Subscriber,
+    process::start_operator, wait_connected,
+};
+use k8s_openapi::{
+    ByteString,
+    api::{core::v1::Secret, rbac::v1::Role},
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const ADAPTOR: &str = "devicelink-adaptor-dummy-edge-worker";
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// `kubectl auth can-i VERB RESOURCE -n NAMESPACE` as the adaptor pod's
+/// ServiceAccount.
+fn adaptor_can(verb: &str, resource: &str, namespace: &str) -> bool {
+    let account = format!("system:serviceaccount:{SYSTEM_NAMESPACE}:{ADAPTOR}");
+    let out = kubectl(
+        &[
+            "auth", "can-i", verb, resource, "-n", namespace, "--as", &account,
+        ],
+        None,
+    );
+    match out.text.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i answered {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-references";
+    ensure_namespace(&client, namespace).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for s in [
+        secret("fan-mqtt", &[("username", "fan"), ("password", "first")]),
+        secret("unrelated", &[("token", "do-not-read")]),
+    ] {
+        secrets
+            .patch(
+                s.metadata.name.as_deref().unwrap(),
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&s),
+            )
+            .await
+            .expect("apply Secret");
+    }
+
+    // The broker admits the fan only with the password in the Secret.
+    let port = devicelink_e2e::process::free_port();
+    let broker = Mosquitto::start_on(port, &[("fan", "first"), ("watcher", "w")]).await;
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+
+    let name = "cellar-fan";
+    let mut link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({"spec": {
+            "protocol": {"location": "cellar"}, "gear": "fast", "on": true,
+            "extension": {"mqtt": {
+                "client": {
+                    "server": broker.url(),
+                    "basicAuth": {
+                        "usernameRef": {"name": "auth", "item": "username"},
+                        "passwordRef": {"name": "auth", "item": "password"},
+                    },
+                },
+                "message": {"topic": "e2e/references/:name"},
+            }},
+        }}),
+    );
+    link.spec.references = serde_json::from_value(json!([
+        {"name": "auth", "secret": {"name": "fan-mqtt"}},
+    ]))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    wait_connected(&links, name).await;
+
+    // The adaptor pod's own account may read the referenced Secret, and
+    // nothing else: not the other Secret, not the list of all Secrets.
+    assert!(adaptor_can("get", "secret/fan-mqtt", namespace));
+    assert!(!adaptor_can("get", "secret/unrelated", namespace));
+    assert!(!adaptor_can("list", "secrets", namespace));
+    assert!(!adaptor_can("get", "secret/fan-mqtt", "default"));
+
+    let topic = format!("e2e/references/{name}");
+    let mut subscriber = Subscriber::start_as(port, &topic, Some(("watcher", "w"))).await;
+    subscriber.next(WAIT).await;
+    drop(subscriber);
+
+    // Rotate: the Secret gets a new password, then the broker is restarted
+    // knowing only the new one. Messages flow again only if the adaptor
+    // picked the new password up.
+    let rotated = secret("fan-mqtt", &[("username", "fan"), ("password", "second")]);
+    secrets
+        .patch(
+            "fan-mqtt",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&rotated),
+        )
+        .await
+        .expect("rotate the Secret");
+    broker.stop().await;
+    let broker = Mosquitto::start_on(port, &[("fan", "second"), ("watcher", "w")]).await;
+    let mut subscriber = Subscriber::start_as(port, &topic, Some(("watcher", "w"))).await;
+    let after = subscriber.next(WAIT).await;
+    assert_eq!(after.topic, topic);
+    assert!(
+        links.get(name).await.unwrap().metadata.generation == Some(1),
+        "nobody touched the DeviceLink"
+    );
+
+    // Gone with its last DeviceLink: the grant, then the account.
+    delete_link_and_wait(&links, name).await;
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    eventually("the adaptor's Role to be removed", WAIT, || async {
+        roles.get_opt(ADAPTOR).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!adaptor_can("get", "secret/fan-mqtt", namespace));
+    drop(broker);
+}
