@@ -245,3 +245,24 @@ pub async fn wait_connected(
     )
     .await
 }
+
+/// Waits until the DeviceLink's condition `type_` has `status`, and returns it.
+pub async fn wait_condition(
+    api: &kube::Api<devicelink_api::DeviceLink>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> devicelink_api::DeviceLinkCondition {
+    eventually_showing(
+        &format!("{name}: {type_} {status}"),
+        Duration::from_secs(60),
+        || async {
+            let link = api.get(name).await.map_err(|e| e.to_string())?;
+            match link.conditions().iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == status => Ok(c.clone()),
+                _ => Err(format!("{:?}", link.conditions())),
+            }
+        },
+    )
+    .await
+}

@@ -27,8 +27,14 @@ impl Subscriber {
 
     /// Subscribes with a username and password.
     pub async fn start_as(port: u16, filter: &str, user: Option<(&str, &str)>) -> Subscriber {
-        let mut options =
-            MqttOptions::new(format!("e2e-sub-{}", std::process::id()), "127.0.0.1", port);
+        // Unique per subscriber: a broker drops a client whose ID reconnects.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options = MqttOptions::new(
+            format!("e2e-sub-{}-{n}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
         if let Some((user, password)) = user {
             options.set_credentials(user, password);
         }
@@ -69,6 +75,13 @@ impl Subscriber {
             .await
             .unwrap_or_else(|_| panic!("no MQTT message within {timeout:?}"))
             .expect("subscriber running")
+    }
+}
+
+impl Subscriber {
+    /// The next message within `timeout`, if any.
+    pub async fn try_next(&mut self, timeout: Duration) -> Option<Received> {
+        tokio::time::timeout(timeout, self.rx.recv()).await.ok()?
     }
 }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
     client, delete_link_and_wait, dummy_link, ensure_namespace, eventually, eventually_showing,
-    exclusive, process::start_operator, wait_event,
+    exclusive, process::start_operator, wait_condition, wait_event,
 };
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -139,27 +139,7 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
         .await
         .expect("create DeviceLink");
 
-    let device_created = |want_status: &'static str| {
-        let links = links.clone();
-        async move {
-            let link = links.get(name).await.map_err(|e| e.to_string())?;
-            let c = link
-                .conditions()
-                .iter()
-                .find(|c| c.type_ == "DeviceCreated")
-                .cloned()
-                .ok_or_else(|| format!("{:?}", link.conditions()))?;
-            if c.status == want_status {
-                Ok(c)
-            } else {
-                Err(format!("{c:?}"))
-            }
-        }
-    };
-    let missing = eventually_showing("DeviceCreated False for the missing Secret", WAIT, || {
-        device_created("False")
-    })
-    .await;
+    let missing = wait_condition(&links, name, "DeviceCreated", "False").await;
     assert_eq!(missing.reason, "ReferenceNotFound");
     assert!(
         missing.message.contains("\"attic-mqtt\"")
@@ -180,11 +160,14 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
         .await
         .expect("create Secret");
     eventually_showing("the missing key to be named", WAIT, || async {
-        let c = device_created("False").await?;
-        if c.message.contains("password") && c.message.contains("items") {
-            Ok(())
-        } else {
-            Err(format!("{c:?}"))
+        let link = links.get(name).await.map_err(|e| e.to_string())?;
+        match link
+            .conditions()
+            .iter()
+            .find(|c| c.type_ == "DeviceCreated")
+        {
+            Some(c) if c.message.contains("password") && c.message.contains("items") => Ok(()),
+            other => Err(format!("{other:?}")),
         }
     })
     .await;
@@ -198,10 +181,75 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
         )
         .await
         .expect("add the password");
-    eventually_showing("DeviceCreated True", WAIT, || device_created("True")).await;
+    wait_condition(&links, name, "DeviceCreated", "True").await;
     let shown = serde_json::to_string(&links.get(name).await.unwrap().status).unwrap();
     assert!(!shown.contains("s3cret"), "no secret value in the status");
 
     delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_goes_and_comes_back_and_deletion_without_node_or_adaptor() {
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-node-lifecycle";
+    ensure_namespace(&client, namespace).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = "e2e-transient-node";
+    let fake_node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"type": "kwok"}},
+    }))
+    .unwrap();
+    let _ = nodes.create(&PostParams::default(), &fake_node).await;
+    let operator = start_operator();
+
+    // No adaptor process runs here (no local kubelet): only the operator's
+    // stages matter, and the deletion below must not wait for an adaptor.
+    let name = "shed-fan";
+    let link = dummy_link(
+        namespace,
+        name,
+        node,
+        json!({"spec": {"protocol": {"location": "shed"}, "gear": "slow"}}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    wait_condition(&links, name, "DeviceCreated", "True").await;
+
+    // The node goes away: NodeExisted False, naming it; the later stages go.
+    nodes
+        .delete(node, &DeleteParams::default())
+        .await
+        .expect("delete node");
+    let gone = wait_condition(&links, name, "NodeExisted", "False").await;
+    assert!(gone.message.contains(node), "{}", gone.message);
+    let conditions = links.get(name).await.unwrap().conditions().len();
+    assert_eq!(conditions, 1, "a failing stage removes the later ones");
+    wait_event(&client, namespace, name, "NotFound", "Warning").await;
+
+    // It comes back: the DeviceLink recovers by itself.
+    nodes
+        .create(&PostParams::default(), &fake_node)
+        .await
+        .expect("re-create node");
+    wait_condition(&links, name, "DeviceCreated", "True").await;
+
+    // Node gone again, and no adaptor to release the device: deleting the
+    // DeviceLink still completes (the operator releases the device itself).
+    nodes
+        .delete(node, &DeleteParams::default())
+        .await
+        .expect("delete node");
+    wait_condition(&links, name, "NodeExisted", "False").await;
+    delete_link_and_wait(&links, name).await;
+    let devices: Api<DummySpecialDevice> = Api::namespaced(client.clone(), namespace);
+    assert!(
+        devices.get_opt(name).await.unwrap().is_none(),
+        "device gone too"
+    );
     operator.stop().await;
 }

@@ -60,7 +60,7 @@ fn adaptor_can(verb: &str, resource: &str, namespace: &str) -> bool {
 async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
     let _guard = exclusive().await;
     let client = client().await;
-    let namespace = "e2e-references";
+    let namespace = "e2e-reference-access";
     ensure_namespace(&client, namespace).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     for s in [

@@ -218,6 +218,14 @@ async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
         "fast gear starts at 200"
     );
 
+    // The status is retained: a new subscriber gets it at once.
+    let mut late = Subscriber::start(broker.port, &topic).await;
+    assert!(
+        late.try_next(Duration::from_secs(5)).await.is_some(),
+        "the status message is retained"
+    );
+    drop(late);
+
     // Deleting the DeviceLink removes the device, then the unneeded adaptor pod.
     links
         .delete(name, &DeleteParams::default())
@@ -235,6 +243,13 @@ async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
         links.get_opt(name).await.ok()?.is_none().then_some(())
     })
     .await;
+    // The adaptor cleared the retained status before it let the device go.
+    let mut after = Subscriber::start(broker.port, &topic).await;
+    let stale = after.try_next(Duration::from_secs(3)).await;
+    assert!(
+        stale.is_none(),
+        "no retained status of a deleted device, got {stale:?}"
+    );
 
     drop(kubelet);
     operator.stop().await;

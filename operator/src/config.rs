@@ -53,9 +53,18 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_ADAPTOR_SETTINGS")]
     pub adaptor_settings_file: Option<std::path::PathBuf>,
 
+    /// How long the adaptor has to stop a deleted device and clear its
+    /// retained MQTT status before the operator lets the device go without it.
+    #[arg(long, env = "DEVICELINK_DEVICE_RELEASE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub device_release_grace: std::time::Duration,
+
     /// The loaded `adaptor_settings_file` (see [`Config::load_settings`]).
     #[arg(skip)]
     pub adaptor_settings: AdaptorSettings,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    devicelink_api::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration such as 30s"))
 }
 
 impl Config {

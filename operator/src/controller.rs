@@ -13,6 +13,7 @@ use devicelink_api::{
     DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
     adaptor::AdaptorKind,
     condition::{self, ConditionType},
+    finalizer::{self, DEVICE_FINALIZER},
     labels,
 };
 use futures::StreamExt;
@@ -33,8 +34,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
-        finalizer::{Event as Finalizer, finalizer},
-        predicates, reflector,
+        reflector,
         reflector::{ObjectRef, Store, store::Writer},
         watcher,
     },
@@ -46,17 +46,19 @@ use crate::{
     adaptor_pod,
     config::Config,
     device,
-    device_watch::{self, DeviceCaches},
+    device_watch::{self, DeviceCaches, DeviceMeta},
     error::{Error, Result},
     fingerprint,
     http::Readiness,
     metrics::Metrics,
-    references, stages,
+    references, stages, watch_filter,
 };
 
 /// Lets the operator stop the device and remove an unneeded adaptor pod
 /// before the DeviceLink goes away.
 const FINALIZER: &str = "edge.cattle.io/devicelink-operator";
+/// How often a device waiting for its adaptor is looked at again.
+const RELEASE_CHECK: Duration = Duration::from_secs(5);
 /// Field manager for everything the operator writes.
 const MANAGER: &str = "devicelink-operator";
 
@@ -138,10 +140,9 @@ pub async fn run(
         nodes_writer,
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
     )
-    .default_backoff()
-    .touched_objects()
+    .default_backoff();
     // Heartbeats change nothing a DeviceLink shows; addresses do.
-    .predicate_filter(node_addresses, Default::default());
+    let node_events = watch_filter::changes_and_deletions(node_events, node_signature);
 
     let (crds, crds_writer) = reflector::store();
     let crd_events = reflector(
@@ -151,9 +152,10 @@ pub async fn run(
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .default_backoff();
+    let crd_events = watch_filter::changes_and_deletions(crd_events, |crd| {
+        watch_filter::identity(&crd.metadata)
+    });
 
     let (pods, pods_writer) = reflector::store();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &config.adaptor_namespace);
@@ -297,15 +299,15 @@ pub async fn run(
     tokio::join!(controller, ready_when_filled);
 }
 
-fn node_addresses(node: &Node) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    if let Some(addresses) = node.status.as_ref().and_then(|s| s.addresses.as_ref()) {
-        for a in addresses {
-            (&a.type_, &a.address).hash(&mut h);
-        }
-    }
-    Some(h.finish())
+/// What of a node a DeviceLink shows: which node it is, and its addresses.
+fn node_signature(node: &Node) -> impl std::hash::Hash + Eq + use<> {
+    let addresses: Vec<(String, String)> = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| (a.type_.clone(), a.address.clone()))
+        .collect();
+    (watch_filter::identity(&node.metadata), addresses)
 }
 
 /// Whether the adaptor pod whose objects carry `object_labels` (adaptor
@@ -352,14 +354,29 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, link, |event| async {
-        match event {
-            Finalizer::Apply(link) => apply(&link, &ctx).await,
-            Finalizer::Cleanup(link) => cleanup(&link, &ctx).await,
+    if link.metadata.deletion_timestamp.is_some() {
+        if !finalizer::has(&link.metadata, FINALIZER) {
+            return Ok(Action::await_change());
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+        return match cleanup(&link, &ctx).await? {
+            Cleanup::Done => {
+                patch_metadata(
+                    &api,
+                    &link.metadata,
+                    finalizer::removing(&link.metadata, FINALIZER),
+                )
+                .await?;
+                Ok(Action::await_change())
+            }
+            Cleanup::Waiting => Ok(Action::requeue(RELEASE_CHECK)),
+        };
+    }
+    if let Some(patch) = finalizer::adding(&link.metadata, FINALIZER) {
+        // The update brings the DeviceLink back with the finalizer on it.
+        patch_metadata(&api, &link.metadata, Some(patch)).await?;
+        return Ok(Action::await_change());
+    }
+    apply(&link, &ctx).await
 }
 
 fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -379,7 +396,15 @@ async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
     status.conditions = condition::advance(link.conditions(), &outcomes, &condition::now());
     status.observed_generation = link.metadata.generation;
     write_status(link, status, ctx).await?;
-    Ok(Action::await_change())
+    // A device deleted by hand waits for its adaptor; look again in a while
+    // in case the adaptor never comes.
+    let releasing = cached_device(link, ctx)
+        .is_some_and(|(_, device)| device.metadata.deletion_timestamp.is_some());
+    Ok(if releasing {
+        Action::requeue(RELEASE_CHECK)
+    } else {
+        Action::await_change()
+    })
 }
 
 /// Decides the operator's stages in order, stopping at the first that is not True.
@@ -597,6 +622,9 @@ async fn ensure_device(
     let link_ref = ObjectRef::from_obj(link);
     if let Some(cached) = ctx.devices.get(model, &namespace, &link.name_any()) {
         if cached.metadata.deletion_timestamp.is_some() {
+            if let Err(e) = release_device(link, model, &cached, ctx).await {
+                warn!(error = %e, "could not release the device");
+            }
             // Its deletion event brings us back to create it again.
             return Outcome::unknown(
                 "Creating",
@@ -710,20 +738,49 @@ fn parse_type(t: &str) -> ConditionType {
         .unwrap_or(ConditionType::NodeExisted)
 }
 
-/// Runs before a DeviceLink goes away: removes its device, then the adaptor
-/// pod if no other DeviceLink needs it.
-async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
-    let namespace = link.namespace().unwrap_or_default();
+/// Where the cleanup of a deleted DeviceLink stands.
+enum Cleanup {
+    Done,
+    /// The device is still going away; look again.
+    Waiting,
+}
+
+/// The model and cached metadata of a DeviceLink's device, if it exists.
+fn cached_device(link: &DeviceLink, ctx: &Context) -> Option<(ApiResource, Arc<DeviceMeta>)> {
+    let crds = ctx.crds.state();
+    let mut scratch = DeviceLinkStatus::default();
+    let (_, model) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch);
+    let model = model?;
+    let device = ctx.devices.get(
+        &model,
+        &link.namespace().unwrap_or_default(),
+        &link.name_any(),
+    )?;
+    Some((model, device))
+}
+
+/// Runs before a DeviceLink goes away: deletes its device and waits until
+/// the adaptor has stopped it and released it (or releases it itself when no
+/// adaptor can), then removes the adaptor pod if no other DeviceLink needs it.
+async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Cleanup> {
     ctx.applied
         .lock()
         .unwrap()
         .remove(&ObjectRef::from_obj(link));
     release_grants(link, ctx).await?;
-    let crds = ctx.crds.state();
-    let mut scratch = DeviceLinkStatus::default();
-    if let (_, Some(model)) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch) {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &model);
-        delete_ignoring_missing(&api, &link.name_any()).await?;
+    if let Some((model, device)) = cached_device(link, ctx) {
+        if device.metadata.deletion_timestamp.is_none() {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                ctx.client.clone(),
+                &link.namespace().unwrap_or_default(),
+                &model,
+            );
+            delete_ignoring_missing(&api, &link.name_any()).await?;
+        } else {
+            release_device(link, &model, &device, ctx).await?;
+        }
+        // Its deletion event (or the recheck) brings us back.
+        return Ok(Cleanup::Waiting);
     }
 
     if let Some(adaptor) = devicelink_api::adaptor::find(&link.spec.adaptor.name) {
@@ -755,7 +812,77 @@ async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Action> {
             .await?;
         }
     }
-    Ok(Action::await_change())
+    Ok(Cleanup::Done)
+}
+
+/// A device being deleted is released by its adaptor, which stops it and
+/// clears its retained MQTT message first. When no ready adaptor pod is
+/// there to do it (node, pod or adaptor gone), or it has not done so within
+/// `--device-release-grace`, the operator removes the finalizer itself so that the
+/// deletion completes.
+async fn release_device(
+    link: &DeviceLink,
+    model: &ApiResource,
+    device: &DeviceMeta,
+    ctx: &Context,
+) -> Result<()> {
+    let Some(patch) = finalizer::removing(&device.metadata, DEVICE_FINALIZER) else {
+        return Ok(());
+    };
+    let node_exists = ctx
+        .nodes
+        .get(&ObjectRef::new(&link.spec.adaptor.node))
+        .is_some();
+    let adaptor_ready = node_exists
+        && devicelink_api::adaptor::find(&link.spec.adaptor.name).is_some_and(|a| {
+            let name = adaptor_pod::pod_name(a, &link.spec.adaptor.node);
+            ctx.pods
+                .get(&ObjectRef::new(&name).within(&ctx.config.adaptor_namespace))
+                .is_some_and(|p| adaptor_pod::is_ready(&p))
+        });
+    let waited = device
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| condition::now().0.duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    if adaptor_ready && waited < ctx.config.device_release_grace {
+        return Ok(());
+    }
+    let why = if adaptor_ready {
+        "its adaptor did not release it in time"
+    } else {
+        "no ready adaptor pod serves it"
+    };
+    warn!(device = %format!("{}/{}", link.namespace().unwrap_or_default(), link.name_any()), "releasing the device: {why}; its retained MQTT message, if any, stays on the broker");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &link.namespace().unwrap_or_default(),
+        model,
+    );
+    patch_metadata(&api, &device.metadata, Some(patch)).await
+}
+
+/// Applies a finalizer patch (see `devicelink_api::finalizer`); an object
+/// already gone needs none.
+async fn patch_metadata<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    patch: Option<serde_json::Value>,
+) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(patch) = patch else { return Ok(()) };
+    let name = meta.name.as_deref().unwrap_or_default();
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<()>

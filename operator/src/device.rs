@@ -33,6 +33,9 @@ pub fn desired(link: &DeviceLink, model: &ApiResource, adaptor_short_name: &str)
     device.metadata = ObjectMeta {
         labels: Some(device_labels),
         owner_references: link.controller_owner_ref(&()).map(|o| vec![o]),
+        finalizers: Some(vec![
+            devicelink_api::finalizer::DEVICE_FINALIZER.to_string(),
+        ]),
         ..device.metadata
     };
     device.data = serde_json::json!({
@@ -84,6 +87,13 @@ mod tests {
         assert_eq!(l["room"], "living");
         assert_eq!(l[labels::NODE], "edge");
         assert_eq!(device.metadata.owner_references.unwrap()[0].uid, "u-1");
+        assert_eq!(
+            device.metadata.finalizers,
+            Some(vec![
+                devicelink_api::finalizer::DEVICE_FINALIZER.to_string()
+            ]),
+            "the adaptor gets to clean up before the device goes"
+        );
         assert_eq!(device.data["spec"]["on"], true);
         assert_eq!(device.types.unwrap().kind, "DummySpecialDevice");
     }

@@ -3,12 +3,14 @@
 //!
 //! Only metadata is watched (the adaptor owns `status`, and the spec is ours),
 //! and only changes of shape wake a DeviceLink: a new generation, a new UID,
-//! or a deletion. The adaptor's status writes wake nothing.
+//! a deletion starting or done. The adaptor's status writes wake nothing.
 
 use std::collections::HashMap;
 
 use devicelink_api::{DeviceLink, labels};
-use futures::{Stream, StreamExt, stream, stream::BoxStream};
+use futures::{StreamExt, stream::BoxStream};
+
+use crate::watch_filter;
 use kube::{
     Api, Client,
     api::{DynamicObject, PartialObjectMeta},
@@ -65,7 +67,11 @@ pub fn watch(
         // Only devices the operator made carry the adaptor label.
         let config = watcher::Config::default().labels(labels::ADAPTOR);
         let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
-        streams.push((model, shape_changes_and_deletions(events).boxed()));
+        let shape = |d: &DeviceMeta| watch_filter::identity(&d.metadata);
+        streams.push((
+            model,
+            watch_filter::changes_and_deletions(events, shape).boxed(),
+        ));
     }
     (caches, streams)
 }
@@ -99,30 +105,5 @@ pub fn owner(device: &DeviceMeta) -> Option<ObjectRef<DeviceLink>> {
     owned.then(|| {
         ObjectRef::new(device.metadata.name.as_deref().unwrap_or_default())
             .within(device.metadata.namespace.as_deref().unwrap_or_default())
-    })
-}
-
-type Signature = (Option<String>, Option<i64>);
-
-fn shape_changes_and_deletions(
-    events: impl Stream<Item = Result<watcher::Event<DeviceMeta>, watcher::Error>> + Send,
-) -> impl Stream<Item = Result<DeviceMeta, watcher::Error>> + Send {
-    let mut seen: HashMap<(Option<String>, Option<String>), Signature> = HashMap::new();
-    events.flat_map(move |event| {
-        let key = |o: &DeviceMeta| (o.metadata.namespace.clone(), o.metadata.name.clone());
-        let out = match event {
-            Err(e) => Some(Err(e)),
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                let signature = (o.metadata.uid.clone(), o.metadata.generation);
-                let changed = seen.insert(key(&o), signature.clone()) != Some(signature);
-                changed.then_some(Ok(o))
-            }
-            Ok(watcher::Event::Delete(o)) => {
-                seen.remove(&key(&o));
-                Some(Ok(o))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-        };
-        stream::iter(out)
     })
 }

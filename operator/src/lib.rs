@@ -22,3 +22,4 @@ pub mod leader;
 pub mod metrics;
 mod references;
 mod stages;
+mod watch_filter;

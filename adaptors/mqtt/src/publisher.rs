@@ -14,7 +14,7 @@ use std::{
 };
 
 use devicelink_api::{devicelink::ReferenceItem, mqtt::MqttOptions};
-use rumqttc::{AsyncClient, Event, MqttOptions as ClientOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -120,6 +120,26 @@ impl Publisher {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// For a device that goes away: removes its retained status from the
+    /// broker (an empty retained message on the topic) and disconnects.
+    /// False if that did not happen within `within` (broker unreachable).
+    pub async fn clear_retained_and_close(mut self, within: Duration) -> bool {
+        let client = self.client.clone();
+        let (topic, qos, retain) = (self.topic.clone(), self.qos, self.retain);
+        let work = async move {
+            if retain {
+                client.publish(topic, qos, true, Vec::new()).await?;
+            }
+            // Sent after the publish on the same connection; the event
+            // loop ends once it is out.
+            client.disconnect().await?;
+            Ok::<_, rumqttc::ClientError>(())
+        };
+        let queued = tokio::time::timeout(within, work).await;
+        let closed = tokio::time::timeout(within, &mut self.event_loop).await;
+        matches!(queued, Ok(Ok(()))) && closed.is_ok()
+    }
 }
 
 impl Drop for Publisher {
@@ -137,6 +157,7 @@ async fn drive(mut event_loop: rumqttc::EventLoop, server: String, max_backoff: 
                 debug!(%server, "connected to MQTT broker");
                 backoff = Duration::from_secs(1);
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
                 warn!(%server, error = %e, retry_in = ?backoff, "MQTT connection failed");

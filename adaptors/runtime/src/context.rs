@@ -1,14 +1,17 @@
 //! What a device task sees of the world.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use devicelink_api::Outcome;
-use devicelink_mqtt::{Publisher, TopicContext};
-use kube::ResourceExt;
+use devicelink_mqtt::{Publisher, PublisherError, TopicContext};
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{references::References, registry::Model};
+
+/// The device's MQTT connection, shared with the registry, which takes it
+/// over to clear the retained status when the device is deleted.
+pub(crate) type SharedPublisher = Arc<Mutex<Option<Publisher>>>;
 
 /// Handed to each device task. Dropping it stops nothing; the task ends when
 /// [`DeviceContext::changed`] returns `None`.
@@ -16,7 +19,7 @@ pub struct DeviceContext<K: Model> {
     device: watch::Receiver<Arc<K>>,
     references: watch::Receiver<Arc<References>>,
     link: TopicContext,
-    publisher: Option<Publisher>,
+    publisher: SharedPublisher,
     status: watch::Sender<Option<serde_json::Value>>,
     connected: watch::Sender<Option<Outcome>>,
 }
@@ -25,20 +28,16 @@ impl<K: Model> DeviceContext<K> {
     pub(crate) fn new(
         device: watch::Receiver<Arc<K>>,
         references: watch::Receiver<Arc<References>>,
+        publisher: SharedPublisher,
         status: watch::Sender<Option<serde_json::Value>>,
         connected: watch::Sender<Option<Outcome>>,
     ) -> Self {
-        let current = device.borrow().clone();
-        let link = TopicContext {
-            namespace: current.namespace().unwrap_or_default(),
-            name: current.name_any(),
-            uid: owner_uid(current.as_ref()),
-        };
+        let link = topic_context(device.borrow().as_ref());
         let mut ctx = DeviceContext {
             device,
             references,
             link,
-            publisher: None,
+            publisher,
             status,
             connected,
         };
@@ -97,7 +96,7 @@ impl<K: Model> DeviceContext<K> {
                 return;
             }
         };
-        if let Some(publisher) = &self.publisher {
+        if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
             publisher.publish(value.to_string().into_bytes());
         }
         self.status.send_if_modified(|current| {
@@ -129,20 +128,12 @@ impl<K: Model> DeviceContext<K> {
         if !references_changed && before.is_some_and(|b| b.mqtt() == options) {
             return;
         }
-        self.publisher = None;
-        let Some(options) = options else { return };
-        let references = self.references();
-        if references.pending() {
-            // Started again once the referenced objects are read.
-            return;
-        }
-        let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
-            references.text(r).map_err(|e| e.to_string())
-        };
-        match Publisher::start(options, &self.link, &resolve) {
-            Ok(p) => {
-                tracing::info!(device = %self.key(), topic = p.topic(), server = %options.client.server, "publishing to MQTT");
-                self.publisher = Some(p);
+        *self.publisher.lock().unwrap() = None;
+        match start_publisher(device.as_ref(), &self.link, &self.references()) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                tracing::info!(device = %self.key(), topic = p.topic(), "publishing to MQTT");
+                *self.publisher.lock().unwrap() = Some(p);
             }
             Err(e) => {
                 warn!(device = %self.key(), error = %e, "MQTT extension not usable");
@@ -150,6 +141,35 @@ impl<K: Model> DeviceContext<K> {
             }
         }
     }
+}
+
+/// The DeviceLink a device stands for, as topic templates see it.
+pub(crate) fn topic_context(device: &impl kube::Resource) -> TopicContext {
+    TopicContext {
+        namespace: device.meta().namespace.clone().unwrap_or_default(),
+        name: device.meta().name.clone().unwrap_or_default(),
+        uid: owner_uid(device),
+    }
+}
+
+/// Connects a device to its broker, if it has the MQTT extension and the
+/// values its `*Ref` fields name have been read (`None` otherwise; it is
+/// started again once they have).
+pub(crate) fn start_publisher<K: Model>(
+    device: &K,
+    link: &TopicContext,
+    references: &References,
+) -> Result<Option<Publisher>, PublisherError> {
+    let Some(options) = device.mqtt() else {
+        return Ok(None);
+    };
+    if references.pending() {
+        return Ok(None);
+    }
+    let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
+        references.text(r).map_err(|e| e.to_string())
+    };
+    Publisher::start(options, link, &resolve).map(Some)
 }
 
 /// The UID of the DeviceLink that owns a device (the operator sets it as

@@ -11,6 +11,7 @@ mod context;
 mod link_status;
 mod references;
 mod registry;
+mod release;
 mod status_writer;
 
 pub use context::DeviceContext;

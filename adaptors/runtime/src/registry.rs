@@ -27,10 +27,10 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    context::DeviceContext,
+    context::{self, DeviceContext, SharedPublisher},
     link_status,
     references::{self, Data, Followed, ObjectKey, References},
-    status_writer,
+    release, status_writer,
 };
 
 /// A device model an adaptor drives: any namespaced device resource that
@@ -82,6 +82,7 @@ struct Running<K> {
     device: watch::Sender<Arc<K>>,
     link: watch::Sender<Option<Arc<DeviceLink>>>,
     references: watch::Sender<Arc<References>>,
+    publisher: SharedPublisher,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -193,6 +194,8 @@ where
     let mut updates = stream::select(devices, links);
 
     let mut running: HashMap<String, Running<K>> = HashMap::new();
+    // Deleted devices being let go of (see release.rs).
+    let mut releasing: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut links = Links::default();
     let (object_tx, mut object_updates) = mpsc::unbounded_channel::<(ObjectKey, Option<Data>)>();
     let mut seen_in_relist: HashSet<String> = HashSet::new();
@@ -223,6 +226,36 @@ where
             }
             Update::Device(Ok(event)) => match event {
                 watcher::Event::Init => seen_in_relist.clear(),
+                watcher::Event::InitApply(device) | watcher::Event::Apply(device)
+                    if device.meta().deletion_timestamp.is_some() =>
+                {
+                    seen_in_relist.insert(key(&device));
+                    let k = key(&device);
+                    if releasing.get(&k).is_some_and(|t| !t.is_finished()) {
+                        continue;
+                    }
+                    let publisher = match running.remove(&k) {
+                        Some(r) => r.publisher.lock().unwrap().take(),
+                        // Not driven here yet (the adaptor restarted): connect
+                        // just to clear the retained status.
+                        None => context::start_publisher(
+                            &device,
+                            &context::topic_context(&device),
+                            &links.references(&k),
+                        )
+                        .ok()
+                        .flatten(),
+                    };
+                    info!(device = %k, "device deleted; stopped, releasing it");
+                    let api = Api::<K>::namespaced(
+                        client.clone(),
+                        &device.namespace().unwrap_or_default(),
+                    );
+                    releasing.insert(
+                        k,
+                        tokio::spawn(release::release(api, Arc::new(device), publisher)),
+                    );
+                }
                 watcher::Event::InitApply(device) => {
                     seen_in_relist.insert(key(&device));
                     upsert(
@@ -250,6 +283,7 @@ where
                     );
                 }
                 watcher::Event::Delete(device) => {
+                    releasing.remove(&key(&device));
                     if running.remove(&key(&device)).is_some() {
                         info!(device = %key(&device), "device removed; stopped");
                     }
@@ -330,8 +364,15 @@ fn upsert<K, F, Fut>(
     let (references_tx, references_rx) = watch::channel(links.references(&k));
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
+    let publisher = SharedPublisher::default();
 
-    let ctx = DeviceContext::new(device_rx, references_rx, status_tx, connected_tx);
+    let ctx = DeviceContext::new(
+        device_rx,
+        references_rx,
+        publisher.clone(),
+        status_tx,
+        connected_tx,
+    );
     let tasks = vec![
         tokio::spawn(drive(ctx)),
         tokio::spawn(status_writer::run(
@@ -353,6 +394,7 @@ fn upsert<K, F, Fut>(
             device: device_tx,
             link: link_tx,
             references: references_tx,
+            publisher,
             tasks,
         },
     );
