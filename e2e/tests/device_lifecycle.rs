@@ -253,3 +253,51 @@ async fn a_node_that_goes_and_comes_back_and_deletion_without_node_or_adaptor() 
     );
     operator.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_crd_installed_late_is_picked_up() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let _guard = exclusive().await;
+    let client = client().await;
+    let namespace = "e2e-model-late";
+    ensure_namespace(&client, namespace).await;
+    // A shipped model no other test uses, removed for the length of this test.
+    let crd_name = "mqttdevices.devices.edge.cattle.io";
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let _ = crds.delete(crd_name, &DeleteParams::default()).await;
+    eventually("the MQTTDevice CRD to be gone", WAIT, || async {
+        crds.get_opt(crd_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let operator = start_operator();
+
+    let name = "late-model";
+    let mut link = dummy_link(namespace, name, "edge-worker", json!({"spec": {}}));
+    link.spec.model = serde_json::from_value(
+        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "MQTTDevice"}),
+    )
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    let missing = wait_condition(&links, name, "ModelExisted", "False").await;
+    assert!(
+        missing.message.contains("MQTTDevice") && missing.message.contains("spec.model"),
+        "names the model and the field: {}",
+        missing.message
+    );
+
+    // Installing the CRD is all it takes.
+    let path = devicelink_e2e::repo_root().join(format!("crds/generated/{crd_name}.yaml"));
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(devicelink_e2e::yaml_documents(&path).remove(0)).unwrap();
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("install the CRD");
+    wait_condition(&links, name, "ModelExisted", "True").await;
+
+    delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}
