@@ -44,6 +44,11 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops it with SIGTERM, then SIGKILL if it lingers.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
@@ -213,6 +218,10 @@ impl Operator {
 
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     pub async fn stop(self) {

@@ -82,6 +82,40 @@ struct Context {
     /// Which adaptor pod's grant each DeviceLink was last counted in, so
     /// that moving a DeviceLink to another node takes its grant away.
     granted_to: Mutex<HashMap<ObjectRef<DeviceLink>, AccessKey>>,
+    /// The resourceVersion each DeviceLink had when we last changed it.
+    /// While the cache still shows that version, our change has not reached
+    /// it yet: a reconcile then would only act on stale data (and its write
+    /// would conflict), so it waits for the change's watch event instead.
+    written_over: Mutex<HashMap<ObjectRef<DeviceLink>, String>>,
+}
+
+impl Context {
+    fn cache_is_behind(&self, link: &DeviceLink) -> bool {
+        let written = self.written_over.lock().unwrap();
+        match (
+            written.get(&ObjectRef::from_obj(link)),
+            &link.metadata.resource_version,
+        ) {
+            (Some(before), Some(now)) => before == now,
+            _ => false,
+        }
+    }
+
+    /// Records a write to `link` that produced `after`.
+    fn wrote(&self, link: &DeviceLink, after: &DeviceLink) {
+        let (Some(before), Some(after)) = (
+            link.metadata.resource_version.clone(),
+            after.metadata.resource_version.as_ref(),
+        ) else {
+            return;
+        };
+        if before != *after {
+            self.written_over
+                .lock()
+                .unwrap()
+                .insert(ObjectRef::from_obj(link), before);
+        }
+    }
 }
 
 /// One adaptor pod's access in one namespace.
@@ -216,6 +250,7 @@ pub async fn run(
         devices,
         applied: Mutex::default(),
         granted_to: Mutex::default(),
+        written_over: Mutex::default(),
         client,
         config,
         links: links.clone(),
@@ -354,18 +389,22 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
+    if ctx.cache_is_behind(&link) {
+        // The watch event of our own last write brings us back.
+        return Ok(Action::await_change());
+    }
     if link.metadata.deletion_timestamp.is_some() {
         if !finalizer::has(&link.metadata, FINALIZER) {
             return Ok(Action::await_change());
         }
         return match cleanup(&link, &ctx).await? {
             Cleanup::Done => {
-                patch_metadata(
-                    &api,
-                    &link.metadata,
-                    finalizer::removing(&link.metadata, FINALIZER),
-                )
-                .await?;
+                let patch = finalizer::removing(&link.metadata, FINALIZER);
+                patch_metadata(&api, &link.metadata, patch).await?;
+                ctx.written_over
+                    .lock()
+                    .unwrap()
+                    .remove(&ObjectRef::from_obj(link.as_ref()));
                 Ok(Action::await_change())
             }
             Cleanup::Waiting => Ok(Action::requeue(RELEASE_CHECK)),
@@ -373,7 +412,9 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
     }
     if let Some(patch) = finalizer::adding(&link.metadata, FINALIZER) {
         // The update brings the DeviceLink back with the finalizer on it.
-        patch_metadata(&api, &link.metadata, Some(patch)).await?;
+        if let Some(after) = patch_metadata(&api, &link.metadata, Some(patch)).await? {
+            ctx.wrote(&link, &after);
+        }
         return Ok(Action::await_change());
     }
     apply(&link, &ctx).await
@@ -704,31 +745,52 @@ async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context
     updated.status = Some(status);
     // Replacing with our resourceVersion: if the adaptor wrote DeviceConnected
     // meanwhile, this fails with a conflict and we run again on fresh data.
-    api.replace_status(&link.name_any(), &PostParams::default(), &updated)
+    let after = api
+        .replace_status(&link.name_any(), &PostParams::default(), &updated)
         .await?;
+    ctx.wrote(link, &after);
 
-    let reference = link.object_ref(&());
-    for c in changed {
-        let event = Event {
-            type_: if c.status == "False" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: c.reason.clone(),
-            note: Some(if c.message.is_empty() {
-                format!("{} is {}", c.type_, c.status)
-            } else {
-                format!("{} is {}: {}", c.type_, c.status, c.message)
-            }),
-            action: c.type_.clone(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+    if let Some(event) = transitions_event(&changed) {
+        if let Err(e) = ctx.recorder.publish(&event, &link.object_ref(&())).await {
             warn!(error = %e, "could not record event");
         }
     }
     Ok(())
+}
+
+/// One Event for the transitions of one reconcile, each named in its note
+/// (one Event per transition would triple the requests of a new DeviceLink).
+/// Its reason is that of the first condition that is not True, the one that
+/// tells the user what to do; a Warning if any became False.
+fn transitions_event(changed: &[DeviceLinkCondition]) -> Option<Event> {
+    let headline = changed
+        .iter()
+        .find(|c| c.status != "True")
+        .or(changed.last())?;
+    let note = changed
+        .iter()
+        .map(|c| {
+            if c.message.is_empty() {
+                format!("{} is {} ({})", c.type_, c.status, c.reason)
+            } else {
+                format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    // events.k8s.io limits the note to 1 kB.
+    let note: String = note.chars().take(1000).collect();
+    Some(Event {
+        type_: if changed.iter().any(|c| c.status == "False") {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: headline.reason.clone(),
+        note: Some(note),
+        action: headline.type_.clone(),
+        secondary: None,
+    })
 }
 
 fn parse_type(t: &str) -> ConditionType {
@@ -860,27 +922,28 @@ async fn release_device(
         &link.namespace().unwrap_or_default(),
         model,
     );
-    patch_metadata(&api, &device.metadata, Some(patch)).await
+    patch_metadata(&api, &device.metadata, Some(patch)).await?;
+    Ok(())
 }
 
-/// Applies a finalizer patch (see `devicelink_api::finalizer`); an object
-/// already gone needs none.
+/// Applies a finalizer patch (see `devicelink_api::finalizer`) and returns
+/// the patched object; an object already gone needs none.
 async fn patch_metadata<K>(
     api: &Api<K>,
     meta: &ObjectMeta,
     patch: Option<serde_json::Value>,
-) -> Result<()>
+) -> Result<Option<K>>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let Some(patch) = patch else { return Ok(()) };
+    let Some(patch) = patch else { return Ok(None) };
     let name = meta.name.as_deref().unwrap_or_default();
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Ok(patched) => Ok(Some(patched)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -15,11 +15,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse().load_settings()?;
-    let client = kube::Client::try_default().await?;
-    tracing::info!(adaptor_namespace = %config.adaptor_namespace, "starting devicelink-operator");
-
     let (links, links_writer) = reflector::store();
     let metrics = Metrics::new(links);
+    let client = metrics.counting_client().await?;
+    tracing::info!(adaptor_namespace = %config.adaptor_namespace, "starting devicelink-operator");
     // A standby replica is healthy and ready; the controller lowers readiness
     // while its caches fill once it leads.
     let readiness = http::Readiness::default();

@@ -24,6 +24,12 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method: GET (reads and watches), POST, PUT, PATCH, DELETE.
+    pub method: String,
+}
+
 /// Everything the operator counts.
 #[derive(Clone)]
 pub struct Metrics {
@@ -31,6 +37,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub leader: Gauge,
+    pub api_requests: Family<RequestLabels, Counter>,
     registry: Arc<Registry>,
 }
 
@@ -64,12 +71,19 @@ impl Metrics {
             "1 while this replica holds the leader lease and reconciles, else 0",
             leader.clone(),
         );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by HTTP method (GET includes watches)",
+            api_requests.clone(),
+        );
         registry.register_collector(Box::new(PhaseCollector { links }));
         Metrics {
             reconciles,
             reconcile_errors,
             reconcile_duration,
             leader,
+            api_requests,
             registry: Arc::new(registry),
         }
     }
@@ -87,6 +101,27 @@ impl Metrics {
         self.reconcile_errors
             .get_or_create(&ErrorLabels { kind: kind.into() })
             .inc();
+    }
+
+    /// A kube client that counts every request it sends in `api_requests`,
+    /// so that the cost of reconciling (and writes at rest) can be read off.
+    pub async fn counting_client(&self) -> Result<kube::Client, kube::Error> {
+        let config = kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?;
+        let requests = self.api_requests.clone();
+        let count =
+            tower::util::MapRequestLayer::new(move |req: ::http::Request<kube::client::Body>| {
+                requests
+                    .get_or_create(&RequestLabels {
+                        method: req.method().as_str().to_string(),
+                    })
+                    .inc();
+                req
+            });
+        Ok(kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&count)
+            .build())
     }
 
     /// The text exposition format Prometheus scrapes.
