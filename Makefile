@@ -1,4 +1,4 @@
-.PHONY: demo test crds
+.PHONY: demo test crds manifests bench
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -11,3 +11,11 @@ test:
 # Regenerate the CRD YAML from the Rust types.
 crds:
 	cargo run -p devicelink-api --bin crdgen
+
+# Render deploy/manifests/ from the Helm chart.
+manifests:
+	bash e2e/manifests.sh
+
+# The operator at scale (5,000 DeviceLinks over 50 kwok nodes); see docs/benchmarks.md.
+bench:
+	bash e2e/bench-operator.sh

@@ -13,5 +13,6 @@ start_control_plane() { # NODE...
   trap '"$root/e2e/controlplane/cluster.sh" down' EXIT
   kubectl apply -f "$root/crds/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-  kubectl apply -f "$root/deploy/manifests/operator-rbac.yaml" -f "$root/deploy/manifests/adaptor-dummy-rbac.yaml" >/dev/null
+  # The RBAC the chart installs (rendered into deploy/manifests/rbac.yaml).
+  kubectl apply -f "$root/deploy/manifests/rbac.yaml" >/dev/null
 }

@@ -4,10 +4,17 @@
 source "$(dirname "$0")/common.sh"
 cd "$root"
 
+echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
+"$("$root/e2e/helm.sh")" lint --strict "$root/charts/devicelink"
+"$root/e2e/manifests.sh" --check
 echo "== building (cached in $CARGO_TARGET_DIR)" >&2
 cargo build --workspace --all-targets --locked
 echo "== starting the control plane" >&2
 start_control_plane edge-worker
+echo "== the chart's objects, as the API server sees them (server-side dry run)" >&2
+"$("$root/e2e/helm.sh")" template devicelink "$root/charts/devicelink" --namespace devicelink-system \
+  --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' 2>/dev/null |
+  kubectl apply --dry-run=server -f - >/dev/null
 echo "== running tests" >&2
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
