@@ -159,6 +159,18 @@ pub async fn ensure_namespace(client: &Client, name: &str) {
     let _ = api.create(&Default::default(), &ns).await;
 }
 
+/// A node that kwok runs (it marks it Ready and its pods Running).
+pub fn kwok_node(name: &str) -> k8s_openapi::api::core::v1::Node {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {"type": "kwok"},
+        },
+    }))
+    .expect("a Node")
+}
+
 /// A dummy-fan DeviceLink on `node` with the given template spec.
 pub fn dummy_link(
     namespace: &str,

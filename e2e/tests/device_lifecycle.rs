@@ -197,10 +197,7 @@ async fn a_node_that_goes_and_comes_back_and_deletion_without_node_or_adaptor() 
     ensure_namespace(&client, namespace).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let node = "e2e-transient-node";
-    let fake_node: Node = serde_json::from_value(json!({
-        "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"type": "kwok"}},
-    }))
-    .unwrap();
+    let fake_node = devicelink_e2e::kwok_node(node);
     let _ = nodes.create(&PostParams::default(), &fake_node).await;
     let operator = start_operator();
 

@@ -299,10 +299,7 @@ async fn missing_node_is_reported_and_recovers_when_the_node_appears() {
     .await;
 
     // Creating the node later lets it proceed with no manual step.
-    let fake_node: Node = serde_json::from_value(json!({
-        "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"type": "kwok"}},
-    }))
-    .unwrap();
+    let fake_node = devicelink_e2e::kwok_node(node);
     nodes
         .create(&PostParams::default(), &fake_node)
         .await

@@ -58,6 +58,10 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_DEVICE_RELEASE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub device_release_grace: std::time::Duration,
 
+    /// How many DeviceLinks are reconciled at the same time at most.
+    #[arg(long, env = "DEVICELINK_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
+
     /// The loaded `adaptor_settings_file` (see [`Config::load_settings`]).
     #[arg(skip)]
     pub adaptor_settings: AdaptorSettings,

@@ -31,7 +31,7 @@ use kube::{
     },
     core::ApiResource,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller, WatchStreamExt, controller,
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector,
@@ -162,17 +162,19 @@ pub async fn run(
     let reader = links.as_reader();
     let link_events = reflector(
         links,
-        watcher(links_api, watcher::Config::default().any_semantic()),
+        watcher(links_api, watcher::Config::default().any_semantic()).modify(watch_filter::slim),
     )
     .default_backoff()
     .applied_objects();
-    let controller = Controller::for_stream(link_events, reader.clone());
+    // Bounded: each reconcile in flight holds a connection to the API server.
+    let controller = Controller::for_stream(link_events, reader.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrency));
     let links = reader;
 
     let (nodes, nodes_writer) = reflector::store();
     let node_events = reflector(
         nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim_node),
     )
     .default_backoff();
     // Heartbeats change nothing a DeviceLink shows; addresses do.
@@ -184,7 +186,8 @@ pub async fn run(
         watcher(
             Api::<CustomResourceDefinition>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .modify(slim_crd),
     )
     .default_backoff();
     let crd_events = watch_filter::changes_and_deletions(crd_events, |crd| {
@@ -195,14 +198,7 @@ pub async fn run(
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &config.adaptor_namespace);
     let pod_events = reflector(
         pods_writer,
-        watcher(
-            pods_api,
-            watcher::Config::default().labels(&format!(
-                "{}={}",
-                labels::MANAGED_BY,
-                labels::MANAGER
-            )),
-        ),
+        watcher(pods_api, made_by_us()).modify(watch_filter::slim),
     )
     .default_backoff()
     .touched_objects();
@@ -212,12 +208,9 @@ pub async fn run(
         roles_writer,
         watcher(
             Api::<PartialObjectMeta<Role>>::all(client.clone()),
-            watcher::Config::default().labels(&format!(
-                "{}={}",
-                labels::MANAGED_BY,
-                labels::MANAGER
-            )),
-        ),
+            made_by_us(),
+        )
+        .modify(watch_filter::slim),
     )
     .default_backoff()
     .touched_objects();
@@ -332,6 +325,35 @@ pub async fn run(
             }
         });
     tokio::join!(controller, ready_when_filled);
+}
+
+/// A node as the operator keeps it: its identity and addresses.
+fn slim_node(node: &mut Node) {
+    watch_filter::slim(node);
+    node.spec = None;
+    if let Some(status) = node.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// A CRD as the operator keeps it: group, names and served versions, not
+/// the (large) schemas.
+fn slim_crd(crd: &mut CustomResourceDefinition) {
+    watch_filter::slim(crd);
+    crd.status = None;
+    for version in &mut crd.spec.versions {
+        version.schema = None;
+        version.additional_printer_columns = None;
+        version.subresources = None;
+    }
+}
+
+/// Selects the objects the operator made (adaptor pods, grant Roles).
+fn made_by_us() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
 }
 
 /// What of a node a DeviceLink shows: which node it is, and its addresses.

@@ -75,13 +75,7 @@ mod tests {
         );
         link.metadata.namespace = Some("default".into());
         link.metadata.uid = Some("u-1".into());
-        let model = ApiResource {
-            group: "devices.edge.cattle.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "devices.edge.cattle.io/v1alpha1".into(),
-            kind: "DummySpecialDevice".into(),
-            plural: "dummyspecialdevices".into(),
-        };
+        let model = ApiResource::erase::<devicelink_api::dummy::DummySpecialDevice>(&());
         let device = desired(&link, &model, "dummy");
         let l = device.metadata.labels.unwrap();
         assert_eq!(l["room"], "living");

@@ -66,7 +66,8 @@ pub fn watch(
         let api: Api<DeviceMeta> = Api::all_with(client.clone(), &model);
         // Only devices the operator made carry the adaptor label.
         let config = watcher::Config::default().labels(labels::ADAPTOR);
-        let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let events = reflector::reflector(writer, watcher(api, config).modify(watch_filter::slim))
+            .default_backoff();
         let shape = |d: &DeviceMeta| watch_filter::identity(&d.metadata);
         streams.push((
             model,

@@ -51,6 +51,17 @@ pub fn identity(meta: &kube::api::ObjectMeta) -> (Option<String>, Option<i64>, b
     )
 }
 
+/// Drops what the operator never reads from a cached object: managed
+/// fields and kubectl's copy of the last applied object. With thousands of
+/// DeviceLinks they would be most of the cache.
+pub fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

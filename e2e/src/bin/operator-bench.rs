@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use devicelink_api::{DeviceLink, DeviceLinkStatus, Outcome, condition};
+use devicelink_api::{DeviceLink, DeviceLinkStatus, Outcome, condition, dummy::DummySpecialDevice};
 use devicelink_e2e::{client, dummy_link, ensure_namespace, process::Operator};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Node;
@@ -74,14 +74,7 @@ fn link(namespace: &str, i: usize, nodes: usize) -> DeviceLink {
 async fn create_nodes(client: &Client, count: usize) {
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..count {
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {
-                "name": node_name(i),
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
-                "labels": {"type": "kwok"},
-            },
-        }))
-        .unwrap();
+        let node = devicelink_e2e::kwok_node(&node_name(i));
         let _ = nodes.create(&PostParams::default(), &node).await;
     }
 }
@@ -206,13 +199,7 @@ async fn with_operator(client: &Client, args: &Args) -> (f64, f64, f64, f64, f64
 async fn bare_client(client: &Client, args: &Args) -> f64 {
     let namespace = "bench-bare";
     ensure_namespace(client, namespace).await;
-    let model = ApiResource {
-        group: "devices.edge.cattle.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "devices.edge.cattle.io/v1alpha1".into(),
-        kind: "DummySpecialDevice".into(),
-        plural: "dummyspecialdevices".into(),
-    };
+    let model = ApiResource::erase::<DummySpecialDevice>(&());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let devices: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &model);
     let start = Instant::now();
