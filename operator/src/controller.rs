@@ -33,7 +33,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt, controller,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
         reflector,
         reflector::{ObjectRef, Store, store::Writer},
         watcher,
@@ -48,6 +47,7 @@ use crate::{
     device,
     device_watch::{self, DeviceCaches, DeviceMeta},
     error::{Error, Result},
+    events::Events,
     fingerprint,
     http::Readiness,
     metrics::Metrics,
@@ -72,7 +72,7 @@ struct Context {
     /// The Roles that give adaptor pods their referenced Secrets and
     /// ConfigMaps (metadata only: the grant digest is an annotation).
     roles: Store<PartialObjectMeta<Role>>,
-    recorder: Recorder,
+    events: Events,
     metrics: Metrics,
     devices: DeviceCaches,
     /// What we last applied to each device: (uid, generation it got,
@@ -231,14 +231,8 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
 
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok()),
-    };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Events::new(client.clone(), MANAGER, &config.identity()),
         metrics,
         devices,
         applied: Mutex::default(),
@@ -772,47 +766,10 @@ async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context
         .await?;
     ctx.wrote(link, &after);
 
-    if let Some(event) = transitions_event(&changed) {
-        if let Err(e) = ctx.recorder.publish(&event, &link.object_ref(&())).await {
-            warn!(error = %e, "could not record event");
-        }
+    if let Err(e) = ctx.events.transitions(link, &changed).await {
+        warn!(error = %e, "could not record event");
     }
     Ok(())
-}
-
-/// One Event for the transitions of one reconcile, each named in its note
-/// (one Event per transition would triple the requests of a new DeviceLink).
-/// Its reason is that of the first condition that is not True, the one that
-/// tells the user what to do; a Warning if any became False.
-fn transitions_event(changed: &[DeviceLinkCondition]) -> Option<Event> {
-    let headline = changed
-        .iter()
-        .find(|c| c.status != "True")
-        .or(changed.last())?;
-    let note = changed
-        .iter()
-        .map(|c| {
-            if c.message.is_empty() {
-                format!("{} is {} ({})", c.type_, c.status, c.reason)
-            } else {
-                format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    // events.k8s.io limits the note to 1 kB.
-    let note: String = note.chars().take(1000).collect();
-    Some(Event {
-        type_: if changed.iter().any(|c| c.status == "False") {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: headline.reason.clone(),
-        note: Some(note),
-        action: headline.type_.clone(),
-        secondary: None,
-    })
 }
 
 fn parse_type(t: &str) -> ConditionType {

@@ -16,6 +16,7 @@ pub mod controller;
 pub mod device;
 mod device_watch;
 mod error;
+mod events;
 mod fingerprint;
 pub mod http;
 pub mod leader;

@@ -1,0 +1,91 @@
+//! Events on DeviceLinks (events.k8s.io/v1), one per reconcile that changed
+//! conditions.
+//!
+//! Written directly rather than through kube-runtime's Recorder: that keeps
+//! every event it sent for six minutes to count repeats, which at thousands
+//! of DeviceLinks is a large part of the operator's memory, while our events
+//! rarely repeat (each names the transitions that just happened).
+
+use devicelink_api::{DeviceLink, DeviceLinkCondition};
+use k8s_openapi::{api::events::v1::Event, apimachinery::pkg::apis::meta::v1::MicroTime};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
+};
+
+/// Who records the events: the controller's name and this replica.
+#[derive(Clone)]
+pub struct Events {
+    client: Client,
+    controller: String,
+    instance: String,
+}
+
+impl Events {
+    pub fn new(client: Client, controller: &str, instance: &str) -> Events {
+        Events {
+            client,
+            controller: controller.to_string(),
+            instance: instance.to_string(),
+        }
+    }
+
+    /// Records the transitions of one reconcile on the DeviceLink.
+    pub async fn transitions(
+        &self,
+        link: &DeviceLink,
+        changed: &[DeviceLinkCondition],
+    ) -> Result<(), kube::Error> {
+        let Some(event) = self.transitions_event(link, changed) else {
+            return Ok(());
+        };
+        let namespace = link.namespace().unwrap_or_default();
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        Ok(())
+    }
+
+    /// Its reason is that of the first condition that is not True, the one
+    /// that tells the user what to do; a Warning if any became False. The
+    /// note names every transition.
+    fn transitions_event(
+        &self,
+        link: &DeviceLink,
+        changed: &[DeviceLinkCondition],
+    ) -> Option<Event> {
+        let headline = changed
+            .iter()
+            .find(|c| c.status != "True")
+            .or(changed.last())?;
+        let note = changed
+            .iter()
+            .map(|c| {
+                if c.message.is_empty() {
+                    format!("{} is {} ({})", c.type_, c.status, c.reason)
+                } else {
+                    format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let warning = changed.iter().any(|c| c.status == "False");
+        Some(Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", link.name_any())),
+                namespace: link.namespace(),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(headline.reason.clone()),
+            action: Some(headline.type_.clone()),
+            // events.k8s.io limits the note to 1 kB.
+            note: Some(note.chars().take(1000).collect()),
+            regarding: Some(link.object_ref(&())),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        })
+    }
+}
