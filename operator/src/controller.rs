@@ -101,6 +101,14 @@ impl Context {
         }
     }
 
+    /// Forgets a recorded write once the cache has moved past it.
+    fn caught_up(&self, link: &DeviceLink) {
+        self.written_over
+            .lock()
+            .unwrap()
+            .remove(&ObjectRef::from_obj(link));
+    }
+
     /// Records a write to `link` that produced `after`.
     fn wrote(&self, link: &DeviceLink, after: &DeviceLink) {
         let (Some(before), Some(after)) = (
@@ -136,7 +144,10 @@ impl AccessKey {
     }
 
     fn serves(&self, link: &DeviceLink) -> bool {
-        AccessKey::of(link).as_ref() == Some(self)
+        link.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+            && link.spec.adaptor.node == self.node
+            && devicelink_api::adaptor::find(&link.spec.adaptor.name)
+                .is_some_and(|a| a.short_name == self.adaptor.short_name)
     }
 }
 
@@ -409,6 +420,7 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
         // The watch event of our own last write brings us back.
         return Ok(Action::await_change());
     }
+    ctx.caught_up(&link);
     if link.metadata.deletion_timestamp.is_some() {
         if !finalizer::has(&link.metadata, FINALIZER) {
             return Ok(Action::await_change());
@@ -505,13 +517,18 @@ async fn evaluate(
     }
 
     // The adaptor may read what this DeviceLink references (and no more)
-    // before its device exists.
-    if let Some(key) = AccessKey::of(link) {
+    // before its device exists. A DeviceLink that references nothing, and
+    // did not before, changes no grant.
+    let link_ref = ObjectRef::from_obj(link);
+    let counted = ctx.granted_to.lock().unwrap().contains_key(&link_ref);
+    if let Some(key) = AccessKey::of(link).filter(|_| counted || !link.spec.references.is_empty()) {
         sync_grant(&key, ctx).await?;
-        ctx.granted_to
-            .lock()
-            .unwrap()
-            .insert(ObjectRef::from_obj(link), key);
+        let mut granted = ctx.granted_to.lock().unwrap();
+        if link.spec.references.is_empty() {
+            granted.remove(&link_ref);
+        } else {
+            granted.insert(link_ref, key);
+        }
     }
     // DeviceCreated waits for every reference to resolve.
     if let Some(missing) = references::check(&ctx.client, link).await? {

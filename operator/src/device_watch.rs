@@ -66,7 +66,7 @@ pub fn watch(
         let api: Api<DeviceMeta> = Api::all_with(client.clone(), &model);
         // Only devices the operator made carry the adaptor label.
         let config = watcher::Config::default().labels(labels::ADAPTOR);
-        let events = reflector::reflector(writer, watcher(api, config).modify(watch_filter::slim))
+        let events = reflector::reflector(writer, watcher(api, config).modify(slim_device))
             .default_backoff();
         let shape = |d: &DeviceMeta| watch_filter::identity(&d.metadata);
         streams.push((
@@ -75,6 +75,14 @@ pub fn watch(
         ));
     }
     (caches, streams)
+}
+
+/// What the operator reads of a device: identity, generation, owner,
+/// finalizers and deletion (labels were for the watch's selector).
+fn slim_device(device: &mut DeviceMeta) {
+    watch_filter::slim(device);
+    device.metadata.labels = None;
+    device.metadata.annotations = None;
 }
 
 /// The device models devicelink ships (served version of each CRD).
