@@ -72,7 +72,7 @@ impl Events {
         let warning = changed.iter().any(|c| c.status == "False");
         Some(Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", link.name_any())),
+                generate_name: Some(format!("{}-", link.name_any())),
                 namespace: link.namespace(),
                 ..Default::default()
             },
