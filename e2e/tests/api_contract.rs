@@ -1133,7 +1133,8 @@ async fn every_type_survives_a_round_trip_through_the_api_server() {
         let mut device: DynamicObject = serde_json::from_value(device_of(&sample)).unwrap();
         device.metadata.namespace = Some(namespace.into());
         device.metadata.owner_references = None;
-        // No adaptor runs here to release it; the CRD test deletes the CRDs.
+        // No adaptor runs here to release it, and a later test deletes a
+        // model CRD, which waits until every object of it is gone.
         device.metadata.finalizers = None;
         let stored = devices
             .create(&PostParams::default(), &device)
