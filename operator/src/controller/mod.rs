@@ -1,0 +1,467 @@
+//! The DeviceLink controller: one reconcile that walks the condition
+//! pipeline, plus the watches that wake it when a node, a model CRD or an
+//! adaptor pod changes.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use devicelink_api::{
+    DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
+    condition::{self, ConditionType},
+    finalizer,
+};
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        core::v1::{ConfigMap, Node, Pod, Secret},
+        rbac::v1::Role,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{PartialObjectMeta, PostParams},
+    runtime::{
+        Controller, WatchStreamExt, controller,
+        controller::Action,
+        reflector,
+        reflector::{ObjectRef, Store, store::Writer},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    device_watch::{self, DeviceCaches},
+    error::{Error, Result},
+    events::Events,
+    http::Readiness,
+    metrics::Metrics,
+    references, stages, watch_filter,
+};
+
+mod deletion;
+mod grants;
+mod objects;
+mod watches;
+mod writes;
+
+use deletion::{Cleanup, cached_device, cleanup};
+use grants::{AccessKey, release_moved_grant};
+use objects::{ensure_adaptor_pod, ensure_device};
+use watches::{made_by_us, matching, node_signature, referencing, served_by, slim_crd, slim_node};
+use writes::patch_metadata;
+
+/// Lets the operator stop the device and remove an unneeded adaptor pod
+/// before the DeviceLink goes away.
+const FINALIZER: &str = "edge.cattle.io/devicelink-operator";
+/// How often a device waiting for its adaptor is looked at again.
+const RELEASE_CHECK: Duration = Duration::from_secs(5);
+/// Field manager for everything the operator writes.
+const MANAGER: &str = "devicelink-operator";
+
+struct Context {
+    client: Client,
+    config: Config,
+    links: Store<DeviceLink>,
+    nodes: Store<Node>,
+    crds: Store<CustomResourceDefinition>,
+    pods: Store<Pod>,
+    /// The Roles that give adaptor pods their referenced Secrets and
+    /// ConfigMaps (metadata only: the grant digest is an annotation).
+    roles: Store<PartialObjectMeta<Role>>,
+    events: Events,
+    metrics: Metrics,
+    devices: DeviceCaches,
+    /// What we last applied to each device: (uid, generation it got,
+    /// fingerprint of what we sent). While the cached device still matches,
+    /// a reconcile needs no request to know the device is as wanted.
+    applied: Mutex<HashMap<ObjectRef<DeviceLink>, AppliedDevice>>,
+    /// Which adaptor pod's grant each DeviceLink was last counted in, so
+    /// that moving a DeviceLink to another node takes its grant away.
+    granted_to: Mutex<HashMap<ObjectRef<DeviceLink>, AccessKey>>,
+    /// The resourceVersion each DeviceLink had when we last changed it.
+    /// While the cache still shows that version, our change has not reached
+    /// it yet: a reconcile then would only act on stale data (and its write
+    /// would conflict), so it waits for the change's watch event instead.
+    written_over: Mutex<HashMap<ObjectRef<DeviceLink>, String>>,
+}
+
+impl Context {
+    fn cache_is_behind(&self, link: &DeviceLink) -> bool {
+        let written = self.written_over.lock().unwrap();
+        match (
+            written.get(&ObjectRef::from_obj(link)),
+            &link.metadata.resource_version,
+        ) {
+            (Some(before), Some(now)) => before == now,
+            _ => false,
+        }
+    }
+
+    /// Forgets a recorded write once the cache has moved past it.
+    fn caught_up(&self, link: &DeviceLink) {
+        self.written_over
+            .lock()
+            .unwrap()
+            .remove(&ObjectRef::from_obj(link));
+    }
+
+    /// Records a write to `link` that produced `after`.
+    fn wrote(&self, link: &DeviceLink, after: &DeviceLink) {
+        let (Some(before), Some(after)) = (
+            link.metadata.resource_version.clone(),
+            after.metadata.resource_version.as_ref(),
+        ) else {
+            return;
+        };
+        if before != *after {
+            self.written_over
+                .lock()
+                .unwrap()
+                .insert(ObjectRef::from_obj(link), before);
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Debug)]
+struct AppliedDevice {
+    uid: Option<String>,
+    generation: Option<i64>,
+    fingerprint: String,
+}
+
+/// Runs the controller until `shutdown` completes. `links` is the writer
+/// half of the DeviceLink cache whose reader the metrics already count.
+pub async fn run(
+    client: Client,
+    config: Config,
+    links: Writer<DeviceLink>,
+    metrics: Metrics,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    readiness.set(false);
+    let links_api: Api<DeviceLink> = Api::all(client.clone());
+    let reader = links.as_reader();
+    let link_events = reflector(
+        links,
+        watcher(links_api, watcher::Config::default().any_semantic()).modify(watch_filter::slim),
+    )
+    .default_backoff()
+    .applied_objects();
+    // Bounded: each reconcile in flight holds a connection to the API server.
+    let controller = Controller::for_stream(link_events, reader.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrency));
+    let links = reader;
+
+    let (nodes, nodes_writer) = reflector::store();
+    let node_events = reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim_node),
+    )
+    .default_backoff();
+    // Heartbeats change nothing a DeviceLink shows; addresses do.
+    let node_events = watch_filter::changes_and_deletions(node_events, node_signature);
+
+    let (crds, crds_writer) = reflector::store();
+    let crd_events = reflector(
+        crds_writer,
+        watcher(
+            Api::<CustomResourceDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(slim_crd),
+    )
+    .default_backoff();
+    let crd_events = watch_filter::changes_and_deletions(crd_events, |crd| {
+        watch_filter::identity(&crd.metadata)
+    });
+
+    let (pods, pods_writer) = reflector::store();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &config.adaptor_namespace);
+    let pod_events = reflector(
+        pods_writer,
+        watcher(pods_api, made_by_us()).modify(watch_filter::slim),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (roles, roles_writer) = reflector::store();
+    let role_events = reflector(
+        roles_writer,
+        watcher(
+            Api::<PartialObjectMeta<Role>>::all(client.clone()),
+            made_by_us(),
+        )
+        .modify(watch_filter::slim),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
+    // Referenced Secrets and ConfigMaps: metadata is enough to know that one
+    // appeared, changed or went away.
+    let secret_events = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let config_map_events = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let ctx = Arc::new(Context {
+        events: Events::new(client.clone(), MANAGER, &config.identity()),
+        metrics,
+        devices,
+        applied: Mutex::default(),
+        granted_to: Mutex::default(),
+        written_over: Mutex::default(),
+        client,
+        config,
+        links: links.clone(),
+        nodes,
+        crds,
+        pods,
+        roles,
+    });
+
+    let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
+    let (by_secret, by_config_map, by_role) = (links.clone(), links.clone(), links.clone());
+    let ready_when_filled = {
+        let (links, nodes, crds, pods, roles) = (
+            links,
+            ctx.nodes.clone(),
+            ctx.crds.clone(),
+            ctx.pods.clone(),
+            ctx.roles.clone(),
+        );
+        async move {
+            let _ = tokio::join!(
+                links.wait_until_ready(),
+                nodes.wait_until_ready(),
+                crds.wait_until_ready(),
+                pods.wait_until_ready(),
+                roles.wait_until_ready()
+            );
+            readiness.set(true);
+            info!("caches filled; ready");
+        }
+    };
+    let mut controller = controller
+        .watches_stream(node_events, move |node: Node| {
+            let name = node.name_any();
+            matching(&by_node, move |l| l.spec.adaptor.node == name)
+        })
+        .watches_stream(crd_events, move |crd: CustomResourceDefinition| {
+            matching(&by_model, move |l| {
+                l.spec.model.kind == crd.spec.names.kind
+                    && l.spec.model.api_version.split('/').next() == Some(crd.spec.group.as_str())
+            })
+        })
+        .watches_stream(pod_events, move |pod: Pod| {
+            let pod_labels = pod.labels().clone();
+            matching(&by_pod, move |l| served_by(l, &pod_labels))
+        })
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
+            referencing(&by_secret, &secret.metadata, |l| {
+                references::referenced_objects(l).0
+            })
+        })
+        .watches_stream(
+            config_map_events,
+            move |cm: PartialObjectMeta<ConfigMap>| {
+                referencing(&by_config_map, &cm.metadata, |l| {
+                    references::referenced_objects(l).1
+                })
+            },
+        )
+        // A grant Role changed or deleted by hand is put back.
+        .watches_stream(role_events, move |role: PartialObjectMeta<Role>| {
+            let role_labels = role.labels().clone();
+            let namespace = role.namespace();
+            matching(&by_role, move |l| {
+                l.namespace() == namespace && served_by(l, &role_labels)
+            })
+        })
+        .graceful_shutdown_on(shutdown);
+    // A device deleted or edited by hand is put back from the template.
+    for (model, events) in device_events {
+        controller = controller.watches_stream_with(events, |d| device_watch::owner(&d), model);
+    }
+    let controller = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((link, _)) => tracing::debug!(%link, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "reconcile failed"),
+            }
+        });
+    tokio::join!(controller, ready_when_filled);
+}
+
+async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
+    if ctx.cache_is_behind(&link) {
+        // The watch event of our own last write brings us back.
+        return Ok(Action::await_change());
+    }
+    ctx.caught_up(&link);
+    if link.metadata.deletion_timestamp.is_some() {
+        if !finalizer::has(&link.metadata, FINALIZER) {
+            return Ok(Action::await_change());
+        }
+        return match cleanup(&link, &ctx).await? {
+            Cleanup::Done => {
+                let patch = finalizer::removing(&link.metadata, FINALIZER);
+                patch_metadata(&api, &link.metadata, patch).await?;
+                ctx.written_over
+                    .lock()
+                    .unwrap()
+                    .remove(&ObjectRef::from_obj(link.as_ref()));
+                Ok(Action::await_change())
+            }
+            Cleanup::Waiting => Ok(Action::requeue(RELEASE_CHECK)),
+        };
+    }
+    if let Some(patch) = finalizer::adding(&link.metadata, FINALIZER) {
+        // The update brings the DeviceLink back with the finalizer on it.
+        if let Some(after) = patch_metadata(&api, &link.metadata, Some(patch)).await? {
+            ctx.wrote(&link, &after);
+        }
+        return Ok(Action::await_change());
+    }
+    apply(&link, &ctx).await
+}
+
+fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(err.metric_label());
+    if err.is_conflict() {
+        return Action::requeue(Duration::from_millis(500));
+    }
+    warn!(devicelink = %ObjectRef::from_obj(link.as_ref()), error = %err, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Walks the pipeline and records the result.
+async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
+    release_moved_grant(link, ctx).await?;
+    let mut status = link.status.clone().unwrap_or_default();
+    let outcomes = evaluate(link, ctx, &mut status).await?;
+    status.conditions = condition::advance(link.conditions(), &outcomes, &condition::now());
+    status.observed_generation = link.metadata.generation;
+    write_status(link, status, ctx).await?;
+    // A device deleted by hand waits for its adaptor; look again in a while
+    // in case the adaptor never comes.
+    let releasing = cached_device(link, ctx)
+        .is_some_and(|(_, device)| device.metadata.deletion_timestamp.is_some());
+    Ok(if releasing {
+        Action::requeue(RELEASE_CHECK)
+    } else {
+        Action::await_change()
+    })
+}
+
+/// Decides the operator's stages in order, stopping at the first that is not True.
+async fn evaluate(
+    link: &DeviceLink,
+    ctx: &Context,
+    status: &mut DeviceLinkStatus,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(4);
+
+    let node = ctx.nodes.get(&ObjectRef::new(&link.spec.adaptor.node));
+    outcomes.push(stages::node(link, node.as_deref(), status));
+    if !outcomes[0].is_true() {
+        return Ok(outcomes);
+    }
+
+    let crds = ctx.crds.state();
+    let (model_outcome, model) = stages::model(link, crds.iter().map(|c| c.as_ref()), status);
+    outcomes.push(model_outcome);
+    let Some(model) = model else {
+        return Ok(outcomes);
+    };
+
+    let adaptor = match stages::adaptor_kind(link) {
+        Ok(kind) => kind,
+        Err(outcome) => {
+            status.adaptor_name.clear();
+            outcomes.push(outcome);
+            return Ok(outcomes);
+        }
+    };
+    let adaptor_outcome = ensure_adaptor_pod(adaptor, &link.spec.adaptor.node, ctx).await?;
+    status.adaptor_name = if adaptor_outcome.is_true() {
+        adaptor.name.to_string()
+    } else {
+        String::new()
+    };
+    outcomes.push(adaptor_outcome);
+    if !outcomes[2].is_true() {
+        return Ok(outcomes);
+    }
+
+    // The adaptor may read what this DeviceLink references (and no more)
+    // before its device exists.
+    grants::count_in_grant(link, ctx).await?;
+    // DeviceCreated waits for every reference to resolve.
+    if let Some(missing) = references::check(&ctx.client, link).await? {
+        outcomes.push(missing);
+        return Ok(outcomes);
+    }
+    outcomes.push(ensure_device(link, &model, adaptor, ctx).await);
+    Ok(outcomes)
+}
+
+/// Writes the status if it differs from what is stored, and records an Event
+/// for each condition that changed.
+async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context) -> Result<()> {
+    if link.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let changed: Vec<DeviceLinkCondition> = status
+        .conditions
+        .iter()
+        .filter(|c| {
+            condition::find(link.conditions(), parse_type(&c.type_))
+                .is_none_or(|old| old.status != c.status || old.reason != c.reason)
+        })
+        .cloned()
+        .collect();
+
+    let api: Api<DeviceLink> =
+        Api::namespaced(ctx.client.clone(), &link.namespace().unwrap_or_default());
+    let mut updated = link.clone();
+    updated.status = Some(status);
+    // Replacing with our resourceVersion: if the adaptor wrote DeviceConnected
+    // meanwhile, this fails with a conflict and we run again on fresh data.
+    let after = api
+        .replace_status(&link.name_any(), &PostParams::default(), &updated)
+        .await?;
+    ctx.wrote(link, &after);
+
+    if let Err(e) = ctx.events.transitions(link, &changed).await {
+        warn!(error = %e, "could not record event");
+    }
+    Ok(())
+}
+
+fn parse_type(t: &str) -> ConditionType {
+    ConditionType::PIPELINE
+        .into_iter()
+        .find(|c| c.as_str() == t)
+        .unwrap_or(ConditionType::NodeExisted)
+}

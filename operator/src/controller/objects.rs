@@ -1,0 +1,160 @@
+//! The objects a DeviceLink needs: the adaptor pod of its kind on its node
+//! (with the pod's identity), and its device made from the template.
+
+use devicelink_api::{DeviceLink, Outcome, adaptor::AdaptorKind};
+use k8s_openapi::api::{
+    core::v1::{Pod, ServiceAccount},
+    rbac::v1::ClusterRoleBinding,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams},
+    core::ApiResource,
+    runtime::reflector::ObjectRef,
+};
+use tracing::{info, warn};
+
+use super::{
+    AppliedDevice, Context, MANAGER,
+    deletion::release_device,
+    writes::{apply_object, delete_ignoring_missing},
+};
+use crate::{adaptor_access, adaptor_pod, device, error::Result, fingerprint};
+
+/// AdaptorExisted: the adaptor pod for this kind runs on the node and is Ready.
+pub(super) async fn ensure_adaptor_pod(
+    adaptor: &AdaptorKind,
+    node: &str,
+    ctx: &Context,
+) -> Result<Outcome> {
+    let desired = adaptor_pod::desired(&ctx.config, adaptor, node);
+    let name = desired.name_any();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace);
+    let existing = ctx
+        .pods
+        .get(&ObjectRef::new(&name).within(&ctx.config.adaptor_namespace));
+    let pod_ref = format!("{}/{name}", ctx.config.adaptor_namespace);
+    match existing {
+        Some(pod) if pod.metadata.deletion_timestamp.is_some() => Ok(Outcome::unknown(
+            "Confirming",
+            format!("adaptor pod {pod_ref} is terminating; a new one follows"),
+        )),
+        Some(pod) if !adaptor_pod::is_current(&pod, &desired) || is_finished(&pod) => {
+            // Pod specs are immutable and a finished pod never runs again:
+            // replace it. Its deletion wakes us to create the new one.
+            info!(pod = %pod_ref, "replacing adaptor pod");
+            delete_ignoring_missing(&api, &name).await?;
+            Ok(Outcome::unknown(
+                "Confirming",
+                format!("replacing adaptor pod {pod_ref}"),
+            ))
+        }
+        Some(pod) if adaptor_pod::is_ready(&pod) => Ok(Outcome::ok("Found")),
+        Some(_) => Ok(Outcome::unknown(
+            "Confirming",
+            format!("waiting for adaptor pod {pod_ref} to become ready"),
+        )),
+        None => {
+            info!(pod = %pod_ref, "creating adaptor pod");
+            let (account, binding) = adaptor_access::identity(&ctx.config, adaptor, node);
+            apply_object(
+                &Api::<ServiceAccount>::namespaced(
+                    ctx.client.clone(),
+                    &ctx.config.adaptor_namespace,
+                ),
+                &account,
+            )
+            .await?;
+            apply_object(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &binding,
+            )
+            .await?;
+            apply_object(&api, &desired).await?;
+            Ok(Outcome::unknown(
+                "Confirming",
+                format!("created adaptor pod {pod_ref}; waiting for it to become ready"),
+            ))
+        }
+    }
+}
+
+pub(super) fn is_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// DeviceCreated: the device object exists as the template describes it.
+pub(super) async fn ensure_device(
+    link: &DeviceLink,
+    model: &ApiResource,
+    adaptor: &AdaptorKind,
+    ctx: &Context,
+) -> Outcome {
+    let desired = device::desired(link, model, adaptor.short_name);
+    let fingerprint = fingerprint::of(&desired);
+    let namespace = link.namespace().unwrap_or_default();
+    let link_ref = ObjectRef::from_obj(link);
+    if let Some(cached) = ctx.devices.get(model, &namespace, &link.name_any()) {
+        if cached.metadata.deletion_timestamp.is_some() {
+            if let Err(e) = release_device(link, model, &cached, ctx).await {
+                warn!(error = %e, "could not release the device");
+            }
+            // Its deletion event brings us back to create it again.
+            return Outcome::unknown(
+                "Creating",
+                format!(
+                    "{} {namespace}/{} is being deleted; it is created again once gone",
+                    model.kind,
+                    link.name_any()
+                ),
+            );
+        }
+        let current = AppliedDevice {
+            uid: cached.metadata.uid.clone(),
+            generation: cached.metadata.generation,
+            fingerprint: fingerprint.clone(),
+        };
+        if ctx.applied.lock().unwrap().get(&link_ref) == Some(&current) {
+            return Outcome::ok("Success");
+        }
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, model);
+    match api
+        .patch(
+            &link.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+    {
+        Ok(applied) => {
+            ctx.applied.lock().unwrap().insert(
+                link_ref,
+                AppliedDevice {
+                    uid: applied.metadata.uid,
+                    generation: applied.metadata.generation,
+                    fingerprint,
+                },
+            );
+            Outcome::ok("Success")
+        }
+        // The API server validates the template against the model's schema;
+        // its message names the offending field.
+        Err(kube::Error::Api(e)) => Outcome::fail(
+            "Fail",
+            format!(
+                "creating {} {namespace}/{} from spec.template: {}",
+                model.kind,
+                link.name_any(),
+                e.message
+            ),
+        ),
+        Err(e) => Outcome::fail(
+            "Fail",
+            format!("creating {} from spec.template: {e}", model.kind),
+        ),
+    }
+}
