@@ -16,7 +16,11 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::{process::Command, sync::watch, task::JoinHandle};
+use tokio::{
+    process::Command,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 
 use crate::{Process, SYSTEM_NAMESPACE};
 
@@ -24,20 +28,31 @@ use crate::{Process, SYSTEM_NAMESPACE};
 pub struct LocalKubelet {
     task: JoinHandle<()>,
     started: watch::Receiver<Vec<String>>,
+    kill: mpsc::UnboundedSender<(String, oneshot::Sender<bool>)>,
 }
 
 impl LocalKubelet {
     pub fn start(client: Client) -> LocalKubelet {
         let (tx, started) = watch::channel(Vec::new());
+        let (kill, kills) = mpsc::unbounded_channel();
         LocalKubelet {
-            task: tokio::spawn(run(client, tx)),
+            task: tokio::spawn(run(client, tx, kills)),
             started,
+            kill,
         }
     }
 
     /// Names of the pods that were started as processes so far.
     pub fn started(&self) -> Vec<String> {
         self.started.borrow().clone()
+    }
+
+    /// SIGKILLs the process of a pod, as a crash would: no cleanup, no
+    /// goodbye to the broker. It is not started again. False if it was not
+    /// running.
+    pub async fn kill(&self, pod: &str) -> bool {
+        let (done, killed) = oneshot::channel();
+        self.kill.send((pod.to_string(), done)).is_ok() && killed.await.unwrap_or(false)
     }
 }
 
@@ -47,13 +62,35 @@ impl Drop for LocalKubelet {
     }
 }
 
-async fn run(client: Client, started: watch::Sender<Vec<String>>) {
+async fn run(
+    client: Client,
+    started: watch::Sender<Vec<String>>,
+    mut kills: mpsc::UnboundedReceiver<(String, oneshot::Sender<bool>)>,
+) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let config =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let mut events = watcher(pods, config).default_backoff().boxed();
     let mut running: HashMap<String, Process> = HashMap::new();
-    while let Some(event) = events.next().await {
+    // Pods whose process was killed: not started again.
+    let mut crashed: Vec<String> = Vec::new();
+    loop {
+        let event = tokio::select! {
+            e = events.next() => match e { Some(e) => e, None => return },
+            Some((pod, done)) = kills.recv() => {
+                let uid = running.iter().find(|(_, p)| p.name == pod).map(|(uid, _)| uid.clone());
+                let killed = match uid.and_then(|uid| running.remove(&uid).map(|p| (uid, p))) {
+                    Some((uid, mut process)) => {
+                        process.kill().await;
+                        crashed.push(uid);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = done.send(killed);
+                continue;
+            }
+        };
         let Ok(event) = event else { continue };
         let (pod, gone) = match event {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
@@ -75,7 +112,7 @@ async fn run(client: Client, started: watch::Sender<Vec<String>>) {
             .as_ref()
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
-        if running.contains_key(&uid) || phase != "Running" {
+        if running.contains_key(&uid) || crashed.contains(&uid) || phase != "Running" {
             continue;
         }
         match launch(&pod).await {

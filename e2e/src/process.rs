@@ -44,6 +44,11 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGKILL, and waits for it to end.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Its process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -230,7 +235,7 @@ impl Operator {
 
     /// SIGKILL: the replica dies without releasing anything.
     pub async fn kill(mut self) {
-        let _ = self.process.child.kill().await;
+        self.process.kill().await;
     }
 }
 

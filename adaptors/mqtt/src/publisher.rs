@@ -13,8 +13,11 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{devicelink::ReferenceItem, mqtt::MqttOptions};
-use rumqttc::{AsyncClient, Event, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
+use devicelink_api::{
+    devicelink::ReferenceItem,
+    mqtt::{MqttMessageOptions, MqttOptions},
+};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -34,6 +37,8 @@ pub enum PublisherError {
     Duration(&'static str, String),
     #[error("spec.extension.mqtt.client.{0}: {1}")]
     Reference(&'static str, String),
+    #[error("spec.extension.mqtt.message.will.content is not base64: {0}")]
+    Will(String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -45,6 +50,7 @@ pub struct Publisher {
     topic: String,
     qos: QoS,
     retain: bool,
+    retained_will: Option<String>,
     dropped: Arc<AtomicU64>,
     event_loop: JoinHandle<()>,
 }
@@ -57,25 +63,18 @@ impl Publisher {
         link: &TopicContext,
         resolve: Resolve,
     ) -> Result<Self, PublisherError> {
-        let client_options = client_options(options, link, resolve)?;
         let message = &options.message;
-        let topic = Topic::new(
-            &message.topic,
-            link,
-            message.path.as_deref(),
-            message.operator.as_ref().and_then(|o| o.read.as_deref()),
-            message.operator.as_ref().and_then(|o| o.write.as_deref()),
-        )
-        .for_publish();
-        if !is_publishable(&topic) {
-            return Err(PublisherError::Topic(topic));
+        let topic = render(&message.topic, message, link)?;
+        let qos = qos_of(message.qos_or_default())?;
+        let retain = message.retained_or_default();
+        let mut client_options = client_options(options, link, resolve)?;
+        let will = last_will(message, link, &topic, qos, retain)?;
+        // A retained will says the device's adaptor died; once connected
+        // again (or when the device goes away) it is no longer true.
+        let retained_will = will.as_ref().filter(|w| w.retain).map(|w| w.topic.clone());
+        if let Some(will) = will {
+            client_options.set_last_will(will);
         }
-        let qos = match message.qos_or_default() {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            2 => QoS::ExactlyOnce,
-            other => return Err(PublisherError::Qos(other)),
-        };
         let depth = options.client.message_channel_depth.unwrap_or(100).max(1) as usize;
         let max_backoff = match &options.client.max_reconnect_interval {
             Some(d) => d.to_std().ok_or_else(|| {
@@ -85,12 +84,19 @@ impl Publisher {
         };
         let (client, event_loop) = AsyncClient::new(client_options, depth);
         let server = options.client.server.clone();
-        let event_loop = tokio::spawn(drive(event_loop, server, max_backoff));
+        let event_loop = tokio::spawn(drive(
+            event_loop,
+            client.clone(),
+            retained_will.clone(),
+            server,
+            max_backoff,
+        ));
         Ok(Publisher {
             client,
             topic,
             qos,
-            retain: message.retained_or_default(),
+            retain,
+            retained_will,
             dropped: Arc::default(),
             event_loop,
         })
@@ -127,9 +133,13 @@ impl Publisher {
     pub async fn clear_retained_and_close(mut self, within: Duration) -> bool {
         let client = self.client.clone();
         let (topic, qos, retain) = (self.topic.clone(), self.qos, self.retain);
+        let will = self.retained_will.clone();
         let work = async move {
             if retain {
                 client.publish(topic, qos, true, Vec::new()).await?;
+            }
+            if let Some(will) = will {
+                client.publish(will, qos, true, Vec::new()).await?;
             }
             // Sent after the publish on the same connection; the event
             // loop ends once it is out.
@@ -148,14 +158,86 @@ impl Drop for Publisher {
     }
 }
 
+/// Renders a topic template of the message options for publishing.
+fn render(
+    template: &str,
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+) -> Result<String, PublisherError> {
+    let topic = Topic::new(
+        template,
+        link,
+        message.path.as_deref(),
+        message.operator.as_ref().and_then(|o| o.read.as_deref()),
+        message.operator.as_ref().and_then(|o| o.write.as_deref()),
+    )
+    .for_publish();
+    if !is_publishable(&topic) {
+        return Err(PublisherError::Topic(topic));
+    }
+    Ok(topic)
+}
+
+fn qos_of(qos: i32) -> Result<QoS, PublisherError> {
+    match qos {
+        0 => Ok(QoS::AtMostOnce),
+        1 => Ok(QoS::AtLeastOnce),
+        2 => Ok(QoS::ExactlyOnce),
+        other => Err(PublisherError::Qos(other)),
+    }
+}
+
+/// The will the broker publishes when the device's connection dies without
+/// a goodbye: on `will.topic` (a template like the message topic) or the
+/// status topic followed by `/$will`, with the message's qos and retained
+/// unless the will sets its own.
+fn last_will(
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+    status_topic: &str,
+    qos: QoS,
+    retain: bool,
+) -> Result<Option<LastWill>, PublisherError> {
+    use base64::Engine;
+    let Some(will) = &message.will else {
+        return Ok(None);
+    };
+    let topic = match &will.topic {
+        Some(template) => render(template, message, link)?,
+        None => format!("{status_topic}/$will"),
+    };
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(&will.content)
+        .map_err(|e| PublisherError::Will(e.to_string()))?;
+    let qos = match will.qos {
+        Some(q) => qos_of(q)?,
+        None => qos,
+    };
+    Ok(Some(LastWill::new(
+        topic,
+        content,
+        qos,
+        will.retained.unwrap_or(retain),
+    )))
+}
+
 /// Polls the connection; on errors waits 1 s, doubling up to `max_backoff`.
-async fn drive(mut event_loop: rumqttc::EventLoop, server: String, max_backoff: Duration) {
+async fn drive(
+    mut event_loop: rumqttc::EventLoop,
+    client: AsyncClient,
+    retained_will: Option<String>,
+    server: String,
+    max_backoff: Duration,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 debug!(%server, "connected to MQTT broker");
                 backoff = Duration::from_secs(1);
+                if let Some(will) = &retained_will {
+                    let _ = client.try_publish(will.clone(), QoS::AtLeastOnce, true, Vec::new());
+                }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
@@ -212,4 +294,57 @@ fn client_options(
         out.set_credentials(user, password);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(will: serde_json::Value) -> MqttMessageOptions {
+        serde_json::from_value(serde_json::json!({
+            "topic": "plant/:namespace/:name",
+            "will": will,
+        }))
+        .unwrap()
+    }
+
+    fn link() -> TopicContext {
+        TopicContext {
+            namespace: "ns".into(),
+            name: "fan".into(),
+            uid: "u".into(),
+        }
+    }
+
+    #[test]
+    fn will_defaults_to_the_status_topic_and_message_settings() {
+        let m = message(serde_json::json!({"content": "Z29uZQ=="}));
+        let will = last_will(&m, &link(), "plant/ns/fan", QoS::AtLeastOnce, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(will.topic, "plant/ns/fan/$will");
+        assert_eq!(&will.message[..], b"gone");
+        assert_eq!(will.qos, QoS::AtLeastOnce);
+        assert!(will.retain);
+    }
+
+    #[test]
+    fn will_topic_is_a_template_and_its_own_settings_win() {
+        let m = message(serde_json::json!({
+            "topic": "wills/:name", "content": "", "qos": 0, "retained": false,
+        }));
+        let will = last_will(&m, &link(), "plant/ns/fan", QoS::AtLeastOnce, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(will.topic, "wills/fan");
+        assert_eq!(will.qos, QoS::AtMostOnce);
+        assert!(!will.retain);
+    }
+
+    #[test]
+    fn content_that_is_not_base64_is_refused_naming_the_field() {
+        let m = message(serde_json::json!({"content": "not base64!"}));
+        let err = last_will(&m, &link(), "t", QoS::AtLeastOnce, true).unwrap_err();
+        assert!(err.to_string().contains("will.content"), "{err}");
+    }
 }
