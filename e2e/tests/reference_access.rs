@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use devicelink_api::DeviceLink;
+use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, delete_link_and_wait, dummy_link,
-    ensure_namespace, eventually, exclusive, kubectl::kubectl, mqtt::Subscriber,
-    process::start_operator, wait_connected,
+    ensure_namespace, eventually, eventually_showing, exclusive, kubectl::kubectl,
+    mqtt::Subscriber, process::start_operator, wait_connected,
 };
 use k8s_openapi::{
     ByteString,
@@ -120,6 +120,41 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
     assert!(!adaptor_can("list", "secrets", namespace));
     assert!(!adaptor_can("get", "secret/fan-mqtt", "default"));
 
+    // The device's status shows the connection in effect, never a secret.
+    let devices: Api<DummySpecialDevice> = Api::namespaced(client.clone(), namespace);
+    let mqtt_status = |want_connected: bool, error: &'static str| {
+        let devices = devices.clone();
+        async move {
+            let device = devices.get(name).await.map_err(|e| e.to_string())?;
+            let status = serde_json::to_value(&device.status).unwrap();
+            let mqtt = &status["extension"]["mqtt"];
+            let error_seen = mqtt["lastError"].as_str().unwrap_or_default();
+            if mqtt["connected"] == want_connected && error_seen.contains(error) {
+                Ok(status)
+            } else {
+                Err(format!("{mqtt}"))
+            }
+        }
+    };
+    let status = eventually_showing("status.extension.mqtt connected", WAIT, || {
+        mqtt_status(true, "")
+    })
+    .await;
+    let mqtt = &status["extension"]["mqtt"];
+    assert_eq!(mqtt["server"], json!(broker.url()));
+    assert_eq!(mqtt["topic"], json!(format!("e2e/references/{name}")));
+    assert!(
+        mqtt["clientID"]
+            .as_str()
+            .unwrap()
+            .starts_with("devicelink-"),
+        "{mqtt}"
+    );
+    assert!(
+        !status.to_string().contains("first"),
+        "no password in status"
+    );
+
     let topic = format!("e2e/references/{name}");
     let mut subscriber = Subscriber::start_as(port, &topic, Some(("watcher", "w"))).await;
     subscriber.next(WAIT).await;
@@ -137,11 +172,20 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
         )
         .await
         .expect("rotate the Secret");
+    // The adaptor reconnects at once with the new password, which the
+    // running broker does not know yet: refused, and the status says so.
+    eventually_showing(
+        "the refused password in status.extension.mqtt",
+        WAIT,
+        || mqtt_status(false, "NotAuthorized"),
+    )
+    .await;
     broker.stop().await;
     let broker = Mosquitto::start_on(port, &[("fan", "second"), ("watcher", "w")]).await;
     let mut subscriber = Subscriber::start_as(port, &topic, Some(("watcher", "w"))).await;
     let after = subscriber.next(WAIT).await;
     assert_eq!(after.topic, topic);
+    eventually_showing("connected again", WAIT, || mqtt_status(true, "")).await;
     assert!(
         links.get(name).await.unwrap().metadata.generation == Some(1),
         "nobody touched the DeviceLink"

@@ -16,6 +16,7 @@ use std::{
 use devicelink_api::{
     devicelink::ReferenceItem,
     mqtt::{MqttMessageOptions, MqttOptions},
+    property::MqttStatus,
 };
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
@@ -44,6 +45,11 @@ pub enum PublisherError {
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
 pub type Resolve<'a> = &'a dyn Fn(&ReferenceItem) -> Result<String, String>;
 
+/// Where a publisher reports its effective settings and connection state
+/// (shown as the device's `status.extension.mqtt`); outlives publishers, as
+/// a device's publisher is replaced when its options change.
+pub type StatusSender = Arc<tokio::sync::watch::Sender<Option<MqttStatus>>>;
+
 /// Publishes one device's status.
 pub struct Publisher {
     client: AsyncClient,
@@ -62,6 +68,7 @@ impl Publisher {
         options: &MqttOptions,
         link: &TopicContext,
         resolve: Resolve,
+        state: StatusSender,
     ) -> Result<Self, PublisherError> {
         let message = &options.message;
         let topic = render(&message.topic, message, link)?;
@@ -82,12 +89,22 @@ impl Publisher {
             })?,
             None => Duration::from_secs(600),
         };
+        state.send_replace(Some(MqttStatus {
+            server: Some(options.client.server.clone()),
+            client_id: Some(client_options.client_id()),
+            topic: Some(topic.clone()),
+            qos: Some(qos as i32),
+            retained: Some(retain),
+            connected: false,
+            ..Default::default()
+        }));
         let (client, event_loop) = AsyncClient::new(client_options, depth);
         let server = options.client.server.clone();
         let event_loop = tokio::spawn(drive(
             event_loop,
             client.clone(),
             retained_will.clone(),
+            state,
             server,
             max_backoff,
         ));
@@ -226,14 +243,27 @@ async fn drive(
     mut event_loop: rumqttc::EventLoop,
     client: AsyncClient,
     retained_will: Option<String>,
+    state: StatusSender,
     server: String,
     max_backoff: Duration,
 ) {
     let mut backoff = Duration::from_secs(1);
+    let set = |connected: bool, error: Option<String>| {
+        state.send_if_modified(|s| {
+            let Some(s) = s.as_mut() else { return false };
+            let changed = s.connected != connected || (error.is_some() && s.last_error != error);
+            s.connected = connected;
+            if error.is_some() {
+                s.last_error = error;
+            }
+            changed
+        });
+    };
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 debug!(%server, "connected to MQTT broker");
+                set(true, None);
                 backoff = Duration::from_secs(1);
                 if let Some(will) = &retained_will {
                     let _ = client.try_publish(will.clone(), QoS::AtLeastOnce, true, Vec::new());
@@ -243,6 +273,7 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 warn!(%server, error = %e, retry_in = ?backoff, "MQTT connection failed");
+                set(false, Some(e.to_string()));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(max_backoff.max(Duration::from_secs(1)));
             }

@@ -3,7 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use devicelink_api::Outcome;
-use devicelink_mqtt::{Publisher, PublisherError, TopicContext};
+use devicelink_api::property::MqttStatus;
+use devicelink_mqtt::{Publisher, PublisherError, TopicContext, publisher::StatusSender};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -20,6 +21,7 @@ pub struct DeviceContext<K: Model> {
     references: watch::Receiver<Arc<References>>,
     link: TopicContext,
     publisher: SharedPublisher,
+    mqtt_state: StatusSender,
     status: watch::Sender<Option<serde_json::Value>>,
     connected: watch::Sender<Option<Outcome>>,
 }
@@ -29,6 +31,7 @@ impl<K: Model> DeviceContext<K> {
         device: watch::Receiver<Arc<K>>,
         references: watch::Receiver<Arc<References>>,
         publisher: SharedPublisher,
+        mqtt_state: StatusSender,
         status: watch::Sender<Option<serde_json::Value>>,
         connected: watch::Sender<Option<Outcome>>,
     ) -> Self {
@@ -38,6 +41,7 @@ impl<K: Model> DeviceContext<K> {
             references,
             link,
             publisher,
+            mqtt_state,
             status,
             connected,
         };
@@ -129,14 +133,29 @@ impl<K: Model> DeviceContext<K> {
             return;
         }
         *self.publisher.lock().unwrap() = None;
-        match start_publisher(device.as_ref(), &self.link, &self.references()) {
-            Ok(None) => {}
+        let references = self.references();
+        match start_publisher(
+            device.as_ref(),
+            &self.link,
+            &references,
+            self.mqtt_state.clone(),
+        ) {
+            Ok(None) => {
+                if options.is_none() {
+                    self.mqtt_state.send_replace(None);
+                }
+            }
             Ok(Some(p)) => {
                 tracing::info!(device = %self.key(), topic = p.topic(), "publishing to MQTT");
                 *self.publisher.lock().unwrap() = Some(p);
             }
             Err(e) => {
                 warn!(device = %self.key(), error = %e, "MQTT extension not usable");
+                self.mqtt_state.send_replace(Some(MqttStatus {
+                    server: options.map(|o| o.client.server.clone()),
+                    last_error: Some(e.to_string()),
+                    ..Default::default()
+                }));
                 self.set_connected(Outcome::fail("Unhealthy", e.to_string()));
             }
         }
@@ -159,6 +178,7 @@ pub(crate) fn start_publisher<K: Model>(
     device: &K,
     link: &TopicContext,
     references: &References,
+    state: StatusSender,
 ) -> Result<Option<Publisher>, PublisherError> {
     let Some(options) = device.mqtt() else {
         return Ok(None);
@@ -169,7 +189,7 @@ pub(crate) fn start_publisher<K: Model>(
     let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
         references.text(r).map_err(|e| e.to_string())
     };
-    Publisher::start(options, link, &resolve).map(Some)
+    Publisher::start(options, link, &resolve, state).map(Some)
 }
 
 /// The UID of the DeviceLink that owns a device (the operator sets it as

@@ -242,6 +242,7 @@ where
                             &device,
                             &context::topic_context(&device),
                             &links.references(&k),
+                            Default::default(),
                         )
                         .ok()
                         .flatten(),
@@ -365,11 +366,13 @@ fn upsert<K, F, Fut>(
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
     let publisher = SharedPublisher::default();
+    let (mqtt_tx, mqtt_rx) = watch::channel(None);
 
     let ctx = DeviceContext::new(
         device_rx,
         references_rx,
         publisher.clone(),
+        Arc::new(mqtt_tx),
         status_tx,
         connected_tx,
     );
@@ -380,6 +383,7 @@ fn upsert<K, F, Fut>(
             name,
             manager.to_string(),
             status_rx,
+            mqtt_rx,
             config.status_interval,
         )),
         tokio::spawn(link_status::run(

@@ -1,6 +1,7 @@
 //! Writes a device's `status` to the API server: only when it changed, and
 //! at most once per interval per device, always ending with the latest value.
 //! (Per-sample status writes have taken API servers down; samples go to MQTT.)
+//! The device's MQTT connection state goes in as `status.extension.mqtt`.
 
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use kube::{
 use tokio::sync::watch;
 use tracing::warn;
 
+use devicelink_api::property::MqttStatus;
+
 use crate::registry::Model;
 
 pub(crate) async fn run<K: Model>(
@@ -18,13 +21,25 @@ pub(crate) async fn run<K: Model>(
     name: String,
     manager: String,
     mut rx: watch::Receiver<Option<serde_json::Value>>,
+    mut mqtt: watch::Receiver<Option<MqttStatus>>,
     min_interval: Duration,
 ) {
     let mut written: Option<serde_json::Value> = None;
-    while rx.changed().await.is_ok() {
-        let Some(status) = rx.borrow_and_update().clone() else {
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            r = mqtt.changed() => if r.is_err() { return },
+        }
+        let Some(mut status) = rx.borrow_and_update().clone() else {
             continue;
         };
+        // The MQTT connection's state is part of the device's status, not of
+        // the samples published on MQTT.
+        if let Some(state) = mqtt.borrow_and_update().clone() {
+            if let Some(fields) = status.as_object_mut() {
+                fields.insert("extension".into(), serde_json::json!({ "mqtt": state }));
+            }
+        }
         if written.as_ref() == Some(&status) {
             continue;
         }
