@@ -95,9 +95,15 @@ impl Mosquitto {
 
     /// A broker on `port` that admits only the given users (none: anyone).
     pub async fn start_on(port: u16, users: &[(&str, &str)]) -> Mosquitto {
+        Mosquitto::start_with(port, users, "").await
+    }
+
+    /// Like [`Mosquitto::start_on`], with more lines for the listener (TLS
+    /// files, `require_certificate`, ...).
+    pub async fn start_with(port: u16, users: &[(&str, &str)], listener: &str) -> Mosquitto {
         let dir = crate::log_dir();
         let conf = dir.join(format!("mosquitto-{port}.conf"));
-        let mut config = format!("listener {port} 127.0.0.1\n");
+        let mut config = format!("listener {port} 127.0.0.1\n{listener}\n");
         if users.is_empty() {
             config.push_str("allow_anonymous true\n");
         } else {

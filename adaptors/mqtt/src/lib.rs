@@ -2,6 +2,7 @@
 //! a per-device publisher.
 
 pub mod publisher;
+mod tls;
 pub mod topic;
 
 pub use publisher::{Publisher, PublisherError};

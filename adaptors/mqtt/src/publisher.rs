@@ -40,6 +40,8 @@ pub enum PublisherError {
     Reference(&'static str, String),
     #[error("spec.extension.mqtt.message.will.content is not base64: {0}")]
     Will(String),
+    #[error("spec.extension.mqtt.client.{0}: {1}")]
+    Tls(&'static str, String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -175,6 +177,23 @@ impl Drop for Publisher {
     }
 }
 
+/// A setting given inline or by reference to `spec.references` (`field`
+/// names the reference field in errors).
+pub(crate) fn pick(
+    field: &'static str,
+    inline: &Option<String>,
+    by_ref: &Option<ReferenceItem>,
+    resolve: Resolve,
+) -> Result<Option<String>, PublisherError> {
+    match (inline, by_ref) {
+        (Some(v), _) => Ok(Some(v.clone())),
+        (None, Some(r)) => resolve(r)
+            .map(Some)
+            .map_err(|e| PublisherError::Reference(field, e)),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Renders a topic template of the message options for publishing.
 fn render(
     template: &str,
@@ -290,11 +309,12 @@ fn client_options(
     let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
     let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
-    let port = match url.scheme() {
-        "tcp" => url.port().unwrap_or(1883),
+    let (port, tls) = match url.scheme() {
+        "tcp" => (url.port().unwrap_or(1883), false),
+        "ssl" | "tls" | "tcps" => (url.port().unwrap_or(8883), true),
         other => {
             return Err(bad(&format!(
-                "scheme {other} is not supported yet; use tcp"
+                "scheme {other} is not supported yet; use tcp, ssl, tls or tcps"
             )));
         }
     };
@@ -312,17 +332,26 @@ fn client_options(
         out.set_keep_alive(d.max(Duration::from_secs(1)));
     }
     if let Some(auth) = &client.basic_auth {
-        let value = |field, inline: &Option<String>, by_ref: &Option<ReferenceItem>| {
-            match (inline, by_ref) {
-                (Some(v), _) => Ok(v.clone()),
-                (None, Some(r)) => resolve(r).map_err(|e| PublisherError::Reference(field, e)),
-                // The API server requires one of the two.
-                (None, None) => Ok(String::new()),
-            }
-        };
-        let user = value("basicAuth.usernameRef", &auth.username, &auth.username_ref)?;
-        let password = value("basicAuth.passwordRef", &auth.password, &auth.password_ref)?;
-        out.set_credentials(user, password);
+        // The API server requires one of each pair.
+        let user = pick(
+            "basicAuth.usernameRef",
+            &auth.username,
+            &auth.username_ref,
+            resolve,
+        )?;
+        let password = pick(
+            "basicAuth.passwordRef",
+            &auth.password,
+            &auth.password_ref,
+            resolve,
+        )?;
+        out.set_credentials(user.unwrap_or_default(), password.unwrap_or_default());
+    }
+    if tls {
+        let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
+        out.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+        ));
     }
     Ok(out)
 }

@@ -1,0 +1,277 @@
+//! The MQTT publisher over TLS against a real mosquitto with TLS listeners,
+//! with certificates made by openssl: the CA verified, mutual TLS, a wrong
+//! CA refused with a clear status, serverName and insecureSkipVerify.
+
+use std::{path::Path, process::Command, sync::Arc, time::Duration};
+
+use devicelink_api::{mqtt::MqttOptions, property::MqttStatus};
+use devicelink_e2e::{Mosquitto, eventually_showing, process::free_port};
+use devicelink_mqtt::{Publisher, TopicContext, publisher::StatusSender};
+use serde_json::json;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed by make test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for broker.test and 127.0.0.1, a client
+/// certificate, and a second CA that signed none of them.
+fn certificates() -> tempdir::Dir {
+    let dir = tempdir::Dir::new();
+    let d = dir.path();
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
+    }
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=DNS:broker.test,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("named.ext"), "subjectAltName=DNS:broker.test\n").unwrap();
+    // An extension makes it an X.509 v3 certificate, which rustls requires.
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [
+        ("server", Some("server.ext")),
+        ("named", Some("named.ext")),
+        ("client", Some("client.ext")),
+    ] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        let mut args = vec!["x509", "-req", "-in", &format!("{name}.csr")]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(
+            [
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("{name}.pem"));
+        if let Some(ext) = ext {
+            args.extend(["-extfile".to_string(), ext.to_string()]);
+        }
+        openssl(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    // mosquitto drops to its own user when started as root.
+    for entry in std::fs::read_dir(d).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    dir
+}
+
+mod tempdir {
+    /// A directory under the system's temporary directory, removed on drop.
+    pub struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("devicelink-tls-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap()
+}
+
+/// A TLS broker presenting `cert`; `require_client` asks for a client certificate.
+async fn broker(dir: &Path, cert: &str, require_client: bool) -> Mosquitto {
+    let listener = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_client}\n",
+        dir.join("ca.pem").display(),
+        dir.join(format!("{cert}.pem")).display(),
+        dir.join(format!("{cert}.key")).display(),
+    );
+    Mosquitto::start_with(free_port(), &[], &listener).await
+}
+
+/// Starts a publisher with `client` options and waits until its status
+/// shows `connected` (and, when refused, an error containing `error`).
+async fn connect(client: serde_json::Value, connected: bool, error: &str) -> MqttStatus {
+    let options: MqttOptions = serde_json::from_value(json!({
+        "client": client,
+        "message": {"topic": "e2e/tls/:name"},
+    }))
+    .unwrap();
+    let (tx, rx) = watch::channel(None);
+    let state: StatusSender = Arc::new(tx);
+    let link = TopicContext {
+        namespace: "ns".into(),
+        name: "fan".into(),
+        uid: "uid".into(),
+    };
+    let no_refs =
+        |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
+    let publisher = Publisher::start(&options, &link, &no_refs, state).expect("options are valid");
+    let status = eventually_showing(
+        &format!("connected={connected} with error {error:?}"),
+        WAIT,
+        || {
+            let seen = rx.borrow().clone();
+            async move {
+                match seen {
+                    // Refused means an error was seen, not just "not yet".
+                    Some(s)
+                        if s.connected == connected
+                            && (connected || s.last_error.is_some())
+                            && s.last_error.as_deref().unwrap_or_default().contains(error) =>
+                    {
+                        Ok(s)
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    drop(publisher);
+    status
+}
+
+#[tokio::test]
+async fn tls_transports_verify_the_server_and_present_client_certificates() {
+    let certs = certificates();
+    let d = certs.path();
+
+    // The server verified against the given CA.
+    let plain = broker(d, "server", false).await;
+    let url = format!("ssl://127.0.0.1:{}", plain.port);
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}}),
+        true,
+        "",
+    )
+    .await;
+    // tls:// and tcps:// are the same transport.
+    let tcps = format!("tcps://127.0.0.1:{}", plain.port);
+    connect(
+        json!({"server": tcps, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}}),
+        true,
+        "",
+    )
+    .await;
+
+    // A CA that did not sign the server's certificate: refused, and the
+    // status says why.
+    let refused = connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "other-ca.pem")}}),
+        false,
+        "UnknownIssuer",
+    )
+    .await;
+    assert!(!refused.connected);
+    // ...unless told to accept anything.
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "other-ca.pem"), "insecureSkipVerify": true}}),
+        true,
+        "",
+    )
+    .await;
+    drop(plain);
+
+    // A certificate for broker.test only: dialling 127.0.0.1 needs serverName.
+    let named = broker(d, "named", false).await;
+    let url = format!("ssl://127.0.0.1:{}", named.port);
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}}),
+        false,
+        "not valid for name",
+    )
+    .await;
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "ca.pem"), "serverName": "broker.test"}}),
+        true,
+        "",
+    )
+    .await;
+    drop(named);
+
+    // Mutual TLS: without a client certificate the broker hangs up; with
+    // one it lets the client in.
+    let mutual = broker(d, "server", true).await;
+    let url = format!("ssl://127.0.0.1:{}", mutual.port);
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}}),
+        false,
+        "",
+    )
+    .await;
+    connect(
+        json!({"server": url, "tlsConfig": {
+            "caFilePEM": read(d, "ca.pem"),
+            "certFilePEM": read(d, "client.pem"),
+            "keyFilePEM": read(d, "client.key"),
+        }}),
+        true,
+        "",
+    )
+    .await;
+}
