@@ -177,6 +177,13 @@ impl Drop for Publisher {
     }
 }
 
+/// How the publisher reaches its broker.
+enum Transport {
+    Tcp,
+    Tls,
+    Unix,
+}
+
 /// A setting given inline or by reference to `spec.references` (`field`
 /// names the reference field in errors).
 pub(crate) fn pick(
@@ -308,13 +315,17 @@ fn client_options(
     let client = &options.client;
     let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
     let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
-    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
-    let (port, tls) = match url.scheme() {
-        "tcp" => (url.port().unwrap_or(1883), false),
-        "ssl" | "tls" | "tcps" => (url.port().unwrap_or(8883), true),
+    let host =
+        || Ok::<_, PublisherError>(url.host_str().ok_or_else(|| bad("no host"))?.to_string());
+    // (address, port, transport); a unix socket's address is its path.
+    let (address, port, transport) = match url.scheme() {
+        "tcp" => (host()?, url.port().unwrap_or(1883), Transport::Tcp),
+        "ssl" | "tls" | "tcps" => (host()?, url.port().unwrap_or(8883), Transport::Tls),
+        "unix" if !url.path().is_empty() => (url.path().to_string(), 0, Transport::Unix),
+        "unix" => return Err(bad("no socket path; write unix:///path/to/socket")),
         other => {
             return Err(bad(&format!(
-                "scheme {other} is not supported yet; use tcp, ssl, tls or tcps"
+                "scheme {other} is not supported yet; use tcp, ssl, tls, tcps or unix"
             )));
         }
     };
@@ -323,7 +334,7 @@ fn client_options(
         .client_id
         .clone()
         .unwrap_or_else(|| format!("devicelink-{}", link.uid));
-    let mut out = ClientOptions::new(client_id, host, port);
+    let mut out = ClientOptions::new(client_id, address, port);
     out.set_clean_session(client.clean_session.unwrap_or(true));
     if let Some(keep_alive) = &client.keep_alive {
         let d = keep_alive.to_std().ok_or_else(|| {
@@ -347,11 +358,17 @@ fn client_options(
         )?;
         out.set_credentials(user.unwrap_or_default(), password.unwrap_or_default());
     }
-    if tls {
-        let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-        out.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
-        ));
+    match transport {
+        Transport::Tcp => {}
+        Transport::Tls => {
+            let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
+            out.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+            ));
+        }
+        Transport::Unix => {
+            out.set_transport(rumqttc::Transport::unix());
+        }
     }
     Ok(out)
 }

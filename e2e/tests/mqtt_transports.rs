@@ -1,6 +1,7 @@
-//! The MQTT publisher over TLS against a real mosquitto with TLS listeners,
-//! with certificates made by openssl: the CA verified, mutual TLS, a wrong
-//! CA refused with a clear status, serverName and insecureSkipVerify.
+//! The MQTT publisher's transports against a real mosquitto: TLS listeners
+//! with certificates made by openssl (the CA verified, mutual TLS, a wrong
+//! CA refused with a clear status, serverName and insecureSkipVerify), and a
+//! unix socket.
 
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
@@ -274,4 +275,23 @@ async fn tls_transports_verify_the_server_and_present_client_certificates() {
         "",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_unix_socket_broker_is_reached_by_its_path() {
+    let dir = tempdir::Dir::new();
+    // mosquitto (dropping to its own user as root) creates the socket here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("mqtt.sock");
+    let broker = Mosquitto::start_with(
+        free_port(),
+        &[],
+        &format!("listener 0 {}\n", socket.display()),
+    )
+    .await;
+    let url = format!("unix://{}", socket.display());
+    let status = connect(json!({"server": url}), true, "").await;
+    assert_eq!(status.server.as_deref(), Some(url.as_str()));
+    drop(broker);
 }
