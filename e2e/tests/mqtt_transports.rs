@@ -1,7 +1,9 @@
 //! The MQTT publisher's transports against a real mosquitto: TLS listeners
 //! with certificates made by openssl (the CA verified, mutual TLS, a wrong
 //! CA refused with a clear status, serverName and insecureSkipVerify), and a
-//! unix socket.
+//! unix socket, and websockets (through a websocket front for mosquitto,
+//! whose own websocket listener does not start on this machine) with the
+//! handshake's extra HTTP headers.
 
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
@@ -293,5 +295,100 @@ async fn a_unix_socket_broker_is_reached_by_its_path() {
     let url = format!("unix://{}", socket.display());
     let status = connect(json!({"server": url}), true, "").await;
     assert_eq!(status.server.as_deref(), Some(url.as_str()));
+    drop(broker);
+}
+
+/// A websocket front for a TCP broker: accepts websocket connections (the
+/// `mqtt` subprotocol), records each handshake's headers, and carries the
+/// binary frames to and from the broker.
+async fn websocket_front(broker_port: u16) -> (u16, watch::Receiver<Vec<(String, String)>>) {
+    use async_tungstenite::tungstenite::{
+        Message,
+        handshake::server::{ErrorResponse, Request, Response},
+    };
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, seen) = watch::channel(Vec::new());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let record = |request: &Request, mut response: Response| {
+                    let headers = request
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                        .collect();
+                    seen_tx.send_replace(headers);
+                    response
+                        .headers_mut()
+                        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+                    Ok::<_, ErrorResponse>(response)
+                };
+                let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(stream, record).await
+                else {
+                    return;
+                };
+                let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+                else {
+                    return;
+                };
+                let (mut to_client, mut from_client) = ws.split();
+                let (mut from_broker, mut to_broker) = tcp.into_split();
+                let up = async move {
+                    while let Some(Ok(message)) = from_client.next().await {
+                        if let Message::Binary(bytes) = message {
+                            if to_broker.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match from_broker.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let frame = Message::Binary(buf[..n].to_vec().into());
+                        if to_client.send(frame).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn websockets_carry_mqtt_and_the_handshake_headers() {
+    let broker = Mosquitto::start().await;
+    let (port, seen) = websocket_front(broker.port).await;
+    let url = format!("ws://127.0.0.1:{port}/mqtt");
+    connect(
+        json!({"server": url, "httpHeaders": {"X-Plant": ["hall-3"], "Authorization": ["Bearer edge"]}}),
+        true,
+        "",
+    )
+    .await;
+    let headers = seen.borrow().clone();
+    let has = |name: &str, value: &str| {
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(name) && v == value)
+    };
+    assert!(has("x-plant", "hall-3"), "{headers:?}");
+    assert!(has("authorization", "Bearer edge"), "{headers:?}");
+    assert!(has("sec-websocket-protocol", "mqtt"), "{headers:?}");
     drop(broker);
 }

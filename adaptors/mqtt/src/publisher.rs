@@ -42,6 +42,8 @@ pub enum PublisherError {
     Will(String),
     #[error("spec.extension.mqtt.client.{0}: {1}")]
     Tls(&'static str, String),
+    #[error("spec.extension.mqtt.client.httpHeaders[{0:?}]: {1}")]
+    Header(String, String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -182,6 +184,25 @@ enum Transport {
     Tcp,
     Tls,
     Unix,
+    Ws,
+    Wss,
+}
+
+/// `httpHeaders`, checked: added to the websocket handshake request.
+fn http_headers(
+    headers: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, PublisherError> {
+    let mut out = Vec::new();
+    for (name, values) in headers {
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| PublisherError::Header(name.clone(), e.to_string()))?;
+        for value in values {
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| PublisherError::Header(name.clone(), e.to_string()))?;
+            out.push((header.clone(), value));
+        }
+    }
+    Ok(out)
 }
 
 /// A setting given inline or by reference to `spec.references` (`field`
@@ -322,10 +343,21 @@ fn client_options(
         "tcp" => (host()?, url.port().unwrap_or(1883), Transport::Tcp),
         "ssl" | "tls" | "tcps" => (host()?, url.port().unwrap_or(8883), Transport::Tls),
         "unix" if !url.path().is_empty() => (url.path().to_string(), 0, Transport::Unix),
+        // Websockets dial the whole URL (its path is the broker's endpoint).
+        "ws" => (
+            client.server.clone(),
+            url.port_or_known_default().unwrap_or(80),
+            Transport::Ws,
+        ),
+        "wss" => (
+            client.server.clone(),
+            url.port_or_known_default().unwrap_or(443),
+            Transport::Wss,
+        ),
         "unix" => return Err(bad("no socket path; write unix:///path/to/socket")),
         other => {
             return Err(bad(&format!(
-                "scheme {other} is not supported yet; use tcp, ssl, tls, tcps or unix"
+                "scheme {other} is not supported; use tcp, ssl, tls, tcps, ws, wss or unix"
             )));
         }
     };
@@ -369,6 +401,24 @@ fn client_options(
         Transport::Unix => {
             out.set_transport(rumqttc::Transport::unix());
         }
+        Transport::Ws => {
+            out.set_transport(rumqttc::Transport::Ws);
+        }
+        Transport::Wss => {
+            let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
+            out.set_transport(rumqttc::Transport::wss_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+            ));
+        }
+    }
+    if matches!(transport, Transport::Ws | Transport::Wss) && !client.http_headers.is_empty() {
+        let headers = http_headers(&client.http_headers)?;
+        out.set_request_modifier(move |mut request: http::Request<()>| {
+            for (name, value) in &headers {
+                request.headers_mut().append(name.clone(), value.clone());
+            }
+            std::future::ready(request)
+        });
     }
     Ok(out)
 }
