@@ -44,6 +44,10 @@ pub enum PublisherError {
     Tls(&'static str, String),
     #[error("spec.extension.mqtt.client.httpHeaders[{0:?}]: {1}")]
     Header(String, String),
+    #[error(
+        "spec.extension.mqtt.client.protocolVersion {0}: this adaptor speaks MQTT 3.1.1 (4) only so far; set 4 or leave it out"
+    )]
+    ProtocolVersion(i32),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -334,6 +338,10 @@ fn client_options(
     resolve: Resolve,
 ) -> Result<ClientOptions, PublisherError> {
     let client = &options.client;
+    // Refused rather than silently speaking 3.1.1 to a broker set up for 5.
+    if let Some(version) = client.protocol_version.filter(|v| *v != 4) {
+        return Err(PublisherError::ProtocolVersion(version));
+    }
     let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
     let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
     let host =
@@ -466,6 +474,18 @@ mod tests {
         assert_eq!(will.topic, "wills/fan");
         assert_eq!(will.qos, QoS::AtMostOnce);
         assert!(!will.retain);
+    }
+
+    #[test]
+    fn mqtt_5_is_refused_until_it_is_spoken_naming_the_field() {
+        let options: MqttOptions = serde_json::from_value(serde_json::json!({
+            "client": {"server": "tcp://broker:1883", "protocolVersion": 5},
+            "message": {"topic": "t"},
+        }))
+        .unwrap();
+        let no_refs = |_: &ReferenceItem| Err(String::new());
+        let err = client_options(&options, &link(), &no_refs).unwrap_err();
+        assert!(err.to_string().contains("protocolVersion 5"), "{err}");
     }
 
     #[test]
