@@ -100,6 +100,15 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// The start of an end-to-end test: this test alone on the control plane,
+/// a client, and its namespace.
+pub async fn begin(namespace: &str) -> (tokio::sync::MutexGuard<'static, ()>, Client) {
+    let guard = exclusive().await;
+    let client = client().await;
+    ensure_namespace(&client, namespace).await;
+    (guard, client)
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, or panics after
 /// `timeout` with `what`. (A wait bound, not a performance assertion.)
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{
-    SYSTEM_NAMESPACE, client, dummy_link, ensure_namespace, eventually, exclusive, log_dir,
-    process::Operator,
-};
+use devicelink_e2e::{SYSTEM_NAMESPACE, begin, dummy_link, eventually, log_dir, process::Operator};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
@@ -19,10 +16,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn per_kind_settings_reach_the_adaptor_pod() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-adaptor-settings";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let settings = log_dir().join("adaptor-settings.yaml");
     std::fs::write(
         &settings,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    client, delete_link_and_wait, dummy_link, ensure_namespace, eventually, eventually_showing,
-    exclusive, process::start_operator, wait_condition, wait_event,
+    begin, delete_link_and_wait, dummy_link, eventually, eventually_showing,
+    process::start_operator, wait_condition, wait_event,
 };
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::{
@@ -19,10 +19,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-device-lifecycle";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let operator = start_operator();
 
     // kwok makes the adaptor pod Ready, which is all DeviceCreated needs.
@@ -101,10 +99,8 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
 
 #[tokio::test]
 async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-references";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let _ = secrets.delete("attic-mqtt", &DeleteParams::default()).await;
     let operator = start_operator();
@@ -191,10 +187,8 @@ async fn a_missing_secret_reference_is_named_and_recovers_when_created() {
 
 #[tokio::test]
 async fn a_node_that_goes_and_comes_back_and_deletion_without_node_or_adaptor() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-node-lifecycle";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let node = "e2e-transient-node";
     let fake_node = devicelink_e2e::kwok_node(node);
@@ -254,10 +248,8 @@ async fn a_node_that_goes_and_comes_back_and_deletion_without_node_or_adaptor() 
 #[tokio::test]
 async fn a_model_crd_installed_late_is_picked_up() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-model-late";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     // A shipped model no other test uses, removed for the length of this test.
     let crd_name = "mqttdevices.devices.edge.cattle.io";
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

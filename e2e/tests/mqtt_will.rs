@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, delete_link_and_wait, dummy_link, ensure_namespace, exclusive,
-    mqtt::Subscriber, process::start_operator, wait_connected,
+    LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link, mqtt::Subscriber,
+    process::start_operator, wait_connected,
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;
@@ -15,10 +15,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn the_will_reaches_subscribers_when_the_adaptor_is_killed() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-mqtt-will";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let broker = Mosquitto::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());

@@ -4,9 +4,7 @@
 use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{
-    client, dummy_link, ensure_namespace, eventually, exclusive, process::Operator,
-};
+use devicelink_e2e::{begin, dummy_link, eventually, process::Operator};
 use kube::{
     Api, Client,
     api::{DeleteParams, PostParams},
@@ -52,10 +50,8 @@ async fn wait_leading(operator: &Operator, leading: bool, within: Duration) {
 
 #[tokio::test]
 async fn one_replica_leads_and_another_takes_over_when_it_dies() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-operator-ha";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
 
     let first = Operator::start("operator-a");
     wait_leading(&first, true, WAIT).await;

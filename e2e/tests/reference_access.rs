@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, delete_link_and_wait, dummy_link,
-    ensure_namespace, eventually, eventually_showing, exclusive, kubectl::kubectl,
-    mqtt::Subscriber, process::start_operator, wait_connected,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, begin, delete_link_and_wait, dummy_link, eventually,
+    eventually_showing, kubectl::kubectl, mqtt::Subscriber, process::start_operator,
+    wait_connected,
 };
 use k8s_openapi::{
     ByteString,
@@ -58,10 +58,8 @@ fn adaptor_can(verb: &str, resource: &str, namespace: &str) -> bool {
 
 #[tokio::test]
 async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
-    let _guard = exclusive().await;
-    let client = client().await;
     let namespace = "e2e-reference-access";
-    ensure_namespace(&client, namespace).await;
+    let (_guard, client) = begin(namespace).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     for s in [
         secret("fan-mqtt", &[("username", "fan"), ("password", "first")]),
