@@ -128,4 +128,76 @@ mod tests {
         assert!(!is_publishable(""));
         assert!(is_publishable("a/b"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Template segments: keywords, literals (some with odd characters),
+        /// empty ones and lone colons.
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(":namespace".to_string()),
+                Just(":name".to_string()),
+                Just(":uid".to_string()),
+                Just(":path".to_string()),
+                Just(":operator".to_string()),
+                Just(":".to_string()),
+                Just(String::new()),
+                "[a-z0-9._$-]{1,8}",
+                ":[a-z]{1,6}",
+                "\\PC{0,6}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of("[a-z0-9/._-]{0,12}")
+        }
+
+        fn keyword(s: &str) -> bool {
+            s.starts_with(':')
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics_and_leaves_no_empty_level(
+                segments in proptest::collection::vec(segment(), 0..10),
+                namespace in "[a-z0-9-]{0,10}",
+                name in "[a-z0-9.-]{0,10}",
+                uid in "[a-f0-9-]{0,10}",
+                path in value(),
+                read in value(),
+                write in value(),
+            ) {
+                let template = segments.join("/");
+                let link = TopicContext { namespace, name, uid };
+                let topic = Topic::new(&template, &link, path.as_deref(), read.as_deref(), write.as_deref());
+                for rendered in [topic.for_publish(), topic.for_subscribe()] {
+                    prop_assert!(!rendered.starts_with('/'), "{rendered:?}");
+                    prop_assert!(!rendered.ends_with('/'), "{rendered:?}");
+                    prop_assert!(!rendered.contains("//"), "{rendered:?}");
+                    // Every literal segment of the template is kept, in order.
+                    let mut levels = rendered.split('/');
+                    for literal in segments.iter().filter(|s| !s.is_empty() && !keyword(s)) {
+                        for part in literal.split('/').filter(|p| !p.is_empty() && !keyword(p)) {
+                            prop_assert!(levels.any(|l| l == part), "{part:?} lost from {rendered:?} ({template:?})");
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn a_rendered_topic_renders_to_itself(
+                segments in proptest::collection::vec(segment(), 0..10),
+                path in value(),
+            ) {
+                let link = TopicContext { namespace: "ns".into(), name: "fan".into(), uid: "u".into() };
+                let once = Topic::new(&segments.join("/"), &link, path.as_deref(), None, None).for_publish();
+                // Only when no level of it looks like a keyword.
+                prop_assume!(once.split('/').all(|l| !keyword(l)));
+                let twice = Topic::new(&once, &link, None, None, None).for_publish();
+                prop_assert_eq!(once, twice);
+            }
+        }
+    }
 }
