@@ -291,29 +291,43 @@ where
                 }
             },
             Update::Link(Ok(event)) => {
-                match event {
-                    watcher::Event::Init => links_in_relist.clear(),
-                    watcher::Event::InitApply(link) | watcher::Event::Apply(link) => {
+                // Which device's references may have changed: one for a
+                // change, all after a (re)list, none while listing.
+                let touched: Option<Option<String>> = match event {
+                    watcher::Event::Init => {
+                        links_in_relist.clear();
+                        None
+                    }
+                    watcher::Event::InitApply(link) => {
                         let k = key(&link);
                         links_in_relist.insert(k.clone());
-                        let link = Arc::new(link);
-                        if let Some(r) = running.get(&k) {
-                            r.link.send_replace(Some(link.clone()));
-                        }
-                        links.known.insert(k, link);
+                        know_link(&mut links, &running, k, link);
+                        None
+                    }
+                    watcher::Event::Apply(link) => {
+                        let k = key(&link);
+                        know_link(&mut links, &running, k.clone(), link);
+                        Some(Some(k))
                     }
                     watcher::Event::InitDone => {
-                        links.known.retain(|k, _| links_in_relist.contains(k))
+                        links.known.retain(|k, _| links_in_relist.contains(k));
+                        Some(None)
                     }
                     watcher::Event::Delete(link) => {
-                        links.known.remove(&key(&link));
+                        let k = key(&link);
+                        links.known.remove(&k);
+                        Some(Some(k))
                     }
-                }
-                links.follow_referenced(&client, &object_tx);
-                for (k, r) in &running {
-                    let now = links.references(k);
-                    r.references
-                        .send_if_modified(|old| replace_if_changed(old, now));
+                };
+                if let Some(touched) = touched {
+                    links.follow_referenced(&client, &object_tx);
+                    for (k, r) in &running {
+                        if touched.as_ref().is_none_or(|t| t == k) {
+                            let now = links.references(k);
+                            r.references
+                                .send_if_modified(|old| replace_if_changed(old, now));
+                        }
+                    }
                 }
             }
         }
@@ -329,6 +343,20 @@ fn key(obj: &impl Resource) -> String {
         obj.meta().namespace.as_deref().unwrap_or_default(),
         obj.meta().name.as_deref().unwrap_or_default()
     )
+}
+
+/// Records a DeviceLink and hands it to its device's task, if running.
+fn know_link<K>(
+    links: &mut Links,
+    running: &HashMap<String, Running<K>>,
+    k: String,
+    link: DeviceLink,
+) {
+    let link = Arc::new(link);
+    if let Some(r) = running.get(&k) {
+        r.link.send_replace(Some(link.clone()));
+    }
+    links.known.insert(k, link);
 }
 
 fn replace_if_changed(old: &mut Arc<References>, now: Arc<References>) -> bool {

@@ -101,34 +101,30 @@ pub(super) async fn release_moved_grant(link: &DeviceLink, ctx: &Context) -> Res
 /// A DeviceLink being deleted no longer counts in any grant.
 pub(super) async fn release_grants(link: &DeviceLink, ctx: &Context) -> Result<()> {
     release_moved_grant(link, ctx).await?;
-    ctx.granted_to
-        .lock()
-        .unwrap()
-        .remove(&ObjectRef::from_obj(link));
-    if let Some(key) = AccessKey::of(link) {
-        sync_grant(&key, ctx).await?;
-    }
-    Ok(())
+    // Being deleted, it is no longer counted: the same rule as counting it.
+    count_in_grant(link, ctx).await
 }
 
-/// Counts the DeviceLink in the grant of the adaptor pod that serves it. A
-/// DeviceLink that references nothing, and did not before, changes no grant
-/// (and costs no scan of the others).
+/// Counts the DeviceLink in the grant of the adaptor pod that serves it (or,
+/// being deleted, takes it out). A DeviceLink that references nothing, and
+/// was not counted before, changes no grant and costs no scan of the others.
 pub(super) async fn count_in_grant(link: &DeviceLink, ctx: &Context) -> Result<()> {
     let link_ref = ObjectRef::from_obj(link);
+    let referencing = !link.spec.references.is_empty();
+    let counts = referencing && link.metadata.deletion_timestamp.is_none();
     let counted = ctx.granted_to.lock().unwrap().contains_key(&link_ref);
     let Some(key) = AccessKey::of(link) else {
         return Ok(());
     };
-    if !counted && link.spec.references.is_empty() {
+    if !counted && !referencing {
         return Ok(());
     }
     sync_grant(&key, ctx).await?;
     let mut granted = ctx.granted_to.lock().unwrap();
-    if link.spec.references.is_empty() {
-        granted.remove(&link_ref);
-    } else {
+    if counts {
         granted.insert(link_ref, key);
+    } else {
+        granted.remove(&link_ref);
     }
     Ok(())
 }

@@ -93,23 +93,18 @@ struct Context {
 }
 
 impl Context {
+    /// Whether the cached DeviceLink is still the version our last write
+    /// changed; once the cache has moved past it, the record is forgotten.
     fn cache_is_behind(&self, link: &DeviceLink) -> bool {
-        let written = self.written_over.lock().unwrap();
-        match (
-            written.get(&ObjectRef::from_obj(link)),
-            &link.metadata.resource_version,
-        ) {
-            (Some(before), Some(now)) => before == now,
-            _ => false,
+        let mut written = self.written_over.lock().unwrap();
+        let link_ref = ObjectRef::from_obj(link);
+        let behind = written
+            .get(&link_ref)
+            .is_some_and(|before| link.metadata.resource_version.as_ref() == Some(before));
+        if !behind {
+            written.remove(&link_ref);
         }
-    }
-
-    /// Forgets a recorded write once the cache has moved past it.
-    fn caught_up(&self, link: &DeviceLink) {
-        self.written_over
-            .lock()
-            .unwrap()
-            .remove(&ObjectRef::from_obj(link));
+        behind
     }
 
     /// Records a write to `link` that produced `after`.
@@ -318,7 +313,6 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
         // The watch event of our own last write brings us back.
         return Ok(Action::await_change());
     }
-    ctx.caught_up(&link);
     if link.metadata.deletion_timestamp.is_some() {
         if !finalizer::has(&link.metadata, FINALIZER) {
             return Ok(Action::await_change());
