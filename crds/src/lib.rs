@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod devicelink;
 pub mod dummy;
 pub mod duration;
+pub mod events;
 pub mod finalizer;
 pub mod labels;
 pub mod modbus;

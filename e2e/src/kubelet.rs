@@ -28,7 +28,14 @@ use crate::{Process, SYSTEM_NAMESPACE};
 pub struct LocalKubelet {
     task: JoinHandle<()>,
     started: watch::Receiver<Vec<String>>,
-    kill: mpsc::UnboundedSender<(String, oneshot::Sender<bool>)>,
+    kill: mpsc::UnboundedSender<Kill>,
+}
+
+/// SIGKILL the process of pod `pod`; start it again if `restart`.
+struct Kill {
+    pod: String,
+    restart: bool,
+    done: oneshot::Sender<bool>,
 }
 
 impl LocalKubelet {
@@ -51,8 +58,24 @@ impl LocalKubelet {
     /// goodbye to the broker. It is not started again. False if it was not
     /// running.
     pub async fn kill(&self, pod: &str) -> bool {
+        self.send_kill(pod, false).await
+    }
+
+    /// SIGKILLs the process of a pod and starts it again, as a kubelet does
+    /// when a container crashes: same pod, same data directory (an
+    /// emptyDir lives as long as its pod).
+    pub async fn crash_and_restart(&self, pod: &str) -> bool {
+        self.send_kill(pod, true).await
+    }
+
+    async fn send_kill(&self, pod: &str, restart: bool) -> bool {
         let (done, killed) = oneshot::channel();
-        self.kill.send((pod.to_string(), done)).is_ok() && killed.await.unwrap_or(false)
+        let kill = Kill {
+            pod: pod.to_string(),
+            restart,
+            done,
+        };
+        self.kill.send(kill).is_ok() && killed.await.unwrap_or(false)
     }
 }
 
@@ -65,29 +88,38 @@ impl Drop for LocalKubelet {
 async fn run(
     client: Client,
     started: watch::Sender<Vec<String>>,
-    mut kills: mpsc::UnboundedReceiver<(String, oneshot::Sender<bool>)>,
+    mut kills: mpsc::UnboundedReceiver<Kill>,
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let config =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let mut events = watcher(pods, config).default_backoff().boxed();
-    let mut running: HashMap<String, Process> = HashMap::new();
+    let mut running: HashMap<String, (Pod, Process)> = HashMap::new();
     // Pods whose process was killed: not started again.
     let mut crashed: Vec<String> = Vec::new();
     loop {
         let event = tokio::select! {
             e = events.next() => match e { Some(e) => e, None => return },
-            Some((pod, done)) = kills.recv() => {
-                let uid = running.iter().find(|(_, p)| p.name == pod).map(|(uid, _)| uid.clone());
+            Some(kill) = kills.recv() => {
+                let uid = running.iter().find(|(_, (_, p))| p.name == kill.pod).map(|(uid, _)| uid.clone());
                 let killed = match uid.and_then(|uid| running.remove(&uid).map(|p| (uid, p))) {
-                    Some((uid, mut process)) => {
+                    Some((uid, (pod, mut process))) => {
                         process.kill().await;
-                        crashed.push(uid);
+                        if kill.restart {
+                            match launch(&pod).await {
+                                Ok(process) => {
+                                    running.insert(uid, (pod, process));
+                                }
+                                Err(e) => eprintln!("local kubelet: cannot restart pod {}: {e}", kill.pod),
+                            }
+                        } else {
+                            crashed.push(uid);
+                        }
                         true
                     }
                     None => false,
                 };
-                let _ = done.send(killed);
+                let _ = kill.done.send(killed);
                 continue;
             }
         };
@@ -102,7 +134,7 @@ async fn run(
         };
         let uid = pod.uid().unwrap_or_default();
         if gone {
-            if let Some(process) = running.remove(&uid) {
+            if let Some((_, process)) = running.remove(&uid) {
                 process.stop().await;
             }
             continue;
@@ -117,7 +149,7 @@ async fn run(
         }
         match launch(&pod).await {
             Ok(process) => {
-                running.insert(uid, process);
+                running.insert(uid, (pod.clone(), process));
                 started.send_modify(|v| v.push(pod.name_any()));
             }
             Err(e) => eprintln!("local kubelet: cannot start pod {}: {e}", pod.name_any()),
@@ -160,6 +192,13 @@ async fn launch(pod: &Pod) -> anyhow::Result<Process> {
         };
         cmd.env(&env.name, value);
     }
+    // The pod's emptyDir data volume, kept as long as the pod; and metrics
+    // on a free port, as several adaptors share this host.
+    let data = crate::log_dir()
+        .join("data")
+        .join(pod.uid().unwrap_or_default());
+    cmd.env("DEVICELINK_DATA_DIR", data);
+    cmd.env("DEVICELINK_METRICS_ADDRESS", "127.0.0.1:0");
     let service_account = spec
         .service_account_name
         .clone()

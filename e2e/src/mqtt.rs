@@ -38,6 +38,23 @@ impl Subscriber {
         if let Some((user, password)) = user {
             options.set_credentials(user, password);
         }
+        Subscriber::run(options, filter).await
+    }
+
+    /// A subscriber with a session the broker keeps (clean session off,
+    /// QoS 1): what is published while it is away, a broker restart
+    /// included if the broker persists sessions, reaches it when it is back.
+    pub async fn start_durable(port: u16, filter: &str) -> Subscriber {
+        let mut options = MqttOptions::new(
+            format!("e2e-durable-{}-{port}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        options.set_clean_session(false);
+        Subscriber::run(options, filter).await
+    }
+
+    async fn run(options: MqttOptions, filter: &str) -> Subscriber {
         let (client, mut event_loop) = AsyncClient::new(options, 100);
         client
             .subscribe(filter, QoS::AtLeastOnce)
@@ -89,4 +106,31 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Publishes one message (QoS 1, not retained) and waits for the broker's
+/// acknowledgement.
+pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
+    let options = MqttOptions::new(format!("e2e-pub-{}", std::process::id()), "127.0.0.1", port);
+    let (client, mut event_loop) = AsyncClient::new(options, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .await
+        .expect("queue publish");
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match event_loop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("publishing to {topic}: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        acked.is_ok(),
+        "the broker acknowledged the publish to {topic}"
+    );
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), event_loop.poll()).await;
 }

@@ -151,6 +151,26 @@ impl Mosquitto {
         Mosquitto { port, process }
     }
 
+    /// A broker that keeps sessions and queued messages across its
+    /// restarts (persistence on; started again on the same port with the
+    /// same call).
+    pub async fn start_persistent(port: u16) -> Mosquitto {
+        // mosquitto drops to its own user: /tmp is a place it may write.
+        Mosquitto::start_with(
+            port,
+            &[],
+            &format!(
+                "persistence true\npersistence_location /tmp/\npersistence_file devicelink-e2e-mosquitto-{port}.db\n"
+            ),
+        )
+        .await
+    }
+
+    /// Forgets what a persistent broker on `port` saved.
+    pub fn forget_persisted(port: u16) {
+        let _ = std::fs::remove_file(format!("/tmp/devicelink-e2e-mosquitto-{port}.db"));
+    }
+
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }

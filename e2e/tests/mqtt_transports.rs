@@ -5,11 +5,11 @@
 //! whose own websocket listener does not start on this machine) with the
 //! handshake's extra HTTP headers.
 
-use std::{path::Path, process::Command, sync::Arc, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use devicelink_api::{mqtt::MqttOptions, property::MqttStatus};
 use devicelink_e2e::{Mosquitto, eventually_showing, process::free_port};
-use devicelink_mqtt::{Publisher, TopicContext, publisher::StatusSender};
+use devicelink_mqtt::{Publisher, TopicContext, publisher::DeviceMqtt};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -164,8 +164,8 @@ async fn connect(client: serde_json::Value, connected: bool, error: &str) -> Mqt
         "message": {"topic": "e2e/tls/:name"},
     }))
     .unwrap();
-    let (tx, rx) = watch::channel(None);
-    let state: StatusSender = Arc::new(tx);
+    let data = devicelink_e2e::log_dir().join("data").join("transports");
+    let (device, rx, _writes) = DeviceMqtt::new(Default::default(), data);
     let link = TopicContext {
         namespace: "ns".into(),
         name: "fan".into(),
@@ -173,7 +173,8 @@ async fn connect(client: serde_json::Value, connected: bool, error: &str) -> Mqt
     };
     let no_refs =
         |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
-    let publisher = Publisher::start(&options, &link, &no_refs, state).expect("options are valid");
+    let publisher =
+        Publisher::start(&options, &link, &no_refs, &device).expect("options are valid");
     let status = eventually_showing(
         &format!("connected={connected} with error {error:?}"),
         WAIT,

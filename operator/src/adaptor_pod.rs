@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use devicelink_api::{adaptor::AdaptorKind, labels};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod,
-    PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HostPathVolumeSource,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use kube::api::ObjectMeta;
 
@@ -39,6 +39,11 @@ pub fn pod_labels(adaptor: &AdaptorKind, node: &str) -> BTreeMap<String, String>
     ])
 }
 
+/// The adaptor's data directory (the MQTT File store): an emptyDir, which
+/// lives as long as the pod, so a crashed or OOM-killed adaptor finds its
+/// stored messages again when the kubelet restarts it.
+const DATA_DIR: &str = "/var/lib/devicelink";
+
 /// Where the host's system D-Bus socket is, on the host and in the pod.
 const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 /// The group that owns serial devices on Debian-like hosts.
@@ -61,8 +66,24 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             ..Default::default()
         },
         EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        EnvVar {
             name: "RUST_LOG".into(),
             value: Some(config.adaptor_log.clone()),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "DEVICELINK_DATA_DIR".into(),
+            value: Some(DATA_DIR.into()),
             ..Default::default()
         },
     ];
@@ -92,7 +113,7 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
         image_pull_secrets: settings.image_pull_secrets.clone(),
         tolerations: settings.tolerations.clone(),
         priority_class_name: settings.priority_class_name.clone(),
-        volumes: (!host.volumes.is_empty()).then_some(host.volumes),
+        volumes: Some(host.volumes),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(65532),
@@ -110,7 +131,12 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             env: Some(env),
             image_pull_policy: settings.image_pull_policy.clone(),
             resources: settings.resources.clone(),
-            volume_mounts: (!host.mounts.is_empty()).then_some(host.mounts),
+            volume_mounts: Some(host.mounts),
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".into()),
+                container_port: 9102,
+                ..Default::default()
+            }]),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
@@ -140,8 +166,9 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
     }
 }
 
-/// The host access a protocol needs, declared in the adaptor settings: the
-/// only exceptions to a pod that sees nothing of its host.
+/// The pod's data volume and the host access a protocol needs, declared in
+/// the adaptor settings: the only exceptions to a pod that sees nothing of
+/// its host.
 #[derive(Default)]
 struct HostAccess {
     volumes: Vec<Volume>,
@@ -152,6 +179,16 @@ struct HostAccess {
 
 fn host_access(settings: &PodSettings) -> HostAccess {
     let mut access = HostAccess::default();
+    access.volumes.push(Volume {
+        name: "data".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    });
+    access.mounts.push(VolumeMount {
+        name: "data".into(),
+        mount_path: DATA_DIR.into(),
+        ..Default::default()
+    });
     let mut mount = |name: String, path: &str, kind: &str| {
         access.volumes.push(Volume {
             name: name.clone(),
@@ -246,7 +283,13 @@ mod tests {
     fn settings_reach_the_pod_and_host_access_is_only_what_is_declared() {
         let mut config = Config::parse_from(["op"]);
         let plain = desired(&config, dummy(), "n").spec.unwrap();
-        assert!(plain.volumes.is_none(), "no host access by default");
+        let volumes = plain.volumes.unwrap();
+        assert_eq!(
+            volumes.len(),
+            1,
+            "no host access by default, only the data emptyDir"
+        );
+        assert!(volumes[0].empty_dir.is_some());
 
         config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
             "defaults:\n  imagePullSecrets: [{name: registry}]\n  tolerations: [{key: edge, operator: Exists, effect: NoSchedule}]\nadaptors:\n  dummy:\n    image: example.com/fan:{adaptor}\n    resources: {limits: {memory: 48Mi}}\n    env: [{name: EXTRA, value: '1'}]\n    serialDevices: [/dev/ttyUSB0]\n    hostDBus: true\n",
@@ -284,7 +327,7 @@ mod tests {
             .iter()
             .map(|m| m.mount_path.as_str())
             .collect();
-        assert_eq!(paths, ["/dev/ttyUSB0", SYSTEM_BUS_SOCKET]);
+        assert_eq!(paths, [DATA_DIR, "/dev/ttyUSB0", SYSTEM_BUS_SOCKET]);
         assert_eq!(
             pod.security_context.unwrap().supplemental_groups,
             Some(vec![DIALOUT_GID])

@@ -6,27 +6,28 @@
 //! of DeviceLinks is a large part of the operator's memory, while our events
 //! rarely repeat (each names the transitions that just happened).
 
-use devicelink_api::{DeviceLink, DeviceLinkCondition};
-use k8s_openapi::{api::events::v1::Event, apimachinery::pkg::apis::meta::v1::MicroTime};
-use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{ObjectMeta, PostParams},
+use devicelink_api::{
+    DeviceLink, DeviceLinkCondition,
+    events::{Happening, Reporter},
 };
+use k8s_openapi::api::events::v1::Event;
+use kube::{Api, Client, ResourceExt, api::PostParams};
 
 /// Who records the events: the controller's name and this replica.
 #[derive(Clone)]
 pub struct Events {
     client: Client,
-    controller: String,
-    instance: String,
+    reporter: Reporter,
 }
 
 impl Events {
     pub fn new(client: Client, controller: &str, instance: &str) -> Events {
         Events {
             client,
-            controller: controller.to_string(),
-            instance: instance.to_string(),
+            reporter: Reporter {
+                controller: controller.to_string(),
+                instance: instance.to_string(),
+            },
         }
     }
 
@@ -70,22 +71,15 @@ impl Events {
             .collect::<Vec<_>>()
             .join("; ");
         let warning = changed.iter().any(|c| c.status == "False");
-        Some(Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}-", link.name_any())),
-                namespace: link.namespace(),
-                ..Default::default()
+        Some(devicelink_api::events::about(
+            link,
+            &Happening {
+                warning,
+                reason: &headline.reason,
+                action: &headline.type_,
+                note: &note,
             },
-            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-            reason: Some(headline.reason.clone()),
-            action: Some(headline.type_.clone()),
-            // events.k8s.io limits the note to 1 kB.
-            note: Some(note.chars().take(1000).collect()),
-            regarding: Some(link.object_ref(&())),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Default::default()
-        })
+            &self.reporter,
+        ))
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{DeviceContext, Outcome};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Outcome, Property};
 use devicelink_api::dummy::{
     DummySpecialDevice, DummySpecialDeviceSpec, DummySpecialDeviceStatus, Gear,
 };
@@ -46,6 +46,26 @@ impl Fan {
         }
     }
 
+    /// Applies a write from MQTT, already checked against
+    /// [`writable_properties`].
+    pub fn write(&mut self, values: &serde_json::Map<String, serde_json::Value>) {
+        let mut spec = DummySpecialDeviceSpec {
+            on: self.on,
+            gear: self.gear,
+            ..Default::default()
+        };
+        if let Some(on) = values.get("on").and_then(|v| v.as_bool()) {
+            spec.on = on;
+        }
+        if let Some(gear) = values
+            .get("gear")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+        {
+            spec.gear = gear;
+        }
+        self.apply(&spec);
+    }
+
     pub fn tick_interval(&self) -> Duration {
         match self.gear {
             Gear::Slow => Duration::from_secs(3),
@@ -63,6 +83,28 @@ impl Fan {
     }
 }
 
+/// What a write from MQTT may set: `on` and `gear`; the speed is the
+/// fan's own.
+pub fn writable_properties() -> Vec<Property> {
+    vec![
+        Property {
+            name: "on".into(),
+            accepts: Accepts::Boolean,
+            writable: true,
+        },
+        Property {
+            name: "gear".into(),
+            accepts: Accepts::OneOf(vec!["slow".into(), "middle".into(), "fast".into()]),
+            writable: true,
+        },
+        Property {
+            name: "rotatingSpeed".into(),
+            accepts: Accepts::Integer { min: 0, max: 300 },
+            writable: false,
+        },
+    ]
+}
+
 fn floor(gear: Gear) -> i32 {
     match gear {
         Gear::Slow => 0,
@@ -78,6 +120,7 @@ fn ceiling(gear: Gear) -> i32 {
 /// Runs one fan until it is removed.
 pub async fn run(mut ctx: DeviceContext<DummySpecialDevice>) {
     let mut fan = Fan::new(&ctx.device().spec);
+    let writable = writable_properties();
     // A simulated device is always reachable.
     ctx.set_connected(Outcome::ok("Healthy"));
     ctx.report(&fan.status());
@@ -89,8 +132,17 @@ pub async fn run(mut ctx: DeviceContext<DummySpecialDevice>) {
         loop {
             tokio::select! {
                 changed = ctx.changed() => {
-                    let Some(device) = changed else { return };
-                    fan.apply(&device.spec);
+                    match changed {
+                        None => return,
+                        Some(Change::Spec(device)) => fan.apply(&device.spec),
+                        Some(Change::Write(request)) => {
+                            let Some(values) = ctx.decode_write(&request, &writable) else {
+                                continue;
+                            };
+                            fan.write(&values);
+                            ctx.answer_write(&request, Ok(&values));
+                        }
+                    }
                     ctx.report(&fan.status());
                     if fan.status().gear != gear {
                         break; // restart the ticker at the new gear's pace
@@ -137,6 +189,14 @@ mod tests {
         fan.apply(&spec(true, Gear::Fast));
         assert_eq!(fan.status().rotating_speed, 200);
         assert_eq!(fan.tick_interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_write_sets_on_and_gear_like_a_spec_change() {
+        let mut fan = Fan::new(&spec(false, Gear::Slow));
+        let values = serde_json::json!({"on": true, "gear": "fast"});
+        fan.write(values.as_object().unwrap());
+        assert_eq!(fan, Fan::new(&spec(true, Gear::Fast)));
     }
 
     #[test]

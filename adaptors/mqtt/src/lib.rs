@@ -1,9 +1,16 @@
 //! The v1alpha1 MQTT extension as every adaptor uses it: topic templates and
 //! a per-device publisher.
 
+pub mod metrics;
+pub mod outbox;
 pub mod publisher;
+pub mod store;
 mod tls;
 pub mod topic;
+pub mod write;
 
+pub use metrics::MqttMetrics;
+pub use outbox::{Outbox, SharedOutbox};
 pub use publisher::{Publisher, PublisherError};
+pub use store::FileStore;
 pub use topic::{Topic, TopicContext};

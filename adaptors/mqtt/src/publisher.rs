@@ -5,24 +5,25 @@
 //! exponential backoff; publishing never blocks the device, and a message
 //! that does not fit the bounded queue is dropped and counted.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use devicelink_api::{
     devicelink::ReferenceItem,
-    mqtt::{MqttMessageOptions, MqttOptions},
+    mqtt::{
+        MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType, PayloadEncode,
+    },
     property::MqttStatus,
 };
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
-use crate::topic::{Topic, TopicContext, is_publishable};
+use crate::{
+    MqttMetrics,
+    outbox::{Message, SharedOutbox, handoff_to},
+    store::FileStore,
+    topic::{Topic, TopicContext, is_publishable},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherError {
@@ -48,6 +49,8 @@ pub enum PublisherError {
         "spec.extension.mqtt.client.protocolVersion {0}: this adaptor speaks MQTT 3.1.1 (4) only so far; set 4 or leave it out"
     )]
     ProtocolVersion(i32),
+    #[error("spec.extension.mqtt.client.store: {0}")]
+    Store(String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -58,14 +61,64 @@ pub type Resolve<'a> = &'a dyn Fn(&ReferenceItem) -> Result<String, String>;
 /// a device's publisher is replaced when its options change.
 pub type StatusSender = Arc<tokio::sync::watch::Sender<Option<MqttStatus>>>;
 
-/// Publishes one device's status.
+/// What a device keeps across its publishers (a publisher is replaced when
+/// the device's options or the values they refer to change).
+pub struct DeviceMqtt {
+    /// Effective settings and connection state, for the device's status.
+    pub state: StatusSender,
+    /// Messages not yet acknowledged by the broker.
+    pub outbox: SharedOutbox,
+    /// The adaptor's data directory; the File store keeps a device's
+    /// messages in `<dataDir>/<directoryPrefix or mqtt>/<namespace>/<name>`.
+    pub data_dir: PathBuf,
+    /// Where writes received on the device's write topic go.
+    pub writes: mpsc::Sender<WriteRequest>,
+}
+
+impl DeviceMqtt {
+    /// A device's MQTT state, with the receiving ends of its status and
+    /// write channels.
+    pub fn new(
+        metrics: MqttMetrics,
+        data_dir: PathBuf,
+    ) -> (
+        DeviceMqtt,
+        tokio::sync::watch::Receiver<Option<MqttStatus>>,
+        mpsc::Receiver<WriteRequest>,
+    ) {
+        let (state, state_rx) = tokio::sync::watch::channel(None);
+        // A device applies writes one by one; a few may wait.
+        let (writes, writes_rx) = mpsc::channel(16);
+        let mqtt = DeviceMqtt {
+            state: Arc::new(state),
+            // Resized to messageChannelDepth by the first publisher.
+            outbox: Arc::new(crate::Outbox::new(100, metrics)),
+            data_dir,
+            writes,
+        };
+        (mqtt, state_rx, writes_rx)
+    }
+}
+
+/// A write received on the device's write topic.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub payload: Vec<u8>,
+    /// Where the answer goes.
+    pub reply_topic: String,
+}
+
+/// Publishes one device's status and receives its writes.
 pub struct Publisher {
     client: AsyncClient,
     topic: String,
+    write_topic: String,
     qos: QoS,
     retain: bool,
+    encode: PayloadEncode,
     retained_will: Option<String>,
-    dropped: Arc<AtomicU64>,
+    outbox: SharedOutbox,
+    quiesce: Duration,
     event_loop: JoinHandle<()>,
 }
 
@@ -76,12 +129,15 @@ impl Publisher {
         options: &MqttOptions,
         link: &TopicContext,
         resolve: Resolve,
-        state: StatusSender,
+        device: &DeviceMqtt,
     ) -> Result<Self, PublisherError> {
         let message = &options.message;
+        let client = &options.client;
         let topic = render(&message.topic, message, link)?;
+        let write_topic = write_topic_of(message, link, &topic);
         let qos = qos_of(message.qos_or_default())?;
         let retain = message.retained_or_default();
+        let timing = Timing::of(client)?;
         let mut client_options = client_options(options, link, resolve)?;
         let will = last_will(message, link, &topic, qos, retain)?;
         // A retained will says the device's adaptor died; once connected
@@ -90,15 +146,26 @@ impl Publisher {
         if let Some(will) = will {
             client_options.set_last_will(will);
         }
-        let depth = options.client.message_channel_depth.unwrap_or(100).max(1) as usize;
-        let max_backoff = match &options.client.max_reconnect_interval {
-            Some(d) => d.to_std().ok_or_else(|| {
-                PublisherError::Duration("maxReconnectInterval", d.as_str().to_string())
-            })?,
-            None => Duration::from_secs(600),
+        let depth = client.message_channel_depth.unwrap_or(100).max(1) as usize;
+        let store = match client
+            .store
+            .as_ref()
+            .filter(|s| s.type_ == Some(MqttStoreType::File))
+        {
+            Some(s) => {
+                let dir = store_dir(&device.data_dir, s, link)?;
+                Some(
+                    FileStore::open(dir.clone())
+                        .map_err(|e| PublisherError::Store(format!("{}: {e}", dir.display())))?,
+                )
+            }
+            None => None,
         };
-        state.send_replace(Some(MqttStatus {
-            server: Some(options.client.server.clone()),
+        device.outbox.configure(depth, store);
+        device.outbox.detach();
+        client_options.set_inflight(crate::outbox::window_for(depth) as u16);
+        device.state.send_replace(Some(MqttStatus {
+            server: Some(client.server.clone()),
             client_id: Some(client_options.client_id()),
             topic: Some(topic.clone()),
             qos: Some(qos as i32),
@@ -106,24 +173,35 @@ impl Publisher {
             connected: false,
             ..Default::default()
         }));
-        let (client, event_loop) = AsyncClient::new(client_options, depth);
-        let server = options.client.server.clone();
-        let event_loop = tokio::spawn(drive(
-            event_loop,
-            client.clone(),
-            retained_will.clone(),
-            state,
-            server,
-            max_backoff,
-        ));
+        // The outbox hands over at most a window's worth; room for control
+        // packets (subscribe, disconnect) besides.
+        let capacity = crate::outbox::window_for(depth) + 8;
+        let (mqtt, mut event_loop) = AsyncClient::new(client_options, capacity);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_connection_timeout(timing.connect.as_secs().max(1));
+        event_loop.set_network_options(network);
+        let driver = Driver {
+            client: mqtt.clone(),
+            outbox: device.outbox.clone(),
+            state: device.state.clone(),
+            writes: device.writes.clone(),
+            server: client.server.clone(),
+            write_topic: write_topic.clone(),
+            retained_will: retained_will.clone(),
+            resume_subs: client.resume_subs.unwrap_or(false),
+            timing,
+        };
         Ok(Publisher {
-            client,
+            client: mqtt,
             topic,
+            write_topic,
             qos,
             retain,
+            encode: message.payload_encode.unwrap_or_default(),
             retained_will,
-            dropped: Arc::default(),
-            event_loop,
+            outbox: device.outbox.clone(),
+            quiesce: timing.quiesce,
+            event_loop: tokio::spawn(driver.run(event_loop)),
         })
     }
 
@@ -132,54 +210,332 @@ impl Publisher {
         &self.topic
     }
 
-    /// Queues a message; never waits. Returns false if the queue was full.
-    pub fn publish(&self, payload: Vec<u8>) -> bool {
-        match self
-            .client
-            .try_publish(self.topic.clone(), self.qos, self.retain, payload)
-        {
-            Ok(()) => true,
-            Err(e) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                debug!(topic = %self.topic, error = %e, dropped = n, "MQTT queue full; message dropped");
-                false
-            }
-        }
+    /// The topic writes are received on.
+    pub fn write_topic(&self) -> &str {
+        &self.write_topic
     }
 
-    /// Messages dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// For a device that goes away: removes its retained status from the
-    /// broker (an empty retained message on the topic) and disconnects.
-    /// False if that did not happen within `within` (broker unreachable).
-    pub async fn clear_retained_and_close(mut self, within: Duration) -> bool {
-        let client = self.client.clone();
-        let (topic, qos, retain) = (self.topic.clone(), self.qos, self.retain);
-        let will = self.retained_will.clone();
-        let work = async move {
-            if retain {
-                client.publish(topic, qos, true, Vec::new()).await?;
+    /// Queues a status message (JSON); never waits. While the broker is
+    /// away up to messageChannelDepth messages wait, the oldest dropped
+    /// first.
+    pub fn publish(&self, json: Vec<u8>) {
+        let payload = match self.encode {
+            PayloadEncode::Raw => json,
+            PayloadEncode::Base64 => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .encode(json)
+                    .into_bytes()
             }
-            if let Some(will) = will {
-                client.publish(will, qos, true, Vec::new()).await?;
-            }
-            // Sent after the publish on the same connection; the event
-            // loop ends once it is out.
-            client.disconnect().await?;
-            Ok::<_, rumqttc::ClientError>(())
         };
-        let queued = tokio::time::timeout(within, work).await;
-        let closed = tokio::time::timeout(within, &mut self.event_loop).await;
-        matches!(queued, Ok(Ok(()))) && closed.is_ok()
+        self.outbox.push(Message {
+            topic: self.topic.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            payload,
+        });
+    }
+
+    /// Answers a write (never retained, never stored on disk).
+    pub fn reply(&self, topic: &str, payload: Vec<u8>) {
+        self.outbox.push_next(Message {
+            topic: topic.to_string(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            payload,
+        });
+    }
+
+    /// For a device that goes away: drops what has not been sent, removes
+    /// its retained status from the broker (an empty retained message on
+    /// the topic) and disconnects once the broker has it (within
+    /// disconnectQuiesce). False if that did not happen (broker
+    /// unreachable). The device's stored messages are removed either way.
+    pub async fn clear_retained_and_close(mut self) -> bool {
+        let within = self.quiesce;
+        self.outbox.discard_waiting();
+        let clear = |topic: &str| Message {
+            topic: topic.to_string(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            payload: Vec::new(),
+        };
+        if self.retain {
+            self.outbox.push_next(clear(&self.topic));
+        }
+        if let Some(will) = &self.retained_will {
+            self.outbox.push_next(clear(will));
+        }
+        let drained = tokio::time::timeout(within, self.outbox.drained()).await;
+        let _ = self.client.try_disconnect();
+        let closed = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
+        self.outbox.destroy();
+        drained.is_ok() && closed.is_ok()
+    }
+}
+
+impl Publisher {
+    /// For an adaptor that stops: gives messages in flight up to
+    /// disconnectQuiesce to reach the broker, then disconnects (what is
+    /// left stays in the File store, if there is one).
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(self.quiesce, self.outbox.drained()).await;
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.event_loop.abort();
+    }
+}
+
+/// The session and timing options, defaults applied.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    connect: Duration,
+    /// Zero: no limit.
+    ping: Duration,
+    write: Duration,
+    wait: Duration,
+    quiesce: Duration,
+    max_backoff: Duration,
+    auto_reconnect: bool,
+}
+
+impl Timing {
+    fn of(client: &MqttClientOptions) -> Result<Self, PublisherError> {
+        let duration = |field: &'static str,
+                        value: &Option<devicelink_api::duration::Duration>,
+                        default: Duration| match value {
+            Some(d) => d
+                .to_std()
+                .ok_or_else(|| PublisherError::Duration(field, d.as_str().to_string())),
+            None => Ok(default),
+        };
+        Ok(Timing {
+            connect: duration(
+                "connectTimeout",
+                &client.connect_timeout,
+                Duration::from_secs(30),
+            )?,
+            ping: duration("pingTimeout", &client.ping_timeout, Duration::from_secs(10))?,
+            write: duration("writeTimeout", &client.write_timeout, Duration::ZERO)?,
+            wait: duration("waitTimeout", &client.wait_timeout, Duration::ZERO)?,
+            quiesce: duration(
+                "disconnectQuiesce",
+                &client.disconnect_quiesce,
+                Duration::from_secs(5),
+            )?,
+            max_backoff: duration(
+                "maxReconnectInterval",
+                &client.max_reconnect_interval,
+                Duration::from_secs(600),
+            )?
+            .max(Duration::from_secs(1)),
+            auto_reconnect: client.auto_reconnect.unwrap_or(true),
+        })
+    }
+}
+
+/// Owns a connection's event loop: reconnects, hands the outbox to the
+/// client, routes acknowledgements and writes.
+struct Driver {
+    client: AsyncClient,
+    outbox: SharedOutbox,
+    state: StatusSender,
+    writes: mpsc::Sender<WriteRequest>,
+    server: String,
+    write_topic: String,
+    retained_will: Option<String>,
+    resume_subs: bool,
+    timing: Timing,
+}
+
+impl Driver {
+    /// Polls the connection; after a failure waits 1 s, doubling up to
+    /// maxReconnectInterval (or stops if autoReconnect is false and a
+    /// connection had been made).
+    async fn run(self, mut event_loop: rumqttc::EventLoop) {
+        let mut backoff = Duration::from_secs(1);
+        let mut generation = None;
+        let mut ever_connected = false;
+        // Sent ping not yet answered.
+        let mut ping_sent: Option<Instant> = None;
+        loop {
+            let deadline = self.deadline(ping_sent);
+            let polled = tokio::select! {
+                polled = event_loop.poll() => polled.map_err(|e| e.to_string()),
+                why = sleep_until_some(deadline) => {
+                    // The connection is stuck; drop it (what clean() is for).
+                    event_loop.clean();
+                    Err(why)
+                }
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    debug!(server = %self.server, "connected to MQTT broker");
+                    self.set(true, None);
+                    if ever_connected {
+                        self.outbox.metrics().reconnects.inc();
+                    }
+                    backoff = Duration::from_secs(1);
+                    ping_sent = None;
+                    // A session the broker kept is only ours to resume if
+                    // this client sent what is in it.
+                    let resumed = ack.session_present && ever_connected;
+                    ever_connected = true;
+                    if !(resumed && self.resume_subs) {
+                        let _ = self
+                            .client
+                            .try_subscribe(self.write_topic.clone(), QoS::AtLeastOnce);
+                    }
+                    if let Some(will) = &self.retained_will {
+                        self.outbox.push_next(Message {
+                            topic: will.clone(),
+                            qos: QoS::AtLeastOnce,
+                            retain: true,
+                            payload: Vec::new(),
+                        });
+                    }
+                    generation = Some(
+                        self.outbox
+                            .connected(handoff_to(self.client.clone()), resumed),
+                    );
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(g) = generation {
+                        self.outbox.sent(g, pkid);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(g) = generation {
+                        self.outbox.acknowledged(g, ack.pkid);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubComp(ack))) => {
+                    if let Some(g) = generation {
+                        self.outbox.acknowledged(g, ack.pkid);
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::PingReq)) => {
+                    ping_sent.get_or_insert_with(Instant::now);
+                }
+                Ok(Event::Incoming(Packet::PingResp)) => ping_sent = None,
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.write_topic => {
+                    let request = WriteRequest {
+                        payload: p.payload.to_vec(),
+                        reply_topic: format!("{}/$reply", self.write_topic),
+                    };
+                    if self.writes.try_send(request).is_err() {
+                        warn!(topic = %self.write_topic, "writes arrive faster than the device takes them; one dropped");
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(g) = generation.take() {
+                        self.outbox.disconnected(g);
+                    }
+                    ping_sent = None;
+                    if ever_connected && !self.timing.auto_reconnect {
+                        let why = format!(
+                            "{e}; autoReconnect is false, so the connection stays down until the device's settings change"
+                        );
+                        warn!(server = %self.server, "{why}");
+                        self.set(false, Some(why));
+                        return;
+                    }
+                    warn!(server = %self.server, error = %e, retry_in = ?backoff, "MQTT connection failed");
+                    self.set(false, Some(e));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.timing.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// When the connection counts as stuck: a ping unanswered for
+    /// pingTimeout, or a message not written within writeTimeout or not
+    /// acknowledged within waitTimeout.
+    fn deadline(&self, ping_sent: Option<Instant>) -> Option<(Instant, String)> {
+        let ping = ping_sent.filter(|_| !self.timing.ping.is_zero()).map(|at| {
+            (
+                at + self.timing.ping,
+                "no ping response within pingTimeout".to_string(),
+            )
+        });
+        let message = self.outbox.stuck_after(self.timing.write, self.timing.wait);
+        ping.into_iter().chain(message).min_by_key(|(at, _)| *at)
+    }
+
+    fn set(&self, connected: bool, error: Option<String>) {
+        self.state.send_if_modified(|s| {
+            let Some(s) = s.as_mut() else { return false };
+            let changed = s.connected != connected || (error.is_some() && s.last_error != error);
+            s.connected = connected;
+            if error.is_some() {
+                s.last_error = error;
+            }
+            changed
+        });
+    }
+}
+
+async fn sleep_until_some(deadline: Option<(Instant, String)>) -> String {
+    match deadline {
+        Some((at, why)) => {
+            tokio::time::sleep_until(at).await;
+            why
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The File store's directory for one device. `directoryPrefix` is taken
+/// below the data directory even when absolute (Octopus's default was
+/// `/var/run/octopus/mqtt`), and may not climb out of it.
+fn store_dir(
+    data_dir: &std::path::Path,
+    store: &MqttStore,
+    link: &TopicContext,
+) -> Result<PathBuf, PublisherError> {
+    use std::path::Component;
+    let prefix = std::path::Path::new(store.directory_prefix.as_deref().unwrap_or("mqtt"));
+    let mut dir = data_dir.to_path_buf();
+    for part in prefix.components() {
+        match part {
+            Component::Normal(p) => dir.push(p),
+            Component::RootDir | Component::CurDir => {}
+            _ => {
+                return Err(PublisherError::Store(format!(
+                    "directoryPrefix {:?} may not contain ..",
+                    prefix.display()
+                )));
+            }
+        }
+    }
+    Ok(dir.join(&link.namespace).join(&link.name))
+}
+
+/// The topic writes are received on: the topic template rendered with the
+/// read operator; where that is the status topic itself (no read operator,
+/// or no `:operator` in the template), the status topic followed by
+/// `/$write`.
+fn write_topic_of(message: &MqttMessageOptions, link: &TopicContext, status_topic: &str) -> String {
+    let topic = Topic::new(
+        &message.topic,
+        link,
+        message.path.as_deref(),
+        message.operator.as_ref().and_then(|o| o.read.as_deref()),
+        message.operator.as_ref().and_then(|o| o.write.as_deref()),
+    )
+    .for_subscribe();
+    if topic == status_topic || !is_publishable(&topic) {
+        format!("{status_topic}/$write")
+    } else {
+        topic
     }
 }
 
@@ -287,49 +643,6 @@ fn last_will(
         qos,
         will.retained.unwrap_or(retain),
     )))
-}
-
-/// Polls the connection; on errors waits 1 s, doubling up to `max_backoff`.
-async fn drive(
-    mut event_loop: rumqttc::EventLoop,
-    client: AsyncClient,
-    retained_will: Option<String>,
-    state: StatusSender,
-    server: String,
-    max_backoff: Duration,
-) {
-    let mut backoff = Duration::from_secs(1);
-    let set = |connected: bool, error: Option<String>| {
-        state.send_if_modified(|s| {
-            let Some(s) = s.as_mut() else { return false };
-            let changed = s.connected != connected || (error.is_some() && s.last_error != error);
-            s.connected = connected;
-            if error.is_some() {
-                s.last_error = error;
-            }
-            changed
-        });
-    };
-    loop {
-        match event_loop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                debug!(%server, "connected to MQTT broker");
-                set(true, None);
-                backoff = Duration::from_secs(1);
-                if let Some(will) = &retained_will {
-                    let _ = client.try_publish(will.clone(), QoS::AtLeastOnce, true, Vec::new());
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                warn!(%server, error = %e, retry_in = ?backoff, "MQTT connection failed");
-                set(false, Some(e.to_string()));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff.max(Duration::from_secs(1)));
-            }
-        }
-    }
 }
 
 fn client_options(

@@ -4,15 +4,31 @@ use std::sync::{Arc, Mutex};
 
 use devicelink_api::Outcome;
 use devicelink_api::property::MqttStatus;
-use devicelink_mqtt::{Publisher, PublisherError, TopicContext, publisher::StatusSender};
-use tokio::sync::watch;
-use tracing::warn;
+use devicelink_mqtt::{
+    Publisher, PublisherError, TopicContext,
+    publisher::{DeviceMqtt, WriteRequest},
+    write::{self, Property, Refusal},
+};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
 use crate::{references::References, registry::Model};
 
 /// The device's MQTT connection, shared with the registry, which takes it
 /// over to clear the retained status when the device is deleted.
 pub(crate) type SharedPublisher = Arc<Mutex<Option<Publisher>>>;
+
+/// What a device task is woken for.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// The spec, or a value it refers to, changed.
+    Spec(Arc<K>),
+    /// A write arrived on the device's MQTT write topic; decode it with
+    /// [`DeviceContext::decode_write`] and answer it with
+    /// [`DeviceContext::answer_write`].
+    Write(WriteRequest),
+}
 
 /// Handed to each device task. Dropping it stops nothing; the task ends when
 /// [`DeviceContext::changed`] returns `None`.
@@ -21,7 +37,9 @@ pub struct DeviceContext<K: Model> {
     references: watch::Receiver<Arc<References>>,
     link: TopicContext,
     publisher: SharedPublisher,
-    mqtt_state: StatusSender,
+    mqtt: Arc<DeviceMqtt>,
+    writes: mpsc::Receiver<WriteRequest>,
+    refusals: mpsc::UnboundedSender<String>,
     status: watch::Sender<Option<serde_json::Value>>,
     connected: watch::Sender<Option<Outcome>>,
 }
@@ -31,7 +49,9 @@ impl<K: Model> DeviceContext<K> {
         device: watch::Receiver<Arc<K>>,
         references: watch::Receiver<Arc<References>>,
         publisher: SharedPublisher,
-        mqtt_state: StatusSender,
+        mqtt: Arc<DeviceMqtt>,
+        writes: mpsc::Receiver<WriteRequest>,
+        refusals: mpsc::UnboundedSender<String>,
         status: watch::Sender<Option<serde_json::Value>>,
         connected: watch::Sender<Option<Outcome>>,
     ) -> Self {
@@ -41,7 +61,9 @@ impl<K: Model> DeviceContext<K> {
             references,
             link,
             publisher,
-            mqtt_state,
+            mqtt,
+            writes,
+            refusals,
             status,
             connected,
         };
@@ -66,9 +88,10 @@ impl<K: Model> DeviceContext<K> {
     }
 
     /// Waits for the device's spec, or a value it refers to, to change
-    /// (status writes, ours included, do not count). `None` means it was
-    /// removed and the task should stop.
-    pub async fn changed(&mut self) -> Option<Arc<K>> {
+    /// (status writes, ours included, do not count), or for a write on the
+    /// device's MQTT write topic. `None` means the device was removed and
+    /// the task should stop.
+    pub async fn changed(&mut self) -> Option<Change<K>> {
         let before = self.device();
         loop {
             tokio::select! {
@@ -77,16 +100,59 @@ impl<K: Model> DeviceContext<K> {
                     let now = self.device();
                     if now.meta().generation != before.meta().generation {
                         self.configure_mqtt(Some(before.as_ref()), false);
-                        return Some(now);
+                        return Some(Change::Spec(now));
                     }
                 }
                 r = self.references.changed() => {
                     r.ok()?;
                     // A rotated credential: reconnect with it.
                     self.configure_mqtt(None, true);
-                    return Some(self.device());
+                    return Some(Change::Spec(self.device()));
                 }
+                Some(w) = self.writes.recv() => return Some(Change::Write(w)),
             }
+        }
+    }
+
+    /// The property values of a write, checked against `properties`; a
+    /// refused write is answered here (reply, Event, log) and gives `None`.
+    pub fn decode_write(
+        &self,
+        request: &WriteRequest,
+        properties: &[Property],
+    ) -> Option<Map<String, Value>> {
+        match write::decode(&request.payload, properties) {
+            Ok(values) => Some(values),
+            Err(refused) => {
+                self.answer_write(request, Err(&refused));
+                None
+            }
+        }
+    }
+
+    /// Answers a write on its reply topic: what was applied, or why not
+    /// (refusals are also logged and recorded as an Event).
+    pub fn answer_write(
+        &self,
+        request: &WriteRequest,
+        result: Result<&Map<String, Value>, &[Refusal]>,
+    ) {
+        match result {
+            Ok(values) => {
+                info!(device = %self.key(), properties = ?values.keys().collect::<Vec<_>>(), "write from MQTT applied")
+            }
+            Err(refused) => {
+                let why = refused
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                warn!(device = %self.key(), reason = %why, "write from MQTT refused");
+                let _ = self.refusals.send(why);
+            }
+        }
+        if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
+            publisher.reply(&request.reply_topic, write::answer(result));
         }
     }
 
@@ -134,15 +200,10 @@ impl<K: Model> DeviceContext<K> {
         }
         *self.publisher.lock().unwrap() = None;
         let references = self.references();
-        match start_publisher(
-            device.as_ref(),
-            &self.link,
-            &references,
-            self.mqtt_state.clone(),
-        ) {
+        match start_publisher(device.as_ref(), &self.link, &references, &self.mqtt) {
             Ok(None) => {
                 if options.is_none() {
-                    self.mqtt_state.send_replace(None);
+                    self.mqtt.state.send_replace(None);
                 }
             }
             Ok(Some(p)) => {
@@ -151,7 +212,7 @@ impl<K: Model> DeviceContext<K> {
             }
             Err(e) => {
                 warn!(device = %self.key(), error = %e, "MQTT extension not usable");
-                self.mqtt_state.send_replace(Some(MqttStatus {
+                self.mqtt.state.send_replace(Some(MqttStatus {
                     server: options.map(|o| o.client.server.clone()),
                     last_error: Some(e.to_string()),
                     ..Default::default()
@@ -178,7 +239,7 @@ pub(crate) fn start_publisher<K: Model>(
     device: &K,
     link: &TopicContext,
     references: &References,
-    state: StatusSender,
+    mqtt: &DeviceMqtt,
 ) -> Result<Option<Publisher>, PublisherError> {
     let Some(options) = device.mqtt() else {
         return Ok(None);
@@ -189,7 +250,7 @@ pub(crate) fn start_publisher<K: Model>(
     let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
         references.text(r).map_err(|e| e.to_string())
     };
-    Publisher::start(options, link, &resolve, state).map(Some)
+    Publisher::start(options, link, &resolve, mqtt).map(Some)
 }
 
 /// The UID of the DeviceLink that owns a device (the operator sets it as

@@ -9,12 +9,18 @@
 
 mod context;
 mod link_status;
+mod metrics;
 mod references;
 mod registry;
 mod release;
 mod status_writer;
+mod write_events;
 
-pub use context::DeviceContext;
+pub use context::{Change, DeviceContext};
 pub use devicelink_api::Outcome;
+pub use devicelink_mqtt::{
+    publisher::WriteRequest,
+    write::{Accepts, Property, Refusal},
+};
 pub use references::{ReferenceError, References};
 pub use registry::{Model, RuntimeConfig, run};

@@ -8,6 +8,7 @@ use std::{
     collections::{HashMap, HashSet},
     fmt::Debug,
     future::Future,
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -28,9 +29,14 @@ use tracing::info;
 
 use crate::{
     context::{self, DeviceContext, SharedPublisher},
-    link_status,
+    link_status, metrics,
     references::{self, Data, Followed, ObjectKey, References},
-    release, status_writer,
+    release, status_writer, write_events,
+};
+use devicelink_api::events::Reporter;
+use devicelink_mqtt::{
+    MqttMetrics,
+    publisher::{DeviceMqtt, WriteRequest},
 };
 
 /// A device model an adaptor drives: any namespaced device resource that
@@ -72,6 +78,23 @@ pub struct RuntimeConfig {
     /// Least time between two status writes of one device to the API server.
     #[arg(long, env = "DEVICELINK_STATUS_INTERVAL", default_value = "5s", value_parser = parse_interval)]
     pub status_interval: Duration,
+
+    /// Where the adaptor keeps state that must survive a restart (the MQTT
+    /// File store); a hostPath in the adaptor pod.
+    #[arg(
+        long,
+        env = "DEVICELINK_DATA_DIR",
+        default_value = "/var/lib/devicelink"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Address of the /metrics and /healthz endpoint; empty to serve none.
+    #[arg(
+        long,
+        env = "DEVICELINK_METRICS_ADDRESS",
+        default_value = "0.0.0.0:9102"
+    )]
+    pub metrics_address: String,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -83,6 +106,7 @@ struct Running<K> {
     link: watch::Sender<Option<Arc<DeviceLink>>>,
     references: watch::Sender<Arc<References>>,
     publisher: SharedPublisher,
+    mqtt: Arc<DeviceMqtt>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -167,6 +191,17 @@ where
     let client = Client::try_default().await?;
     let manager = format!("devicelink-adaptor-{adaptor_short_name}");
     info!(node = %config.node, adaptor = kind.name, "adaptor starting");
+    let shared = Shared {
+        metrics: MqttMetrics::default(),
+        reporter: Reporter {
+            controller: format!("edge.cattle.io/devicelink-adaptor-{adaptor_short_name}"),
+            instance: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("{adaptor_short_name}-{}", config.node)),
+        },
+        manager,
+        config: config.clone(),
+    };
+    metrics::serve(&config.metrics_address, &shared.metrics);
 
     let devices = watcher(
         Api::<K>::all(client.clone()),
@@ -234,18 +269,22 @@ where
                     if releasing.get(&k).is_some_and(|t| !t.is_finished()) {
                         continue;
                     }
-                    let publisher = match running.remove(&k) {
-                        Some(r) => r.publisher.lock().unwrap().take(),
+                    let (publisher, mqtt) = match running.remove(&k) {
+                        Some(r) => (r.publisher.lock().unwrap().take(), r.mqtt.clone()),
                         // Not driven here yet (the adaptor restarted): connect
                         // just to clear the retained status.
-                        None => context::start_publisher(
-                            &device,
-                            &context::topic_context(&device),
-                            &links.references(&k),
-                            Default::default(),
-                        )
-                        .ok()
-                        .flatten(),
+                        None => {
+                            let mqtt = Arc::new(shared.device_mqtt().0);
+                            let publisher = context::start_publisher(
+                                &device,
+                                &context::topic_context(&device),
+                                &links.references(&k),
+                                &mqtt,
+                            )
+                            .ok()
+                            .flatten();
+                            (publisher, mqtt)
+                        }
                     };
                     info!(device = %k, "device deleted; stopped, releasing it");
                     let api = Api::<K>::namespaced(
@@ -254,34 +293,18 @@ where
                     );
                     releasing.insert(
                         k,
-                        tokio::spawn(release::release(api, Arc::new(device), publisher)),
+                        tokio::spawn(release::release(api, Arc::new(device), publisher, mqtt)),
                     );
                 }
                 watcher::Event::InitApply(device) => {
                     seen_in_relist.insert(key(&device));
-                    upsert(
-                        &mut running,
-                        &links,
-                        device,
-                        &client,
-                        &manager,
-                        &config,
-                        &drive,
-                    );
+                    upsert(&mut running, &links, device, &client, &shared, &drive);
                 }
                 watcher::Event::InitDone => {
                     running.retain(|k, _| seen_in_relist.contains(k));
                 }
                 watcher::Event::Apply(device) => {
-                    upsert(
-                        &mut running,
-                        &links,
-                        device,
-                        &client,
-                        &manager,
-                        &config,
-                        &drive,
-                    );
+                    upsert(&mut running, &links, device, &client, &shared, &drive);
                 }
                 watcher::Event::Delete(device) => {
                     releasing.remove(&key(&device));
@@ -333,7 +356,13 @@ where
         }
     }
     info!("adaptor stopping");
-    running.clear();
+    // Messages in flight get disconnectQuiesce to reach the broker.
+    let closing: Vec<_> = running
+        .drain()
+        .filter_map(|(_, r)| r.publisher.lock().unwrap().take())
+        .map(|p| p.close())
+        .collect();
+    futures::future::join_all(closing).await;
     Ok(())
 }
 
@@ -372,8 +401,7 @@ fn upsert<K, F, Fut>(
     links: &Links,
     device: K,
     client: &Client,
-    manager: &str,
-    config: &RuntimeConfig,
+    shared: &Shared,
     drive: &F,
 ) where
     K: Model,
@@ -394,13 +422,17 @@ fn upsert<K, F, Fut>(
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
     let publisher = SharedPublisher::default();
-    let (mqtt_tx, mqtt_rx) = watch::channel(None);
+    let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
+    let mqtt = Arc::new(mqtt);
+    let (refusals_tx, refusals_rx) = mpsc::unbounded_channel();
 
     let ctx = DeviceContext::new(
         device_rx,
         references_rx,
         publisher.clone(),
-        Arc::new(mqtt_tx),
+        mqtt.clone(),
+        writes_rx,
+        refusals_tx,
         status_tx,
         connected_tx,
     );
@@ -409,15 +441,21 @@ fn upsert<K, F, Fut>(
         tokio::spawn(status_writer::run(
             Api::<K>::namespaced(client.clone(), &namespace),
             name,
-            manager.to_string(),
+            shared.manager.clone(),
             status_rx,
             mqtt_rx,
-            config.status_interval,
+            shared.config.status_interval,
         )),
         tokio::spawn(link_status::run(
             Api::namespaced(client.clone(), &namespace),
-            link_rx,
+            link_rx.clone(),
             connected_rx,
+        )),
+        tokio::spawn(write_events::run(
+            client.clone(),
+            link_rx,
+            refusals_rx,
+            shared.reporter.clone(),
         )),
     ];
     running.insert(
@@ -427,9 +465,31 @@ fn upsert<K, F, Fut>(
             link: link_tx,
             references: references_tx,
             publisher,
+            mqtt,
             tasks,
         },
     );
+}
+
+/// What every device of the adaptor shares.
+struct Shared {
+    metrics: MqttMetrics,
+    reporter: Reporter,
+    /// Field manager of status writes.
+    manager: String,
+    config: RuntimeConfig,
+}
+
+impl Shared {
+    fn device_mqtt(
+        &self,
+    ) -> (
+        DeviceMqtt,
+        watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
+        mpsc::Receiver<WriteRequest>,
+    ) {
+        DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone())
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (what a pod gets when it is deleted).

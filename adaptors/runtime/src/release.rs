@@ -6,10 +6,10 @@
 //! only then removes the finalizer. If the adaptor cannot, the operator
 //! removes it after a grace period, so a deletion always completes.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use devicelink_api::finalizer::{self, DEVICE_FINALIZER};
-use devicelink_mqtt::Publisher;
+use devicelink_mqtt::{Publisher, publisher::DeviceMqtt};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
@@ -18,12 +18,15 @@ use tracing::{info, warn};
 
 use crate::registry::Model;
 
-/// How long clearing the retained message may take (the broker may be down).
-const CLEAR_WITHIN: Duration = Duration::from_secs(5);
-
 /// Clears the device's retained status through `publisher` (its own
 /// connection, with its own credentials), then removes the finalizer.
-pub(crate) async fn release<K: Model>(api: Api<K>, device: Arc<K>, publisher: Option<Publisher>) {
+/// `mqtt` is the device's MQTT state: its stored messages go too.
+pub(crate) async fn release<K: Model>(
+    api: Api<K>,
+    device: Arc<K>,
+    publisher: Option<Publisher>,
+    mqtt: Arc<DeviceMqtt>,
+) {
     let key = format!(
         "{}/{}",
         device.namespace().unwrap_or_default(),
@@ -31,12 +34,13 @@ pub(crate) async fn release<K: Model>(api: Api<K>, device: Arc<K>, publisher: Op
     );
     if let Some(publisher) = publisher {
         let topic = publisher.topic().to_string();
-        if publisher.clear_retained_and_close(CLEAR_WITHIN).await {
+        if publisher.clear_retained_and_close().await {
             info!(device = %key, %topic, "retained status cleared");
         } else {
-            warn!(device = %key, %topic, "could not clear the retained status within {CLEAR_WITHIN:?}; it stays on the broker");
+            warn!(device = %key, %topic, "could not clear the retained status within disconnectQuiesce; it stays on the broker");
         }
     }
+    mqtt.outbox.destroy();
     let Some(patch) = finalizer::removing(device.meta(), DEVICE_FINALIZER) else {
         return;
     };

@@ -1,0 +1,635 @@
+//! A device's outgoing messages, from the moment the device reports until the
+//! broker acknowledges them.
+//!
+//! Why our own buffer in front of the MQTT client: the client forgets what
+//! it had in flight when it reconnects with a clean session, and its request
+//! channel refuses the newest message when full, while the API promises that
+//! up to `messageChannelDepth` messages survive an outage and that the oldest
+//! go first. So messages wait here, in order, and are handed to the client
+//! only while it is connected, at most `window` at a time; each stays until
+//! its acknowledgement (PUBACK for QoS 1, PUBCOMP for QoS 2, the write for
+//! QoS 0). After a reconnect without a session, everything not acknowledged
+//! is handed over again (at least once, in order). With the File store every
+//! message is also on disk until acknowledged.
+//!
+//! The client reports packet ids only after it has sent a message; messages
+//! go out in the order they were handed over, so the n-th unassigned
+//! message takes the n-th id reported.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use rumqttc::QoS;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use crate::{metrics::MqttMetrics, store::FileStore};
+
+/// One MQTT message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub qos: QoS,
+    pub retain: bool,
+    pub payload: Vec<u8>,
+}
+
+/// Hands a message to the connected client without waiting; false if it
+/// cannot take it now.
+pub type Handoff = Box<dyn Fn(&Message) -> bool + Send + Sync>;
+
+/// Buffers one device's messages; outlives the device's connections (a
+/// rotated credential or a new server keeps what is waiting).
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    drained: Notify,
+    metrics: MqttMetrics,
+}
+
+struct Entry {
+    seq: u64,
+    message: Message,
+    /// Packet id the client gave it once sent (QoS 1 and 2).
+    pkid: Option<u16>,
+    queued: Instant,
+    /// When it was last handed to the client or sent by it.
+    since: Instant,
+    /// On disk (File store); control messages such as clearing a retained
+    /// will never are.
+    stored: bool,
+}
+
+struct Inner {
+    /// Oldest first; `entries[..handed]` are with the client.
+    entries: VecDeque<Entry>,
+    handed: usize,
+    /// Handed-over messages dropped before the client reported their id;
+    /// their ids are still to come and belong to nobody.
+    orphan_ids: usize,
+    depth: usize,
+    window: usize,
+    store: Option<FileStore>,
+    next_seq: u64,
+    /// The connected client; bumped `generation` on every new connection
+    /// so a finished connection's late reports are ignored.
+    handoff: Option<Handoff>,
+    generation: u64,
+}
+
+impl Outbox {
+    pub fn new(depth: usize, metrics: MqttMetrics) -> Self {
+        Outbox {
+            inner: Mutex::new(Inner {
+                entries: VecDeque::new(),
+                handed: 0,
+                orphan_ids: 0,
+                depth: depth.max(1),
+                window: window_for(depth),
+                store: None,
+                next_seq: 1,
+                handoff: None,
+                generation: 0,
+            }),
+            drained: Notify::new(),
+            metrics,
+        }
+    }
+
+    /// Applies `messageChannelDepth` and the store. Switching to a File
+    /// store loads what an earlier run left there (it goes first) and
+    /// writes what is waiting in memory; switching away removes the files.
+    pub fn configure(&self, depth: usize, store: Option<FileStore>) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.depth = depth.max(1);
+        inner.window = window_for(depth);
+        if inner.store != store {
+            if let Some(old) = inner.store.take() {
+                old.destroy();
+            }
+            if let Some(new) = &store {
+                let loaded = new.load().unwrap_or_else(|e| {
+                    warn!(dir = %new.dir().display(), error = %e, "MQTT store unreadable; starting empty");
+                    Vec::new()
+                });
+                if !loaded.is_empty() {
+                    debug!(dir = %new.dir().display(), messages = loaded.len(), "resuming stored MQTT messages");
+                }
+                inner.next_seq = inner
+                    .next_seq
+                    .max(loaded.last().map_or(0, |(seq, _)| seq + 1));
+                for entry in inner.entries.iter_mut() {
+                    entry.stored = false;
+                }
+                let restored: Vec<Entry> = loaded
+                    .into_iter()
+                    .map(|(seq, message)| Entry {
+                        seq,
+                        message,
+                        pkid: None,
+                        queued: Instant::now(),
+                        since: Instant::now(),
+                        stored: true,
+                    })
+                    .collect();
+                self.metrics.buffered.inc_by(restored.len() as i64);
+                // Restored messages are older than any in memory; they are
+                // not handed over yet, so they go right after the handed.
+                let at = inner.handed;
+                for (i, entry) in restored.into_iter().enumerate() {
+                    inner.entries.insert(at + i, entry);
+                }
+                // What was in memory (control messages aside) is written
+                // now, numbered after the restored ones.
+                for i in 0..inner.entries.len() {
+                    if inner.entries[i].seq != 0 && !inner.entries[i].stored {
+                        let seq = inner.next_seq;
+                        inner.next_seq += 1;
+                        inner.entries[i].seq = seq;
+                        let saved = new.save(seq, &inner.entries[i].message);
+                        inner.entries[i].stored = self.note_store(saved);
+                    }
+                }
+            }
+            inner.store = store;
+        }
+        inner.trim(&self.metrics);
+        inner.feed(&self.metrics);
+    }
+
+    /// Queues a status message; drops the oldest when full.
+    pub fn push(&self, message: Message) {
+        let mut inner = self.inner.lock().unwrap();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let stored = match &inner.store {
+            Some(store) => self.note_store(store.save(seq, &message)),
+            None => false,
+        };
+        inner.entries.push_back(Entry {
+            seq,
+            message,
+            pkid: None,
+            queued: Instant::now(),
+            since: Instant::now(),
+            stored,
+        });
+        self.metrics.buffered.inc();
+        inner.trim(&self.metrics);
+        inner.feed(&self.metrics);
+    }
+
+    /// Queues a control message (kept in memory only) ahead of everything
+    /// not yet handed over.
+    pub fn push_next(&self, message: Message) {
+        let mut inner = self.inner.lock().unwrap();
+        let at = inner.handed;
+        inner.entries.insert(
+            at,
+            Entry {
+                seq: 0,
+                message,
+                pkid: None,
+                queued: Instant::now(),
+                since: Instant::now(),
+                stored: false,
+            },
+        );
+        self.metrics.buffered.inc();
+        inner.feed(&self.metrics);
+    }
+
+    /// A connection was made; hand messages to it. Without a session on the
+    /// broker (or on a new client) nothing handed before is still in
+    /// flight, so everything not acknowledged goes again. Returns the
+    /// generation for the connection's later reports.
+    pub fn connected(&self, handoff: Handoff, resumed_session: bool) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.generation += 1;
+        if !resumed_session {
+            inner.forget_handed();
+        }
+        inner.handoff = Some(handoff);
+        inner.feed(&self.metrics);
+        inner.generation
+    }
+
+    /// The connection was lost: keep everything, hand nothing over until the
+    /// next [`Outbox::connected`].
+    pub fn disconnected(&self, generation: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.generation == generation {
+            inner.handoff = None;
+        }
+    }
+
+    /// A new client takes over; nothing handed to the old one counts.
+    pub fn detach(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.generation += 1;
+        inner.handoff = None;
+        inner.forget_handed();
+    }
+
+    /// The client sent a publish with packet id `pkid` (0 for QoS 0).
+    pub fn sent(&self, generation: u64, pkid: u16) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.generation != generation {
+            return;
+        }
+        // A resend of a message still in flight from before a reconnect.
+        if pkid != 0
+            && inner
+                .entries
+                .iter()
+                .take(inner.handed)
+                .any(|e| e.pkid == Some(pkid))
+        {
+            return;
+        }
+        if inner.orphan_ids > 0 {
+            inner.orphan_ids -= 1;
+            return;
+        }
+        let handed = inner.handed;
+        let Some(i) = inner
+            .entries
+            .iter()
+            .take(handed)
+            .position(|e| e.pkid.is_none())
+        else {
+            return; // not one of ours
+        };
+        if inner.entries[i].message.qos == QoS::AtMostOnce {
+            inner.complete(i, &self.metrics);
+            self.drained_maybe(&inner);
+            inner.feed(&self.metrics);
+        } else {
+            inner.entries[i].pkid = Some(pkid);
+            inner.entries[i].since = Instant::now();
+        }
+    }
+
+    /// The broker acknowledged packet `pkid` (PUBACK or PUBCOMP).
+    pub fn acknowledged(&self, generation: u64, pkid: u16) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.generation != generation {
+            return;
+        }
+        let handed = inner.handed;
+        if let Some(i) = inner
+            .entries
+            .iter()
+            .take(handed)
+            .position(|e| e.pkid == Some(pkid))
+        {
+            inner.complete(i, &self.metrics);
+            self.drained_maybe(&inner);
+        }
+        inner.feed(&self.metrics);
+    }
+
+    /// Drops every message not yet handed over (their device is gone).
+    pub fn discard_waiting(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        let at = inner.handed;
+        let gone: Vec<Entry> = inner.entries.drain(at..).collect();
+        self.metrics.buffered.dec_by(gone.len() as i64);
+        if let Some(store) = &inner.store {
+            for entry in gone.iter().filter(|e| e.stored) {
+                store.remove(entry.seq);
+            }
+        }
+        self.drained_maybe(&inner);
+    }
+
+    /// Forgets everything, on disk too (the device is gone).
+    pub fn destroy(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        self.metrics.buffered.dec_by(inner.entries.len() as i64);
+        inner.entries.clear();
+        inner.handed = 0;
+        inner.handoff = None;
+        if let Some(store) = inner.store.take() {
+            store.destroy();
+        }
+    }
+
+    /// Waits until nothing is left to send or acknowledge.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn metrics(&self) -> &MqttMetrics {
+        &self.metrics
+    }
+
+    /// When the oldest message with the client will have waited too long:
+    /// `write` to be sent, `wait` to be acknowledged (zero: no limit).
+    pub fn stuck_after(
+        &self,
+        write: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Option<(tokio::time::Instant, String)> {
+        if write.is_zero() && wait.is_zero() {
+            return None;
+        }
+        let inner = self.inner.lock().unwrap();
+        inner
+            .entries
+            .iter()
+            .take(inner.handed)
+            .filter_map(|e| match e.pkid {
+                None if !write.is_zero() => Some((
+                    e.since + write,
+                    "a message was not sent within writeTimeout",
+                )),
+                Some(_) if !wait.is_zero() => Some((
+                    e.since + wait,
+                    "a message was not acknowledged within waitTimeout",
+                )),
+                _ => None,
+            })
+            .min_by_key(|(at, _)| *at)
+            .map(|(at, why)| (at.into(), why.to_string()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn drained_maybe(&self, inner: &Inner) {
+        if inner.entries.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Whether a store write worked (counted as failed if not).
+    fn note_store(&self, saved: std::io::Result<()>) -> bool {
+        match saved {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.failed.inc();
+                warn!(error = %e, "MQTT message not written to the File store; kept in memory only");
+                false
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Hands waiting messages to the client while it is connected and has
+    /// room in the window.
+    fn feed(&mut self, metrics: &MqttMetrics) {
+        let Some(handoff) = &self.handoff else {
+            return;
+        };
+        while self.handed < self.window.min(self.entries.len()) {
+            if !handoff(&self.entries[self.handed].message) {
+                metrics.failed.inc();
+                break;
+            }
+            self.entries[self.handed].since = Instant::now();
+            self.handed += 1;
+        }
+    }
+
+    /// Keeps at most `depth` messages, dropping the oldest.
+    fn trim(&mut self, metrics: &MqttMetrics) {
+        while self.entries.len() > self.depth {
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            if self.handed > 0 {
+                self.handed -= 1;
+                if oldest.pkid.is_none() && self.handoff.is_some() {
+                    self.orphan_ids += 1;
+                }
+            }
+            if oldest.stored
+                && let Some(store) = &self.store
+            {
+                store.remove(oldest.seq);
+            }
+            metrics.buffered.dec();
+            metrics.dropped.inc();
+        }
+    }
+
+    /// Message `i` reached the broker.
+    fn complete(&mut self, i: usize, metrics: &MqttMetrics) {
+        let Some(entry) = self.entries.remove(i) else {
+            return;
+        };
+        self.handed -= 1;
+        if entry.stored
+            && let Some(store) = &self.store
+        {
+            store.remove(entry.seq);
+        }
+        metrics.buffered.dec();
+        if entry.seq != 0 {
+            metrics.published.inc();
+            metrics
+                .publish_latency
+                .observe(entry.queued.elapsed().as_secs_f64());
+        }
+    }
+
+    fn forget_handed(&mut self) {
+        for entry in self.entries.iter_mut().take(self.handed) {
+            entry.pkid = None;
+        }
+        self.handed = 0;
+        self.orphan_ids = 0;
+    }
+}
+
+/// Messages in flight at once: the client's window, never more than the
+/// buffer holds.
+pub(crate) fn window_for(depth: usize) -> usize {
+    depth.clamp(1, 100)
+}
+
+/// The handoff for a rumqttc client.
+pub fn handoff_to(client: rumqttc::AsyncClient) -> Handoff {
+    Box::new(move |m: &Message| {
+        client
+            .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone())
+            .is_ok()
+    })
+}
+
+/// Shared by a device's publishers over time.
+pub type SharedOutbox = Arc<Outbox>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u32, qos: QoS) -> Message {
+        Message {
+            topic: "t".into(),
+            qos,
+            retain: true,
+            payload: n.to_string().into_bytes(),
+        }
+    }
+
+    /// A client that records what it was handed.
+    fn recording() -> (Handoff, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let handoff: Handoff = Box::new(move |m: &Message| {
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8(m.payload.clone()).unwrap());
+            true
+        });
+        (handoff, seen)
+    }
+
+    fn taken(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+        std::mem::take(&mut *seen.lock().unwrap())
+    }
+
+    #[test]
+    fn offline_messages_wait_and_the_oldest_are_dropped_when_full() {
+        let metrics = MqttMetrics::default();
+        let outbox = Outbox::new(3, metrics.clone());
+        for n in 1..=5 {
+            outbox.push(message(n, QoS::AtLeastOnce));
+        }
+        assert_eq!(outbox.len(), 3);
+        assert_eq!(metrics.dropped.get(), 2);
+        assert_eq!(metrics.buffered.get(), 3);
+        let (handoff, seen) = recording();
+        let generation = outbox.connected(handoff, false);
+        assert_eq!(taken(&seen), ["3", "4", "5"]);
+        for pkid in 1..=3 {
+            outbox.sent(generation, pkid);
+        }
+        outbox.acknowledged(generation, 2);
+        outbox.acknowledged(generation, 1);
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(metrics.published.get(), 2);
+    }
+
+    #[test]
+    fn unacknowledged_messages_go_again_in_order_after_a_reconnect_without_session() {
+        let outbox = Outbox::new(100, MqttMetrics::default());
+        let (handoff, seen) = recording();
+        let first = outbox.connected(handoff, false);
+        for n in 1..=3 {
+            outbox.push(message(n, QoS::AtLeastOnce));
+        }
+        outbox.sent(first, 1);
+        outbox.acknowledged(first, 1);
+        outbox.sent(first, 2);
+        outbox.disconnected(first);
+        outbox.push(message(4, QoS::AtLeastOnce));
+        assert_eq!(taken(&seen), ["1", "2", "3"]);
+        let (handoff, seen) = recording();
+        let second = outbox.connected(handoff, false);
+        assert_eq!(taken(&seen), ["2", "3", "4"]);
+        // The first connection's late report is not about these.
+        outbox.acknowledged(first, 2);
+        assert_eq!(outbox.len(), 3);
+        for pkid in 1..=3 {
+            outbox.sent(second, pkid);
+            outbox.acknowledged(second, pkid);
+        }
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_session_resends_by_itself() {
+        let outbox = Outbox::new(100, MqttMetrics::default());
+        let (handoff, seen) = recording();
+        let first = outbox.connected(handoff, false);
+        outbox.push(message(1, QoS::AtLeastOnce));
+        outbox.sent(first, 7);
+        outbox.disconnected(first);
+        let (handoff, seen2) = recording();
+        let second = outbox.connected(handoff, true);
+        assert_eq!(taken(&seen), ["1"]);
+        assert!(taken(&seen2).is_empty());
+        outbox.sent(second, 7); // the client's resend
+        outbox.push(message(2, QoS::AtLeastOnce));
+        outbox.sent(second, 8);
+        outbox.acknowledged(second, 7);
+        outbox.acknowledged(second, 8);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn qos_0_is_done_once_written_and_the_window_limits_what_is_handed() {
+        let outbox = Outbox::new(1000, MqttMetrics::default());
+        let (handoff, seen) = recording();
+        let generation = outbox.connected(handoff, false);
+        for n in 0..150 {
+            outbox.push(message(n, QoS::AtMostOnce));
+        }
+        assert_eq!(taken(&seen).len(), 100);
+        for _ in 0..100 {
+            outbox.sent(generation, 0);
+        }
+        assert_eq!(taken(&seen).len(), 50);
+    }
+
+    #[test]
+    fn dropping_a_handed_message_before_its_id_keeps_ids_matched() {
+        let outbox = Outbox::new(2, MqttMetrics::default());
+        let (handoff, seen) = recording();
+        let generation = outbox.connected(handoff, false);
+        outbox.push(message(1, QoS::AtLeastOnce));
+        outbox.push(message(2, QoS::AtLeastOnce));
+        // Drops 1 while the client has it, and hands 3 into the room.
+        outbox.push(message(3, QoS::AtLeastOnce));
+        assert_eq!(taken(&seen), ["1", "2", "3"]);
+        outbox.sent(generation, 1); // message 1's id: nobody's
+        outbox.sent(generation, 2);
+        outbox.sent(generation, 3);
+        outbox.acknowledged(generation, 3);
+        outbox.acknowledged(generation, 1);
+        assert_eq!(outbox.len(), 1, "2 waits for its own ack");
+        outbox.acknowledged(generation, 2);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn the_file_store_keeps_messages_across_outboxes() {
+        let dir = std::env::temp_dir().join(format!("devicelink-outbox-{}", std::process::id()));
+        let outbox = Outbox::new(10, MqttMetrics::default());
+        outbox.configure(10, Some(FileStore::open(dir.clone()).unwrap()));
+        for n in 1..=3 {
+            outbox.push(message(n, QoS::AtLeastOnce));
+        }
+        let (handoff, _) = recording();
+        let generation = outbox.connected(handoff, false);
+        outbox.sent(generation, 1);
+        outbox.acknowledged(generation, 1);
+        drop(outbox);
+
+        let again = Outbox::new(10, MqttMetrics::default());
+        again.push(message(4, QoS::AtLeastOnce));
+        again.configure(10, Some(FileStore::open(dir.clone()).unwrap()));
+        let (handoff, seen) = recording();
+        again.connected(handoff, false);
+        assert_eq!(taken(&seen), ["2", "3", "4"]);
+        again.destroy();
+        assert!(!dir.exists());
+    }
+}

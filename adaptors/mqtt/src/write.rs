@@ -1,0 +1,304 @@
+//! Writes received on a device's write topic: a JSON object of property
+//! values, checked against what the device declares writable, all or
+//! nothing; and the answer published on the reply topic.
+//!
+//! A write is `{"on": true, "gear": "fast"}`. It is refused as a whole if it
+//! is not a JSON object, is empty or too large, names a property the device
+//! does not have or that is read-only, or gives a value of the wrong type or
+//! out of range. The answer is `{"ok":true,"applied":{...}}` or
+//! `{"ok":false,"refused":[{"property":"speed","reason":"is read-only"}]}`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Largest write accepted; a device write is a handful of values.
+pub const MAX_WRITE_BYTES: usize = 64 * 1024;
+
+/// The values a property accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepts {
+    Boolean,
+    /// A whole number within the bounds (inclusive).
+    Integer {
+        min: i128,
+        max: i128,
+    },
+    /// Any finite number.
+    Number,
+    Text,
+    /// One of these strings.
+    OneOf(Vec<String>),
+}
+
+/// A property as writes see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub accepts: Accepts,
+    pub writable: bool,
+}
+
+/// Why (part of) a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The property concerned; none when the whole payload is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.property {
+            Some(p) => write!(f, "{p} {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// The property values of a write, checked; or every reason it is refused.
+pub fn decode(payload: &[u8], properties: &[Property]) -> Result<Map<String, Value>, Vec<Refusal>> {
+    let whole = |reason: String| {
+        vec![Refusal {
+            property: None,
+            reason,
+        }]
+    };
+    if payload.len() > MAX_WRITE_BYTES {
+        return Err(whole(format!(
+            "is {} bytes; a write may have at most {MAX_WRITE_BYTES}",
+            payload.len()
+        )));
+    }
+    let values: Map<String, Value> = match serde_json::from_slice(payload) {
+        Ok(Value::Object(values)) => values,
+        Ok(other) => {
+            return Err(whole(format!(
+                "must be a JSON object of property values, not {}",
+                kind_of(&other)
+            )));
+        }
+        Err(e) => return Err(whole(format!("is not JSON: {e}"))),
+    };
+    if values.is_empty() {
+        return Err(whole("names no property".into()));
+    }
+    let mut refused = Vec::new();
+    for (name, value) in &values {
+        let problem = match properties.iter().find(|p| &p.name == name) {
+            None => Some("is not a property of this device".to_string()),
+            Some(p) if !p.writable => Some("is read-only".to_string()),
+            Some(p) => check(&p.accepts, value).err(),
+        };
+        if let Some(reason) = problem {
+            refused.push(Refusal {
+                property: Some(name.clone()),
+                reason,
+            });
+        }
+    }
+    if refused.is_empty() {
+        Ok(values)
+    } else {
+        Err(refused)
+    }
+}
+
+/// The answer to a write.
+pub fn answer(result: Result<&Map<String, Value>, &[Refusal]>) -> Vec<u8> {
+    let body = match result {
+        Ok(applied) => serde_json::json!({"ok": true, "applied": applied}),
+        Err(refused) => serde_json::json!({"ok": false, "refused": refused}),
+    };
+    body.to_string().into_bytes()
+}
+
+fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
+    let fits = match accepts {
+        Accepts::Boolean => value.is_boolean(),
+        Accepts::Number => value.as_f64().is_some_and(f64::is_finite),
+        Accepts::Text => value.is_string(),
+        Accepts::Integer { min, max } => integer(value).is_some_and(|v| (*min..=*max).contains(&v)),
+        Accepts::OneOf(options) => value
+            .as_str()
+            .is_some_and(|s| options.iter().any(|o| o == s)),
+    };
+    if fits {
+        return Ok(());
+    }
+    let expected = match accepts {
+        Accepts::Boolean => "true or false".to_string(),
+        Accepts::Number => "a number".to_string(),
+        Accepts::Text => "a string".to_string(),
+        Accepts::Integer { min, max } => format!("a whole number from {min} to {max}"),
+        Accepts::OneOf(options) => format!("one of {}", options.join(", ")),
+    };
+    Err(format!("expects {expected}, not {}", shown(value)))
+}
+
+/// A whole number, also when written as `3.0`.
+fn integer(value: &Value) -> Option<i128> {
+    if let Some(v) = value.as_i64() {
+        return Some(v.into());
+    }
+    if let Some(v) = value.as_u64() {
+        return Some(v.into());
+    }
+    let f = value.as_f64()?;
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38).then_some(f as i128)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The value as the answer shows it: short, whatever it is.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 64 {
+        format!("{}...", text.chars().take(64).collect::<String>())
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fan() -> Vec<Property> {
+        vec![
+            Property {
+                name: "on".into(),
+                accepts: Accepts::Boolean,
+                writable: true,
+            },
+            Property {
+                name: "gear".into(),
+                accepts: Accepts::OneOf(vec!["slow".into(), "middle".into(), "fast".into()]),
+                writable: true,
+            },
+            Property {
+                name: "limit".into(),
+                accepts: Accepts::Integer {
+                    min: -32768,
+                    max: 32767,
+                },
+                writable: true,
+            },
+            Property {
+                name: "rotatingSpeed".into(),
+                accepts: Accepts::Integer { min: 0, max: 300 },
+                writable: false,
+            },
+        ]
+    }
+
+    fn reasons(payload: &str) -> Vec<String> {
+        decode(payload.as_bytes(), &fan())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_good_write_is_taken_whole() {
+        let values = decode(br#"{"on": true, "gear": "fast", "limit": 12.0}"#, &fan()).unwrap();
+        assert_eq!(values.len(), 3);
+        let answer: Value = serde_json::from_slice(&answer(Ok(&values))).unwrap();
+        assert_eq!(answer["ok"], true);
+        assert_eq!(answer["applied"]["gear"], "fast");
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        assert_eq!(
+            reasons(
+                r#"{"rotatingSpeed": 5, "colour": "red", "gear": "turbo", "on": 1, "limit": 40000}"#
+            ),
+            [
+                "colour is not a property of this device",
+                "gear expects one of slow, middle, fast, not \"turbo\"",
+                "limit expects a whole number from -32768 to 32767, not 40000",
+                "on expects true or false, not 1",
+                "rotatingSpeed is read-only",
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused_as_a_whole() {
+        assert!(reasons("{not json")[0].starts_with("is not JSON"));
+        assert_eq!(
+            reasons("[1]"),
+            ["must be a JSON object of property values, not an array"]
+        );
+        assert_eq!(reasons("{}"), ["names no property"]);
+        let big = format!("{{\"on\": \"{}\"}}", "x".repeat(MAX_WRITE_BYTES));
+        assert!(reasons(&big)[0].contains("at most"));
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("on".to_string()),
+                        Just("gear".to_string()),
+                        Just("limit".to_string()),
+                        Just("rotatingSpeed".to_string()),
+                        ".{0,8}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any bytes at all: an answer, never a panic.
+        #[test]
+        fn any_bytes_are_decoded_or_refused(payload in prop::collection::vec(any::<u8>(), 0..256)) {
+            let result = decode(&payload, &fan());
+            let _ = answer(result.as_ref().map_err(Vec::as_slice));
+        }
+
+        /// Any JSON: accepted only if every value is one the device takes,
+        /// and otherwise refused with at least one reason.
+        #[test]
+        fn any_json_is_checked_value_by_value(value in json()) {
+            let payload = value.to_string();
+            match decode(payload.as_bytes(), &fan()) {
+                Ok(values) => {
+                    prop_assert!(!values.is_empty());
+                    for (name, v) in &values {
+                        let p = fan().into_iter().find(|p| &p.name == name).unwrap();
+                        prop_assert!(p.writable);
+                        prop_assert!(check(&p.accepts, v).is_ok());
+                    }
+                }
+                Err(refused) => prop_assert!(!refused.is_empty()),
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Writes from MQTT: a JSON object of property values published on the
+//! device's write topic changes the device; a write naming a read-only or
+//! unknown property, or one that is not JSON, is refused as a whole with a
+//! reply naming the reason, and a Warning Event on the DeviceLink.
+
+use std::time::Duration;
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link,
+    mqtt::{self, Received, Subscriber},
+    process::start_operator,
+    wait_connected, wait_event,
+};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
+    let namespace = "e2e-mqtt-writes";
+    let (_guard, client) = begin(namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+
+    let name = "attic-fan";
+    // Status on .../status, writes on .../set (the read operator).
+    let link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({"spec": {
+            "protocol": {"location": "attic"}, "gear": "slow", "on": false,
+            "extension": {"mqtt": {
+                "client": {"server": broker.url()},
+                "message": {
+                    "topic": "e2e/writes/:name/:operator",
+                    "operator": {"read": "set", "write": "status"},
+                },
+            }},
+        }}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    wait_connected(&links, name).await;
+    let status_topic = format!("e2e/writes/{name}/status");
+    let write_topic = format!("e2e/writes/{name}/set");
+    let reply_topic = format!("{write_topic}/$reply");
+    let mut replies = Subscriber::start(broker.port, &reply_topic).await;
+    let mut status = Subscriber::start(broker.port, &status_topic).await;
+    let first = status.next(WAIT).await;
+    assert_eq!(first.payload["gear"], "slow");
+    // The subscription is made on connect; the status proves it is up.
+
+    mqtt::publish(
+        broker.port,
+        &write_topic,
+        br#"{"on": true, "gear": "fast"}"#,
+    )
+    .await;
+    let reply = replies.next(WAIT).await;
+    assert_eq!(reply.payload["ok"], true, "{reply:?}");
+    assert_eq!(
+        reply.payload["applied"],
+        json!({"on": true, "gear": "fast"})
+    );
+    let fast = next_matching(&mut status, |m| m.payload["gear"] == "fast").await;
+    assert!(fast.payload["rotatingSpeed"].as_i64().unwrap() >= 200);
+
+    for (write, reason) in [
+        (
+            &br#"{"rotatingSpeed": 5}"#[..],
+            "rotatingSpeed is read-only",
+        ),
+        (
+            br#"{"colour": "red", "on": false}"#,
+            "colour is not a property of this device",
+        ),
+        (
+            br#"{"gear": "turbo"}"#,
+            "gear expects one of slow, middle, fast, not \"turbo\"",
+        ),
+        (b"{on: yes", "is not JSON"),
+    ] {
+        mqtt::publish(broker.port, &write_topic, write).await;
+        let reply = replies.next(WAIT).await;
+        assert_eq!(reply.payload["ok"], false, "{reply:?}");
+        let refused = reply.payload["refused"].as_array().unwrap();
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|r| match r["property"].as_str() {
+                Some(p) => format!("{p} {}", r["reason"].as_str().unwrap()),
+                None => r["reason"].as_str().unwrap().to_string(),
+            })
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r.starts_with(reason)),
+            "{reasons:?} names {reason:?}"
+        );
+    }
+    // Refused as a whole: "on": false alongside an unknown property did not
+    // stop the fan.
+    let still = status.next(WAIT).await;
+    assert_eq!(still.payload["gear"], "fast");
+    assert!(
+        still.payload["rotatingSpeed"].as_i64().unwrap() > 200,
+        "{still:?}"
+    );
+    wait_event(&client, namespace, name, "WriteRefused", "Warning").await;
+
+    delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}
+
+async fn next_matching(
+    subscriber: &mut Subscriber,
+    wanted: impl Fn(&Received) -> bool,
+) -> Received {
+    loop {
+        let m = subscriber.next(WAIT).await;
+        if wanted(&m) {
+            return m;
+        }
+    }
+}
