@@ -27,9 +27,13 @@ use crate::{Process, SYSTEM_NAMESPACE};
 /// Runs adaptor pods until dropped.
 pub struct LocalKubelet {
     task: JoinHandle<()>,
+    metrics_ports: MetricsPorts,
     started: watch::Receiver<Vec<String>>,
     kill: mpsc::UnboundedSender<Kill>,
 }
+
+/// Metrics port by pod name.
+type MetricsPorts = std::sync::Arc<std::sync::Mutex<HashMap<String, u16>>>;
 
 /// SIGKILL the process of pod `pod`; start it again if `restart`.
 struct Kill {
@@ -42,11 +46,19 @@ impl LocalKubelet {
     pub fn start(client: Client) -> LocalKubelet {
         let (tx, started) = watch::channel(Vec::new());
         let (kill, kills) = mpsc::unbounded_channel();
+        let metrics_ports = MetricsPorts::default();
         LocalKubelet {
-            task: tokio::spawn(run(client, tx, kills)),
+            task: tokio::spawn(run(client, tx, kills, metrics_ports.clone())),
+            metrics_ports,
             started,
             kill,
         }
+    }
+
+    /// The port a pod's adaptor serves /metrics on (each process gets a
+    /// free one, as they share this host).
+    pub fn metrics_port(&self, pod: &str) -> Option<u16> {
+        self.metrics_ports.lock().unwrap().get(pod).copied()
     }
 
     /// Names of the pods that were started as processes so far.
@@ -89,6 +101,7 @@ async fn run(
     client: Client,
     started: watch::Sender<Vec<String>>,
     mut kills: mpsc::UnboundedReceiver<Kill>,
+    metrics_ports: MetricsPorts,
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let config =
@@ -106,7 +119,7 @@ async fn run(
                     Some((uid, (pod, mut process))) => {
                         process.kill().await;
                         if kill.restart {
-                            match launch(&pod).await {
+                            match launch(&pod, &metrics_ports).await {
                                 Ok(process) => {
                                     running.insert(uid, (pod, process));
                                 }
@@ -147,7 +160,7 @@ async fn run(
         if running.contains_key(&uid) || crashed.contains(&uid) || phase != "Running" {
             continue;
         }
-        match launch(&pod).await {
+        match launch(&pod, &metrics_ports).await {
             Ok(process) => {
                 running.insert(uid, (pod.clone(), process));
                 started.send_modify(|v| v.push(pod.name_any()));
@@ -157,7 +170,7 @@ async fn run(
     }
 }
 
-async fn launch(pod: &Pod) -> anyhow::Result<Process> {
+async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Process> {
     let spec = pod
         .spec
         .as_ref()
@@ -198,7 +211,9 @@ async fn launch(pod: &Pod) -> anyhow::Result<Process> {
         .join("data")
         .join(pod.uid().unwrap_or_default());
     cmd.env("DEVICELINK_DATA_DIR", data);
-    cmd.env("DEVICELINK_METRICS_ADDRESS", "127.0.0.1:0");
+    let port = crate::process::free_port();
+    cmd.env("DEVICELINK_METRICS_ADDRESS", format!("127.0.0.1:{port}"));
+    metrics_ports.lock().unwrap().insert(pod.name_any(), port);
     let service_account = spec
         .service_account_name
         .clone()

@@ -221,30 +221,12 @@ impl Operator {
     /// GET on the operator's HTTP port: (status code, body), or None if it
     /// does not answer.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .await
-            .ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
+        http_get(self.metrics_port, path).await
     }
 
-    /// The value of one sample in /metrics (`name{labels}` exactly as
-    /// exposed, or a bare name), if present.
+    /// The value of one sample in the operator's /metrics.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics").await?;
-        body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+        metric_at(self.metrics_port, sample).await
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -268,4 +250,32 @@ impl Operator {
 /// Starts one operator replica against the test control plane.
 pub fn start_operator() -> Operator {
     Operator::start("operator")
+}
+
+/// GET on a local HTTP port: (status code, body), or None if nothing answers.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// The value of one sample in the /metrics served on `port` (`name{labels}`
+/// exactly as exposed, or a bare name), if present.
+pub async fn metric_at(port: u16, sample: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics").await?;
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

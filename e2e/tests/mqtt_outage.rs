@@ -15,7 +15,7 @@ use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link,
     mqtt::{Received, Subscriber},
-    process::{free_port, start_operator},
+    process::{free_port, metric_at, start_operator},
     wait_connected,
 };
 use kube::{Api, api::PostParams};
@@ -125,6 +125,22 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
     // What was on its way when the broker stopped is in its session.
     let broker = Mosquitto::start_persistent(port).await;
     let after = collect_until_quiet(&mut subscriber).await;
+    // The adaptor counted it: it reconnected, nothing was dropped (the
+    // buffer of 100 holds 30 s), and everything is acknowledged again.
+    let metrics = kubelet
+        .metrics_port(POD)
+        .expect("the adaptor serves metrics");
+    let metric = |name: &'static str| async move {
+        metric_at(metrics, name)
+            .await
+            .unwrap_or_else(|| panic!("{name} in the adaptor's /metrics"))
+    };
+    if !crash {
+        assert!(metric("devicelink_adaptor_mqtt_reconnects_total").await >= 1.0);
+    }
+    assert_eq!(metric("devicelink_adaptor_mqtt_dropped_total").await, 0.0);
+    assert!(metric("devicelink_adaptor_mqtt_published_total").await >= 10.0);
+    assert!(metric("devicelink_adaptor_mqtt_buffered").await <= 1.0);
 
     delete_link_and_wait(&links, name).await;
     operator.stop().await;

@@ -112,7 +112,6 @@ pub struct WriteRequest {
 pub struct Publisher {
     client: AsyncClient,
     topic: String,
-    write_topic: String,
     qos: QoS,
     retain: bool,
     encode: PayloadEncode,
@@ -186,7 +185,7 @@ impl Publisher {
             state: device.state.clone(),
             writes: device.writes.clone(),
             server: client.server.clone(),
-            write_topic: write_topic.clone(),
+            write_topic,
             retained_will: retained_will.clone(),
             resume_subs: client.resume_subs.unwrap_or(false),
             timing,
@@ -194,7 +193,6 @@ impl Publisher {
         Ok(Publisher {
             client: mqtt,
             topic,
-            write_topic,
             qos,
             retain,
             encode: message.payload_encode.unwrap_or_default(),
@@ -208,11 +206,6 @@ impl Publisher {
     /// The topic status is published on.
     pub fn topic(&self) -> &str {
         &self.topic
-    }
-
-    /// The topic writes are received on.
-    pub fn write_topic(&self) -> &str {
-        &self.write_topic
     }
 
     /// Queues a status message (JSON); never waits. While the broker is
@@ -250,7 +243,8 @@ impl Publisher {
     /// its retained status from the broker (an empty retained message on
     /// the topic) and disconnects once the broker has it (within
     /// disconnectQuiesce). False if that did not happen (broker
-    /// unreachable). The device's stored messages are removed either way.
+    /// unreachable). The device's stored messages are its owner's to
+    /// remove ([`crate::Outbox::destroy`]).
     pub async fn clear_retained_and_close(mut self) -> bool {
         let within = self.quiesce;
         self.outbox.discard_waiting();
@@ -269,7 +263,6 @@ impl Publisher {
         let drained = tokio::time::timeout(within, self.outbox.drained()).await;
         let _ = self.client.try_disconnect();
         let closed = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
-        self.outbox.destroy();
         drained.is_ok() && closed.is_ok()
     }
 }
@@ -787,6 +780,24 @@ mod tests {
         assert_eq!(will.topic, "wills/fan");
         assert_eq!(will.qos, QoS::AtMostOnce);
         assert!(!will.retain);
+    }
+
+    #[test]
+    fn writes_come_on_the_read_operator_topic_or_the_status_topic_plus_write() {
+        let m: MqttMessageOptions = serde_json::from_value(serde_json::json!({
+            "topic": "plant/:name/:operator",
+            "operator": {"read": "set", "write": "status"},
+        }))
+        .unwrap();
+        assert_eq!(
+            write_topic_of(&m, &link(), "plant/fan/status"),
+            "plant/fan/set"
+        );
+        let plain = message(serde_json::json!(null));
+        assert_eq!(
+            write_topic_of(&plain, &link(), "plant/ns/fan"),
+            "plant/ns/fan/$write"
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct RuntimeConfig {
     pub status_interval: Duration,
 
     /// Where the adaptor keeps state that must survive a restart (the MQTT
-    /// File store); a hostPath in the adaptor pod.
+    /// File store); an emptyDir of the adaptor pod.
     #[arg(
         long,
         env = "DEVICELINK_DATA_DIR",
@@ -481,6 +481,7 @@ struct Shared {
 }
 
 impl Shared {
+    /// A new device's MQTT state (see [`DeviceMqtt::new`]).
     fn device_mqtt(
         &self,
     ) -> (
