@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine, only
-# if it is missing: mosquitto (broker and clients), openssl, Go and Rust.
+# if it is missing: mosquitto (broker and clients), openssl, socat, Go,
+# Rust, and pymodbus (in a virtualenv under the cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v go >/dev/null || missing+=(golang-go)
+command -v socat >/dev/null || missing+=(socat)
+python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: installing ${missing[*]}" >&2
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -14,3 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "prereqs: Rust (cargo) is required; install it with rustup" >&2; exit 1; }
+# Device servers written by others (pymodbus), in a virtualenv of their own.
+venv=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/venv
+pymodbus_version=3.16.1
+if ! "$venv/bin/python" -c "import pymodbus, serial, sys; sys.exit(pymodbus.__version__ != '$pymodbus_version')" 2>/dev/null; then
+  echo "prereqs: installing pymodbus $pymodbus_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version"
+fi

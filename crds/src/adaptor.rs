@@ -15,12 +15,20 @@ pub struct AdaptorKind {
 }
 
 /// Every adaptor kind, in a stable order.
-pub const ADAPTORS: &[AdaptorKind] = &[AdaptorKind {
-    short_name: "dummy",
-    name: "adaptors.edge.cattle.io/dummy",
-    models: &["DummySpecialDevice"],
-    command: "devicelink-adaptor-dummy",
-}];
+pub const ADAPTORS: &[AdaptorKind] = &[
+    AdaptorKind {
+        short_name: "dummy",
+        name: "adaptors.edge.cattle.io/dummy",
+        models: &["DummySpecialDevice"],
+        command: "devicelink-adaptor-dummy",
+    },
+    AdaptorKind {
+        short_name: "modbus",
+        name: "adaptors.edge.cattle.io/modbus",
+        models: &["ModbusDevice"],
+        command: "devicelink-adaptor-modbus",
+    },
+];
 
 /// Finds the adaptor a DeviceLink names.
 pub fn find(name: &str) -> Option<&'static AdaptorKind> {

@@ -7,6 +7,7 @@
 
 pub mod kubectl;
 pub mod kubelet;
+pub mod modbus;
 pub mod mqtt;
 pub mod process;
 

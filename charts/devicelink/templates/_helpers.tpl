@@ -12,4 +12,5 @@ The operator binds every adaptor pod to the ClusterRole of its kind.
 */}}
 {{- define "devicelink.adaptorKinds" -}}
 dummy: [dummyspecialdevices]
+modbus: [modbusdevices]
 {{- end }}

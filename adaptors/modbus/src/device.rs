@@ -1,0 +1,63 @@
+//! The task of one Modbus device: polls on schedule, follows spec changes,
+//! applies writes from MQTT, and backs off while the device is away.
+
+use std::time::Duration;
+
+use devicelink_adaptor_runtime::{Change, DeviceContext};
+use devicelink_api::modbus::ModbusDevice;
+use tokio::time::{Instant, sleep_until};
+
+use crate::poller::Poller;
+
+/// First wait after a lost connection; doubled on each failure.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait between connection attempts.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Runs one device until it is removed.
+pub async fn run(mut ctx: DeviceContext<ModbusDevice>) {
+    let mut device = ctx.device();
+    let mut poller = Poller::new(&device.spec);
+    let mut next = Instant::now();
+    let mut retry = FIRST_RETRY;
+    loop {
+        tokio::select! {
+            changed = ctx.changed() => match changed {
+                None => return,
+                Some(Change::Spec(now)) => {
+                    poller.apply(&now.spec, Some(&device.spec));
+                    device = now;
+                    retry = FIRST_RETRY;
+                    next = Instant::now();
+                }
+                Some(Change::Write(request)) => {
+                    let Some(values) = ctx.decode_write(&request, &poller.properties()) else {
+                        continue;
+                    };
+                    match poller.write(&values).await {
+                        Ok(()) => ctx.answer_write(&request, Ok(&values)),
+                        Err(refused) => ctx.answer_write(&request, Err(&refused)),
+                    }
+                    // Show the written values without waiting for the schedule.
+                    next = Instant::now();
+                }
+            },
+            _ = sleep_until(next) => {
+                let started = Instant::now();
+                let _ = poller.cycle().await;
+                ctx.report(&poller.status());
+                ctx.set_connected(poller.outcome());
+                next = if poller.disconnected() {
+                    let wait = retry;
+                    retry = (retry * 2).min(MAX_RETRY);
+                    Instant::now() + wait
+                } else {
+                    retry = FIRST_RETRY;
+                    // On schedule from the start of this cycle; a cycle that
+                    // overran starts the next at once.
+                    (started + poller.interval).max(Instant::now())
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! One Modbus device: its points, their last values, and the poll cycle
+//! that writes what the spec asks and reads what is due.
+
+use std::time::Duration;
+
+use devicelink_adaptor_runtime::{Outcome, Refusal, arithmetic};
+use devicelink_api::{
+    condition,
+    modbus::ModbusDeviceSpec,
+    property::{AccessMode, DeviceStatus, PropertyStatus},
+};
+use serde_json::{Map, Value};
+use tracing::{debug, warn};
+
+use crate::{
+    codec::{self, Reading},
+    connection::{Connection, Data, Endpoint, Failure, Session},
+    plan::{Read, plan},
+    point::{Point, ReadMode, WriteMode, is_bits},
+};
+
+/// Default `parameters.syncInterval`.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(15);
+/// Default `parameters.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A device's points and what is known of them.
+pub struct Poller {
+    connection: Result<Connection, Failure>,
+    points: Points,
+    /// Properties that could not be used, each with the reason.
+    invalid: Vec<String>,
+    pub interval: Duration,
+    /// The last cycle's trouble, if any.
+    last_failure: Option<Failure>,
+}
+
+/// The points and their state, apart from the connection so a session
+/// can be held while values are taken in.
+struct Points {
+    points: Vec<Point>,
+    status: Vec<PropertyStatus>,
+    /// Read alone: the device refused a coalesced read that spanned them.
+    solo: Vec<bool>,
+    /// ReadOnce points already read on this connection.
+    read_once: Vec<bool>,
+    /// Points whose spec value still has to be written.
+    pending: Vec<bool>,
+}
+
+/// Bits or registers ready to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Encoded {
+    Bits(Vec<bool>),
+    Words(Vec<u16>),
+}
+
+impl Poller {
+    pub fn new(spec: &ModbusDeviceSpec) -> Poller {
+        let mut poller = Poller {
+            connection: Err(Failure::Settings("not configured".into())),
+            points: Points {
+                points: vec![],
+                status: vec![],
+                solo: vec![],
+                read_once: vec![],
+                pending: vec![],
+            },
+            invalid: vec![],
+            interval: DEFAULT_SYNC_INTERVAL,
+            last_failure: None,
+        };
+        poller.apply(spec, None);
+        poller
+    }
+
+    /// Takes in a new spec: a new endpoint reconnects; a changed `value`
+    /// is written in the next cycle; values of unchanged points are kept.
+    pub fn apply(&mut self, spec: &ModbusDeviceSpec, before: Option<&ModbusDeviceSpec>) {
+        let parameters = spec.parameters.clone().unwrap_or_default();
+        self.interval = parameters
+            .sync_interval
+            .and_then(|d| d.to_std())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        let timeout = parameters
+            .timeout
+            .and_then(|d| d.to_std())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let endpoint = Endpoint::new(&spec.protocol);
+        let same_endpoint =
+            matches!((&endpoint, &self.connection), (Ok(e), Ok(c)) if c.endpoint() == e);
+        if same_endpoint {
+            if let Ok(c) = self.connection.as_mut() {
+                c.set_timeout(timeout);
+            }
+        } else {
+            // Drop the old connection (and its place on a serial line) first.
+            self.connection = Err(Failure::Settings("reconnecting".into()));
+            self.connection = endpoint.and_then(|e| Connection::new(e, timeout));
+            self.points.read_once.iter_mut().for_each(|r| *r = false);
+        }
+
+        let old = std::mem::replace(
+            &mut self.points,
+            Points {
+                points: vec![],
+                status: vec![],
+                solo: vec![],
+                read_once: vec![],
+                pending: vec![],
+            },
+        );
+        self.invalid.clear();
+        for (i, property) in spec.properties.iter().enumerate() {
+            let point = match Point::new(property) {
+                Ok(p) => p,
+                Err(reason) => {
+                    self.invalid
+                        .push(format!("properties[{i}] ({}): {reason}", property.name));
+                    continue;
+                }
+            };
+            let previous = old.points.iter().position(|p| p.name == point.name);
+            let same_place = previous.is_some_and(|j| same_location(&old.points[j], &point));
+            let value_unchanged = previous.is_some_and(|j| old.points[j].desired == point.desired);
+            let p = &mut self.points;
+            p.status.push(match previous {
+                Some(j) if same_place => old.status[j].clone(),
+                _ => PropertyStatus {
+                    name: point.name.clone(),
+                    type_: Some(point.type_),
+                    access_modes: effective_modes(&point),
+                    ..Default::default()
+                },
+            });
+            p.solo
+                .push(previous.is_some_and(|j| same_place && old.solo[j]));
+            p.read_once
+                .push(previous.is_some_and(|j| same_place && same_endpoint && old.read_once[j]));
+            let keep_pending = previous.is_some_and(|j| old.pending[j]);
+            p.pending.push(
+                point.desired.is_some()
+                    && (before.is_none() || !value_unchanged || !same_place || keep_pending),
+            );
+            p.points.push(point);
+        }
+        if !self.invalid.is_empty() {
+            warn!(problems = ?self.invalid, "properties left out");
+        }
+    }
+
+    /// One poll: writes pending spec values, then reads what is due.
+    pub async fn cycle(&mut self) -> Result<(), Failure> {
+        let result = self.try_cycle().await;
+        self.last_failure = result.as_ref().err().cloned();
+        result
+    }
+
+    async fn try_cycle(&mut self) -> Result<(), Failure> {
+        let connection = self.connection.as_mut().map_err(|f| f.clone())?;
+        let mut session = connection.session().await?;
+        let points = &mut self.points;
+        let mut refused: Option<Failure> = None;
+
+        for i in 0..points.points.len() {
+            let point = &points.points[i];
+            let due = points.pending[i] || point.write == WriteMode::Every;
+            let Some(value) = point.desired.as_ref().filter(|_| due) else {
+                continue;
+            };
+            match write(&mut session, point, value).await {
+                Ok(()) => {
+                    debug!(property = %point.name, "spec value written");
+                    points.pending[i] = false;
+                }
+                // The device or the value says no: retrying the same value
+                // will not help; it is reported until the spec changes.
+                Err(f) if f.is_exception() || matches!(f, Failure::Settings(_)) => {
+                    points.pending[i] = false;
+                    refused.get_or_insert(f);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+
+        let wanted: Vec<usize> = (0..points.points.len())
+            .filter(|&i| match points.points[i].read {
+                ReadMode::Every => true,
+                ReadMode::Once => !points.read_once[i],
+                ReadMode::Never => false,
+            })
+            .collect();
+        for read in plan(&points.points, &wanted, &points.solo) {
+            match points.read(&mut session, &read).await {
+                Ok(()) => {}
+                Err(f) if f.is_illegal_address() && read.points.len() > 1 => {
+                    // The span crossed addresses the device does not have:
+                    // read these points one by one from now on.
+                    debug!(request = %f, "coalesced read refused; reading its points alone");
+                    for &i in &read.points {
+                        points.solo[i] = true;
+                    }
+                    for &i in &read.points {
+                        let alone = Read {
+                            table: points.points[i].table,
+                            start: points.points[i].start,
+                            count: points.points[i].count,
+                            points: vec![i],
+                        };
+                        match points.read(&mut session, &alone).await {
+                            Ok(()) => {}
+                            Err(f) if f.is_exception() => {
+                                refused.get_or_insert(f);
+                            }
+                            Err(f) => return Err(f),
+                        }
+                    }
+                }
+                Err(f) if f.is_exception() => {
+                    refused.get_or_insert(f);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Applies a write from MQTT, already checked against
+    /// [`Poller::properties`]: all values are encoded first (nothing is
+    /// written if one does not fit), then written in order.
+    pub async fn write(&mut self, values: &Map<String, Value>) -> Result<(), Vec<Refusal>> {
+        let refusal = |name: &str, reason: String| Refusal {
+            property: Some(name.to_string()),
+            reason,
+        };
+        let mut refused = Vec::new();
+        let mut planned = Vec::new();
+        for (name, value) in values {
+            let Some(point) = self.points.points.iter().find(|p| &p.name == name) else {
+                refused.push(refusal(name, "is not a property of this device".into()));
+                continue;
+            };
+            match encode(point, value) {
+                Ok(_) => planned.push((point.clone(), value.clone())),
+                Err(reason) => refused.push(refusal(name, reason)),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let connection = match self.connection.as_mut() {
+            Ok(c) => c,
+            Err(f) => {
+                return Err(planned
+                    .iter()
+                    .map(|(p, _)| refusal(&p.name, format!("was not written: {f}")))
+                    .collect());
+            }
+        };
+        let mut session = match connection.session().await {
+            Ok(s) => s,
+            Err(f) => {
+                return Err(planned
+                    .iter()
+                    .map(|(p, _)| refusal(&p.name, format!("was not written: {f}")))
+                    .collect());
+            }
+        };
+        let mut broken: Option<Failure> = None;
+        for (point, value) in &planned {
+            if let Some(f) = &broken {
+                refused.push(refusal(&point.name, format!("was not written: {f}")));
+                continue;
+            }
+            if let Err(f) = write(&mut session, point, value).await {
+                refused.push(refusal(&point.name, format!("was not written: {f}")));
+                if !f.is_exception() {
+                    broken = Some(f);
+                }
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
+        }
+    }
+
+    /// The properties as writes from MQTT see them.
+    pub fn properties(&self) -> Vec<devicelink_adaptor_runtime::Property> {
+        self.points.points.iter().map(Point::as_property).collect()
+    }
+
+    /// The status to report: every property with its last value.
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus {
+            properties: self.points.status.clone(),
+            extension: None,
+        }
+    }
+
+    /// The DeviceConnected condition after the last cycle.
+    pub fn outcome(&self) -> Outcome {
+        if !self.invalid.is_empty() {
+            return Outcome::fail("InvalidProperty", self.invalid.join("; "));
+        }
+        match &self.last_failure {
+            None => Outcome::ok("Healthy"),
+            Some(f) => Outcome::fail(f.reason(), f.to_string()),
+        }
+    }
+
+    /// Whether the last cycle lost (or never had) the connection, so the
+    /// next try should back off.
+    pub fn disconnected(&self) -> bool {
+        self.last_failure
+            .as_ref()
+            .is_some_and(|f| !f.is_exception())
+    }
+}
+
+impl Points {
+    /// Reads one request and takes in the values of the points it serves.
+    async fn read(&mut self, session: &mut Session<'_>, read: &Read) -> Result<(), Failure> {
+        let data = session.read(read.table, read.start, read.count).await?;
+        for &i in &read.points {
+            let point = &self.points[i];
+            let at = read.offset_of(point);
+            let n = usize::from(point.count);
+            let reading = match &data {
+                Data::Bits(bits) => codec::decode_bits(point.layout, &bits[at..at + n]),
+                Data::Words(words) => {
+                    codec::decode_words(point.layout, &words[at..at + n], point.endianness)
+                }
+            };
+            take(&mut self.status[i], point, &reading);
+            if point.read == ReadMode::Once {
+                self.read_once[i] = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records a reading; `updatedAt` moves only when the value changes.
+fn take(status: &mut PropertyStatus, point: &Point, reading: &Reading) {
+    let value = reading.render();
+    let operated = if point.operations.is_empty() {
+        None
+    } else {
+        reading.number().and_then(|n| {
+            match arithmetic::apply(n, &point.operations, point.precision) {
+                Ok(v) => Some(arithmetic::render(v)),
+                Err(e) => {
+                    warn!(property = %point.name, error = %e, "arithmetic not applied");
+                    None
+                }
+            }
+        })
+    };
+    if status.value.as_ref() != Some(&value) || status.operated_value != operated {
+        status.value = Some(value);
+        status.operated_value = operated;
+        status.updated_at = Some(condition::now());
+    }
+}
+
+/// The bits or registers for a value of `point`.
+pub fn encode(point: &Point, value: &Value) -> Result<Encoded, String> {
+    if point.write == WriteMode::Never {
+        return Err(format!(
+            "is read-only{}",
+            match point.table {
+                devicelink_api::modbus::RegisterKind::InputRegister => " (an input register)",
+                devicelink_api::modbus::RegisterKind::DiscreteInputRegister =>
+                    " (a discrete input)",
+                _ => "",
+            }
+        ));
+    }
+    if is_bits(point.table) {
+        codec::encode_bits(point.layout, value, usize::from(point.count)).map(Encoded::Bits)
+    } else {
+        codec::encode_words(
+            point.layout,
+            value,
+            usize::from(point.count),
+            point.endianness,
+        )
+        .map(Encoded::Words)
+    }
+}
+
+async fn write(session: &mut Session<'_>, point: &Point, value: &Value) -> Result<(), Failure> {
+    match encode(point, value) {
+        Ok(Encoded::Bits(bits)) => session.write_bits(point.start, &bits).await,
+        Ok(Encoded::Words(words)) => session.write_words(point.start, &words).await,
+        Err(reason) => Err(Failure::Settings(format!(
+            "property {}: value {value} {reason}",
+            point.name
+        ))),
+    }
+}
+
+/// Whether two points read the same thing the same way.
+fn same_location(a: &Point, b: &Point) -> bool {
+    (
+        a.table,
+        a.start,
+        a.count,
+        a.layout,
+        a.endianness,
+        &a.operations,
+        a.precision,
+    ) == (
+        b.table,
+        b.start,
+        b.count,
+        b.layout,
+        b.endianness,
+        &b.operations,
+        b.precision,
+    )
+}
+
+/// The access modes in effect, as the status shows them.
+fn effective_modes(point: &Point) -> Vec<AccessMode> {
+    let read = match point.read {
+        ReadMode::Every => Some(AccessMode::ReadMany),
+        ReadMode::Once => Some(AccessMode::ReadOnce),
+        ReadMode::Never => None,
+    };
+    let write = match point.write {
+        WriteMode::Never => None,
+        WriteMode::OnChange => Some(AccessMode::WriteOnce),
+        WriteMode::Every => Some(AccessMode::WriteMany),
+    };
+    read.into_iter().chain(write).collect()
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""A Modbus device for tests and the demo, served by pymodbus.
+
+Each unit has 2000 coils, 2000 discrete inputs, 1000 input registers and
+1000 holding registers (addresses 0 up); any other address is answered with
+exception 0x02. Initial contents come from a JSON file:
+  {"1": {"coils": {"0": true}, "holding": {"0": 2965}, ...}, "2": {...}}
+(tables: coils, discrete, input, holding). With --fail-while FILE every
+request is answered with exception 0x04 (server device failure) while FILE
+exists, so a test can switch a device's failure on and off.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+REGISTERS = 1000
+BITS = 2000
+
+
+def table(initial, size, bits):
+    values = [False if bits else 0] * size
+    for address, value in (initial or {}).items():
+        values[int(address)] = bool(value) if bits else int(value) & 0xFFFF
+    kind = DataType.BITS if bits else DataType.REGISTERS
+    return [SimData(address=0, values=values, datatype=kind)]
+
+
+def device(unit, contents, fail_while):
+    async def action(_fc, _start, _address, _count, _registers, _values):
+        if fail_while and os.path.exists(fail_while):
+            return ExcCodes.DEVICE_FAILURE
+        return None
+
+    return SimDevice(
+        id=unit,
+        simdata=(
+            table(contents.get("coils"), BITS, True),
+            table(contents.get("discrete"), BITS, True),
+            table(contents.get("holding"), REGISTERS, False),
+            table(contents.get("input"), REGISTERS, False),
+        ),
+        action=action,
+    )
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tcp", type=int, metavar="PORT", help="serve Modbus TCP on 127.0.0.1:PORT")
+    where.add_argument("--rtu", metavar="DEVICE", help="serve Modbus RTU on this serial device")
+    parser.add_argument("--baud", type=int, default=19200)
+    parser.add_argument("--parity", default="E", choices=["N", "E", "O"])
+    parser.add_argument("--stopbits", type=int, default=1)
+    parser.add_argument("--units", default="1", help="comma-separated unit ids")
+    parser.add_argument("--contents", help="JSON file of initial contents by unit")
+    parser.add_argument("--fail-while", help="answer exception 0x04 while this file exists")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    contents = {}
+    if args.contents:
+        with open(args.contents, encoding="utf-8") as f:
+            contents = json.load(f)
+    devices = [
+        device(int(unit), contents.get(unit.strip(), {}), args.fail_while)
+        for unit in args.units.split(",")
+    ]
+    if args.tcp:
+        server = ModbusTcpServer(devices, address=("127.0.0.1", args.tcp))
+    else:
+        server = ModbusSerialServer(
+            devices,
+            port=args.rtu,
+            baudrate=args.baud,
+            parity=args.parity,
+            stopbits=args.stopbits,
+            bytesize=8,
+        )
+    print("serving", flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,223 @@
+//! Modbus devices for the tests: pymodbus servers (TCP, or RTU on one end
+//! of a socat pty pair), and a plain client to look at what they hold.
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::process::Command;
+use tokio_modbus::{
+    Slave,
+    client::{Context, Reader},
+};
+
+use crate::{Process, process::free_port};
+
+/// The Python that has pymodbus (installed by `e2e/prereqs.sh`).
+fn python() -> PathBuf {
+    let cache = std::env::var_os("DEVICELINK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/devicelink"));
+    let python = cache.join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test` (e2e/prereqs.sh installs pymodbus there)",
+        python.display()
+    );
+    python
+}
+
+fn server_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/modbus_server.py")
+}
+
+/// Where a pymodbus server listens.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    Tcp(u16),
+    /// The server's end of a pty pair, and the framing.
+    Rtu {
+        device: PathBuf,
+        baud: u32,
+    },
+}
+
+/// A pymodbus server holding given contents for given units; stopped when
+/// dropped.
+pub struct ModbusServer {
+    pub listen: Listen,
+    units: String,
+    contents: PathBuf,
+    fail_flag: PathBuf,
+    process: Option<Process>,
+}
+
+impl ModbusServer {
+    /// A TCP server on a free port. `contents` is by unit, then table
+    /// (coils, discrete, input, holding), then address:
+    /// `{"1": {"holding": {"0": 2965}}}`.
+    pub async fn tcp(units: &[u8], contents: serde_json::Value) -> ModbusServer {
+        ModbusServer::start(Listen::Tcp(free_port()), units, contents).await
+    }
+
+    pub async fn start(listen: Listen, units: &[u8], contents: serde_json::Value) -> ModbusServer {
+        let tag = match &listen {
+            Listen::Tcp(port) => format!("tcp-{port}"),
+            Listen::Rtu { device, .. } => format!(
+                "rtu-{}",
+                device.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        };
+        let dir = crate::log_dir();
+        let contents_file = dir.join(format!("modbus-{tag}.json"));
+        std::fs::write(&contents_file, contents.to_string()).unwrap();
+        let fail_flag = dir.join(format!("modbus-{tag}.fail"));
+        let _ = std::fs::remove_file(&fail_flag);
+        let mut server = ModbusServer {
+            listen,
+            units: units
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            contents: contents_file,
+            fail_flag,
+            process: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `host:port` of a TCP server.
+    pub fn endpoint(&self) -> String {
+        match &self.listen {
+            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+            Listen::Rtu { .. } => panic!("an RTU server has no TCP endpoint"),
+        }
+    }
+
+    /// Starts the server (again), with its initial contents.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut command = Command::new(python());
+        command.arg(server_script());
+        match &self.listen {
+            Listen::Tcp(port) => {
+                command.arg("--tcp").arg(port.to_string());
+            }
+            Listen::Rtu { device, baud } => {
+                command
+                    .arg("--rtu")
+                    .arg(device)
+                    .arg("--baud")
+                    .arg(baud.to_string());
+            }
+        }
+        command
+            .arg("--units")
+            .arg(&self.units)
+            .arg("--contents")
+            .arg(&self.contents)
+            .arg("--fail-while")
+            .arg(&self.fail_flag);
+        let name = format!(
+            "modbus-{}",
+            self.contents.file_stem().unwrap().to_string_lossy()
+        );
+        self.process = Some(Process::spawn(&name, command));
+        if let Listen::Tcp(port) = self.listen {
+            crate::eventually(
+                "the Modbus server to listen",
+                Duration::from_secs(20),
+                || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                        .map(|_| ())
+                },
+            )
+            .await;
+        } else {
+            // The serial server opens its pty at once; give it a moment.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Kills the server, as a power cut would.
+    pub async fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill().await;
+        }
+    }
+
+    /// While on, every request is answered with exception 0x04.
+    pub fn fail(&self, on: bool) {
+        if on {
+            std::fs::write(&self.fail_flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&self.fail_flag);
+        }
+    }
+
+    /// A plain client to a TCP server, to look at registers directly.
+    pub async fn client(&self, unit: u8) -> Context {
+        let stream = tokio::net::TcpStream::connect(self.endpoint())
+            .await
+            .unwrap();
+        tokio_modbus::client::tcp::attach_slave(stream, Slave(unit))
+    }
+}
+
+/// Reads holding registers directly.
+pub async fn holding(client: &mut Context, start: u16, count: u16) -> Vec<u16> {
+    client
+        .read_holding_registers(start, count)
+        .await
+        .expect("transport")
+        .expect("no exception")
+}
+
+/// Reads coils directly.
+pub async fn coils(client: &mut Context, start: u16, count: u16) -> Vec<bool> {
+    client
+        .read_coils(start, count)
+        .await
+        .expect("transport")
+        .expect("no exception")
+}
+
+/// A connected pair of pseudo-terminals (socat), as a serial cable: the
+/// server takes one end, the adaptor the other.
+pub struct SerialCable {
+    pub server_end: PathBuf,
+    pub device_end: PathBuf,
+    _socat: Process,
+}
+
+impl SerialCable {
+    pub async fn new(name: &str) -> SerialCable {
+        let dir =
+            std::env::temp_dir().join(format!("devicelink-e2e-serial-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server_end = dir.join(format!("{name}-server"));
+        let device_end = dir.join(format!("{name}-device"));
+        let mut command = Command::new("socat");
+        command
+            .arg(format!("pty,raw,echo=0,link={}", server_end.display()))
+            .arg(format!("pty,raw,echo=0,link={}", device_end.display()));
+        let socat = Process::spawn(&format!("socat-{name}"), command);
+        let (a, b) = (server_end.clone(), device_end.clone());
+        crate::eventually(
+            "socat to make the pty pair",
+            Duration::from_secs(10),
+            || {
+                let ready = a.exists() && b.exists();
+                async move { ready.then_some(()) }
+            },
+        )
+        .await;
+        SerialCable {
+            server_end,
+            device_end,
+            _socat: socat,
+        }
+    }
+}
