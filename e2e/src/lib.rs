@@ -188,31 +188,73 @@ pub fn dummy_link(
     node: &str,
     template: serde_json::Value,
 ) -> devicelink_api::DeviceLink {
+    device_link(
+        namespace,
+        name,
+        node,
+        "dummy",
+        "DummySpecialDevice",
+        template,
+    )
+}
+
+/// A DeviceLink for adaptor `adaptor` (short name) and model `kind` on
+/// `node`, with the given template.
+pub fn device_link(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    adaptor: &str,
+    kind: &str,
+    template: serde_json::Value,
+) -> devicelink_api::DeviceLink {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "edge.cattle.io/v1alpha1",
         "kind": "DeviceLink",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "adaptor": {"node": node, "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "adaptor": {"node": node, "name": format!("adaptors.edge.cattle.io/{adaptor}")},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": kind},
             "template": template
         }
     }))
     .expect("a DeviceLink")
 }
 
+/// Creates a DeviceLink and waits until its device is connected.
+pub async fn create_connected(
+    links: &kube::Api<devicelink_api::DeviceLink>,
+    link: &devicelink_api::DeviceLink,
+) -> devicelink_api::DeviceLink {
+    links
+        .create(&Default::default(), link)
+        .await
+        .expect("create DeviceLink");
+    wait_connected(links, &link.metadata.name.clone().unwrap_or_default()).await
+}
+
 /// Deletes a DeviceLink and waits until the operator has let it go.
 pub async fn delete_link_and_wait(links: &kube::Api<devicelink_api::DeviceLink>, name: &str) {
-    links
-        .delete(name, &Default::default())
-        .await
-        .expect("delete DeviceLink");
-    eventually(
-        "the DeviceLink to be gone",
-        Duration::from_secs(60),
-        || async { links.get_opt(name).await.ok()?.is_none().then_some(()) },
-    )
-    .await;
+    delete_links_and_wait(links, &[name]).await
+}
+
+/// Deletes DeviceLinks (all at once) and waits until they are all gone.
+pub async fn delete_links_and_wait(links: &kube::Api<devicelink_api::DeviceLink>, names: &[&str]) {
+    for name in names {
+        match links.delete(name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => panic!("delete DeviceLink {name}: {e}"),
+        }
+    }
+    for name in names {
+        eventually(
+            &format!("the DeviceLink {name} to be gone"),
+            Duration::from_secs(60),
+            || async { links.get_opt(name).await.ok()?.is_none().then_some(()) },
+        )
+        .await;
+    }
 }
 
 /// Waits for an Event with `reason` and `type_` about the named object.

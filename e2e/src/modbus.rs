@@ -108,7 +108,9 @@ impl ModbusServer {
                     .arg("--rtu")
                     .arg(device)
                     .arg("--baud")
-                    .arg(baud.to_string());
+                    .arg(baud.to_string())
+                    .arg("--parity")
+                    .arg("N");
             }
         }
         command
@@ -219,5 +221,32 @@ impl SerialCable {
             device_end,
             _socat: socat,
         }
+    }
+}
+
+/// A TCP endpoint that accepts connections and never answers, as a device
+/// that hangs does; stops when dropped.
+pub struct Silent {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    pub async fn start() -> Silent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        Silent { port, task }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{Received, Subscriber},
     process::{free_port, metric_at, start_operator},
-    wait_connected,
 };
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -101,11 +100,7 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
         }}),
     );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    links
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create DeviceLink");
-    wait_connected(&links, name).await;
+    create_connected(&links, &link).await;
 
     let before = speeds(collect(&mut subscriber, Duration::from_secs(4)).await);
     assert!(

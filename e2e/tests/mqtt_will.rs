@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link, mqtt::Subscriber,
-    process::start_operator, wait_connected,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
+    mqtt::Subscriber, process::start_operator,
 };
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -39,11 +39,7 @@ async fn the_will_reaches_subscribers_when_the_adaptor_is_killed() {
         }}),
     );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    links
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create DeviceLink");
-    wait_connected(&links, name).await;
+    create_connected(&links, &link).await;
     let mut subscriber = Subscriber::start(broker.port, "e2e/will/#").await;
     let status = subscriber.next(WAIT).await;
     assert_eq!(status.topic, format!("e2e/will/{name}"));

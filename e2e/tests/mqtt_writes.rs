@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_link_and_wait, dummy_link,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{self, Received, Subscriber},
     process::start_operator,
-    wait_connected, wait_event,
+    wait_event,
 };
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -43,11 +43,7 @@ async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
         }}),
     );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    links
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create DeviceLink");
-    wait_connected(&links, name).await;
+    create_connected(&links, &link).await;
     let status_topic = format!("e2e/writes/{name}/status");
     let write_topic = format!("e2e/writes/{name}/set");
     let reply_topic = format!("{write_topic}/$reply");

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, begin, delete_link_and_wait, dummy_link, eventually,
-    eventually_showing, kubectl::kubectl, mqtt::Subscriber, process::start_operator,
-    wait_connected,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, begin, create_connected, delete_link_and_wait,
+    dummy_link, eventually, eventually_showing, kubectl::kubectl, mqtt::Subscriber,
+    process::start_operator,
 };
 use k8s_openapi::{
     ByteString,
@@ -17,7 +17,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -105,11 +105,7 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
     ]))
     .unwrap();
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    links
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create DeviceLink");
-    wait_connected(&links, name).await;
+    create_connected(&links, &link).await;
 
     // The adaptor pod's own account may read the referenced Secret, and
     // nothing else: not the other Secret, not the list of all Secrets.

@@ -1,0 +1,223 @@
+//! Isolation and recovery of Modbus devices on the control plane, against
+//! pymodbus: a device that hangs delays none of nine others; a device whose
+//! server is killed, answers with an exception, or moves to a new endpoint
+//! shows why in DeviceConnected and recovers by itself.
+
+use std::{collections::HashMap, time::Duration};
+
+use devicelink_api::{DeviceLink, modbus::ModbusDevice};
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, begin, delete_link_and_wait, delete_links_and_wait, device_link,
+    eventually_showing,
+    modbus::{ModbusServer, Silent},
+    mqtt::Subscriber,
+    process::start_operator,
+    wait_connected,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn thermometer(
+    namespace: &str,
+    name: &str,
+    endpoint: &str,
+    unit: u8,
+    timeout: &str,
+    mqtt: Option<&str>,
+) -> DeviceLink {
+    let mut spec = json!({
+        "parameters": {"syncInterval": "1s", "timeout": timeout},
+        "protocol": {"tcp": {"endpoint": endpoint, "workerID": unit}},
+        "properties": [
+            {"name": "reading", "type": "uint16", "readOnly": true,
+             "visitor": {"register": "HoldingRegister", "offset": 0}},
+        ],
+    });
+    if let Some(server) = mqtt {
+        spec["extension"] = json!({"mqtt": {
+            "client": {"server": server},
+            "message": {"topic": "e2e/modbus/:name", "qos": 0, "retained": false},
+        }});
+    }
+    device_link(
+        namespace,
+        name,
+        "edge-worker",
+        "modbus",
+        "ModbusDevice",
+        json!({"spec": spec}),
+    )
+}
+
+/// Waits for DeviceConnected with `status` and `reason`; returns its message.
+async fn wait_connected_as(
+    links: &Api<DeviceLink>,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    eventually_showing(
+        &format!("{name}: DeviceConnected {status} {reason}"),
+        WAIT,
+        || async {
+            let link = links.get(name).await.map_err(|e| e.to_string())?;
+            match link
+                .conditions()
+                .iter()
+                .find(|c| c.type_ == "DeviceConnected")
+            {
+                Some(c) if c.status == status && c.reason == reason => Ok(c.message.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+async fn reading(devices: &Api<ModbusDevice>, name: &str, want: &str) {
+    eventually_showing(&format!("{name} reads {want}"), WAIT, || async {
+        let d = devices.get(name).await.map_err(|e| e.to_string())?;
+        let value = d
+            .status
+            .and_then(|s| s.properties.into_iter().next())
+            .and_then(|p| p.value);
+        (value.as_deref() == Some(want))
+            .then_some(())
+            .ok_or(format!("{value:?}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_device_that_hangs_leaves_nine_others_on_schedule() {
+    let namespace = "e2e-modbus-isolation";
+    let (_guard, client) = begin(namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let units: Vec<u8> = (1..=9).collect();
+    let contents: HashMap<String, Value> = units
+        .iter()
+        .map(|u| (u.to_string(), json!({"holding": {"0": u}})))
+        .collect();
+    let server = ModbusServer::tcp(&units, json!(contents)).await;
+    let silent = Silent::start().await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let mut samples = Subscriber::start(broker.port, "e2e/modbus/+").await;
+
+    let hung = thermometer(
+        namespace,
+        "hung",
+        &format!("127.0.0.1:{}", silent.port),
+        1,
+        "5s",
+        Some(&broker.url()),
+    );
+    links.create(&PostParams::default(), &hung).await.unwrap();
+    for unit in &units {
+        let link = thermometer(
+            namespace,
+            &format!("healthy-{unit}"),
+            &server.endpoint(),
+            *unit,
+            "5s",
+            Some(&broker.url()),
+        );
+        links.create(&PostParams::default(), &link).await.unwrap();
+    }
+    for unit in &units {
+        wait_connected(&links, &format!("healthy-{unit}")).await;
+    }
+    let message = wait_connected_as(&links, "hung", "False", "Timeout").await;
+    assert!(
+        message.contains("no answer within 5s to reading holding registers 0"),
+        "{message}"
+    );
+
+    // Over ten seconds every healthy device keeps its 1 s schedule while
+    // the hung one waits 5 s for each answer that never comes.
+    while samples.try_next(Duration::from_millis(100)).await.is_some() {}
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Some(m) = samples
+        .try_next(until.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        *counts.entry(m.topic.clone()).or_default() += 1;
+    }
+    for unit in &units {
+        let topic = format!("e2e/modbus/healthy-{unit}");
+        let n = counts.get(&topic).copied().unwrap_or(0);
+        assert!(
+            n >= 7,
+            "{topic} published {n} samples in 10 s at a 1 s interval: {counts:?}"
+        );
+    }
+    let hung_samples = counts.get("e2e/modbus/hung").copied().unwrap_or(0);
+    assert!(
+        hung_samples <= 3,
+        "the hung device cannot poll faster than its timeout: {counts:?}"
+    );
+
+    let names: Vec<String> = std::iter::once("hung".to_string())
+        .chain(units.iter().map(|u| format!("healthy-{u}")))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete_links_and_wait(&links, &names).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
+    let namespace = "e2e-modbus-recovery";
+    let (_guard, client) = begin(namespace).await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let mut first = ModbusServer::tcp(&[1], json!({"1": {"holding": {"0": 111}}})).await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let devices: Api<ModbusDevice> = Api::namespaced(client.clone(), namespace);
+    let name = "boiler";
+    let link = thermometer(namespace, name, &first.endpoint(), 1, "1s", None);
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait_connected(&links, name).await;
+    reading(&devices, name, "111").await;
+
+    // The server dies: the device is unreachable; it comes back by itself.
+    first.stop().await;
+    let message = wait_connected_as(&links, name, "False", "Unreachable").await;
+    assert!(
+        message.contains(&format!("cannot connect to {}", first.endpoint())),
+        "{message}"
+    );
+    first.restart().await;
+    wait_connected_as(&links, name, "True", "Healthy").await;
+
+    // The device answers with an exception code, then stops doing so.
+    first.fail(true);
+    let message = wait_connected_as(&links, name, "False", "ExceptionResponse").await;
+    assert!(
+        message.contains("exception 0x04 server device failure"),
+        "{message}"
+    );
+    assert!(message.contains("reading holding registers 0"), "{message}");
+    first.fail(false);
+    wait_connected_as(&links, name, "True", "Healthy").await;
+
+    // The device moves: the new endpoint is used at once.
+    let second = ModbusServer::tcp(&[1], json!({"1": {"holding": {"0": 222}}})).await;
+    let patch = json!({"spec": {"template": {"spec": {"protocol": {"tcp": {"endpoint": second.endpoint(), "workerID": 1}}}}}});
+    links
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    reading(&devices, name, "222").await;
+    wait_connected_as(&links, name, "True", "Healthy").await;
+
+    delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}
