@@ -32,8 +32,14 @@ pub struct LocalKubelet {
     kill: mpsc::UnboundedSender<Kill>,
 }
 
-/// Metrics port by pod name.
-type MetricsPorts = std::sync::Arc<std::sync::Mutex<HashMap<String, u16>>>;
+/// What is known of each started pod's process, by pod name.
+type MetricsPorts = std::sync::Arc<std::sync::Mutex<HashMap<String, Launched>>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Launched {
+    metrics_port: u16,
+    pid: Option<u32>,
+}
 
 /// SIGKILL the process of pod `pod`; start it again if `restart`.
 struct Kill {
@@ -58,7 +64,21 @@ impl LocalKubelet {
     /// The port a pod's adaptor serves /metrics on (each process gets a
     /// free one, as they share this host).
     pub fn metrics_port(&self, pod: &str) -> Option<u16> {
-        self.metrics_ports.lock().unwrap().get(pod).copied()
+        self.metrics_ports
+            .lock()
+            .unwrap()
+            .get(pod)
+            .map(|l| l.metrics_port)
+    }
+
+    /// The process id of a pod's adaptor (for benchmarks that watch its
+    /// CPU and memory).
+    pub fn pid(&self, pod: &str) -> Option<u32> {
+        self.metrics_ports
+            .lock()
+            .unwrap()
+            .get(pod)
+            .and_then(|l| l.pid)
     }
 
     /// Names of the pods that were started as processes so far.
@@ -213,7 +233,6 @@ async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Proce
     cmd.env("DEVICELINK_DATA_DIR", data);
     let port = crate::process::free_port();
     cmd.env("DEVICELINK_METRICS_ADDRESS", format!("127.0.0.1:{port}"));
-    metrics_ports.lock().unwrap().insert(pod.name_any(), port);
     let service_account = spec
         .service_account_name
         .clone()
@@ -223,5 +242,14 @@ async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Proce
         tokio::task::spawn_blocking(move || crate::kubeconfig_as(&service_account, &pod_name))
             .await??;
     cmd.env("KUBECONFIG", kubeconfig);
-    Ok(Process::spawn(&pod.name_any(), cmd))
+    let process = Process::spawn(&pod.name_any(), cmd);
+    let launched = Launched {
+        metrics_port: port,
+        pid: process.pid(),
+    };
+    metrics_ports
+        .lock()
+        .unwrap()
+        .insert(pod.name_any(), launched);
+    Ok(process)
 }

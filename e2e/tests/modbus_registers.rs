@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use devicelink_adaptor_modbus::poller::Poller;
+use devicelink_adaptor_modbus::{metrics::ModbusMetrics, poller::Poller};
 use devicelink_api::modbus::{ModbusDeviceSpec, ModbusProtocol, ModbusTcp};
 use devicelink_e2e::modbus::{ModbusServer, coils, holding};
 use serde_json::{Value, json};
@@ -179,7 +179,10 @@ async fn every_type_and_order_reads_from_holding_and_input_registers_and_coils_a
             }));
         }
     }
-    let mut poller = Poller::new(&spec(&server.endpoint(), properties));
+    let mut poller = Poller::new(
+        &spec(&server.endpoint(), properties),
+        ModbusMetrics::default(),
+    );
     poller.cycle().await.expect("a clean poll");
     let got = values(&poller);
 
@@ -238,7 +241,10 @@ async fn every_type_and_order_writes_the_known_words_to_holding_registers_and_co
         };
         write.insert(format!("coil-{type_}"), value);
     }
-    let mut poller = Poller::new(&spec(&server.endpoint(), properties));
+    let mut poller = Poller::new(
+        &spec(&server.endpoint(), properties),
+        ModbusMetrics::default(),
+    );
     poller.write(&write).await.expect("every value written");
 
     let mut client = server.client(1).await;
@@ -285,7 +291,10 @@ async fn writes_that_do_not_fit_are_refused_whole_with_the_reason() {
         json!({"name": "label", "type": "string", "visitor": {"register": "HoldingRegister", "offset": 1, "quantity": 2}}),
         json!({"name": "sensor", "type": "int16", "visitor": {"register": "InputRegister", "offset": 0}}),
     ];
-    let mut poller = Poller::new(&spec(&server.endpoint(), properties));
+    let mut poller = Poller::new(
+        &spec(&server.endpoint(), properties),
+        ModbusMetrics::default(),
+    );
     let write = json!({"small": 40000, "label": "too long for four bytes", "sensor": 1});
     let refused = poller
         .write(write.as_object().unwrap())

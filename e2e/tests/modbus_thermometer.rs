@@ -12,7 +12,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
     modbus::{ModbusServer, coils, holding},
     mqtt::{self, Subscriber},
-    process::start_operator,
+    process::{metric_at, start_operator},
     repo_root, yaml_documents,
 };
 use kube::{
@@ -38,7 +38,7 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     let (_guard, client) = begin(namespace).await;
     let broker = Mosquitto::start().await;
     let operator = start_operator();
-    let _kubelet = LocalKubelet::start(client.clone());
+    let kubelet = LocalKubelet::start(client.clone());
     // 296.5 K, 45.5 %, the alarm on; the limit register starts at 0.
     let device = ModbusServer::tcp(
         &[1],
@@ -150,6 +150,29 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
         (held == [28]).then_some(()).ok_or(format!("{held:?}"))
     })
     .await;
+
+    // The adaptor counts its requests: one read covers the two input
+    // registers, one the holding register, one the coil, every poll.
+    let port = kubelet
+        .metrics_port("devicelink-adaptor-modbus-edge-worker")
+        .expect("the adaptor's metrics port");
+    let metric = |name: &'static str| async move {
+        metric_at(port, name)
+            .await
+            .unwrap_or_else(|| panic!("{name} on /metrics"))
+    };
+    let polls = metric("devicelink_adaptor_modbus_polls_total").await;
+    let reads =
+        metric("devicelink_adaptor_modbus_requests_total{operation=\"read\",outcome=\"ok\"}").await;
+    assert!(polls >= 3.0, "{polls} polls");
+    assert!(reads <= 3.0 * polls, "{reads} reads in {polls} polls");
+    let writes =
+        metric("devicelink_adaptor_modbus_requests_total{operation=\"write\",outcome=\"ok\"}")
+            .await;
+    assert!(
+        writes >= 4.0,
+        "the spec's limit twice, the MQTT limit and alarm: {writes}"
+    );
 
     delete_link_and_wait(&links, name).await;
     operator.stop().await;

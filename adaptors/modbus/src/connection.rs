@@ -17,12 +17,14 @@ use std::{
 
 use devicelink_api::modbus::{ModbusProtocol, Parity, RegisterKind};
 use thiserror::Error;
-use tokio::{net::TcpStream, sync::OwnedMutexGuard};
+use tokio::{net::TcpStream, sync::OwnedMutexGuard, time::Instant};
 use tokio_modbus::{
     ExceptionCode, Slave,
     client::{Context, Reader, Writer},
     prelude::SlaveContext,
 };
+
+use crate::metrics::{ModbusMetrics, RequestLabels};
 
 /// Why talking to a device failed; the Display text is what the
 /// DeviceConnected condition shows.
@@ -129,6 +131,7 @@ impl Endpoint {
 pub struct Connection {
     endpoint: Endpoint,
     timeout: Duration,
+    metrics: ModbusMetrics,
     /// TCP: the device's own connection.
     tcp: Option<Context>,
     /// RTU: the shared line, held for as long as the device exists.
@@ -136,7 +139,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(endpoint: Endpoint, timeout: Duration) -> Result<Connection, Failure> {
+    pub fn new(
+        endpoint: Endpoint,
+        timeout: Duration,
+        metrics: ModbusMetrics,
+    ) -> Result<Connection, Failure> {
         let line = match &endpoint {
             Endpoint::Rtu { line, .. } => Some(SerialLine::join(line)?),
             Endpoint::Tcp { .. } => None,
@@ -144,6 +151,7 @@ impl Connection {
         Ok(Connection {
             endpoint,
             timeout,
+            metrics,
             tcp: None,
             line,
         })
@@ -184,6 +192,7 @@ impl Connection {
                 Ok(Session {
                     slot: Slot::Tcp(&mut self.tcp),
                     timeout,
+                    metrics: &self.metrics,
                 })
             }
             Endpoint::Rtu {
@@ -202,6 +211,7 @@ impl Connection {
                 Ok(Session {
                     slot: Slot::Rtu(port),
                     timeout,
+                    metrics: &self.metrics,
                 })
             }
         }
@@ -212,6 +222,7 @@ impl Connection {
 pub struct Session<'a> {
     slot: Slot<'a>,
     timeout: Duration,
+    metrics: &'a ModbusMetrics,
 }
 
 enum Slot<'a> {
@@ -243,6 +254,7 @@ impl Session<'_> {
     ) -> Result<Data, Failure> {
         let request = describe("reading", table, start, count);
         let timeout = self.timeout;
+        let started = Instant::now();
         let Some(ctx) = self.slot.get().as_mut() else {
             return Err(lost(request));
         };
@@ -264,7 +276,7 @@ impl Session<'_> {
                     .map(|r| r.map(|r| r.map(Data::Words)))
             }
         };
-        let data = self.settle(answer, request.clone())?;
+        let data = self.settle(answer, request.clone(), "read", started)?;
         let got = match &data {
             Data::Bits(b) => b.len(),
             Data::Words(w) => w.len(),
@@ -286,6 +298,7 @@ impl Session<'_> {
             words.len() as u16,
         );
         let timeout = self.timeout;
+        let started = Instant::now();
         let Some(ctx) = self.slot.get().as_mut() else {
             return Err(lost(request));
         };
@@ -294,7 +307,7 @@ impl Session<'_> {
         } else {
             bounded(timeout, ctx.write_multiple_registers(start, words)).await
         };
-        self.settle(answer, request)
+        self.settle(answer, request, "write", started)
     }
 
     pub async fn write_bits(&mut self, start: u16, bits: &[bool]) -> Result<(), Failure> {
@@ -305,6 +318,7 @@ impl Session<'_> {
             bits.len() as u16,
         );
         let timeout = self.timeout;
+        let started = Instant::now();
         let Some(ctx) = self.slot.get().as_mut() else {
             return Err(lost(request));
         };
@@ -313,19 +327,39 @@ impl Session<'_> {
         } else {
             bounded(timeout, ctx.write_multiple_coils(start, bits)).await
         };
-        self.settle(answer, request)
+        self.settle(answer, request, "write", started)
     }
 
-    /// Turns an answer into a result; a timeout or a broken transport
-    /// drops the connection.
-    fn settle<T>(&mut self, answer: Answer<T>, request: String) -> Result<T, Failure> {
+    /// Turns an answer into a result, counted; a timeout or a broken
+    /// transport drops the connection.
+    fn settle<T>(
+        &mut self,
+        answer: Answer<T>,
+        request: String,
+        operation: &'static str,
+        started: Instant,
+    ) -> Result<T, Failure> {
+        self.metrics
+            .request_duration
+            .observe(started.elapsed().as_secs_f64());
+        let count = |outcome: &'static str| {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels { operation, outcome })
+                .inc();
+        };
         let failure = match answer {
-            Ok(Ok(Ok(value))) => return Ok(value),
+            Ok(Ok(Ok(value))) => {
+                count("ok");
+                return Ok(value);
+            }
             Ok(Ok(Err(code))) => {
-                return Err(Failure::Exception {
+                let failure = Failure::Exception {
                     request,
                     code: exception_name(code),
-                });
+                };
+                count(failure.reason());
+                return Err(failure);
             }
             Ok(Err(e)) => Failure::Transport {
                 request,
@@ -333,6 +367,7 @@ impl Session<'_> {
             },
             Err(timeout) => Failure::Timeout { timeout, request },
         };
+        count(failure.reason());
         *self.slot.get() = None;
         Err(failure)
     }

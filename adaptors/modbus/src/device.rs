@@ -7,7 +7,7 @@ use devicelink_adaptor_runtime::{Change, DeviceContext};
 use devicelink_api::modbus::ModbusDevice;
 use tokio::time::{Instant, sleep_until};
 
-use crate::poller::Poller;
+use crate::{metrics::ModbusMetrics, poller::Poller};
 
 /// First wait after a lost connection; doubled on each failure.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -15,9 +15,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// Runs one device until it is removed.
-pub async fn run(mut ctx: DeviceContext<ModbusDevice>) {
+pub async fn run(mut ctx: DeviceContext<ModbusDevice>, metrics: ModbusMetrics) {
     let mut device = ctx.device();
-    let mut poller = Poller::new(&device.spec);
+    let mut poller = Poller::new(&device.spec, metrics);
     let mut next = Instant::now();
     let mut retry = FIRST_RETRY;
     loop {

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::{
     codec::{self, Reading},
     connection::{Connection, Data, Endpoint, Failure, Session},
+    metrics::ModbusMetrics,
     plan::{Read, plan},
     point::{Point, ReadMode, WriteMode, is_bits},
 };
@@ -33,6 +34,7 @@ pub struct Poller {
     pub interval: Duration,
     /// The last cycle's trouble, if any.
     last_failure: Option<Failure>,
+    metrics: ModbusMetrics,
 }
 
 /// The points and their state, apart from the connection so a session
@@ -56,7 +58,7 @@ pub enum Encoded {
 }
 
 impl Poller {
-    pub fn new(spec: &ModbusDeviceSpec) -> Poller {
+    pub fn new(spec: &ModbusDeviceSpec, metrics: ModbusMetrics) -> Poller {
         let mut poller = Poller {
             connection: Err(Failure::Settings("not configured".into())),
             points: Points {
@@ -69,6 +71,7 @@ impl Poller {
             invalid: vec![],
             interval: DEFAULT_SYNC_INTERVAL,
             last_failure: None,
+            metrics,
         };
         poller.apply(spec, None);
         poller
@@ -98,8 +101,8 @@ impl Poller {
         } else {
             // Drop the old connection (and its place on a serial line) first.
             self.connection = Err(Failure::Settings("reconnecting".into()));
-            self.connection = endpoint.and_then(|e| Connection::new(e, timeout));
-            self.points.read_once.iter_mut().for_each(|r| *r = false);
+            self.connection =
+                endpoint.and_then(|e| Connection::new(e, timeout, self.metrics.clone()));
         }
 
         let old = std::mem::replace(
@@ -153,6 +156,7 @@ impl Poller {
 
     /// One poll: writes pending spec values, then reads what is due.
     pub async fn cycle(&mut self) -> Result<(), Failure> {
+        self.metrics.polls.inc();
         let result = self.try_cycle().await;
         self.last_failure = result.as_ref().err().cloned();
         result

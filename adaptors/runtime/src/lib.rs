@@ -24,4 +24,4 @@ pub use devicelink_mqtt::{
     write::{Accepts, Property, Refusal},
 };
 pub use references::{ReferenceError, References};
-pub use registry::{Model, RuntimeConfig, run};
+pub use registry::{Model, RuntimeConfig, run, run_with_metrics};

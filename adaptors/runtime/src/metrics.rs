@@ -8,13 +8,15 @@ use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 /// Serves in the background; an address that cannot be bound is logged,
-/// never fatal (the devices matter more than their metrics).
-pub(crate) fn serve(address: &str, mqtt: &MqttMetrics) {
+/// never fatal (the devices matter more than their metrics). `protocol`
+/// adds the adaptor's own metrics.
+pub(crate) fn serve(address: &str, mqtt: &MqttMetrics, protocol: impl FnOnce(&mut Registry)) {
     if address.is_empty() {
         return;
     }
     let mut registry = Registry::with_prefix("devicelink_adaptor");
     mqtt.register(&mut registry);
+    protocol(&mut registry);
     let registry = Arc::new(registry);
     let address = address.to_string();
     tokio::spawn(async move {

@@ -185,6 +185,21 @@ where
     F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_with_metrics(adaptor_short_name, |_| {}, drive).await
+}
+
+/// Like [`run`], with the adaptor's own metrics registered (under the
+/// `devicelink_adaptor` prefix) beside the runtime's.
+pub async fn run_with_metrics<K, F, Fut>(
+    adaptor_short_name: &str,
+    register: impl FnOnce(&mut prometheus_client::registry::Registry),
+    drive: F,
+) -> anyhow::Result<()>
+where
+    K: Model,
+    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let config = RuntimeConfig::parse();
     let kind = adaptor::find_short(adaptor_short_name)
         .ok_or_else(|| anyhow::anyhow!("unknown adaptor {adaptor_short_name}"))?;
@@ -201,7 +216,7 @@ where
         manager,
         config: config.clone(),
     };
-    metrics::serve(&config.metrics_address, &shared.metrics);
+    metrics::serve(&config.metrics_address, &shared.metrics, register);
 
     let devices = watcher(
         Api::<K>::all(client.clone()),
