@@ -1,4 +1,4 @@
-.PHONY: demo test crds manifests bench
+.PHONY: demo test crds manifests bench bench-modbus
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -19,3 +19,7 @@ manifests:
 # The operator at scale (5,000 DeviceLinks over 50 kwok nodes); see docs/benchmarks.md.
 bench:
 	bash e2e/bench-operator.sh
+
+# The Modbus adaptor polling 1,000 devices x 20 registers at 1 s; see docs/benchmarks.md.
+bench-modbus:
+	bash e2e/bench-modbus.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole system on this machine: control plane, mosquitto, operator,
-# adaptors (as local processes for the kwok node), the dummy example, and
-# its live MQTT messages. Ctrl-C stops everything.
+# adaptors (as local processes for the kwok node), the dummy fan and the
+# Modbus thermometer (a pymodbus device) examples, and their live MQTT
+# messages. Ctrl-C stops everything.
 source "$(dirname "$0")/common.sh"
 cd "$root"
 port=${DEVICELINK_DEMO_MQTT_PORT:-1883}
@@ -23,14 +24,23 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 else
   echo "demo: using the MQTT broker already listening on 127.0.0.1:$port" >&2
 fi
+# The thermometer: 296.5 K and 45.5 % in input registers 0 and 1, the
+# temperature drifting as it is read.
+modbus_port=${DEVICELINK_DEMO_MODBUS_PORT:-5020}
+echo '{"1": {"input": {"0": 2965, "1": 455}}}' >"$logs/thermometer.json"
+"$DEVICELINK_CACHE/venv/bin/python" e2e/devices/modbus_server.py --tcp "$modbus_port" \
+  --contents "$logs/thermometer.json" --wander 0 >"$logs/thermometer.log" 2>&1 & pids+=($!)
 "$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
 sed "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" deploy/examples/dummy-special-device.yaml | kubectl apply -f -
-kubectl wait --for=condition=DeviceConnected dl/living-room-fan --timeout=120s
+sed -e "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" -e "s|127.0.0.1:5020|127.0.0.1:$modbus_port|" \
+  deploy/examples/modbus-thermometer.yaml | kubectl apply -f -
+kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/thermometer --timeout=120s
 kubectl get dl
 echo
 echo "Live MQTT messages on cattle.io/# (Ctrl-C to stop). In another shell:" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl patch dl living-room-fan --type=merge -p '{\"spec\":{\"template\":{\"spec\":{\"gear\":\"fast\"}}}}'" >&2
+echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
 echo "Logs: $logs" >&2
 mosquitto_sub -p "$port" -t 'cattle.io/#' -v

@@ -7,7 +7,9 @@ exception 0x02. Initial contents come from a JSON file:
   {"1": {"coils": {"0": true}, "holding": {"0": 2965}, ...}, "2": {...}}
 (tables: coils, discrete, input, holding). With --fail-while FILE every
 request is answered with exception 0x04 (server device failure) while FILE
-exists, so a test can switch a device's failure on and off.
+exists, so a test can switch a device's failure on and off. With
+--wander ADDRESS the input register at ADDRESS drifts by a few counts on
+each read, as a live sensor's would (for the demo).
 """
 
 import argparse
@@ -15,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
@@ -32,10 +35,14 @@ def table(initial, size, bits):
     return [SimData(address=0, values=values, datatype=kind)]
 
 
-def device(unit, contents, fail_while):
-    async def action(_fc, _start, _address, _count, _registers, _values):
+def device(unit, contents, fail_while, wander):
+    async def action(fc, start, _address, _count, registers, _values):
         if fail_while and os.path.exists(fail_while):
             return ExcCodes.DEVICE_FAILURE
+        if wander is not None and fc == 4 and 0 <= wander - start < len(registers):
+            i = wander - start
+            step = random.randint(-2, 2)
+            registers[i] = max(0, min(0xFFFF, registers[i] + step))
         return None
 
     return SimDevice(
@@ -61,6 +68,7 @@ async def main():
     parser.add_argument("--units", default="1", help="comma-separated unit ids")
     parser.add_argument("--contents", help="JSON file of initial contents by unit")
     parser.add_argument("--fail-while", help="answer exception 0x04 while this file exists")
+    parser.add_argument("--wander", type=int, metavar="ADDRESS", help="input register that drifts on each read")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -69,7 +77,7 @@ async def main():
         with open(args.contents, encoding="utf-8") as f:
             contents = json.load(f)
     devices = [
-        device(int(unit), contents.get(unit.strip(), {}), args.fail_while)
+        device(int(unit), contents.get(unit.strip(), {}), args.fail_while, args.wander)
         for unit in args.units.split(",")
     ]
     if args.tcp:

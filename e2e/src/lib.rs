@@ -330,3 +330,44 @@ pub async fn wait_condition(
     )
     .await
 }
+
+/// Waits until the DeviceLink's condition `type_` has `status` and
+/// `reason`, and returns it.
+pub async fn wait_reason(
+    api: &kube::Api<devicelink_api::DeviceLink>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> devicelink_api::DeviceLinkCondition {
+    eventually_showing(
+        &format!("{name}: {type_} {status} {reason}"),
+        Duration::from_secs(60),
+        || async {
+            let link = api.get(name).await.map_err(|e| e.to_string())?;
+            match link.conditions().iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == status && c.reason == reason => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// The `--flag number` pairs of a benchmark's command line; a flag not in
+/// `known`, or without a number, stops it with a message listing them.
+pub fn numeric_flags(known: &[&str]) -> Vec<(String, u64)> {
+    let mut flags = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if !known.contains(&flag.as_str()) {
+            panic!("unknown flag {flag}; use {}", known.join(", "));
+        }
+        let value = it
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number"));
+        flags.push((flag, value));
+    }
+    flags
+}

@@ -279,3 +279,41 @@ pub async fn metric_at(port: u16, sample: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Peak resident memory of a process, in MiB (VmHWM).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    proc_status_kib(pid, "VmHWM:") / 1024.0
+}
+
+/// Current resident memory of a process, in MiB (VmRSS).
+pub fn rss_mib(pid: u32) -> f64 {
+    proc_status_kib(pid, "VmRSS:") / 1024.0
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// CPU time a process has used so far (user + system), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) closed by ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15; the first after ')' is field 3.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // Linux reports in USER_HZ, 100 on every platform it runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -8,19 +8,16 @@ use std::{collections::HashMap, time::Duration};
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, delete_link_and_wait, delete_links_and_wait, device_link,
-    eventually_showing,
-    modbus::{ModbusServer, Silent},
+    modbus::{ModbusServer, Silent, wait_property},
     mqtt::Subscriber,
     process::start_operator,
-    wait_connected,
+    wait_connected, wait_reason,
 };
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn thermometer(
     namespace: &str,
@@ -61,36 +58,9 @@ async fn wait_connected_as(
     status: &str,
     reason: &str,
 ) -> String {
-    eventually_showing(
-        &format!("{name}: DeviceConnected {status} {reason}"),
-        WAIT,
-        || async {
-            let link = links.get(name).await.map_err(|e| e.to_string())?;
-            match link
-                .conditions()
-                .iter()
-                .find(|c| c.type_ == "DeviceConnected")
-            {
-                Some(c) if c.status == status && c.reason == reason => Ok(c.message.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-}
-
-async fn reading(devices: &Api<ModbusDevice>, name: &str, want: &str) {
-    eventually_showing(&format!("{name} reads {want}"), WAIT, || async {
-        let d = devices.get(name).await.map_err(|e| e.to_string())?;
-        let value = d
-            .status
-            .and_then(|s| s.properties.into_iter().next())
-            .and_then(|p| p.value);
-        (value.as_deref() == Some(want))
-            .then_some(())
-            .ok_or(format!("{value:?}"))
-    })
-    .await
+    wait_reason(links, name, "DeviceConnected", status, reason)
+        .await
+        .message
 }
 
 #[tokio::test]
@@ -185,7 +155,7 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
     let link = thermometer(namespace, name, &first.endpoint(), 1, "1s", None);
     links.create(&PostParams::default(), &link).await.unwrap();
     wait_connected(&links, name).await;
-    reading(&devices, name, "111").await;
+    wait_property(&devices, name, "reading", "111").await;
 
     // The server dies: the device is unreachable; it comes back by itself.
     first.stop().await;
@@ -215,7 +185,7 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    reading(&devices, name, "222").await;
+    wait_property(&devices, name, "reading", "222").await;
     wait_connected_as(&links, name, "True", "Healthy").await;
 
     delete_link_and_wait(&links, name).await;

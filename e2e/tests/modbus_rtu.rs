@@ -3,19 +3,15 @@
 //! on it; a spec value is written over the line; a third device that asks
 //! for other framing on the same line is refused with the reason.
 
-use std::time::Duration;
-
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, begin, delete_links_and_wait, device_link, eventually_showing,
-    modbus::{Listen, ModbusServer, SerialCable},
+    LocalKubelet, begin, delete_links_and_wait, device_link,
+    modbus::{Listen, ModbusServer, SerialCable, wait_property},
     process::start_operator,
-    wait_connected,
+    wait_connected, wait_reason,
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn meter(namespace: &str, name: &str, port: &str, unit: u8, baud: u32) -> DeviceLink {
     device_link(
@@ -35,23 +31,6 @@ fn meter(namespace: &str, name: &str, port: &str, unit: u8, baud: u32) -> Device
             ],
         }}),
     )
-}
-
-/// A property's status value on a device, once it is `want`.
-async fn shows(devices: &Api<ModbusDevice>, name: &str, property: &str, want: &str) {
-    eventually_showing(&format!("{name}.{property} = {want}"), WAIT, || async {
-        let d = devices.get(name).await.map_err(|e| e.to_string())?;
-        let value = d
-            .status
-            .into_iter()
-            .flat_map(|s| s.properties)
-            .find(|p| p.name == property)
-            .and_then(|p| p.value);
-        (value.as_deref() == Some(want))
-            .then_some(())
-            .ok_or(format!("{value:?}"))
-    })
-    .await
 }
 
 #[tokio::test]
@@ -88,11 +67,11 @@ async fn two_devices_share_a_serial_line_and_other_framing_is_refused() {
     }
     wait_connected(&links, "meter-1").await;
     wait_connected(&links, "meter-2").await;
-    shows(&devices, "meter-1", "energy", "70000").await;
-    shows(&devices, "meter-2", "energy", "123456").await;
+    wait_property(&devices, "meter-1", "energy", "70000").await;
+    wait_property(&devices, "meter-2", "energy", "123456").await;
     // The spec's setpoint went over the line and reads back.
-    shows(&devices, "meter-1", "setpoint", "-40").await;
-    shows(&devices, "meter-2", "setpoint", "-40").await;
+    wait_property(&devices, "meter-1", "setpoint", "-40").await;
+    wait_property(&devices, "meter-2", "setpoint", "-40").await;
 
     // The line runs at 19200 baud; a device asking for 9600 cannot share it.
     links
@@ -102,18 +81,15 @@ async fn two_devices_share_a_serial_line_and_other_framing_is_refused() {
         )
         .await
         .unwrap();
-    let message = eventually_showing("meter-3 refused", WAIT, || async {
-        let link = links.get("meter-3").await.map_err(|e| e.to_string())?;
-        match link
-            .conditions()
-            .iter()
-            .find(|c| c.type_ == "DeviceConnected")
-        {
-            Some(c) if c.reason == "InvalidSettings" => Ok(c.message.clone()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let message = wait_reason(
+        &links,
+        "meter-3",
+        "DeviceConnected",
+        "False",
+        "InvalidSettings",
+    )
+    .await
+    .message;
     assert!(message.contains("at 19200 8N1"), "{message}");
     assert!(message.contains("must use the same baudRate"), "{message}");
     // ... and the other two keep polling.

@@ -178,7 +178,8 @@ enum Update<K> {
 }
 
 /// Runs the adaptor `adaptor_short_name` for model `K`, calling `drive` in a
-/// new task for each device. Returns when the process is told to stop.
+/// new task for each device (logging set up, flags and environment read).
+/// Returns when the process is told to stop.
 pub async fn run<K, F, Fut>(adaptor_short_name: &str, drive: F) -> anyhow::Result<()>
 where
     K: Model,
@@ -200,6 +201,14 @@ where
     F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
+    // by default.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
     let config = RuntimeConfig::parse();
     let kind = adaptor::find_short(adaptor_short_name)
         .ok_or_else(|| anyhow::anyhow!("unknown adaptor {adaptor_short_name}"))?;

@@ -15,7 +15,10 @@ use std::{
 };
 
 use devicelink_api::{DeviceLink, DeviceLinkStatus, Outcome, condition, dummy::DummySpecialDevice};
-use devicelink_e2e::{client, dummy_link, ensure_namespace, process::Operator};
+use devicelink_e2e::{
+    client, dummy_link, ensure_namespace,
+    process::{Operator, peak_rss_mib},
+};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Node;
 use kube::{
@@ -39,20 +42,13 @@ fn args() -> Args {
         concurrency: 16,
         rest: Duration::from_secs(60),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value: u64 = it
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{flag} needs a number"));
+    let known = ["--links", "--nodes", "--concurrency", "--rest-seconds"];
+    for (flag, value) in devicelink_e2e::numeric_flags(&known) {
         match flag.as_str() {
             "--links" => args.links = value as usize,
             "--nodes" => args.nodes = value as usize,
             "--concurrency" => args.concurrency = value as usize,
-            "--rest-seconds" => args.rest = Duration::from_secs(value),
-            other => {
-                panic!("unknown flag {other}; use --links, --nodes, --concurrency, --rest-seconds")
-            }
+            _ => args.rest = Duration::from_secs(value),
         }
     }
     args
@@ -100,16 +96,6 @@ async fn requests(operator: &Operator) -> (f64, f64) {
         .map(|(_, v)| v)
         .sum();
     (all, all - reads)
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 /// The operator phase: DeviceLinks created while the operator runs, until
