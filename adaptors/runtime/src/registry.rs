@@ -238,6 +238,8 @@ where
         )),
     )
     .default_backoff()
+    // Nobody here reads managedFields; they are a large part of each object.
+    .modify(|d| d.managed_fields_mut().clear())
     .map(Update::Device)
     .boxed();
     let links = watcher(
@@ -248,6 +250,12 @@ where
         )),
     )
     .default_backoff()
+    // The template's spec is the device's spec, which the device watch
+    // brings; status writes (PUT on /status) leave the spec alone.
+    .modify(|l| {
+        l.managed_fields_mut().clear();
+        l.spec.template.spec = None;
+    })
     .map(Update::Link)
     .boxed();
     let mut updates = stream::select(devices, links);
