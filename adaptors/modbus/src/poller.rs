@@ -158,6 +158,11 @@ impl Poller {
     pub async fn cycle(&mut self) -> Result<(), Failure> {
         self.metrics.polls.inc();
         let result = self.try_cycle().await;
+        if result.as_ref().is_err_and(|f| !f.is_exception()) {
+            // The connection is gone: ReadOnce points are read again after
+            // the next connect.
+            self.points.read_once.iter_mut().for_each(|r| *r = false);
+        }
         self.last_failure = result.as_ref().err().cloned();
         result
     }
