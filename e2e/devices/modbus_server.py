@@ -5,7 +5,9 @@ Each unit has 2000 coils, 2000 discrete inputs, 1000 input registers and
 1000 holding registers (addresses 0 up); any other address is answered with
 exception 0x02. Initial contents come from a JSON file:
   {"1": {"coils": {"0": true}, "holding": {"0": 2965}, ...}, "2": {...}}
-(tables: coils, discrete, input, holding). With --fail-while FILE every
+(tables: coils, discrete, input, holding), and optionally addresses the
+unit does not have: "holes": {"holding": [[10, 12]]} (first and last).
+With --fail-while FILE every
 request is answered with exception 0x04 (server device failure) while FILE
 exists, so a test can switch a device's failure on and off. With
 --wander ADDRESS the input register at ADDRESS drifts by a few counts on
@@ -27,12 +29,20 @@ REGISTERS = 1000
 BITS = 2000
 
 
-def table(initial, size, bits):
+def table(initial, size, bits, holes=()):
     values = [False if bits else 0] * size
     for address, value in (initial or {}).items():
         values[int(address)] = bool(value) if bits else int(value) & 0xFFFF
     kind = DataType.BITS if bits else DataType.REGISTERS
-    return [SimData(address=0, values=values, datatype=kind)]
+    blocks, start = [], 0
+    for first, last in sorted(holes):
+        if first > start:
+            blocks.append(SimData(address=start, values=values[start:first], datatype=kind))
+        blocks.append(SimData(address=first, count=last - first + 1, datatype=DataType.INVALID))
+        start = last + 1
+    if start < size:
+        blocks.append(SimData(address=start, values=values[start:], datatype=kind))
+    return blocks
 
 
 def device(unit, contents, fail_while, wander):
@@ -45,13 +55,14 @@ def device(unit, contents, fail_while, wander):
             registers[i] = max(0, min(0xFFFF, registers[i] + step))
         return None
 
+    holes = contents.get("holes", {})
     return SimDevice(
         id=unit,
         simdata=(
-            table(contents.get("coils"), BITS, True),
-            table(contents.get("discrete"), BITS, True),
-            table(contents.get("holding"), REGISTERS, False),
-            table(contents.get("input"), REGISTERS, False),
+            table(contents.get("coils"), BITS, True, holes.get("coils", ())),
+            table(contents.get("discrete"), BITS, True, holes.get("discrete", ())),
+            table(contents.get("holding"), REGISTERS, False, holes.get("holding", ())),
+            table(contents.get("input"), REGISTERS, False, holes.get("input", ())),
         ),
         action=action,
     )

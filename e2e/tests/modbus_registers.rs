@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
-use devicelink_adaptor_modbus::{metrics::ModbusMetrics, poller::Poller};
+use devicelink_adaptor_modbus::{
+    metrics::{ModbusMetrics, RequestLabels},
+    poller::Poller,
+};
 use devicelink_api::modbus::{ModbusDeviceSpec, ModbusProtocol, ModbusTcp};
 use devicelink_e2e::modbus::{ModbusServer, coils, holding};
 use serde_json::{Value, json};
@@ -312,4 +315,54 @@ async fn writes_that_do_not_fit_are_refused_whole_with_the_reason() {
     );
     let mut client = server.client(1).await;
     assert_eq!(holding(&mut client, 0, 1).await, [7], "nothing was written");
+}
+
+#[tokio::test]
+async fn a_device_that_refuses_a_coalesced_span_gets_its_points_read_alone() {
+    // Holding registers 10-12 do not exist: a read of 5-15 is refused.
+    let server = ModbusServer::tcp(
+        &[1],
+        json!({"1": {"holding": {"5": 55, "15": 1515}, "holes": {"holding": [[10, 12]]}}}),
+    )
+    .await;
+    let properties = vec![
+        json!({"name": "low", "type": "uint16", "visitor": {"register": "HoldingRegister", "offset": 5}}),
+        json!({"name": "high", "type": "uint16", "visitor": {"register": "HoldingRegister", "offset": 15}}),
+    ];
+    let metrics = ModbusMetrics::default();
+    let mut poller = Poller::new(&spec(&server.endpoint(), properties), metrics.clone());
+    for cycle in 0..2 {
+        poller
+            .cycle()
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        let got = values(&poller);
+        assert_eq!((got["low"].as_str(), got["high"].as_str()), ("55", "1515"));
+    }
+    // Refused once (the span), then read alone: 1 + 2 + 2 reads.
+    let count = |outcome| {
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                operation: "read",
+                outcome,
+            })
+            .get()
+    };
+    assert_eq!((count("ExceptionResponse"), count("ok")), (1, 4));
+    // A property on the missing addresses is reported, the others still read.
+    let properties = vec![
+        json!({"name": "low", "type": "uint16", "visitor": {"register": "HoldingRegister", "offset": 5}}),
+        json!({"name": "missing", "type": "uint16", "visitor": {"register": "HoldingRegister", "offset": 11}}),
+    ];
+    let mut poller = Poller::new(
+        &spec(&server.endpoint(), properties),
+        ModbusMetrics::default(),
+    );
+    let failure = poller.cycle().await.expect_err("address 11 does not exist");
+    assert_eq!(
+        failure.to_string(),
+        "the device answered reading holding registers 11 with exception 0x02 illegal data address"
+    );
+    assert_eq!(values(&poller)["low"], "55");
 }

@@ -34,8 +34,8 @@ pub enum Failure {
     Connect { endpoint: String, reason: String },
     #[error("no answer within {timeout:?} to {request}")]
     Timeout { timeout: Duration, request: String },
-    #[error("the device answered {request} with exception {code}")]
-    Exception { request: String, code: String },
+    #[error("the device answered {request} with exception {}", exception_name(*code))]
+    Exception { request: String, code: u8 },
     #[error("{request} failed: {reason}")]
     Transport { request: String, reason: String },
     #[error("{0}")]
@@ -61,7 +61,7 @@ impl Failure {
 
     /// Whether the device said the addresses do not exist.
     pub fn is_illegal_address(&self) -> bool {
-        matches!(self, Failure::Exception { code, .. } if code.starts_with("0x02"))
+        matches!(self, Failure::Exception { code: 0x02, .. })
     }
 }
 
@@ -356,7 +356,7 @@ impl Session<'_> {
             Ok(Ok(Err(code))) => {
                 let failure = Failure::Exception {
                     request,
-                    code: exception_name(code),
+                    code: code.into(),
                 };
                 count(failure.reason());
                 return Err(failure);
@@ -408,9 +408,8 @@ pub fn describe(verb: &str, table: RegisterKind, start: u16, count: u16) -> Stri
 }
 
 /// "0x02 illegal data address".
-fn exception_name(code: ExceptionCode) -> String {
-    let number = u8::from(code);
-    let name = match code {
+fn exception_name(code: u8) -> String {
+    let name = match ExceptionCode::new(code) {
         ExceptionCode::IllegalFunction => "illegal function",
         ExceptionCode::IllegalDataAddress => "illegal data address",
         ExceptionCode::IllegalDataValue => "illegal data value",
@@ -422,7 +421,7 @@ fn exception_name(code: ExceptionCode) -> String {
         ExceptionCode::GatewayTargetDevice => "gateway target device failed to respond",
         ExceptionCode::Custom(_) => "unknown exception",
     };
-    format!("0x{number:02x} {name}")
+    format!("0x{code:02x} {name}")
 }
 
 /// A serial port shared by the devices on it.
@@ -523,9 +522,6 @@ mod tests {
             describe("writing", RegisterKind::CoilRegister, 7, 1),
             "writing coils 7"
         );
-        assert_eq!(
-            exception_name(ExceptionCode::IllegalDataAddress),
-            "0x02 illegal data address"
-        );
+        assert_eq!(exception_name(0x02), "0x02 illegal data address");
     }
 }
