@@ -1,4 +1,4 @@
-.PHONY: demo test crds manifests bench bench-modbus
+.PHONY: demo test crds manifests bench bench-modbus bench-mqtt
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -23,3 +23,7 @@ bench:
 # The Modbus adaptor polling 1,000 devices x 20 registers at 1 s; see docs/benchmarks.md.
 bench-modbus:
 	bash e2e/bench-modbus.sh
+
+# One adaptor's MQTT path: 1,000 devices next to bare rumqttc clients; see docs/benchmarks.md.
+bench-mqtt:
+	bash e2e/bench-mqtt.sh

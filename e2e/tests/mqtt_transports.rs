@@ -1,9 +1,9 @@
 //! The MQTT publisher's transports against a real mosquitto: TLS listeners
 //! with certificates made by openssl (the CA verified, mutual TLS, a wrong
 //! CA refused with a clear status, serverName and insecureSkipVerify), and a
-//! unix socket, and websockets (through a websocket front for mosquitto,
-//! whose own websocket listener does not start on this machine) with the
-//! handshake's extra HTTP headers.
+//! unix socket, and websockets, plain and over TLS (through a websocket
+//! front for mosquitto, whose own websocket listener does not start on this
+//! machine) with the handshake's extra HTTP headers.
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -300,16 +300,30 @@ async fn a_unix_socket_broker_is_reached_by_its_path() {
 }
 
 /// A websocket front for a TCP broker: accepts websocket connections (the
-/// `mqtt` subprotocol), records each handshake's headers, and carries the
-/// binary frames to and from the broker.
-async fn websocket_front(broker_port: u16) -> (u16, watch::Receiver<Vec<(String, String)>>) {
-    use async_tungstenite::tungstenite::{
-        Message,
-        handshake::server::{ErrorResponse, Request, Response},
-    };
-    use futures::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// `mqtt` subprotocol), over TLS when given a certificate and key (wss),
+/// records each handshake's headers, and carries the binary frames to and
+/// from the broker.
+async fn websocket_front(
+    broker_port: u16,
+    tls: Option<(&str, &str)>,
+) -> (u16, watch::Receiver<Vec<(String, String)>>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
+    let acceptor = tls.map(|(cert, key)| {
+        let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("server key PEM");
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a server certificate and its key");
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (seen_tx, seen) = watch::channel(Vec::new());
@@ -319,62 +333,83 @@ async fn websocket_front(broker_port: u16) -> (u16, watch::Receiver<Vec<(String,
                 return;
             };
             let seen_tx = seen_tx.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let record = |request: &Request, mut response: Response| {
-                    let headers = request
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-                        .collect();
-                    seen_tx.send_replace(headers);
-                    response
-                        .headers_mut()
-                        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
-                    Ok::<_, ErrorResponse>(response)
-                };
-                let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(stream, record).await
-                else {
-                    return;
-                };
-                let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
-                else {
-                    return;
-                };
-                let (mut to_client, mut from_client) = ws.split();
-                let (mut from_broker, mut to_broker) = tcp.into_split();
-                let up = async move {
-                    while let Some(Ok(message)) = from_client.next().await {
-                        if let Message::Binary(bytes) = message {
-                            if to_broker.write_all(&bytes).await.is_err() {
-                                return;
-                            }
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            carry(tls, broker_port, seen_tx).await;
                         }
                     }
-                };
-                let down = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = match from_broker.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        let frame = Message::Binary(buf[..n].to_vec().into());
-                        if to_client.send(frame).await.is_err() {
-                            return;
-                        }
-                    }
-                };
-                tokio::join!(up, down);
+                    None => carry(stream, broker_port, seen_tx).await,
+                }
             });
         }
     });
     (port, seen)
 }
 
+/// One websocket connection of the front, carried to the broker.
+async fn carry<S>(stream: S, broker_port: u16, seen_tx: watch::Sender<Vec<(String, String)>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use async_tungstenite::tungstenite::{
+        Message,
+        handshake::server::{ErrorResponse, Request, Response},
+    };
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let record = |request: &Request, mut response: Response| {
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        seen_tx.send_replace(headers);
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+        Ok::<_, ErrorResponse>(response)
+    };
+    let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(stream, record).await else {
+        return;
+    };
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await else {
+        return;
+    };
+    let (mut to_client, mut from_client) = ws.split();
+    let (mut from_broker, mut to_broker) = tcp.into_split();
+    let up = async move {
+        while let Some(Ok(message)) = from_client.next().await {
+            if let Message::Binary(bytes) = message
+                && to_broker.write_all(&bytes).await.is_err()
+            {
+                return;
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_broker.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let frame = Message::Binary(buf[..n].to_vec().into());
+            if to_client.send(frame).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(up, down);
+}
+
 #[tokio::test]
 async fn websockets_carry_mqtt_and_the_handshake_headers() {
     let broker = Mosquitto::start().await;
-    let (port, seen) = websocket_front(broker.port).await;
+    let (port, seen) = websocket_front(broker.port, None).await;
     let url = format!("ws://127.0.0.1:{port}/mqtt");
     connect(
         json!({"server": url, "httpHeaders": {"X-Plant": ["hall-3"], "Authorization": ["Bearer edge"]}}),
@@ -391,5 +426,36 @@ async fn websockets_carry_mqtt_and_the_handshake_headers() {
     assert!(has("x-plant", "hall-3"), "{headers:?}");
     assert!(has("authorization", "Bearer edge"), "{headers:?}");
     assert!(has("sec-websocket-protocol", "mqtt"), "{headers:?}");
+    drop(broker);
+}
+
+#[tokio::test]
+async fn secure_websockets_verify_the_server_and_carry_the_headers() {
+    let certs = certificates();
+    let d = certs.path();
+    let broker = Mosquitto::start().await;
+    let (cert, key) = (read(d, "server.pem"), read(d, "server.key"));
+    let (port, seen) = websocket_front(broker.port, Some((&cert, &key))).await;
+    let url = format!("wss://127.0.0.1:{port}/mqtt");
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}, "httpHeaders": {"X-Plant": ["hall-3"]}}),
+        true,
+        "",
+    )
+    .await;
+    let headers = seen.borrow().clone();
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-plant") && v == "hall-3"),
+        "{headers:?}"
+    );
+    // A server that the given CA did not sign is refused.
+    connect(
+        json!({"server": url, "tlsConfig": {"caFilePEM": read(d, "other-ca.pem")}}),
+        false,
+        "UnknownIssuer",
+    )
+    .await;
     drop(broker);
 }

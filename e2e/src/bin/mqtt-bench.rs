@@ -1,0 +1,198 @@
+//! Benchmark (not a test) of the MQTT path of one adaptor: N dummy fans
+//! in one dummy adaptor, each publishing its status every second (QoS 1,
+//! retained), next to N bare rumqttc clients in this process publishing a
+//! status of the same size at the same pace, on the same mosquitto. Run it
+//! with `bash e2e/bench-mqtt.sh` (release build, its own control plane).
+//!
+//! Both are counted the same way, by one subscriber to the broker: messages
+//! per second delivered over the measuring window. For the adaptor it also
+//! prints its CPU (cores used) and RSS.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, client, dummy_link, ensure_namespace,
+    process::{Operator, cpu_seconds, peak_rss_mib, rss_mib},
+};
+use futures::{StreamExt, stream};
+use kube::{Api, api::PostParams};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+struct Args {
+    devices: usize,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        devices: 1000,
+        seconds: 60,
+    };
+    for (flag, value) in devicelink_e2e::numeric_flags(&["--devices", "--seconds"]) {
+        match flag.as_str() {
+            "--devices" => args.devices = value as usize,
+            _ => args.seconds = value,
+        }
+    }
+    args
+}
+
+const NAMESPACE: &str = "bench-mqtt";
+const POD: &str = "devicelink-adaptor-dummy-edge-worker";
+
+/// Counts the messages one subscriber receives on `filter`.
+async fn counter(port: u16, filter: &str) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut options = MqttOptions::new(
+        format!("bench-count-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(options, 100);
+    client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    count
+}
+
+/// Messages per second the counter sees over `seconds`, after `settle`.
+async fn rate(count: &AtomicU64, settle: Duration, seconds: u64) -> f64 {
+    tokio::time::sleep(settle).await;
+    let (a, t) = (count.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    (count.load(Ordering::Relaxed) - a) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// N bare rumqttc clients, each publishing a fan-sized status every second.
+async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
+    let count = counter(port, "bench/bare/#").await;
+    let mut tasks = Vec::new();
+    for i in 0..devices {
+        tasks.push(tokio::spawn(async move {
+            let options = MqttOptions::new(format!("bench-bare-{i}"), "127.0.0.1", port);
+            let (client, mut events) = AsyncClient::new(options, 10);
+            let mut speed = 200;
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    event = events.poll() => if event.is_err() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    },
+                    _ = ticks.tick() => {
+                        speed = (speed + 1).min(300);
+                        let payload = json!({"gear": "fast", "rotatingSpeed": speed}).to_string();
+                        // Never blocks this loop, which also drives the connection.
+                        let _ = client.try_publish(
+                            format!("bench/bare/fan-{i}"),
+                            QoS::AtLeastOnce,
+                            true,
+                            payload,
+                        );
+                    }
+                }
+            }
+        }));
+    }
+    let rate = rate(&count, Duration::from_secs(10), seconds).await;
+    tasks.iter().for_each(|t| t.abort());
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let broker = Mosquitto::start().await;
+
+    let bare_rate = bare(broker.port, args.devices, args.seconds).await;
+    eprintln!("bare rumqttc: {bare_rate:.0} messages/s");
+
+    let client = client().await;
+    ensure_namespace(&client, NAMESPACE).await;
+    let count = counter(broker.port, "bench/adaptor/#").await;
+    let operator = Operator::start_with("bench-mqtt-operator", &["--leader-elect=false"]);
+    let kubelet = LocalKubelet::start(client.clone());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
+    let start = Instant::now();
+    let url = broker.url();
+    stream::iter(0..args.devices)
+        .map(|i| {
+            let links = links.clone();
+            let link = dummy_link(
+                NAMESPACE,
+                &format!("fan-{i}"),
+                "edge-worker",
+                json!({"spec": {
+                    "protocol": {"location": "bench"}, "gear": "fast", "on": true,
+                    "extension": {"mqtt": {"client": {"server": url},
+                                           "message": {"topic": "bench/adaptor/:name"}}},
+                }}),
+            );
+            async move {
+                links
+                    .create(&PostParams::default(), &link)
+                    .await
+                    .expect("create DeviceLink");
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let connected = "devicelink_operator_devicelinks{phase=\"DeviceConnected\",status=\"True\"}";
+    while (operator.metric(connected).await.unwrap_or(0.0) as usize) < args.devices {
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "not every fan connected after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "{} fans connected in {:.1}s",
+        args.devices,
+        start.elapsed().as_secs_f64()
+    );
+    let pid = kubelet.pid(POD).expect("adaptor pid");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu = cpu_seconds(pid);
+    let t = Instant::now();
+    let adaptor_rate = rate(&count, Duration::ZERO, args.seconds).await;
+    let cores = (cpu_seconds(pid) - cpu) / t.elapsed().as_secs_f64();
+
+    println!(
+        "| {} devices, 1 status/s each, QoS 1, retained | |",
+        args.devices
+    );
+    println!("|---|---|");
+    println!("| bare rumqttc clients, messages/s delivered | {bare_rate:.0} |");
+    println!("| one dummy adaptor, messages/s delivered | {adaptor_rate:.0} |");
+    println!("| ratio | {:.2}x |", adaptor_rate / bare_rate);
+    println!("| adaptor CPU (cores) | {cores:.2} |");
+    println!(
+        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
+        rss_mib(pid),
+        peak_rss_mib(pid)
+    );
+
+    drop(kubelet);
+    operator.stop().await;
+    broker.stop().await;
+}
