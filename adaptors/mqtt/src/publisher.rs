@@ -357,7 +357,9 @@ impl Driver {
         // Sent ping not yet answered.
         let mut ping_sent: Option<Instant> = None;
         loop {
-            let deadline = self.deadline(ping_sent);
+            // Only a live connection can be stuck; while (re)connecting the
+            // messages it had in flight wait for the next one.
+            let deadline = generation.and_then(|_| self.deadline(ping_sent));
             let polled = tokio::select! {
                 polled = event_loop.poll() => polled.map_err(|e| e.to_string()),
                 why = sleep_until_some(deadline) => {

@@ -1,0 +1,212 @@
+//! The publisher's watchdogs and reconnect policy against a broker that
+//! stops answering without closing the connection (a TCP front for a real
+//! mosquitto that can be frozen: it keeps the connection and drops every
+//! byte) or whose connection is cut: pingTimeout and waitTimeout drop the
+//! stuck connection, say why, and the messages still arrive once the
+//! broker answers again; with autoReconnect false a lost connection stays
+//! down and says so.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use devicelink_api::{mqtt::MqttOptions, property::MqttStatus};
+use devicelink_e2e::{Mosquitto, eventually_showing, mqtt::Subscriber};
+use devicelink_mqtt::{Publisher, TopicContext, publisher::DeviceMqtt};
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::{broadcast, watch},
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A TCP front for the broker that can freeze (keep every connection open
+/// and drop all bytes both ways) and cut (close every connection).
+struct Front {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    cut: broadcast::Sender<()>,
+}
+
+impl Front {
+    async fn start(broker_port: u16) -> Front {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (cut, _) = broadcast::channel(1);
+        let front = Front {
+            port,
+            frozen: frozen.clone(),
+            accepted: accepted.clone(),
+            cut: cut.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+                else {
+                    continue;
+                };
+                let (frozen, mut cut) = (frozen.clone(), cut.subscribe());
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut broker_read, mut broker_write) = broker.into_split();
+                    let up = pipe(&mut client_read, &mut broker_write, &frozen);
+                    let down = pipe(&mut broker_read, &mut client_write, &frozen);
+                    tokio::select! {
+                        _ = async { tokio::join!(up, down) } => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        front
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, Ordering::SeqCst);
+    }
+
+    fn cut(&self) {
+        let _ = self.cut.send(());
+    }
+}
+
+/// Copies bytes one way, dropping them while frozen.
+async fn pipe(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    frozen: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !frozen.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A publisher with `client` options, and its status.
+fn publisher(
+    client: serde_json::Value,
+    topic: &str,
+) -> (Publisher, watch::Receiver<Option<MqttStatus>>) {
+    let options: MqttOptions = serde_json::from_value(json!({
+        "client": client,
+        "message": {"topic": topic, "qos": 1, "retained": false},
+    }))
+    .unwrap();
+    let data = devicelink_e2e::log_dir().join("data").join("timeouts");
+    let (device, rx, _writes) = DeviceMqtt::new(Default::default(), data);
+    let link = TopicContext {
+        namespace: "ns".into(),
+        name: "fan".into(),
+        uid: "uid".into(),
+    };
+    let no_refs =
+        |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
+    let p = Publisher::start(&options, &link, &no_refs, &device).expect("options are valid");
+    (p, rx)
+}
+
+/// Waits until the status shows `connected` and, if given, an error
+/// containing `error`.
+async fn status(
+    rx: &watch::Receiver<Option<MqttStatus>>,
+    connected: bool,
+    error: Option<&str>,
+) -> MqttStatus {
+    eventually_showing(
+        &format!("connected={connected}, error {error:?}"),
+        WAIT,
+        || {
+            let seen = rx.borrow().clone();
+            async move {
+                match seen {
+                    Some(s)
+                        if s.connected == connected
+                            && error.is_none_or(|e| {
+                                s.last_error.as_deref().unwrap_or_default().contains(e)
+                            }) =>
+                    {
+                        Ok(s)
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
+    let broker = Mosquitto::start().await;
+    let front = Front::start(broker.port).await;
+    let server = format!("tcp://127.0.0.1:{}", front.port);
+    // The ping goes out every 2 s; an answer missing for 1 s is enough.
+    let (_p, rx) = publisher(
+        json!({"server": server, "keepAlive": "2s", "pingTimeout": "1s"}),
+        "e2e/ping/:name",
+    );
+    status(&rx, true, None).await;
+    front.freeze(true);
+    status(&rx, false, Some("no ping response within pingTimeout")).await;
+    front.freeze(false);
+    status(&rx, true, None).await;
+    assert!(
+        front.accepted.load(Ordering::SeqCst) >= 2,
+        "it connected again"
+    );
+}
+
+#[tokio::test]
+async fn an_unacknowledged_message_drops_the_connection_and_is_sent_again() {
+    let broker = Mosquitto::start().await;
+    let front = Front::start(broker.port).await;
+    let mut subscriber = Subscriber::start(broker.port, "e2e/wait/#").await;
+    let server = format!("tcp://127.0.0.1:{}", front.port);
+    // Pings every 60 s: only the message's missing PUBACK can notice.
+    let (p, rx) = publisher(
+        json!({"server": server, "keepAlive": "60s", "waitTimeout": "1s"}),
+        "e2e/wait/:name",
+    );
+    status(&rx, true, None).await;
+    front.freeze(true);
+    p.publish(br#"{"n":1}"#.to_vec());
+    status(&rx, false, Some("not acknowledged within waitTimeout")).await;
+    front.freeze(false);
+    status(&rx, true, None).await;
+    let m = subscriber.next(WAIT).await;
+    assert_eq!(m.payload, json!({"n": 1}), "the message was sent again");
+}
+
+#[tokio::test]
+async fn without_auto_reconnect_a_lost_connection_stays_down_and_says_why() {
+    let broker = Mosquitto::start().await;
+    let front = Front::start(broker.port).await;
+    let server = format!("tcp://127.0.0.1:{}", front.port);
+    let (_p, rx) = publisher(
+        json!({"server": server, "autoReconnect": false}),
+        "e2e/noreconnect/:name",
+    );
+    status(&rx, true, None).await;
+    front.cut();
+    let s = status(&rx, false, Some("autoReconnect is false")).await;
+    assert!(!s.connected);
+    // Well past the first retry (1 s): no new connection was tried.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(front.accepted.load(Ordering::SeqCst), 1);
+    assert!(!rx.borrow().as_ref().unwrap().connected);
+}
