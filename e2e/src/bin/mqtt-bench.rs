@@ -51,11 +51,14 @@ const POD: &str = "devicelink-adaptor-dummy-edge-worker";
 /// Counts the messages one subscriber receives on `filter`.
 async fn counter(port: u16, filter: &str) -> Arc<AtomicU64> {
     let count = Arc::new(AtomicU64::new(0));
-    let mut options = MqttOptions::new(
-        format!("bench-count-{}", std::process::id()),
-        "127.0.0.1",
-        port,
+    // One client ID per counter: a second client with the same ID would
+    // push the first off the broker.
+    let id = format!(
+        "bench-count-{}-{}",
+        std::process::id(),
+        filter.replace(['/', '#', '+'], "-")
     );
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(options, 100);
     client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
