@@ -371,3 +371,38 @@ pub fn numeric_flags(known: &[&str]) -> Vec<(String, u64)> {
     }
     flags
 }
+
+/// Creates DeviceLinks, 16 requests in flight, and waits until the
+/// operator counts all of them DeviceConnected True (benchmarks: the
+/// operator must run with its metrics port). Returns how long it took.
+pub async fn create_all_connected(
+    links: &kube::Api<devicelink_api::DeviceLink>,
+    all: Vec<devicelink_api::DeviceLink>,
+    operator: &process::Operator,
+) -> Duration {
+    use futures::StreamExt;
+    let n = all.len();
+    let start = std::time::Instant::now();
+    futures::stream::iter(all)
+        .map(|link| async move {
+            links
+                .create(&Default::default(), &link)
+                .await
+                .expect("create DeviceLink");
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let connected = "devicelink_operator_devicelinks{phase=\"DeviceConnected\",status=\"True\"}";
+    loop {
+        let seen = operator.metric(connected).await.unwrap_or(0.0) as usize;
+        if seen >= n {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "only {seen} of {n} devices connected after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

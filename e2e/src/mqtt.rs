@@ -134,3 +134,29 @@ pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), event_loop.poll()).await;
 }
+
+/// A device publisher started outside any adaptor, for transport and
+/// timing tests: `options` is a v1alpha1 MQTT extension (client and
+/// message), the device is `ns/fan`. Returns it with its status.
+pub fn test_publisher(
+    options: serde_json::Value,
+) -> (
+    devicelink_mqtt::Publisher,
+    tokio::sync::watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
+) {
+    let options: devicelink_api::mqtt::MqttOptions =
+        serde_json::from_value(options).expect("valid MQTT options");
+    let data = crate::log_dir().join("data").join("publishers");
+    let (device, status, _writes) =
+        devicelink_mqtt::publisher::DeviceMqtt::new(Default::default(), data);
+    let link = devicelink_mqtt::TopicContext {
+        namespace: "ns".into(),
+        name: "fan".into(),
+        uid: "uid".into(),
+    };
+    let no_refs =
+        |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
+    let publisher = devicelink_mqtt::Publisher::start(&options, &link, &no_refs, &device)
+        .expect("options are valid");
+    (publisher, status)
+}

@@ -14,9 +14,12 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{mqtt::MqttOptions, property::MqttStatus};
-use devicelink_e2e::{Mosquitto, eventually_showing, mqtt::Subscriber};
-use devicelink_mqtt::{Publisher, TopicContext, publisher::DeviceMqtt};
+use devicelink_api::property::MqttStatus;
+use devicelink_e2e::{
+    Mosquitto, eventually_showing,
+    mqtt::{Subscriber, test_publisher},
+};
+use devicelink_mqtt::Publisher;
 use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -97,27 +100,15 @@ async fn pipe(
     }
 }
 
-/// A publisher with `client` options, and its status.
+/// A publisher with `client` options (QoS 1, not retained), and its status.
 fn publisher(
     client: serde_json::Value,
     topic: &str,
 ) -> (Publisher, watch::Receiver<Option<MqttStatus>>) {
-    let options: MqttOptions = serde_json::from_value(json!({
+    test_publisher(json!({
         "client": client,
         "message": {"topic": topic, "qos": 1, "retained": false},
     }))
-    .unwrap();
-    let data = devicelink_e2e::log_dir().join("data").join("timeouts");
-    let (device, rx, _writes) = DeviceMqtt::new(Default::default(), data);
-    let link = TopicContext {
-        namespace: "ns".into(),
-        name: "fan".into(),
-        uid: "uid".into(),
-    };
-    let no_refs =
-        |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
-    let p = Publisher::start(&options, &link, &no_refs, &device).expect("options are valid");
-    (p, rx)
 }
 
 /// Waits until the status shows `connected` and, if given, an error

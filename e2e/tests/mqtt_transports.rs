@@ -7,9 +7,8 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use devicelink_api::{mqtt::MqttOptions, property::MqttStatus};
-use devicelink_e2e::{Mosquitto, eventually_showing, process::free_port};
-use devicelink_mqtt::{Publisher, TopicContext, publisher::DeviceMqtt};
+use devicelink_api::property::MqttStatus;
+use devicelink_e2e::{Mosquitto, eventually_showing, mqtt::test_publisher, process::free_port};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -159,22 +158,10 @@ async fn broker(dir: &Path, cert: &str, require_client: bool) -> Mosquitto {
 /// Starts a publisher with `client` options and waits until its status
 /// shows `connected` (and, when refused, an error containing `error`).
 async fn connect(client: serde_json::Value, connected: bool, error: &str) -> MqttStatus {
-    let options: MqttOptions = serde_json::from_value(json!({
+    let (publisher, rx) = test_publisher(json!({
         "client": client,
         "message": {"topic": "e2e/tls/:name"},
-    }))
-    .unwrap();
-    let data = devicelink_e2e::log_dir().join("data").join("transports");
-    let (device, rx, _writes) = DeviceMqtt::new(Default::default(), data);
-    let link = TopicContext {
-        namespace: "ns".into(),
-        name: "fan".into(),
-        uid: "uid".into(),
-    };
-    let no_refs =
-        |_: &devicelink_api::devicelink::ReferenceItem| Err("no references here".to_string());
-    let publisher =
-        Publisher::start(&options, &link, &no_refs, &device).expect("options are valid");
+    }));
     let status = eventually_showing(
         &format!("connected={connected} with error {error:?}"),
         WAIT,

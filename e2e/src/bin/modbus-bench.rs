@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, device_link, ensure_namespace,
+    LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
     modbus::ModbusServer,
     process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
 };
-use futures::{StreamExt, stream};
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
 struct Args {
@@ -139,43 +138,22 @@ async fn main() {
     let kubelet = LocalKubelet::start(client.clone());
 
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
-    let start = Instant::now();
-    stream::iter(0..args.devices)
+    let all = (0..args.devices)
         .map(|i| {
-            let links = links.clone();
-            let link = link(
+            let endpoint = servers[i % servers.len()].endpoint();
+            link(
                 i,
-                &servers[i % servers.len()].endpoint(),
+                &endpoint,
                 args.registers,
                 args.mqtt.then(|| broker.url()).as_deref(),
-            );
-            async move {
-                links
-                    .create(&PostParams::default(), &link)
-                    .await
-                    .expect("create DeviceLink");
-            }
+            )
         })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-    let connected = "devicelink_operator_devicelinks{phase=\"DeviceConnected\",status=\"True\"}";
-    loop {
-        let n = operator.metric(connected).await.unwrap_or(0.0) as usize;
-        if n >= args.devices {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(900),
-            "only {n} of {} devices connected after 15 minutes",
-            args.devices
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        .collect();
+    let took = create_all_connected(&links, all, &operator).await;
     eprintln!(
         "{} devices created and connected in {:.1}s; settling 10 s, then measuring {} s",
         args.devices,
-        start.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         args.seconds
     );
     let port = kubelet.metrics_port(POD).expect("adaptor metrics port");

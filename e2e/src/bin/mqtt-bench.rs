@@ -18,11 +18,10 @@ use std::{
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, dummy_link, ensure_namespace,
+    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
     process::{Operator, cpu_seconds, peak_rss_mib, rss_mib},
 };
-use futures::{StreamExt, stream};
-use kube::{Api, api::PostParams};
+use kube::Api;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
@@ -135,12 +134,10 @@ async fn main() {
     let operator = Operator::start_with("bench-mqtt-operator", &["--leader-elect=false"]);
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
-    let start = Instant::now();
     let url = broker.url();
-    stream::iter(0..args.devices)
+    let all = (0..args.devices)
         .map(|i| {
-            let links = links.clone();
-            let link = dummy_link(
+            dummy_link(
                 NAMESPACE,
                 &format!("fan-{i}"),
                 "edge-worker",
@@ -149,29 +146,14 @@ async fn main() {
                     "extension": {"mqtt": {"client": {"server": url},
                                            "message": {"topic": "bench/adaptor/:name"}}},
                 }}),
-            );
-            async move {
-                links
-                    .create(&PostParams::default(), &link)
-                    .await
-                    .expect("create DeviceLink");
-            }
+            )
         })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-    let connected = "devicelink_operator_devicelinks{phase=\"DeviceConnected\",status=\"True\"}";
-    while (operator.metric(connected).await.unwrap_or(0.0) as usize) < args.devices {
-        assert!(
-            start.elapsed() < Duration::from_secs(900),
-            "not every fan connected after 15 minutes"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        .collect();
+    let took = create_all_connected(&links, all, &operator).await;
     eprintln!(
         "{} fans connected in {:.1}s",
         args.devices,
-        start.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let pid = kubelet.pid(POD).expect("adaptor pid");
     tokio::time::sleep(Duration::from_secs(10)).await;
