@@ -11,7 +11,7 @@ use devicelink_e2e::{
     modbus::{ModbusServer, Silent, wait_property},
     mqtt::Subscriber,
     process::start_operator,
-    wait_connected, wait_reason,
+    wait_connected, wait_event, wait_reason,
 };
 use kube::{
     Api,
@@ -164,6 +164,8 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
         message.contains(&format!("cannot connect to {}", first.endpoint())),
         "{message}"
     );
+    // Each transition is also an Event on the DeviceLink.
+    wait_event(&client, namespace, name, "Unreachable", "Warning").await;
     first.restart().await;
     wait_connected_as(&links, name, "True", "Healthy").await;
 
@@ -175,8 +177,10 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
         "{message}"
     );
     assert!(message.contains("reading holding registers 0"), "{message}");
+    wait_event(&client, namespace, name, "ExceptionResponse", "Warning").await;
     first.fail(false);
     wait_connected_as(&links, name, "True", "Healthy").await;
+    wait_event(&client, namespace, name, "Healthy", "Normal").await;
 
     // The device moves: the new endpoint is used at once.
     let second = ModbusServer::tcp(&[1], json!({"1": {"holding": {"0": 222}}})).await;

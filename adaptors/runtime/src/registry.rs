@@ -480,6 +480,8 @@ fn upsert<K, F, Fut>(
         )),
         tokio::spawn(link_status::run(
             Api::namespaced(client.clone(), &namespace),
+            Api::namespaced(client.clone(), &namespace),
+            shared.reporter.clone(),
             link_rx.clone(),
             connected_rx,
         )),
