@@ -160,3 +160,73 @@ pub fn test_publisher(
         .expect("options are valid");
     (publisher, status)
 }
+
+/// An MQTT 5 request: publishes `payload` on `topic` with a response
+/// topic and correlation data of its own, and returns the answer that
+/// arrives on the response topic with the correlation data it quoted.
+pub async fn request_v5(
+    port: u16,
+    topic: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> (serde_json::Value, Option<Vec<u8>>) {
+    use rumqttc::v5::{
+        AsyncClient, Event,
+        mqttbytes::{
+            QoS,
+            v5::{Packet, PublishProperties},
+        },
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("e2e-v5-{}-{n}", std::process::id());
+    let response_topic = format!("e2e/responses/{id}");
+    let correlation = format!("request-{n}").into_bytes();
+    let options = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", port);
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client
+        .subscribe(&response_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let properties = PublishProperties {
+        response_topic: Some(response_topic.clone()),
+        correlation_data: Some(correlation.into()),
+        ..Default::default()
+    };
+    let mut sent = false;
+    let answer = tokio::time::timeout(timeout, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
+                    sent = true;
+                    client
+                        .publish_with_properties(
+                            topic,
+                            QoS::AtLeastOnce,
+                            false,
+                            payload.to_vec(),
+                            properties.clone(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == response_topic.as_bytes() => {
+                    let correlation = p
+                        .properties
+                        .and_then(|props| props.correlation_data)
+                        .map(|c| c.to_vec());
+                    return (
+                        serde_json::from_slice(&p.payload).expect("a JSON answer"),
+                        correlation,
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => panic!("MQTT 5 request: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer on {response_topic} within {timeout:?}"));
+    let _ = client.disconnect().await;
+    answer
+}

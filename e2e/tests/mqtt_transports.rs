@@ -209,6 +209,13 @@ async fn tls_transports_verify_the_server_and_present_client_certificates() {
         "",
     )
     .await;
+    // MQTT 5 over the same TLS listener.
+    connect(
+        json!({"server": tcps, "protocolVersion": 5, "tlsConfig": {"caFilePEM": read(d, "ca.pem")}}),
+        true,
+        "",
+    )
+    .await;
 
     // A CA that did not sign the server's certificate: refused, and the
     // status says why.

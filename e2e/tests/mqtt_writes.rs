@@ -124,3 +124,48 @@ async fn next_matching(
         }
     }
 }
+
+#[tokio::test]
+async fn mqtt_5_writes_are_answered_on_their_response_topic_with_their_correlation_data() {
+    let namespace = "e2e-mqtt5-writes";
+    let (_guard, client) = begin(namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+
+    let name = "porch-fan";
+    let link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({"spec": {
+            "protocol": {"location": "porch"}, "gear": "slow", "on": false,
+            "extension": {"mqtt": {
+                "client": {"server": broker.url(), "protocolVersion": 5},
+                "message": {"topic": "e2e/mqtt5/:name"},
+            }},
+        }}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let mut status = Subscriber::start(broker.port, &format!("e2e/mqtt5/{name}")).await;
+    create_connected(&links, &link).await;
+    // Status flows over MQTT 5 like over 3.1.1 (the broker serves both).
+    assert_eq!(status.next(WAIT).await.payload["gear"], "slow");
+
+    let write_topic = format!("e2e/mqtt5/{name}/$write");
+    let (answer, correlation) =
+        mqtt::request_v5(broker.port, &write_topic, br#"{"on": true}"#, WAIT).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(
+        correlation
+            .as_deref()
+            .is_some_and(|c| c.starts_with(b"request-")),
+        "the answer quotes the request's correlation data: {correlation:?}"
+    );
+    let (refused, _) =
+        mqtt::request_v5(broker.port, &write_topic, br#"{"gear": "turbo"}"#, WAIT).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+
+    delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}

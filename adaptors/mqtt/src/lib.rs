@@ -7,6 +7,7 @@ pub mod publisher;
 pub mod store;
 mod tls;
 pub mod topic;
+mod wire;
 pub mod write;
 
 pub use metrics::MqttMetrics;

@@ -35,6 +35,9 @@ pub struct Message {
     pub qos: QoS,
     pub retain: bool,
     pub payload: Vec<u8>,
+    /// MQTT 5 correlation data, for the answer to a request that had some
+    /// (never stored: answers are not).
+    pub correlation: Option<Vec<u8>>,
 }
 
 /// Hands a message to the connected client without waiting; false if it
@@ -463,13 +466,9 @@ pub(crate) fn window_for(depth: usize) -> usize {
     depth.clamp(1, 100)
 }
 
-/// The handoff for a rumqttc client.
-pub fn handoff_to(client: rumqttc::AsyncClient) -> Handoff {
-    Box::new(move |m: &Message| {
-        client
-            .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone())
-            .is_ok()
-    })
+/// The handoff for a connected client (MQTT 3.1.1 or 5).
+pub(crate) fn handoff_to(client: crate::wire::Client) -> Handoff {
+    Box::new(move |m: &Message| client.try_publish(m))
 }
 
 /// Shared by a device's publishers over time.
@@ -485,6 +484,7 @@ mod tests {
             qos,
             retain: true,
             payload: n.to_string().into_bytes(),
+            correlation: None,
         }
     }
 

@@ -14,7 +14,7 @@ use devicelink_api::{
     },
     property::MqttStatus,
 };
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions as ClientOptions, Outgoing, Packet, QoS};
+use rumqttc::QoS;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
@@ -23,6 +23,7 @@ use crate::{
     outbox::{Message, SharedOutbox, handoff_to},
     store::FileStore,
     topic::{Topic, TopicContext, is_publishable},
+    wire::{self, Dial, Seen, Version},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub enum PublisherError {
     #[error("spec.extension.mqtt.client.httpHeaders[{0:?}]: {1}")]
     Header(String, String),
     #[error(
-        "spec.extension.mqtt.client.protocolVersion {0}: this adaptor speaks MQTT 3.1.1 (4) only so far; set 4 or leave it out"
+        "spec.extension.mqtt.client.protocolVersion {0}: set 4 (MQTT 3.1.1, the default) or 5 (MQTT 5)"
     )]
     ProtocolVersion(i32),
     #[error("spec.extension.mqtt.client.store: {0}")]
@@ -104,13 +105,16 @@ impl DeviceMqtt {
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
     pub payload: Vec<u8>,
-    /// Where the answer goes.
+    /// Where the answer goes: the MQTT 5 response topic the writer gave,
+    /// or `<write topic>/$reply`.
     pub reply_topic: String,
+    /// MQTT 5 correlation data the writer gave, quoted in the answer.
+    pub correlation: Option<Vec<u8>>,
 }
 
 /// Publishes one device's status and receives its writes.
 pub struct Publisher {
-    client: AsyncClient,
+    client: wire::Client,
     topic: String,
     qos: QoS,
     retain: bool,
@@ -137,14 +141,12 @@ impl Publisher {
         let qos = qos_of(message.qos_or_default())?;
         let retain = message.retained_or_default();
         let timing = Timing::of(client)?;
-        let mut client_options = client_options(options, link, resolve)?;
+        let mut dial = client_options(options, link, resolve)?;
         let will = last_will(message, link, &topic, qos, retain)?;
         // A retained will says the device's adaptor died; once connected
         // again (or when the device goes away) it is no longer true.
         let retained_will = will.as_ref().filter(|w| w.retain).map(|w| w.topic.clone());
-        if let Some(will) = will {
-            client_options.set_last_will(will);
-        }
+        dial.will = will;
         let depth = client.message_channel_depth.unwrap_or(100).max(1) as usize;
         let store = match client
             .store
@@ -162,10 +164,11 @@ impl Publisher {
         };
         device.outbox.configure(depth, store);
         device.outbox.detach();
-        client_options.set_inflight(crate::outbox::window_for(depth) as u16);
+        dial.inflight = crate::outbox::window_for(depth) as u16;
+        dial.connect_timeout = timing.connect;
         device.state.send_replace(Some(MqttStatus {
             server: Some(client.server.clone()),
-            client_id: Some(client_options.client_id()),
+            client_id: Some(dial.client_id.clone()),
             topic: Some(topic.clone()),
             qos: Some(qos as i32),
             retained: Some(retain),
@@ -175,10 +178,7 @@ impl Publisher {
         // The outbox hands over at most a window's worth; room for control
         // packets (subscribe, disconnect) besides.
         let capacity = crate::outbox::window_for(depth) + 8;
-        let (mqtt, mut event_loop) = AsyncClient::new(client_options, capacity);
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_connection_timeout(timing.connect.as_secs().max(1));
-        event_loop.set_network_options(network);
+        let (mqtt, event_loop) = dial.connect(capacity);
         let driver = Driver {
             client: mqtt.clone(),
             outbox: device.outbox.clone(),
@@ -226,16 +226,19 @@ impl Publisher {
             qos: self.qos,
             retain: self.retain,
             payload,
+            correlation: None,
         });
     }
 
-    /// Answers a write (never retained, never stored on disk).
-    pub fn reply(&self, topic: &str, payload: Vec<u8>) {
+    /// Answers a write (never retained, never stored on disk), quoting
+    /// its MQTT 5 correlation data if it had some.
+    pub fn reply(&self, request: &WriteRequest, payload: Vec<u8>) {
         self.outbox.push_next(Message {
-            topic: topic.to_string(),
+            topic: request.reply_topic.clone(),
             qos: QoS::AtLeastOnce,
             retain: false,
             payload,
+            correlation: request.correlation.clone(),
         });
     }
 
@@ -253,6 +256,7 @@ impl Publisher {
             qos: QoS::AtLeastOnce,
             retain: true,
             payload: Vec::new(),
+            correlation: None,
         };
         if self.retain {
             self.outbox.push_next(clear(&self.topic));
@@ -261,7 +265,7 @@ impl Publisher {
             self.outbox.push_next(clear(will));
         }
         let drained = tokio::time::timeout(within, self.outbox.drained()).await;
-        let _ = self.client.try_disconnect();
+        self.client.try_disconnect();
         let closed = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
         drained.is_ok() && closed.is_ok()
     }
@@ -273,7 +277,7 @@ impl Publisher {
     /// left stays in the File store, if there is one).
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(self.quiesce, self.outbox.drained()).await;
-        let _ = self.client.try_disconnect();
+        self.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
     }
 }
@@ -335,7 +339,7 @@ impl Timing {
 /// Owns a connection's event loop: reconnects, hands the outbox to the
 /// client, routes acknowledgements and writes.
 struct Driver {
-    client: AsyncClient,
+    client: wire::Client,
     outbox: SharedOutbox,
     state: StatusSender,
     writes: mpsc::Sender<WriteRequest>,
@@ -350,7 +354,7 @@ impl Driver {
     /// Polls the connection; after a failure waits 1 s, doubling up to
     /// maxReconnectInterval (or stops if autoReconnect is false and a
     /// connection had been made).
-    async fn run(self, mut event_loop: rumqttc::EventLoop) {
+    async fn run(self, mut event_loop: wire::Connection) {
         let mut backoff = Duration::from_secs(1);
         let mut generation = None;
         let mut ever_connected = false;
@@ -361,7 +365,7 @@ impl Driver {
             // messages it had in flight wait for the next one.
             let deadline = generation.and_then(|_| self.deadline(ping_sent));
             let polled = tokio::select! {
-                polled = event_loop.poll() => polled.map_err(|e| e.to_string()),
+                polled = event_loop.poll() => polled,
                 why = sleep_until_some(deadline) => {
                     // The connection is stuck; drop it (what clean() is for).
                     event_loop.clean();
@@ -369,7 +373,7 @@ impl Driver {
                 }
             };
             match polled {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(Seen::Connected { session_present }) => {
                     debug!(server = %self.server, "connected to MQTT broker");
                     self.set(true, None);
                     if ever_connected {
@@ -379,12 +383,10 @@ impl Driver {
                     ping_sent = None;
                     // A session the broker kept is only ours to resume if
                     // this client sent what is in it.
-                    let resumed = ack.session_present && ever_connected;
+                    let resumed = session_present && ever_connected;
                     ever_connected = true;
                     if !(resumed && self.resume_subs) {
-                        let _ = self
-                            .client
-                            .try_subscribe(self.write_topic.clone(), QoS::AtLeastOnce);
+                        self.client.try_subscribe(&self.write_topic);
                     }
                     if let Some(will) = &self.retained_will {
                         self.outbox.push_next(Message {
@@ -392,6 +394,7 @@ impl Driver {
                             qos: QoS::AtLeastOnce,
                             retain: true,
                             payload: Vec::new(),
+                            correlation: None,
                         });
                     }
                     generation = Some(
@@ -399,35 +402,34 @@ impl Driver {
                             .connected(handoff_to(self.client.clone()), resumed),
                     );
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                Ok(Seen::Sent(pkid)) => {
                     if let Some(g) = generation {
                         self.outbox.sent(g, pkid);
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                Ok(Seen::Acked(pkid)) => {
                     if let Some(g) = generation {
-                        self.outbox.acknowledged(g, ack.pkid);
+                        self.outbox.acknowledged(g, pkid);
                     }
                 }
-                Ok(Event::Incoming(Packet::PubComp(ack))) => {
-                    if let Some(g) = generation {
-                        self.outbox.acknowledged(g, ack.pkid);
-                    }
-                }
-                Ok(Event::Outgoing(Outgoing::PingReq)) => {
+                Ok(Seen::PingSent) => {
                     ping_sent.get_or_insert_with(Instant::now);
                 }
-                Ok(Event::Incoming(Packet::PingResp)) => ping_sent = None,
-                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.write_topic => {
+                Ok(Seen::PingAnswered) => ping_sent = None,
+                Ok(Seen::Received(p)) if p.topic == self.write_topic => {
                     let request = WriteRequest {
-                        payload: p.payload.to_vec(),
-                        reply_topic: format!("{}/$reply", self.write_topic),
+                        payload: p.payload,
+                        reply_topic: p
+                            .response_topic
+                            .filter(|t| is_publishable(t))
+                            .unwrap_or_else(|| format!("{}/$reply", self.write_topic)),
+                        correlation: p.correlation,
                     };
                     if self.writes.try_send(request).is_err() {
                         warn!(topic = %self.write_topic, "writes arrive faster than the device takes them; one dropped");
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(Seen::Disconnecting) => return,
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(g) = generation.take() {
@@ -616,7 +618,7 @@ fn last_will(
     status_topic: &str,
     qos: QoS,
     retain: bool,
-) -> Result<Option<LastWill>, PublisherError> {
+) -> Result<Option<Message>, PublisherError> {
     use base64::Engine;
     let Some(will) = &message.will else {
         return Ok(None);
@@ -632,24 +634,27 @@ fn last_will(
         Some(q) => qos_of(q)?,
         None => qos,
     };
-    Ok(Some(LastWill::new(
+    Ok(Some(Message {
         topic,
-        content,
         qos,
-        will.retained.unwrap_or(retain),
-    )))
+        retain: will.retained.unwrap_or(retain),
+        payload: content,
+        correlation: None,
+    }))
 }
 
 fn client_options(
     options: &MqttOptions,
     link: &TopicContext,
     resolve: Resolve,
-) -> Result<ClientOptions, PublisherError> {
+) -> Result<Dial, PublisherError> {
     let client = &options.client;
-    // Refused rather than silently speaking 3.1.1 to a broker set up for 5.
-    if let Some(version) = client.protocol_version.filter(|v| *v != 4) {
-        return Err(PublisherError::ProtocolVersion(version));
-    }
+    let version = match client.protocol_version.unwrap_or(4) {
+        4 => Version::V4,
+        5 => Version::V5,
+        // 3 (MQTT 3.1) is refused by the API server already.
+        other => return Err(PublisherError::ProtocolVersion(other)),
+    };
     let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
     let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
     let host =
@@ -682,61 +687,68 @@ fn client_options(
         .client_id
         .clone()
         .unwrap_or_else(|| format!("devicelink-{}", link.uid));
-    let mut out = ClientOptions::new(client_id, address, port);
-    out.set_clean_session(client.clean_session.unwrap_or(true));
-    if let Some(keep_alive) = &client.keep_alive {
-        let d = keep_alive.to_std().ok_or_else(|| {
-            PublisherError::Duration("keepAlive", keep_alive.as_str().to_string())
-        })?;
-        out.set_keep_alive(d.max(Duration::from_secs(1)));
-    }
-    if let Some(auth) = &client.basic_auth {
-        // The API server requires one of each pair.
-        let user = pick(
-            "basicAuth.usernameRef",
-            &auth.username,
-            &auth.username_ref,
-            resolve,
-        )?;
-        let password = pick(
-            "basicAuth.passwordRef",
-            &auth.password,
-            &auth.password_ref,
-            resolve,
-        )?;
-        out.set_credentials(user.unwrap_or_default(), password.unwrap_or_default());
-    }
-    match transport {
-        Transport::Tcp => {}
+    let keep_alive = match &client.keep_alive {
+        Some(k) => Some(
+            k.to_std()
+                .ok_or_else(|| PublisherError::Duration("keepAlive", k.as_str().to_string()))?
+                .max(Duration::from_secs(1)),
+        ),
+        None => None,
+    };
+    let credentials = match &client.basic_auth {
+        Some(auth) => {
+            // The API server requires one of each pair.
+            let user = pick(
+                "basicAuth.usernameRef",
+                &auth.username,
+                &auth.username_ref,
+                resolve,
+            )?;
+            let password = pick(
+                "basicAuth.passwordRef",
+                &auth.password,
+                &auth.password_ref,
+                resolve,
+            )?;
+            Some((user.unwrap_or_default(), password.unwrap_or_default()))
+        }
+        None => None,
+    };
+    let transport = match transport {
+        Transport::Tcp => rumqttc::Transport::Tcp,
         Transport::Tls => {
             let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-            out.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
-            ));
+            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
         }
-        Transport::Unix => {
-            out.set_transport(rumqttc::Transport::unix());
-        }
-        Transport::Ws => {
-            out.set_transport(rumqttc::Transport::Ws);
-        }
+        Transport::Unix => rumqttc::Transport::unix(),
+        Transport::Ws => rumqttc::Transport::Ws,
         Transport::Wss => {
             let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-            out.set_transport(rumqttc::Transport::wss_with_config(
-                rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
-            ));
+            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
         }
-    }
-    if matches!(transport, Transport::Ws | Transport::Wss) && !client.http_headers.is_empty() {
-        let headers = http_headers(&client.http_headers)?;
-        out.set_request_modifier(move |mut request: http::Request<()>| {
-            for (name, value) in &headers {
-                request.headers_mut().append(name.clone(), value.clone());
-            }
-            std::future::ready(request)
-        });
-    }
-    Ok(out)
+    };
+    let headers = if matches!(
+        transport,
+        rumqttc::Transport::Ws | rumqttc::Transport::Wss(_)
+    ) {
+        http_headers(&client.http_headers)?
+    } else {
+        Vec::new()
+    };
+    Ok(Dial {
+        version,
+        client_id,
+        address,
+        port,
+        transport,
+        clean: client.clean_session.unwrap_or(true),
+        keep_alive,
+        credentials,
+        headers,
+        will: None,
+        inflight: 100,
+        connect_timeout: Duration::from_secs(10),
+    })
 }
 
 #[cfg(test)]
@@ -766,7 +778,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(will.topic, "plant/ns/fan/$will");
-        assert_eq!(&will.message[..], b"gone");
+        assert_eq!(&will.payload[..], b"gone");
         assert_eq!(will.qos, QoS::AtLeastOnce);
         assert!(will.retain);
     }
@@ -803,15 +815,20 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_5_is_refused_until_it_is_spoken_naming_the_field() {
-        let options: MqttOptions = serde_json::from_value(serde_json::json!({
-            "client": {"server": "tcp://broker:1883", "protocolVersion": 5},
-            "message": {"topic": "t"},
-        }))
-        .unwrap();
-        let no_refs = |_: &ReferenceItem| Err(String::new());
-        let err = client_options(&options, &link(), &no_refs).unwrap_err();
-        assert!(err.to_string().contains("protocolVersion 5"), "{err}");
+    fn protocol_version_picks_the_client_and_other_versions_are_refused_naming_the_field() {
+        let dial = |version: i32| {
+            let options: MqttOptions = serde_json::from_value(serde_json::json!({
+                "client": {"server": "tcp://broker:1883", "protocolVersion": version},
+                "message": {"topic": "t"},
+            }))
+            .unwrap();
+            let no_refs = |_: &ReferenceItem| Err(String::new());
+            client_options(&options, &link(), &no_refs).map(|d| d.version)
+        };
+        assert_eq!(dial(4).unwrap(), Version::V4);
+        assert_eq!(dial(5).unwrap(), Version::V5);
+        let err = dial(6).unwrap_err();
+        assert!(err.to_string().contains("protocolVersion 6"), "{err}");
     }
 
     #[test]

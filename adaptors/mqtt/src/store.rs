@@ -133,6 +133,7 @@ fn decode(bytes: &[u8]) -> Option<Message> {
             _ => return None,
         },
         payload: payload.to_vec(),
+        correlation: None,
     })
 }
 
@@ -146,6 +147,7 @@ mod tests {
             qos: QoS::ExactlyOnce,
             retain: n.is_multiple_of(2),
             payload: vec![n; n as usize],
+            correlation: None,
         }
     }
 

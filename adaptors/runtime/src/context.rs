@@ -152,7 +152,7 @@ impl<K: Model> DeviceContext<K> {
             }
         }
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
-            publisher.reply(&request.reply_topic, write::answer(result));
+            publisher.reply(request, write::answer(result));
         }
     }
 

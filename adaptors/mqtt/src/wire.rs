@@ -1,0 +1,281 @@
+//! The MQTT client behind a publisher: MQTT 3.1.1 (`rumqttc`) or MQTT 5
+//! (`rumqttc::v5`), chosen by `protocolVersion`, seen through one small
+//! surface so the publisher, its outbox and its watchdogs are the same for
+//! both.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use rumqttc::{Outgoing, QoS};
+
+use crate::outbox::Message;
+
+/// Which MQTT the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 3.1.1 (protocolVersion 4).
+    V4,
+    /// MQTT 5.
+    V5,
+}
+
+/// How to reach the broker, as the device's options say; either client is
+/// made from it.
+pub struct Dial {
+    pub version: Version,
+    pub client_id: String,
+    pub address: String,
+    pub port: u16,
+    pub transport: rumqttc::Transport,
+    /// cleanSession (3.1.1) or clean start without a session kept (5).
+    pub clean: bool,
+    pub keep_alive: Option<Duration>,
+    pub credentials: Option<(String, String)>,
+    /// Extra headers on a websocket handshake.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub will: Option<Message>,
+    /// Messages in flight at once.
+    pub inflight: u16,
+    pub connect_timeout: Duration,
+}
+
+/// Sends to the broker.
+#[derive(Clone)]
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// Drives the connection; yields what happened on it.
+pub enum Connection {
+    V4(rumqttc::EventLoop),
+    // Boxed: the MQTT 5 event loop is much the larger.
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// What the connection saw, for either protocol.
+#[derive(Debug)]
+pub enum Seen {
+    Connected {
+        session_present: bool,
+    },
+    /// A publish went out with this packet id (0 for QoS 0).
+    Sent(u16),
+    /// PUBACK or PUBCOMP for this packet id.
+    Acked(u16),
+    PingSent,
+    PingAnswered,
+    Received(Incoming),
+    /// The client said goodbye.
+    Disconnecting,
+    Other,
+}
+
+/// A message from the broker.
+#[derive(Debug)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// MQTT 5: where the sender wants the answer, and what to quote.
+    pub response_topic: Option<String>,
+    pub correlation: Option<Vec<u8>>,
+}
+
+/// How long a MQTT 5 session outlives its connection when clean is off:
+/// as long as the broker allows, as a 3.1.1 persistent session does.
+const KEEP_SESSION: u32 = u32::MAX;
+
+impl Dial {
+    /// The client (with `capacity` requests queued at most) and its
+    /// connection, not yet connected.
+    pub fn connect(self, capacity: usize) -> (Client, Connection) {
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_connection_timeout(self.connect_timeout.as_secs().max(1));
+        match self.version {
+            Version::V4 => {
+                let mut o = rumqttc::MqttOptions::new(self.client_id, self.address, self.port);
+                o.set_transport(self.transport);
+                o.set_clean_session(self.clean);
+                if let Some(k) = self.keep_alive {
+                    o.set_keep_alive(k);
+                }
+                if let Some((user, password)) = self.credentials {
+                    o.set_credentials(user, password);
+                }
+                if let Some(w) = self.will {
+                    o.set_last_will(rumqttc::LastWill::new(w.topic, w.payload, w.qos, w.retain));
+                }
+                o.set_inflight(self.inflight);
+                if !self.headers.is_empty() {
+                    let headers = self.headers;
+                    o.set_request_modifier(move |request| with_headers(request, headers.clone()));
+                }
+                let (client, mut events) = rumqttc::AsyncClient::new(o, capacity);
+                events.set_network_options(network);
+                (Client::V4(client), Connection::V4(events))
+            }
+            Version::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(self.client_id, self.address, self.port);
+                o.set_transport(self.transport);
+                o.set_clean_start(self.clean);
+                if !self.clean {
+                    o.set_session_expiry_interval(Some(KEEP_SESSION));
+                }
+                if let Some(k) = self.keep_alive {
+                    o.set_keep_alive(k);
+                }
+                if let Some((user, password)) = self.credentials {
+                    o.set_credentials(user, password);
+                }
+                if let Some(w) = self.will {
+                    o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                        w.topic,
+                        w.payload,
+                        qos5(w.qos),
+                        w.retain,
+                        None,
+                    ));
+                }
+                o.set_outgoing_inflight_upper_limit(self.inflight);
+                if !self.headers.is_empty() {
+                    let headers = self.headers;
+                    o.set_request_modifier(move |request| with_headers(request, headers.clone()));
+                }
+                o.set_network_options(network);
+                let (client, events) = rumqttc::v5::AsyncClient::new(o, capacity);
+                (Client::V5(client), Connection::V5(Box::new(events)))
+            }
+        }
+    }
+}
+
+fn with_headers(
+    mut request: http::Request<()>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+) -> std::future::Ready<http::Request<()>> {
+    for (name, value) in headers {
+        request.headers_mut().append(name, value);
+    }
+    std::future::ready(request)
+}
+
+fn qos5(qos: QoS) -> rumqttc::v5::mqttbytes::QoS {
+    match qos {
+        QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+impl Client {
+    /// Hands a message over without waiting; false if the client's queue
+    /// is full.
+    pub fn try_publish(&self, m: &Message) -> bool {
+        match self {
+            Client::V4(c) => c
+                .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone())
+                .is_ok(),
+            Client::V5(c) => {
+                let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    correlation_data: m.correlation.clone().map(Into::into),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(
+                    m.topic.clone(),
+                    qos5(m.qos),
+                    m.retain,
+                    m.payload.clone(),
+                    properties,
+                )
+                .is_ok()
+            }
+        }
+    }
+
+    pub fn try_subscribe(&self, topic: &str) {
+        let _ = match self {
+            Client::V4(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            Client::V5(c) => c
+                .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .is_ok(),
+        };
+    }
+
+    pub fn try_disconnect(&self) {
+        let _ = match self {
+            Client::V4(c) => c.try_disconnect().is_ok(),
+            Client::V5(c) => c.try_disconnect().is_ok(),
+        };
+    }
+}
+
+impl Connection {
+    pub async fn poll(&mut self) -> Result<Seen, String> {
+        match self {
+            Connection::V4(events) => {
+                use rumqttc::{Event, Packet};
+                Ok(match events.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
+                        session_present: ack.session_present,
+                    },
+                    Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
+                    Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
+                    Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
+                    Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
+                        topic: p.topic,
+                        payload: p.payload.to_vec(),
+                        response_topic: None,
+                        correlation: None,
+                    }),
+                    Event::Outgoing(out) => outgoing(out),
+                    Event::Incoming(_) => Seen::Other,
+                })
+            }
+            Connection::V5(events) => {
+                use rumqttc::v5::{Event, mqttbytes::v5::Packet};
+                Ok(match events.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
+                        session_present: ack.session_present,
+                    },
+                    Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
+                    Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
+                    Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let (response_topic, correlation) = match p.properties {
+                            Some(props) => (
+                                props.response_topic,
+                                props.correlation_data.map(|c| c.to_vec()),
+                            ),
+                            None => (None, None),
+                        };
+                        Seen::Received(Incoming {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload.to_vec(),
+                            response_topic,
+                            correlation,
+                        })
+                    }
+                    Event::Outgoing(out) => outgoing(out),
+                    Event::Incoming(_) => Seen::Other,
+                })
+            }
+        }
+    }
+
+    /// Drops a stuck connection; the next poll connects again.
+    pub fn clean(&mut self) {
+        match self {
+            Connection::V4(events) => events.clean(),
+            Connection::V5(events) => events.clean(),
+        }
+    }
+}
+
+fn outgoing(out: Outgoing) -> Seen {
+    match out {
+        Outgoing::Publish(pkid) => Seen::Sent(pkid),
+        Outgoing::PingReq => Seen::PingSent,
+        Outgoing::Disconnect => Seen::Disconnecting,
+        _ => Seen::Other,
+    }
+}
