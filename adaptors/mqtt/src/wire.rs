@@ -47,9 +47,9 @@ pub enum Client {
 }
 
 /// Drives the connection; yields what happened on it.
+// Boxed: the two event loops differ much in size.
 pub enum Connection {
-    V4(rumqttc::EventLoop),
-    // Boxed: the MQTT 5 event loop is much the larger.
+    V4(Box<rumqttc::EventLoop>),
     V5(Box<rumqttc::v5::EventLoop>),
 }
 
@@ -112,7 +112,7 @@ impl Dial {
                 }
                 let (client, mut events) = rumqttc::AsyncClient::new(o, capacity);
                 events.set_network_options(network);
-                (Client::V4(client), Connection::V4(events))
+                (Client::V4(client), Connection::V4(Box::new(events)))
             }
             Version::V5 => {
                 let mut o = rumqttc::v5::MqttOptions::new(self.client_id, self.address, self.port);
