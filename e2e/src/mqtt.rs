@@ -230,3 +230,33 @@ pub async fn request_v5(
     let _ = client.disconnect().await;
     answer
 }
+
+/// Waits until a publisher's status shows `connected` and, if `error` is
+/// given, a last error containing it (an error seen, not just "not yet").
+pub async fn wait_status(
+    status: &tokio::sync::watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
+    connected: bool,
+    error: Option<&str>,
+) -> devicelink_api::property::MqttStatus {
+    crate::eventually_showing(
+        &format!("connected={connected}, error {error:?}"),
+        Duration::from_secs(30),
+        || {
+            let seen = status.borrow().clone();
+            async move {
+                match seen {
+                    Some(s)
+                        if s.connected == connected
+                            && error.is_none_or(|e| {
+                                s.last_error.as_deref().is_some_and(|l| l.contains(e))
+                            }) =>
+                    {
+                        Ok(s)
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+}

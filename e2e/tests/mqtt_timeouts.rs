@@ -16,8 +16,8 @@ use std::{
 
 use devicelink_api::property::MqttStatus;
 use devicelink_e2e::{
-    Mosquitto, eventually_showing,
-    mqtt::{Subscriber, test_publisher},
+    Mosquitto,
+    mqtt::{Subscriber, test_publisher, wait_status},
 };
 use devicelink_mqtt::Publisher;
 use serde_json::json;
@@ -111,36 +111,6 @@ fn publisher(
     }))
 }
 
-/// Waits until the status shows `connected` and, if given, an error
-/// containing `error`.
-async fn status(
-    rx: &watch::Receiver<Option<MqttStatus>>,
-    connected: bool,
-    error: Option<&str>,
-) -> MqttStatus {
-    eventually_showing(
-        &format!("connected={connected}, error {error:?}"),
-        WAIT,
-        || {
-            let seen = rx.borrow().clone();
-            async move {
-                match seen {
-                    Some(s)
-                        if s.connected == connected
-                            && error.is_none_or(|e| {
-                                s.last_error.as_deref().unwrap_or_default().contains(e)
-                            }) =>
-                    {
-                        Ok(s)
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
     let broker = Mosquitto::start().await;
@@ -151,11 +121,11 @@ async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
         json!({"server": server, "keepAlive": "2s", "pingTimeout": "1s"}),
         "e2e/ping/:name",
     );
-    status(&rx, true, None).await;
+    wait_status(&rx, true, None).await;
     front.freeze(true);
-    status(&rx, false, Some("no ping response within pingTimeout")).await;
+    wait_status(&rx, false, Some("no ping response within pingTimeout")).await;
     front.freeze(false);
-    status(&rx, true, None).await;
+    wait_status(&rx, true, None).await;
     assert!(
         front.accepted.load(Ordering::SeqCst) >= 2,
         "it connected again"
@@ -173,12 +143,12 @@ async fn an_unacknowledged_message_drops_the_connection_and_is_sent_again() {
         json!({"server": server, "keepAlive": "60s", "waitTimeout": "1s"}),
         "e2e/wait/:name",
     );
-    status(&rx, true, None).await;
+    wait_status(&rx, true, None).await;
     front.freeze(true);
     p.publish(br#"{"n":1}"#.to_vec());
-    status(&rx, false, Some("not acknowledged within waitTimeout")).await;
+    wait_status(&rx, false, Some("not acknowledged within waitTimeout")).await;
     front.freeze(false);
-    status(&rx, true, None).await;
+    wait_status(&rx, true, None).await;
     let m = subscriber.next(WAIT).await;
     assert_eq!(m.payload, json!({"n": 1}), "the message was sent again");
 }
@@ -192,9 +162,9 @@ async fn without_auto_reconnect_a_lost_connection_stays_down_and_says_why() {
         json!({"server": server, "autoReconnect": false}),
         "e2e/noreconnect/:name",
     );
-    status(&rx, true, None).await;
+    wait_status(&rx, true, None).await;
     front.cut();
-    let s = status(&rx, false, Some("autoReconnect is false")).await;
+    let s = wait_status(&rx, false, Some("autoReconnect is false")).await;
     assert!(!s.connected);
     // Well past the first retry (1 s): no new connection was tried.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -5,14 +5,16 @@
 //! front for mosquitto, whose own websocket listener does not start on this
 //! machine) with the handshake's extra HTTP headers.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command};
 
 use devicelink_api::property::MqttStatus;
-use devicelink_e2e::{Mosquitto, eventually_showing, mqtt::test_publisher, process::free_port};
+use devicelink_e2e::{
+    Mosquitto,
+    mqtt::{test_publisher, wait_status},
+    process::free_port,
+};
 use serde_json::json;
 use tokio::sync::watch;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -162,27 +164,7 @@ async fn connect(client: serde_json::Value, connected: bool, error: &str) -> Mqt
         "client": client,
         "message": {"topic": "e2e/tls/:name"},
     }));
-    let status = eventually_showing(
-        &format!("connected={connected} with error {error:?}"),
-        WAIT,
-        || {
-            let seen = rx.borrow().clone();
-            async move {
-                match seen {
-                    // Refused means an error was seen, not just "not yet".
-                    Some(s)
-                        if s.connected == connected
-                            && (connected || s.last_error.is_some())
-                            && s.last_error.as_deref().unwrap_or_default().contains(error) =>
-                    {
-                        Ok(s)
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await;
+    let status = wait_status(&rx, connected, (!connected).then_some(error)).await;
     drop(publisher);
     status
 }

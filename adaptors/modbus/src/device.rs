@@ -16,17 +16,15 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// Runs one device until it is removed.
 pub async fn run(mut ctx: DeviceContext<ModbusDevice>, metrics: ModbusMetrics) {
-    let mut device = ctx.device();
-    let mut poller = Poller::new(&device.spec, metrics);
+    let mut poller = Poller::new(&ctx.device().spec, metrics);
     let mut next = Instant::now();
     let mut retry = FIRST_RETRY;
     loop {
         tokio::select! {
             changed = ctx.changed() => match changed {
                 None => return,
-                Some(Change::Spec(now)) => {
-                    poller.apply(&now.spec, Some(&device.spec));
-                    device = now;
+                Some(Change::Spec(device)) => {
+                    poller.apply(&device.spec);
                     retry = FIRST_RETRY;
                     next = Instant::now();
                 }

@@ -39,6 +39,7 @@ pub struct Poller {
 
 /// The points and their state, apart from the connection so a session
 /// can be held while values are taken in.
+#[derive(Default)]
 struct Points {
     points: Vec<Point>,
     status: Vec<PropertyStatus>,
@@ -61,25 +62,19 @@ impl Poller {
     pub fn new(spec: &ModbusDeviceSpec, metrics: ModbusMetrics) -> Poller {
         let mut poller = Poller {
             connection: Err(Failure::Settings("not configured".into())),
-            points: Points {
-                points: vec![],
-                status: vec![],
-                solo: vec![],
-                read_once: vec![],
-                pending: vec![],
-            },
+            points: Points::default(),
             invalid: vec![],
             interval: DEFAULT_SYNC_INTERVAL,
             last_failure: None,
             metrics,
         };
-        poller.apply(spec, None);
+        poller.apply(spec);
         poller
     }
 
     /// Takes in a new spec: a new endpoint reconnects; a changed `value`
     /// is written in the next cycle; values of unchanged points are kept.
-    pub fn apply(&mut self, spec: &ModbusDeviceSpec, before: Option<&ModbusDeviceSpec>) {
+    pub fn apply(&mut self, spec: &ModbusDeviceSpec) {
         let parameters = spec.parameters.clone().unwrap_or_default();
         self.interval = parameters
             .sync_interval
@@ -105,16 +100,7 @@ impl Poller {
                 endpoint.and_then(|e| Connection::new(e, timeout, self.metrics.clone()));
         }
 
-        let old = std::mem::replace(
-            &mut self.points,
-            Points {
-                points: vec![],
-                status: vec![],
-                solo: vec![],
-                read_once: vec![],
-                pending: vec![],
-            },
-        );
+        let old = std::mem::take(&mut self.points);
         self.invalid.clear();
         for (i, property) in spec.properties.iter().enumerate() {
             let point = match Point::new(property) {
@@ -142,11 +128,10 @@ impl Poller {
                 .push(previous.is_some_and(|j| same_place && old.solo[j]));
             p.read_once
                 .push(previous.is_some_and(|j| same_place && same_endpoint && old.read_once[j]));
+            // New, changed, moved, or not written yet.
             let keep_pending = previous.is_some_and(|j| old.pending[j]);
-            p.pending.push(
-                point.desired.is_some()
-                    && (before.is_none() || !value_unchanged || !same_place || keep_pending),
-            );
+            p.pending
+                .push(point.desired.is_some() && (!value_unchanged || !same_place || keep_pending));
             p.points.push(point);
         }
         if !self.invalid.is_empty() {
@@ -413,25 +398,22 @@ async fn write(session: &mut Session<'_>, point: &Point, value: &Value) -> Resul
     }
 }
 
-/// Whether two points read the same thing the same way.
+/// Whether two points read the same thing the same way (and show it as
+/// the same type).
 fn same_location(a: &Point, b: &Point) -> bool {
-    (
-        a.table,
-        a.start,
-        a.count,
-        a.layout,
-        a.endianness,
-        &a.operations,
-        a.precision,
-    ) == (
-        b.table,
-        b.start,
-        b.count,
-        b.layout,
-        b.endianness,
-        &b.operations,
-        b.precision,
-    )
+    let key = |p: &Point| {
+        (
+            p.type_,
+            p.table,
+            p.start,
+            p.count,
+            p.layout,
+            p.endianness,
+            p.operations.clone(),
+            p.precision,
+        )
+    };
+    key(a) == key(b)
 }
 
 /// The access modes in effect, as the status shows them.

@@ -28,10 +28,10 @@ pub(crate) async fn run(
     loop {
         let current = link.borrow_and_update().clone();
         let outcome = connected.borrow_and_update().clone();
-        if let (Some(current), Some(outcome)) = (current, outcome) {
-            if write_if_needed(&api, &current, outcome.clone()).await {
-                record(&events, &reporter, &current, &outcome).await;
-            }
+        if let (Some(current), Some(outcome)) = (current, outcome)
+            && write_if_needed(&api, &current, outcome.clone()).await
+        {
+            record(&events, &reporter, &current, &outcome).await;
         }
         tokio::select! {
             r = link.changed() => if r.is_err() { return },
