@@ -13,7 +13,10 @@
 //! bit in address order; `hexString` is the bits packed eight to a byte,
 //! first address in the lowest bit, as Modbus packs them on the wire.
 
-use base64::Engine as _;
+pub use devicelink_adaptor_runtime::value::TextForm;
+use devicelink_adaptor_runtime::value::{
+    boolean, bytes_as_text, integer, number, text_as_bytes,
+};
 use devicelink_api::property::Endianness;
 use serde_json::Value;
 
@@ -31,19 +34,6 @@ pub enum Layout {
     Bool,
     /// All the bytes (or bits) as text.
     Text(TextForm),
-}
-
-/// How raw bytes are shown as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextForm {
-    /// UTF-8, trailing NUL padding removed.
-    Utf8,
-    /// Lowercase hexadecimal, two digits per byte.
-    Hex,
-    /// `0` and `1`, most significant bit first (in address order for bits).
-    Binary,
-    /// Standard base64.
-    Base64,
 }
 
 /// A value read from a device.
@@ -194,7 +184,7 @@ pub fn encode_words(
             let text = value
                 .as_str()
                 .ok_or_else(|| format!("expects a string, not {value}"))?;
-            bytes = text_as_bytes(text, form, size)?;
+            bytes = text_as_sized_bytes(text, form, size)?;
         }
     }
     reorder(&mut bytes, endianness);
@@ -223,7 +213,7 @@ pub fn encode_bits(layout: Layout, value: &Value, count: usize) -> Result<Vec<bo
             let text = value
                 .as_str()
                 .ok_or_else(|| format!("expects a string, not {value}"))?;
-            let bytes = text_as_bytes(text, form, count.div_ceil(8))?;
+            let bytes = text_as_sized_bytes(text, form, count.div_ceil(8))?;
             Ok((0..count)
                 .map(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
                 .collect())
@@ -232,59 +222,19 @@ pub fn encode_bits(layout: Layout, value: &Value, count: usize) -> Result<Vec<bo
     }
 }
 
-fn bytes_as_text(bytes: &[u8], form: TextForm) -> String {
-    match form {
-        TextForm::Utf8 => {
-            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-            String::from_utf8_lossy(&bytes[..end]).into_owned()
-        }
-        TextForm::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-        TextForm::Binary => bytes.iter().map(|b| format!("{b:08b}")).collect(),
-        TextForm::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
-    }
-}
-
 /// Text back to exactly `size` bytes. UTF-8 may be shorter (NUL-padded);
 /// the raw forms must give every byte, so nothing is guessed.
-fn text_as_bytes(text: &str, form: TextForm, size: usize) -> Result<Vec<u8>, String> {
-    let bytes = match form {
-        TextForm::Utf8 => {
-            if text.len() > size {
-                return Err(format!(
-                    "is {} bytes of UTF-8; the property holds at most {size}",
-                    text.len()
-                ));
-            }
-            let mut padded = text.as_bytes().to_vec();
-            padded.resize(size, 0);
-            return Ok(padded);
+fn text_as_sized_bytes(text: &str, form: TextForm, size: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = text_as_bytes(text, form)?;
+    if form == TextForm::Utf8 {
+        if bytes.len() > size {
+            return Err(format!(
+                "is {} bytes of UTF-8; the property holds at most {size}",
+                bytes.len()
+            ));
         }
-        TextForm::Hex => {
-            let digits = text.strip_prefix("0x").unwrap_or(text);
-            if !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("expects hexadecimal digits in pairs, not {text:?}"));
-            }
-            (0..digits.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("checked hex"))
-                .collect::<Vec<_>>()
-        }
-        TextForm::Binary => {
-            if !text.len().is_multiple_of(8) || !text.bytes().all(|b| b == b'0' || b == b'1') {
-                return Err(format!(
-                    "expects binary digits in groups of 8, not {text:?}"
-                ));
-            }
-            (0..text.len())
-                .step_by(8)
-                .map(|i| u8::from_str_radix(&text[i..i + 8], 2).expect("checked binary"))
-                .collect()
-        }
-        TextForm::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|e| format!("is not base64: {e}"))?,
-    };
-    if bytes.len() != size {
+        bytes.resize(size, 0);
+    } else if bytes.len() != size {
         return Err(format!(
             "gives {} bytes; the property holds exactly {size}",
             bytes.len()
@@ -318,48 +268,6 @@ fn signed_range(bytes: usize) -> (i128, i128) {
 
 fn unsigned_max(bytes: usize) -> i128 {
     (1i128 << (bytes as u32 * 8)) - 1
-}
-
-/// A whole number from a JSON number or a decimal string.
-fn integer(value: &Value) -> Result<i128, String> {
-    let parsed = match value {
-        Value::Number(n) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e20)
-                    .map(|f| f as i128)
-            }),
-        Value::String(s) => s.trim().parse::<i128>().ok(),
-        _ => None,
-    };
-    parsed.ok_or_else(|| format!("expects a whole number, not {value}"))
-}
-
-/// A finite number from a JSON number or a decimal string.
-fn number(value: &Value) -> Result<f64, String> {
-    let parsed = match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    parsed
-        .filter(|f| f.is_finite())
-        .ok_or_else(|| format!("expects a number, not {value}"))
-}
-
-/// true/false, also as the strings "true"/"false" or the numbers 1/0.
-fn boolean(value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s == "true" || s == "1" => Ok(true),
-        Value::String(s) if s == "false" || s == "0" => Ok(false),
-        Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
-        Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
-        _ => Err(format!("expects true or false, not {value}")),
-    }
 }
 
 #[cfg(test)]

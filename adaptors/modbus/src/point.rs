@@ -1,7 +1,10 @@
 //! A property of a ModbusDevice made ready to poll: where its value lives,
 //! how it is encoded, whether and when it is read and written.
 
-use devicelink_adaptor_runtime::{Accepts, Property, arithmetic};
+use devicelink_adaptor_runtime::{
+    Accepts, Property, arithmetic,
+    value::{desired, type_name},
+};
 use devicelink_api::{
     modbus::{ModbusProperty, RegisterKind},
     property::{AccessMode, ArithmeticOperation, Endianness, ValueType},
@@ -94,12 +97,7 @@ impl Point {
         } else {
             ReadMode::Never
         };
-        let desired = p.value.as_ref().map(|v| match v {
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => Value::from(*i),
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
-                Value::from(s.clone())
-            }
-        });
+        let desired = p.value.as_ref().map(desired);
         if desired.is_some() && write == WriteMode::Never {
             return Err("value is set but the property cannot be written".into());
         }
@@ -219,14 +217,6 @@ fn layout(type_: ValueType, table: RegisterKind, count: usize) -> Result<Layout,
             type_name(type_)
         )),
     }
-}
-
-/// The type as the spec spells it.
-pub fn type_name(type_: ValueType) -> String {
-    serde_json::to_value(type_)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{type_:?}"))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! the DeviceConnected condition on the DeviceLink.
 
 pub mod arithmetic;
+pub mod value;
 mod context;
 mod link_status;
 mod metrics;

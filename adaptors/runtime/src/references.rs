@@ -106,6 +106,20 @@ impl References {
         String::from_utf8(self.get(r)?.to_vec())
             .map_err(|_| ReferenceError::NotText(r.name.clone(), r.item.clone()))
     }
+
+    /// A text setting given inline or by reference (the API server allows
+    /// one of the two); `None` when neither is set.
+    pub fn inline_or_ref(
+        &self,
+        inline: &Option<String>,
+        by_ref: &Option<ReferenceItem>,
+    ) -> Result<Option<String>, ReferenceError> {
+        match (inline, by_ref) {
+            (Some(v), _) => Ok(Some(v.clone())),
+            (None, Some(r)) => self.text(r).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Names entries and items, never values: these are credentials.
