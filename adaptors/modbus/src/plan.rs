@@ -96,7 +96,7 @@ fn table_rank(table: RegisterKind) -> u8 {
 mod tests {
     use super::*;
     use crate::codec::Layout;
-    use crate::point::{ReadMode, WriteMode};
+    use devicelink_adaptor_runtime::access::{ReadMode, WriteMode};
     use devicelink_api::property::{Endianness, ValueType};
     use proptest::prelude::*;
 

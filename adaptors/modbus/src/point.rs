@@ -2,12 +2,14 @@
 //! how it is encoded, whether and when it is read and written.
 
 use devicelink_adaptor_runtime::{
-    Accepts, Property, arithmetic,
+    Accepts, Property,
+    access::{self, ReadMode, WriteMode},
+    arithmetic,
     value::{desired, type_name},
 };
 use devicelink_api::{
     modbus::{ModbusProperty, RegisterKind},
-    property::{AccessMode, ArithmeticOperation, Endianness, ValueType},
+    property::{ArithmeticOperation, Endianness, ValueType},
 };
 use serde_json::Value;
 
@@ -29,30 +31,6 @@ pub struct Point {
     pub write: WriteMode,
     /// The spec's `value`, to be written to the device.
     pub desired: Option<Value>,
-}
-
-/// When a point is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadMode {
-    /// Every sync interval (ReadMany, Notify, or no access modes).
-    Every,
-    /// Once after connecting (ReadOnce).
-    Once,
-    /// Never (only Write access modes).
-    Never,
-}
-
-/// Whether and when a point is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Read-only: readOnly: true, access modes without a Write mode, or a
-    /// data table that cannot be written.
-    Never,
-    /// The spec's value is written when it is set or changed, and writes
-    /// from MQTT are applied (WriteOnce, or writable without access modes).
-    OnChange,
-    /// The spec's value is written every sync interval (WriteMany).
-    Every,
 }
 
 impl Point {
@@ -77,26 +55,7 @@ impl Point {
             visitor.register,
             RegisterKind::CoilRegister | RegisterKind::HoldingRegister
         );
-        let modes = &p.access_modes;
-        let write = if !writable_table || p.read_only == Some(true) {
-            WriteMode::Never
-        } else if modes.contains(&AccessMode::WriteMany) {
-            WriteMode::Every
-        } else if modes.is_empty() || modes.contains(&AccessMode::WriteOnce) {
-            WriteMode::OnChange
-        } else {
-            WriteMode::Never
-        };
-        let read = if modes.is_empty()
-            || modes.contains(&AccessMode::ReadMany)
-            || modes.contains(&AccessMode::Notify)
-        {
-            ReadMode::Every
-        } else if modes.contains(&AccessMode::ReadOnce) {
-            ReadMode::Once
-        } else {
-            ReadMode::Never
-        };
+        let (read, write) = access::modes(&p.access_modes, p.read_only, writable_table);
         let desired = p.value.as_ref().map(desired);
         if desired.is_some() && write == WriteMode::Never {
             return Err("value is set but the property cannot be written".into());
@@ -222,7 +181,7 @@ fn layout(type_: ValueType, table: RegisterKind, count: usize) -> Result<Layout,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devicelink_api::modbus::ModbusVisitor;
+    use devicelink_api::{modbus::ModbusVisitor, property::AccessMode};
 
     fn property(type_: ValueType, register: RegisterKind, quantity: i32) -> ModbusProperty {
         ModbusProperty {

@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{Outcome, Refusal, arithmetic};
+use devicelink_adaptor_runtime::{
+    Outcome, Refusal,
+    access::{ReadMode, WriteMode},
+    arithmetic,
+};
 use devicelink_api::{
     condition,
     modbus::ModbusDeviceSpec,
@@ -17,7 +21,7 @@ use crate::{
     connection::{Connection, Data, Endpoint, Failure, Session},
     metrics::ModbusMetrics,
     plan::{Read, plan},
-    point::{Point, ReadMode, WriteMode, is_bits},
+    point::{Point, is_bits},
 };
 
 /// Default `parameters.syncInterval`.

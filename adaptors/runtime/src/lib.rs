@@ -7,6 +7,7 @@
 //! the device's `status` to the API server on change and rate-limited, and
 //! the DeviceConnected condition on the DeviceLink.
 
+pub mod access;
 pub mod arithmetic;
 pub mod value;
 mod context;
