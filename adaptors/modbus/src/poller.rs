@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use devicelink_adaptor_runtime::{
     Outcome, Refusal,
-    access::{ReadMode, WriteMode},
+    access::{self, ReadMode, WriteMode},
     arithmetic,
 };
 use devicelink_api::{
-    condition,
     modbus::ModbusDeviceSpec,
     property::{AccessMode, DeviceStatus, PropertyStatus},
 };
@@ -344,25 +343,13 @@ impl Points {
 
 /// Records a reading; `updatedAt` moves only when the value changes.
 fn take(status: &mut PropertyStatus, point: &Point, reading: &Reading) {
-    let value = reading.render();
-    let operated = if point.operations.is_empty() {
-        None
-    } else {
-        reading.number().and_then(|n| {
-            match arithmetic::apply(n, &point.operations, point.precision) {
-                Ok(v) => Some(arithmetic::render(v)),
-                Err(e) => {
-                    warn!(property = %point.name, error = %e, "arithmetic not applied");
-                    None
-                }
-            }
-        })
-    };
-    if status.value.as_ref() != Some(&value) || status.operated_value != operated {
-        status.value = Some(value);
-        status.operated_value = operated;
-        status.updated_at = Some(condition::now());
-    }
+    arithmetic::record(
+        status,
+        reading.render(),
+        reading.number(),
+        &point.operations,
+        point.precision,
+    );
 }
 
 /// The bits or registers for a value of `point`.
@@ -422,15 +409,5 @@ fn same_location(a: &Point, b: &Point) -> bool {
 
 /// The access modes in effect, as the status shows them.
 fn effective_modes(point: &Point) -> Vec<AccessMode> {
-    let read = match point.read {
-        ReadMode::Every => Some(AccessMode::ReadMany),
-        ReadMode::Once => Some(AccessMode::ReadOnce),
-        ReadMode::Never => None,
-    };
-    let write = match point.write {
-        WriteMode::Never => None,
-        WriteMode::OnChange => Some(AccessMode::WriteOnce),
-        WriteMode::Every => Some(AccessMode::WriteMany),
-    };
-    read.into_iter().chain(write).collect()
+    access::effective(point.read, point.write, AccessMode::ReadMany)
 }

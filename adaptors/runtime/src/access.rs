@@ -52,3 +52,19 @@ pub fn modes(modes: &[AccessMode], read_only: Option<bool>, writable: bool) -> (
     };
     (read, write)
 }
+
+/// The access modes in effect, as the status shows them (`read` Every is
+/// `every_read`: ReadMany for polled protocols, Notify for subscriptions).
+pub fn effective(read: ReadMode, write: WriteMode, every_read: AccessMode) -> Vec<AccessMode> {
+    let read = match read {
+        ReadMode::Every => Some(every_read),
+        ReadMode::Once => Some(AccessMode::ReadOnce),
+        ReadMode::Never => None,
+    };
+    let write = match write {
+        WriteMode::Never => None,
+        WriteMode::OnChange => Some(AccessMode::WriteOnce),
+        WriteMode::Every => Some(AccessMode::WriteMany),
+    };
+    read.into_iter().chain(write).collect()
+}
