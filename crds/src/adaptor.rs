@@ -28,6 +28,12 @@ pub const ADAPTORS: &[AdaptorKind] = &[
         models: &["ModbusDevice"],
         command: "devicelink-adaptor-modbus",
     },
+    AdaptorKind {
+        short_name: "opcua",
+        name: "adaptors.edge.cattle.io/opcua",
+        models: &["OPCUADevice"],
+        command: "devicelink-adaptor-opcua",
+    },
 ];
 
 /// Finds the adaptor a DeviceLink names.

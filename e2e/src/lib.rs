@@ -9,6 +9,7 @@ pub mod kubectl;
 pub mod kubelet;
 pub mod modbus;
 pub mod mqtt;
+pub mod opcua;
 pub mod process;
 
 use std::{path::PathBuf, time::Duration};

@@ -14,9 +14,7 @@
 //! first address in the lowest bit, as Modbus packs them on the wire.
 
 pub use devicelink_adaptor_runtime::value::TextForm;
-use devicelink_adaptor_runtime::value::{
-    boolean, bytes_as_text, integer, number, text_as_bytes,
-};
+use devicelink_adaptor_runtime::value::{boolean, bytes_as_text, integer, number, text_as_bytes};
 use devicelink_api::property::Endianness;
 use serde_json::Value;
 

@@ -30,7 +30,11 @@ pub enum WriteMode {
 
 /// The read and write modes of a property; `writable` says whether the
 /// place it lives can be written at all.
-pub fn modes(modes: &[AccessMode], read_only: Option<bool>, writable: bool) -> (ReadMode, WriteMode) {
+pub fn modes(
+    modes: &[AccessMode],
+    read_only: Option<bool>,
+    writable: bool,
+) -> (ReadMode, WriteMode) {
     let write = if !writable || read_only == Some(true) {
         WriteMode::Never
     } else if modes.contains(&AccessMode::WriteMany) {

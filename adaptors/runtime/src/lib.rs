@@ -9,7 +9,6 @@
 
 pub mod access;
 pub mod arithmetic;
-pub mod value;
 mod context;
 mod link_status;
 mod metrics;
@@ -17,6 +16,7 @@ mod references;
 mod registry;
 mod release;
 mod status_writer;
+pub mod value;
 mod write_events;
 
 pub use context::{Change, DeviceContext};

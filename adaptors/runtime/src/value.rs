@@ -132,10 +132,17 @@ mod tests {
     fn text_forms_round_trip() {
         let bytes = [0u8, 1, 0x7f, 0xff];
         for form in [TextForm::Hex, TextForm::Binary, TextForm::Base64] {
-            assert_eq!(text_as_bytes(&bytes_as_text(&bytes, form), form).unwrap(), bytes);
+            assert_eq!(
+                text_as_bytes(&bytes_as_text(&bytes, form), form).unwrap(),
+                bytes
+            );
         }
         assert_eq!(bytes_as_text(b"ab\0\0", TextForm::Utf8), "ab");
-        assert!(text_as_bytes("abc", TextForm::Hex).unwrap_err().contains("pairs"));
+        assert!(
+            text_as_bytes("abc", TextForm::Hex)
+                .unwrap_err()
+                .contains("pairs")
+        );
     }
 
     #[test]

@@ -13,4 +13,5 @@ The operator binds every adaptor pod to the ClusterRole of its kind.
 {{- define "devicelink.adaptorKinds" -}}
 dummy: [dummyspecialdevices]
 modbus: [modbusdevices]
+opcua: [opcuadevices]
 {{- end }}

@@ -1,0 +1,240 @@
+//! A device's properties: the items resolved from the spec, the status of
+//! each, and what is wrong with single properties while the rest flow.
+
+use std::collections::BTreeMap;
+
+use devicelink_adaptor_runtime::{
+    Outcome, Property, Refusal,
+    access::{self, ReadMode},
+    arithmetic,
+};
+use devicelink_api::{
+    opcua::OpcuaDeviceSpec,
+    property::{AccessMode, DeviceStatus, PropertyStatus},
+};
+use opcua::types::{DataValue, Variant};
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use crate::{item::Item, session::ItemProblem};
+
+/// The properties of one device.
+#[derive(Default)]
+pub struct Properties {
+    pub items: Vec<Item>,
+    status: Vec<PropertyStatus>,
+    /// Properties the spec gets wrong (they stop the device from connecting).
+    invalid: Vec<String>,
+    /// Property name -> (reason, message) of what the server made of it.
+    problems: BTreeMap<String, (&'static str, String)>,
+}
+
+impl Properties {
+    pub fn new(spec: &OpcuaDeviceSpec) -> Properties {
+        let mut p = Properties::default();
+        p.apply(spec);
+        p
+    }
+
+    /// Takes in a new spec; a property on the same node with the same type
+    /// keeps its last value.
+    pub fn apply(&mut self, spec: &OpcuaDeviceSpec) {
+        let old_items = std::mem::take(&mut self.items);
+        let old_status = std::mem::take(&mut self.status);
+        self.invalid.clear();
+        self.problems.clear();
+        for property in &spec.properties {
+            match Item::new(property) {
+                Ok(item) => {
+                    let kept = old_items
+                        .iter()
+                        .position(|o| {
+                            o.name == item.name && o.node == item.node && o.type_ == item.type_
+                        })
+                        .map(|j| old_status[j].clone());
+                    let mut status = kept.unwrap_or_else(|| PropertyStatus {
+                        name: item.name.clone(),
+                        type_: Some(item.type_),
+                        ..Default::default()
+                    });
+                    status.access_modes =
+                        access::effective(item.read, item.write, AccessMode::Notify);
+                    self.items.push(item);
+                    self.status.push(status);
+                }
+                Err(e) => self
+                    .invalid
+                    .push(format!("property {}: {e}", property.name)),
+            }
+        }
+    }
+
+    /// What keeps the device from connecting, if anything.
+    pub fn invalid(&self) -> Option<String> {
+        (!self.invalid.is_empty()).then(|| self.invalid.join("; "))
+    }
+
+    /// Whether `other` differs from these only in the values to write.
+    pub fn same_watch(&self, other: &Properties) -> bool {
+        self.invalid == other.invalid
+            && self.items.len() == other.items.len()
+            && self.items.iter().zip(&other.items).all(|(a, b)| {
+                let mut b = b.clone();
+                b.desired = a.desired.clone();
+                *a == b
+            })
+    }
+
+    /// Problems found when subscribing (a bad node ID, say).
+    pub fn set_problems(&mut self, problems: Vec<ItemProblem>) {
+        self.problems = problems
+            .into_iter()
+            .map(|p| (p.property, ("BadNodeId", p.message)))
+            .collect();
+    }
+
+    /// Takes in a value from the server for item `index`; whether the
+    /// status changed.
+    pub fn take(&mut self, index: usize, value: &DataValue) -> bool {
+        let Some(item) = self.items.get(index).cloned() else {
+            return false;
+        };
+        let before = (
+            self.status[index].clone(),
+            self.problems.get(&item.name).cloned(),
+        );
+        let status = value.status();
+        if status.is_bad() {
+            let message = format!(
+                "the server reports {} for node {}",
+                status.sub_code().name(),
+                item.node_spelled
+            );
+            self.problem(index, "BadValue", message);
+        } else {
+            let variant = value.value.clone().unwrap_or(Variant::Empty);
+            match item.encoding.decode(&variant) {
+                Ok(reading) => {
+                    if let Some(r) = reading {
+                        let status = &mut self.status[index];
+                        arithmetic::record(
+                            status,
+                            r.text,
+                            r.number,
+                            &item.operations,
+                            item.precision,
+                        );
+                    }
+                    self.problems.remove(&item.name);
+                }
+                Err(e) => self.problem(index, "TypeMismatch", e),
+            }
+        }
+        (
+            self.status[index].clone(),
+            self.problems.get(&item.name).cloned(),
+        ) != before
+    }
+
+    fn problem(&mut self, index: usize, reason: &'static str, message: String) {
+        let name = self.items[index].name.clone();
+        if self.problems.get(&name).map(|p| &p.1) != Some(&message) {
+            warn!(property = %name, %reason, %message, "property has a problem");
+        }
+        self.problems.insert(name, (reason, message));
+    }
+
+    /// The status the API server and MQTT see.
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus {
+            properties: self.status.clone(),
+            extension: None,
+        }
+    }
+
+    /// DeviceConnected while the session is open.
+    pub fn outcome(&self) -> Outcome {
+        match self.problems.values().next() {
+            None => Outcome::ok("Healthy"),
+            Some((reason, _)) => Outcome::fail(
+                reason,
+                self.problems
+                    .iter()
+                    .map(|(name, (_, m))| format!("property {name}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+
+    /// The properties as writes from MQTT see them.
+    pub fn as_properties(&self) -> Vec<Property> {
+        self.items.iter().map(Item::as_property).collect()
+    }
+
+    /// Item indexes by read mode.
+    pub fn read_by(&self, mode: ReadMode) -> Vec<usize> {
+        (0..self.items.len())
+            .filter(|&i| self.items[i].read == mode)
+            .collect()
+    }
+
+    /// The values of a checked write (or of the spec) encoded for their
+    /// items; every value that cannot be encoded is refused.
+    pub fn encode(
+        &self,
+        values: &Map<String, Value>,
+    ) -> Result<Vec<(usize, Variant)>, Vec<Refusal>> {
+        let mut encoded = Vec::new();
+        let mut refused = Vec::new();
+        for (name, value) in values {
+            let Some(i) = self.items.iter().position(|it| &it.name == name) else {
+                refused.push(refusal(name, "is not a property of the device".into()));
+                continue;
+            };
+            match self.items[i].encoding.encode(value) {
+                Ok(v) => encoded.push((i, v)),
+                Err(e) => refused.push(refusal(name, e)),
+            }
+        }
+        if refused.is_empty() {
+            Ok(encoded)
+        } else {
+            Err(refused)
+        }
+    }
+
+    /// The spec's values to write: of every writable item with one
+    /// (`all`), or of those written every sync interval.
+    pub fn desired(&self, all: bool) -> Map<String, Value> {
+        self.items
+            .iter()
+            .filter(|it| all || it.write == access::WriteMode::Every)
+            .filter_map(|it| Some((it.name.clone(), it.desired.clone()?)))
+            .collect()
+    }
+
+    /// The spec's values that differ from those of `before`.
+    pub fn desired_changes(&self, before: &Properties) -> Map<String, Value> {
+        self.desired(true)
+            .into_iter()
+            .filter(|(name, v)| before.desired(true).get(name) != Some(v))
+            .collect()
+    }
+
+    pub fn item_name(&self, index: usize) -> &str {
+        &self.items[index].name
+    }
+
+    /// A write of the spec's value failed: shown on DeviceConnected.
+    pub fn write_refused(&mut self, index: usize, why: String) {
+        self.problem(index, "WriteRefused", format!("writing value: {why}"));
+    }
+}
+
+pub fn refusal(name: &str, reason: String) -> Refusal {
+    Refusal {
+        property: Some(name.to_string()),
+        reason,
+    }
+}

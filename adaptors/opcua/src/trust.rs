@@ -1,0 +1,203 @@
+//! The client's certificates and the server certificates it trusts.
+//!
+//! async-opcua keeps both in a PKI directory: the client's certificate and
+//! key, and a `trusted` folder it checks the server's certificate against
+//! when the session is created. Each device gets its own directory, rebuilt
+//! before every connection from the spec (so a certificate removed from the
+//! trust list stops being trusted at once), plus the certificate it pinned
+//! on first use, which lives as long as the adaptor process. Devices without
+//! a client certificate of their own share one the adaptor generates once.
+
+use std::{
+    fs,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use opcua::crypto::{CertificateStore, PrivateKey, X509, X509Data};
+
+use crate::session::Failure;
+
+/// The application URI of the adaptor, also in its generated certificate.
+pub const APPLICATION_URI: &str = "urn:devicelink:adaptor:opcua";
+
+/// Where the PKI directories live; shared by every device task.
+#[derive(Clone)]
+pub struct Pki {
+    root: PathBuf,
+    generated: Arc<Mutex<Option<(PathBuf, PathBuf)>>>,
+}
+
+/// A device's PKI directory, ready for a connection.
+pub struct DeviceStore {
+    pub dir: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// PKI under `root` (created as needed).
+    pub fn new(root: PathBuf) -> Pki {
+        Pki {
+            root,
+            generated: Arc::default(),
+        }
+    }
+
+    /// The directory the adaptor asks servers for their endpoints from
+    /// (with its own certificate, so the stack has one to show).
+    pub fn discovery(&self) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+        let (cert, key) = self.adaptor_certificate()?;
+        Ok((self.root.join("discovery"), cert, key))
+    }
+
+    /// The adaptor's own certificate and key, generated on first use.
+    pub fn adaptor_certificate(&self) -> Result<(PathBuf, PathBuf), String> {
+        let mut generated = self.generated.lock().unwrap();
+        if let Some(paths) = generated.as_ref() {
+            return Ok(paths.clone());
+        }
+        let cert = self.root.join("adaptor").join("cert.der");
+        let key = self.root.join("adaptor").join("private.pem");
+        if !(cert.exists() && key.exists()) {
+            let mut data = X509Data {
+                key_size: 2048,
+                common_name: "devicelink OPC-UA adaptor".into(),
+                organization: "devicelink".into(),
+                organizational_unit: "adaptors".into(),
+                country: "DE".into(),
+                state: "-".into(),
+                alt_host_names: Vec::<String>::new().into(),
+                certificate_duration_days: 3650,
+            };
+            data.alt_host_names.add_uri(APPLICATION_URI);
+            for host in hostname().into_iter().chain(["localhost".to_string()]) {
+                data.alt_host_names.add_dns(host);
+            }
+            CertificateStore::create_certificate_and_key(&data, true, &cert, &key)
+                .map_err(|e| format!("cannot create the adaptor's certificate: {e}"))?;
+        }
+        *generated = Some((cert.clone(), key.clone()));
+        Ok((cert, key))
+    }
+
+    /// Rebuilds the device's directory: its client certificate (its own or
+    /// the adaptor's), and `server` as the one trusted server certificate.
+    pub fn prepare(
+        &self,
+        device: &str,
+        client: Option<&(String, String)>,
+        server: Option<&X509>,
+    ) -> Result<DeviceStore, Failure> {
+        let dir = self.root.join("devices").join(device.replace('/', "_"));
+        let io =
+            |e: std::io::Error| Failure::settings(format!("PKI directory {}: {e}", dir.display()));
+        let _ = fs::remove_dir_all(&dir);
+        for sub in ["trusted", "rejected", "own", "private"] {
+            fs::create_dir_all(dir.join(sub)).map_err(io)?;
+        }
+        if let Some(cert) = server {
+            let der = cert.to_der().map_err(|_| {
+                Failure::settings("the server's certificate cannot be stored".into())
+            })?;
+            let name = CertificateStore::cert_file_name(cert);
+            fs::write(dir.join("trusted").join(name), der).map_err(io)?;
+        }
+        let (certificate, key) = match client {
+            Some((cert, key)) => {
+                X509::from_pem(cert.as_bytes()).map_err(|_| {
+                    Failure::settings(
+                        "protocol.tlsConfig.certFilePEM is not a PEM certificate".into(),
+                    )
+                })?;
+                PrivateKey::from_pem(key.as_bytes()).map_err(|_| {
+                    Failure::settings(
+                        "protocol.tlsConfig.keyFilePEM is not a PEM RSA private key".into(),
+                    )
+                })?;
+                let (c, k) = (
+                    dir.join("own").join("cert.pem"),
+                    dir.join("private").join("key.pem"),
+                );
+                fs::write(&c, cert).map_err(io)?;
+                fs::write(&k, key).map_err(io)?;
+                (c, k)
+            }
+            None => self.adaptor_certificate().map_err(Failure::settings)?,
+        };
+        Ok(DeviceStore {
+            dir,
+            certificate,
+            key,
+        })
+    }
+}
+
+/// The certificates of a PEM bundle; the error names the field.
+pub fn certificates(pem: &str, field: &str) -> Result<Vec<X509>, String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let blocks: Vec<&str> = pem.split(BEGIN).skip(1).collect();
+    if blocks.is_empty() {
+        return Err(format!("{field} holds no PEM certificate"));
+    }
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            X509::from_pem(format!("{BEGIN}{b}").as_bytes())
+                .map_err(|_| format!("certificate {} of {field} does not parse", i + 1))
+        })
+        .collect()
+}
+
+/// What the adaptor decided about a server's certificate.
+pub fn check(
+    server: &X509,
+    trusted: &[X509],
+    trust_on_first_use: bool,
+    pinned: &mut Option<X509>,
+) -> Result<(), Failure> {
+    let thumbprint = server.thumbprint().as_hex_string();
+    let is = |c: &X509| c.thumbprint().as_hex_string() == thumbprint;
+    if trusted.iter().any(is) {
+        return Ok(());
+    }
+    let described = format!(
+        "the server's certificate (SHA-1 thumbprint {thumbprint}, subject {})",
+        server.subject_name()
+    );
+    match pinned {
+        Some(p) if is(p) => Ok(()),
+        Some(p) => Err(Failure::untrusted(format!(
+            "{described} differs from the one pinned on first use ({}); \
+             if the server's certificate was renewed, add it to tlsConfig.caFilePEM(Ref) or restart the adaptor",
+            p.thumbprint().as_hex_string()
+        ))),
+        None if trust_on_first_use => {
+            tracing::warn!(%thumbprint, subject = %server.subject_name(), "trusting the server's certificate on first use and pinning it");
+            *pinned = Some(server.clone());
+            Ok(())
+        }
+        None => Err(Failure::untrusted(format!(
+            "{described} is not trusted: add it to tlsConfig.caFilePEM or caFilePEMRef, \
+             or set tlsConfig.trustOnFirstUse: true"
+        ))),
+    }
+}
+
+fn hostname() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The PKI root: `$DEVICELINK_OPCUA_PKI`, else a directory of this process
+/// under the temporary directory.
+pub fn default_root() -> PathBuf {
+    std::env::var_os("DEVICELINK_OPCUA_PKI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("devicelink-opcua-{}", std::process::id()))
+        })
+}

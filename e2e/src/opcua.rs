@@ -1,0 +1,187 @@
+//! OPC-UA servers for the tests: asyncua (e2e/devices/opcua_server.py),
+//! with a line of JSON on its stdin to look at or change a variable.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+use crate::{modbus::python, process::free_port};
+
+/// How a server is set up.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Endpoints offered: None, Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt.
+    pub policies: Vec<&'static str>,
+    /// Users allowed to sign in (none: anonymous).
+    pub users: Vec<(&'static str, &'static str)>,
+    /// A user certificate (PEM file) allowed to sign in.
+    pub user_cert: Option<PathBuf>,
+    /// Variables: `[{"name": .., "type": "Int32", "value": ..}]`.
+    pub variables: Value,
+    /// DEVICES,ITEMS,MILLIS for the benchmark's changing variables.
+    pub bench: Option<(usize, usize, u64)>,
+}
+
+/// A running asyncua server; stopped when dropped.
+pub struct OpcuaServer {
+    pub port: u16,
+    options: ServerOptions,
+    /// The server's certificate and key (kept across restarts).
+    pub cert: PathBuf,
+    key: PathBuf,
+    child: Option<(Child, ChildStdin, Lines<BufReader<ChildStdout>>)>,
+}
+
+impl OpcuaServer {
+    pub async fn start(options: ServerOptions) -> OpcuaServer {
+        let port = free_port();
+        let dir = crate::log_dir();
+        let mut server = OpcuaServer {
+            port,
+            options,
+            cert: dir.join(format!("opcua-{port}.cert.pem")),
+            key: dir.join(format!("opcua-{port}.key.pem")),
+            child: None,
+        };
+        let _ = std::fs::remove_file(&server.cert);
+        let _ = std::fs::remove_file(&server.key);
+        server.restart().await;
+        server
+    }
+
+    /// The endpoint URL for a spec.
+    pub fn endpoint(&self) -> String {
+        format!("opc.tcp://127.0.0.1:{}/devicelink/", self.port)
+    }
+
+    /// The server's certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        std::fs::read_to_string(&self.cert).expect("the server wrote its certificate")
+    }
+
+    /// Starts the server (again) with its initial variables and the same
+    /// certificate.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let dir = crate::log_dir();
+        let variables = dir.join(format!("opcua-{}.json", self.port));
+        std::fs::write(&variables, self.options.variables.to_string()).unwrap();
+        let policies = if self.options.policies.is_empty() {
+            "None".to_string()
+        } else {
+            self.options.policies.join(",")
+        };
+        let mut command = Command::new(python());
+        command
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/opcua_server.py"))
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--policies")
+            .arg(policies)
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--variables")
+            .arg(&variables);
+        if !self.options.users.is_empty() {
+            let users: Vec<String> = self
+                .options
+                .users
+                .iter()
+                .map(|(u, p)| format!("{u}:{p}"))
+                .collect();
+            command.arg("--users").arg(users.join(","));
+        }
+        if let Some(cert) = &self.options.user_cert {
+            command.arg("--user-cert").arg(cert);
+        }
+        if let Some((d, i, ms)) = self.options.bench {
+            command.arg("--bench").arg(format!("{d},{i},{ms}"));
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("opcua-{}.log", self.port)))
+            .unwrap();
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the asyncua server");
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the OPC-UA server to start within 60 s")
+            .unwrap();
+        assert_eq!(
+            ready.as_deref(),
+            Some("ready"),
+            "the OPC-UA server did not start; see opcua-{}.log",
+            self.port
+        );
+        self.child = Some((child, stdin, lines));
+    }
+
+    /// Kills the server, as a power cut would.
+    pub async fn stop(&mut self) {
+        if let Some((mut child, _, _)) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    async fn ask(&mut self, command: Value) -> Value {
+        let (_, stdin, lines) = self.child.as_mut().expect("the server runs");
+        stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap();
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server answers");
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert!(answer.get("error").is_none(), "{command}: {answer}");
+        answer
+    }
+
+    /// The value of a variable as the server holds it (ByteString in hex,
+    /// DateTime in ISO 8601).
+    pub async fn get(&mut self, name: &str) -> Value {
+        self.ask(json!({"get": name})).await["value"].clone()
+    }
+
+    /// Sets a variable, keeping its type.
+    pub async fn set(&mut self, name: &str, value: Value) {
+        self.ask(json!({"set": name, "value": value})).await;
+    }
+}
+
+/// Waits until the server holds `expected` in `name`.
+pub async fn wait_value(server: &mut OpcuaServer, name: &str, expected: Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = server.get(name).await;
+        if v == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} on the server is {v}, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A free port (for a server that is not there).
+pub fn unused_endpoint() -> String {
+    format!("opc.tcp://127.0.0.1:{}/", free_port())
+}
