@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine, only
 # if it is missing: mosquitto (broker and clients), openssl, socat, Go,
-# Rust, and pymodbus (in a virtualenv under the cache).
+# Rust, and pymodbus and asyncua (in a virtualenv under the cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -17,11 +17,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "prereqs: Rust (cargo) is required; install it with rustup" >&2; exit 1; }
-# Device servers written by others (pymodbus), in a virtualenv of their own.
+# Device servers written by others (pymodbus, asyncua), in a virtualenv of
+# their own.
 venv=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/venv
 pymodbus_version=3.16.1
-if ! "$venv/bin/python" -c "import pymodbus, serial, sys; sys.exit(pymodbus.__version__ != '$pymodbus_version')" 2>/dev/null; then
-  echo "prereqs: installing pymodbus $pymodbus_version into $venv" >&2
+asyncua_version=2.1.0
+if ! "$venv/bin/python" -c "
+import sys, importlib.metadata as m, serial
+sys.exit(m.version('pymodbus') != '$pymodbus_version' or m.version('asyncua') != '$asyncua_version')" 2>/dev/null; then
+  echo "prereqs: installing pymodbus $pymodbus_version and asyncua $asyncua_version into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version"
+  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version"
 fi

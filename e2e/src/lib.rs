@@ -407,3 +407,37 @@ pub async fn create_all_connected(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// A property's field in a device's status JSON (`properties[]` by name),
+/// as on MQTT or in `status`.
+pub fn property_field<'a>(
+    status: &'a serde_json::Value,
+    property: &str,
+    field: &str,
+) -> Option<&'a str> {
+    status["properties"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == property)?[field]
+        .as_str()
+}
+
+/// Waits until the device's status (any model) shows `want` for `property`.
+pub async fn wait_property<K>(devices: &kube::Api<K>, name: &str, property: &str, want: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    eventually_showing(
+        &format!("{name}.{property} = {want}"),
+        Duration::from_secs(60),
+        || async {
+            let d = devices.get(name).await.map_err(|e| e.to_string())?;
+            let status = serde_json::to_value(&d).unwrap()["status"].clone();
+            let value = property_field(&status, property, "value");
+            (value == Some(want))
+                .then_some(())
+                .ok_or(format!("{value:?}"))
+        },
+    )
+    .await
+}

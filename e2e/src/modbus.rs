@@ -3,7 +3,6 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use devicelink_api::modbus::ModbusDevice;
 use tokio::process::Command;
 use tokio_modbus::{
     Slave,
@@ -250,30 +249,4 @@ impl Drop for Silent {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Waits until the device's status shows `want` for `property`.
-pub async fn wait_property(
-    devices: &kube::Api<ModbusDevice>,
-    name: &str,
-    property: &str,
-    want: &str,
-) {
-    crate::eventually_showing(
-        &format!("{name}.{property} = {want}"),
-        Duration::from_secs(60),
-        || async {
-            let d = devices.get(name).await.map_err(|e| e.to_string())?;
-            let value = d
-                .status
-                .into_iter()
-                .flat_map(|s| s.properties)
-                .find(|p| p.name == property)
-                .and_then(|p| p.value);
-            (value.as_deref() == Some(want))
-                .then_some(())
-                .ok_or(format!("{value:?}"))
-        },
-    )
-    .await
 }

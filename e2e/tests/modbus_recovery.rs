@@ -8,10 +8,10 @@ use std::{collections::HashMap, time::Duration};
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, delete_link_and_wait, delete_links_and_wait, device_link,
-    modbus::{ModbusServer, Silent, wait_property},
+    modbus::{ModbusServer, Silent},
     mqtt::Subscriber,
     process::start_operator,
-    wait_connected, wait_event, wait_reason,
+    wait_connected, wait_event, wait_property, wait_reason,
 };
 use kube::{
     Api,

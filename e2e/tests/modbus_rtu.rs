@@ -6,9 +6,9 @@
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
     LocalKubelet, begin, delete_links_and_wait, device_link,
-    modbus::{Listen, ModbusServer, SerialCable, wait_property},
+    modbus::{Listen, ModbusServer, SerialCable},
     process::start_operator,
-    wait_connected, wait_reason,
+    wait_connected, wait_property, wait_reason,
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;

@@ -13,24 +13,16 @@ use devicelink_e2e::{
     mqtt::{self, Subscriber},
     opcua::{OpcuaServer, ServerOptions, wait_value},
     process::{metric_at, start_operator},
-    repo_root, yaml_documents,
+    property_field, repo_root, yaml_documents,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn field<'a>(status: &'a Value, property: &str, field: &str) -> Option<&'a str> {
-    status["properties"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == property)?[field]
-        .as_str()
-}
 
 #[tokio::test]
 async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
@@ -96,10 +88,10 @@ async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
     let mut clocks = Vec::new();
     while clocks.len() < 3 {
         let sample = status.next(WAIT).await.payload;
-        if field(&sample, "integer", "value") == Some("42")
-            && field(&sample, "bytes", "value") == Some("test123")
+        if property_field(&sample, "integer", "value") == Some("42")
+            && property_field(&sample, "bytes", "value") == Some("test123")
         {
-            let clock = field(&sample, "datetime", "value")
+            let clock = property_field(&sample, "datetime", "value")
                 .expect("the clock")
                 .to_string();
             chrono_like(&clock);
@@ -113,7 +105,7 @@ async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
     server.set("the.answer", json!(-7)).await;
     loop {
         let sample = status.next(WAIT).await.payload;
-        if field(&sample, "integer", "value") == Some("-7") {
+        if property_field(&sample, "integer", "value") == Some("-7") {
             break;
         }
     }
@@ -123,9 +115,9 @@ async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
     eventually_showing("the device's status", WAIT, || async {
         let d = devices.get(name).await.map_err(|e| e.to_string())?;
         let status = serde_json::to_value(d.status).unwrap();
-        let ok = field(&status, "integer", "value") == Some("-7")
-            && field(&status, "bytes", "value") == Some("test123")
-            && field(&status, "datetime", "value").is_some();
+        let ok = property_field(&status, "integer", "value") == Some("-7")
+            && property_field(&status, "bytes", "value") == Some("test123")
+            && property_field(&status, "datetime", "value").is_some();
         ok.then_some(()).ok_or(status.to_string())
     })
     .await;
