@@ -61,7 +61,8 @@ class Users(UserManager):
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
         if certificate is not None and self.certificate is not None:
-            if certificate.public_bytes(serialization.Encoding.DER) == self.certificate:
+            der = certificate if isinstance(certificate, bytes) else certificate.public_bytes(serialization.Encoding.DER)
+            if der == self.certificate:
                 return User(role=UserRole.User, name="x509")
             return None
         if username is not None and self.passwords.get(username) == password:

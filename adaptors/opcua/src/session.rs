@@ -22,7 +22,7 @@ use opcua::{
     types::{
         AttributeId, ByteString, DataValue, EndpointDescription, MessageSecurityMode,
         MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, NumericRange,
-        ReadValueId, StatusCode, TimestampsToReturn, WriteValue,
+        ReadValueId, StatusCode, TimestampsToReturn, UserTokenType, WriteValue,
     },
 };
 use tokio::{sync::mpsc, task::JoinHandle, time::timeout};
@@ -167,6 +167,7 @@ impl Session {
         pinned: &mut Option<X509>,
     ) -> Result<(Session, Vec<ItemProblem>), Failure> {
         let endpoint = choose_endpoint(settings, pki).await?;
+        accepts_identity(&endpoint, &settings.identity)?;
         let server = if settings.secured() {
             let cert =
                 X509::from_byte_string(&endpoint.server_certificate).map_err(|_| Failure {
@@ -495,6 +496,40 @@ async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescr
     // certificate is checked against).
     chosen.endpoint_url = settings.endpoint.as_str().into();
     Ok(chosen)
+}
+
+/// Fails early, and clearly, when the endpoint takes no user of the kind
+/// the spec gives (the server would only say which check failed).
+fn accepts_identity(endpoint: &EndpointDescription, identity: &Identity) -> Result<(), Failure> {
+    let wanted = match identity {
+        Identity::Anonymous => UserTokenType::Anonymous,
+        Identity::UserName { .. } => UserTokenType::UserName,
+        Identity::Certificate { .. } => UserTokenType::Certificate,
+        Identity::IssuedToken(_) => UserTokenType::IssuedToken,
+    };
+    let offered: Vec<UserTokenType> = endpoint
+        .user_identity_tokens
+        .iter()
+        .flatten()
+        .map(|t| t.token_type)
+        .collect();
+    if offered.is_empty() || offered.contains(&wanted) {
+        return Ok(());
+    }
+    let kind = |t: &UserTokenType| match t {
+        UserTokenType::Anonymous => "anonymous (no basicAuth, certificateAuth or issuedTokenAuth)",
+        UserTokenType::UserName => "username and password (basicAuth)",
+        UserTokenType::Certificate => "X.509 certificate (certificateAuth)",
+        UserTokenType::IssuedToken => "issued token (issuedTokenAuth)",
+    };
+    Err(Failure {
+        reason: "AuthenticationFailed",
+        message: format!(
+            "the endpoint does not take {} users; it takes {}",
+            kind(&wanted),
+            offered.iter().map(kind).collect::<Vec<_>>().join(", ")
+        ),
+    })
 }
 
 fn crypto_policy(policy: SecurityPolicy) -> CryptoPolicy {

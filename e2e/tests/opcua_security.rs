@@ -1,0 +1,218 @@
+//! OPC-UA sessions as a plant's security asks: Basic256Sha256 Sign and
+//! SignAndEncrypt with a username and password, an X.509 user, a password
+//! over an unsecured endpoint; and the refusals, each with its reason on
+//! DeviceConnected: a wrong password, a server certificate nobody trusted
+//! (then trusted on first use when opted in), a policy the server does not
+//! offer.
+
+use std::{process::Command, time::Duration};
+
+use devicelink_api::{DeviceLink, opcua::OPCUADevice};
+use devicelink_e2e::{
+    LocalKubelet, begin, delete_links_and_wait, device_link, log_dir,
+    opcua::{OpcuaServer, ServerOptions},
+    process::start_operator,
+    wait_connected, wait_property, wait_reason,
+};
+use kube::Api;
+use serde_json::{Value, json};
+
+fn link(name: &str, protocol: Value) -> DeviceLink {
+    device_link(
+        "e2e-opcua-security",
+        name,
+        "edge-worker",
+        "opcua",
+        "OPCUADevice",
+        json!({"spec": {
+            "parameters": {"syncInterval": "500ms", "timeout": "5s"},
+            "protocol": protocol,
+            "properties": [{"name": "answer", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=the.answer"}}],
+        }}),
+    )
+}
+
+/// A user certificate and key (PEM), made by openssl.
+fn user_certificate() -> (String, String) {
+    let dir = log_dir();
+    let (cert, key) = (
+        dir.join("opcua-user.cert.pem"),
+        dir.join("opcua-user.key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=e2e-operator",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn secure_sessions_and_their_refusals() {
+    let namespace = "e2e-opcua-security";
+    let (_guard, client) = begin(namespace).await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let variables = json!([{"name": "the.answer", "type": "Int32", "value": 42}]);
+    let (user_cert, user_key) = user_certificate();
+    let user_cert_file = log_dir().join("opcua-user.cert.pem");
+    // Every endpoint, users by password.
+    let plant = OpcuaServer::start(ServerOptions {
+        policies: vec![
+            "None",
+            "Basic256Sha256_Sign",
+            "Basic256Sha256_SignAndEncrypt",
+        ],
+        users: vec![("operator", "s3cret")],
+        variables: variables.clone(),
+        ..Default::default()
+    })
+    .await;
+    // Encrypted only, the user by certificate.
+    let vault = OpcuaServer::start(ServerOptions {
+        policies: vec!["Basic256Sha256_SignAndEncrypt"],
+        user_cert: Some(user_cert_file),
+        variables,
+        ..Default::default()
+    })
+    .await;
+    let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
+    let password = |p: &str| json!({"username": "operator", "password": p});
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let devices: Api<OPCUADevice> = Api::namespaced(client.clone(), namespace);
+
+    let good = [
+        link(
+            "signed",
+            json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "Sign",
+            "basicAuth": password("s3cret"), "tlsConfig": trusted(&plant)}),
+        ),
+        link(
+            "encrypted",
+            json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": trusted(&plant)}),
+        ),
+        link(
+            "password-over-none",
+            json!({"endpoint": plant.endpoint(), "basicAuth": password("s3cret")}),
+        ),
+        link(
+            "x509-user",
+            json!({"endpoint": vault.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "certificateAuth": {"certFilePEM": user_cert, "keyFilePEM": user_key}, "tlsConfig": trusted(&vault)}),
+        ),
+    ];
+    let bad = [
+        (
+            link(
+                "wrong-password",
+                json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("guess"), "tlsConfig": trusted(&plant)}),
+            ),
+            "AuthenticationFailed",
+            "BadUserAccessDenied",
+        ),
+        (
+            link(
+                "untrusted",
+                json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret")}),
+            ),
+            "UntrustedServerCertificate",
+            "trustOnFirstUse",
+        ),
+        (
+            link(
+                "wrong-server",
+                json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "Sign",
+            "basicAuth": password("s3cret"), "tlsConfig": trusted(&vault)}),
+            ),
+            "UntrustedServerCertificate",
+            "is not trusted",
+        ),
+        (
+            link(
+                "no-such-endpoint",
+                json!({"endpoint": vault.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "Sign",
+            "tlsConfig": trusted(&vault)}),
+            ),
+            "NoMatchingEndpoint",
+            "SignAndEncrypt",
+        ),
+        (
+            link("anonymous", json!({"endpoint": plant.endpoint()})),
+            "AuthenticationFailed",
+            "does not take anonymous",
+        ),
+    ];
+    for l in good.iter().chain(bad.iter().map(|(l, ..)| l)) {
+        links
+            .create(&Default::default(), l)
+            .await
+            .expect("create DeviceLink");
+    }
+    for l in &good {
+        let name = l.metadata.name.as_deref().unwrap();
+        wait_connected(&links, name).await;
+        wait_property(&devices, name, "answer", "42").await;
+    }
+    for (l, reason, says) in &bad {
+        let name = l.metadata.name.as_deref().unwrap();
+        let c = wait_reason(&links, name, "DeviceConnected", "False", reason).await;
+        assert!(
+            c.message.contains(says),
+            "{name}: {:?} does not say {says:?}",
+            c.message
+        );
+    }
+
+    // Opting in to trust on first use lets the untrusted one in.
+    let patch = json!({"spec": {"template": {"spec": {"protocol": {"tlsConfig": {"trustOnFirstUse": true}}}}}});
+    links
+        .patch(
+            "untrusted",
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("opt in to trust on first use");
+    wait_reason(&links, "untrusted", "DeviceConnected", "True", "Healthy").await;
+    wait_property(&devices, "untrusted", "answer", "42").await;
+
+    let mut names: Vec<&str> = good
+        .iter()
+        .map(|l| l.metadata.name.as_deref().unwrap())
+        .collect();
+    names.extend(
+        bad.iter()
+            .map(|(l, ..)| l.metadata.name.as_deref().unwrap()),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        delete_links_and_wait(&links, &names),
+    )
+    .await
+    .expect("the DeviceLinks to go");
+    operator.stop().await;
+}
