@@ -126,7 +126,8 @@ async fn connected(
     settings: &Settings,
     metrics: &OpcuaMetrics,
 ) -> Exit {
-    info!(device = %ctx.key(), endpoint = %settings.endpoint, identity = settings.identity.kind(), "session open");
+    let outcome = properties.outcome();
+    info!(device = %ctx.key(), endpoint = %settings.endpoint, identity = settings.identity.kind(), problems = %outcome.message, "session open");
     if let Err(failure) = read_once(&session, properties).await {
         return Exit::Lost(failure);
     }
