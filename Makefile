@@ -1,4 +1,4 @@
-.PHONY: demo test crds manifests bench bench-modbus bench-mqtt
+.PHONY: demo test crds manifests bench bench-modbus bench-mqtt bench-opcua
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -27,3 +27,7 @@ bench-modbus:
 # One adaptor's MQTT path: 1,000 devices next to bare rumqttc clients; see docs/benchmarks.md.
 bench-mqtt:
 	bash e2e/bench-mqtt.sh
+
+# The OPC-UA adaptor: 200 devices x 50 monitored items at 100 ms; see docs/benchmarks.md.
+bench-opcua:
+	bash e2e/bench-opcua.sh

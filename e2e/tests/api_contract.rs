@@ -627,7 +627,22 @@ fn invalid_cases() -> Vec<Case> {
                 "/spec/protocol/tlsConfig",
                 json!({"certFilePEM": "-----BEGIN CERTIFICATE-----"}),
             )],
-            ["spec.protocol.tlsConfig", "needs the private key"],
+            [
+                "spec.protocol.tlsConfig",
+                "the client certificate and its private key go together",
+            ],
+        ),
+        case(
+            "opcua trusted certificates twice",
+            &opcua,
+            vec![set(
+                "/spec/protocol/tlsConfig/caFilePEM",
+                json!("-----BEGIN CERTIFICATE-----"),
+            )],
+            [
+                "spec.protocol.tlsConfig",
+                "set caFilePEM or caFilePEMRef, not both",
+            ],
         ),
         case(
             "opcua publishing interval",

@@ -161,3 +161,45 @@ fn duration(field: &str, d: Option<&SpecDuration>) -> Result<Option<Duration>, S
             .ok_or_else(|| format!("{field} {:?} is not a positive duration", d.as_str())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(protocol: serde_json::Value, parameters: serde_json::Value) -> OpcuaDeviceSpec {
+        serde_json::from_value(json!({"protocol": protocol, "parameters": parameters})).unwrap()
+    }
+
+    #[test]
+    fn the_protocol_overrides_the_parameters_and_defaults_fill_the_rest() {
+        let s = Settings::new(
+            &spec(
+                json!({"endpoint": " opc.tcp://plc:4840 ", "syncInterval": "250ms"}),
+                json!({"syncInterval": "5s", "timeout": "2s"}),
+            ),
+            &References::default(),
+        )
+        .unwrap();
+        assert_eq!(s.endpoint, "opc.tcp://plc:4840");
+        assert_eq!(s.sync_interval, Duration::from_millis(250));
+        assert_eq!(s.publishing_interval, Duration::from_millis(250));
+        assert_eq!(s.request_timeout, Duration::from_secs(2));
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
+        assert!(s.identity == Identity::Anonymous && !s.secured() && !s.trust_on_first_use);
+    }
+
+    #[test]
+    fn a_reference_that_does_not_resolve_names_the_field() {
+        let e = Settings::new(
+            &spec(
+                json!({"endpoint": "opc.tcp://plc:4840", "basicAuth": {"username": "u", "passwordRef": {"name": "creds", "item": "p"}}}),
+                json!({}),
+            ),
+            &References::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.starts_with("protocol.basicAuth.password:"), "{e}");
+    }
+}

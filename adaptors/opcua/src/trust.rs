@@ -201,3 +201,89 @@ pub fn default_root() -> PathBuf {
             std::env::temp_dir().join(format!("devicelink-opcua-{}", std::process::id()))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate made by the stack itself (the key size keeps it quick).
+    fn certificate(name: &str) -> X509 {
+        let mut data = X509Data {
+            key_size: 1024,
+            common_name: name.into(),
+            organization: "devicelink".into(),
+            organizational_unit: "tests".into(),
+            country: "DE".into(),
+            state: "-".into(),
+            alt_host_names: Vec::<String>::new().into(),
+            certificate_duration_days: 1,
+        };
+        data.alt_host_names.add_uri("urn:test");
+        X509::cert_and_pkey(&data).unwrap().0
+    }
+
+    fn pem(cert: &X509) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.to_der().unwrap());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
+
+    #[test]
+    fn a_listed_certificate_is_trusted_and_another_is_not() {
+        let (server, other) = (certificate("server"), certificate("other"));
+        let bundle = format!("{}{}", pem(&other), pem(&server));
+        let trusted = certificates(&bundle, "caFilePEM").unwrap();
+        assert_eq!(trusted.len(), 2);
+        let mut pinned = None;
+        assert!(check(&server, &trusted, false, &mut pinned).is_ok());
+        let refused = check(&server, &trusted[..1], false, &mut pinned).unwrap_err();
+        assert_eq!(refused.reason, "UntrustedServerCertificate");
+        assert!(
+            refused.message.contains("trustOnFirstUse"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            refused
+                .message
+                .contains(&server.thumbprint().as_hex_string())
+        );
+        assert!(pinned.is_none(), "nothing is pinned without the opt-in");
+    }
+
+    #[test]
+    fn trust_on_first_use_pins_the_first_certificate() {
+        let (first, second) = (certificate("first"), certificate("second"));
+        let mut pinned = None;
+        assert!(check(&first, &[], true, &mut pinned).is_ok());
+        assert!(check(&first, &[], true, &mut pinned).is_ok());
+        let refused = check(&second, &[], true, &mut pinned).unwrap_err();
+        assert!(
+            refused.message.contains("pinned on first use"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_is_named() {
+        assert_eq!(
+            certificates("not pem", "protocol.tlsConfig.caFilePEM").unwrap_err(),
+            "protocol.tlsConfig.caFilePEM holds no PEM certificate"
+        );
+        let e = certificates(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(e, "certificate 1 of x does not parse");
+    }
+}
