@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole system on this machine: control plane, mosquitto, operator,
-# adaptors (as local processes for the kwok node), the dummy fan and the
-# Modbus thermometer (a pymodbus device) examples, and their live MQTT
+# adaptors (as local processes for the kwok node), the dummy fan, the
+# Modbus thermometer (a pymodbus device) and the OPC-UA packaging line (an
+# asyncua server, signed and encrypted) examples, and their live MQTT
 # messages. Ctrl-C stops everything.
 source "$(dirname "$0")/common.sh"
 cd "$root"
@@ -30,17 +31,36 @@ modbus_port=${DEVICELINK_DEMO_MODBUS_PORT:-5020}
 echo '{"1": {"input": {"0": 2965, "1": 455}}}' >"$logs/thermometer.json"
 "$DEVICELINK_CACHE/venv/bin/python" e2e/devices/modbus_server.py --tcp "$modbus_port" \
   --contents "$logs/thermometer.json" --wander 0 >"$logs/thermometer.log" 2>&1 & pids+=($!)
+# The packaging line: an OPC-UA server with a Basic256Sha256 endpoint, one
+# user, and the variables the example writes (its clock is the server's own).
+opcua_port=${DEVICELINK_DEMO_OPCUA_PORT:-4840}
+rm -f "$logs/packaging-line.cert.pem" "$logs/packaging-line.key.pem"  # a fresh certificate each run
+echo '[{"name": "the.answer", "type": "Int32", "value": 0}, {"name": "myByteString", "type": "ByteString", "value": ""}]' >"$logs/packaging-line.json"
+"$DEVICELINK_CACHE/venv/bin/python" e2e/devices/opcua_server.py --port "$opcua_port" \
+  --policies Basic256Sha256_SignAndEncrypt --users operator:s3cret \
+  --cert "$logs/packaging-line.cert.pem" --key "$logs/packaging-line.key.pem" \
+  --variables "$logs/packaging-line.json" </dev/null >"$logs/packaging-line.log" 2>&1 & pids+=($!)
 "$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
 sed "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" deploy/examples/dummy-special-device.yaml | kubectl apply -f -
 sed -e "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" -e "s|127.0.0.1:5020|127.0.0.1:$modbus_port|" \
   deploy/examples/modbus-thermometer.yaml | kubectl apply -f -
-kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/thermometer --timeout=120s
+# The example's Secret (the user) and ConfigMap (the server certificate to
+# trust), once the server has written its certificate.
+for _ in $(seq 60); do [ -s "$logs/packaging-line.cert.pem" ] && break; sleep 1; done
+kubectl create secret generic plc-credentials --from-literal=username=operator --from-literal=password=s3cret \
+  --dry-run=client -o yaml | kubectl apply -f -
+kubectl create configmap plc-server-certificate --from-file=server.pem="$logs/packaging-line.cert.pem" \
+  --dry-run=client -o yaml | kubectl apply -f -
+sed -e "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" -e "s|127.0.0.1:4840|127.0.0.1:$opcua_port|" \
+  deploy/examples/opcua.yaml | kubectl apply -f -
+kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/thermometer dl/packaging-line --timeout=120s
 kubectl get dl
 echo
-echo "Live MQTT messages on cattle.io/# (Ctrl-C to stop). In another shell:" >&2
+echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell:" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl patch dl living-room-fan --type=merge -p '{\"spec\":{\"template\":{\"spec\":{\"gear\":\"fast\"}}}}'" >&2
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
+echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
 echo "Logs: $logs" >&2
-mosquitto_sub -p "$port" -t 'cattle.io/#' -v
+mosquitto_sub -p "$port" -t 'cattle.io/#' -t 'factory/#' -v
