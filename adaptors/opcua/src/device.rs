@@ -179,7 +179,7 @@ async fn connected(
                         return Exit::Respec;
                     }
                     let changes = updated.desired_changes(properties);
-                    properties.apply(&device.spec);
+                    properties.take_desired(&updated);
                     if let Err(failure) = write(&session, properties, &changes, metrics).await {
                         return Exit::Lost(failure);
                     }

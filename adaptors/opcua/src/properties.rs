@@ -85,6 +85,14 @@ impl Properties {
             })
     }
 
+    /// Takes the values to write from `other`, which watches the same
+    /// (see `same_watch`); what the server made of each property stays.
+    pub fn take_desired(&mut self, other: &Properties) {
+        for (item, new) in self.items.iter_mut().zip(&other.items) {
+            item.desired = new.desired.clone();
+        }
+    }
+
     /// Problems found when subscribing (a bad node ID, say).
     pub fn set_problems(&mut self, problems: Vec<ItemProblem>) {
         self.problems = problems
@@ -236,5 +244,63 @@ pub fn refusal(name: &str, reason: String) -> Refusal {
     Refusal {
         property: Some(name.to_string()),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(answer: &str) -> OpcuaDeviceSpec {
+        serde_json::from_value(json!({
+            "protocol": {"endpoint": "opc.tcp://plc:4840"},
+            "properties": [
+                {"name": "answer", "type": "int32", "value": answer, "visitor": {"nodeID": "ns=2;s=a"}},
+                {"name": "gone", "type": "double", "visitor": {"nodeID": "ns=2;s=gone"}},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_value_to_write_keeps_what_the_server_said() {
+        let mut p = Properties::new(&spec("1"));
+        p.set_problems(vec![ItemProblem {
+            property: "gone".into(),
+            message: "node ns=2;s=gone does not exist".into(),
+        }]);
+        assert!(p.take(0, &DataValue::value_only(Variant::Int32(1))));
+        let updated = Properties::new(&spec("2"));
+        assert!(p.same_watch(&updated));
+        assert_eq!(
+            updated.desired_changes(&p),
+            Map::from_iter([("answer".into(), json!("2"))])
+        );
+        p.take_desired(&updated);
+        assert_eq!(p.outcome().reason, "BadNodeId");
+        assert_eq!(p.status().properties[0].value.as_deref(), Some("1"));
+        assert_eq!(p.desired(true)["answer"], json!("2"));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_named_and_a_good_one_clears_it() {
+        let mut p = Properties::new(&spec("1"));
+        assert!(p.take(0, &DataValue::value_only(Variant::from("forty-two"))));
+        let outcome = p.outcome();
+        assert_eq!(outcome.reason, "TypeMismatch");
+        assert!(
+            outcome
+                .message
+                .starts_with("property answer: the node holds a String"),
+            "{}",
+            outcome.message
+        );
+        assert!(p.take(0, &DataValue::value_only(Variant::Int32(42))));
+        assert!(p.outcome().is_true());
+        assert!(
+            !p.take(0, &DataValue::value_only(Variant::Int32(42))),
+            "no change, nothing to report"
+        );
     }
 }
