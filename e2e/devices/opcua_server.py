@@ -134,7 +134,10 @@ async def control(server, nodes):
 
 
 async def bench(nodes, devices, items, millis):
-    turn = 0
+    # On a fixed schedule (not a pause after each round), so the rate holds
+    # as long as a round takes less than the interval.
+    loop = asyncio.get_running_loop()
+    start, turn = loop.time(), 0
     while True:
         now = float(int(time.time() * 1000))
         for d in range(devices):
@@ -142,7 +145,10 @@ async def bench(nodes, devices, items, millis):
                 ua.DataValue(ua.Variant(now, ua.VariantType.Double))
             )
         turn += 1
-        await asyncio.sleep(millis / 1000)
+        behind = loop.time() - (start + turn * millis / 1000)
+        if behind > 1:
+            print(f"bench: {behind:.1f} s behind schedule", file=sys.stderr, flush=True)
+        await asyncio.sleep(max(0.0, -behind))
 
 
 async def main():
