@@ -441,3 +441,18 @@ where
     )
     .await
 }
+
+/// Runs openssl in `dir` (certificates for the tests); fails the test with
+/// openssl's own words when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed by make test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -5,29 +5,17 @@
 //! front for mosquitto, whose own websocket listener does not start on this
 //! machine) with the handshake's extra HTTP headers.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use devicelink_api::property::MqttStatus;
 use devicelink_e2e::{
     Mosquitto,
     mqtt::{test_publisher, wait_status},
+    openssl,
     process::free_port,
 };
 use serde_json::json;
 use tokio::sync::watch;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed by make test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA, a server certificate for broker.test and 127.0.0.1, a client
 /// certificate, and a second CA that signed none of them.

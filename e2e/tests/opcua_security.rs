@@ -5,12 +5,13 @@
 //! (then trusted on first use when opted in), a policy the server does not
 //! offer.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use devicelink_api::{DeviceLink, opcua::OPCUADevice};
 use devicelink_e2e::{
     LocalKubelet, begin, delete_links_and_wait, device_link, log_dir,
     opcua::{OpcuaServer, ServerOptions},
+    openssl,
     process::start_operator,
     wait_connected, wait_property, wait_reason,
 };
@@ -35,12 +36,9 @@ fn link(name: &str, protocol: Value) -> DeviceLink {
 /// A user certificate and key (PEM), made by openssl.
 fn user_certificate() -> (String, String) {
     let dir = log_dir();
-    let (cert, key) = (
-        dir.join("opcua-user.cert.pem"),
-        dir.join("opcua-user.key.pem"),
-    );
-    let made = Command::new("openssl")
-        .args([
+    openssl(
+        &dir,
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -50,22 +48,14 @@ fn user_certificate() -> (String, String) {
             "2",
             "-subj",
             "/CN=e2e-operator",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&made.stderr)
+            "-keyout",
+            "opcua-user.key.pem",
+            "-out",
+            "opcua-user.cert.pem",
+        ],
     );
-    (
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    )
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    (read("opcua-user.cert.pem"), read("opcua-user.key.pem"))
 }
 
 #[tokio::test]

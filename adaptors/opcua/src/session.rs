@@ -189,27 +189,16 @@ impl Session {
             settings.client_certificate.as_ref(),
             server.as_ref(),
         )?;
-        let builder = ClientBuilder::new()
-            .application_name("devicelink OPC-UA adaptor")
-            .application_uri(APPLICATION_URI)
-            .product_uri(APPLICATION_URI)
-            .pki_dir(&store.dir)
-            .create_sample_keypair(false)
-            .trust_server_certs(false)
-            .verify_server_certs(true)
-            .session_retry_limit(0)
-            .request_timeout(settings.request_timeout)
-            .keep_alive_interval(
-                Duration::from_secs(5).min(settings.sync_interval.max(Duration::from_secs(1))),
-            )
-            .max_failed_keep_alive_count(2)
-            .session_timeout(settings.session_timeout.as_millis().min(u32::MAX as u128) as u32)
-            .session_name(format!("devicelink {device}"));
-        let mut client = builder
-            .certificate_path(&store.certificate)
-            .private_key_path(&store.key)
-            .client()
-            .map_err(|e| Failure::settings(format!("client settings: {}", e.join("; "))))?;
+        let mut client = client(settings, &store, |b| {
+            b.trust_server_certs(false)
+                .verify_server_certs(true)
+                .keep_alive_interval(
+                    Duration::from_secs(5).min(settings.sync_interval.max(Duration::from_secs(1))),
+                )
+                .max_failed_keep_alive_count(2)
+                .session_timeout(settings.session_timeout.as_millis().min(u32::MAX as u128) as u32)
+                .session_name(format!("devicelink {device}"))
+        })?;
         let identity = identity_token(&settings.identity)?;
         let (session, event_loop) = client
             .connect_to_endpoint_directly(endpoint, identity)
@@ -432,21 +421,40 @@ impl Session {
     }
 }
 
+/// A client as every connection of the adaptor makes it: its own identity
+/// and PKI, no reconnection of its own (see the module's comment), then
+/// what `more` adds.
+fn client(
+    settings: &Settings,
+    store: &trust::DeviceStore,
+    more: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> Result<opcua::client::Client, Failure> {
+    more(
+        ClientBuilder::new()
+            .application_name("devicelink OPC-UA adaptor")
+            .application_uri(APPLICATION_URI)
+            .product_uri(APPLICATION_URI)
+            .create_sample_keypair(false)
+            .session_retry_limit(0)
+            .request_timeout(settings.request_timeout)
+            .pki_dir(&store.dir)
+            .certificate_path(&store.certificate)
+            .private_key_path(&store.key),
+    )
+    .client()
+    .map_err(|e| Failure::settings(format!("client settings: {}", e.join("; "))))
+}
+
 /// Asks the server for its endpoints and picks the one of the policy and
 /// mode asked for, reached at the address the spec gives.
 async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescription, Failure> {
-    let (dir, cert, key) = pki.discovery().map_err(Failure::settings)?;
-    let client = ClientBuilder::new()
-        .application_name("devicelink OPC-UA adaptor")
-        .application_uri(APPLICATION_URI)
-        .create_sample_keypair(false)
-        .session_retry_limit(0)
-        .request_timeout(settings.request_timeout)
-        .pki_dir(dir)
-        .certificate_path(cert)
-        .private_key_path(key)
-        .client()
-        .map_err(|e| Failure::settings(format!("client settings: {}", e.join("; "))))?;
+    let (dir, certificate, key) = pki.discovery().map_err(Failure::settings)?;
+    let store = trust::DeviceStore {
+        dir,
+        certificate,
+        key,
+    };
+    let client = client(settings, &store, |b| b)?;
     let endpoints = timeout(
         settings.connect_timeout,
         client.get_server_endpoints_from_url(settings.endpoint.as_str()),
