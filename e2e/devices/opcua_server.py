@@ -6,8 +6,9 @@ from a JSON file (--variables): [{"name": "the.answer", "type": "Int32",
 "value": 42}, ...], types as asyncua's VariantType names; ByteString values
 are given in hex, DateTime values in ISO 8601.
 
-Security: --policies lists the endpoints offered (None,
-Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt); the server's
+Security: --policies lists the endpoints offered (None, or a policy and
+mode as asyncua names them: Basic256Sha256_Sign,
+Aes256Sha256RsaPss_SignAndEncrypt, ...); the server's
 certificate and key are read from --cert/--key, or generated there (PEM,
 for 127.0.0.1 and localhost) when the files do not exist. With --users
 user:password,... only those users may sign in (plus, with --user-cert, the
@@ -45,10 +46,9 @@ import ipaddress
 NAMESPACE = "urn:devicelink:test"
 APP_URI = "urn:devicelink:test:opcua-server"
 
-POLICIES = {
-    "None": ua.SecurityPolicyType.NoSecurity,
-    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
-    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+# Every policy asyncua offers, by its name there (NoSecurity as None).
+POLICIES = {"None": ua.SecurityPolicyType.NoSecurity} | {
+    p.name: p for p in ua.SecurityPolicyType if p.name != "NoSecurity"
 }
 
 

@@ -14,7 +14,8 @@ use crate::{modbus::python, process::free_port};
 /// How a server is set up.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// Endpoints offered: None, Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt.
+    /// Endpoints offered: None, or a policy and mode as asyncua names them
+    /// (Basic256Sha256_Sign, Aes256Sha256RsaPss_SignAndEncrypt, ...).
     pub policies: Vec<&'static str>,
     /// Users allowed to sign in (none: anonymous).
     pub users: Vec<(&'static str, &'static str)>,

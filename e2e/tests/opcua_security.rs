@@ -1,5 +1,6 @@
 //! OPC-UA sessions as a plant's security asks: Basic256Sha256 Sign and
-//! SignAndEncrypt with a username and password, an X.509 user, a password
+//! SignAndEncrypt (and the Aes128Sha256RsaOaep and Aes256Sha256RsaPss
+//! policies) with a username and password, an X.509 user, a password
 //! over an unsecured endpoint; and the refusals, each with its reason on
 //! DeviceConnected: a wrong password, a server certificate nobody trusted
 //! (then trusted on first use when opted in), a policy the server does not
@@ -73,6 +74,8 @@ async fn secure_sessions_and_their_refusals() {
             "None",
             "Basic256Sha256_Sign",
             "Basic256Sha256_SignAndEncrypt",
+            "Aes128Sha256RsaOaep_SignAndEncrypt",
+            "Aes256Sha256RsaPss_Sign",
         ],
         users: vec![("operator", "s3cret")],
         variables: variables.clone(),
@@ -101,6 +104,16 @@ async fn secure_sessions_and_their_refusals() {
         link(
             "encrypted",
             json!({"endpoint": plant.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": trusted(&plant)}),
+        ),
+        link(
+            "aes128-encrypted",
+            json!({"endpoint": plant.endpoint(), "securityPolicy": "Aes128Sha256RsaOaep", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": trusted(&plant)}),
+        ),
+        link(
+            "aes256-signed",
+            json!({"endpoint": plant.endpoint(), "securityPolicy": "Aes256Sha256RsaPss", "securityMode": "Sign",
             "basicAuth": password("s3cret"), "tlsConfig": trusted(&plant)}),
         ),
         link(

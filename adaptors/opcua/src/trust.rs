@@ -192,14 +192,18 @@ fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// The PKI root: `$DEVICELINK_OPCUA_PKI`, else a directory of this process
-/// under the temporary directory.
+/// The PKI root: `$DEVICELINK_OPCUA_PKI`, else `opcua-pki` in the
+/// adaptor's data directory (the pod's emptyDir: the root filesystem is
+/// read-only, and the generated certificate outlives a crash, so servers
+/// that were told to trust it still do), else under the temporary directory.
 pub fn default_root() -> PathBuf {
-    std::env::var_os("DEVICELINK_OPCUA_PKI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("devicelink-opcua-{}", std::process::id()))
-        })
+    if let Some(dir) = std::env::var_os("DEVICELINK_OPCUA_PKI") {
+        return dir.into();
+    }
+    match std::env::var_os("DEVICELINK_DATA_DIR") {
+        Some(data) => PathBuf::from(data).join("opcua-pki"),
+        None => std::env::temp_dir().join("devicelink-opcua-pki"),
+    }
 }
 
 #[cfg(test)]
