@@ -162,6 +162,9 @@ async fn every_type_is_read_and_written() {
     properties.push(json!({"name": "spec-datetime", "type": "datetime", "value": "2030-01-02T03:04:05Z", "visitor": {"nodeID": "ns=2;s=spec.datetime"}}));
     properties
         .push(json!({"name": "raw", "type": "hexString", "visitor": {"nodeID": "ns=2;s=raw"}}));
+    // Arithmetic on a value read: the double per second, per minute.
+    properties.push(json!({"name": "per-minute", "type": "double", "readOnly": true,
+        "visitor": {"nodeID": "ns=2;s=v.double", "arithmeticOperations": [{"type": "Multiply", "value": "60"}]}}));
     let name = "all-types";
     let link: DeviceLink = device_link(
         namespace,
@@ -187,6 +190,7 @@ async fn every_type_is_read_and_written() {
             .iter()
             .all(|(t, _, _, shown, ..)| property_field(sample, t, "value") == Some(*shown))
             && property_field(sample, "raw", "value") == Some("00ff10")
+            && property_field(sample, "per-minute", "operatedValue") == Some("-7.5")
     };
     let mut last = Value::Null;
     let deadline = tokio::time::Instant::now() + WAIT;
