@@ -228,20 +228,16 @@ impl Poller {
     /// [`Poller::properties`]: all values are encoded first (nothing is
     /// written if one does not fit), then written in order.
     pub async fn write(&mut self, values: &Map<String, Value>) -> Result<(), Vec<Refusal>> {
-        let refusal = |name: &str, reason: String| Refusal {
-            property: Some(name.to_string()),
-            reason,
-        };
         let mut refused = Vec::new();
         let mut planned = Vec::new();
         for (name, value) in values {
             let Some(point) = self.points.points.iter().find(|p| &p.name == name) else {
-                refused.push(refusal(name, "is not a property of this device".into()));
+                refused.push(Refusal::of(name, "is not a property of this device"));
                 continue;
             };
             match encode(point, value) {
                 Ok(_) => planned.push((point.clone(), value.clone())),
-                Err(reason) => refused.push(refusal(name, reason)),
+                Err(reason) => refused.push(Refusal::of(name, reason)),
             }
         }
         if !refused.is_empty() {
@@ -252,7 +248,7 @@ impl Poller {
             Err(f) => {
                 return Err(planned
                     .iter()
-                    .map(|(p, _)| refusal(&p.name, format!("was not written: {f}")))
+                    .map(|(p, _)| Refusal::of(&p.name, format!("was not written: {f}")))
                     .collect());
             }
         };
@@ -261,18 +257,18 @@ impl Poller {
             Err(f) => {
                 return Err(planned
                     .iter()
-                    .map(|(p, _)| refusal(&p.name, format!("was not written: {f}")))
+                    .map(|(p, _)| Refusal::of(&p.name, format!("was not written: {f}")))
                     .collect());
             }
         };
         let mut broken: Option<Failure> = None;
         for (point, value) in &planned {
             if let Some(f) = &broken {
-                refused.push(refusal(&point.name, format!("was not written: {f}")));
+                refused.push(Refusal::of(&point.name, format!("was not written: {f}")));
                 continue;
             }
             if let Err(f) = write(&mut session, point, value).await {
-                refused.push(refusal(&point.name, format!("was not written: {f}")));
+                refused.push(Refusal::of(&point.name, format!("was not written: {f}")));
                 if !f.is_exception() {
                     broken = Some(f);
                 }

@@ -47,6 +47,24 @@ pub struct Refusal {
     pub reason: String,
 }
 
+impl Refusal {
+    /// One property's value refused.
+    pub fn of(property: &str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            property: Some(property.to_string()),
+            reason: reason.into(),
+        }
+    }
+
+    /// The whole write refused.
+    pub fn whole(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            property: None,
+            reason: reason.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.property {
@@ -58,12 +76,7 @@ impl std::fmt::Display for Refusal {
 
 /// The property values of a write, checked; or every reason it is refused.
 pub fn decode(payload: &[u8], properties: &[Property]) -> Result<Map<String, Value>, Vec<Refusal>> {
-    let whole = |reason: String| {
-        vec![Refusal {
-            property: None,
-            reason,
-        }]
-    };
+    let whole = |reason: String| vec![Refusal::whole(reason)];
     if payload.len() > MAX_WRITE_BYTES {
         return Err(whole(format!(
             "is {} bytes; a write may have at most {MAX_WRITE_BYTES}",
@@ -91,10 +104,7 @@ pub fn decode(payload: &[u8], properties: &[Property]) -> Result<Map<String, Val
             Some(p) => check(&p.accepts, value).err(),
         };
         if let Some(reason) = problem {
-            refused.push(Refusal {
-                property: Some(name.clone()),
-                reason,
-            });
+            refused.push(Refusal::of(name, reason));
         }
     }
     if refused.is_empty() {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{Change, DeviceContext, WriteRequest, access::ReadMode};
+use devicelink_adaptor_runtime::{Change, DeviceContext, Refusal, WriteRequest, access::ReadMode};
 use devicelink_api::opcua::OPCUADevice;
 use opcua::crypto::X509;
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::{
     metrics::OpcuaMetrics,
-    properties::{Properties, refusal},
+    properties::Properties,
     session::{Failure, Session},
     settings::Settings,
     trust::Pki,
@@ -51,10 +51,7 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
         let settings = Settings::new(&ctx.device().spec, &ctx.references());
         let opened = match (&settings, properties.invalid()) {
             (Err(e), _) => Err(Failure::settings(e.clone())),
-            (_, Some(invalid)) => Err(Failure {
-                reason: "InvalidProperty",
-                message: invalid,
-            }),
+            (_, Some(invalid)) => Err(Failure::new("InvalidProperty", invalid)),
             (Ok(s), None) => {
                 Session::open(s, &properties.items, &pki, &ctx.key(), &mut pinned).await
             }
@@ -109,7 +106,7 @@ async fn wait_for_retry(
                 Change::Write(request) => {
                     if ctx.decode_write(&request, &properties.as_properties()).is_some() {
                         let why = format!("the device is not connected ({}: {})", failure.reason, failure.message);
-                        ctx.answer_write(&request, Err(&[refusal_whole(why)]));
+                        ctx.answer_write(&request, Err(&[Refusal::whole(why)]));
                     }
                 }
             },
@@ -131,10 +128,7 @@ async fn connected(
     if let Err(failure) = read_once(&session, properties).await {
         return Exit::Lost(failure);
     }
-    if let Err(failure) = write(&session, properties, &properties.desired(true), metrics)
-        .await
-        .map(|_| ())
-    {
+    if let Err(failure) = write(&session, properties, &properties.desired(true), metrics).await {
         return Exit::Lost(failure);
     }
     ctx.set_connected(properties.outcome());
@@ -203,8 +197,9 @@ async fn read_once(session: &Session, properties: &mut Properties) -> Result<(),
     Ok(())
 }
 
-/// Writes spec values; a refused one is shown on DeviceConnected. The
-/// session failing is the error.
+/// Writes spec values: each one that encodes (the API server checks them
+/// only as text), and each result shown on DeviceConnected. The session
+/// failing is the error.
 async fn write(
     session: &Session,
     properties: &mut Properties,
@@ -214,26 +209,15 @@ async fn write(
     if values.is_empty() {
         return Ok(());
     }
-    let encoded = match properties.encode(values) {
-        Ok(e) => e,
-        Err(refused) => {
-            // The API server checks values only as text; say which is wrong.
-            for r in refused {
-                let name = r.property.unwrap_or_default();
-                if let Some(i) = properties.items.iter().position(|it| it.name == name) {
-                    properties.write_refused(i, r.reason);
-                }
-            }
-            return Ok(());
-        }
-    };
+    let (encoded, refused) = properties.encode(values);
+    for r in refused {
+        properties.written(&r.property.unwrap_or_default(), Err(r.reason));
+    }
     let results = session.write(&encoded).await?;
     for ((i, _), result) in encoded.iter().zip(results) {
         metrics.write(result.is_ok());
-        if let Err(why) = result {
-            warn!(property = %properties.item_name(*i), reason = %why, "spec value not written");
-            properties.write_refused(*i, why);
-        }
+        let name = properties.item_name(*i).to_string();
+        properties.written(&name, result);
     }
     Ok(())
 }
@@ -249,20 +233,20 @@ async fn write_from_mqtt(
     let Some(values) = ctx.decode_write(request, &properties.as_properties()) else {
         return Ok(());
     };
-    let encoded = match properties.encode(&values) {
-        Ok(e) => e,
-        Err(refused) => {
-            ctx.answer_write(request, Err(&refused));
-            return Ok(());
-        }
-    };
+    // A write from MQTT is taken whole or not at all.
+    let (encoded, refused) = properties.encode(&values);
+    if !refused.is_empty() {
+        ctx.answer_write(request, Err(&refused));
+        return Ok(());
+    }
     let results = session.write(&encoded).await?;
     let refused: Vec<_> = encoded
         .iter()
         .zip(results)
         .filter_map(|((i, _), r)| {
             metrics.write(r.is_ok());
-            r.err().map(|why| refusal(properties.item_name(*i), why))
+            r.err()
+                .map(|why| Refusal::of(properties.item_name(*i), why))
         })
         .collect();
     if refused.is_empty() {
@@ -273,18 +257,11 @@ async fn write_from_mqtt(
     Ok(())
 }
 
-fn refusal_whole(reason: String) -> devicelink_adaptor_runtime::Refusal {
-    devicelink_adaptor_runtime::Refusal {
-        property: None,
-        reason,
-    }
-}
-
 fn pending() -> Failure {
-    Failure {
-        reason: "Pending",
-        message: "the referenced Secrets and ConfigMaps are still being read".into(),
-    }
+    Failure::new(
+        "Pending",
+        "the referenced Secrets and ConfigMaps are still being read",
+    )
 }
 
 fn far_future() -> Instant {

@@ -102,54 +102,46 @@ impl Properties {
     }
 
     /// Takes in a value from the server for item `index`; whether the
-    /// status changed.
+    /// status or the property's problem changed.
     pub fn take(&mut self, index: usize, value: &DataValue) -> bool {
-        let Some(item) = self.items.get(index).cloned() else {
+        let Some(item) = self.items.get(index) else {
             return false;
         };
-        let before = (
-            self.status[index].clone(),
-            self.problems.get(&item.name).cloned(),
-        );
         let status = value.status();
-        if status.is_bad() {
-            let message = format!(
-                "the server reports {} for node {}",
-                status.sub_code().name(),
-                item.node_spelled
-            );
-            self.problem(index, "BadValue", message);
+        let reading = if status.is_bad() {
+            let name = status.sub_code().name();
+            Err((
+                "BadValue",
+                format!("the server reports {name} for node {}", item.node_spelled),
+            ))
         } else {
-            let variant = value.value.clone().unwrap_or(Variant::Empty);
-            match item.encoding.decode(&variant) {
-                Ok(reading) => {
-                    if let Some(r) = reading {
-                        let status = &mut self.status[index];
-                        arithmetic::record(
-                            status,
-                            r.text,
-                            r.number,
-                            &item.operations,
-                            item.precision,
-                        );
-                    }
-                    self.problems.remove(&item.name);
-                }
-                Err(e) => self.problem(index, "TypeMismatch", e),
+            let variant = value.value.as_ref().unwrap_or(&Variant::Empty);
+            item.encoding
+                .decode(variant)
+                .map_err(|e| ("TypeMismatch", e))
+        };
+        match reading {
+            Ok(reading) => {
+                let recorded = reading.is_some_and(|r| {
+                    let status = &mut self.status[index];
+                    arithmetic::record(status, r.text, r.number, &item.operations, item.precision)
+                });
+                let cleared = self.problems.remove(&item.name).is_some();
+                recorded || cleared
             }
+            Err((reason, message)) => self.problem(index, reason, message),
         }
-        (
-            self.status[index].clone(),
-            self.problems.get(&item.name).cloned(),
-        ) != before
     }
 
-    fn problem(&mut self, index: usize, reason: &'static str, message: String) {
-        let name = self.items[index].name.clone();
-        if self.problems.get(&name).map(|p| &p.1) != Some(&message) {
-            warn!(property = %name, %reason, %message, "property has a problem");
+    /// Records what is wrong with a property; whether that changed.
+    fn problem(&mut self, index: usize, reason: &'static str, message: String) -> bool {
+        let name = &self.items[index].name;
+        if self.problems.get(name) == Some(&(reason, message.clone())) {
+            return false;
         }
-        self.problems.insert(name, (reason, message));
+        warn!(property = %name, %reason, %message, "property has a problem");
+        self.problems.insert(name.clone(), (reason, message));
+        true
     }
 
     /// The status the API server and MQTT see.
@@ -188,28 +180,21 @@ impl Properties {
     }
 
     /// The values of a checked write (or of the spec) encoded for their
-    /// items; every value that cannot be encoded is refused.
-    pub fn encode(
-        &self,
-        values: &Map<String, Value>,
-    ) -> Result<Vec<(usize, Variant)>, Vec<Refusal>> {
+    /// items, and the values that cannot be, refused.
+    pub fn encode(&self, values: &Map<String, Value>) -> (Vec<(usize, Variant)>, Vec<Refusal>) {
         let mut encoded = Vec::new();
         let mut refused = Vec::new();
         for (name, value) in values {
             let Some(i) = self.items.iter().position(|it| &it.name == name) else {
-                refused.push(refusal(name, "is not a property of the device".into()));
+                refused.push(Refusal::of(name, "is not a property of the device"));
                 continue;
             };
             match self.items[i].encoding.encode(value) {
                 Ok(v) => encoded.push((i, v)),
-                Err(e) => refused.push(refusal(name, e)),
+                Err(e) => refused.push(Refusal::of(name, e)),
             }
         }
-        if refused.is_empty() {
-            Ok(encoded)
-        } else {
-            Err(refused)
-        }
+        (encoded, refused)
     }
 
     /// The spec's values to write: of every writable item with one
@@ -224,9 +209,10 @@ impl Properties {
 
     /// The spec's values that differ from those of `before`.
     pub fn desired_changes(&self, before: &Properties) -> Map<String, Value> {
+        let before = before.desired(true);
         self.desired(true)
             .into_iter()
-            .filter(|(name, v)| before.desired(true).get(name) != Some(v))
+            .filter(|(name, v)| before.get(name) != Some(v))
             .collect()
     }
 
@@ -234,16 +220,26 @@ impl Properties {
         &self.items[index].name
     }
 
-    /// A write of the spec's value failed: shown on DeviceConnected.
-    pub fn write_refused(&mut self, index: usize, why: String) {
-        self.problem(index, "WriteRefused", format!("writing value: {why}"));
-    }
-}
-
-pub fn refusal(name: &str, reason: String) -> Refusal {
-    Refusal {
-        property: Some(name.to_string()),
-        reason,
+    /// The outcome of writing a property's spec value: a refusal is shown
+    /// on DeviceConnected until a write of it succeeds.
+    pub fn written(&mut self, name: &str, result: Result<(), String>) {
+        let Some(index) = self.items.iter().position(|it| it.name == name) else {
+            return;
+        };
+        match result {
+            Err(why) => {
+                self.problem(index, "WriteRefused", format!("writing value: {why}"));
+            }
+            Ok(())
+                if self
+                    .problems
+                    .get(name)
+                    .is_some_and(|p| p.0 == "WriteRefused") =>
+            {
+                self.problems.remove(name);
+            }
+            Ok(()) => {}
+        }
     }
 }
 
@@ -281,6 +277,21 @@ mod tests {
         assert_eq!(p.outcome().reason, "BadNodeId");
         assert_eq!(p.status().properties[0].value.as_deref(), Some("1"));
         assert_eq!(p.desired(true)["answer"], json!("2"));
+    }
+
+    #[test]
+    fn a_refused_spec_value_is_shown_until_a_write_of_it_succeeds() {
+        let mut p = Properties::new(&spec("1"));
+        let (encoded, refused) = p.encode(&Map::from_iter([
+            ("answer".into(), json!("not a number")),
+            ("gone".into(), json!(2.5)),
+        ]));
+        assert_eq!(encoded.len(), 1, "what encodes is still written");
+        assert_eq!(refused[0].property.as_deref(), Some("answer"));
+        p.written("answer", Err(refused[0].reason.clone()));
+        assert_eq!(p.outcome().reason, "WriteRefused");
+        p.written("answer", Ok(()));
+        assert!(p.outcome().is_true());
     }
 
     #[test]

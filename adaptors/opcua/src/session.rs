@@ -8,6 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use devicelink_adaptor_runtime::access::ReadMode;
 use devicelink_api::{
     Outcome,
     opcua::{SecurityMode, SecurityPolicy},
@@ -42,17 +43,17 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn settings(message: String) -> Failure {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Failure {
         Failure {
-            reason: "InvalidSettings",
-            message,
+            reason,
+            message: message.into(),
         }
     }
+    pub fn settings(message: String) -> Failure {
+        Failure::new("InvalidSettings", message)
+    }
     pub fn untrusted(message: String) -> Failure {
-        Failure {
-            reason: "UntrustedServerCertificate",
-            message,
-        }
+        Failure::new("UntrustedServerCertificate", message)
     }
     pub fn outcome(&self) -> Outcome {
         Outcome::fail(self.reason, self.message.clone())
@@ -89,10 +90,7 @@ impl Failure {
             | "BadResourceUnavailable" => ("Unreachable", ""),
             _ => ("SessionFailed", ""),
         };
-        Failure {
-            reason,
-            message: format!("{doing}: {name}{hint}"),
-        }
+        Failure::new(reason, format!("{doing}: {name}{hint}"))
     }
 }
 
@@ -123,27 +121,58 @@ impl Drop for Session {
 }
 
 impl Events {
+    /// Waits for the session to be created and activated, at most `limit`.
+    async fn opened(&mut self, limit: Duration) -> Result<(), Failure> {
+        let wait = async {
+            loop {
+                match self.rx.recv().await {
+                    Some(Ok(SessionPollResult::Reconnected(_))) => return Ok(()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(status)) => {
+                        let doing = format!("opening a session with {}", self.endpoint);
+                        return Err(Failure::status(status, &doing));
+                    }
+                    None => {
+                        return Err(Failure::new(
+                            "SessionFailed",
+                            "the session ended while opening",
+                        ));
+                    }
+                }
+            }
+        };
+        timeout(limit, wait).await.unwrap_or_else(|_| {
+            Err(Failure::new(
+                "Timeout",
+                format!(
+                    "no session with {} within connectTimeout {limit:?}",
+                    self.endpoint
+                ),
+            ))
+        })
+    }
+
     /// Waits for the session to be lost; the failure says how.
     pub async fn lost(&mut self) -> Failure {
         loop {
             match self.rx.recv().await {
                 Some(Ok(SessionPollResult::ConnectionLost(status))) => {
-                    return Failure {
-                        reason: "SessionLost",
-                        message: format!(
+                    return Failure::new(
+                        "SessionLost",
+                        format!(
                             "the session with {} was lost ({}); reconnecting",
                             self.endpoint,
                             status.sub_code().name()
                         ),
-                    };
+                    );
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(status)) => return Failure::status(status, "the session failed"),
                 None => {
-                    return Failure {
-                        reason: "SessionLost",
-                        message: format!("the session with {} ended; reconnecting", self.endpoint),
-                    };
+                    return Failure::new(
+                        "SessionLost",
+                        format!("the session with {} ended; reconnecting", self.endpoint),
+                    );
                 }
             }
         }
@@ -169,11 +198,12 @@ impl Session {
         let endpoint = choose_endpoint(settings, pki).await?;
         accepts_identity(&endpoint, &settings.identity)?;
         let server = if settings.secured() {
-            let cert =
-                X509::from_byte_string(&endpoint.server_certificate).map_err(|_| Failure {
-                    reason: "InvalidServerCertificate",
-                    message: "the endpoint's server certificate does not parse".into(),
-                })?;
+            let cert = X509::from_byte_string(&endpoint.server_certificate).map_err(|_| {
+                Failure::new(
+                    "InvalidServerCertificate",
+                    "the endpoint's server certificate does not parse",
+                )
+            })?;
             let trusted = match &settings.trusted {
                 Some(pem) => trust::certificates(pem, "protocol.tlsConfig.caFilePEM")
                     .map_err(Failure::settings)?,
@@ -206,7 +236,7 @@ impl Session {
 
         // The event loop drives the connection; it runs beside the device
         // task, which hears of it through `events`.
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             let stream = event_loop.enter();
             tokio::pin!(stream);
@@ -217,46 +247,19 @@ impl Session {
             }
         });
         let (notify_tx, notifications) = mpsc::unbounded_channel();
+        // Built before the session opens, so that a failure drops it and
+        // with it the event loop.
         let mut opened = Session {
             session,
             events: Events {
-                rx: mpsc::unbounded_channel().1,
+                rx: events_rx,
                 endpoint: settings.endpoint.clone(),
             },
             driver,
             notifications,
             nodes: Vec::new(),
         };
-        let connected = timeout(settings.connect_timeout, async {
-            loop {
-                match events.recv().await {
-                    Some(Ok(SessionPollResult::Reconnected(_))) => return Ok(()),
-                    Some(Ok(_)) => continue,
-                    Some(Err(status)) => {
-                        return Err(Failure::status(
-                            status,
-                            &format!("opening a session with {}", settings.endpoint),
-                        ));
-                    }
-                    None => {
-                        return Err(Failure {
-                            reason: "SessionFailed",
-                            message: "the session ended while opening".into(),
-                        });
-                    }
-                }
-            }
-        })
-        .await
-        .map_err(|_| Failure {
-            reason: "Timeout",
-            message: format!(
-                "no session with {} within connectTimeout {:?}",
-                settings.endpoint, settings.connect_timeout
-            ),
-        })?;
-        connected?;
-        opened.events.rx = events;
+        opened.events.opened(settings.connect_timeout).await?;
         let problems = opened.subscribe(settings, items, notify_tx).await?;
         Ok((opened, problems))
     }
@@ -294,10 +297,7 @@ impl Session {
             self.nodes.push(node);
         }
         let watched: Vec<usize> = (0..items.len())
-            .filter(|&i| {
-                items[i].read == devicelink_adaptor_runtime::access::ReadMode::Every
-                    && self.nodes[i].is_some()
-            })
+            .filter(|&i| items[i].read == ReadMode::Every && self.nodes[i].is_some())
             .collect();
         if watched.is_empty() {
             return Ok(problems);
@@ -356,18 +356,13 @@ impl Session {
 
     /// Reads the items once (ReadOnce); values by item index.
     pub async fn read(&self, indexes: &[usize]) -> Result<Vec<(usize, DataValue)>, Failure> {
-        let wanted: Vec<usize> = indexes
+        let (wanted, ids): (Vec<usize>, Vec<ReadValueId>) = indexes
             .iter()
-            .copied()
-            .filter(|&i| self.nodes.get(i).is_some_and(Option::is_some))
-            .collect();
-        if wanted.is_empty() {
+            .filter_map(|&i| Some((i, ReadValueId::new_value(self.nodes.get(i)?.clone()?))))
+            .unzip();
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<ReadValueId> = wanted
-            .iter()
-            .map(|&i| ReadValueId::new_value(self.nodes[i].clone().expect("checked")))
-            .collect();
         let values = self
             .session
             .read(&ids, TimestampsToReturn::Source, 0.0)
@@ -460,12 +455,14 @@ async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescr
         client.get_server_endpoints_from_url(settings.endpoint.as_str()),
     )
     .await
-    .map_err(|_| Failure {
-        reason: "Timeout",
-        message: format!(
-            "{} did not list its endpoints within connectTimeout {:?}",
-            settings.endpoint, settings.connect_timeout
-        ),
+    .map_err(|_| {
+        Failure::new(
+            "Timeout",
+            format!(
+                "{} did not list its endpoints within connectTimeout {:?}",
+                settings.endpoint, settings.connect_timeout
+            ),
+        )
     })?
     .map_err(|e| {
         Failure::status(
@@ -490,15 +487,12 @@ async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescr
         .iter()
         .find(|e| e.security_policy_uri.as_ref() == policy_uri && e.security_mode == mode)
         .cloned()
-        .ok_or_else(|| Failure {
-            reason: "NoMatchingEndpoint",
-            message: format!(
+        .ok_or_else(|| Failure::new("NoMatchingEndpoint", format!(
                 "the server offers no endpoint with securityPolicy {:?} and securityMode {:?}; it offers {}",
                 settings.policy,
                 settings.mode,
                 endpoints.iter().map(offered).collect::<Vec<_>>().join(", ")
-            ),
-        })?;
+            )))?;
     // Servers often advertise a host name of their own; the address the
     // spec gives is the one that reaches them (and the one the server's
     // certificate is checked against).
@@ -530,14 +524,14 @@ fn accepts_identity(endpoint: &EndpointDescription, identity: &Identity) -> Resu
         UserTokenType::Certificate => "X.509 certificate (certificateAuth)",
         UserTokenType::IssuedToken => "issued token (issuedTokenAuth)",
     };
-    Err(Failure {
-        reason: "AuthenticationFailed",
-        message: format!(
+    Err(Failure::new(
+        "AuthenticationFailed",
+        format!(
             "the endpoint does not take {} users; it takes {}",
             kind(&wanted),
             offered.iter().map(kind).collect::<Vec<_>>().join(", ")
         ),
-    })
+    ))
 }
 
 fn crypto_policy(policy: SecurityPolicy) -> CryptoPolicy {

@@ -39,14 +39,14 @@ pub fn apply(
 
 /// Records a reading in a property's status: its text, and the arithmetic's
 /// result when there are operations and the reading is a number.
-/// `updatedAt` moves only when the value changes.
+/// `updatedAt` moves only when the value changes; whether it did.
 pub fn record(
     status: &mut PropertyStatus,
     text: String,
     number: Option<f64>,
     operations: &[ArithmeticOperation],
     precision: u32,
-) {
+) -> bool {
     let operated = if operations.is_empty() {
         None
     } else {
@@ -58,11 +58,13 @@ pub fn record(
             }
         })
     };
-    if status.value.as_ref() != Some(&text) || status.operated_value != operated {
+    let changed = status.value.as_ref() != Some(&text) || status.operated_value != operated;
+    if changed {
         status.value = Some(text);
         status.operated_value = operated;
         status.updated_at = Some(devicelink_api::condition::now());
     }
+    changed
 }
 
 /// A number as the status shows it: no trailing zeros, no exponent for
