@@ -96,6 +96,26 @@ impl Subscriber {
 }
 
 impl Subscriber {
+    /// The first message whose payload satisfies `wanted`, within
+    /// `timeout` in all (a device that keeps publishing something else does
+    /// not keep the wait going); the panic shows the last payload seen.
+    pub async fn next_matching(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Received {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = serde_json::Value::Null;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_next(left).await {
+                Some(m) if wanted(&m.payload) => return m,
+                Some(m) => last = m.payload,
+                None => panic!("no matching MQTT message within {timeout:?}; last: {last}"),
+            }
+        }
+    }
+
     /// The next message within `timeout`, if any.
     pub async fn try_next(&mut self, timeout: Duration) -> Option<Received> {
         tokio::time::timeout(timeout, self.rx.recv()).await.ok()?

@@ -110,16 +110,16 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(holding(&mut raw, 0, 1).await, [35]);
     assert_eq!(coils(&mut raw, 0, 1).await, [false]);
-    loop {
-        let sample = status.next(WAIT).await.payload;
-        if field(&sample, "high-temperature-limit", "value") == Some("35") {
-            assert_eq!(
-                field(&sample, "high-temperature-alarm", "value"),
-                Some("false")
-            );
-            break;
-        }
-    }
+    let sample = status
+        .next_matching(WAIT, |s| {
+            field(s, "high-temperature-limit", "value") == Some("35")
+        })
+        .await
+        .payload;
+    assert_eq!(
+        field(&sample, "high-temperature-alarm", "value"),
+        Some("false")
+    );
 
     // The sensor's registers cannot be written; nor can a limit that does
     // not fit 16 bits.

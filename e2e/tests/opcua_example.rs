@@ -20,7 +20,7 @@ use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -85,30 +85,28 @@ async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
     wait_value(&mut server, "myByteString", json!(hex("test123"))).await;
 
     // On MQTT: the clock ticks (one sample a second), the written values show.
-    let mut clocks = Vec::new();
-    while clocks.len() < 3 {
-        let sample = status.next(WAIT).await.payload;
-        if property_field(&sample, "integer", "value") == Some("42")
-            && property_field(&sample, "bytes", "value") == Some("test123")
-        {
-            let clock = property_field(&sample, "datetime", "value")
-                .expect("the clock")
-                .to_string();
-            chrono_like(&clock);
-            if clocks.last() != Some(&clock) {
-                clocks.push(clock);
-            }
-        }
-    }
+    let written = |sample: &Value| {
+        property_field(sample, "integer", "value") == Some("42")
+            && property_field(sample, "bytes", "value") == Some("test123")
+    };
+    let first = status.next_matching(WAIT, written).await.payload;
+    let clock = property_field(&first, "datetime", "value")
+        .expect("the clock")
+        .to_string();
+    assert_rfc3339_utc(&clock);
+    status
+        .next_matching(WAIT, |s| {
+            written(s) && property_field(s, "datetime", "value").is_some_and(|c| c > clock.as_str())
+        })
+        .await;
 
     // A value changed on the server arrives by the subscription.
     server.set("the.answer", json!(-7)).await;
-    loop {
-        let sample = status.next(WAIT).await.payload;
-        if property_field(&sample, "integer", "value") == Some("-7") {
-            break;
-        }
-    }
+    status
+        .next_matching(WAIT, |s| {
+            property_field(s, "integer", "value") == Some("-7")
+        })
+        .await;
 
     // On the device's status, as written by the adaptor.
     let devices: Api<OPCUADevice> = Api::namespaced(client.clone(), namespace);
@@ -189,7 +187,7 @@ fn hex(text: &str) -> String {
 }
 
 /// An RFC 3339 time in UTC, as the adaptor shows a DateTime.
-fn chrono_like(t: &str) {
+fn assert_rfc3339_utc(t: &str) {
     assert!(
         t.len() >= 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
         "{t} is not an RFC 3339 UTC time"

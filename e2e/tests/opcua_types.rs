@@ -192,15 +192,7 @@ async fn every_type_is_read_and_written() {
             && property_field(sample, "raw", "value") == Some("00ff10")
             && property_field(sample, "per-minute", "operatedValue") == Some("-7.5")
     };
-    let mut last = Value::Null;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !wanted(&last) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never saw every initial value: {last}"
-        );
-        last = status.next(WAIT).await.payload;
-    }
+    status.next_matching(WAIT, wanted).await;
 
     // Spec writes: encoded to the node's type.
     wait_value(&mut server, "spec.int16", json!(-1234)).await;
@@ -231,15 +223,13 @@ async fn every_type_is_read_and_written() {
     assert_eq!(server.get("raw").await, json!("cafe"));
 
     // ...and the subscription brings them back.
-    loop {
-        let sample = status.next(WAIT).await.payload;
-        if property_field(&sample, "int16", "value") == Some("32767")
-            && property_field(&sample, "datetime", "value") == Some("2025-12-31T23:59:59.500Z")
-            && property_field(&sample, "byteString", "value") == Some("bytes!")
-        {
-            break;
-        }
-    }
+    status
+        .next_matching(WAIT, |s| {
+            property_field(s, "int16", "value") == Some("32767")
+                && property_field(s, "datetime", "value") == Some("2025-12-31T23:59:59.500Z")
+                && property_field(s, "byteString", "value") == Some("bytes!")
+        })
+        .await;
 
     // Values that do not fit are refused whole, naming each property: by
     // the JSON type first, then by what the node's type can hold.
