@@ -443,12 +443,7 @@ fn client(
 /// Asks the server for its endpoints and picks the one of the policy and
 /// mode asked for, reached at the address the spec gives.
 async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescription, Failure> {
-    let (dir, certificate, key) = pki.discovery().map_err(Failure::settings)?;
-    let store = trust::DeviceStore {
-        dir,
-        certificate,
-        key,
-    };
+    let store = pki.discovery().map_err(Failure::settings)?;
     let client = client(settings, &store, |b| b)?;
     let endpoints = timeout(
         settings.connect_timeout,

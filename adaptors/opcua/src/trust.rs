@@ -46,9 +46,13 @@ impl Pki {
 
     /// The directory the adaptor asks servers for their endpoints from
     /// (with its own certificate, so the stack has one to show).
-    pub fn discovery(&self) -> Result<(PathBuf, PathBuf, PathBuf), String> {
-        let (cert, key) = self.adaptor_certificate()?;
-        Ok((self.root.join("discovery"), cert, key))
+    pub fn discovery(&self) -> Result<DeviceStore, String> {
+        let (certificate, key) = self.adaptor_certificate()?;
+        Ok(DeviceStore {
+            dir: self.root.join("discovery"),
+            certificate,
+            key,
+        })
     }
 
     /// The adaptor's own certificate and key, generated on first use.
@@ -120,7 +124,7 @@ impl Pki {
                     dir.join("private").join("key.pem"),
                 );
                 fs::write(&c, cert).map_err(io)?;
-                fs::write(&k, key).map_err(io)?;
+                write_private(&k, key.as_bytes()).map_err(io)?;
                 (c, k)
             }
             None => self.adaptor_certificate().map_err(Failure::settings)?,
@@ -183,6 +187,18 @@ pub fn check(
              or set tlsConfig.trustOnFirstUse: true"
         ))),
     }
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, pem: &[u8]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(pem)
 }
 
 fn hostname() -> Option<String> {
