@@ -1,4 +1,4 @@
-.PHONY: demo test crds manifests bench bench-modbus bench-mqtt bench-opcua
+.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -7,6 +7,11 @@ demo:
 # Every test, on a real control plane and a real broker.
 test:
 	bash e2e/test.sh
+
+# The container images (operator, adaptors, broker), built with buildah from
+# the Dockerfile with no daemon and no pull; see docs/operator.md.
+images:
+	bash deploy/images/build.sh
 
 # Regenerate the CRD YAML from the Rust types.
 crds:

@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# The images of devicelink, one target each:
+#
+#   operator          the operator
+#   adaptor-dummy     the dummy adaptor (simulated devices)
+#   adaptor-modbus    the Modbus adaptor (TCP and RTU)
+#   adaptor-opcua     the OPC-UA adaptor
+#   mosquitto         Debian's mosquitto, for the chart's optional broker
+#
+# With registry access (docker, podman or buildah):
+#   docker build --target operator -t ghcr.io/devicelink/operator:0.1.0 .
+# Without it, `make images` builds the same targets with buildah and no
+# pull: it compiles on the host and hands the result in as the `build`
+# stage (--build-context build=DIR), so only the FROM scratch stages run.
+#
+# Every image is FROM scratch: the program, the shared libraries it loads,
+# the CA bundle and a nonroot user (65532). No shell, no package manager.
+
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+
+FROM ${RUST_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates pkg-config libdbus-1-dev mosquitto \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+      --bin devicelink-operator --bin devicelink-adaptor-dummy \
+      --bin devicelink-adaptor-modbus --bin devicelink-adaptor-opcua \
+ && sh deploy/images/rootfs.sh base /out/base \
+ && for program in operator adaptor-dummy adaptor-modbus adaptor-opcua; do \
+      sh deploy/images/rootfs.sh program /out/$program target/release/devicelink-$program; \
+    done \
+ && sh deploy/images/rootfs.sh program /out/mosquitto /usr/sbin/mosquitto
+
+FROM scratch AS runtime
+COPY --from=build /out/base/ /
+ENV PATH=/usr/bin
+USER 65532:65532
+
+FROM runtime AS operator
+COPY --from=build /out/operator/ /
+ENTRYPOINT ["/usr/bin/devicelink-operator"]
+
+FROM runtime AS adaptor-dummy
+COPY --from=build /out/adaptor-dummy/ /
+ENTRYPOINT ["/usr/bin/devicelink-adaptor-dummy"]
+
+FROM runtime AS adaptor-modbus
+COPY --from=build /out/adaptor-modbus/ /
+ENTRYPOINT ["/usr/bin/devicelink-adaptor-modbus"]
+
+FROM runtime AS adaptor-opcua
+COPY --from=build /out/adaptor-opcua/ /
+ENTRYPOINT ["/usr/bin/devicelink-adaptor-opcua"]
+
+FROM runtime AS mosquitto
+COPY --from=build /out/mosquitto/ /
+EXPOSE 1883
+ENTRYPOINT ["/usr/bin/mosquitto"]
+CMD ["-c", "/mosquitto/config/mosquitto.conf"]
