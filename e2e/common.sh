@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$DEVICELINK_CACHE/target}
 
 "$root/e2e/prereqs.sh"
 
-start_control_plane() { # NODE...
+start_control_plane() { # [--real-node NAME] NODE...
   eval "$("$root/e2e/controlplane/cluster.sh" up "$@")"
   trap '"$root/e2e/controlplane/cluster.sh" down' EXIT
   kubectl apply -f "$root/crds/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null

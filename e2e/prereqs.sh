@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine, only
 # if it is missing: mosquitto (broker and clients), openssl, socat, Go,
-# Rust, and pymodbus and asyncua (in a virtualenv under the cache).
+# Rust, containerd, runc, CNI plugins, iptables and buildah (the real node
+# and the images), and pymodbus and asyncua (in a virtualenv under the
+# cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -9,6 +11,17 @@ command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v go >/dev/null || missing+=(golang-go)
 command -v socat >/dev/null || missing+=(socat)
+# The real node (e2e/controlplane/node.sh) and the images (deploy/images/).
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || missing+=(conntrack)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v gcc >/dev/null || missing+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -n "$(ls /usr/lib/*/libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: installing ${missing[*]}" >&2

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane on loopback for the demo and the tests:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
-# (fake nodes whose pods go to Running). Built by build.sh, cached outside
-# the repository.
+# A real Kubernetes control plane for the demo and the tests: etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake nodes
+# whose pods go to Running) and, on request, a real node (node.sh: kubelet,
+# containerd, kube-proxy). Built by build.sh, cached outside the repository.
+# The API server listens on the node network's address (node.sh network),
+# which this host and pods on the real node both reach.
 #
-#   cluster.sh up [NODE...]   start (fresh etcd), create fake nodes, print env
+#   cluster.sh up [--real-node NAME] [NODE...]
+#                             start (fresh etcd), create fake nodes NODE...,
+#                             start the real node NAME, print env
 #   cluster.sh down           stop everything that `up` started
 #   cluster.sh env            print the environment for a running cluster
 #
@@ -15,8 +19,35 @@ dir=${DEVICELINK_CLUSTER_DIR:-$HOME/.cache/devicelink/cluster}
 port=${DEVICELINK_APISERVER_PORT:-16443}
 etcd_port=${DEVICELINK_ETCD_PORT:-12379}
 token=devicelink-admin-token
+# The address the API server binds: the node network's (node.sh).
+address=10.201.0.1
 
 log() { echo "cluster: $*" >&2; }
+
+# The cluster's keys and certificates, made once: a CA, the API server's
+# serving certificate (for this host, the node network and the `kubernetes`
+# Service), its client certificate towards kubelets, the service account key.
+pki() {
+  local pki=$dir/pki sans="IP:127.0.0.1,IP:$address,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  # Made for other addresses (an older layout): make them again.
+  [ "$(cat "$pki/sans" 2>/dev/null)" = "$sans" ] || rm -rf "$pki"
+  mkdir -p "$pki"
+  [ -f "$pki/ca.key" ] && return 0
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 \
+    -subj "/CN=devicelink-test-ca" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" \
+    -subj "/CN=kube-apiserver" 2>/dev/null
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans") \
+    -out "$pki/apiserver.crt" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/apiserver-kubelet-client.key" \
+    -out "$pki/apiserver-kubelet-client.csr" -subj "/CN=kube-apiserver-kubelet-client/O=system:masters" 2>/dev/null
+  openssl x509 -req -in "$pki/apiserver-kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 3650 -out "$pki/apiserver-kubelet-client.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  echo "$sans" >"$pki/sans"
+}
 
 print_env() {
   echo "export KUBECONFIG=$dir/kubeconfig"
@@ -31,6 +62,13 @@ start() { # name, command...
 
 stop_all() {
   [ -d "$dir/pids" ] || return 0
+  # The real node: its kubelet first (so it restarts nothing), then its
+  # containers, runtime and network.
+  for p in kubelet kube-proxy coredns; do
+    [ -f "$dir/pids/$p" ] && kill "$(cat "$dir/pids/$p")" 2>/dev/null
+    rm -f "$dir/pids/$p"
+  done
+  "$here/node.sh" down
   local pids=()
   for f in "$dir"/pids/*; do
     [ -e "$f" ] || continue
@@ -81,7 +119,11 @@ YAML
 }
 
 up() {
-  local bin
+  local bin real_node=
+  if [ "${1:-}" = --real-node ]; then
+    real_node=$2
+    shift 2
+  fi
   bin=$("$here/build.sh")
   if [ -f "$dir/pids/kube-apiserver" ] && kill -0 "$(cat "$dir/pids/kube-apiserver")" 2>/dev/null; then
     log "already running; restarting for a fresh state"
@@ -90,20 +132,25 @@ up() {
   rm -rf "$dir/etcd" "$dir/logs"
   mkdir -p "$dir"/{pids,logs,pki,etcd}
   echo "$bin" >"$dir/bindir"
+  "$here/node.sh" network
 
-  if [ ! -f "$dir/pki/sa.key" ]; then
-    openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
-    openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
-  fi
+  pki
   echo "$token,admin,admin,system:masters" >"$dir/pki/tokens.csv"
 
   start etcd "$bin/etcd" --data-dir "$dir/etcd" \
     --listen-client-url "http://127.0.0.1:$etcd_port" --listen-peer-url "http://127.0.0.1:$((etcd_port + 1))"
 
+  # Privileged pods allowed, as every distribution does (kubeadm, k3s):
+  # adaptor pods with serial devices are privileged (docs/operator.md).
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
-    --cert-dir "$dir/pki" \
+    --bind-address "$address" --advertise-address "$address" --secure-port "$port" \
+    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+    --client-ca-file "$dir/pki/ca.crt" \
+    --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
+    --allow-privileged=true \
     --token-auth-file "$dir/pki/tokens.csv" \
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc \
@@ -118,8 +165,8 @@ kind: Config
 clusters:
 - name: devicelink
   cluster:
-    server: https://127.0.0.1:$port
-    insecure-skip-tls-verify: true
+    server: https://$address:$port
+    certificate-authority: $dir/pki/ca.crt
 users:
 - name: admin
   user:
@@ -137,7 +184,7 @@ YAML
     --bind-address 127.0.0.1 --secure-port $((port + 1)) \
     --leader-elect=false \
     --service-account-private-key-file "$dir/pki/sa.key" \
-    --root-ca-file "$dir/pki/apiserver.crt" \
+    --root-ca-file "$dir/pki/ca.crt" \
     --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller'
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$dir/kubeconfig" --authentication-kubeconfig "$dir/kubeconfig" \
@@ -158,7 +205,8 @@ YAML
   for node in "$@"; do
     wait_ready kwok "$bin/kubectl" --kubeconfig "$dir/kubeconfig" wait --for=condition=Ready "node/$node" --timeout=5s
   done
-  log "ready: https://127.0.0.1:$port, nodes: ${*:-none}"
+  [ -z "$real_node" ] || DEVICELINK_APISERVER_PORT=$port "$here/node.sh" up "$real_node"
+  log "ready: https://$address:$port, nodes: ${*:-none}${real_node:+, real node: $real_node}"
   print_env
 }
 
