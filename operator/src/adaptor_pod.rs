@@ -8,10 +8,14 @@
 use std::collections::BTreeMap;
 
 use devicelink_api::{adaptor::AdaptorKind, labels};
-use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HostPathVolumeSource,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+use k8s_openapi::{
+    api::core::v1::{
+        Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+        HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+        NodeSelectorTerm, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe,
+        SeccompProfile, SecurityContext, Volume, VolumeMount,
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::api::ObjectMeta;
 
@@ -134,11 +138,19 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             volume_mounts: Some(host.mounts),
             ports: Some(vec![ContainerPort {
                 name: Some("metrics".into()),
-                container_port: 9102,
+                container_port: METRICS_PORT,
                 ..Default::default()
             }]),
+            // Ready once the adaptor has listed its devices and started
+            // them (AdaptorExisted follows it); alive while its device loop
+            // turns (see the runtime's health module).
+            readiness_probe: Some(probe("/readyz", 5)),
+            liveness_probe: Some(probe("/healthz", 10)),
             security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
+                // A privileged container may not forbid escalation (the API
+                // refuses both); as a non-root user it gains no capability.
+                allow_privilege_escalation: (!host.privileged).then_some(false),
+                privileged: host.privileged.then_some(true),
                 read_only_root_filesystem: Some(true),
                 capabilities: Some(Capabilities {
                     drop: Some(vec!["ALL".into()]),
@@ -166,6 +178,23 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
     }
 }
 
+/// Where the adaptor serves /metrics, /readyz and /healthz.
+const METRICS_PORT: i32 = 9102;
+
+fn probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period_seconds),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
 /// The pod's data volume and the host access a protocol needs, declared in
 /// the adaptor settings: the only exceptions to a pod that sees nothing of
 /// its host.
@@ -175,6 +204,12 @@ struct HostAccess {
     mounts: Vec<VolumeMount>,
     env: Vec<EnvVar>,
     groups: Option<Vec<i64>>,
+    /// A serial device can be opened only if the device cgroup allows it,
+    /// and a pod gets such a rule only by being privileged (or through a
+    /// device plugin, which needs no hostPath at all). Measured on a real
+    /// node: an unprivileged container opens a pty but is refused
+    /// (EPERM) on any other character device, a mounted one included.
+    privileged: bool,
 }
 
 fn host_access(settings: &PodSettings) -> HostAccess {
@@ -218,6 +253,7 @@ fn host_access(settings: &PodSettings) -> HostAccess {
     }
     if !serial.is_empty() {
         access.groups = Some(vec![DIALOUT_GID]);
+        access.privileged = true;
     }
     access
 }
@@ -231,6 +267,44 @@ pub fn is_ready(pod: &Pod) -> bool {
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
+
+/// Why a pod that is not Ready is failing, as its kubelet reports it; None
+/// while it is only on its way (being scheduled, pulled or started).
+pub fn not_ready_because(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let container = status.container_statuses.as_ref()?.first()?;
+    let state = container.state.as_ref()?;
+    if let Some(waiting) = &state.waiting {
+        let reason = waiting.reason.as_deref().unwrap_or("Waiting");
+        if matches!(reason, "ContainerCreating" | "PodInitializing") {
+            return None;
+        }
+        return Some(match waiting.message.as_deref() {
+            Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+            _ => reason.to_string(),
+        });
+    }
+    if let Some(terminated) = &state.terminated {
+        return Some(format!(
+            "the adaptor exited ({}, code {})",
+            terminated.reason.as_deref().unwrap_or("Terminated"),
+            terminated.exit_code
+        ));
+    }
+    // Running: its readiness check (GET /readyz) does not pass yet.
+    let started = state.running.as_ref()?.started_at.as_ref()?;
+    let running_for = k8s_openapi::jiff::Timestamp::now().duration_since(started.0);
+    (running_for.as_secs() >= NOT_READY_AFTER_SECONDS).then(|| {
+        format!(
+            "its readiness check (GET /readyz) has not passed in the {}s it has run; `kubectl describe pod` shows the check's answer",
+            running_for.as_secs()
+        )
+    })
+}
+
+/// How long a running adaptor may take to list its devices before
+/// AdaptorExisted says it is not ready rather than on its way.
+const NOT_READY_AFTER_SECONDS: i64 = 30;
 
 /// Whether an existing pod was made from the pod we want now.
 pub fn is_current(existing: &Pod, desired: &Pod) -> bool {
@@ -329,12 +403,29 @@ mod tests {
             .collect();
         assert_eq!(paths, [DATA_DIR, "/dev/ttyUSB0", SYSTEM_BUS_SOCKET]);
         assert_eq!(
-            pod.security_context.unwrap().supplemental_groups,
+            pod.security_context.clone().unwrap().supplemental_groups,
             Some(vec![DIALOUT_GID])
         );
         let sc = c.security_context.as_ref().unwrap();
-        assert_eq!(sc.privileged, None, "still unprivileged");
+        assert_eq!(
+            (sc.privileged, sc.allow_privilege_escalation),
+            (Some(true), None),
+            "serial devices need the device cgroup opened"
+        );
         assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(pod.security_context.unwrap().run_as_user, Some(65532));
+
+        // D-Bus alone is a socket: no privilege.
+        config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
+            "adaptors:\n  dummy:\n    hostDBus: true\n",
+        )
+        .unwrap();
+        let pod = desired(&config, dummy(), "n").spec.unwrap();
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(
+            (sc.privileged, sc.allow_privilege_escalation),
+            (None, Some(false))
+        );
     }
 
     #[test]

@@ -19,11 +19,12 @@ pub struct Config {
     )]
     pub adaptor_namespace: String,
 
-    /// Image of the adaptor pods; `{adaptor}` is replaced by the adaptor's short name.
+    /// Image of the adaptor pods; `{adaptor}` is replaced by the adaptor's
+    /// short name. By default the image of this release (`make images`).
     #[arg(
         long,
         env = "DEVICELINK_ADAPTOR_IMAGE",
-        default_value = "ghcr.io/devicelink/adaptor-{adaptor}:latest"
+        default_value = concat!("ghcr.io/devicelink/adaptor-{adaptor}:", env!("CARGO_PKG_VERSION"))
     )]
     pub adaptor_image: String,
 

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod arithmetic;
 mod context;
+mod health;
 mod link_status;
 mod metrics;
 mod references;

@@ -29,6 +29,7 @@ use tracing::info;
 
 use crate::{
     context::{self, DeviceContext, SharedPublisher},
+    health::{self, Health},
     link_status, metrics,
     references::{self, Data, Followed, ObjectKey, References},
     release, status_writer, write_events,
@@ -204,6 +205,8 @@ where
     // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
     // by default.
     let _ = tracing_subscriber::fmt()
+        // Colours only for a person at a terminal, not in container logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -225,7 +228,13 @@ where
         manager,
         config: config.clone(),
     };
-    metrics::serve(&config.metrics_address, &shared.metrics, register);
+    let health = Arc::new(Health::default());
+    metrics::serve(
+        &config.metrics_address,
+        health.clone(),
+        &shared.metrics,
+        register,
+    );
 
     let devices = watcher(
         Api::<K>::all(client.clone()),
@@ -270,9 +279,12 @@ where
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut beat = tokio::time::interval(health::BEAT);
     loop {
+        health.beat();
         let update = tokio::select! {
             _ = &mut shutdown => break,
+            _ = beat.tick() => continue,
             u = updates.next() => match u { Some(u) => u, None => break },
             Some((key, data)) = object_updates.recv() => {
                 // A referenced Secret or ConfigMap changed: the devices whose
@@ -334,6 +346,7 @@ where
                 }
                 watcher::Event::InitDone => {
                     running.retain(|k, _| seen_in_relist.contains(k));
+                    health.devices_listed();
                 }
                 watcher::Event::Apply(device) => {
                     upsert(&mut running, &links, device, &client, &shared, &drive);
@@ -366,6 +379,7 @@ where
                     }
                     watcher::Event::InitDone => {
                         links.known.retain(|k, _| links_in_relist.contains(k));
+                        health.links_listed();
                         Some(None)
                     }
                     watcher::Event::Delete(link) => {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use devicelink_api::{
-    DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
+    ConditionStatus, DeviceLink, DeviceLinkCondition, DeviceLinkStatus, Outcome,
     condition::{self, ConditionType},
     finalizer,
 };
@@ -62,6 +62,10 @@ use writes::patch_metadata;
 const FINALIZER: &str = "edge.cattle.io/devicelink-operator";
 /// How often a device waiting for its adaptor is looked at again.
 const RELEASE_CHECK: Duration = Duration::from_secs(5);
+/// How often a stage that is on its way (Unknown) is looked at again.
+const ON_ITS_WAY_CHECK: Duration = Duration::from_secs(10);
+/// How often a stage that failed (False) is looked at again.
+const FAILED_CHECK: Duration = Duration::from_secs(60);
 /// Field manager for everything the operator writes.
 const MANAGER: &str = "devicelink-operator";
 
@@ -354,6 +358,14 @@ async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
     release_moved_grant(link, ctx).await?;
     let mut status = link.status.clone().unwrap_or_default();
     let outcomes = evaluate(link, ctx, &mut status).await?;
+    // A stage that is not True may change by time alone, with no object
+    // changing (an adaptor pod that never becomes ready, a refusal by a
+    // policy that was relaxed): look again, sooner while it is on its way.
+    let look_again = match outcomes.last().map(|o| &o.status) {
+        Some(ConditionStatus::Unknown) => Some(ON_ITS_WAY_CHECK),
+        Some(ConditionStatus::False) => Some(FAILED_CHECK),
+        _ => None,
+    };
     status.conditions = condition::advance(link.conditions(), &outcomes, &condition::now());
     status.observed_generation = link.metadata.generation;
     write_status(link, status, ctx).await?;
@@ -363,6 +375,8 @@ async fn apply(link: &DeviceLink, ctx: &Context) -> Result<Action> {
         .is_some_and(|(_, device)| device.metadata.deletion_timestamp.is_some());
     Ok(if releasing {
         Action::requeue(RELEASE_CHECK)
+    } else if let Some(after) = look_again {
+        Action::requeue(after)
     } else {
         Action::await_change()
     })

@@ -50,33 +50,62 @@ pub(super) async fn ensure_adaptor_pod(
             ))
         }
         Some(pod) if adaptor_pod::is_ready(&pod) => Ok(Outcome::ok("Found")),
-        Some(_) => Ok(Outcome::unknown(
-            "Confirming",
-            format!("waiting for adaptor pod {pod_ref} to become ready"),
-        )),
+        Some(pod) => Ok(match adaptor_pod::not_ready_because(&pod) {
+            Some(why) => Outcome::fail(
+                "NotReady",
+                format!("adaptor pod {pod_ref} is not ready: {why}"),
+            ),
+            None => Outcome::unknown(
+                "Confirming",
+                format!("waiting for adaptor pod {pod_ref} to become ready"),
+            ),
+        }),
         None => {
             info!(pod = %pod_ref, "creating adaptor pod");
-            let (account, binding) = adaptor_access::identity(&ctx.config, adaptor, node);
-            apply_object(
-                &Api::<ServiceAccount>::namespaced(
-                    ctx.client.clone(),
-                    &ctx.config.adaptor_namespace,
-                ),
-                &account,
-            )
-            .await?;
-            apply_object(
-                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-                &binding,
-            )
-            .await?;
-            apply_object(&api, &desired).await?;
-            Ok(Outcome::unknown(
-                "Confirming",
-                format!("created adaptor pod {pod_ref}; waiting for it to become ready"),
-            ))
+            match create_adaptor_pod(adaptor, node, &desired, ctx).await {
+                Ok(()) => Ok(Outcome::unknown(
+                    "Confirming",
+                    format!("created adaptor pod {pod_ref}; waiting for it to become ready"),
+                )),
+                Err(e) => match e.refusal() {
+                    // Policy, admission or validation said no (say, a
+                    // cluster that forbids the privileged pod serial
+                    // devices need): the user must change something.
+                    Some(why) => {
+                        warn!(pod = %pod_ref, error = %why, "adaptor pod refused");
+                        Ok(Outcome::fail(
+                            "Refused",
+                            format!("the API server refused adaptor pod {pod_ref}: {why}"),
+                        ))
+                    }
+                    None => Err(e),
+                },
+            }
         }
     }
+}
+
+/// The adaptor pod with its identity: ServiceAccount, the binding to its
+/// kind's ClusterRole, and the pod.
+async fn create_adaptor_pod(
+    adaptor: &AdaptorKind,
+    node: &str,
+    pod: &Pod,
+    ctx: &Context,
+) -> Result<()> {
+    let namespace = &ctx.config.adaptor_namespace;
+    let (account, binding) = adaptor_access::identity(&ctx.config, adaptor, node);
+    apply_object(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace),
+        &account,
+    )
+    .await?;
+    apply_object(
+        &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+        &binding,
+    )
+    .await?;
+    apply_object(&Api::<Pod>::namespaced(ctx.client.clone(), namespace), pod).await
 }
 
 pub(super) fn is_finished(pod: &Pod) -> bool {
