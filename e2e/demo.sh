@@ -43,8 +43,8 @@ echo '[{"name": "the.answer", "type": "Int32", "value": 0}, {"name": "myByteStri
 "$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
-sed "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" deploy/examples/dummy-special-device.yaml | kubectl apply -f -
-sed -e "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" -e "s|127.0.0.1:5020|127.0.0.1:$modbus_port|" \
+sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" deploy/examples/dummy-special-device.yaml | kubectl apply -f -
+sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.10:502|127.0.0.1:$modbus_port|" \
   deploy/examples/modbus-thermometer.yaml | kubectl apply -f -
 # The example's Secret (the user) and ConfigMap (the server certificate to
 # trust), once the server has written its certificate.
@@ -53,7 +53,7 @@ kubectl create secret generic plc-credentials --from-literal=username=operator -
   --dry-run=client -o yaml | kubectl apply -f -
 kubectl create configmap plc-server-certificate --from-file=server.pem="$logs/packaging-line.cert.pem" \
   --dry-run=client -o yaml | kubectl apply -f -
-sed -e "s|tcp://127.0.0.1:1883|tcp://127.0.0.1:$port|" -e "s|127.0.0.1:4840|127.0.0.1:$opcua_port|" \
+sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.20:4840|127.0.0.1:$opcua_port|" \
   deploy/examples/opcua.yaml | kubectl apply -f -
 kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/thermometer dl/packaging-line --timeout=120s
 kubectl get dl

@@ -9,11 +9,15 @@ echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
 "$root/e2e/manifests.sh" --check
 echo "== building (cached in $CARGO_TARGET_DIR)" >&2
 cargo build --workspace --all-targets --locked
-echo "== starting the control plane" >&2
-start_control_plane edge-worker
+echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
+images=$("$root/deploy/images/build.sh")
+echo "== starting the control plane, and the real node with the images" >&2
+start_control_plane --real-node real-node edge-worker
+"$root/e2e/controlplane/node.sh" import "$images"/*.tar
 echo "== the chart's objects, as the API server sees them (server-side dry run)" >&2
 "$("$root/e2e/helm.sh")" template devicelink "$root/charts/devicelink" --namespace devicelink-system \
-  --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' 2>/dev/null |
+  --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' \
+  --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
 echo "== running tests" >&2
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"

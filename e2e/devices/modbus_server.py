@@ -71,7 +71,8 @@ def device(unit, contents, fail_while, wander):
 async def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--tcp", type=int, metavar="PORT", help="serve Modbus TCP on 127.0.0.1:PORT")
+    where.add_argument("--tcp", type=int, metavar="PORT", help="serve Modbus TCP on HOST:PORT")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve Modbus TCP on")
     where.add_argument("--rtu", metavar="DEVICE", help="serve Modbus RTU on this serial device")
     parser.add_argument("--baud", type=int, default=19200)
     parser.add_argument("--parity", default="E", choices=["N", "E", "O"])
@@ -92,7 +93,7 @@ async def main():
         for unit in args.units.split(",")
     ]
     if args.tcp:
-        server = ModbusTcpServer(devices, address=("127.0.0.1", args.tcp))
+        server = ModbusTcpServer(devices, address=(args.host, args.tcp))
     else:
         server = ModbusSerialServer(
             devices,

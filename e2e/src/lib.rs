@@ -5,6 +5,7 @@
 //! that runs the adaptor pods the operator creates as local processes, with
 //! the command, environment and service account of the pod spec.
 
+pub mod helm;
 pub mod kubectl;
 pub mod kubelet;
 pub mod modbus;
@@ -21,6 +22,15 @@ pub use process::{Mosquitto, Process};
 
 /// Namespace the operator runs adaptor pods in.
 pub const SYSTEM_NAMESPACE: &str = "devicelink-system";
+
+/// The real node `make test` starts beside the kwok nodes: a kubelet with
+/// containerd, runc, a CNI bridge and kube-proxy (e2e/controlplane/node.sh),
+/// running the images `make images` built.
+pub const REAL_NODE: &str = "real-node";
+
+/// The node's address on its pod network: pods reach this host (and the
+/// device servers a test starts on it) there.
+pub const NODE_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 201, 0, 1);
 
 /// A client for the test control plane. Fails clearly if there is none.
 pub async fn client() -> Client {

@@ -1,7 +1,11 @@
 //! Modbus devices for the tests: pymodbus servers (TCP, or RTU on one end
 //! of a socat pty pair), and a plain client to look at what they hold.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use tokio::process::Command;
 use tokio_modbus::{
@@ -32,7 +36,7 @@ fn server_script() -> PathBuf {
 /// Where a pymodbus server listens.
 #[derive(Debug, Clone)]
 pub enum Listen {
-    Tcp(u16),
+    Tcp(SocketAddr),
     /// The server's end of a pty pair, and the framing.
     Rtu {
         device: PathBuf,
@@ -55,12 +59,19 @@ impl ModbusServer {
     /// (coils, discrete, input, holding), then address:
     /// `{"1": {"holding": {"0": 2965}}}`.
     pub async fn tcp(units: &[u8], contents: serde_json::Value) -> ModbusServer {
-        ModbusServer::start(Listen::Tcp(free_port()), units, contents).await
+        ModbusServer::tcp_on(Ipv4Addr::LOCALHOST, units, contents).await
+    }
+
+    /// A TCP server on a free port of `host` (the node address, for an
+    /// adaptor in a pod).
+    pub async fn tcp_on(host: Ipv4Addr, units: &[u8], contents: serde_json::Value) -> ModbusServer {
+        let address = SocketAddr::from((host, free_port()));
+        ModbusServer::start(Listen::Tcp(address), units, contents).await
     }
 
     pub async fn start(listen: Listen, units: &[u8], contents: serde_json::Value) -> ModbusServer {
         let tag = match &listen {
-            Listen::Tcp(port) => format!("tcp-{port}"),
+            Listen::Tcp(address) => format!("tcp-{}", address.port()),
             Listen::Rtu { device, .. } => format!(
                 "rtu-{}",
                 device.file_name().unwrap_or_default().to_string_lossy()
@@ -89,7 +100,7 @@ impl ModbusServer {
     /// `host:port` of a TCP server.
     pub fn endpoint(&self) -> String {
         match &self.listen {
-            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+            Listen::Tcp(address) => address.to_string(),
             Listen::Rtu { .. } => panic!("an RTU server has no TCP endpoint"),
         }
     }
@@ -100,8 +111,12 @@ impl ModbusServer {
         let mut command = Command::new(python());
         command.arg(server_script());
         match &self.listen {
-            Listen::Tcp(port) => {
-                command.arg("--tcp").arg(port.to_string());
+            Listen::Tcp(address) => {
+                command
+                    .arg("--tcp")
+                    .arg(address.port().to_string())
+                    .arg("--host")
+                    .arg(address.ip().to_string());
             }
             Listen::Rtu { device, baud } => {
                 command
@@ -125,12 +140,12 @@ impl ModbusServer {
             self.contents.file_stem().unwrap().to_string_lossy()
         );
         self.process = Some(Process::spawn(&name, command));
-        if let Listen::Tcp(port) = self.listen {
+        if let Listen::Tcp(address) = self.listen {
             crate::eventually(
                 "the Modbus server to listen",
                 Duration::from_secs(20),
                 || async move {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    tokio::net::TcpStream::connect(address)
                         .await
                         .ok()
                         .map(|_| ())
@@ -199,12 +214,33 @@ impl SerialCable {
         let dir =
             std::env::temp_dir().join(format!("devicelink-e2e-serial-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let server_end = dir.join(format!("{name}-server"));
-        let device_end = dir.join(format!("{name}-device"));
+        SerialCable::at(
+            &dir.join(format!("{name}-server")),
+            &dir.join(format!("{name}-device")),
+        )
+        .await
+    }
+
+    /// A cable whose ends are named under /dev (`/dev/tty-e2e-NAME-device`),
+    /// where the operator's settings take serial devices from, for an
+    /// adaptor in a pod.
+    pub async fn in_dev(name: &str) -> SerialCable {
+        let end = |side: &str| PathBuf::from(format!("/dev/tty-e2e-{name}-{side}"));
+        SerialCable::at(&end("server"), &end("device")).await
+    }
+
+    async fn at(server_end: &std::path::Path, device_end: &std::path::Path) -> SerialCable {
+        let (server_end, device_end) = (server_end.to_path_buf(), device_end.to_path_buf());
         let mut command = Command::new("socat");
+        // The device end as a serial port on Debian is: group dialout,
+        // which adaptor pods join.
         command
             .arg(format!("pty,raw,echo=0,link={}", server_end.display()))
-            .arg(format!("pty,raw,echo=0,link={}", device_end.display()));
+            .arg(format!(
+                "pty,raw,echo=0,group=dialout,mode=660,link={}",
+                device_end.display()
+            ));
+        let name = device_end.file_name().unwrap_or_default().to_string_lossy();
         let socat = Process::spawn(&format!("socat-{name}"), command);
         let (a, b) = (server_end.clone(), device_end.clone());
         crate::eventually(
@@ -221,6 +257,40 @@ impl SerialCable {
             device_end,
             _socat: socat,
         }
+    }
+}
+
+/// A serial port with no hardware behind it: a device node of the first
+/// 8250 UART beyond the console (`ttyS1`, 4:65), which answers every open
+/// with ENXIO. Opening it says whether the device cgroup let a container
+/// reach the driver at all (an unprivileged container gets EPERM).
+/// Removed when dropped.
+pub struct AbsentUart {
+    pub path: PathBuf,
+}
+
+impl AbsentUart {
+    pub fn new(name: &str) -> AbsentUart {
+        let path = PathBuf::from(format!("/dev/tty-e2e-{name}"));
+        let _ = std::fs::remove_file(&path);
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+            assert!(status.success(), "{args:?} failed");
+        };
+        let p = path.to_str().unwrap();
+        run(&["mknod", p, "c", "4", "65"]);
+        run(&["chgrp", "dialout", p]);
+        run(&["chmod", "660", p]);
+        AbsentUart { path }
+    }
+}
+
+impl Drop for AbsentUart {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

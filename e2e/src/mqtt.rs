@@ -27,18 +27,23 @@ impl Subscriber {
 
     /// Subscribes with a username and password.
     pub async fn start_as(port: u16, filter: &str, user: Option<(&str, &str)>) -> Subscriber {
-        // Unique per subscriber: a broker drops a client whose ID reconnects.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut options = MqttOptions::new(
-            format!("e2e-sub-{}-{n}", std::process::id()),
-            "127.0.0.1",
-            port,
-        );
+        let mut options = Subscriber::options("127.0.0.1", port);
         if let Some((user, password)) = user {
             options.set_credentials(user, password);
         }
         Subscriber::run(options, filter).await
+    }
+
+    /// Subscribes to a broker on another host (a Service in the cluster).
+    pub async fn start_at(host: &str, port: u16, filter: &str) -> Subscriber {
+        Subscriber::run(Subscriber::options(host, port), filter).await
+    }
+
+    fn options(host: &str, port: u16) -> MqttOptions {
+        // Unique per subscriber: a broker drops a client whose ID reconnects.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        MqttOptions::new(format!("e2e-sub-{}-{n}", std::process::id()), host, port)
     }
 
     /// A subscriber with a session the broker keeps (clean session off,
@@ -131,7 +136,12 @@ impl Drop for Subscriber {
 /// Publishes one message (QoS 1, not retained) and waits for the broker's
 /// acknowledgement.
 pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
-    let options = MqttOptions::new(format!("e2e-pub-{}", std::process::id()), "127.0.0.1", port);
+    publish_at("127.0.0.1", port, topic, payload).await
+}
+
+/// Like [`publish`], to a broker on another host.
+pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
+    let options = MqttOptions::new(format!("e2e-pub-{}", std::process::id()), host, port);
     let (client, mut event_loop) = AsyncClient::new(options, 10);
     client
         .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())

@@ -254,10 +254,14 @@ pub fn start_operator() -> Operator {
 
 /// GET on a local HTTP port: (status code, body), or None if nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_at((std::net::Ipv4Addr::LOCALHOST, port).into(), path).await
+}
+
+/// GET on an HTTP server anywhere (a pod, a Service): (status code, body),
+/// or None if nothing answers.
+pub async fn http_get_at(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();

@@ -15,3 +15,20 @@ dummy: [dummyspecialdevices]
 modbus: [modbusdevices]
 opcua: [opcuadevices]
 {{- end }}
+
+{{/* The optional broker's mosquitto.conf (broker.yaml). */}}
+{{- define "devicelink.mosquittoConf" -}}
+listener {{ .Values.broker.port }}
+{{- if .Values.broker.passwordSecret }}
+allow_anonymous false
+password_file /mosquitto/auth/passwd
+{{- else }}
+allow_anonymous true
+{{- end }}
+persistence true
+persistence_location /mosquitto/data/
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+{{- end }}

@@ -1,0 +1,33 @@
+//! Runs Helm (the binary e2e/helm.sh builds and caches) against the test
+//! control plane, the way a user would.
+
+use std::{process::Command, sync::OnceLock};
+
+use crate::kubectl::Output;
+
+/// Runs `helm ARGS`.
+pub fn helm(args: &[&str]) -> Output {
+    static BINARY: OnceLock<String> = OnceLock::new();
+    let binary = BINARY.get_or_init(|| {
+        let script = crate::repo_root().join("e2e/helm.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .expect("run e2e/helm.sh");
+        assert!(
+            out.status.success(),
+            "e2e/helm.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    let out = Command::new(binary).args(args).output().expect("run helm");
+    Output {
+        success: out.status.success(),
+        text: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}

@@ -1,0 +1,601 @@
+//! The chart installed for real: `helm install` of charts/devicelink onto
+//! the test cluster's real node (a kubelet with containerd and runc, pods on
+//! a CNI bridge, Services through kube-proxy), from the images `make images`
+//! built and `make test` imported into the node's containerd. Nothing here
+//! runs a devicelink process beside the cluster: the operator, the broker
+//! and the adaptors all run as containers.
+//!
+//! The operator runs as two replicas with one leader; the chart's broker
+//! carries the examples' messages; the operator starts each adaptor pod on
+//! the node from its adaptor image, the pod turns Ready, its devices connect,
+//! publish and take writes from MQTT; an adaptor that cannot list its devices
+//! keeps AdaptorExisted False with the reason; and uninstalling leaves no pod,
+//! ServiceAccount, binding or finalizer behind.
+
+use std::{net::SocketAddr, time::Duration};
+
+use devicelink_api::{DeviceLink, labels, modbus::ModbusDevice};
+use devicelink_e2e::{
+    NODE_ADDRESS, REAL_NODE, SYSTEM_NAMESPACE, begin, delete_links_and_wait, device_link,
+    eventually, eventually_showing,
+    helm::helm,
+    kubectl::kubectl,
+    log_dir,
+    modbus::{AbsentUart, Listen, ModbusServer, SerialCable, holding},
+    mqtt::{self, Subscriber},
+    process::http_get_at,
+    repo_root, wait_connected, wait_property, wait_reason, yaml_documents,
+};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Pod, Service, ServiceAccount},
+    rbac::v1::{ClusterRoleBinding, RoleBinding},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+/// The chart's appVersion, which tags the images `make images` builds.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Values a cluster operator would give: everything on the real node (the
+/// kwok nodes beside it run nothing), the chart's broker, adaptor resources,
+/// the node's serial ports for the Modbus adaptor and a short release grace.
+fn values() -> String {
+    format!(
+        "operator:
+  nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+  deviceReleaseGrace: 5s
+  logLevel: info,devicelink_operator=debug
+broker:
+  enabled: true
+  nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+adaptors:
+  logLevel: info,devicelink_adaptor_runtime=debug
+  settings:
+    defaults:
+      resources: {{requests: {{cpu: 10m, memory: 16Mi}}, limits: {{memory: 96Mi}}}}
+    adaptors:
+      modbus:
+        serialDevices: [{SERIAL_LINE}, {ABSENT_UART}]
+"
+    )
+}
+
+/// The node's serial ports: a line to a pymodbus RTU server (a pty pair),
+/// and a UART with no hardware behind it.
+const SERIAL_LINE: &str = "/dev/tty-e2e-helm-device";
+const ABSENT_UART: &str = "/dev/tty-e2e-helm-uart";
+
+#[tokio::test]
+async fn helm_install_runs_the_examples_on_a_real_node() {
+    let namespace = "e2e-helm";
+    let (_guard, client) = begin(namespace).await;
+    let _rbac = ChartOwnsTheRbac::take();
+    // Serial ports exist before the Modbus adaptor pod mounts them.
+    let cable = SerialCable::in_dev("helm").await;
+    assert_eq!(cable.device_end.to_str(), Some(SERIAL_LINE));
+    let uart = AbsentUart::new("helm-uart");
+    assert_eq!(uart.path.to_str(), Some(ABSENT_UART));
+    // 70000 Wh (32 bits, big-endian words) on unit 7 of the line.
+    let _rtu_server = ModbusServer::start(
+        Listen::Rtu {
+            device: cable.server_end.clone(),
+            baud: 19200,
+        },
+        &[7],
+        json!({"7": {"input": {"0": 1, "1": 4464}}}),
+    )
+    .await;
+    let values_file = log_dir().join("helm-values.yaml");
+    std::fs::write(&values_file, values()).unwrap();
+    let chart = repo_root().join("charts/devicelink");
+    let chart = chart.to_str().unwrap();
+    let install = helm(&[
+        "install",
+        "devicelink",
+        chart,
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-f",
+        values_file.to_str().unwrap(),
+    ]);
+    assert!(install.success, "helm install: {}", install.text);
+    let _installed = UninstallOnFailure;
+
+    // Two operator replicas, Ready, on the real node, from the operator
+    // image; exactly one holds the lease and says so in its metrics.
+    let operators = wait_deployment_ready(&client, "devicelink-operator", 2).await;
+    for pod in &operators {
+        assert_runs_on_the_node(pod, &format!("ghcr.io/devicelink/operator:{VERSION}"));
+    }
+    let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let names: Vec<String> = operators.iter().map(|p| p.name_any()).collect();
+    let holder = eventually("the operator's lease held by one replica", WAIT, || async {
+        let lease = leases.get_opt("devicelink-operator").await.ok()??;
+        let holder = lease.spec?.holder_identity?;
+        names.contains(&holder).then_some(holder)
+    })
+    .await;
+    let mut leaders = 0;
+    for pod in &operators {
+        let leader = metric(pod_address(pod, 8080), "devicelink_operator_leader").await;
+        leaders += i32::from(leader == Some(1.0));
+        assert_eq!(leader == Some(1.0), pod.name_any() == holder, "{holder}");
+    }
+    assert_eq!(leaders, 1);
+    // The metrics Service reaches them through kube-proxy.
+    let metrics_service = service_address(&client, "devicelink-operator-metrics", 8080).await;
+    eventually("/metrics through the metrics Service", WAIT, || async {
+        let (code, body) = http_get_at(metrics_service, "/metrics").await?;
+        (code == 200 && body.contains("devicelink_operator_reconciles")).then_some(())
+    })
+    .await;
+
+    // The chart's broker, reached at its Service's address.
+    wait_deployment_ready(&client, "devicelink-mqtt", 1).await;
+    let broker = service_address(&client, "devicelink-mqtt", 1883).await;
+    let broker_host = broker.ip().to_string();
+    let mut messages = Subscriber::start_at(
+        &broker_host,
+        broker.port(),
+        &format!("cattle.io/octopus/{namespace}/#"),
+    )
+    .await;
+
+    // The fan and the thermometer examples as written (their `server` is the
+    // chart's broker by its Service name, which the node's cluster DNS
+    // resolves), moved to the real node; the thermometer's device listens
+    // where pods reach this host.
+    let device = ModbusServer::tcp_on(
+        NODE_ADDRESS,
+        &[1],
+        json!({"1": {"input": {"0": 2965, "1": 455}}}),
+    )
+    .await;
+    let fan = example("dummy-special-device.yaml", namespace);
+    let mut thermometer = example("modbus-thermometer.yaml", namespace);
+    thermometer["spec"]["template"]["spec"]["protocol"]["tcp"]["endpoint"] =
+        json!(device.endpoint());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    for link in [&fan, &thermometer] {
+        let link: DeviceLink = serde_json::from_value(link.clone()).expect("a DeviceLink");
+        links
+            .create(&PostParams::default(), &link)
+            .await
+            .expect("create DeviceLink");
+    }
+    wait_connected(&links, "living-room-fan").await;
+    wait_connected(&links, "thermometer").await;
+
+    // Serial devices from the settings: the RTU meter on the pty line is
+    // read from inside the container; on the UART the open reaches the
+    // driver (ENXIO, no hardware), where an unprivileged container is
+    // refused by the device cgroup (EPERM).
+    let meter = |name: &str, port: &str| -> DeviceLink {
+        device_link(
+            namespace,
+            name,
+            REAL_NODE,
+            "modbus",
+            "ModbusDevice",
+            json!({"spec": {
+                "parameters": {"syncInterval": "1s", "timeout": "2s"},
+                "protocol": {"rtu": {"endpoint": port, "workerID": 7, "parity": "N"}},
+                "properties": [{"name": "energy", "type": "uint32", "readOnly": true,
+                    "visitor": {"register": "InputRegister", "offset": 0, "quantity": 2}}],
+            }}),
+        )
+    };
+    for link in [meter("meter", SERIAL_LINE), meter("uart", ABSENT_UART)] {
+        links
+            .create(&PostParams::default(), &link)
+            .await
+            .expect("create DeviceLink");
+    }
+    wait_connected(&links, "meter").await;
+    let devices: Api<ModbusDevice> = Api::namespaced(client.clone(), namespace);
+    wait_property(&devices, "meter", "energy", "70000").await;
+    let refused = wait_reason(&links, "uart", "DeviceConnected", "False", "Unreachable").await;
+    assert!(
+        refused.message.contains("No such device or address"),
+        "{}",
+        refused.message
+    );
+
+    // Each adaptor pod runs its adaptor image on the node, with the
+    // settings' resources, and is Ready (its /readyz passed).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    for kind in ["dummy", "modbus"] {
+        let pod = pods
+            .get(&format!("devicelink-adaptor-{kind}-{REAL_NODE}"))
+            .await
+            .expect("the adaptor pod");
+        assert_runs_on_the_node(
+            &pod,
+            &format!("ghcr.io/devicelink/adaptor-{kind}:{VERSION}"),
+        );
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let limits = container.resources.as_ref().and_then(|r| r.limits.clone());
+        assert_eq!(limits.unwrap()["memory"].0, "96Mi");
+        // Its metrics, straight from the pod.
+        let address = pod_address(&pod, 9102);
+        eventually_showing("the adaptor's /metrics", WAIT, || async {
+            let (code, body) = http_get_at(address, "/metrics").await.ok_or("no answer")?;
+            (code == 200 && body.contains("devicelink_adaptor_mqtt"))
+                .then_some(())
+                .ok_or(format!("{code}"))
+        })
+        .await;
+    }
+    // The API server reaches the kubelet: logs of a container.
+    let logs = kubectl(
+        &[
+            "logs",
+            "-n",
+            SYSTEM_NAMESPACE,
+            &format!("devicelink-adaptor-dummy-{REAL_NODE}"),
+        ],
+        None,
+    );
+    assert!(
+        logs.success && logs.text.contains("adaptor starting"),
+        "{}",
+        logs.text
+    );
+
+    // Both devices' status on the chart's broker.
+    messages
+        .next_matching(WAIT, |m| {
+            m["gear"] == "slow" && m["rotatingSpeed"].is_number()
+        })
+        .await;
+    messages
+        .next_matching(WAIT, |m| {
+            property(m, "temperature", "operatedValue") == Some("23.35")
+        })
+        .await;
+
+    // A write published on the broker reaches the Modbus device.
+    mqtt::publish_at(
+        &broker_host,
+        broker.port(),
+        &format!("cattle.io/octopus/{namespace}/thermometer/set"),
+        br#"{"high-temperature-limit": 35}"#,
+    )
+    .await;
+    eventually_showing(
+        "the limit written from MQTT in the register",
+        WAIT,
+        || async {
+            let held = holding(&mut device.client(1).await, 0, 1).await;
+            (held == [35]).then_some(()).ok_or(format!("{held:?}"))
+        },
+    )
+    .await;
+
+    delete_links_and_wait(&links, &["living-room-fan", "thermometer", "meter", "uart"]).await;
+    wait_no_adaptor_pods(&pods).await;
+
+    // An adaptor that cannot list its devices never becomes Ready, and
+    // AdaptorExisted says so. Its pod is pointed at a port where no API
+    // server listens (settings' env wins over the kubelet's).
+    let upgrade_values = log_dir().join("helm-values-unready.yaml");
+    std::fs::write(
+        &upgrade_values,
+        format!(
+            "{}      dummy:\n        env:\n          - {{name: KUBERNETES_SERVICE_HOST, value: \"{NODE_ADDRESS}\"}}\n          - {{name: KUBERNETES_SERVICE_PORT, value: \"1\"}}\n",
+            values()
+        ),
+    )
+    .unwrap();
+    let upgrade = helm(&[
+        "upgrade",
+        "devicelink",
+        chart,
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-f",
+        upgrade_values.to_str().unwrap(),
+    ]);
+    assert!(upgrade.success, "helm upgrade: {}", upgrade.text);
+    let fan: DeviceLink = serde_json::from_value(fan).unwrap();
+    // The operator rolls to the new settings; the DeviceLink waits for it.
+    wait_deployment_ready(&client, "devicelink-operator", 2).await;
+    links
+        .create(&PostParams::default(), &fan)
+        .await
+        .expect("create DeviceLink");
+    let condition = eventually_showing("AdaptorExisted False, NotReady", WAIT, || async {
+        let link = links
+            .get("living-room-fan")
+            .await
+            .map_err(|e| e.to_string())?;
+        match link
+            .conditions()
+            .iter()
+            .find(|c| c.type_ == "AdaptorExisted")
+        {
+            Some(c) if c.status == "False" && c.reason == "NotReady" => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        condition
+            .message
+            .contains("readiness check (GET /readyz) has not passed"),
+        "{}",
+        condition.message
+    );
+    let pod = pods
+        .get(&format!("devicelink-adaptor-dummy-{REAL_NODE}"))
+        .await
+        .expect("the adaptor pod");
+    let status = pod.status.unwrap();
+    let container = &status.container_statuses.unwrap()[0];
+    assert!(
+        container.state.as_ref().unwrap().running.is_some() && !container.ready,
+        "{container:?}"
+    );
+
+    // Uninstall: with the DeviceLinks gone first, nothing is left.
+    delete_links_and_wait(&links, &["living-room-fan"]).await;
+    wait_no_adaptor_pods(&pods).await;
+    let uninstall = helm(&["uninstall", "devicelink", "-n", SYSTEM_NAMESPACE, "--wait"]);
+    assert!(uninstall.success, "helm uninstall: {}", uninstall.text);
+    std::mem::forget(_installed);
+    eventually_showing("nothing of devicelink left on the node", WAIT, || async {
+        let left = leftovers(&client).await;
+        left.is_empty().then_some(()).ok_or(left.join(", "))
+    })
+    .await;
+}
+
+/// The example file as a DeviceLink in `namespace`, on the real node.
+fn example(file: &str, namespace: &str) -> Value {
+    let mut link = yaml_documents(&repo_root().join("deploy/examples").join(file)).remove(0);
+    link["metadata"]["namespace"] = json!(namespace);
+    link["spec"]["adaptor"]["node"] = json!(REAL_NODE);
+    link
+}
+
+/// A property's field in a status message.
+fn property<'a>(status: &'a Value, name: &str, field: &str) -> Option<&'a str> {
+    status["properties"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?[field]
+        .as_str()
+}
+
+/// Waits until the Deployment has `replicas` Ready and returns its pods.
+async fn wait_deployment_ready(client: &Client, name: &str, replicas: i32) -> Vec<Pod> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    eventually_showing(
+        &format!("{name}: {replicas} replicas ready and up to date"),
+        WAIT,
+        || async {
+            let d = deployments.get(name).await.map_err(|e| e.to_string())?;
+            let status = d.status.clone().unwrap_or_default();
+            let settled = status.ready_replicas == Some(replicas)
+                && status.updated_replicas == Some(replicas)
+                && status.replicas == Some(replicas)
+                && status.observed_generation == d.metadata.generation;
+            if !settled {
+                return Err(format!("{status:?}"));
+            }
+            let selector = format!("app.kubernetes.io/name={name}");
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+                .collect();
+            if ready.len() == replicas as usize {
+                Ok(ready)
+            } else {
+                Err(format!("{} pods ready", ready.len()))
+            }
+        },
+    )
+    .await
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The pod runs on the real node, as a container of `image` that is
+/// running and ready.
+fn assert_runs_on_the_node(pod: &Pod, image: &str) {
+    let name = pod.name_any();
+    assert_eq!(
+        pod.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(REAL_NODE),
+        "{name}"
+    );
+    let status = pod.status.as_ref().unwrap();
+    let container = &status.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(container.image, image, "{name}");
+    assert!(
+        container.ready && container.state.as_ref().unwrap().running.is_some(),
+        "{name}: {container:?}"
+    );
+    // The container runtime reports what it really runs.
+    assert!(
+        container
+            .container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("containerd://")),
+        "{name}: {:?}",
+        container.container_id
+    );
+}
+
+/// The pod's address on the node's pod network, at `port`.
+fn pod_address(pod: &Pod, port: u16) -> SocketAddr {
+    let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+/// A Service's cluster address, at `port`.
+async fn service_address(client: &Client, name: &str, port: u16) -> SocketAddr {
+    let services: Api<Service> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let service = services.get(name).await.expect("the Service");
+    let ip = service.spec.unwrap().cluster_ip.unwrap();
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+/// One sample of the /metrics served at `address`.
+async fn metric(address: SocketAddr, sample: &str) -> Option<f64> {
+    let (_, body) = http_get_at(address, "/metrics").await?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+async fn wait_no_adaptor_pods(pods: &Api<Pod>) {
+    let selector = format!("{}={}", labels::NODE, labels::node_label_value(REAL_NODE));
+    eventually("the real node's adaptor pods to be gone", WAIT, || async {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// What devicelink left behind for the real node: pods in the release
+/// namespace, the adaptors' ServiceAccounts and bindings, objects of the
+/// release.
+async fn leftovers(client: &Client) -> Vec<String> {
+    let mut left = Vec::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    for pod in pods.list(&ListParams::default()).await.unwrap().items {
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(REAL_NODE) {
+            left.push(format!("pod {}", pod.name_any()));
+        }
+    }
+    let on_node = |name: &str| name.ends_with(&format!("-{REAL_NODE}"));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    for account in accounts.list(&ListParams::default()).await.unwrap().items {
+        if on_node(&account.name_any()) {
+            left.push(format!("serviceaccount {}", account.name_any()));
+        }
+    }
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for binding in cluster_bindings
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        if on_node(&binding.name_any()) {
+            left.push(format!("clusterrolebinding {}", binding.name_any()));
+        }
+    }
+    let bindings: Api<RoleBinding> = Api::all(client.clone());
+    for binding in bindings.list(&ListParams::default()).await.unwrap().items {
+        if on_node(&binding.name_any()) {
+            left.push(format!("rolebinding {}", binding.name_any()));
+        }
+    }
+    // What the release installed.
+    let release = "app.kubernetes.io/instance=devicelink,app.kubernetes.io/managed-by=Helm";
+    for kind in [
+        "deployments",
+        "services",
+        "configmaps",
+        "serviceaccounts",
+        "clusterroles",
+        "clusterrolebindings",
+    ] {
+        let out = kubectl(&["get", kind, "-A", "-l", release, "-o", "name"], None);
+        assert!(out.success, "{}", out.text);
+        left.extend(out.text.lines().map(str::to_string));
+    }
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "e2e-helm");
+    for link in links.list(&ListParams::default()).await.unwrap().items {
+        left.push(format!(
+            "devicelink {} (finalizers {:?})",
+            link.name_any(),
+            link.finalizers()
+        ));
+    }
+    left
+}
+
+/// The chart owns the operator's and adaptors' RBAC. `make test` applies the
+/// same objects, rendered (deploy/manifests/rbac.yaml), for the tests that
+/// run the operator as a process; they step aside while the chart is
+/// installed and come back afterwards.
+struct ChartOwnsTheRbac;
+
+impl ChartOwnsTheRbac {
+    fn take() -> ChartOwnsTheRbac {
+        let out = kubectl(
+            &[
+                "delete",
+                "--wait",
+                "--ignore-not-found",
+                "-f",
+                &rbac_manifest(),
+            ],
+            None,
+        );
+        assert!(out.success, "remove the rendered RBAC: {}", out.text);
+        ChartOwnsTheRbac
+    }
+}
+
+impl Drop for ChartOwnsTheRbac {
+    fn drop(&mut self) {
+        let out = kubectl(&["apply", "-f", &rbac_manifest()], None);
+        if !out.success {
+            eprintln!("could not put the rendered RBAC back: {}", out.text);
+        }
+    }
+}
+
+fn rbac_manifest() -> String {
+    repo_root()
+        .join("deploy/manifests/rbac.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A failed test leaves no release behind for the tests after it.
+struct UninstallOnFailure;
+
+impl Drop for UninstallOnFailure {
+    fn drop(&mut self) {
+        // What the containers said, for whoever reads the failure.
+        let pods = kubectl(&["get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "name"], None);
+        for pod in pods.text.lines().filter(|l| l.starts_with("pod/")) {
+            let logs = kubectl(
+                &["logs", "-n", SYSTEM_NAMESPACE, "--all-containers", pod],
+                None,
+            );
+            let file = log_dir().join(format!("helm-{}.log", pod.trim_start_matches("pod/")));
+            let _ = std::fs::write(file, logs.text);
+        }
+        let _ = helm(&["uninstall", "devicelink", "-n", SYSTEM_NAMESPACE, "--wait"]);
+    }
+}
