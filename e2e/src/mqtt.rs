@@ -165,6 +165,34 @@ pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(2), event_loop.poll()).await;
 }
 
+/// Whether a broker admits a client: Ok once it acknowledges the
+/// connection, Err with its refusal (or what kept it from answering).
+pub async fn admits(host: &str, port: u16, user: Option<(&str, &str)>) -> Result<(), String> {
+    let mut options = MqttOptions::new(format!("e2e-admit-{}", std::process::id()), host, port);
+    if let Some((user, password)) = user {
+        options.set_credentials(user, password);
+    }
+    let (client, mut event_loop) = AsyncClient::new(options, 10);
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match event_loop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    return match ack.code {
+                        rumqttc::ConnectReturnCode::Success => Ok(()),
+                        refused => Err(format!("{refused:?}")),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer within 10 s".into()));
+    let _ = client.disconnect().await;
+    answer
+}
+
 /// A device publisher started outside any adaptor, for transport and
 /// timing tests: `options` is a v1alpha1 MQTT extension (client and
 /// message), the device is `ns/fan`. Returns it with its status.

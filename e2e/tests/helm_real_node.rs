@@ -9,7 +9,8 @@
 //! carries the examples' messages; the operator starts each adaptor pod on
 //! the node from its adaptor image, the pod turns Ready, its devices connect,
 //! publish and take writes from MQTT; an adaptor that cannot list its devices
-//! keeps AdaptorExisted False with the reason; and uninstalling leaves no pod,
+//! keeps AdaptorExisted False with the reason; the broker with a password
+//! file admits only its users; and uninstalling leaves no pod,
 //! ServiceAccount, binding or finalizer behind.
 
 use std::{net::SocketAddr, time::Duration};
@@ -114,20 +115,30 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         assert_runs_on_the_node(pod, &format!("ghcr.io/devicelink/operator:{VERSION}"));
     }
     let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    let names: Vec<String> = operators.iter().map(|p| p.name_any()).collect();
-    let holder = eventually("the operator's lease held by one replica", WAIT, || async {
-        let lease = leases.get_opt("devicelink-operator").await.ok()??;
-        let holder = lease.spec?.holder_identity?;
-        names.contains(&holder).then_some(holder)
-    })
+    eventually_showing(
+        "one replica holding the lease, and only it saying it leads",
+        WAIT,
+        || async {
+            let lease = leases
+                .get_opt("devicelink-operator")
+                .await
+                .map_err(|e| e.to_string())?;
+            let holder = lease
+                .and_then(|l| l.spec?.holder_identity)
+                .ok_or("no holder yet")?;
+            let mut leading = Vec::new();
+            for pod in &operators {
+                let leader = metric(pod_address(pod, 8080), "devicelink_operator_leader").await;
+                if leader == Some(1.0) {
+                    leading.push(pod.name_any());
+                }
+            }
+            (leading == [holder.clone()]).then_some(()).ok_or(format!(
+                "holder {holder}, leading by their metrics {leading:?}"
+            ))
+        },
+    )
     .await;
-    let mut leaders = 0;
-    for pod in &operators {
-        let leader = metric(pod_address(pod, 8080), "devicelink_operator_leader").await;
-        leaders += i32::from(leader == Some(1.0));
-        assert_eq!(leader == Some(1.0), pod.name_any() == holder, "{holder}");
-    }
-    assert_eq!(leaders, 1);
     // The metrics Service reaches them through kube-proxy.
     let metrics_service = service_address(&client, "devicelink-operator-metrics", 8080).await;
     eventually("/metrics through the metrics Service", WAIT, || async {
@@ -343,9 +354,59 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         "{container:?}"
     );
 
-    // Uninstall: with the DeviceLinks gone first, nothing is left.
     delete_links_and_wait(&links, &["living-room-fan"]).await;
     wait_no_adaptor_pods(&pods).await;
+
+    // The broker with a password file admits its users only.
+    let passwd = log_dir().join("mqtt-users.passwd");
+    let _ = std::fs::remove_file(&passwd);
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b", passwd.to_str().unwrap(), "plant", "s3cret"])
+        .status()
+        .expect("run mosquitto_passwd");
+    assert!(made.success());
+    let secret = kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "mqtt-users",
+            "-n",
+            SYSTEM_NAMESPACE,
+            &format!("--from-file=passwd={}", passwd.display()),
+        ],
+        None,
+    );
+    assert!(secret.success, "{}", secret.text);
+    let upgrade = helm(&[
+        "upgrade",
+        "devicelink",
+        chart,
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-f",
+        values_file.to_str().unwrap(),
+        "--set",
+        "broker.passwordSecret=mqtt-users",
+    ]);
+    assert!(upgrade.success, "helm upgrade: {}", upgrade.text);
+    eventually_showing("the broker to admit only its users", WAIT, || async {
+        let anonymous = mqtt::admits(&broker_host, broker.port(), None).await;
+        let wrong = mqtt::admits(&broker_host, broker.port(), Some(("plant", "guess"))).await;
+        let user = mqtt::admits(&broker_host, broker.port(), Some(("plant", "s3cret"))).await;
+        (anonymous.is_err() && wrong.is_err() && user.is_ok())
+            .then_some(())
+            .ok_or(format!(
+                "anonymous {anonymous:?}, wrong password {wrong:?}, user {user:?}"
+            ))
+    })
+    .await;
+    let _ = kubectl(
+        &["delete", "secret", "mqtt-users", "-n", SYSTEM_NAMESPACE],
+        None,
+    );
+
+    // Uninstall: with the DeviceLinks gone first, nothing is left.
     let uninstall = helm(&["uninstall", "devicelink", "-n", SYSTEM_NAMESPACE, "--wait"]);
     assert!(uninstall.success, "helm uninstall: {}", uninstall.text);
     std::mem::forget(_installed);
