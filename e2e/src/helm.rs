@@ -21,13 +21,5 @@ pub fn helm(args: &[&str]) -> Output {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     });
-    let out = Command::new(binary).args(args).output().expect("run helm");
-    Output {
-        success: out.status.success(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    Output::of(Command::new(binary).args(args).output().expect("run helm"))
 }

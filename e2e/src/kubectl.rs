@@ -38,14 +38,20 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
             .write_all(input.as_bytes())
             .expect("write kubectl's stdin");
     }
-    let out = child.wait_with_output().expect("wait for kubectl");
-    Output {
-        success: out.status.success(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    Output::of(child.wait_with_output().expect("wait for kubectl"))
+}
+
+impl Output {
+    /// What a finished command printed, and whether it succeeded.
+    pub(crate) fn of(out: std::process::Output) -> Output {
+        Output {
+            success: out.status.success(),
+            text: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use devicelink_e2e::{
     modbus::{AbsentUart, Listen, ModbusServer, SerialCable, holding},
     mqtt::{self, Subscriber},
     process::http_get_at,
-    repo_root, wait_connected, wait_property, wait_reason, yaml_documents,
+    property_field, repo_root, wait_connected, wait_property, wait_reason, yaml_documents,
 };
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -94,18 +94,7 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     .await;
     let values_file = log_dir().join("helm-values.yaml");
     std::fs::write(&values_file, values()).unwrap();
-    let chart = repo_root().join("charts/devicelink");
-    let chart = chart.to_str().unwrap();
-    let install = helm(&[
-        "install",
-        "devicelink",
-        chart,
-        "-n",
-        SYSTEM_NAMESPACE,
-        "-f",
-        values_file.to_str().unwrap(),
-    ]);
-    assert!(install.success, "helm install: {}", install.text);
+    release("install", &values_file, &[]);
     let _installed = UninstallOnFailure;
 
     // Two operator replicas, Ready, on the real node, from the operator
@@ -267,7 +256,7 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         .await;
     messages
         .next_matching(WAIT, |m| {
-            property(m, "temperature", "operatedValue") == Some("23.35")
+            property_field(m, "temperature", "operatedValue") == Some("23.35")
         })
         .await;
 
@@ -304,16 +293,7 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         ),
     )
     .unwrap();
-    let upgrade = helm(&[
-        "upgrade",
-        "devicelink",
-        chart,
-        "-n",
-        SYSTEM_NAMESPACE,
-        "-f",
-        upgrade_values.to_str().unwrap(),
-    ]);
-    assert!(upgrade.success, "helm upgrade: {}", upgrade.text);
+    release("upgrade", &upgrade_values, &[]);
     let fan: DeviceLink = serde_json::from_value(fan).unwrap();
     // The operator rolls to the new settings; the DeviceLink waits for it.
     wait_deployment_ready(&client, "devicelink-operator", 2).await;
@@ -378,18 +358,11 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         None,
     );
     assert!(secret.success, "{}", secret.text);
-    let upgrade = helm(&[
+    release(
         "upgrade",
-        "devicelink",
-        chart,
-        "-n",
-        SYSTEM_NAMESPACE,
-        "-f",
-        values_file.to_str().unwrap(),
-        "--set",
-        "broker.passwordSecret=mqtt-users",
-    ]);
-    assert!(upgrade.success, "helm upgrade: {}", upgrade.text);
+        &values_file,
+        &["--set", "broker.passwordSecret=mqtt-users"],
+    );
     eventually_showing("the broker to admit only its users", WAIT, || async {
         let anonymous = mqtt::admits(&broker_host, broker.port(), None).await;
         let wrong = mqtt::admits(&broker_host, broker.port(), Some(("plant", "guess"))).await;
@@ -417,21 +390,30 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     .await;
 }
 
+/// `helm install` or `upgrade` of the chart as release `devicelink` in the
+/// system namespace, with a values file and more arguments.
+fn release(verb: &str, values: &std::path::Path, more: &[&str]) {
+    let chart = repo_root().join("charts/devicelink");
+    let mut args = vec![
+        verb,
+        "devicelink",
+        chart.to_str().unwrap(),
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-f",
+        values.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    let out = helm(&args);
+    assert!(out.success, "helm {verb}: {}", out.text);
+}
+
 /// The example file as a DeviceLink in `namespace`, on the real node.
 fn example(file: &str, namespace: &str) -> Value {
     let mut link = yaml_documents(&repo_root().join("deploy/examples").join(file)).remove(0);
     link["metadata"]["namespace"] = json!(namespace);
     link["spec"]["adaptor"]["node"] = json!(REAL_NODE);
     link
-}
-
-/// A property's field in a status message.
-fn property<'a>(status: &'a Value, name: &str, field: &str) -> Option<&'a str> {
-    status["properties"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)?[field]
-        .as_str()
 }
 
 /// Waits until the Deployment has `replicas` Ready and returns its pods.

@@ -13,24 +13,15 @@ use devicelink_e2e::{
     modbus::{ModbusServer, coils, holding},
     mqtt::{self, Subscriber},
     process::{metric_at, start_operator},
-    repo_root, yaml_documents,
+    property_field, repo_root, yaml_documents,
 };
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A property's field in a status JSON (`properties[]` by name).
-fn field<'a>(status: &'a Value, property: &str, field: &str) -> Option<&'a str> {
-    status["properties"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == property)?[field]
-        .as_str()
-}
 
 #[tokio::test]
 async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
@@ -65,17 +56,20 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     // On MQTT: Celsius from kelvin tenths, the raw value beside it.
     let sample = status.next(WAIT).await.payload;
     assert_eq!(
-        field(&sample, "temperature", "value"),
+        property_field(&sample, "temperature", "value"),
         Some("2965"),
         "{sample}"
     );
     assert_eq!(
-        field(&sample, "temperature", "operatedValue"),
+        property_field(&sample, "temperature", "operatedValue"),
         Some("23.35")
     );
-    assert_eq!(field(&sample, "humidity", "operatedValue"), Some("45.5"));
     assert_eq!(
-        field(&sample, "high-temperature-alarm", "value"),
+        property_field(&sample, "humidity", "operatedValue"),
+        Some("45.5")
+    );
+    assert_eq!(
+        property_field(&sample, "high-temperature-alarm", "value"),
         Some("true")
     );
 
@@ -92,8 +86,8 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     eventually_showing("the device's status", WAIT, || async {
         let d = devices.get(name).await.map_err(|e| e.to_string())?;
         let status = serde_json::to_value(d.status).unwrap();
-        let ok = field(&status, "temperature", "operatedValue") == Some("23.35")
-            && field(&status, "high-temperature-limit", "value") == Some("30")
+        let ok = property_field(&status, "temperature", "operatedValue") == Some("23.35")
+            && property_field(&status, "high-temperature-limit", "value") == Some("30")
             && status["properties"][0]["updatedAt"].is_string();
         ok.then_some(()).ok_or(status.to_string())
     })
@@ -112,12 +106,12 @@ async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     assert_eq!(coils(&mut raw, 0, 1).await, [false]);
     let sample = status
         .next_matching(WAIT, |s| {
-            field(s, "high-temperature-limit", "value") == Some("35")
+            property_field(s, "high-temperature-limit", "value") == Some("35")
         })
         .await
         .payload;
     assert_eq!(
-        field(&sample, "high-temperature-alarm", "value"),
+        property_field(&sample, "high-temperature-alarm", "value"),
         Some("false")
     );
 
