@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use devicelink_adaptor_runtime::Reason;
 use devicelink_api::modbus::{ModbusProtocol, Parity, RegisterKind};
 use thiserror::Error;
 use tokio::{net::TcpStream, sync::OwnedMutexGuard, time::Instant};
@@ -44,13 +45,13 @@ pub enum Failure {
 
 impl Failure {
     /// The DeviceConnected reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Failure::Connect { .. } => "Unreachable",
-            Failure::Timeout { .. } => "Timeout",
-            Failure::Exception { .. } => "ExceptionResponse",
-            Failure::Transport { .. } => "ConnectionLost",
-            Failure::Settings(_) => "InvalidSettings",
+            Failure::Connect { .. } => Reason::Unreachable,
+            Failure::Timeout { .. } => Reason::Timeout,
+            Failure::Exception { .. } => Reason::ExceptionResponse,
+            Failure::Transport { .. } => Reason::ConnectionLost,
+            Failure::Settings(_) => Reason::InvalidSettings,
         }
     }
 
@@ -358,7 +359,7 @@ impl Session<'_> {
                     request,
                     code: code.into(),
                 };
-                count(failure.reason());
+                count(failure.reason().as_str());
                 return Err(failure);
             }
             Ok(Err(e)) => Failure::Transport {
@@ -367,7 +368,7 @@ impl Session<'_> {
             },
             Err(timeout) => Failure::Timeout { timeout, request },
         };
-        count(failure.reason());
+        count(failure.reason().as_str());
         *self.slot.get() = None;
         Err(failure)
     }

@@ -1,31 +1,24 @@
 //! The task of one Modbus device: polls on schedule, follows spec changes,
 //! applies writes from MQTT, and backs off while the device is away.
 
-use std::time::Duration;
-
-use devicelink_adaptor_runtime::{Change, DeviceContext};
+use devicelink_adaptor_runtime::{Backoff, Change, DeviceContext};
 use devicelink_api::modbus::ModbusDevice;
 use tokio::time::{Instant, sleep_until};
 
 use crate::{metrics::ModbusMetrics, poller::Poller};
 
-/// First wait after a lost connection; doubled on each failure.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// Longest wait between connection attempts.
-const MAX_RETRY: Duration = Duration::from_secs(10);
-
 /// Runs one device until it is removed.
 pub async fn run(mut ctx: DeviceContext<ModbusDevice>, metrics: ModbusMetrics) {
     let mut poller = Poller::new(&ctx.device().spec, metrics);
     let mut next = Instant::now();
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new();
     loop {
         tokio::select! {
             changed = ctx.changed() => match changed {
                 None => return,
                 Some(Change::Spec(device)) => {
                     poller.apply(&device.spec);
-                    retry = FIRST_RETRY;
+                    backoff.reset();
                     next = Instant::now();
                 }
                 Some(Change::Write(request)) => {
@@ -46,11 +39,9 @@ pub async fn run(mut ctx: DeviceContext<ModbusDevice>, metrics: ModbusMetrics) {
                 ctx.report(&poller.status());
                 ctx.set_connected(poller.outcome());
                 next = if poller.disconnected() {
-                    let wait = retry;
-                    retry = (retry * 2).min(MAX_RETRY);
-                    Instant::now() + wait
+                    Instant::now() + backoff.after_failure()
                 } else {
-                    retry = FIRST_RETRY;
+                    backoff.reset();
                     // On schedule from the start of this cycle; a cycle that
                     // overran starts the next at once.
                     (started + poller.interval).max(Instant::now())

@@ -7,10 +7,9 @@ use devicelink_api::modbus::ModbusDevice;
 async fn main() -> anyhow::Result<()> {
     let metrics = ModbusMetrics::default();
     let registered = metrics.clone();
-    devicelink_adaptor_runtime::run_with_metrics::<ModbusDevice, _, _>(
-        "modbus",
-        move |registry| registered.register(registry),
-        move |ctx| device::run(ctx, metrics.clone()),
-    )
-    .await
+    devicelink_adaptor_runtime::Adaptor::new("modbus")
+        .with_metrics(move |registry| registered.register(registry))
+        .drive::<ModbusDevice, _, _>(move |ctx| device::run(ctx, metrics.clone()))
+        .run()
+        .await
 }

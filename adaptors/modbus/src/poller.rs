@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use devicelink_adaptor_runtime::{
-    Outcome, Refusal,
+    Outcome, Reason, Refusal,
     access::{self, ReadMode, WriteMode},
     arithmetic,
 };
@@ -297,11 +297,11 @@ impl Poller {
     /// The DeviceConnected condition after the last cycle.
     pub fn outcome(&self) -> Outcome {
         if !self.invalid.is_empty() {
-            return Outcome::fail("InvalidProperty", self.invalid.join("; "));
+            return Reason::InvalidProperty.outcome(self.invalid.join("; "));
         }
         match &self.last_failure {
-            None => Outcome::ok("Healthy"),
-            Some(f) => Outcome::fail(f.reason(), f.to_string()),
+            None => Reason::Healthy.outcome(""),
+            Some(f) => f.reason().outcome(f.to_string()),
         }
     }
 

@@ -28,6 +28,10 @@ pub enum Accepts {
     Text,
     /// One of these strings.
     OneOf(Vec<String>),
+    /// A JSON object with some of these fields (each as it accepts).
+    Object(Vec<(String, Accepts)>),
+    /// A JSON array whose items each are as it accepts.
+    List(Box<Accepts>),
 }
 
 /// A property as writes see it.
@@ -123,6 +127,13 @@ pub fn answer(result: Result<&Map<String, Value>, &[Refusal]>) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
+impl Accepts {
+    /// Ok if the property takes `value`, else what it expects.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        check(self, value)
+    }
+}
+
 fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
     let fits = match accepts {
         Accepts::Boolean => value.is_boolean(),
@@ -132,6 +143,29 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
         Accepts::OneOf(options) => value
             .as_str()
             .is_some_and(|s| options.iter().any(|o| o == s)),
+        // Inside, the first problem is named by where it is.
+        Accepts::Object(fields) => match value {
+            Value::Object(given) => {
+                for (name, v) in given {
+                    match fields.iter().find(|(field, _)| field == name) {
+                        None => return Err(format!("has no field {}", shown_name(name))),
+                        Some((_, inner)) => check(inner, v)
+                            .map_err(|e| format!("field {} {e}", shown_name(name)))?,
+                    }
+                }
+                true
+            }
+            _ => false,
+        },
+        Accepts::List(item) => match value {
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    check(item, v).map_err(|e| format!("item {i} {e}"))?;
+                }
+                true
+            }
+            _ => false,
+        },
     };
     if fits {
         return Ok(());
@@ -142,8 +176,19 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
         Accepts::Text => "a string".to_string(),
         Accepts::Integer { min, max } => format!("a whole number from {min} to {max}"),
         Accepts::OneOf(options) => format!("one of {}", options.join(", ")),
+        Accepts::Object(_) => "an object".to_string(),
+        Accepts::List(_) => "an array".to_string(),
     };
     Err(format!("expects {expected}, not {}", shown(value)))
+}
+
+/// A field name as an answer shows it: short, whatever it is.
+fn shown_name(name: &str) -> String {
+    if name.chars().count() > 64 {
+        format!("{}...", name.chars().take(64).collect::<String>())
+    } else {
+        name.to_string()
+    }
 }
 
 /// A whole number, also when written as `3.0`.
@@ -242,6 +287,53 @@ mod tests {
                 "on expects true or false, not 1",
                 "rotatingSpeed is read-only",
             ]
+        );
+    }
+
+    #[test]
+    fn objects_and_lists_are_checked_inside_and_the_place_is_named() {
+        let robot = vec![
+            Property {
+                name: "gender".into(),
+                accepts: Accepts::Object(vec![
+                    ("name".into(), Accepts::Text),
+                    (
+                        "code".into(),
+                        Accepts::Integer {
+                            min: i64::MIN.into(),
+                            max: i64::MAX.into(),
+                        },
+                    ),
+                ]),
+                writable: true,
+            },
+            Property {
+                name: "friends".into(),
+                accepts: Accepts::List(Box::new(Accepts::Text)),
+                writable: true,
+            },
+        ];
+        let good = br#"{"gender": {"code": 2}, "friends": ["ann", "bob"]}"#;
+        assert!(decode(good, &robot).is_ok());
+        let bad = br#"{"gender": {"code": "two", "eyes": 2}, "friends": ["ann", 3]}"#;
+        let refused: Vec<String> = decode(bad, &robot)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "friends item 1 expects a string, not 3",
+                "gender field code expects a whole number from -9223372036854775808 to 9223372036854775807, not \"two\"",
+            ]
+        );
+        let unknown = decode(br#"{"gender": {"eyes": 2}}"#, &robot).unwrap_err();
+        assert_eq!(unknown[0].to_string(), "gender has no field eyes");
+        let wrong = decode(br#"{"friends": "ann"}"#, &robot).unwrap_err();
+        assert_eq!(
+            wrong[0].to_string(),
+            "friends expects an array, not \"ann\""
         );
     }
 

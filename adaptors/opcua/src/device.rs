@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{Change, DeviceContext, Refusal, WriteRequest, access::ReadMode};
+use devicelink_adaptor_runtime::{
+    Backoff, Change, DeviceContext, Reason, Refusal, WriteRequest, access::ReadMode,
+};
 use devicelink_api::opcua::OPCUADevice;
 use opcua::crypto::X509;
 use serde_json::{Map, Value};
@@ -19,11 +21,6 @@ use crate::{
     settings::Settings,
     trust::Pki,
 };
-
-/// First wait after a failure; doubled on each failure in a row.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// Longest wait between attempts.
-const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// How a connected spell ended.
 enum Exit {
@@ -39,11 +36,12 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
     let mut properties = Properties::new(&ctx.device().spec);
     // The server certificate trusted on first use, for this process's life.
     let mut pinned: Option<X509> = None;
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new();
     loop {
         if ctx.references().pending() {
             // Secrets and ConfigMaps are still being read: not a failure.
-            match wait_for_retry(&mut ctx, &mut properties, Duration::MAX, &pending()).await {
+            let why = "the referenced Secrets and ConfigMaps are still being read";
+            match wait_for_retry(&mut ctx, &mut properties, Duration::MAX, why).await {
                 None => return,
                 Some(_) => continue,
             }
@@ -51,7 +49,7 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
         let settings = Settings::new(&ctx.device().spec, &ctx.references());
         let opened = match (&settings, properties.invalid()) {
             (Err(e), _) => Err(Failure::settings(e.clone())),
-            (_, Some(invalid)) => Err(Failure::new("InvalidProperty", invalid)),
+            (_, Some(invalid)) => Err(Failure::new(Reason::InvalidProperty, invalid)),
             (Ok(s), None) => {
                 Session::open(s, &properties.items, &pki, &ctx.key(), &mut pinned).await
             }
@@ -59,7 +57,7 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
         let failure = match opened {
             Ok((session, problems)) => {
                 metrics.session("ok");
-                retry = FIRST_RETRY;
+                backoff.reset();
                 properties.set_problems(problems);
                 let settings = settings.expect("a session needs settings");
                 match connected(&mut ctx, session, &mut properties, &settings, &metrics).await {
@@ -70,16 +68,21 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
             }
             Err(failure) => failure,
         };
-        metrics.session(failure.reason);
-        warn!(device = %ctx.key(), reason = failure.reason, message = %failure.message, "no session");
+        metrics.session(failure.reason.as_str());
+        warn!(device = %ctx.key(), reason = %failure.reason, message = %failure.message, "no session");
         ctx.set_connected(failure.outcome());
         // Settings the spec gets wrong wait for the spec to change.
-        let wait = matches!(failure.reason, "InvalidSettings" | "InvalidProperty")
-            .then_some(Duration::MAX)
-            .unwrap_or(retry);
-        retry = (retry * 2).min(MAX_RETRY);
-        match wait_for_retry(&mut ctx, &mut properties, wait, &failure).await {
-            Some(true) => retry = FIRST_RETRY,
+        let wait = if failure.reason.waits_for_the_spec() {
+            Duration::MAX
+        } else {
+            backoff.after_failure()
+        };
+        let why = format!(
+            "the device is not connected ({}: {})",
+            failure.reason, failure.message
+        );
+        match wait_for_retry(&mut ctx, &mut properties, wait, &why).await {
+            Some(true) => backoff.reset(),
             Some(false) => {}
             None => return,
         }
@@ -87,12 +90,12 @@ pub async fn run(mut ctx: DeviceContext<OPCUADevice>, metrics: OpcuaMetrics, pki
 }
 
 /// Waits `wait` or for a spec change (`Some(true)`); `None` when the device
-/// is removed. Writes meanwhile are refused with the reason.
+/// is removed. Writes meanwhile are refused, saying `why`.
 async fn wait_for_retry(
     ctx: &mut DeviceContext<OPCUADevice>,
     properties: &mut Properties,
     wait: Duration,
-    failure: &Failure,
+    why: &str,
 ) -> Option<bool> {
     let deadline = Instant::now().checked_add(wait).unwrap_or_else(far_future);
     loop {
@@ -105,7 +108,6 @@ async fn wait_for_retry(
                 }
                 Change::Write(request) => {
                     if ctx.decode_write(&request, &properties.as_properties()).is_some() {
-                        let why = format!("the device is not connected ({}: {})", failure.reason, failure.message);
                         ctx.answer_write(&request, Err(&[Refusal::whole(why)]));
                     }
                 }
@@ -255,13 +257,6 @@ async fn write_from_mqtt(
         ctx.answer_write(request, Err(&refused));
     }
     Ok(())
-}
-
-fn pending() -> Failure {
-    Failure::new(
-        "Pending",
-        "the referenced Secrets and ConfigMaps are still being read",
-    )
 }
 
 fn far_future() -> Instant {

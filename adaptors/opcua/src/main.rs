@@ -8,10 +8,9 @@ async fn main() -> anyhow::Result<()> {
     let metrics = OpcuaMetrics::default();
     let registered = metrics.clone();
     let pki = trust::Pki::new(trust::default_root());
-    devicelink_adaptor_runtime::run_with_metrics::<OPCUADevice, _, _>(
-        "opcua",
-        move |registry| registered.register(registry),
-        move |ctx| device::run(ctx, metrics.clone(), pki.clone()),
-    )
-    .await
+    devicelink_adaptor_runtime::Adaptor::new("opcua")
+        .with_metrics(move |registry| registered.register(registry))
+        .drive::<OPCUADevice, _, _>(move |ctx| device::run(ctx, metrics.clone(), pki.clone()))
+        .run()
+        .await
 }

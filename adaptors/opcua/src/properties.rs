@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use devicelink_adaptor_runtime::{
-    Outcome, Property, Refusal,
+    Outcome, Property, Reason, Refusal,
     access::{self, ReadMode},
     arithmetic,
 };
@@ -26,7 +26,7 @@ pub struct Properties {
     /// Properties the spec gets wrong (they stop the device from connecting).
     invalid: Vec<String>,
     /// Property name -> (reason, message) of what the server made of it.
-    problems: BTreeMap<String, (&'static str, String)>,
+    problems: BTreeMap<String, (Reason, String)>,
 }
 
 impl Properties {
@@ -97,7 +97,7 @@ impl Properties {
     pub fn set_problems(&mut self, problems: Vec<ItemProblem>) {
         self.problems = problems
             .into_iter()
-            .map(|p| (p.property, ("BadNodeId", p.message)))
+            .map(|p| (p.property, (Reason::BadNodeId, p.message)))
             .collect();
     }
 
@@ -111,14 +111,14 @@ impl Properties {
         let reading = if status.is_bad() {
             let name = status.sub_code().name();
             Err((
-                "BadValue",
+                Reason::BadValue,
                 format!("the server reports {name} for node {}", item.node_spelled),
             ))
         } else {
             let variant = value.value.as_ref().unwrap_or(&Variant::Empty);
             item.encoding
                 .decode(variant)
-                .map_err(|e| ("TypeMismatch", e))
+                .map_err(|e| (Reason::TypeMismatch, e))
         };
         match reading {
             Ok(reading) => {
@@ -134,7 +134,7 @@ impl Properties {
     }
 
     /// Records what is wrong with a property; whether that changed.
-    fn problem(&mut self, index: usize, reason: &'static str, message: String) -> bool {
+    fn problem(&mut self, index: usize, reason: Reason, message: String) -> bool {
         let name = &self.items[index].name;
         if self.problems.get(name) == Some(&(reason, message.clone())) {
             return false;
@@ -155,9 +155,8 @@ impl Properties {
     /// DeviceConnected while the session is open.
     pub fn outcome(&self) -> Outcome {
         match self.problems.values().next() {
-            None => Outcome::ok("Healthy"),
-            Some((reason, _)) => Outcome::fail(
-                reason,
+            None => Reason::Healthy.outcome(""),
+            Some((reason, _)) => reason.outcome(
                 self.problems
                     .iter()
                     .map(|(name, (_, m))| format!("property {name}: {m}"))
@@ -228,13 +227,13 @@ impl Properties {
         };
         match result {
             Err(why) => {
-                self.problem(index, "WriteRefused", format!("writing value: {why}"));
+                self.problem(index, Reason::WriteRefused, format!("writing value: {why}"));
             }
             Ok(())
                 if self
                     .problems
                     .get(name)
-                    .is_some_and(|p| p.0 == "WriteRefused") =>
+                    .is_some_and(|p| p.0 == Reason::WriteRefused) =>
             {
                 self.problems.remove(name);
             }

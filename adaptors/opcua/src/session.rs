@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use devicelink_adaptor_runtime::access::ReadMode;
+use devicelink_adaptor_runtime::{Reason, access::ReadMode};
 use devicelink_api::{
     Outcome,
     opcua::{SecurityMode, SecurityPolicy},
@@ -38,47 +38,47 @@ use crate::{
 /// and a message for people.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
         Failure {
             reason,
             message: message.into(),
         }
     }
     pub fn settings(message: String) -> Failure {
-        Failure::new("InvalidSettings", message)
+        Failure::new(Reason::InvalidSettings, message)
     }
     pub fn untrusted(message: String) -> Failure {
-        Failure::new("UntrustedServerCertificate", message)
+        Failure::new(Reason::UntrustedServerCertificate, message)
     }
     pub fn outcome(&self) -> Outcome {
-        Outcome::fail(self.reason, self.message.clone())
+        self.reason.outcome(self.message.clone())
     }
 
     /// A failure reported by the stack, by its status code.
     fn status(status: StatusCode, doing: &str) -> Failure {
         let name = status.sub_code().name();
         let (reason, hint) = match name {
-            "BadCertificateUntrusted" => ("UntrustedServerCertificate", ""),
+            "BadCertificateUntrusted" => (Reason::UntrustedServerCertificate, ""),
             "BadCertificateHostNameInvalid"
             | "BadCertificateUriInvalid"
             | "BadCertificateTimeInvalid"
             | "BadCertificateIssuerTimeInvalid"
             | "BadCertificateInvalid"
-            | "BadCertificateUseNotAllowed" => ("InvalidServerCertificate", ""),
+            | "BadCertificateUseNotAllowed" => (Reason::InvalidServerCertificate, ""),
             "BadSecurityChecksFailed" | "BadSecurityPolicyRejected" | "BadCertificateRevoked" => (
-                "SecurityRejected",
+                Reason::SecurityRejected,
                 ": the server may not trust the adaptor's certificate",
             ),
             "BadUserAccessDenied"
             | "BadIdentityTokenInvalid"
             | "BadIdentityTokenRejected"
-            | "BadUserSignatureInvalid" => ("AuthenticationFailed", ""),
-            "BadTimeout" | "BadRequestTimeout" => ("Timeout", ""),
+            | "BadUserSignatureInvalid" => (Reason::AuthenticationFailed, ""),
+            "BadTimeout" | "BadRequestTimeout" => (Reason::Timeout, ""),
             "BadConnectionClosed"
             | "BadCommunicationError"
             | "BadNotConnected"
@@ -87,8 +87,8 @@ impl Failure {
             | "BadConnectionRejected"
             | "BadServerHalted"
             | "BadSecureChannelClosed"
-            | "BadResourceUnavailable" => ("Unreachable", ""),
-            _ => ("SessionFailed", ""),
+            | "BadResourceUnavailable" => (Reason::Unreachable, ""),
+            _ => (Reason::SessionFailed, ""),
         };
         Failure::new(reason, format!("{doing}: {name}{hint}"))
     }
@@ -134,7 +134,7 @@ impl Events {
                     }
                     None => {
                         return Err(Failure::new(
-                            "SessionFailed",
+                            Reason::SessionFailed,
                             "the session ended while opening",
                         ));
                     }
@@ -143,7 +143,7 @@ impl Events {
         };
         timeout(limit, wait).await.unwrap_or_else(|_| {
             Err(Failure::new(
-                "Timeout",
+                Reason::Timeout,
                 format!(
                     "no session with {} within connectTimeout {limit:?}",
                     self.endpoint
@@ -158,7 +158,7 @@ impl Events {
             match self.rx.recv().await {
                 Some(Ok(SessionPollResult::ConnectionLost(status))) => {
                     return Failure::new(
-                        "SessionLost",
+                        Reason::SessionLost,
                         format!(
                             "the session with {} was lost ({}); reconnecting",
                             self.endpoint,
@@ -170,7 +170,7 @@ impl Events {
                 Some(Err(status)) => return Failure::status(status, "the session failed"),
                 None => {
                     return Failure::new(
-                        "SessionLost",
+                        Reason::SessionLost,
                         format!("the session with {} ended; reconnecting", self.endpoint),
                     );
                 }
@@ -200,7 +200,7 @@ impl Session {
         let server = if settings.secured() {
             let cert = X509::from_byte_string(&endpoint.server_certificate).map_err(|_| {
                 Failure::new(
-                    "InvalidServerCertificate",
+                    Reason::InvalidServerCertificate,
                     "the endpoint's server certificate does not parse",
                 )
             })?;
@@ -452,7 +452,7 @@ async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescr
     .await
     .map_err(|_| {
         Failure::new(
-            "Timeout",
+            Reason::Timeout,
             format!(
                 "{} did not list its endpoints within connectTimeout {:?}",
                 settings.endpoint, settings.connect_timeout
@@ -482,7 +482,7 @@ async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescr
         .iter()
         .find(|e| e.security_policy_uri.as_ref() == policy_uri && e.security_mode == mode)
         .cloned()
-        .ok_or_else(|| Failure::new("NoMatchingEndpoint", format!(
+        .ok_or_else(|| Failure::new(Reason::NoMatchingEndpoint, format!(
                 "the server offers no endpoint with securityPolicy {:?} and securityMode {:?}; it offers {}",
                 settings.policy,
                 settings.mode,
@@ -520,7 +520,7 @@ fn accepts_identity(endpoint: &EndpointDescription, identity: &Identity) -> Resu
         UserTokenType::IssuedToken => "issued token (issuedTokenAuth)",
     };
     Err(Failure::new(
-        "AuthenticationFailed",
+        Reason::AuthenticationFailed,
         format!(
             "the endpoint does not take {} users; it takes {}",
             kind(&wanted),

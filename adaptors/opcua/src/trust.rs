@@ -265,7 +265,10 @@ mod tests {
         let mut pinned = None;
         assert!(check(&server, &trusted, false, &mut pinned).is_ok());
         let refused = check(&server, &trusted[..1], false, &mut pinned).unwrap_err();
-        assert_eq!(refused.reason, "UntrustedServerCertificate");
+        assert_eq!(
+            refused.reason,
+            devicelink_adaptor_runtime::Reason::UntrustedServerCertificate
+        );
         assert!(
             refused.message.contains("trustOnFirstUse"),
             "{}",

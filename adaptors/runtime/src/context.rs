@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::{references::References, registry::Model};
+use crate::{Reason, references::References, registry::Model};
 
 /// The device's MQTT connection, shared with the registry, which takes it
 /// over to clear the retained status when the device is deleted.
@@ -217,7 +217,9 @@ impl<K: Model> DeviceContext<K> {
                     last_error: Some(e.to_string()),
                     ..Default::default()
                 }));
-                self.set_connected(Outcome::fail("Unhealthy", e.to_string()));
+                self.set_connected(
+                    Reason::InvalidSettings.outcome(format!("the MQTT extension: {e}")),
+                );
             }
         }
     }

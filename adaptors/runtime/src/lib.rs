@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod arithmetic;
+mod connected;
 mod context;
 mod health;
 mod link_status;
@@ -20,11 +21,12 @@ mod status_writer;
 pub mod value;
 mod write_events;
 
+pub use connected::{Backoff, Reason};
 pub use context::{Change, DeviceContext};
 pub use devicelink_api::Outcome;
 pub use devicelink_mqtt::{
     publisher::WriteRequest,
-    write::{Accepts, Property, Refusal},
+    write::{Accepts, Property, Refusal, decode as decode_write},
 };
 pub use references::{ReferenceError, References};
-pub use registry::{Model, RuntimeConfig, run, run_with_metrics};
+pub use registry::{Adaptor, Model, RuntimeConfig};

@@ -47,7 +47,7 @@ pub(crate) fn serve(
             )
             .route("/readyz", {
                 let health = health.clone();
-                get(move || async move { answer(health.readiness().map_err(String::from)) })
+                get(move || async move { answer(health.readiness()) })
             })
             .route(
                 "/healthz",

@@ -15,7 +15,7 @@ use std::{
 
 use clap::Parser;
 use devicelink_api::{DeviceLink, Outcome, adaptor, labels, mqtt::WithMqttExtension};
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
@@ -29,7 +29,7 @@ use tracing::info;
 
 use crate::{
     context::{self, DeviceContext, SharedPublisher},
-    health::{self, Health},
+    health::{self, Health, LoopHealth},
     link_status, metrics,
     references::{self, Data, Followed, ObjectKey, References},
     release, status_writer, write_events,
@@ -178,64 +178,164 @@ enum Update<K> {
     Link(watcher::Result<watcher::Event<DeviceLink>>),
 }
 
-/// Runs the adaptor `adaptor_short_name` for model `K`, calling `drive` in a
-/// new task for each device (logging set up, flags and environment read).
-/// Returns when the process is told to stop.
-pub async fn run<K, F, Fut>(adaptor_short_name: &str, drive: F) -> anyhow::Result<()>
-where
-    K: Model,
-    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    run_with_metrics(adaptor_short_name, |_| {}, drive).await
+/// An adaptor process: one adaptor kind on one node, driving each device
+/// model its kind names with a function called in a new task per device.
+///
+/// ```no_run
+/// # async fn fan(_: devicelink_adaptor_runtime::DeviceContext<devicelink_api::dummy::DummySpecialDevice>) {}
+/// # async fn run() -> anyhow::Result<()> {
+/// devicelink_adaptor_runtime::Adaptor::new("dummy")
+///     .drive::<devicelink_api::dummy::DummySpecialDevice, _, _>(fan)
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct Adaptor {
+    short_name: String,
+    kind: Option<&'static adaptor::AdaptorKind>,
+    register: Vec<Box<dyn FnOnce(&mut prometheus_client::registry::Registry)>>,
+    models: Vec<(String, ModelLoop)>,
 }
 
-/// Like [`run`], with the adaptor's own metrics registered (under the
-/// `devicelink_adaptor` prefix) beside the runtime's.
-pub async fn run_with_metrics<K, F, Fut>(
-    adaptor_short_name: &str,
-    register: impl FnOnce(&mut prometheus_client::registry::Registry),
-    drive: F,
-) -> anyhow::Result<()>
+/// Starts the loop of one model, given what every loop shares.
+type ModelLoop = Box<dyn FnOnce(Env) -> futures::future::BoxFuture<'static, ()>>;
+
+/// What every model's loop shares.
+#[derive(Clone)]
+struct Env {
+    client: Client,
+    kind: &'static adaptor::AdaptorKind,
+    shared: Arc<Shared>,
+    health: Arc<LoopHealth>,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl Adaptor {
+    /// The adaptor of kind `short_name` (as in `devicelink_api::adaptor`).
+    pub fn new(short_name: &str) -> Adaptor {
+        Adaptor {
+            short_name: short_name.to_string(),
+            kind: adaptor::find_short(short_name),
+            register: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+
+    /// Registers the adaptor's own metrics (under the `devicelink_adaptor`
+    /// prefix) beside the runtime's.
+    pub fn with_metrics(
+        mut self,
+        register: impl FnOnce(&mut prometheus_client::registry::Registry) + 'static,
+    ) -> Adaptor {
+        self.register.push(Box::new(register));
+        self
+    }
+
+    /// Drives every device of model `K` assigned to this adaptor with
+    /// `drive`, in a task of its own per device.
+    pub fn drive<K, F, Fut>(mut self, drive: F) -> Adaptor
+    where
+        K: Model,
+        F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let model = K::kind(&()).to_string();
+        self.models.push((
+            model,
+            Box::new(move |env| model_loop::<K, F, Fut>(env, drive).boxed()),
+        ));
+        self
+    }
+
+    /// Sets up logging, reads flags and environment, serves metrics and
+    /// health, and runs every model's loop until the process is told to
+    /// stop. Fails at once if the adaptor kind is unknown or a model is not
+    /// one its kind names (`devicelink_api::adaptor`).
+    pub async fn run(self) -> anyhow::Result<()> {
+        // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
+        // by default.
+        let _ = tracing_subscriber::fmt()
+            // Colours only for a person at a terminal, not in container logs.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init();
+        let short_name = &self.short_name;
+        let kind = self
+            .kind
+            .ok_or_else(|| anyhow::anyhow!("unknown adaptor {short_name}"))?;
+        for (model, _) in &self.models {
+            anyhow::ensure!(
+                kind.models.contains(&model.as_str()),
+                "adaptor {short_name} is registered for {:?}, not {model} (devicelink_api::adaptor)",
+                kind.models
+            );
+        }
+        for model in kind.models {
+            anyhow::ensure!(
+                self.models.iter().any(|(driven, _)| driven == model),
+                "adaptor {short_name} is registered for {model} (devicelink_api::adaptor) but does not drive it"
+            );
+        }
+        let config = RuntimeConfig::parse();
+        let client = Client::try_default().await?;
+        info!(node = %config.node, adaptor = kind.name, "adaptor starting");
+        let shared = Arc::new(Shared {
+            metrics: MqttMetrics::default(),
+            reporter: Reporter {
+                controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
+                instance: std::env::var("POD_NAME")
+                    .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
+            },
+            manager: format!("devicelink-adaptor-{short_name}"),
+            config: config.clone(),
+        });
+        let mut health = Health::default();
+        let loops: Vec<_> = self
+            .models
+            .into_iter()
+            .map(|(model, start)| (health.add_loop(&model), start))
+            .collect();
+        let registers = self.register;
+        metrics::serve(
+            &config.metrics_address,
+            Arc::new(health),
+            &shared.metrics,
+            move |registry| registers.into_iter().for_each(|r| r(registry)),
+        );
+        let shutdown = shutdown_signal().boxed().shared();
+        let running = loops.into_iter().map(|(health, start)| {
+            start(Env {
+                client: client.clone(),
+                kind,
+                shared: shared.clone(),
+                health,
+                shutdown: shutdown.clone(),
+            })
+        });
+        futures::future::join_all(running).await;
+        Ok(())
+    }
+}
+
+/// Watches the devices of model `K` assigned to this adaptor and their
+/// DeviceLinks, and runs `drive` for each device, until shutdown.
+async fn model_loop<K, F, Fut>(env: Env, drive: F)
 where
     K: Model,
     F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
-    // by default.
-    let _ = tracing_subscriber::fmt()
-        // Colours only for a person at a terminal, not in container logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
-    let config = RuntimeConfig::parse();
-    let kind = adaptor::find_short(adaptor_short_name)
-        .ok_or_else(|| anyhow::anyhow!("unknown adaptor {adaptor_short_name}"))?;
-    let client = Client::try_default().await?;
-    let manager = format!("devicelink-adaptor-{adaptor_short_name}");
-    info!(node = %config.node, adaptor = kind.name, "adaptor starting");
-    let shared = Shared {
-        metrics: MqttMetrics::default(),
-        reporter: Reporter {
-            controller: format!("edge.cattle.io/devicelink-adaptor-{adaptor_short_name}"),
-            instance: std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("{adaptor_short_name}-{}", config.node)),
-        },
-        manager,
-        config: config.clone(),
-    };
-    let health = Arc::new(Health::default());
-    metrics::serve(
-        &config.metrics_address,
-        health.clone(),
-        &shared.metrics,
-        register,
-    );
-
+    let Env {
+        client,
+        kind,
+        shared,
+        health,
+        shutdown,
+    } = env;
+    let config = &shared.config;
     let devices = watcher(
         Api::<K>::all(client.clone()),
         watcher::Config::default().labels(&format!(
@@ -254,8 +354,10 @@ where
     let links = watcher(
         Api::<DeviceLink>::all(client.clone()),
         watcher::Config::default().fields(&format!(
-            "spec.adaptor.node={},spec.adaptor.name={}",
-            config.node, kind.name
+            "spec.adaptor.node={},spec.adaptor.name={},spec.model.kind={}",
+            config.node,
+            kind.name,
+            K::kind(&())
         )),
     )
     .default_backoff()
@@ -277,13 +379,12 @@ where
     let mut seen_in_relist: HashSet<String> = HashSet::new();
     let mut links_in_relist: HashSet<String> = HashSet::new();
 
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    let mut shutdown = shutdown;
     let mut beat = tokio::time::interval(health::BEAT);
     loop {
         health.beat();
         let update = tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             _ = beat.tick() => continue,
             u = updates.next() => match u { Some(u) => u, None => break },
             Some((key, data)) = object_updates.recv() => {
@@ -401,7 +502,7 @@ where
             }
         }
     }
-    info!("adaptor stopping");
+    info!(model = %K::kind(&()), "adaptor stopping");
     // Messages in flight get disconnectQuiesce to reach the broker.
     let closing: Vec<_> = running
         .drain()
@@ -409,7 +510,6 @@ where
         .map(|p| p.close())
         .collect();
     futures::future::join_all(closing).await;
-    Ok(())
 }
 
 fn key(obj: &impl Resource) -> String {

@@ -1,0 +1,162 @@
+//! What DeviceConnected says, and how long a device task waits before
+//! trying again: shared by every adaptor, so that the same trouble has the
+//! same name and the same pace whatever the protocol.
+
+use std::time::Duration;
+
+use devicelink_api::Outcome;
+
+/// Why a device is, or is not, connected: the reasons of DeviceConnected.
+/// docs/api.md lists which adaptor gives which, with examples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Talking to the device works.
+    Healthy,
+    /// Nothing answers at the device's address.
+    Unreachable,
+    /// The device did not answer in time.
+    Timeout,
+    /// The connection was lost and is being made again.
+    ConnectionLost,
+    /// The device answered a request with a protocol error (a Modbus exception).
+    ExceptionResponse,
+    /// The spec's connection settings cannot be used; waits for the spec.
+    InvalidSettings,
+    /// A property of the spec cannot be used; waits for the spec.
+    InvalidProperty,
+    /// OPC-UA: the session was lost.
+    SessionLost,
+    /// OPC-UA: the server certificate is not trusted.
+    UntrustedServerCertificate,
+    /// OPC-UA: the server certificate is not valid for the server.
+    InvalidServerCertificate,
+    /// The device refused the identity given.
+    AuthenticationFailed,
+    /// OPC-UA: the server refused the security of the connection.
+    SecurityRejected,
+    /// OPC-UA: no endpoint offers the policy and mode asked for.
+    NoMatchingEndpoint,
+    /// OPC-UA: a session could not be created or activated.
+    SessionFailed,
+    /// OPC-UA: a property's node does not exist.
+    BadNodeId,
+    /// A property's value was refused by the device or cannot be shown.
+    BadValue,
+    /// A property's value has another type than the spec says.
+    TypeMismatch,
+    /// A write of a property was refused by the device.
+    WriteRefused,
+}
+
+impl Reason {
+    /// The reason as DeviceConnected and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Healthy => "Healthy",
+            Reason::Unreachable => "Unreachable",
+            Reason::Timeout => "Timeout",
+            Reason::ConnectionLost => "ConnectionLost",
+            Reason::ExceptionResponse => "ExceptionResponse",
+            Reason::InvalidSettings => "InvalidSettings",
+            Reason::InvalidProperty => "InvalidProperty",
+            Reason::SessionLost => "SessionLost",
+            Reason::UntrustedServerCertificate => "UntrustedServerCertificate",
+            Reason::InvalidServerCertificate => "InvalidServerCertificate",
+            Reason::AuthenticationFailed => "AuthenticationFailed",
+            Reason::SecurityRejected => "SecurityRejected",
+            Reason::NoMatchingEndpoint => "NoMatchingEndpoint",
+            Reason::SessionFailed => "SessionFailed",
+            Reason::BadNodeId => "BadNodeId",
+            Reason::BadValue => "BadValue",
+            Reason::TypeMismatch => "TypeMismatch",
+            Reason::WriteRefused => "WriteRefused",
+        }
+    }
+
+    /// Whether only a change of the spec can mend it: trying again
+    /// unchanged would fail the same way.
+    pub fn waits_for_the_spec(self) -> bool {
+        matches!(self, Reason::InvalidSettings | Reason::InvalidProperty)
+    }
+
+    /// DeviceConnected with this reason: True for Healthy, False otherwise,
+    /// with `message` saying what happened.
+    pub fn outcome(self, message: impl Into<String>) -> Outcome {
+        match self {
+            Reason::Healthy => Outcome::ok(self.as_str()),
+            _ => Outcome::fail(self.as_str(), message),
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The wait between attempts to reach a device: 1 s after the first
+/// failure, doubling on each failure in a row up to 10 s, back to 1 s after
+/// a success. Short enough that a device that comes back is seen at once,
+/// long enough that one that is gone costs next to nothing.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// How long to wait after a failure; the next failure waits longer.
+    pub fn after_failure(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+
+    /// The device answered (or its spec changed): start again from 1 s.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_starts_over_after_a_success() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u64> = (0..6).map(|_| backoff.after_failure().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        backoff.reset();
+        assert_eq!(backoff.after_failure(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn healthy_is_true_and_every_other_reason_false() {
+        assert!(Reason::Healthy.outcome("").is_true());
+        let lost = Reason::SessionLost.outcome("the server went away");
+        assert_eq!(
+            (lost.status, lost.reason.as_str(), lost.message.as_str()),
+            (
+                devicelink_api::ConditionStatus::False,
+                "SessionLost",
+                "the server went away"
+            )
+        );
+        assert!(Reason::InvalidProperty.waits_for_the_spec());
+        assert!(!Reason::Timeout.waits_for_the_spec());
+    }
+}
