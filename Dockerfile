@@ -24,13 +24,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# Every program (the operator and the adaptors) is a target below; the
+# list of them is those targets.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-      --bin devicelink-operator --bin devicelink-adaptor-dummy \
-      --bin devicelink-adaptor-modbus --bin devicelink-adaptor-opcua \
+    programs=$(sed -n 's/^FROM runtime AS \(operator\|adaptor-[a-z0-9-]*\)$/\1/p' Dockerfile) \
+ && cargo build --release --locked $(for p in $programs; do echo --bin devicelink-$p; done) \
  && sh deploy/images/rootfs.sh base /out/base \
- && for program in operator adaptor-dummy adaptor-modbus adaptor-opcua; do \
+ && for program in $programs; do \
       sh deploy/images/rootfs.sh program /out/$program target/release/devicelink-$program; \
     done \
  && sh deploy/images/rootfs.sh program /out/mosquitto /usr/sbin/mosquitto

@@ -13,7 +13,8 @@ test:
 images:
 	bash deploy/images/build.sh
 
-# Regenerate the CRD YAML from the Rust types.
+# Regenerate the CRD YAML and the chart's list of adaptor kinds from the Rust
+# types (crds/src/adaptor.rs).
 crds:
 	cargo run -p devicelink-api --bin crdgen
 

@@ -1,5 +1,11 @@
 //! The adaptors devicelink ships: which DeviceLink `spec.adaptor.name` each
 //! answers to, which device models it handles and how its pod is started.
+//!
+//! This list is the one place an adaptor kind is declared. The chart's
+//! adaptor RBAC is generated from it (`charts/devicelink/adaptors.yaml`, by
+//! `make crds`), the Dockerfile must have an `adaptor-<short name>` target
+//! (checked by a test), and the runtime refuses to drive a model its kind
+//! does not name.
 
 /// One kind of adaptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +25,7 @@ pub const ADAPTORS: &[AdaptorKind] = &[
     AdaptorKind {
         short_name: "dummy",
         name: "adaptors.edge.cattle.io/dummy",
-        models: &["DummySpecialDevice"],
+        models: &["DummySpecialDevice", "DummyProtocolDevice"],
         command: "devicelink-adaptor-dummy",
     },
     AdaptorKind {
@@ -57,4 +63,28 @@ impl AdaptorKind {
         api_version == format!("{}/{}", crate::DEVICES_GROUP, crate::VERSION)
             && self.models.contains(&kind)
     }
+}
+
+/// The adaptor kinds as the Helm chart reads them
+/// (`charts/devicelink/adaptors.yaml`): each short name with the device
+/// resources (plurals) its adaptor pods may read and write.
+pub fn chart_file() -> String {
+    let mut out = String::from(
+        "# Generated from crds/src/adaptor.rs by `make crds`; do not edit.\n\
+         # Each adaptor kind and the device resources its pods drive (the chart\n\
+         # gives each kind a ClusterRole over them).\n",
+    );
+    for kind in ADAPTORS {
+        let plurals: Vec<String> = kind
+            .models
+            .iter()
+            .map(|model| {
+                crate::plural_of(model).unwrap_or_else(|| {
+                    panic!("adaptor {}: no CRD defines {model}", kind.short_name)
+                })
+            })
+            .collect();
+        out.push_str(&format!("{}: [{}]\n", kind.short_name, plurals.join(", ")));
+    }
+    out
 }

@@ -39,7 +39,8 @@ use crate::schema::preserve_unknown_object;
         json_path = ".metadata.creationTimestamp"
     ),
     selectable = ".spec.adaptor.node",
-    selectable = ".spec.adaptor.name"
+    selectable = ".spec.adaptor.name",
+    selectable = ".spec.model.kind"
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = reference_rules()))]

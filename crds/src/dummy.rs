@@ -101,6 +101,11 @@ impl crate::mqtt::WithMqttExtension for DummySpecialDevice {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.properties) || !has(self.props)",
+    "message": "props is the older name of properties: give one of them",
+    "fieldPath": ".props",
+}]))]
 pub struct DummyProtocolDeviceSpec {
     /// Extensions, such as publishing to MQTT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +117,38 @@ pub struct DummyProtocolDeviceSpec {
     /// The properties, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
+    pub properties: BTreeMap<String, DummyProtocolProp>,
+
+    /// The older Octopus name of `properties`; the status then reports
+    /// under `props` too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
     pub props: BTreeMap<String, DummyProtocolProp>,
+
+    /// How the simulation runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<DummyProtocolParameters>,
+}
+
+impl DummyProtocolDeviceSpec {
+    /// The declared properties, under whichever name the spec used.
+    pub fn declared(&self) -> &BTreeMap<String, DummyProtocolProp> {
+        if self.properties.is_empty() {
+            &self.props
+        } else {
+            &self.properties
+        }
+    }
+}
+
+/// How the simulation runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolParameters {
+    /// How often read-only properties take new values. Default 2s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "2s"))]
+    pub sync_interval: Option<crate::duration::Duration>,
 }
 
 /// Where the simulated device is.
@@ -143,14 +179,18 @@ pub enum DummyPropType {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "(self.type == 'array') == has(self.arrayProps)",
-        "message": "arrayProps describes the items of an array: set it exactly when type is array",
-        "fieldPath": ".arrayProps",
+        "rule": "(self.type == 'array') == (has(self.arrayProperties) || has(self.arrayProps))",
+        "message": "arrayProperties describes the items of an array: set it exactly when type is array",
+        "fieldPath": ".arrayProperties",
     },
     {
-        "rule": "self.type == 'object' || !has(self.objectProps)",
-        "message": "objectProps describes the fields of an object: set it only when type is object",
-        "fieldPath": ".objectProps",
+        "rule": "self.type == 'object' || !(has(self.objectProperties) || has(self.objectProps))",
+        "message": "objectProperties describes the fields of an object: set it only when type is object",
+        "fieldPath": ".objectProperties",
+    },
+    {
+        "rule": "!(has(self.arrayProperties) && has(self.arrayProps)) && !(has(self.objectProperties) && has(self.objectProps))",
+        "message": "arrayProps and objectProps are the older names of arrayProperties and objectProperties: give one of each",
     },
 ]))]
 pub struct DummyProtocolProp {
@@ -161,17 +201,55 @@ pub struct DummyProtocolProp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
-    /// Whether the property is only read.
+    /// Whether the property is only read: the device changes it on every
+    /// sync. A writable one keeps its value until written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
-    /// The items of an array property (nested declarations are kept as written).
+    /// The items of an array property (nested declarations are kept as
+    /// written and checked by the adaptor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nested_prop")]
+    pub array_properties: Option<Box<DummyProtocolProp>>,
+    /// The fields of an object property (nested declarations are kept as
+    /// written and checked by the adaptor).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "nested_props")]
+    pub object_properties: BTreeMap<String, DummyProtocolProp>,
+    /// The older Octopus name of `arrayProperties`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "nested_prop")]
     pub array_props: Option<Box<DummyProtocolProp>>,
-    /// The fields of an object property (nested declarations are kept as written).
+    /// The older Octopus name of `objectProperties`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "nested_props")]
     pub object_props: BTreeMap<String, DummyProtocolProp>,
+    /// The value a writable property is set to, as JSON of its type; the
+    /// device keeps it until written again (from the spec or MQTT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value")]
+    pub value: Option<serde_json::Value>,
+}
+
+impl DummyProtocolProp {
+    /// The items of an array, under whichever name was used.
+    pub fn items(&self) -> Option<&DummyProtocolProp> {
+        self.array_properties
+            .as_deref()
+            .or(self.array_props.as_deref())
+    }
+
+    /// The fields of an object, under whichever name was used.
+    pub fn fields(&self) -> &BTreeMap<String, DummyProtocolProp> {
+        if self.object_properties.is_empty() {
+            &self.object_props
+        } else {
+            &self.object_properties
+        }
+    }
+}
+
+fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
 /// One level of a nested declaration is typed; deeper levels are kept as
@@ -207,7 +285,10 @@ fn nested_props(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// What the simulated device reports.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct DummyProtocolDeviceStatus {
-    /// The made-up value of each declared property.
+    /// The value of each declared property.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, DummyProtocolValue>,
+    /// The same, for a spec that declared them under the older `props`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub props: BTreeMap<String, DummyProtocolValue>,
     /// The state of the device's extensions.

@@ -48,6 +48,19 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     ]
 }
 
+/// The plural resource name of a device model kind (`ModbusDevice` ->
+/// `modbusdevices`), from its CRD.
+pub fn plural_of(kind: &str) -> Option<String> {
+    all_crds()
+        .into_iter()
+        .find(|crd| crd.spec.names.kind == kind)
+        .map(|crd| crd.spec.names.plural)
+}
+
+/// Where `crdgen` writes the chart's list of adaptor kinds, from the
+/// repository root.
+pub const CHART_ADAPTORS_FILE: &str = "charts/devicelink/adaptors.yaml";
+
 /// The file name `crdgen` writes a CRD to, e.g. `devicelinks.edge.cattle.io.yaml`.
 pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))

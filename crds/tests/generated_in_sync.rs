@@ -30,3 +30,41 @@ fn committed_crd_yaml_matches_the_types() {
         "crds/generated holds a CRD the types no longer define"
     );
 }
+
+#[test]
+fn the_charts_adaptor_kinds_are_generated_from_the_rust_list() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let file = Path::new(&manifest_dir)
+        .join("..")
+        .join(devicelink_api::CHART_ADAPTORS_FILE);
+    let committed = fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        committed == devicelink_api::adaptor::chart_file(),
+        "{} is out of date: run `make crds`",
+        devicelink_api::CHART_ADAPTORS_FILE
+    );
+}
+
+/// Every adaptor kind has an image: a Dockerfile target
+/// `adaptor-<short name>` whose entrypoint is the command the operator gives
+/// its pods.
+#[test]
+fn every_adaptor_kind_has_an_image() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let dockerfile = fs::read_to_string(Path::new(&manifest_dir).join("../Dockerfile"))
+        .expect("read the Dockerfile");
+    for kind in devicelink_api::adaptor::ADAPTORS {
+        let stage = format!("FROM runtime AS adaptor-{}\n", kind.short_name);
+        let at = dockerfile
+            .find(&stage)
+            .unwrap_or_else(|| panic!("the Dockerfile has no target adaptor-{}", kind.short_name));
+        let rest = &dockerfile[at + stage.len()..];
+        let target = &rest[..rest.find("\nFROM ").unwrap_or(rest.len())];
+        let entrypoint = format!("ENTRYPOINT [\"/usr/bin/{}\"]", kind.command);
+        assert!(
+            target.contains(&entrypoint),
+            "target adaptor-{} must have {entrypoint}",
+            kind.short_name
+        );
+    }
+}

@@ -15,8 +15,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 registry=${DEVICELINK_IMAGE_REGISTRY:-ghcr.io/devicelink}
 version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/charts/devicelink/Chart.yaml")
 [ -n "$version" ] || { echo "images: no appVersion in charts/devicelink/Chart.yaml" >&2; exit 1; }
-programs=(operator adaptor-dummy adaptor-modbus adaptor-opcua)
-targets=("${programs[@]}" mosquitto)
+# Every target of the Dockerfile; each but mosquitto is one of our programs
+# (devicelink-<target>).
+mapfile -t targets < <(sed -n 's/^FROM runtime AS \([a-z0-9-]*\)$/\1/p' "$root/Dockerfile")
+programs=()
+for t in "${targets[@]}"; do [ "$t" = mosquitto ] || programs+=("$t"); done
 out=$cache/images
 stage=$out/stage
 # buildah keeps its own storage in the cache, apart from any on this host.

@@ -7,13 +7,12 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end }}
 
 {{/*
-The adaptor kinds devicelink ships and the device resources each drives.
-The operator binds every adaptor pod to the ClusterRole of its kind.
+The adaptor kinds devicelink ships and the device resources each drives,
+generated from crds/src/adaptor.rs (adaptors.yaml, `make crds`). The
+operator binds every adaptor pod to the ClusterRole of its kind.
 */}}
 {{- define "devicelink.adaptorKinds" -}}
-dummy: [dummyspecialdevices]
-modbus: [modbusdevices]
-opcua: [opcuadevices]
+{{ .Files.Get "adaptors.yaml" }}
 {{- end }}
 
 {{/* The optional broker's mosquitto.conf (broker.yaml). */}}

@@ -1,41 +1,45 @@
-//! Writes the CRD YAML generated from the API types.
+//! Writes what is generated from the API types: the CRD YAML, and the
+//! chart's list of adaptor kinds.
 //!
-//! `crdgen [DIR]` writes one file per CRD into DIR (default `crds/generated`);
-//! `crdgen --check [DIR]` writes nothing and fails if DIR differs.
+//! `crdgen` (run from the repository root) writes one file per CRD into
+//! `crds/generated` and the adaptor kinds into `charts/devicelink/adaptors.yaml`;
+//! `crdgen --check` writes nothing and fails if any of them differs.
 
 use std::{fs, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let check = args.first().is_some_and(|a| a == "--check");
-    if check {
-        args.remove(0);
-    }
-    let dir = PathBuf::from(
-        args.first()
-            .cloned()
-            .unwrap_or_else(|| "crds/generated".into()),
-    );
+    let check = std::env::args().nth(1).is_some_and(|a| a == "--check");
+    let dir = PathBuf::from("crds/generated");
+    let mut files: Vec<(PathBuf, String)> = devicelink_api::all_crds()
+        .iter()
+        .map(|crd| {
+            (
+                dir.join(devicelink_api::crd_file_name(crd)),
+                devicelink_api::crd_yaml(crd),
+            )
+        })
+        .collect();
+    files.push((
+        PathBuf::from(devicelink_api::CHART_ADAPTORS_FILE),
+        devicelink_api::adaptor::chart_file(),
+    ));
     let mut drifted = Vec::new();
-    for crd in devicelink_api::all_crds() {
-        let path = dir.join(devicelink_api::crd_file_name(&crd));
-        let yaml = devicelink_api::crd_yaml(&crd);
+    for (path, text) in files {
         if check {
-            if fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
+            if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 drifted.push(path.display().to_string());
             }
         } else {
-            fs::create_dir_all(&dir).expect("create output directory");
-            fs::write(&path, yaml).expect("write CRD");
+            fs::create_dir_all(path.parent().expect("a file in a directory"))
+                .expect("create output directory");
+            fs::write(&path, text).expect("write generated file");
             println!("wrote {}", path.display());
         }
     }
     if drifted.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "CRD YAML is out of date, run `cargo run -p devicelink-api --bin crdgen`: {drifted:?}"
-        );
+        eprintln!("out of date, run `make crds`: {drifted:?}");
         ExitCode::FAILURE
     }
 }
