@@ -908,29 +908,47 @@ fn invalid_cases() -> Vec<Case> {
         case(
             "robot property type",
             &robot,
-            vec![set("/spec/props/name/type", json!("map"))],
-            ["spec.props.name.type", "Unsupported value"],
+            vec![set("/spec/properties/name/type", json!("map"))],
+            ["spec.properties.name.type", "Unsupported value"],
         ),
         case(
             "robot array without items",
             &robot,
-            vec![remove("/spec/props/friends/arrayProps")],
+            vec![remove("/spec/properties/friends/arrayProperties")],
             [
-                "spec.props[friends].arrayProps",
+                "spec.properties[friends].arrayProperties",
                 "set it exactly when type is array",
             ],
         ),
         case(
-            "robot objectProps on a string",
+            "robot objectProperties on a string",
             &robot,
             vec![set(
-                "/spec/props/name/objectProps",
+                "/spec/properties/name/objectProperties",
                 json!({"x": {"type": "int"}}),
             )],
             [
-                "spec.props[name].objectProps",
+                "spec.properties[name].objectProperties",
                 "set it only when type is object",
             ],
+        ),
+        case(
+            "robot items under both names",
+            &robot,
+            vec![set(
+                "/spec/properties/friends/arrayProps",
+                json!({"type": "string"}),
+            )],
+            [
+                "spec.properties[friends]",
+                "the older names of arrayProperties and objectProperties",
+            ],
+        ),
+        case(
+            "robot properties under both names",
+            &robot,
+            vec![set("/spec/props", json!({"x": {"type": "int"}}))],
+            ["spec.props", "props is the older name of properties"],
         ),
         case(
             "robot ip",
@@ -1070,7 +1088,10 @@ fn full_status(kind: &str) -> Value {
         "DummySpecialDevice" => {
             json!({"gear": "fast", "rotatingSpeed": 250, "extension": extension})
         }
-        "DummyProtocolDevice" => json!({"extension": extension, "props": {
+        "DummyProtocolDevice" => json!({"extension": extension, "properties": {
+            "name": {"type": "string", "stringValue": "robot"},
+            "awake": {"type": "boolean", "booleanValue": false},
+        }, "props": {
             "name": {"type": "string", "stringValue": "robot"},
             "power": {"type": "float", "floatValue": "1.5"},
             "code": {"type": "int", "intValue": 7},

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Outcome, Property};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason};
 use devicelink_api::dummy::{
     DummySpecialDevice, DummySpecialDeviceSpec, DummySpecialDeviceStatus, Gear,
 };
@@ -122,7 +122,7 @@ pub async fn run(mut ctx: DeviceContext<DummySpecialDevice>) {
     let mut fan = Fan::new(&ctx.device().spec);
     let writable = writable_properties();
     // A simulated device is always reachable.
-    ctx.set_connected(Outcome::ok("Healthy"));
+    ctx.set_connected(Reason::Healthy.outcome(""));
     ctx.report(&fan.status());
     loop {
         let period = fan.tick_interval();

@@ -1,11 +1,17 @@
 //! devicelink-adaptor-dummy: drives simulated devices, for demos, tests and
-//! benchmarks of everything around a device.
+//! benchmarks of everything around a device: the fan (DummySpecialDevice)
+//! and devices with declared properties (DummyProtocolDevice).
 
+mod declared;
 mod fan;
 
-use devicelink_api::dummy::DummySpecialDevice;
+use devicelink_api::dummy::{DummyProtocolDevice, DummySpecialDevice};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    devicelink_adaptor_runtime::run::<DummySpecialDevice, _, _>("dummy", fan::run).await
+    devicelink_adaptor_runtime::Adaptor::new("dummy")
+        .drive::<DummySpecialDevice, _, _>(fan::run)
+        .drive::<DummyProtocolDevice, _, _>(declared::run)
+        .run()
+        .await
 }
