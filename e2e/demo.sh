@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole system on this machine: control plane, mosquitto, operator,
-# adaptors (as local processes for the kwok node), the dummy fan, the
+# adaptors (as local processes for the kwok node), the dummy fan and robot, the
 # Modbus thermometer (a pymodbus device) and the OPC-UA packaging line (an
 # asyncua server, signed and encrypted) examples, and their live MQTT
 # messages. Ctrl-C stops everything.
@@ -43,7 +43,9 @@ echo '[{"name": "the.answer", "type": "Int32", "value": 0}, {"name": "myByteStri
 "$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
-sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" deploy/examples/dummy-special-device.yaml | kubectl apply -f -
+for example in dummy-special-device dummy-protocol-device; do
+  sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" "deploy/examples/$example.yaml" | kubectl apply -f -
+done
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.10:502|127.0.0.1:$modbus_port|" \
   deploy/examples/modbus-thermometer.yaml | kubectl apply -f -
 # The example's Secret (the user) and ConfigMap (the server certificate to
@@ -55,12 +57,13 @@ kubectl create configmap plc-server-certificate --from-file=server.pem="$logs/pa
   --dry-run=client -o yaml | kubectl apply -f -
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.20:4840|127.0.0.1:$opcua_port|" \
   deploy/examples/opcua.yaml | kubectl apply -f -
-kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/thermometer dl/packaging-line --timeout=120s
+kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-robot dl/thermometer dl/packaging-line --timeout=120s
 kubectl get dl
 echo
 echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell:" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl patch dl living-room-fan --type=merge -p '{\"spec\":{\"template\":{\"spec\":{\"gear\":\"fast\"}}}}'" >&2
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
+echo "  mosquitto_pub -p $port -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
 echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
 echo "Logs: $logs" >&2
 mosquitto_sub -p "$port" -t 'cattle.io/#' -t 'factory/#' -v
