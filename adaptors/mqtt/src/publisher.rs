@@ -26,31 +26,30 @@ use crate::{
     wire::{self, Dial, Seen, Version},
 };
 
+/// Why a connection cannot be made from the options; the text names the
+/// field below the options (`client.server ...`), which the caller puts
+/// under where the options are (`spec.extension.mqtt.`, `spec.protocol.`).
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherError {
-    #[error("spec.extension.mqtt.client.server {0:?}: {1}")]
+    #[error("client.server {0:?}: {1}")]
     Server(String, String),
-    #[error(
-        "spec.extension.mqtt.message.topic renders to {0:?}, which cannot be published to (empty, or has + or #)"
-    )]
+    #[error("message.topic renders to {0:?}, which cannot be published to (empty, or has + or #)")]
     Topic(String),
-    #[error("spec.extension.mqtt.message.qos {0} is not 0, 1 or 2")]
+    #[error("message.qos {0} is not 0, 1 or 2")]
     Qos(i32),
-    #[error("spec.extension.mqtt.client.{0} {1:?} is not a duration such as 30s or 1m")]
+    #[error("client.{0} {1:?} is not a duration such as 30s or 1m")]
     Duration(&'static str, String),
-    #[error("spec.extension.mqtt.client.{0}: {1}")]
+    #[error("client.{0}: {1}")]
     Reference(&'static str, String),
-    #[error("spec.extension.mqtt.message.will.content is not base64: {0}")]
+    #[error("message.will.content is not base64: {0}")]
     Will(String),
-    #[error("spec.extension.mqtt.client.{0}: {1}")]
+    #[error("client.{0}: {1}")]
     Tls(&'static str, String),
-    #[error("spec.extension.mqtt.client.httpHeaders[{0:?}]: {1}")]
+    #[error("client.httpHeaders[{0:?}]: {1}")]
     Header(String, String),
-    #[error(
-        "spec.extension.mqtt.client.protocolVersion {0}: set 4 (MQTT 3.1.1, the default) or 5 (MQTT 5)"
-    )]
+    #[error("client.protocolVersion {0}: set 4 (MQTT 3.1.1, the default) or 5 (MQTT 5)")]
     ProtocolVersion(i32),
-    #[error("spec.extension.mqtt.client.store: {0}")]
+    #[error("client.store: {0}")]
     Store(String),
 }
 
@@ -101,6 +100,38 @@ impl DeviceMqtt {
     }
 }
 
+/// A message an MQTT-native device published, on one of the topics its
+/// connection subscribes to.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// What a connection does with the messages the broker sends it.
+enum Inbound {
+    /// The MQTT extension: writes to the device arrive on its write topic.
+    Writes {
+        topic: String,
+        sink: mpsc::Sender<WriteRequest>,
+    },
+    /// An MQTT-native device: its own messages, on the topics (filters)
+    /// given with their QoS.
+    Device {
+        filters: Vec<(String, QoS)>,
+        sink: mpsc::Sender<Received>,
+    },
+}
+
+impl Inbound {
+    fn subscriptions(&self) -> Vec<(String, QoS)> {
+        match self {
+            Inbound::Writes { topic, .. } => vec![(topic.clone(), QoS::AtLeastOnce)],
+            Inbound::Device { filters, .. } => filters.clone(),
+        }
+    }
+}
+
 /// A write received on the device's write topic.
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
@@ -126,22 +157,73 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects (in the background) with the device's MQTT options; `*Ref`
-    /// fields are looked up with `resolve`.
+    /// Connects (in the background) with the device's MQTT extension
+    /// options, to publish its status and take writes; `*Ref` fields are
+    /// looked up with `resolve`.
     pub fn start(
         options: &MqttOptions,
         link: &TopicContext,
         resolve: Resolve,
         device: &DeviceMqtt,
     ) -> Result<Self, PublisherError> {
+        let topic = render(&options.message.topic, &options.message, link)?;
+        let inbound = Inbound::Writes {
+            topic: write_topic_of(&options.message, link, &topic),
+            sink: device.writes.clone(),
+        };
+        Publisher::connect(options, link, resolve, device, topic, inbound, None)
+    }
+
+    /// Connects (in the background) to an MQTT-native device's broker with
+    /// the options of its protocol: subscribes to `filters` (topic, QoS),
+    /// hands what arrives on them to `sink`, and publishes to the device
+    /// with [`Publisher::publish_to`]. Its client ID, unless the options
+    /// name one, differs from the extension's of the same DeviceLink.
+    pub fn start_device(
+        options: &MqttOptions,
+        link: &TopicContext,
+        resolve: Resolve,
+        device: &DeviceMqtt,
+        filters: Vec<(String, i32)>,
+        sink: mpsc::Sender<Received>,
+    ) -> Result<Self, PublisherError> {
+        let topic = render(&options.message.topic, &options.message, link)?;
+        let filters = filters
+            .into_iter()
+            .map(|(topic, qos)| Ok((topic, qos_of(qos)?)))
+            .collect::<Result<_, PublisherError>>()?;
+        let inbound = Inbound::Device { filters, sink };
+        Publisher::connect(
+            options,
+            link,
+            resolve,
+            device,
+            topic,
+            inbound,
+            Some("device"),
+        )
+    }
+
+    fn connect(
+        options: &MqttOptions,
+        link: &TopicContext,
+        resolve: Resolve,
+        device: &DeviceMqtt,
+        topic: String,
+        inbound: Inbound,
+        // Set apart from the extension's connection of the same DeviceLink:
+        // its client ID and File store directory get this suffix.
+        second: Option<&str>,
+    ) -> Result<Self, PublisherError> {
         let message = &options.message;
         let client = &options.client;
-        let topic = render(&message.topic, message, link)?;
-        let write_topic = write_topic_of(message, link, &topic);
         let qos = qos_of(message.qos_or_default())?;
         let retain = message.retained_or_default();
         let timing = Timing::of(client)?;
         let mut dial = client_options(options, link, resolve)?;
+        if let (None, Some(suffix)) = (&client.client_id, second) {
+            dial.client_id = format!("{}-{suffix}", dial.client_id);
+        }
         let will = last_will(message, link, &topic, qos, retain)?;
         // A retained will says the device's adaptor died; once connected
         // again (or when the device goes away) it is no longer true.
@@ -155,6 +237,10 @@ impl Publisher {
         {
             Some(s) => {
                 let dir = store_dir(&device.data_dir, s, link)?;
+                let dir = match second {
+                    Some(suffix) => dir.join(suffix),
+                    None => dir,
+                };
                 Some(
                     FileStore::open(dir.clone())
                         .map_err(|e| PublisherError::Store(format!("{}: {e}", dir.display())))?,
@@ -183,9 +269,8 @@ impl Publisher {
             client: mqtt.clone(),
             outbox: device.outbox.clone(),
             state: device.state.clone(),
-            writes: device.writes.clone(),
+            inbound,
             server: client.server.clone(),
-            write_topic,
             retained_will: retained_will.clone(),
             resume_subs: client.resume_subs.unwrap_or(false),
             timing,
@@ -225,6 +310,20 @@ impl Publisher {
             topic: self.topic.clone(),
             qos: self.qos,
             retain: self.retain,
+            payload,
+            correlation: None,
+        });
+    }
+
+    /// Queues a message to an MQTT-native device (a command, a written
+    /// value) on `topic`; never waits, and waits for the broker like status
+    /// messages do.
+    pub fn publish_to(&self, topic: String, qos: i32, retain: bool, payload: Vec<u8>) {
+        let qos = qos_of(qos).unwrap_or(QoS::AtLeastOnce);
+        self.outbox.push(Message {
+            topic,
+            qos,
+            retain,
             payload,
             correlation: None,
         });
@@ -342,9 +441,8 @@ struct Driver {
     client: wire::Client,
     outbox: SharedOutbox,
     state: StatusSender,
-    writes: mpsc::Sender<WriteRequest>,
+    inbound: Inbound,
     server: String,
-    write_topic: String,
     retained_will: Option<String>,
     resume_subs: bool,
     timing: Timing,
@@ -386,7 +484,9 @@ impl Driver {
                     let resumed = session_present && ever_connected;
                     ever_connected = true;
                     if !(resumed && self.resume_subs) {
-                        self.client.try_subscribe(&self.write_topic);
+                        for (topic, qos) in self.inbound.subscriptions() {
+                            self.client.try_subscribe(&topic, qos);
+                        }
                     }
                     if let Some(will) = &self.retained_will {
                         self.outbox.push_next(Message {
@@ -416,19 +516,7 @@ impl Driver {
                     ping_sent.get_or_insert_with(Instant::now);
                 }
                 Ok(Seen::PingAnswered) => ping_sent = None,
-                Ok(Seen::Received(p)) if p.topic == self.write_topic => {
-                    let request = WriteRequest {
-                        payload: p.payload,
-                        reply_topic: p
-                            .response_topic
-                            .filter(|t| is_publishable(t))
-                            .unwrap_or_else(|| format!("{}/$reply", self.write_topic)),
-                        correlation: p.correlation,
-                    };
-                    if self.writes.try_send(request).is_err() {
-                        warn!(topic = %self.write_topic, "writes arrive faster than the device takes them; one dropped");
-                    }
-                }
+                Ok(Seen::Received(p)) => self.route(p),
                 Ok(Seen::Disconnecting) => return,
                 Ok(_) => {}
                 Err(e) => {
@@ -450,6 +538,43 @@ impl Driver {
                     backoff = (backoff * 2).min(self.timing.max_backoff);
                 }
             }
+        }
+    }
+
+    /// Hands a message from the broker to whoever takes it: a write on
+    /// the write topic, or a device's message on one of its topics.
+    fn route(&self, p: wire::Incoming) {
+        match &self.inbound {
+            Inbound::Writes { topic, sink } if &p.topic == topic => {
+                let request = WriteRequest {
+                    payload: p.payload,
+                    reply_topic: p
+                        .response_topic
+                        .filter(|t| is_publishable(t))
+                        .unwrap_or_else(|| format!("{topic}/$reply")),
+                    correlation: p.correlation,
+                };
+                if sink.try_send(request).is_err() {
+                    warn!(%topic, "writes arrive faster than the device takes them; one dropped");
+                }
+            }
+            Inbound::Device { filters, sink }
+                if filters
+                    .iter()
+                    .any(|(filter, _)| rumqttc::matches(&p.topic, filter)) =>
+            {
+                let topic = p.topic;
+                if sink
+                    .try_send(Received {
+                        topic: topic.clone(),
+                        payload: p.payload,
+                    })
+                    .is_err()
+                {
+                    warn!(%topic, "the device's messages arrive faster than they are taken in; one dropped");
+                }
+            }
+            _ => {}
         }
     }
 

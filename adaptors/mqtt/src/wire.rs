@@ -192,12 +192,10 @@ impl Client {
         }
     }
 
-    pub fn try_subscribe(&self, topic: &str) {
+    pub fn try_subscribe(&self, topic: &str, qos: QoS) {
         let _ = match self {
-            Client::V4(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
-            Client::V5(c) => c
-                .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
-                .is_ok(),
+            Client::V4(c) => c.try_subscribe(topic, qos).is_ok(),
+            Client::V5(c) => c.try_subscribe(topic, qos5(qos)).is_ok(),
         };
     }
 

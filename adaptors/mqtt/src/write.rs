@@ -32,6 +32,10 @@ pub enum Accepts {
     Object(Vec<(String, Accepts)>),
     /// A JSON array whose items each are as it accepts.
     List(Box<Accepts>),
+    /// Any JSON object (the device checks it).
+    AnyObject,
+    /// Any JSON array (the device checks it).
+    AnyArray,
 }
 
 /// A property as writes see it.
@@ -157,6 +161,8 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
             }
             _ => false,
         },
+        Accepts::AnyObject => value.is_object(),
+        Accepts::AnyArray => value.is_array(),
         Accepts::List(item) => match value {
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
@@ -176,8 +182,8 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
         Accepts::Text => "a string".to_string(),
         Accepts::Integer { min, max } => format!("a whole number from {min} to {max}"),
         Accepts::OneOf(options) => format!("one of {}", options.join(", ")),
-        Accepts::Object(_) => "an object".to_string(),
-        Accepts::List(_) => "an array".to_string(),
+        Accepts::Object(_) | Accepts::AnyObject => "an object".to_string(),
+        Accepts::List(_) | Accepts::AnyArray => "an array".to_string(),
     };
     Err(format!("expects {expected}, not {}", shown(value)))
 }

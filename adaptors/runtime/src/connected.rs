@@ -16,6 +16,8 @@ pub enum Reason {
     Unreachable,
     /// The device did not answer in time.
     Timeout,
+    /// Connected, but the device has not been heard from yet.
+    Silent,
     /// The connection was lost and is being made again.
     ConnectionLost,
     /// The device answered a request with a protocol error (a Modbus exception).
@@ -55,6 +57,7 @@ impl Reason {
             Reason::Healthy => "Healthy",
             Reason::Unreachable => "Unreachable",
             Reason::Timeout => "Timeout",
+            Reason::Silent => "Silent",
             Reason::ConnectionLost => "ConnectionLost",
             Reason::ExceptionResponse => "ExceptionResponse",
             Reason::InvalidSettings => "InvalidSettings",

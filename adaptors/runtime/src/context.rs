@@ -3,10 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use devicelink_api::Outcome;
+use devicelink_api::mqtt::MqttOptions;
 use devicelink_api::property::MqttStatus;
 use devicelink_mqtt::{
     Publisher, PublisherError, TopicContext,
-    publisher::{DeviceMqtt, WriteRequest},
+    publisher::{DeviceMqtt, Received, WriteRequest},
     write::{self, Property, Refusal},
 };
 use serde_json::{Map, Value};
@@ -14,6 +15,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{Reason, references::References, registry::Model};
+
+/// A connection to the broker of a device that speaks MQTT itself
+/// ([`DeviceContext::connect_device`]).
+pub struct DeviceConnection {
+    /// Publishes to the device ([`Publisher::publish_to`]).
+    pub publisher: Publisher,
+    /// What the device published on the subscribed topics.
+    pub received: mpsc::Receiver<Received>,
+    /// The connection's state: connected, and the last error.
+    pub state: watch::Receiver<Option<MqttStatus>>,
+}
 
 /// The device's MQTT connection, shared with the registry, which takes it
 /// over to clear the retained status when the device is deleted.
@@ -85,6 +97,44 @@ impl<K: Model> DeviceContext<K> {
     /// fields of the device's settings.
     pub fn references(&self) -> Arc<References> {
         self.references.borrow().clone()
+    }
+
+    /// The DeviceLink as topic templates see it (`:namespace`, `:name`,
+    /// `:uid`).
+    pub fn topic_context(&self) -> &TopicContext {
+        &self.link
+    }
+
+    /// Connects to the broker of a device that speaks MQTT itself, with
+    /// the options of its protocol (`*Ref` fields from the DeviceLink's
+    /// references, which must have been read): subscribes to `filters`
+    /// (topic, QoS) and hands what the device publishes there to the
+    /// connection's `received`. A second connection beside the MQTT
+    /// extension's, with its own client ID, queue and state. The error
+    /// names the field below the options.
+    pub fn connect_device(
+        &self,
+        options: &MqttOptions,
+        filters: Vec<(String, i32)>,
+    ) -> Result<DeviceConnection, PublisherError> {
+        let (mqtt, state, _writes) = DeviceMqtt::new(
+            self.mqtt.outbox.metrics().clone(),
+            self.mqtt.data_dir.clone(),
+        );
+        // A device's messages are its state, taken in as they come; a few
+        // may wait while the task handles one.
+        let (sink, received) = mpsc::channel(64);
+        let references = self.references();
+        let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
+            references.text(r).map_err(|e| e.to_string())
+        };
+        let publisher =
+            Publisher::start_device(options, &self.link, &resolve, &mqtt, filters, sink)?;
+        Ok(DeviceConnection {
+            publisher,
+            received,
+            state,
+        })
     }
 
     /// Waits for the device's spec, or a value it refers to, to change
@@ -211,15 +261,14 @@ impl<K: Model> DeviceContext<K> {
                 *self.publisher.lock().unwrap() = Some(p);
             }
             Err(e) => {
+                let e = format!("spec.extension.mqtt.{e}");
                 warn!(device = %self.key(), error = %e, "MQTT extension not usable");
                 self.mqtt.state.send_replace(Some(MqttStatus {
                     server: options.map(|o| o.client.server.clone()),
-                    last_error: Some(e.to_string()),
+                    last_error: Some(e.clone()),
                     ..Default::default()
                 }));
-                self.set_connected(
-                    Reason::InvalidSettings.outcome(format!("the MQTT extension: {e}")),
-                );
+                self.set_connected(Reason::InvalidSettings.outcome(e));
             }
         }
     }

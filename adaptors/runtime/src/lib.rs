@@ -22,7 +22,7 @@ pub mod value;
 mod write_events;
 
 pub use connected::{Backoff, Reason};
-pub use context::{Change, DeviceContext};
+pub use context::{Change, DeviceConnection, DeviceContext};
 pub use devicelink_api::Outcome;
 pub use devicelink_mqtt::{
     publisher::WriteRequest,
