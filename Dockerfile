@@ -5,6 +5,7 @@
 #   adaptor-dummy     the dummy adaptor (simulated devices)
 #   adaptor-modbus    the Modbus adaptor (TCP and RTU)
 #   adaptor-opcua     the OPC-UA adaptor
+#   adaptor-mqtt      the MQTT adaptor (devices that speak MQTT)
 #   mosquitto         Debian's mosquitto, for the chart's optional broker
 #
 # With registry access (docker, podman or buildah):
@@ -56,6 +57,10 @@ ENTRYPOINT ["/usr/bin/devicelink-adaptor-modbus"]
 FROM runtime AS adaptor-opcua
 COPY --from=build /out/adaptor-opcua/ /
 ENTRYPOINT ["/usr/bin/devicelink-adaptor-opcua"]
+
+FROM runtime AS adaptor-mqtt
+COPY --from=build /out/adaptor-mqtt/ /
+ENTRYPOINT ["/usr/bin/devicelink-adaptor-mqtt"]
 
 FROM runtime AS mosquitto
 COPY --from=build /out/mosquitto/ /

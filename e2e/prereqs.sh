@@ -30,15 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "prereqs: Rust (cargo) is required; install it with rustup" >&2; exit 1; }
-# Device servers written by others (pymodbus, asyncua), in a virtualenv of
-# their own.
+# Device servers written by others (pymodbus, asyncua) and the MQTT client
+# MQTT-native device programs use (paho-mqtt), in a virtualenv of their own.
 venv=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/venv
 pymodbus_version=3.16.1
 asyncua_version=2.1.0
+paho_version=2.1.0
 if ! "$venv/bin/python" -c "
 import sys, importlib.metadata as m, serial
-sys.exit(m.version('pymodbus') != '$pymodbus_version' or m.version('asyncua') != '$asyncua_version')" 2>/dev/null; then
-  echo "prereqs: installing pymodbus $pymodbus_version and asyncua $asyncua_version into $venv" >&2
+sys.exit(m.version('pymodbus') != '$pymodbus_version' or m.version('asyncua') != '$asyncua_version'
+         or m.version('paho-mqtt') != '$paho_version')" 2>/dev/null; then
+  echo "prereqs: installing pymodbus $pymodbus_version, asyncua $asyncua_version and paho-mqtt $paho_version into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version"
+  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version" "paho-mqtt==$paho_version"
 fi

@@ -40,6 +40,12 @@ pub const ADAPTORS: &[AdaptorKind] = &[
         models: &["OPCUADevice"],
         command: "devicelink-adaptor-opcua",
     },
+    AdaptorKind {
+        short_name: "mqtt",
+        name: "adaptors.edge.cattle.io/mqtt",
+        models: &["MQTTDevice"],
+        command: "devicelink-adaptor-mqtt",
+    },
 ];
 
 /// Finds the adaptor a DeviceLink names.

@@ -5,11 +5,13 @@
 //! that runs the adaptor pods the operator creates as local processes, with
 //! the command, environment and service account of the pod spec.
 
+pub mod certs;
 pub mod helm;
 pub mod kubectl;
 pub mod kubelet;
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_device;
 pub mod opcua;
 pub mod process;
 

@@ -889,8 +889,41 @@ fn invalid_cases() -> Vec<Case> {
         case(
             "mqtt property qos",
             &mqtt,
-            vec![set("/spec/properties/0/visitor/qos", json!(5))],
-            ["spec.properties[0].visitor.qos", "less than or equal to 2"],
+            vec![set("/spec/properties/0/qos", json!(5))],
+            ["spec.properties[0].qos", "less than or equal to 2"],
+        ),
+        case(
+            "mqtt property type",
+            &mqtt,
+            vec![set("/spec/properties/0/type", json!("double"))],
+            ["spec.properties[0].type", "Unsupported value"],
+        ),
+        case(
+            "mqtt readOnly against accessModes",
+            &mqtt,
+            vec![set("/spec/properties/0/accessModes", json!(["Notify"]))],
+            [
+                "spec.properties[0].accessModes",
+                "readOnly and accessModes disagree",
+            ],
+        ),
+        case(
+            "mqtt ReadMany is for polled devices",
+            &mqtt,
+            vec![set("/spec/properties/3/accessModes", json!(["ReadMany"]))],
+            ["spec.properties[3].accessModes[0]", "Unsupported value"],
+        ),
+        case(
+            "mqtt arithmetic on a string",
+            &mqtt,
+            vec![set(
+                "/spec/properties/1/arithmeticOperations",
+                json!([{"type": "Add", "value": "1"}]),
+            )],
+            [
+                "spec.properties[1].arithmeticOperations",
+                "apply to int and float properties only",
+            ],
         ),
         // Dummy models
         case(
