@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole system on this machine: control plane, mosquitto, operator,
-# adaptors (as local processes for the kwok node), the dummy fan and robot, the
+# adaptors (as local processes for the kwok node), the dummy fan and robot, an
+# MQTT kitchen light (a paho-mqtt device program), the
 # Modbus thermometer (a pymodbus device) and the OPC-UA packaging line (an
 # asyncua server, signed and encrypted) examples, and their live MQTT
 # messages. Ctrl-C stops everything.
@@ -40,10 +41,17 @@ echo '[{"name": "the.answer", "type": "Int32", "value": 0}, {"name": "myByteStri
   --policies Basic256Sha256_SignAndEncrypt --users operator:s3cret \
   --cert "$logs/packaging-line.cert.pem" --key "$logs/packaging-line.key.pem" \
   --variables "$logs/packaging-line.json" </dev/null >"$logs/packaging-line.log" 2>&1 & pids+=($!)
+# The kitchen light: a device that speaks MQTT itself, a topic per property,
+# on the same broker.
+echo '{"switch": false, "gear": "low", "parameter_power": 3500, "manufacturer": "Rancher Octopus Fake Device"}' >"$logs/kitchen-light.json"
+"$DEVICELINK_CACHE/venv/bin/python" e2e/devices/mqtt_device.py --port "$port" --pattern topic \
+  --topic 'cattle.io/octopus/home/status/kitchen/light/{path}' \
+  --command-topic 'cattle.io/octopus/home/set/kitchen/light/{path}' \
+  --state "$logs/kitchen-light.json" --interval 5 >"$logs/kitchen-light.log" 2>&1 & pids+=($!)
 "$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
-for example in dummy-special-device dummy-protocol-device; do
+for example in dummy-special-device dummy-protocol-device mqtt-device; do
   sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" "deploy/examples/$example.yaml" | kubectl apply -f -
 done
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.10:502|127.0.0.1:$modbus_port|" \
@@ -57,12 +65,13 @@ kubectl create configmap plc-server-certificate --from-file=server.pem="$logs/pa
   --dry-run=client -o yaml | kubectl apply -f -
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.20:4840|127.0.0.1:$opcua_port|" \
   deploy/examples/opcua.yaml | kubectl apply -f -
-kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-robot dl/thermometer dl/packaging-line --timeout=120s
+kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-robot dl/kitchen-light dl/thermometer dl/packaging-line --timeout=120s
 kubectl get dl
 echo
 echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell:" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl patch dl living-room-fan --type=merge -p '{\"spec\":{\"template\":{\"spec\":{\"gear\":\"fast\"}}}}'" >&2
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
+echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/kitchen-light/set -m '{\"gear\": \"high\"}'" >&2
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
 echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
 echo "Logs: $logs" >&2

@@ -36,6 +36,17 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let shutdown = shutdown_signal().boxed().shared();
+    // Stopping is bounded: what has not finished by then (a reconcile
+    // waiting on an API server that went away) is abandoned.
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            tokio::time::sleep(STOP_WITHIN).await;
+            tracing::warn!(within = ?STOP_WITHIN, "not stopped in time; exiting");
+            std::process::exit(1);
+        }
+    });
     let run_controller = {
         let (client, config, metrics, shutdown) = (
             client.clone(),
@@ -65,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long the operator takes at most to stop after SIGTERM or Ctrl-C:
+/// within the pod's default grace period (30 s).
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
 async fn shutdown_signal() {
