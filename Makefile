@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua
+.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -37,3 +37,7 @@ bench-mqtt:
 # The OPC-UA adaptor: 200 devices x 50 monitored items at 100 ms; see docs/benchmarks.md.
 bench-opcua:
 	bash e2e/bench-opcua.sh
+
+# The MQTT adaptor: 1,000 devices that speak MQTT, one message/s each; see docs/benchmarks.md.
+bench-mqtt-device:
+	bash e2e/bench-mqtt-device.sh

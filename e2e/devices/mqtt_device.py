@@ -154,9 +154,12 @@ def main():
     client.connect_async(args.host, args.port, keepalive=30)
     client.loop_start()
     try:
+        # On a fixed schedule, so that publishing takes nothing off the pace.
+        due = time.monotonic()
         while True:
             if args.interval > 0:
-                time.sleep(args.interval)
+                due += args.interval
+                time.sleep(max(0.0, due - time.monotonic()))
                 if client.is_connected():
                     for device in devices:
                         publish(device)

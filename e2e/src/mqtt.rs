@@ -1,6 +1,12 @@
 //! A test subscriber on the real broker.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -42,7 +48,7 @@ impl Subscriber {
     fn options(host: &str, port: u16) -> MqttOptions {
         // Unique per subscriber: a broker drops a client whose ID reconnects.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         MqttOptions::new(format!("e2e-sub-{}-{n}", std::process::id()), host, port)
     }
 
@@ -236,7 +242,7 @@ pub async fn request_v5(
         },
     };
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let id = format!("e2e-v5-{}-{n}", std::process::id());
     let response_topic = format!("e2e/responses/{id}");
     let correlation = format!("request-{n}").into_bytes();
@@ -317,4 +323,43 @@ pub async fn wait_status(
         },
     )
     .await
+}
+
+/// Counts the messages one subscriber receives on `filter` (benchmarks).
+pub async fn counter(port: u16, filter: &str) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    // One client ID per counter: a second client with the same ID would
+    // push the first off the broker.
+    let id = format!(
+        "bench-count-{}-{}",
+        std::process::id(),
+        filter.replace(['/', '#', '+'], "-")
+    );
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(options, 100);
+    client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    count
+}
+
+/// Messages per second the counter sees over `seconds`, after `settle`
+/// (benchmarks).
+pub async fn rate(count: &AtomicU64, settle: Duration, seconds: u64) -> f64 {
+    tokio::time::sleep(settle).await;
+    let (a, t) = (count.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    (count.load(Ordering::Relaxed) - a) as f64 / t.elapsed().as_secs_f64()
 }

@@ -264,16 +264,12 @@ fn publish(
             publisher.publish_to(topic, qos, retain, payload);
         }
         MqttDevicePattern::AttributedTopic => {
-            for (p, v) in points {
+            for (p, v) in &points {
                 if let Some(topic) = p.command_topic.clone() {
                     publisher.publish_to(topic, p.qos, p.retain, codec::to_payload(v));
                 }
             }
         }
     }
-    metrics.written(points_len(values));
-}
-
-fn points_len(values: &Map<String, Value>) -> u64 {
-    values.len() as u64
+    metrics.written(points.len() as u64);
 }

@@ -8,21 +8,16 @@
 //! per second delivered over the measuring window. For the adaptor it also
 //! prints its CPU (cores used) and RSS.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
+    mqtt::{counter, rate},
     process::{Operator, cpu_seconds, peak_rss_mib, rss_mib},
 };
 use kube::Api;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 
 struct Args {
@@ -46,44 +41,6 @@ fn args() -> Args {
 
 const NAMESPACE: &str = "bench-mqtt";
 const POD: &str = "devicelink-adaptor-dummy-edge-worker";
-
-/// Counts the messages one subscriber receives on `filter`.
-async fn counter(port: u16, filter: &str) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    // One client ID per counter: a second client with the same ID would
-    // push the first off the broker.
-    let id = format!(
-        "bench-count-{}-{}",
-        std::process::id(),
-        filter.replace(['/', '#', '+'], "-")
-    );
-    let mut options = MqttOptions::new(id, "127.0.0.1", port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut events) = AsyncClient::new(options, 100);
-    client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
-    let seen = count.clone();
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(_))) => {
-                    seen.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    count
-}
-
-/// Messages per second the counter sees over `seconds`, after `settle`.
-async fn rate(count: &AtomicU64, settle: Duration, seconds: u64) -> f64 {
-    tokio::time::sleep(settle).await;
-    let (a, t) = (count.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    (count.load(Ordering::Relaxed) - a) as f64 / t.elapsed().as_secs_f64()
-}
 
 /// N bare rumqttc clients, each publishing a fan-sized status every second.
 async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {

@@ -1,0 +1,142 @@
+//! Benchmark (not a test) of the MQTT adaptor: N devices that speak MQTT
+//! themselves (AttributedMessage, one JSON object of three values each),
+//! each publishing once a second, through one MQTT adaptor that mirrors
+//! every device's status to its MQTT extension at most once a second. Run
+//! it with `bash e2e/bench-mqtt-device.sh` (release build, its own control
+//! plane).
+//!
+//! Prints the messages per second the devices sent (counted by a
+//! subscriber), those the adaptor took in (its own metric) and the status
+//! messages it delivered to the extension's topics (counted by a
+//! subscriber), with the adaptor's CPU (cores used) and RSS.
+
+use std::time::{Duration, Instant};
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
+    mqtt::{counter, rate},
+    mqtt_device::{Layout, MqttDevice, Options},
+    process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
+};
+use kube::Api;
+use serde_json::json;
+
+struct Args {
+    devices: usize,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        devices: 1000,
+        seconds: 60,
+    };
+    for (flag, value) in devicelink_e2e::numeric_flags(&["--devices", "--seconds"]) {
+        match flag.as_str() {
+            "--devices" => args.devices = value as usize,
+            _ => args.seconds = value,
+        }
+    }
+    args
+}
+
+const NAMESPACE: &str = "bench-mqtt-device";
+const POD: &str = "devicelink-adaptor-mqtt-edge-worker";
+const TAKEN_IN: &str = "devicelink_adaptor_mqtt_device_messages_total";
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let broker = Mosquitto::start().await;
+    let sent = counter(broker.port, "bench/device/+/state").await;
+    let delivered = counter(broker.port, "bench/mirror/#").await;
+    let _devices = MqttDevice::start(Options {
+        name: "bench",
+        port: broker.port,
+        layout: Layout::Message,
+        topic: "bench/device/{n}/state",
+        command_topic: "bench/device/{n}/set",
+        state: json!({"counter": 0, "sensor": {"temperature": 21.5}, "on": true}),
+        interval: 1.0,
+        more: vec![
+            "--count".into(),
+            args.devices.to_string(),
+            "--tick".into(),
+            "counter".into(),
+        ],
+    })
+    .await;
+
+    let client = client().await;
+    ensure_namespace(&client, NAMESPACE).await;
+    let operator = Operator::start_with("bench-mqtt-device-operator", &["--leader-elect=false"]);
+    let kubelet = LocalKubelet::start(client.clone());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
+    let url = broker.url();
+    let all = (0..args.devices)
+        .map(|i| {
+            device_link(
+                NAMESPACE,
+                &format!("device-{i}"),
+                "edge-worker",
+                "mqtt",
+                "MQTTDevice",
+                json!({"spec": {
+                    "protocol": {
+                        "pattern": "AttributedMessage",
+                        "client": {"server": url},
+                        "message": {"topic": format!("bench/device/{i}/:operator"),
+                                    "operator": {"read": "state", "write": "set"}},
+                        "syncInterval": "1s",
+                    },
+                    "properties": [
+                        {"name": "counter", "type": "int"},
+                        {"name": "temperature", "path": "sensor.temperature", "type": "float"},
+                        {"name": "on", "type": "boolean"},
+                    ],
+                    "extension": {"mqtt": {"client": {"server": url},
+                                           "message": {"topic": "bench/mirror/:name"}}},
+                }}),
+            )
+        })
+        .collect();
+    let took = create_all_connected(&links, all, &operator).await;
+    eprintln!(
+        "{} devices connected in {:.1}s",
+        args.devices,
+        took.as_secs_f64()
+    );
+    let pid = kubelet.pid(POD).expect("adaptor pid");
+    let metrics_port = kubelet.metrics_port(POD).expect("adaptor metrics port");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu = cpu_seconds(pid);
+    let taken = metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0);
+    let t = Instant::now();
+    let (sent_rate, delivered_rate) = tokio::join!(
+        rate(&sent, Duration::ZERO, args.seconds),
+        rate(&delivered, Duration::ZERO, args.seconds)
+    );
+    let elapsed = t.elapsed().as_secs_f64();
+    let taken_rate = (metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0) - taken) / elapsed;
+    let cores = (cpu_seconds(pid) - cpu) / elapsed;
+
+    println!(
+        "| {} MQTT devices (AttributedMessage, 3 values), 1 message/s each; status mirrored at most 1/s | |",
+        args.devices
+    );
+    println!("|---|---|");
+    println!("| messages/s the devices sent | {sent_rate:.0} |");
+    println!("| messages/s the adaptor took in | {taken_rate:.0} |");
+    println!("| status messages/s the adaptor delivered to MQTT | {delivered_rate:.0} |");
+    println!("| adaptor CPU (cores) | {cores:.2} |");
+    println!(
+        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
+        rss_mib(pid),
+        peak_rss_mib(pid)
+    );
+
+    drop(kubelet);
+    operator.stop().await;
+    broker.stop().await;
+}
