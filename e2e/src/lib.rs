@@ -367,22 +367,23 @@ pub async fn wait_reason(
     .await
 }
 
-/// The `--flag number` pairs of a benchmark's command line; a flag not in
-/// `known`, or without a number, stops it with a message listing them.
-pub fn numeric_flags(known: &[&str]) -> Vec<(String, u64)> {
-    let mut flags = Vec::new();
+/// A benchmark's `--flag number` arguments: the value given for each of
+/// `defaults`' flags, or its default. A flag not listed, or without a
+/// number, stops it with a message listing them.
+pub fn flags<const N: usize>(defaults: [(&str, u64); N]) -> [u64; N] {
+    let mut values = defaults.map(|(_, v)| v);
+    let known: Vec<&str> = defaults.iter().map(|(f, _)| *f).collect();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if !known.contains(&flag.as_str()) {
+        let Some(at) = known.iter().position(|k| *k == flag) else {
             panic!("unknown flag {flag}; use {}", known.join(", "));
-        }
-        let value = it
+        };
+        values[at] = it
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{flag} needs a number"));
-        flags.push((flag, value));
     }
-    flags
+    values
 }
 
 /// Creates DeviceLinks, 16 requests in flight, and waits until the

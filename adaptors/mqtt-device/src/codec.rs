@@ -8,6 +8,7 @@
 
 use devicelink_adaptor_runtime::Accepts;
 use devicelink_api::mqtt_device::MqttValueType;
+use devicelink_mqtt::write::shown;
 use serde_json::Value;
 
 /// The value as the property's type holds it, or why it does not fit.
@@ -92,16 +93,6 @@ fn expected(type_: MqttValueType) -> &'static str {
         MqttValueType::Boolean => "true or false",
         MqttValueType::Object => "an object",
         MqttValueType::Array => "an array",
-    }
-}
-
-/// A value as a message shows it: short, whatever it is.
-fn shown(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 64 {
-        format!("{}...", text.chars().take(64).collect::<String>())
-    } else {
-        text
     }
 }
 

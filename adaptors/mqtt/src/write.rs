@@ -152,9 +152,10 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
             Value::Object(given) => {
                 for (name, v) in given {
                     match fields.iter().find(|(field, _)| field == name) {
-                        None => return Err(format!("has no field {}", shown_name(name))),
-                        Some((_, inner)) => check(inner, v)
-                            .map_err(|e| format!("field {} {e}", shown_name(name)))?,
+                        None => return Err(format!("has no field {}", truncated(name))),
+                        Some((_, inner)) => {
+                            check(inner, v).map_err(|e| format!("field {} {e}", truncated(name)))?
+                        }
                     }
                 }
                 true
@@ -188,15 +189,6 @@ fn check(accepts: &Accepts, value: &Value) -> Result<(), String> {
     Err(format!("expects {expected}, not {}", shown(value)))
 }
 
-/// A field name as an answer shows it: short, whatever it is.
-fn shown_name(name: &str) -> String {
-    if name.chars().count() > 64 {
-        format!("{}...", name.chars().take(64).collect::<String>())
-    } else {
-        name.to_string()
-    }
-}
-
 /// A whole number, also when written as `3.0`.
 fn integer(value: &Value) -> Option<i128> {
     if let Some(v) = value.as_i64() {
@@ -220,13 +212,17 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// The value as the answer shows it: short, whatever it is.
-fn shown(value: &Value) -> String {
-    let text = value.to_string();
+/// A value as an answer or a message shows it: short, whatever it is.
+pub fn shown(value: &Value) -> String {
+    truncated(&value.to_string())
+}
+
+/// Text cut to 64 characters, for answers that echo what they were sent.
+fn truncated(text: &str) -> String {
     if text.chars().count() > 64 {
         format!("{}...", text.chars().take(64).collect::<String>())
     } else {
-        text
+        text.to_string()
     }
 }
 

@@ -29,29 +29,20 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        devices: 1000,
-        registers: 20,
-        servers: 4,
-        seconds: 60,
-        mqtt: true,
-    };
-    for (flag, value) in devicelink_e2e::numeric_flags(&[
-        "--devices",
-        "--registers",
-        "--servers",
-        "--seconds",
-        "--mqtt",
-    ]) {
-        match flag.as_str() {
-            "--devices" => args.devices = value as usize,
-            "--registers" => args.registers = value as usize,
-            "--servers" => args.servers = value as usize,
-            "--seconds" => args.seconds = value,
-            _ => args.mqtt = value != 0,
-        }
+    let [devices, registers, servers, seconds, mqtt] = devicelink_e2e::flags([
+        ("--devices", 1000),
+        ("--registers", 20),
+        ("--servers", 4),
+        ("--seconds", 60),
+        ("--mqtt", 1),
+    ]);
+    Args {
+        devices: devices as usize,
+        registers: registers as usize,
+        servers: servers as usize,
+        seconds,
+        mqtt: mqtt != 0,
     }
-    args
 }
 
 const NAMESPACE: &str = "bench-modbus";

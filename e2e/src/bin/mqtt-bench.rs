@@ -26,17 +26,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        devices: 1000,
-        seconds: 60,
-    };
-    for (flag, value) in devicelink_e2e::numeric_flags(&["--devices", "--seconds"]) {
-        match flag.as_str() {
-            "--devices" => args.devices = value as usize,
-            _ => args.seconds = value,
-        }
+    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
+    Args {
+        devices: devices as usize,
+        seconds,
     }
-    args
 }
 
 const NAMESPACE: &str = "bench-mqtt";

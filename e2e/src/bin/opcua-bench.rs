@@ -30,29 +30,20 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        devices: 200,
-        items: 50,
-        servers: 4,
-        millis: 100,
-        seconds: 60,
-    };
-    for (flag, value) in devicelink_e2e::numeric_flags(&[
-        "--devices",
-        "--items",
-        "--servers",
-        "--millis",
-        "--seconds",
-    ]) {
-        match flag.as_str() {
-            "--devices" => args.devices = value as usize,
-            "--items" => args.items = value as usize,
-            "--servers" => args.servers = value as usize,
-            "--millis" => args.millis = value,
-            _ => args.seconds = value,
-        }
+    let [devices, items, servers, millis, seconds] = devicelink_e2e::flags([
+        ("--devices", 200),
+        ("--items", 50),
+        ("--servers", 4),
+        ("--millis", 100),
+        ("--seconds", 60),
+    ]);
+    Args {
+        devices: devices as usize,
+        items: items as usize,
+        servers: servers as usize,
+        millis,
+        seconds,
     }
-    args
 }
 
 const NAMESPACE: &str = "bench-opcua";

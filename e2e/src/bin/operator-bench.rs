@@ -36,22 +36,18 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        links: 5000,
-        nodes: 50,
-        concurrency: 16,
-        rest: Duration::from_secs(60),
-    };
-    let known = ["--links", "--nodes", "--concurrency", "--rest-seconds"];
-    for (flag, value) in devicelink_e2e::numeric_flags(&known) {
-        match flag.as_str() {
-            "--links" => args.links = value as usize,
-            "--nodes" => args.nodes = value as usize,
-            "--concurrency" => args.concurrency = value as usize,
-            _ => args.rest = Duration::from_secs(value),
-        }
+    let [links, nodes, concurrency, rest] = devicelink_e2e::flags([
+        ("--links", 5000),
+        ("--nodes", 50),
+        ("--concurrency", 16),
+        ("--rest-seconds", 60),
+    ]);
+    Args {
+        links: links as usize,
+        nodes: nodes as usize,
+        concurrency: concurrency as usize,
+        rest: Duration::from_secs(rest),
     }
-    args
 }
 
 fn node_name(i: usize) -> String {
