@@ -13,108 +13,24 @@
 //! bit in address order; `hexString` is the bits packed eight to a byte,
 //! first address in the lowest bit, as Modbus packs them on the wire.
 
-pub use devicelink_adaptor_runtime::value::TextForm;
-use devicelink_adaptor_runtime::value::{boolean, bytes_as_text, integer, number, text_as_bytes};
+use devicelink_adaptor_runtime::{
+    bytes::{self, text_as_sized_bytes},
+    value::{boolean, bytes_as_text},
+};
+pub use devicelink_adaptor_runtime::{
+    bytes::{Layout, Reading, reorder},
+    value::TextForm,
+};
 use devicelink_api::property::Endianness;
 use serde_json::Value;
 
-/// How a property's value sits in its coils or registers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// A two's-complement integer of 1, 2, 4 or 8 bytes (an 8-bit value
-    /// is the low byte of its register).
-    Signed(usize),
-    /// An unsigned integer of 1, 2, 4 or 8 bytes.
-    Unsigned(usize),
-    /// IEEE 754, 4 or 8 bytes.
-    Float(usize),
-    /// A coil, or a register that is true when not zero.
-    Bool,
-    /// All the bytes (or bits) as text.
-    Text(TextForm),
-}
-
-/// A value read from a device.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reading {
-    Signed(i64),
-    Unsigned(u64),
-    Float32(f32),
-    Float64(f64),
-    Bool(bool),
-    Text(String),
-}
-
-impl Reading {
-    /// The value as the status shows it.
-    pub fn render(&self) -> String {
-        match self {
-            Reading::Signed(v) => v.to_string(),
-            Reading::Unsigned(v) => v.to_string(),
-            // f32's own shortest form: 23.4, not 23.399999618530273.
-            Reading::Float32(v) => v.to_string(),
-            Reading::Float64(v) => v.to_string(),
-            Reading::Bool(v) => v.to_string(),
-            Reading::Text(v) => v.clone(),
-        }
-    }
-
-    /// The value as a number, for arithmetic.
-    pub fn number(&self) -> Option<f64> {
-        match self {
-            Reading::Signed(v) => Some(*v as f64),
-            Reading::Unsigned(v) => Some(*v as f64),
-            Reading::Float32(v) => Some(f64::from(*v)),
-            Reading::Float64(v) => Some(*v),
-            Reading::Bool(v) => Some(f64::from(u8::from(*v))),
-            Reading::Text(_) => None,
-        }
-    }
-}
-
-/// Puts bytes in value order from wire order, or back (each order is its
-/// own inverse).
-pub fn reorder(bytes: &mut [u8], endianness: Endianness) {
-    match endianness {
-        Endianness::BigEndian => {}
-        Endianness::BigEndianSwap => bytes.chunks_exact_mut(2).for_each(|w| w.swap(0, 1)),
-        Endianness::LittleEndian => bytes.reverse(),
-        Endianness::LittleEndianSwap => {
-            // Reverse the words, keep the bytes within each.
-            bytes.reverse();
-            bytes.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
-        }
-    }
-}
-
 /// The value held in `words` (exactly the property's registers).
 pub fn decode_words(layout: Layout, words: &[u16], endianness: Endianness) -> Reading {
-    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
-    reorder(&mut bytes, endianness);
-    // Numbers narrower than their registers (8-bit values) are the low bytes.
-    let tail = |n: usize| &bytes[bytes.len().saturating_sub(n)..];
-    match layout {
-        Layout::Signed(n) => {
-            let raw = tail(n);
-            let mut wide = [if raw.first().is_some_and(|b| b & 0x80 != 0) {
-                0xff
-            } else {
-                0
-            }; 8];
-            wide[8 - raw.len()..].copy_from_slice(raw);
-            Reading::Signed(i64::from_be_bytes(wide))
-        }
-        Layout::Unsigned(n) => {
-            let raw = tail(n);
-            let mut wide = [0u8; 8];
-            wide[8 - raw.len()..].copy_from_slice(raw);
-            Reading::Unsigned(u64::from_be_bytes(wide))
-        }
-        Layout::Float(8) => Reading::Float64(f64::from_be_bytes(array(tail(8)))),
-        Layout::Float(_) => Reading::Float32(f32::from_be_bytes(array(tail(4)))),
-        Layout::Bool => Reading::Bool(bytes.iter().any(|b| *b != 0)),
-        Layout::Text(form) => Reading::Text(bytes_as_text(&bytes, form)),
-    }
+    bytes::decode(
+        layout,
+        words.iter().flat_map(|w| w.to_be_bytes()).collect(),
+        endianness,
+    )
 }
 
 /// The value held in `bits` (exactly the property's coils or inputs).
@@ -136,56 +52,7 @@ pub fn encode_words(
     words: usize,
     endianness: Endianness,
 ) -> Result<Vec<u16>, String> {
-    let size = words * 2;
-    let mut bytes = vec![0u8; size];
-    match layout {
-        Layout::Signed(n) => {
-            let v = integer(value)?;
-            let (min, max) = signed_range(n);
-            if v < min || v > max {
-                return Err(format!("{v} does not fit a signed {}-bit integer", n * 8));
-            }
-            // Narrow values are widened to the whole register, sign included.
-            let wide = (v as i64).to_be_bytes();
-            bytes.copy_from_slice(&wide[8 - size..]);
-        }
-        Layout::Unsigned(n) => {
-            let v = integer(value)?;
-            let max = unsigned_max(n);
-            if v < 0 || v > max {
-                return Err(format!(
-                    "{v} does not fit an unsigned {}-bit integer",
-                    n * 8
-                ));
-            }
-            let wide = (v as u64).to_be_bytes();
-            bytes.copy_from_slice(&wide[8 - size..]);
-        }
-        Layout::Float(n) => {
-            let v = number(value)?;
-            let raw: Vec<u8> = if n == 8 {
-                v.to_be_bytes().to_vec()
-            } else {
-                let narrow = v as f32;
-                if v.is_finite() && !narrow.is_finite() {
-                    return Err(format!("{v} does not fit a 32-bit float"));
-                }
-                narrow.to_be_bytes().to_vec()
-            };
-            bytes[size - raw.len()..].copy_from_slice(&raw);
-        }
-        Layout::Bool => {
-            let on = boolean(value)?;
-            bytes[size - 1] = u8::from(on);
-        }
-        Layout::Text(form) => {
-            let text = value
-                .as_str()
-                .ok_or_else(|| format!("expects a string, not {value}"))?;
-            bytes = text_as_sized_bytes(text, form, size)?;
-        }
-    }
-    reorder(&mut bytes, endianness);
+    let bytes = bytes::encode(layout, value, words * 2, endianness)?;
     Ok(bytes
         .chunks_exact(2)
         .map(|w| u16::from_be_bytes([w[0], w[1]]))
@@ -220,27 +87,6 @@ pub fn encode_bits(layout: Layout, value: &Value, count: usize) -> Result<Vec<bo
     }
 }
 
-/// Text back to exactly `size` bytes. UTF-8 may be shorter (NUL-padded);
-/// the raw forms must give every byte, so nothing is guessed.
-fn text_as_sized_bytes(text: &str, form: TextForm, size: usize) -> Result<Vec<u8>, String> {
-    let mut bytes = text_as_bytes(text, form)?;
-    if form == TextForm::Utf8 {
-        if bytes.len() > size {
-            return Err(format!(
-                "is {} bytes of UTF-8; the property holds at most {size}",
-                bytes.len()
-            ));
-        }
-        bytes.resize(size, 0);
-    } else if bytes.len() != size {
-        return Err(format!(
-            "gives {} bytes; the property holds exactly {size}",
-            bytes.len()
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Bits packed eight to a byte, first bit lowest, as on the wire.
 fn pack_bits(bits: &[bool]) -> Vec<u8> {
     bits.chunks(8)
@@ -251,21 +97,6 @@ fn pack_bits(bits: &[bool]) -> Vec<u8> {
                 .fold(0u8, |byte, (i, bit)| byte | (u8::from(*bit) << i))
         })
         .collect()
-}
-
-fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    out[N - bytes.len().min(N)..].copy_from_slice(&bytes[bytes.len().saturating_sub(N)..]);
-    out
-}
-
-fn signed_range(bytes: usize) -> (i128, i128) {
-    let bits = bytes as u32 * 8;
-    (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
-}
-
-fn unsigned_max(bytes: usize) -> i128 {
-    (1i128 << (bytes as u32 * 8)) - 1
 }
 
 #[cfg(test)]

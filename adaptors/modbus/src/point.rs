@@ -2,7 +2,7 @@
 //! how it is encoded, whether and when it is read and written.
 
 use devicelink_adaptor_runtime::{
-    Accepts, Property,
+    Property,
     access::{self, ReadMode, WriteMode},
     arithmetic,
     value::{desired, type_name},
@@ -85,22 +85,7 @@ impl Point {
 
     /// The property as writes from MQTT see it.
     pub fn as_property(&self) -> Property {
-        let accepts = match self.layout {
-            Layout::Signed(n) => {
-                let half = 1i128 << (n * 8 - 1);
-                Accepts::Integer {
-                    min: -half,
-                    max: half - 1,
-                }
-            }
-            Layout::Unsigned(n) => Accepts::Integer {
-                min: 0,
-                max: (1i128 << (n * 8)) - 1,
-            },
-            Layout::Float(_) => Accepts::Number,
-            Layout::Bool => Accepts::Boolean,
-            Layout::Text(_) => Accepts::Text,
-        };
+        let accepts = self.layout.accepts();
         Property {
             name: self.name.clone(),
             accepts,
@@ -181,6 +166,7 @@ fn layout(type_: ValueType, table: RegisterKind, count: usize) -> Result<Layout,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devicelink_adaptor_runtime::Accepts;
     use devicelink_api::{modbus::ModbusVisitor, property::AccessMode};
 
     fn property(type_: ValueType, register: RegisterKind, quantity: i32) -> ModbusProperty {

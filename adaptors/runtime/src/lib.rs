@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod arithmetic;
+pub mod bytes;
 mod connected;
 mod context;
 mod health;
