@@ -8,8 +8,8 @@ use crate::{
     duration::Duration,
     mqtt::DeviceExtension,
     property::{
-        AccessMode, ArithmeticOperation, ContentType, DeviceStatus, Endianness, PropertyValue,
-        ValueType, arithmetic_rule,
+        AccessMode, ArithmeticOperation, ContentType, DeviceStatus, Endianness, NUMERIC_TYPES,
+        PropertyValue, ValueType,
     },
 };
 
@@ -69,10 +69,27 @@ pub struct BluetoothParameters {
 /// How to find and connect to the peripheral.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.endpoint) && self.endpoint != '') || (has(self.name) && self.name != '') || (has(self.macAddress) && self.macAddress != '')",
+    "message": "endpoint (the advertised name or the MAC address) is required; older Octopus releases wrote name or macAddress",
+}]))]
 pub struct BluetoothProtocol {
-    /// The peripheral's advertised name or its MAC address.
-    #[schemars(length(min = 1, max = 248))]
-    pub endpoint: String,
+    /// The peripheral's advertised name or its MAC address (either case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 248))]
+    pub endpoint: Option<String>,
+    /// The peripheral's advertised name, as older Octopus releases wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 248))]
+    pub name: Option<String>,
+    /// The peripheral's MAC address, as older Octopus releases wrote it
+    /// (empty: not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == '' || self.matches('^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$')",
+        "message": "must be a MAC address such as AA:BB:CC:DD:EE:FF",
+    }]))]
+    pub mac_address: Option<String>,
     /// How long to scan for the peripheral. Default 15s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "15s"))]
@@ -122,11 +139,17 @@ pub struct BluetoothProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
-    /// Type of the value.
-    #[serde(rename = "type")]
-    pub type_: ValueType,
+    /// Type of the value. Without it, the value is the characteristic's
+    /// bytes in hex, or the number `visitor.dataConverter` makes of them.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ValueType>,
+    /// Octopus's access mode: NotifyOnly (subscribe; the default),
+    /// ReadOnly (read every sync interval), ReadWrite (read every sync
+    /// interval, and written). Give this or accessModes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<BluetoothAccessMode>,
     /// How the characteristic is used: Notify (subscribe), ReadOnce,
-    /// ReadMany, WriteOnce, WriteMany. Default ReadMany.
+    /// ReadMany, WriteOnce, WriteMany.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5), extend("x-kubernetes-list-type" = "set"))]
     pub access_modes: Vec<AccessMode>,
@@ -137,9 +160,21 @@ pub struct BluetoothProperty {
     pub value: Option<PropertyValue>,
 }
 
+/// Octopus's access modes of a BLE property.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BluetoothAccessMode {
+    ReadWrite,
+    ReadOnly,
+    NotifyOnly,
+}
+
 /// Which GATT characteristic holds a value, and how to decode it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.characteristic) != has(self.characteristicUUID)",
+    "message": "give the characteristic's UUID once: characteristic, or Octopus's characteristicUUID",
+}]))]
 pub struct BluetoothVisitor {
     /// UUID of the GATT service, 16-bit (`180F`) or 128-bit; any service when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,11 +184,38 @@ pub struct BluetoothVisitor {
     }]))]
     pub service: Option<String>,
     /// UUID of the characteristic, 16-bit (`2A19`) or 128-bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 36), extend("x-kubernetes-validations" = [{
-        "rule": "self.matches('^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$')",
+        "rule": format!("self.matches('{UUID}')"),
         "message": "must be a 16-bit UUID such as 2A19 or a 128-bit UUID",
     }]))]
-    pub characteristic: String,
+    pub characteristic: Option<String>,
+    /// Octopus's name for `characteristic`: 32 hex digits, or the dashed form.
+    #[serde(
+        default,
+        rename = "characteristicUUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 36), extend("x-kubernetes-validations" = [{
+        "rule": format!("self.matches('{UUID}')"),
+        "message": "must be a UUID: 32 hex digits, or the dashed form",
+    }]))]
+    pub characteristic_uuid: Option<String>,
+    /// Written when the device connects, for a writable property: a name in
+    /// `dataWrite`, or (without dataWrite) the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub default_value: Option<String>,
+    /// Values that may be written, by name, each as its bytes: `ON: [1]`
+    /// (or base64, as Go's JSON writes bytes). A write then names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "data_write")]
+    pub data_write: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// How a number is made of the bytes read: bytes startIndex..=endIndex
+    /// (a reversed range reads them little-endian), shifted, then the
+    /// operations in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_converter: Option<BluetoothDataConverter>,
     /// text (UTF-8) or bytes (decoded by type and endianness). Default bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "bytes"))]
@@ -172,26 +234,85 @@ pub struct BluetoothVisitor {
     pub arithmetic_operation_precision: Option<i32>,
 }
 
+impl BluetoothProtocol {
+    /// What the peripheral is found by: the endpoint, else the MAC
+    /// address, else the name (the older fields).
+    pub fn target(&self) -> Option<&str> {
+        [&self.endpoint, &self.mac_address, &self.name]
+            .into_iter()
+            .filter_map(|v| v.as_deref())
+            .find(|v| !v.is_empty())
+    }
+}
+
 impl crate::mqtt::WithMqttExtension for BluetoothDevice {
     fn mqtt(&self) -> Option<&crate::mqtt::MqttOptions> {
         self.spec.extension.as_ref()?.mqtt.as_ref()
     }
 }
 
+/// A UUID as BLE writes it: 16 or 32 bits, 128 bits with or without dashes.
+const UUID: &str = "^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$";
+
+/// The bytes of a dataWrite value: checked by the adaptor, since they may
+/// be written as a list of numbers or as base64 text.
+fn data_write(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// How a number is made of a characteristic's bytes (Octopus's dataConverter).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BluetoothDataConverter {
+    /// First byte taken. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub start_index: Option<i32>,
+    /// Last byte taken; below startIndex, the bytes are read backwards
+    /// (little-endian). Default: startIndex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub end_index: Option<i32>,
+    /// Bits to shift the number left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 63))]
+    pub shift_left: Option<i32>,
+    /// Bits to shift the number right, after the left shift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 63))]
+    pub shift_right: Option<i32>,
+    /// Arithmetic applied in order to the number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "atomic"))]
+    pub order_of_operations: Vec<ArithmeticOperation>,
+}
+
 fn property_rules() -> serde_json::Value {
-    let mut rules = serde_json::json!([
+    let writes = "(has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])) || (has(self.accessMode) && self.accessMode == 'ReadWrite')";
+    serde_json::json!([
         {
-            "rule": "!has(self.value) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany']))",
-            "message": "value is written to the characteristic, so accessModes must include WriteOnce or WriteMany",
+            "rule": format!("!has(self.value) || {writes}"),
+            "message": "value is written to the characteristic, so the property must be writable: accessModes with WriteOnce or WriteMany, or accessMode ReadWrite",
             "fieldPath": ".value",
         },
         {
-            "rule": "self.type != 'datetime' && self.type != 'byteString'",
+            "rule": "!has(self.accessMode) || !has(self.accessModes)",
+            "message": "accessMode is Octopus's, accessModes ours: give one of them",
+            "fieldPath": ".accessModes",
+        },
+        {
+            "rule": "!has(self.type) || (self.type != 'datetime' && self.type != 'byteString')",
             "message": "datetime and byteString are OPC-UA types; for raw bytes use hexString, binaryString or base64String",
             "fieldPath": ".type",
         },
-    ]);
-    let list = rules.as_array_mut().expect("a list");
-    list.push(arithmetic_rule(&["arithmeticOperations"], false));
-    rules
+        {
+            "rule": format!("!has(self.visitor.arithmeticOperations) || (has(self.type) && self.type in {NUMERIC_TYPES})"),
+            "message": "arithmetic operations apply to numeric types only",
+            "fieldPath": ".visitor",
+        },
+    ])
 }

@@ -177,7 +177,7 @@ pub struct DeviceStatus {
 }
 
 /// The numeric value types, as a CEL list.
-const NUMERIC_TYPES: &str = "['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']";
+pub(crate) const NUMERIC_TYPES: &str = "['int8', 'int16', 'int', 'int32', 'int64', 'uint8', 'uint16', 'uint', 'uint32', 'uint64', 'float', 'float32', 'double', 'float64']";
 
 /// CEL: a property with any of the given visitor operation lists is numeric.
 /// `visitor_optional` is for models whose visitor may be absent.

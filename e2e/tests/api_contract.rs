@@ -658,7 +658,55 @@ fn invalid_cases() -> Vec<Case> {
             "ble endpoint missing",
             &ble,
             vec![remove("/spec/protocol/endpoint")],
-            ["spec.protocol.endpoint", "Required value"],
+            [
+                "spec.protocol",
+                "endpoint (the advertised name or the MAC address) is required",
+            ],
+        ),
+        case(
+            "ble MAC address",
+            &ble,
+            vec![set("/spec/protocol/macAddress", json!("AA:BB"))],
+            ["spec.protocol.macAddress", "must be a MAC address"],
+        ),
+        case(
+            "ble both access modes",
+            &ble,
+            vec![set("/spec/properties/1/accessMode", json!("ReadOnly"))],
+            ["spec.properties[1].accessModes", "give one of them"],
+        ),
+        case(
+            "ble Octopus access mode",
+            &ble,
+            vec![
+                remove("/spec/properties/1/accessModes"),
+                set("/spec/properties/1/accessMode", json!("Subscribe")),
+            ],
+            ["spec.properties[1].accessMode", "Unsupported value"],
+        ),
+        case(
+            "ble characteristic twice",
+            &ble,
+            vec![set(
+                "/spec/properties/1/visitor/characteristicUUID",
+                json!("00002a1900001000800000805f9b34fb"),
+            )],
+            [
+                "spec.properties[1].visitor",
+                "give the characteristic's UUID once",
+            ],
+        ),
+        case(
+            "ble converter index",
+            &ble,
+            vec![set(
+                "/spec/properties/1/visitor/dataConverter",
+                json!({"startIndex": 600}),
+            )],
+            [
+                "spec.properties[1].visitor.dataConverter.startIndex",
+                "less than or equal to 511",
+            ],
         ),
         case(
             "ble MTU",
@@ -699,7 +747,7 @@ fn invalid_cases() -> Vec<Case> {
             vec![set("/spec/properties/1/value", json!("50"))],
             [
                 "spec.properties[1].value",
-                "accessModes must include WriteOnce or WriteMany",
+                "accessModes with WriteOnce or WriteMany, or accessMode ReadWrite",
             ],
         ),
         // MQTTDevice and the MQTT options every model shares
