@@ -6,6 +6,7 @@
 #   adaptor-modbus    the Modbus adaptor (TCP and RTU)
 #   adaptor-opcua     the OPC-UA adaptor
 #   adaptor-mqtt      the MQTT adaptor (devices that speak MQTT)
+#   adaptor-ble       the BLE adaptor (talks to the node's BlueZ over D-Bus)
 #   mosquitto         Debian's mosquitto, for the chart's optional broker
 #
 # With registry access (docker, podman or buildah):
@@ -61,6 +62,10 @@ ENTRYPOINT ["/usr/bin/devicelink-adaptor-opcua"]
 FROM runtime AS adaptor-mqtt
 COPY --from=build /out/adaptor-mqtt/ /
 ENTRYPOINT ["/usr/bin/devicelink-adaptor-mqtt"]
+
+FROM runtime AS adaptor-ble
+COPY --from=build /out/adaptor-ble/ /
+ENTRYPOINT ["/usr/bin/devicelink-adaptor-ble"]
 
 FROM runtime AS mosquitto
 COPY --from=build /out/mosquitto/ /

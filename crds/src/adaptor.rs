@@ -46,6 +46,12 @@ pub const ADAPTORS: &[AdaptorKind] = &[
         models: &["MQTTDevice"],
         command: "devicelink-adaptor-mqtt",
     },
+    AdaptorKind {
+        short_name: "ble",
+        name: "adaptors.edge.cattle.io/ble",
+        models: &["BluetoothDevice"],
+        command: "devicelink-adaptor-ble",
+    },
 ];
 
 /// Finds the adaptor a DeviceLink names.

@@ -94,11 +94,12 @@ pub struct BluetoothProtocol {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "15s"))]
     pub scan_timeout: Option<Duration>,
-    /// How long to wait for a connection. Default 10s.
+    /// How long to wait for a connection. Default: parameters.timeout,
+    /// else 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10s"))]
     pub connect_timeout: Option<Duration>,
-    /// MTU to negotiate, 23 to 515.
+    /// MTU to negotiate, 23 to 515 (BlueZ negotiates it by itself; kept
+    /// for tools).
     #[serde(
         default,
         rename = "connectionMTU",
@@ -106,9 +107,9 @@ pub struct BluetoothProtocol {
     )]
     #[schemars(range(min = 23, max = 515))]
     pub connection_mtu: Option<i32>,
-    /// How often readable characteristics are read. Default 10s.
+    /// How often readable characteristics are read. Default:
+    /// parameters.syncInterval, else 15s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10s"))]
     pub sync_interval: Option<Duration>,
     /// Reconnect after losing the peripheral, backing off from 1s. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]

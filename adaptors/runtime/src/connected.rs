@@ -18,6 +18,13 @@ pub enum Reason {
     Timeout,
     /// Connected, but the device has not been heard from yet.
     Silent,
+    /// The device was not found (BLE: nothing advertises as its endpoint).
+    NotFound,
+    /// A property's place on the device does not exist (BLE: no such
+    /// characteristic).
+    CharacteristicMissing,
+    /// Reading a property failed (the device answered with an error).
+    ReadFailed,
     /// The connection was lost and is being made again.
     ConnectionLost,
     /// The device answered a request with a protocol error (a Modbus exception).
@@ -58,6 +65,9 @@ impl Reason {
             Reason::Unreachable => "Unreachable",
             Reason::Timeout => "Timeout",
             Reason::Silent => "Silent",
+            Reason::NotFound => "NotFound",
+            Reason::CharacteristicMissing => "CharacteristicMissing",
+            Reason::ReadFailed => "ReadFailed",
             Reason::ConnectionLost => "ConnectionLost",
             Reason::ExceptionResponse => "ExceptionResponse",
             Reason::InvalidSettings => "InvalidSettings",
@@ -105,6 +115,7 @@ impl std::fmt::Display for Reason {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Backoff {
@@ -112,13 +123,24 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(10);
 
     pub fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
+        Backoff {
+            next: Self::FIRST,
+            max: Self::MAX,
+        }
+    }
+
+    /// Doubling up to `max` instead (a spec's maxReconnectInterval).
+    pub fn up_to(max: Duration) -> Backoff {
+        Backoff {
+            next: Self::FIRST,
+            max: max.max(Self::FIRST),
+        }
     }
 
     /// How long to wait after a failure; the next failure waits longer.
     pub fn after_failure(&mut self) -> Duration {
         let wait = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        self.next = (self.next * 2).min(self.max);
         wait
     }
 
