@@ -2,8 +2,8 @@
 # Installs what the demo and the tests need on a fresh Debian machine, only
 # if it is missing: mosquitto (broker and clients), openssl, socat, Go,
 # Rust, containerd, runc, CNI plugins, iptables and buildah (the real node
-# and the images), and pymodbus and asyncua (in a virtualenv under the
-# cache).
+# and the images), libdbus and dbus-daemon (BLE), and pymodbus, asyncua,
+# paho-mqtt and BlueZoo (in a virtualenv under the cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -23,6 +23,11 @@ command -v gcc >/dev/null || missing+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -n "$(ls /usr/lib/*/libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
+# The BLE adaptor links libdbus (btleplug talks to BlueZ over D-Bus); its
+# tests run BlueZoo on a private bus of their own.
+[ -n "$(ls /usr/lib/*/pkgconfig/dbus-1.pc 2>/dev/null)" ] || missing+=(libdbus-1-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: installing ${missing[*]}" >&2
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -30,17 +35,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "prereqs: Rust (cargo) is required; install it with rustup" >&2; exit 1; }
-# Device servers written by others (pymodbus, asyncua) and the MQTT client
-# MQTT-native device programs use (paho-mqtt), in a virtualenv of their own.
+# Device servers written by others (pymodbus, asyncua), the MQTT client
+# MQTT-native device programs use (paho-mqtt), and BlueZoo (BlueZ's D-Bus
+# API emulated, with dbus-fast for the BLE peripheral program), in a
+# virtualenv of their own.
 venv=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/venv
 pymodbus_version=3.16.1
 asyncua_version=2.1.0
 paho_version=2.1.0
+bluezoo_version=1.0.2
+dbus_fast_version=5.2.0
 if ! "$venv/bin/python" -c "
 import sys, importlib.metadata as m, serial
 sys.exit(m.version('pymodbus') != '$pymodbus_version' or m.version('asyncua') != '$asyncua_version'
-         or m.version('paho-mqtt') != '$paho_version')" 2>/dev/null; then
-  echo "prereqs: installing pymodbus $pymodbus_version, asyncua $asyncua_version and paho-mqtt $paho_version into $venv" >&2
+         or m.version('paho-mqtt') != '$paho_version' or m.version('bluezoo') != '$bluezoo_version'
+         or m.version('dbus-fast') != '$dbus_fast_version')" 2>/dev/null; then
+  echo "prereqs: installing pymodbus $pymodbus_version, asyncua $asyncua_version, paho-mqtt $paho_version, bluezoo $bluezoo_version and dbus-fast $dbus_fast_version into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version" "paho-mqtt==$paho_version"
+  "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version" "paho-mqtt==$paho_version" \
+    "bluezoo==$bluezoo_version" "dbus-fast==$dbus_fast_version"
 fi

@@ -5,6 +5,7 @@
 //! that runs the adaptor pods the operator creates as local processes, with
 //! the command, environment and service account of the pod spec.
 
+pub mod ble;
 pub mod certs;
 pub mod helm;
 pub mod kubectl;

@@ -2,7 +2,7 @@
 
 use std::{net::TcpListener, path::Path, process::Stdio, time::Duration};
 
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// A child process killed when dropped.
 pub struct Process {
@@ -13,7 +13,19 @@ pub struct Process {
 impl Process {
     /// Starts `command`; its output is appended to
     /// `<target>/e2e-logs/<name>.log` (several scenarios start an operator).
-    pub fn spawn(name: &str, mut command: Command) -> Process {
+    pub fn spawn(name: &str, command: Command) -> Process {
+        Self::start(name, command, Stdio::null())
+    }
+
+    /// Starts `command` as `spawn` does, with a pipe to its stdin (for
+    /// programs controlled by what they read).
+    pub fn spawn_with_input(name: &str, command: Command) -> (Process, ChildStdin) {
+        let mut process = Self::start(name, command, Stdio::piped());
+        let stdin = process.child.stdin.take().expect("piped stdin");
+        (process, stdin)
+    }
+
+    fn start(name: &str, mut command: Command, stdin: Stdio) -> Process {
         use std::io::Write;
         let logs = crate::log_dir();
         let mut log = std::fs::OpenOptions::new()
@@ -27,7 +39,7 @@ impl Process {
             std::thread::current().name()
         );
         let child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .kill_on_drop(true)
