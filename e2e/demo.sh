@@ -2,9 +2,10 @@
 # The whole system on this machine: control plane, mosquitto, operator,
 # adaptors (as local processes for the kwok node), the dummy fan and robot, an
 # MQTT kitchen light (a paho-mqtt device program), the
-# Modbus thermometer (a pymodbus device) and the OPC-UA packaging line (an
-# asyncua server, signed and encrypted) examples, and their live MQTT
-# messages. Ctrl-C stops everything.
+# Modbus thermometer (a pymodbus device), the OPC-UA packaging line (an
+# asyncua server, signed and encrypted) and the BLE thermometer and lamp
+# (peripherals on BlueZoo, an emulation of BlueZ) examples, and their live
+# MQTT messages. Ctrl-C stops everything.
 source "$(dirname "$0")/common.sh"
 cd "$root"
 port=${DEVICELINK_DEMO_MQTT_PORT:-1883}
@@ -48,10 +49,27 @@ echo '{"switch": false, "gear": "low", "parameter_power": 3500, "manufacturer": 
   --topic 'cattle.io/octopus/home/status/kitchen/light/{path}' \
   --command-topic 'cattle.io/octopus/home/set/kitchen/light/{path}' \
   --state "$logs/kitchen-light.json" --interval 5 >"$logs/kitchen-light.log" 2>&1 & pids+=($!)
-"$CARGO_TARGET_DIR/debug/devicelink-operator" >"$logs/operator.log" 2>&1 & pids+=($!)
+# BLE without a radio: BlueZoo (BlueZ's D-Bus API, emulated) on a private bus
+# standing in for the system bus; the thermometer and the lamp advertise on
+# its adapters hci1 and hci2, and the BLE adaptor uses hci0.
+ble_bus=unix:path=$logs/ble-bus.sock
+rm -f "$logs/ble-bus.sock"
+dbus-daemon --session --nofork --nopidfile --address="$ble_bus" >"$logs/ble-bus.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do [ -S "$logs/ble-bus.sock" ] && break; sleep 0.1; done
+DBUS_SYSTEM_BUS_ADDRESS=$ble_bus "$DEVICELINK_CACHE/venv/bin/bluezoo" --auto-enable --scan-interval 1 \
+  -a 10:00:00:00:00:00 -a 10:00:00:00:00:01 -a 10:00:00:00:00:02 >"$logs/bluezoo.log" 2>&1 & pids+=($!)
+for device in thermometer:1 lamp:2; do
+  DBUS_SYSTEM_BUS_ADDRESS=$ble_bus "$DEVICELINK_CACHE/venv/bin/python" e2e/devices/ble_peripheral.py \
+    --adapter "hci${device#*:}" --config "e2e/devices/ble-${device%:*}.json" --every 5 \
+    </dev/null >"$logs/ble-${device%:*}.log" 2>&1 & pids+=($!)
+done
+printf 'adaptors:\n  ble:\n    env:\n      - {name: DBUS_SYSTEM_BUS_ADDRESS, value: "%s"}\n      - {name: DEVICELINK_BLE_ADAPTER, value: hci0}\n' \
+  "$ble_bus" >"$logs/adaptor-settings.yaml"
+"$CARGO_TARGET_DIR/debug/devicelink-operator" --adaptor-settings-file "$logs/adaptor-settings.yaml" \
+  >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
-for example in dummy-special-device dummy-protocol-device mqtt-device; do
+for example in dummy-special-device dummy-protocol-device mqtt-device ble; do
   sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" "deploy/examples/$example.yaml" | kubectl apply -f -
 done
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.10:502|127.0.0.1:$modbus_port|" \
@@ -65,7 +83,8 @@ kubectl create configmap plc-server-certificate --from-file=server.pem="$logs/pa
   --dry-run=client -o yaml | kubectl apply -f -
 sed -e "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" -e "s|192.0.2.20:4840|127.0.0.1:$opcua_port|" \
   deploy/examples/opcua.yaml | kubectl apply -f -
-kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-robot dl/kitchen-light dl/thermometer dl/packaging-line --timeout=120s
+kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-robot dl/kitchen-light dl/thermometer \
+  dl/packaging-line dl/xiaomi-thermometer dl/desk-lamp --timeout=120s
 kubectl get dl
 echo
 echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell:" >&2
@@ -74,5 +93,6 @@ echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/kitchen-light/set -m '{\"gear\": \"high\"}'" >&2
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
 echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
+echo "  mosquitto_pub -p $port -t 'cattle.io/octopus/default/desk-lamp/\$write' -m '{\"power\": \"ON\"}'" >&2
 echo "Logs: $logs" >&2
 mosquitto_sub -p "$port" -t 'cattle.io/#' -t 'factory/#' -v

@@ -274,7 +274,7 @@ pub struct BluetoothDataConverter {
     #[schemars(range(min = 0, max = 511))]
     pub start_index: Option<i32>,
     /// Last byte taken; below startIndex, the bytes are read backwards
-    /// (little-endian). Default: startIndex.
+    /// (little-endian). Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 511))]
     pub end_index: Option<i32>,

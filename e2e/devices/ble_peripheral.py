@@ -253,9 +253,14 @@ async def main():
     parser.add_argument("--adapter", default="hci1")
     parser.add_argument("--config", required=True)
     parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--every", type=float, help="seconds between notifications, for every characteristic")
     args = parser.parse_args()
     with open(args.config, encoding="utf-8") as f:
         config = json.load(f)
+    if args.every:
+        for service in config["services"]:
+            for characteristic in service.get("characteristics", []):
+                characteristic["every"] = args.every
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     by_uuid = {}
     notifiers = []

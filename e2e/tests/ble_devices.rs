@@ -47,36 +47,24 @@ const HUMIDITY: &str = "f000aa03-0451-4000-b000-000000000000";
 const POWER: &str = "f000aa01-0451-4000-b000-000000000001";
 const BRIGHTNESS: &str = "f000aa02-0451-4000-b000-000000000001";
 
-/// A Xiaomi-like thermometer with what the example and Octopus's sample
-/// read: model, battery, temperature in hundredths (notified twice a
-/// second), a writable display message, the raw "data" text, a humidity
-/// sensor (TI SensorTag-like) and a power switch.
+/// A Xiaomi-like thermometer (`e2e/devices/ble-thermometer.json`) with
+/// what the example and Octopus's sample read: model, battery (0x5a),
+/// temperature in hundredths (0x0834 = 2100 and 0x083e = 2110, notified
+/// twice a second), a writable display message, the raw "data" text, a
+/// humidity sensor (0x16c0: >> 2 = 1456, x 0.03125 = 45.5) and a power
+/// switch.
 fn thermometer() -> Value {
-    json!({"name": "MJ_HT_V1", "services": [
-        {"uuid": short("180A"), "characteristics": [
-            {"uuid": short("2A24"), "flags": ["read"], "value": hex("MJ_HT_V1")}]},
-        {"uuid": short("180F"), "characteristics": [
-            {"uuid": short("2A19"), "flags": ["read", "notify"], "value": "5a"}]},
-        {"uuid": DATA, "characteristics": [
-            // 0x0834 = 2100 and 0x083e = 2110 hundredths, little-endian.
-            {"uuid": TEMPERATURE, "flags": ["read", "notify"], "value": "3408",
-             "notify": ["3408", "3e08"], "every": 0.5},
-            {"uuid": MESSAGE, "flags": ["read", "write", "notify"], "value": ""},
-            {"uuid": DATA, "flags": ["notify"],
-             "notify": [hex("T=21.0 H=45.5\0"), hex("T=21.1 H=45.5\0")], "every": 0.5}]},
-        {"uuid": "f000aa00-0451-4000-b000-000000000000", "characteristics": [
-            // 0x16c0 >> 2 = 1456; x 0.03125 = 45.5.
-            {"uuid": HUMIDITY, "flags": ["read"], "value": "c016"},
-            {"uuid": POWER, "flags": ["read", "write"], "value": "00"}]},
-    ]})
+    device_config("ble-thermometer.json")
 }
 
+/// A lamp (`e2e/devices/ble-lamp.json`): power (0) and brightness (100).
 fn lamp() -> Value {
-    json!({"name": "DESK-LAMP", "services": [
-        {"uuid": "f000aa00-0451-4000-b000-000000000001", "characteristics": [
-            {"uuid": POWER, "flags": ["read", "write"], "value": "00"},
-            {"uuid": BRIGHTNESS, "flags": ["read", "write"], "value": "64"}]},
-    ]})
+    device_config("ble-lamp.json")
+}
+
+fn device_config(file: &str) -> Value {
+    let path = repo_root().join("e2e/devices").join(file);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("a peripheral config")
 }
 
 /// The bus, BlueZoo with `peripherals` adapters besides the central's, an

@@ -13,7 +13,8 @@ use devicelink_api::ble::BluetoothDataConverter;
 /// The number the converter makes of `bytes`, or why it cannot.
 pub fn convert(converter: &BluetoothDataConverter, bytes: &[u8]) -> Result<u64, String> {
     let start = converter.start_index.unwrap_or(0).max(0) as usize;
-    let end = converter.end_index.map_or(start, |e| e.max(0) as usize);
+    // Omitted, an index is 0, as in Octopus.
+    let end = converter.end_index.unwrap_or(0).max(0) as usize;
     let (low, high) = (start.min(end), start.max(end));
     if high >= bytes.len() {
         return Err(format!(
