@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device
+.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -41,3 +41,7 @@ bench-opcua:
 # The MQTT adaptor: 1,000 devices that speak MQTT, one message/s each; see docs/benchmarks.md.
 bench-mqtt-device:
 	bash e2e/bench-mqtt-device.sh
+
+# The BLE adaptor: 50 peripherals on BlueZoo, each notifying at 10 Hz; see docs/benchmarks.md.
+bench-ble:
+	bash e2e/bench-ble.sh
