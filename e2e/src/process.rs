@@ -296,6 +296,17 @@ pub async fn metric_at(port: u16, sample: &str) -> Option<f64> {
     })
 }
 
+/// Prints a benchmark's table rows for the adaptor's footprint: the cores
+/// it used over the run and its resident memory now and at its peak.
+pub fn print_footprint(pid: u32, cores: f64) {
+    println!("| adaptor CPU (cores) | {cores:.2} |");
+    println!(
+        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
+        rss_mib(pid),
+        peak_rss_mib(pid)
+    );
+}
+
 /// Peak resident memory of a process, in MiB (VmHWM).
 pub fn peak_rss_mib(pid: u32) -> f64 {
     proc_status_kib(pid, "VmHWM:") / 1024.0

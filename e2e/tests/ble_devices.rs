@@ -41,8 +41,6 @@ fn hex(text: &str) -> String {
 
 const TEMPERATURE: &str = "226caa55-6476-4566-7562-66734470666d";
 const MESSAGE: &str = "226cbb55-6476-4566-7562-66734470666d";
-/// Octopus's sample reads "data" from a characteristic with the service's UUID.
-const DATA: &str = "226c0000-6476-4566-7562-66734470666d";
 const HUMIDITY: &str = "f000aa03-0451-4000-b000-000000000000";
 const POWER: &str = "f000aa01-0451-4000-b000-000000000001";
 const BRIGHTNESS: &str = "f000aa02-0451-4000-b000-000000000001";

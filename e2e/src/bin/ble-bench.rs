@@ -16,7 +16,7 @@ use devicelink_e2e::{
     ble::{Bluezoo, Bus, Peripheral},
     client, create_all_connected, device_link, ensure_namespace, log_dir,
     mqtt::{counter, rate},
-    process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
+    process::{Operator, cpu_seconds, metric_at, print_footprint},
 };
 use kube::Api;
 use serde_json::json;
@@ -100,12 +100,7 @@ async fn main() {
     println!("| notifications/s the peripherals were asked for | {asked:.0} |");
     println!("| notifications/s the adaptor took in | {taken_rate:.0} |");
     println!("| status messages/s the adaptor delivered to MQTT | {delivered_rate:.0} |");
-    println!("| adaptor CPU (cores) | {cores:.2} |");
-    println!(
-        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
-        rss_mib(pid),
-        peak_rss_mib(pid)
-    );
+    print_footprint(pid, cores);
 
     drop(kubelet);
     operator.stop().await;

@@ -14,7 +14,7 @@ use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
     modbus::ModbusServer,
-    process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
+    process::{Operator, cpu_seconds, metric_at, print_footprint},
 };
 use kube::Api;
 use serde_json::json;
@@ -184,12 +184,7 @@ async fn main() {
         "| MQTT messages per second | {:.0} |",
         (b.published - a.published) / secs
     );
-    println!("| adaptor CPU (cores) | {:.2} |", (b.cpu - a.cpu) / secs);
-    println!(
-        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
-        rss_mib(pid),
-        peak_rss_mib(pid)
-    );
+    print_footprint(pid, (b.cpu - a.cpu) / secs);
 
     drop(kubelet);
     operator.stop().await;

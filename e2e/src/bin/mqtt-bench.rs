@@ -14,7 +14,7 @@ use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
     mqtt::{counter, rate},
-    process::{Operator, cpu_seconds, peak_rss_mib, rss_mib},
+    process::{Operator, cpu_seconds, print_footprint},
 };
 use kube::Api;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -121,12 +121,7 @@ async fn main() {
     println!("| bare rumqttc clients, messages/s delivered | {bare_rate:.0} |");
     println!("| one dummy adaptor, messages/s delivered | {adaptor_rate:.0} |");
     println!("| ratio | {:.2}x |", adaptor_rate / bare_rate);
-    println!("| adaptor CPU (cores) | {cores:.2} |");
-    println!(
-        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
-        rss_mib(pid),
-        peak_rss_mib(pid)
-    );
+    print_footprint(pid, cores);
 
     drop(kubelet);
     operator.stop().await;

@@ -17,7 +17,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
     mqtt::{counter, rate},
     mqtt_device::{Layout, MqttDevice, Options},
-    process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
+    process::{Operator, cpu_seconds, metric_at, print_footprint},
 };
 use kube::Api;
 use serde_json::json;
@@ -123,12 +123,7 @@ async fn main() {
     println!("| messages/s the devices sent | {sent_rate:.0} |");
     println!("| messages/s the adaptor took in | {taken_rate:.0} |");
     println!("| status messages/s the adaptor delivered to MQTT | {delivered_rate:.0} |");
-    println!("| adaptor CPU (cores) | {cores:.2} |");
-    println!(
-        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
-        rss_mib(pid),
-        peak_rss_mib(pid)
-    );
+    print_footprint(pid, cores);
 
     drop(kubelet);
     operator.stop().await;

@@ -16,7 +16,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
     mqtt::Subscriber,
     opcua::{OpcuaServer, ServerOptions},
-    process::{Operator, cpu_seconds, metric_at, peak_rss_mib, rss_mib},
+    process::{Operator, cpu_seconds, metric_at, print_footprint},
 };
 use kube::Api;
 use serde_json::json;
@@ -183,12 +183,7 @@ async fn main() {
         latencies.last().copied().unwrap_or(f64::NAN)
     );
     println!("| latency samples | {} |", latencies.len());
-    println!("| adaptor CPU (cores) | {:.2} |", cpu / secs);
-    println!(
-        "| adaptor RSS now / peak | {:.1} / {:.1} MiB |",
-        rss_mib(pid),
-        peak_rss_mib(pid)
-    );
+    print_footprint(pid, cpu / secs);
 
     drop(kubelet);
     operator.stop().await;
