@@ -37,11 +37,41 @@ pub fn about(link: &DeviceLink, what: &Happening, by: &Reporter) -> Event {
         type_: Some(if what.warning { "Warning" } else { "Normal" }.into()),
         reason: Some(what.reason.to_string()),
         action: Some(what.action.to_string()),
-        // events.k8s.io limits the note to 1 kB.
-        note: Some(what.note.chars().take(1000).collect()),
+        note: Some(note_within_limit(what.note).to_string()),
         regarding: Some(link.object_ref(&())),
         reporting_controller: Some(by.controller.clone()),
         reporting_instance: Some(by.instance.clone()),
         ..Default::default()
+    }
+}
+
+/// events.k8s.io refuses a note over 1,024 bytes (bytes, not characters):
+/// cut at the last character boundary within them.
+fn note_within_limit(note: &str) -> &str {
+    const LIMIT: usize = 1024;
+    if note.len() <= LIMIT {
+        return note;
+    }
+    let mut end = LIMIT;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    &note[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::note_within_limit;
+
+    #[test]
+    fn a_note_is_cut_to_1024_bytes_on_a_character_boundary() {
+        assert_eq!(note_within_limit("short"), "short");
+        // 600 three-byte characters are 1,800 bytes.
+        let wide = "\u{20ac}".repeat(600);
+        let cut = note_within_limit(&wide);
+        assert_eq!(cut.len(), 1023);
+        assert_eq!(cut.chars().count(), 341);
+        let ascii = "x".repeat(2000);
+        assert_eq!(note_within_limit(&ascii).len(), 1024);
     }
 }
