@@ -16,6 +16,24 @@ pub struct Duration(pub String);
 /// same one [`parse`] reads.
 pub const PATTERN: &str = "^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 
+/// The longest duration any field takes, as written and as a value: a
+/// year is beyond every interval and timeout a device needs, and keeps
+/// `now + duration` far from overflowing wherever a user's value meets the
+/// clock.
+pub const MAX_TEXT: &str = "8760h";
+pub const MAX: std::time::Duration = std::time::Duration::from_secs(8760 * 3600);
+
+/// The CEL rule for a duration of at most `max` (Go syntax, as CEL's
+/// `duration()` reads it), and its message.
+pub fn rule(max: &str) -> serde_json::Value {
+    serde_json::json!({
+        // `false && error` is false in CEL: text that is not a duration
+        // gets this message, not duration()'s parse error.
+        "rule": format!("self.matches('{PATTERN}') && duration(self) <= duration('{max}')"),
+        "message": format!("must be a duration from 0 to {max}, such as 500ms, 15s, 1m30s or 2h"),
+    })
+}
+
 impl Duration {
     /// A duration from its text, e.g. `Duration::from("15s")`.
     pub fn new(text: impl Into<String>) -> Self {
@@ -27,8 +45,9 @@ impl Duration {
         &self.0
     }
 
-    /// The duration, or `None` if the text is not one (the API server rejects
-    /// such text, so this only happens for objects that bypassed it).
+    /// The duration, or `None` if the text is not one or is over [`MAX`]
+    /// (the API server refuses both, so this only happens for objects
+    /// that bypassed it).
     pub fn to_std(&self) -> Option<std::time::Duration> {
         parse(&self.0)
     }
@@ -53,15 +72,23 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "maxLength": 64,
-            "x-kubernetes-validations": [{
-                "rule": format!("self.matches('{PATTERN}')"),
-                "message": "must be a duration such as 500ms, 15s, 1m30s or 2h",
-            }],
+            "x-kubernetes-validations": [rule(MAX_TEXT)],
         })
     }
 }
 
-/// Parses a Go-style duration such as `30s`, `1m30s`, `500ms` or `1h`.
+/// The schema of `keepAlive`: MQTT carries it in 16 bits of seconds, so
+/// more than 65535s cannot be said to a broker.
+pub fn keep_alive_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "maxLength": 64,
+        "x-kubernetes-validations": [rule("65535s")],
+    })
+}
+
+/// Parses a Go-style duration such as `30s`, `1m30s`, `500ms` or `1h`;
+/// `None` for anything else, and for more than [`MAX`].
 pub fn parse(text: &str) -> Option<std::time::Duration> {
     let mut rest = text.trim();
     if rest == "0" {
@@ -90,9 +117,9 @@ pub fn parse(text: &str) -> Option<std::time::Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += std::time::Duration::try_from_secs_f64(value * scale).ok()?;
+        total = total.checked_add(std::time::Duration::try_from_secs_f64(value * scale).ok()?)?;
     }
-    Some(total)
+    (total <= MAX).then_some(total)
 }
 
 #[cfg(test)]
@@ -113,6 +140,23 @@ mod tests {
     fn refuses_what_is_not_a_duration() {
         for bad in ["", "ten", "10", "10x", "s", "1m30"] {
             assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_none_not_a_panic() {
+        let huge = "5000000000000000h".repeat(4);
+        assert_eq!(parse(&huge), None);
+        assert_eq!(parse("1e400h"), None);
+        assert_eq!(Duration::new("8761h").to_std(), None);
+        assert_eq!(Duration::new(MAX_TEXT).to_std(), Some(MAX));
+    }
+
+    proptest::proptest! {
+        /// Any text: a duration or `None`, never a panic.
+        #[test]
+        fn any_text_parses_or_not(text in "[0-9.hmsuµn]{0,64}") {
+            let _ = parse(&text);
         }
     }
 }

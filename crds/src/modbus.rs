@@ -286,6 +286,11 @@ fn property_rules() -> serde_json::Value {
             "fieldPath": ".type",
         },
         {
+            "rule": "!(self.visitor.register in ['HoldingRegister', 'CoilRegister']) || (has(self.readOnly) && self.readOnly) || (has(self.accessModes) && !self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])) || self.visitor.?quantity.orValue(1) <= (self.visitor.register == 'CoilRegister' ? 1968 : 123)",
+            "message": "one write request takes at most 123 registers or 1968 coils: a writable property with more must be readOnly: true (or have only Read access modes)",
+            "fieldPath": ".visitor.quantity",
+        },
+        {
             "rule": "!(self.visitor.register in ['InputRegister', 'DiscreteInputRegister']) || !(has(self.value) || (has(self.readOnly) && !self.readOnly) || (has(self.accessModes) && self.accessModes.exists(m, m in ['WriteOnce', 'WriteMany'])))",
             "message": "InputRegister and DiscreteInputRegister cannot be written: only CoilRegister and HoldingRegister properties may have a value, readOnly: false or a Write access mode",
         },

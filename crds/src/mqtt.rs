@@ -95,8 +95,10 @@ pub struct MqttClientOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Duration>,
 
-    /// Keep-alive interval. Default 30s.
+    /// Keep-alive interval, at most 65535s (MQTT carries it in 16 bits of
+    /// seconds). Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::duration::keep_alive_schema")]
     pub keep_alive: Option<Duration>,
 
     /// How long to wait for a ping response before the connection counts as lost. Default 10s.

@@ -163,6 +163,12 @@ pub struct MqttStatus {
     /// The last connection or publish error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why the latest status message did not reach the broker while
+    /// connected: larger than the broker takes (MQTT 5 brokers say their
+    /// limit), or refused in its acknowledgement (MQTT 5 reason codes).
+    /// Cleared once a status message gets through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undelivered: Option<String>,
 }
 
 /// What an adaptor reports about a device with a list of properties.

@@ -49,18 +49,22 @@ impl Subscriber {
         // Unique per subscriber: a broker drops a client whose ID reconnects.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        MqttOptions::new(format!("e2e-sub-{}-{n}", std::process::id()), host, port)
+        large(MqttOptions::new(
+            format!("e2e-sub-{}-{n}", std::process::id()),
+            host,
+            port,
+        ))
     }
 
     /// A subscriber with a session the broker keeps (clean session off,
     /// QoS 1): what is published while it is away, a broker restart
     /// included if the broker persists sessions, reaches it when it is back.
     pub async fn start_durable(port: u16, filter: &str) -> Subscriber {
-        let mut options = MqttOptions::new(
+        let mut options = large(MqttOptions::new(
             format!("e2e-durable-{}-{port}", std::process::id()),
             "127.0.0.1",
             port,
-        );
+        ));
         options.set_clean_session(false);
         Subscriber::run(options, filter).await
     }
@@ -139,6 +143,13 @@ impl Drop for Subscriber {
     }
 }
 
+/// Test clients take and send messages of any size a test makes (rumqttc
+/// stops at 10 KiB by default).
+fn large(mut options: MqttOptions) -> MqttOptions {
+    options.set_max_packet_size(64 << 20, 64 << 20);
+    options
+}
+
 /// Publishes one message (QoS 1, not retained) and waits for the broker's
 /// acknowledgement.
 pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
@@ -147,7 +158,11 @@ pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
 
 /// Like [`publish`], to a broker on another host.
 pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
-    let options = MqttOptions::new(format!("e2e-pub-{}", std::process::id()), host, port);
+    let options = large(MqttOptions::new(
+        format!("e2e-pub-{}", std::process::id()),
+        host,
+        port,
+    ));
     let (client, mut event_loop) = AsyncClient::new(options, 10);
     client
         .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
@@ -335,8 +350,7 @@ pub async fn counter(port: u16, filter: &str) -> Arc<AtomicU64> {
         std::process::id(),
         filter.replace(['/', '#', '+'], "-")
     );
-    let mut options = MqttOptions::new(id, "127.0.0.1", port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    let options = large(MqttOptions::new(id, "127.0.0.1", port));
     let (client, mut events) = AsyncClient::new(options, 100);
     client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
     let seen = count.clone();

@@ -562,6 +562,31 @@ fn invalid_cases() -> Vec<Case> {
             vec![set("/spec/parameters/syncInterval", json!("fast"))],
             ["spec.parameters.syncInterval", "must be a duration"],
         ),
+        case(
+            "modbus timeout over a year",
+            &modbus,
+            vec![set("/spec/parameters/timeout", json!("8761h"))],
+            ["spec.parameters.timeout", "must be a duration from 0 to 8760h"],
+        ),
+        case(
+            "modbus syncInterval past what a clock holds",
+            &modbus,
+            vec![set("/spec/parameters/syncInterval", json!("99999999999h"))],
+            ["spec.parameters.syncInterval", "must be a duration from 0 to 8760h"],
+        ),
+        case(
+            "modbus writable value over one write request",
+            &modbus,
+            vec![set(
+                "/spec/properties/0",
+                json!({"name": "label", "type": "hexString",
+                       "visitor": {"register": "HoldingRegister", "offset": 100, "quantity": 124}}),
+            )],
+            [
+                "spec.properties[0].visitor.quantity",
+                "one write request takes at most 123 registers or 1968 coils",
+            ],
+        ),
         // OPCUADevice
         case(
             "opcua endpoint scheme",
@@ -924,6 +949,12 @@ fn invalid_cases() -> Vec<Case> {
             &modbus,
             vec![set("/spec/extension/mqtt/client/keepAlive", json!("30"))],
             ["spec.extension.mqtt.client.keepAlive", "must be a duration"],
+        ),
+        case(
+            "mqtt keepAlive over 16 bits of seconds",
+            &modbus,
+            vec![set("/spec/extension/mqtt/client/keepAlive", json!("18h12m16s"))],
+            ["spec.extension.mqtt.client.keepAlive", "must be a duration from 0 to 65535s"],
         ),
         case(
             "mqtt username without password",

@@ -16,6 +16,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{Received, Subscriber},
     process::{free_port, metric_at, start_operator},
+    wait_connected, wait_reason,
 };
 use kube::Api;
 use serde_json::json;
@@ -109,6 +110,15 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
     );
     let stopped = Instant::now();
     broker.stop().await;
+    if !crash {
+        // The fan answers, but its reports go nowhere: not Healthy.
+        let why = wait_reason(&links, name, "DeviceConnected", "False", "MQTTUndelivered").await;
+        assert!(
+            why.message.contains(&format!("127.0.0.1:{port}")),
+            "{}",
+            why.message
+        );
+    }
     if crash {
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(
@@ -120,6 +130,7 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
     // What was on its way when the broker stopped is in its session.
     let broker = Mosquitto::start_persistent(port).await;
     let after = collect_until_quiet(&mut subscriber).await;
+    wait_connected(&links, name).await;
     // The adaptor counted it: it reconnected, nothing was dropped (the
     // buffer of 100 holds 30 s), and everything is acknowledged again.
     let metrics = kubelet

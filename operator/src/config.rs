@@ -69,7 +69,8 @@ pub struct Config {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    devicelink_api::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration such as 30s"))
+    devicelink_api::duration::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a duration from 0 to 8760h, such as 30s"))
 }
 
 impl Config {

@@ -15,6 +15,10 @@ use crate::point::{Point, is_bits};
 pub const MAX_REGISTERS: u32 = 125;
 /// Most bits one read may return (function codes 1 and 2).
 pub const MAX_BITS: u32 = 2000;
+/// Most registers one write may carry (function code 16).
+pub const MAX_WRITE_REGISTERS: i32 = 123;
+/// Most coils one write may carry (function code 15).
+pub const MAX_WRITE_BITS: i32 = 1968;
 /// Unused registers a read may span to join two points.
 pub const REGISTER_GAP: u32 = 16;
 /// Unused bits a read may span to join two points.

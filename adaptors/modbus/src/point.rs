@@ -13,7 +13,10 @@ use devicelink_api::{
 };
 use serde_json::Value;
 
-use crate::codec::{Layout, TextForm};
+use crate::{
+    codec::{Layout, TextForm},
+    plan::{MAX_WRITE_BITS, MAX_WRITE_REGISTERS},
+};
 
 /// One property, checked and resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +62,18 @@ impl Point {
         let desired = p.value.as_ref().map(desired);
         if desired.is_some() && write == WriteMode::Never {
             return Err("value is set but the property cannot be written".into());
+        }
+        // One value is one write request: split in two, a device could act
+        // on half of it.
+        let write_limit = if is_bits(visitor.register) {
+            MAX_WRITE_BITS
+        } else {
+            MAX_WRITE_REGISTERS
+        };
+        if write != WriteMode::Never && count > write_limit {
+            return Err(format!(
+                "visitor.quantity {count} is over what one write request takes ({write_limit}): make the property readOnly: true, or use a smaller quantity"
+            ));
         }
         let operations = if visitor.order_of_operations.is_empty() {
             visitor.arithmetic_operations.clone()
@@ -218,6 +233,25 @@ mod tests {
             p.as_property().accepts,
             Accepts::Integer { min: 0, max: 65535 }
         );
+    }
+
+    #[test]
+    fn a_writable_value_fits_one_write_request() {
+        // 124 registers can be read in one request, not written.
+        let hex = |register, quantity| property(ValueType::HexString, register, quantity);
+        let e = Point::new(&hex(RegisterKind::HoldingRegister, 124)).unwrap_err();
+        assert!(
+            e.contains("visitor.quantity 124") && e.contains("(123)"),
+            "{e}"
+        );
+        assert!(Point::new(&hex(RegisterKind::HoldingRegister, 123)).is_ok());
+        let e = Point::new(&hex(RegisterKind::CoilRegister, 1969)).unwrap_err();
+        assert!(e.contains("(1968)"), "{e}");
+        let read_only = ModbusProperty {
+            read_only: Some(true),
+            ..hex(RegisterKind::HoldingRegister, 125)
+        };
+        assert!(Point::new(&read_only).is_ok());
     }
 
     #[test]

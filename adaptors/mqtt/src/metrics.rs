@@ -15,7 +15,8 @@ use prometheus_client::{
 pub struct MqttMetrics {
     /// Messages the broker acknowledged (QoS 0: written to the connection).
     pub published: Counter,
-    /// Messages that could not be handed to the client or stored on disk.
+    /// Messages that could not be handed to the client or stored on disk,
+    /// or that the broker would not take.
     pub failed: Counter,
     /// Messages waiting in devices' buffers (for a broker, or for an ack).
     pub buffered: Gauge,
@@ -53,7 +54,7 @@ impl MqttMetrics {
         );
         r.register(
             "failed",
-            "Messages that could not be handed to the MQTT client or written to the File store",
+            "Messages that could not be handed to the MQTT client or written to the File store, or that the broker would not take (too large, or refused)",
             self.failed.clone(),
         );
         r.register(

@@ -208,15 +208,25 @@ impl Outbox {
     /// broker (or on a new client) nothing handed before is still in
     /// flight, so everything not acknowledged goes again. Returns the
     /// generation for the connection's later reports.
-    pub fn connected(&self, handoff: Handoff, resumed_session: bool) -> u64 {
+    /// Messages larger than `max_packet` (the broker's limit, as a
+    /// PUBLISH packet) are dropped and counted as failed: sending one would
+    /// only end the connection. Returns the generation for the
+    /// connection's later reports, and how many were dropped.
+    pub fn connected(
+        &self,
+        handoff: Handoff,
+        resumed_session: bool,
+        max_packet: usize,
+    ) -> (u64, usize) {
         let mut inner = self.inner.lock().unwrap();
         inner.generation += 1;
         if !resumed_session {
             inner.forget_handed();
         }
+        let dropped = inner.drop_larger_than(max_packet, &self.metrics);
         inner.handoff = Some(handoff);
         inner.feed(&self.metrics);
-        inner.generation
+        (inner.generation, dropped)
     }
 
     /// The connection was lost: keep everything, hand nothing over until the
@@ -266,7 +276,7 @@ impl Outbox {
             return; // not one of ours
         };
         if inner.entries[i].message.qos == QoS::AtMostOnce {
-            inner.complete(i, &self.metrics);
+            inner.complete(i, true, &self.metrics);
             self.drained_maybe(&inner);
             inner.feed(&self.metrics);
         } else {
@@ -275,23 +285,41 @@ impl Outbox {
         }
     }
 
-    /// The broker acknowledged packet `pkid` (PUBACK or PUBCOMP).
-    pub fn acknowledged(&self, generation: u64, pkid: u16) {
+    /// The broker acknowledged packet `pkid` (PUBACK or PUBCOMP); the
+    /// topic of the message it was, if one of ours.
+    pub fn acknowledged(&self, generation: u64, pkid: u16) -> Option<String> {
+        self.finish(generation, pkid, true)
+    }
+
+    /// The broker refused packet `pkid` in its acknowledgement (MQTT 5): it
+    /// is done, not sent again (it would be refused again), and counted as
+    /// failed. The topic of the message it was, if one of ours.
+    pub fn refused(&self, generation: u64, pkid: u16) -> Option<String> {
+        self.finish(generation, pkid, false)
+    }
+
+    fn finish(&self, generation: u64, pkid: u16, delivered: bool) -> Option<String> {
         let mut inner = self.inner.lock().unwrap();
         if inner.generation != generation {
-            return;
+            return None;
         }
         let handed = inner.handed;
-        if let Some(i) = inner
+        let topic = inner
             .entries
             .iter()
             .take(handed)
             .position(|e| e.pkid == Some(pkid))
-        {
-            inner.complete(i, &self.metrics);
-            self.drained_maybe(&inner);
-        }
+            .and_then(|i| {
+                let topic = inner.entries[i].message.topic.clone();
+                if !delivered {
+                    self.metrics.failed.inc();
+                }
+                inner.complete(i, delivered, &self.metrics);
+                Some(topic)
+            });
+        self.drained_maybe(&inner);
         inner.feed(&self.metrics);
+        topic
     }
 
     /// Drops every message not yet handed over (their device is gone).
@@ -431,8 +459,32 @@ impl Inner {
         }
     }
 
-    /// Message `i` reached the broker.
-    fn complete(&mut self, i: usize, metrics: &MqttMetrics) {
+    /// Drops the messages not with the client that are larger than
+    /// `max_packet`; how many.
+    fn drop_larger_than(&mut self, max_packet: usize, metrics: &MqttMetrics) -> usize {
+        let before = self.entries.len();
+        let handed = self.handed;
+        let mut i = handed;
+        while i < self.entries.len() {
+            if crate::wire::publish_size(&self.entries[i].message) > max_packet {
+                let entry = self.entries.remove(i).expect("within the entries");
+                if entry.stored
+                    && let Some(store) = &self.store
+                {
+                    store.remove(entry.seq);
+                }
+                metrics.buffered.dec();
+                metrics.failed.inc();
+            } else {
+                i += 1;
+            }
+        }
+        before - self.entries.len()
+    }
+
+    /// Message `i` is done: it reached the broker (`delivered`), or the
+    /// broker refused it.
+    fn complete(&mut self, i: usize, delivered: bool, metrics: &MqttMetrics) {
         let Some(entry) = self.entries.remove(i) else {
             return;
         };
@@ -443,7 +495,7 @@ impl Inner {
             store.remove(entry.seq);
         }
         metrics.buffered.dec();
-        if entry.seq != 0 {
+        if entry.seq != 0 && delivered {
             metrics.published.inc();
             metrics
                 .publish_latency
@@ -516,7 +568,7 @@ mod tests {
         assert_eq!(metrics.dropped.get(), 2);
         assert_eq!(metrics.buffered.get(), 3);
         let (handoff, seen) = recording();
-        let generation = outbox.connected(handoff, false);
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
         assert_eq!(taken(&seen), ["3", "4", "5"]);
         for pkid in 1..=3 {
             outbox.sent(generation, pkid);
@@ -531,7 +583,7 @@ mod tests {
     fn unacknowledged_messages_go_again_in_order_after_a_reconnect_without_session() {
         let outbox = Outbox::new(100, MqttMetrics::default());
         let (handoff, seen) = recording();
-        let first = outbox.connected(handoff, false);
+        let first = outbox.connected(handoff, false, usize::MAX).0;
         for n in 1..=3 {
             outbox.push(message(n, QoS::AtLeastOnce));
         }
@@ -542,7 +594,7 @@ mod tests {
         outbox.push(message(4, QoS::AtLeastOnce));
         assert_eq!(taken(&seen), ["1", "2", "3"]);
         let (handoff, seen) = recording();
-        let second = outbox.connected(handoff, false);
+        let second = outbox.connected(handoff, false, usize::MAX).0;
         assert_eq!(taken(&seen), ["2", "3", "4"]);
         // The first connection's late report is not about these.
         outbox.acknowledged(first, 2);
@@ -558,12 +610,12 @@ mod tests {
     fn a_resumed_session_resends_by_itself() {
         let outbox = Outbox::new(100, MqttMetrics::default());
         let (handoff, seen) = recording();
-        let first = outbox.connected(handoff, false);
+        let first = outbox.connected(handoff, false, usize::MAX).0;
         outbox.push(message(1, QoS::AtLeastOnce));
         outbox.sent(first, 7);
         outbox.disconnected(first);
         let (handoff, seen2) = recording();
-        let second = outbox.connected(handoff, true);
+        let second = outbox.connected(handoff, true, usize::MAX).0;
         assert_eq!(taken(&seen), ["1"]);
         assert!(taken(&seen2).is_empty());
         outbox.sent(second, 7); // the client's resend
@@ -578,7 +630,7 @@ mod tests {
     fn qos_0_is_done_once_written_and_the_window_limits_what_is_handed() {
         let outbox = Outbox::new(1000, MqttMetrics::default());
         let (handoff, seen) = recording();
-        let generation = outbox.connected(handoff, false);
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
         for n in 0..150 {
             outbox.push(message(n, QoS::AtMostOnce));
         }
@@ -593,7 +645,7 @@ mod tests {
     fn dropping_a_handed_message_before_its_id_keeps_ids_matched() {
         let outbox = Outbox::new(2, MqttMetrics::default());
         let (handoff, seen) = recording();
-        let generation = outbox.connected(handoff, false);
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
         outbox.push(message(1, QoS::AtLeastOnce));
         outbox.push(message(2, QoS::AtLeastOnce));
         // Drops 1 while the client has it, and hands 3 into the room.
@@ -618,7 +670,7 @@ mod tests {
             outbox.push(message(n, QoS::AtLeastOnce));
         }
         let (handoff, _) = recording();
-        let generation = outbox.connected(handoff, false);
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
         outbox.sent(generation, 1);
         outbox.acknowledged(generation, 1);
         drop(outbox);
@@ -627,9 +679,34 @@ mod tests {
         again.push(message(4, QoS::AtLeastOnce));
         again.configure(10, Some(FileStore::open(dir.clone()).unwrap()));
         let (handoff, seen) = recording();
-        again.connected(handoff, false);
+        again.connected(handoff, false, usize::MAX);
         assert_eq!(taken(&seen), ["2", "3", "4"]);
         again.destroy();
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn messages_over_the_brokers_limit_are_dropped_on_connecting_and_refused_ones_are_not_sent_again()
+     {
+        let metrics = MqttMetrics::default();
+        let outbox = Outbox::new(10, metrics.clone());
+        outbox.push(message(1, QoS::AtLeastOnce));
+        outbox.push(Message {
+            payload: vec![b'x'; 500],
+            ..message(0, QoS::AtLeastOnce)
+        });
+        outbox.push(message(3, QoS::AtLeastOnce));
+        let (handoff, seen) = recording();
+        let (generation, dropped) = outbox.connected(handoff, false, 100);
+        assert_eq!(dropped, 1);
+        assert_eq!(taken(&seen), ["1", "3"]);
+        outbox.sent(generation, 1);
+        outbox.sent(generation, 2);
+        assert_eq!(outbox.refused(generation, 1).as_deref(), Some("t"));
+        assert_eq!(outbox.acknowledged(generation, 2).as_deref(), Some("t"));
+        assert_eq!(outbox.acknowledged(generation, 9), None, "not ours");
+        assert!(outbox.is_empty());
+        assert_eq!(metrics.failed.get(), 2);
+        assert_eq!(metrics.published.get(), 1);
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use crate::{
     MqttMetrics,
+    delivery::Delivery,
     outbox::{Message, SharedOutbox, handoff_to},
     store::FileStore,
     topic::{Topic, TopicContext, is_publishable},
@@ -37,7 +38,9 @@ pub enum PublisherError {
     Topic(String),
     #[error("message.qos {0} is not 0, 1 or 2")]
     Qos(i32),
-    #[error("client.{0} {1:?} is not a duration such as 30s or 1m")]
+    #[error(
+        "client.{0} {1:?} is not a duration it takes (such as 30s or 1m; keepAlive at most 65535s, the others at most 8760h)"
+    )]
     Duration(&'static str, String),
     #[error("client.{0}: {1}")]
     Reference(&'static str, String),
@@ -152,6 +155,7 @@ pub struct Publisher {
     encode: PayloadEncode,
     retained_will: Option<String>,
     outbox: SharedOutbox,
+    delivery: Delivery,
     quiesce: Duration,
     event_loop: JoinHandle<()>,
 }
@@ -265,10 +269,13 @@ impl Publisher {
         // packets (subscribe, disconnect) besides.
         let capacity = crate::outbox::window_for(depth) + 8;
         let (mqtt, event_loop) = dial.connect(capacity);
+        let delivery = Delivery::new(device.state.clone());
         let driver = Driver {
             client: mqtt.clone(),
             outbox: device.outbox.clone(),
             state: device.state.clone(),
+            delivery: delivery.clone(),
+            status_topic: topic.clone(),
             inbound,
             server: client.server.clone(),
             retained_will: retained_will.clone(),
@@ -283,6 +290,7 @@ impl Publisher {
             encode: message.payload_encode.unwrap_or_default(),
             retained_will,
             outbox: device.outbox.clone(),
+            delivery,
             quiesce: timing.quiesce,
             event_loop: tokio::spawn(driver.run(event_loop)),
         })
@@ -295,7 +303,8 @@ impl Publisher {
 
     /// Queues a status message (JSON); never waits. While the broker is
     /// away up to messageChannelDepth messages wait, the oldest dropped
-    /// first.
+    /// first. One larger than the broker takes is not queued, and the
+    /// device's status says so until one fits.
     pub fn publish(&self, json: Vec<u8>) {
         let payload = match self.encode {
             PayloadEncode::Raw => json,
@@ -306,7 +315,7 @@ impl Publisher {
                     .into_bytes()
             }
         };
-        self.outbox.push(Message {
+        self.enqueue(Message {
             topic: self.topic.clone(),
             qos: self.qos,
             retain: self.retain,
@@ -320,13 +329,31 @@ impl Publisher {
     /// messages do.
     pub fn publish_to(&self, topic: String, qos: i32, retain: bool, payload: Vec<u8>) {
         let qos = qos_of(qos).unwrap_or(QoS::AtLeastOnce);
-        self.outbox.push(Message {
+        self.enqueue(Message {
             topic,
             qos,
             retain,
             payload,
             correlation: None,
         });
+    }
+
+    /// Queues `message` if the broker takes one of its size; a status
+    /// message that it does not shows on the device until one fits.
+    fn enqueue(&self, message: Message) {
+        let status = message.topic == self.topic;
+        if !self.delivery.fits(&message) {
+            let why = self.delivery.too_large(&message);
+            if !status || self.delivery.not_sent(why.clone()) {
+                warn!(topic = %message.topic, "{why}");
+            }
+            self.outbox.metrics().failed.inc();
+            return;
+        }
+        if status {
+            self.delivery.fit();
+        }
+        self.outbox.push(message);
     }
 
     /// Answers a write (never retained, never stored on disk), quoting
@@ -441,6 +468,9 @@ struct Driver {
     client: wire::Client,
     outbox: SharedOutbox,
     state: StatusSender,
+    delivery: Delivery,
+    /// Where status goes: its acknowledgements say whether it is delivered.
+    status_topic: String,
     inbound: Inbound,
     server: String,
     retained_will: Option<String>,
@@ -471,8 +501,12 @@ impl Driver {
                 }
             };
             match polled {
-                Ok(Seen::Connected { session_present }) => {
-                    debug!(server = %self.server, "connected to MQTT broker");
+                Ok(Seen::Connected {
+                    session_present,
+                    max_packet,
+                }) => {
+                    debug!(server = %self.server, ?max_packet, "connected to MQTT broker");
+                    self.delivery.connected(max_packet);
                     self.set(true, None);
                     if ever_connected {
                         self.outbox.metrics().reconnects.inc();
@@ -497,10 +531,20 @@ impl Driver {
                             correlation: None,
                         });
                     }
-                    generation = Some(
-                        self.outbox
-                            .connected(handoff_to(self.client.clone()), resumed),
+                    let (g, dropped) = self.outbox.connected(
+                        handoff_to(self.client.clone()),
+                        resumed,
+                        max_packet.unwrap_or(wire::MAX_OUTGOING_PACKET),
                     );
+                    if dropped > 0 {
+                        let why = format!(
+                            "{dropped} waiting message(s) dropped: larger than the broker's limit of {} bytes",
+                            max_packet.unwrap_or_default()
+                        );
+                        warn!(server = %self.server, "{why}");
+                        self.delivery.not_sent(why);
+                    }
+                    generation = Some(g);
                 }
                 Ok(Seen::Sent(pkid)) => {
                     if let Some(g) = generation {
@@ -508,8 +552,21 @@ impl Driver {
                     }
                 }
                 Ok(Seen::Acked(pkid)) => {
-                    if let Some(g) = generation {
-                        self.outbox.acknowledged(g, pkid);
+                    if let Some(g) = generation
+                        && self.outbox.acknowledged(g, pkid).as_ref() == Some(&self.status_topic)
+                    {
+                        self.delivery.acknowledged();
+                    }
+                }
+                Ok(Seen::Refused(pkid, reason)) => {
+                    if let Some(g) = generation
+                        && let Some(topic) = self.outbox.refused(g, pkid)
+                    {
+                        if topic != self.status_topic {
+                            warn!(server = %self.server, %topic, %reason, "the broker refused a message");
+                        } else if self.delivery.refused(&reason) {
+                            warn!(server = %self.server, %topic, %reason, "the broker refused a status message");
+                        }
                     }
                 }
                 Ok(Seen::PingSent) => {
@@ -815,6 +872,8 @@ fn client_options(
     let keep_alive = match &client.keep_alive {
         Some(k) => Some(
             k.to_std()
+                // MQTT carries it in 16 bits of seconds.
+                .filter(|d| d.as_secs() <= u64::from(u16::MAX))
                 .ok_or_else(|| PublisherError::Duration("keepAlive", k.as_str().to_string()))?
                 .max(Duration::from_secs(1)),
         ),

@@ -58,11 +58,16 @@ pub enum Connection {
 pub enum Seen {
     Connected {
         session_present: bool,
+        /// The largest packet the broker takes, if it said (MQTT 5).
+        max_packet: Option<usize>,
     },
     /// A publish went out with this packet id (0 for QoS 0).
     Sent(u16),
     /// PUBACK or PUBCOMP for this packet id.
     Acked(u16),
+    /// The broker acknowledged this packet id with a failure (MQTT 5's
+    /// reason codes: not authorized, packet too large, quota exceeded...).
+    Refused(u16, String),
     PingSent,
     PingAnswered,
     Received(Incoming),
@@ -79,6 +84,27 @@ pub struct Incoming {
     /// MQTT 5: where the sender wants the answer, and what to quote.
     pub response_topic: Option<String>,
     pub correlation: Option<Vec<u8>>,
+}
+
+/// The largest packet taken from a broker. Far above any write
+/// ([`crate::write::MAX_WRITE_BYTES`], refused with an answer) or device
+/// message, and low enough that one message cannot take a pod's memory.
+/// MQTT 5 tells the broker, which then does not send larger ones; with
+/// 3.1.1 a larger one ends the connection (keep the broker's
+/// max_packet_size at or below it).
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+
+/// The largest packet MQTT can frame (a remaining length of 268,435,455
+/// bytes and its fixed header): what is sent is bounded by the API object
+/// it comes from, and by the broker when it says its own limit (MQTT 5).
+pub const MAX_OUTGOING_PACKET: usize = 268_435_455 + 5;
+
+/// The size of the PUBLISH packet that carries `m`: the fixed header, the
+/// topic, the packet id, MQTT 5's properties (correlation data) and the
+/// payload; a few bytes over, never under.
+pub fn publish_size(m: &Message) -> usize {
+    let properties = 4 + m.correlation.as_ref().map_or(0, |c| 3 + c.len());
+    5 + 2 + m.topic.len() + 2 + properties + m.payload.len()
 }
 
 /// How long a MQTT 5 session outlives its connection when clean is off:
@@ -106,6 +132,7 @@ impl Dial {
                     o.set_last_will(rumqttc::LastWill::new(w.topic, w.payload, w.qos, w.retain));
                 }
                 o.set_inflight(self.inflight);
+                o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
                 if !self.headers.is_empty() {
                     let headers = self.headers;
                     o.set_request_modifier(move |request| with_headers(request, headers.clone()));
@@ -137,6 +164,8 @@ impl Dial {
                     ));
                 }
                 o.set_outgoing_inflight_upper_limit(self.inflight);
+                // Sent to the broker, which sends nothing larger.
+                o.set_max_packet_size(Some(MAX_INCOMING_PACKET as u32));
                 if !self.headers.is_empty() {
                     let headers = self.headers;
                     o.set_request_modifier(move |request| with_headers(request, headers.clone()));
@@ -215,6 +244,7 @@ impl Connection {
                 Ok(match events.poll().await.map_err(|e| e.to_string())? {
                     Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
                         session_present: ack.session_present,
+                        max_packet: None,
                     },
                     Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
                     Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
@@ -230,12 +260,33 @@ impl Connection {
                 })
             }
             Connection::V5(events) => {
-                use rumqttc::v5::{Event, mqttbytes::v5::Packet};
+                use rumqttc::v5::{
+                    Event,
+                    mqttbytes::v5::{Packet, PubAckReason, PubRecReason},
+                };
                 Ok(match events.poll().await.map_err(|e| e.to_string())? {
                     Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
                         session_present: ack.session_present,
+                        max_packet: ack
+                            .properties
+                            .and_then(|p| p.max_packet_size)
+                            .map(|n| n as usize),
                     },
-                    Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
+                    Event::Incoming(Packet::PubAck(ack)) => match ack.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                            Seen::Acked(ack.pkid)
+                        }
+                        reason => Seen::Refused(ack.pkid, format!("{reason:?}")),
+                    },
+                    // QoS 2: a refusal comes in PUBREC, and ends the exchange.
+                    Event::Incoming(Packet::PubRec(rec))
+                        if !matches!(
+                            rec.reason,
+                            PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                        ) =>
+                    {
+                        Seen::Refused(rec.pkid, format!("{:?}", rec.reason))
+                    }
                     Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
                     Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
                     Event::Incoming(Packet::Publish(p)) => {

@@ -122,13 +122,40 @@ pub fn decode(payload: &[u8], properties: &[Property]) -> Result<Map<String, Val
     }
 }
 
-/// The answer to a write.
+/// How many refusals an answer, log line or Event lists; the rest are
+/// counted.
+pub const MAX_REFUSALS_SHOWN: usize = 10;
+
+/// The answer to a write. Refusals are bounded (see [`bounded`]), so a
+/// write of thousands of unknown names gets an answer of a few hundred
+/// bytes.
 pub fn answer(result: Result<&Map<String, Value>, &[Refusal]>) -> Vec<u8> {
     let body = match result {
         Ok(applied) => serde_json::json!({"ok": true, "applied": applied}),
-        Err(refused) => serde_json::json!({"ok": false, "refused": refused}),
+        Err(refused) => serde_json::json!({"ok": false, "refused": bounded(refused)}),
     };
     body.to_string().into_bytes()
+}
+
+/// Refusals as answers and Events show them: at most
+/// [`MAX_REFUSALS_SHOWN`], names and reasons cut short (they may echo
+/// what the writer sent), then one saying how many more there were.
+pub fn bounded(refused: &[Refusal]) -> Vec<Refusal> {
+    let mut shown: Vec<Refusal> = refused
+        .iter()
+        .take(MAX_REFUSALS_SHOWN)
+        .map(|r| Refusal {
+            property: r.property.as_deref().map(truncated),
+            reason: truncated_to(&r.reason, 256),
+        })
+        .collect();
+    if refused.len() > MAX_REFUSALS_SHOWN {
+        shown.push(Refusal::whole(format!(
+            "and {} more refused",
+            refused.len() - MAX_REFUSALS_SHOWN
+        )));
+    }
+    shown
 }
 
 impl Accepts {
@@ -219,8 +246,12 @@ pub fn shown(value: &Value) -> String {
 
 /// Text cut to 64 characters, for answers that echo what they were sent.
 fn truncated(text: &str) -> String {
-    if text.chars().count() > 64 {
-        format!("{}...", text.chars().take(64).collect::<String>())
+    truncated_to(text, 64)
+}
+
+fn truncated_to(text: &str, chars: usize) -> String {
+    if text.chars().count() > chars {
+        format!("{}...", text.chars().take(chars).collect::<String>())
     } else {
         text.to_string()
     }
@@ -349,6 +380,29 @@ mod tests {
         assert_eq!(reasons("{}"), ["names no property"]);
         let big = format!("{{\"on\": \"{}\"}}", "x".repeat(MAX_WRITE_BYTES));
         assert!(reasons(&big)[0].contains("at most"));
+    }
+
+    #[test]
+    fn an_answer_stays_small_whatever_the_write_names() {
+        // A name of 5,000 characters first, then 1,999 more unknown ones.
+        let many: Map<String, Value> = (0..2000)
+            .map(|i| match i {
+                0 => (format!("0{}", "n".repeat(5000)), Value::from(i)),
+                _ => (format!("unknown-{i:04}"), Value::from(i)),
+            })
+            .collect();
+        let payload = Value::Object(many).to_string();
+        assert!(payload.len() > 40_000 && payload.len() < MAX_WRITE_BYTES);
+        let refused = decode(payload.as_bytes(), &fan()).unwrap_err();
+        let text = String::from_utf8(answer(Err(&refused))).unwrap();
+        assert!(text.len() < 4096, "{} bytes", text.len());
+        let shown: Value = serde_json::from_str(&text).unwrap();
+        let listed = shown["refused"].as_array().unwrap();
+        assert_eq!(listed.len(), MAX_REFUSALS_SHOWN + 1);
+        assert_eq!(
+            listed[MAX_REFUSALS_SHOWN]["reason"],
+            "and 1990 more refused"
+        );
     }
 
     fn json() -> impl Strategy<Value = Value> {

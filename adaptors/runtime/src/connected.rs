@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use devicelink_api::Outcome;
+use devicelink_api::{Outcome, property::MqttStatus};
 
 /// Why a device is, or is not, connected: the reasons of DeviceConnected.
 /// docs/api.md lists which adaptor gives which, with examples.
@@ -55,6 +55,8 @@ pub enum Reason {
     TypeMismatch,
     /// A write of a property was refused by the device.
     WriteRefused,
+    /// The device is fine, but its status does not reach its MQTT broker.
+    MqttUndelivered,
 }
 
 impl Reason {
@@ -83,6 +85,7 @@ impl Reason {
             Reason::BadValue => "BadValue",
             Reason::TypeMismatch => "TypeMismatch",
             Reason::WriteRefused => "WriteRefused",
+            Reason::MqttUndelivered => "MQTTUndelivered",
         }
     }
 
@@ -99,6 +102,27 @@ impl Reason {
             Reason::Healthy => Outcome::ok(self.as_str()),
             _ => Outcome::fail(self.as_str(), message),
         }
+    }
+}
+
+/// DeviceConnected as the device task reports it, unless the device's
+/// status cannot reach its MQTT extension's broker (connecting failed, or
+/// a status was too large or refused): a device whose messages go nowhere
+/// is not Healthy. Trouble with the device itself comes first.
+pub fn with_delivery(device: Outcome, mqtt: Option<&MqttStatus>) -> Outcome {
+    let Some(mqtt) = mqtt.filter(|_| device.is_true()) else {
+        return device;
+    };
+    let why = mqtt
+        .undelivered
+        .as_ref()
+        .or(mqtt.last_error.as_ref().filter(|_| !mqtt.connected));
+    match why {
+        Some(why) => Reason::MqttUndelivered.outcome(format!(
+            "the device answers, but its status does not reach MQTT ({}): {why}",
+            mqtt.server.as_deref().unwrap_or("no server")
+        )),
+        None => device,
     }
 }
 
@@ -183,5 +207,52 @@ mod tests {
         );
         assert!(Reason::InvalidProperty.waits_for_the_spec());
         assert!(!Reason::Timeout.waits_for_the_spec());
+    }
+
+    #[test]
+    fn a_healthy_device_whose_status_goes_nowhere_is_not_healthy() {
+        let healthy = || Reason::Healthy.outcome("");
+        let mqtt = |connected: bool, error: Option<&str>, undelivered: Option<&str>| MqttStatus {
+            server: Some("tcp://broker:1883".into()),
+            connected,
+            last_error: error.map(Into::into),
+            undelivered: undelivered.map(Into::into),
+            ..Default::default()
+        };
+        // No extension, or one that works (an old error does not count).
+        assert_eq!(with_delivery(healthy(), None), healthy());
+        let fine = mqtt(true, Some("connection refused"), None);
+        assert_eq!(with_delivery(healthy(), Some(&fine)), healthy());
+        // Not connected yet, nothing failed: still connecting.
+        assert_eq!(
+            with_delivery(healthy(), Some(&mqtt(false, None, None))),
+            healthy()
+        );
+
+        let down = with_delivery(
+            healthy(),
+            Some(&mqtt(false, Some("connection refused"), None)),
+        );
+        assert_eq!(down.reason, "MQTTUndelivered");
+        assert!(!down.is_true());
+        assert!(
+            down.message.contains("tcp://broker:1883"),
+            "{}",
+            down.message
+        );
+        assert!(
+            down.message.ends_with("connection refused"),
+            "{}",
+            down.message
+        );
+        let big = with_delivery(healthy(), Some(&mqtt(true, None, Some("too large"))));
+        assert!(big.message.ends_with("too large"), "{}", big.message);
+
+        // The device's own trouble is what it shows.
+        let lost = Reason::ConnectionLost.outcome("gone");
+        assert_eq!(
+            with_delivery(lost.clone(), Some(&mqtt(false, Some("x"), None))),
+            lost
+        );
     }
 }

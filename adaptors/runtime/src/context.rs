@@ -192,7 +192,7 @@ impl<K: Model> DeviceContext<K> {
                 info!(device = %self.key(), properties = ?values.keys().collect::<Vec<_>>(), "write from MQTT applied")
             }
             Err(refused) => {
-                let why = refused
+                let why = write::bounded(refused)
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()

@@ -1,5 +1,6 @@
 //! Keeps the DeviceLink's DeviceConnected condition in line with what the
-//! device task reports, and records each change of its status or reason as
+//! device task reports (and with whether its status reaches MQTT, see
+//! [`with_delivery`]), and records each change of its status or reason as
 //! an Event (a Warning when it turns False), so `kubectl describe` tells
 //! when and why a device went away.
 //!
@@ -12,11 +13,14 @@ use std::sync::Arc;
 use devicelink_api::{
     DeviceLink, Outcome, condition,
     events::{self, Happening, Reporter},
+    property::MqttStatus,
 };
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, ResourceExt, api::PostParams};
 use tokio::sync::watch;
 use tracing::{debug, warn};
+
+use crate::connected::with_delivery;
 
 pub(crate) async fn run(
     api: Api<DeviceLink>,
@@ -24,10 +28,15 @@ pub(crate) async fn run(
     reporter: Reporter,
     mut link: watch::Receiver<Option<Arc<DeviceLink>>>,
     mut connected: watch::Receiver<Option<Outcome>>,
+    mut mqtt: watch::Receiver<Option<MqttStatus>>,
 ) {
     loop {
         let current = link.borrow_and_update().clone();
-        let outcome = connected.borrow_and_update().clone();
+        let delivery = mqtt.borrow_and_update().clone();
+        let outcome = connected
+            .borrow_and_update()
+            .clone()
+            .map(|o| with_delivery(o, delivery.as_ref()));
         if let (Some(current), Some(outcome)) = (current, outcome)
             && write_if_needed(&api, &current, outcome.clone()).await
         {
@@ -36,6 +45,7 @@ pub(crate) async fn run(
         tokio::select! {
             r = link.changed() => if r.is_err() { return },
             r = connected.changed() => if r.is_err() { return },
+            r = mqtt.changed() => if r.is_err() { return },
         }
     }
 }

@@ -99,7 +99,8 @@ pub struct RuntimeConfig {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    devicelink_api::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration such as 5s"))
+    devicelink_api::duration::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a duration from 0 to 8760h, such as 5s"))
 }
 
 struct Running<K> {
@@ -589,7 +590,7 @@ fn upsert<K, F, Fut>(
             name,
             shared.manager.clone(),
             status_rx,
-            mqtt_rx,
+            mqtt_rx.clone(),
             shared.config.status_interval,
         )),
         tokio::spawn(link_status::run(
@@ -598,6 +599,7 @@ fn upsert<K, F, Fut>(
             shared.reporter.clone(),
             link_rx.clone(),
             connected_rx,
+            mqtt_rx,
         )),
         tokio::spawn(write_events::run(
             client.clone(),
