@@ -566,13 +566,19 @@ fn invalid_cases() -> Vec<Case> {
             "modbus timeout over a year",
             &modbus,
             vec![set("/spec/parameters/timeout", json!("8761h"))],
-            ["spec.parameters.timeout", "must be a duration from 0 to 8760h"],
+            [
+                "spec.parameters.timeout",
+                "must be a duration from 0 to 8760h",
+            ],
         ),
         case(
             "modbus syncInterval past what a clock holds",
             &modbus,
             vec![set("/spec/parameters/syncInterval", json!("99999999999h"))],
-            ["spec.parameters.syncInterval", "must be a duration from 0 to 8760h"],
+            [
+                "spec.parameters.syncInterval",
+                "must be a duration from 0 to 8760h",
+            ],
         ),
         case(
             "modbus writable value over one write request",
@@ -953,8 +959,14 @@ fn invalid_cases() -> Vec<Case> {
         case(
             "mqtt keepAlive over 16 bits of seconds",
             &modbus,
-            vec![set("/spec/extension/mqtt/client/keepAlive", json!("18h12m16s"))],
-            ["spec.extension.mqtt.client.keepAlive", "must be a duration from 0 to 65535s"],
+            vec![set(
+                "/spec/extension/mqtt/client/keepAlive",
+                json!("18h12m16s"),
+            )],
+            [
+                "spec.extension.mqtt.client.keepAlive",
+                "must be a duration from 0 to 65535s",
+            ],
         ),
         case(
             "mqtt username without password",

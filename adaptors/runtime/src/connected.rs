@@ -57,6 +57,9 @@ pub enum Reason {
     WriteRefused,
     /// The device is fine, but its status does not reach its MQTT broker.
     MqttUndelivered,
+    /// The adaptor's own task for the device failed (a bug); it is started
+    /// again.
+    InternalError,
 }
 
 impl Reason {
@@ -86,6 +89,7 @@ impl Reason {
             Reason::TypeMismatch => "TypeMismatch",
             Reason::WriteRefused => "WriteRefused",
             Reason::MqttUndelivered => "MQTTUndelivered",
+            Reason::InternalError => "InternalError",
         }
     }
 

@@ -50,11 +50,15 @@ pub struct DeviceContext<K: Model> {
     link: TopicContext,
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
-    writes: mpsc::Receiver<WriteRequest>,
+    writes: SharedWrites,
     refusals: mpsc::UnboundedSender<String>,
-    status: watch::Sender<Option<serde_json::Value>>,
-    connected: watch::Sender<Option<Outcome>>,
+    status: Arc<watch::Sender<Option<serde_json::Value>>>,
+    connected: Arc<watch::Sender<Option<Outcome>>>,
 }
+
+/// The device's writes from MQTT, taken by whichever task runs it (a new
+/// one after a panic, see `supervise`).
+pub(crate) type SharedWrites = Arc<tokio::sync::Mutex<mpsc::Receiver<WriteRequest>>>;
 
 impl<K: Model> DeviceContext<K> {
     pub(crate) fn new(
@@ -62,10 +66,10 @@ impl<K: Model> DeviceContext<K> {
         references: watch::Receiver<Arc<References>>,
         publisher: SharedPublisher,
         mqtt: Arc<DeviceMqtt>,
-        writes: mpsc::Receiver<WriteRequest>,
+        writes: SharedWrites,
         refusals: mpsc::UnboundedSender<String>,
-        status: watch::Sender<Option<serde_json::Value>>,
-        connected: watch::Sender<Option<Outcome>>,
+        status: Arc<watch::Sender<Option<serde_json::Value>>>,
+        connected: Arc<watch::Sender<Option<Outcome>>>,
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
         let mut ctx = DeviceContext {
@@ -143,6 +147,9 @@ impl<K: Model> DeviceContext<K> {
     /// the task should stop.
     pub async fn changed(&mut self) -> Option<Change<K>> {
         let before = self.device();
+        // Held while this task runs the device; one task at a time does.
+        let writes = self.writes.clone();
+        let mut writes = writes.lock().await;
         loop {
             tokio::select! {
                 r = self.device.changed() => {
@@ -159,7 +166,7 @@ impl<K: Model> DeviceContext<K> {
                     self.configure_mqtt(None, true);
                     return Some(Change::Spec(self.device()));
                 }
-                Some(w) = self.writes.recv() => return Some(Change::Write(w)),
+                Some(w) = writes.recv() => return Some(Change::Write(w)),
             }
         }
     }

@@ -19,6 +19,7 @@ mod references;
 mod registry;
 mod release;
 mod status_writer;
+mod supervise;
 pub mod value;
 mod write_events;
 

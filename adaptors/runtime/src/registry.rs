@@ -28,11 +28,11 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    context::{self, DeviceContext, SharedPublisher},
+    context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
     link_status, metrics,
     references::{self, Data, Followed, ObjectKey, References},
-    release, status_writer, write_events,
+    release, status_writer, supervise, write_events,
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
@@ -337,6 +337,7 @@ where
         shutdown,
     } = env;
     let config = &shared.config;
+    let drive = Arc::new(drive);
     let devices = watcher(
         Api::<K>::all(client.clone()),
         watcher::Config::default().labels(&format!(
@@ -549,10 +550,10 @@ fn upsert<K, F, Fut>(
     device: K,
     client: &Client,
     shared: &Shared,
-    drive: &F,
+    drive: &Arc<F>,
 ) where
     K: Model,
-    F: Fn(DeviceContext<K>) -> Fut,
+    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let k = key(&device);
@@ -568,23 +569,37 @@ fn upsert<K, F, Fut>(
     let (references_tx, references_rx) = watch::channel(links.references(&k));
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
+    let (status_tx, connected_tx) = (Arc::new(status_tx), Arc::new(connected_tx));
     let publisher = SharedPublisher::default();
     let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
     let mqtt = Arc::new(mqtt);
+    let writes: SharedWrites = Arc::new(tokio::sync::Mutex::new(writes_rx));
     let (refusals_tx, refusals_rx) = mpsc::unbounded_channel();
 
-    let ctx = DeviceContext::new(
-        device_rx,
-        references_rx,
-        publisher.clone(),
-        mqtt.clone(),
-        writes_rx,
-        refusals_tx,
-        status_tx,
-        connected_tx,
-    );
+    // A new context for each run of the device's task (see supervise).
+    let context = {
+        let (publisher, mqtt, connected_tx) =
+            (publisher.clone(), mqtt.clone(), connected_tx.clone());
+        move || {
+            DeviceContext::new(
+                device_rx.clone(),
+                references_rx.clone(),
+                publisher.clone(),
+                mqtt.clone(),
+                writes.clone(),
+                refusals_tx.clone(),
+                status_tx.clone(),
+                connected_tx.clone(),
+            )
+        }
+    };
     let tasks = vec![
-        tokio::spawn(drive(ctx)),
+        tokio::spawn(supervise::supervise(
+            k.clone(),
+            context,
+            drive.clone(),
+            connected_tx,
+        )),
         tokio::spawn(status_writer::run(
             Api::<K>::namespaced(client.clone(), &namespace),
             name,

@@ -1,0 +1,150 @@
+//! Keeps a device's task running: a task that panics would otherwise stay
+//! dead with its last condition (often Healthy) while the device goes
+//! unread. The panic becomes DeviceConnected=False/InternalError (and its
+//! Warning Event), a log line, and a new task after a backoff; a task that
+//! returns (its device was removed) is done.
+
+use std::{any::Any, future::Future, sync::Arc};
+
+use devicelink_api::Outcome;
+use tokio::sync::watch;
+use tracing::error;
+
+use crate::{Backoff, Reason};
+
+/// Runs `drive(make())` until it returns; after each panic, waits (1 s,
+/// doubling to 10 s) and starts it again with a new context. Aborting the
+/// supervisor aborts the task it runs.
+pub(crate) async fn supervise<C, F, Fut>(
+    device: String,
+    make: impl Fn() -> C,
+    drive: Arc<F>,
+    connected: Arc<watch::Sender<Option<Outcome>>>,
+) where
+    F: Fn(C) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(drive(make())));
+        let panic = match task.join().await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => what(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        };
+        let wait = backoff.after_failure();
+        error!(%device, %panic, retry_in = ?wait, "the device's task panicked; starting it again");
+        connected.send_replace(Some(Reason::InternalError.outcome(format!(
+            "the adaptor's task for this device failed ({panic}); started again in {}s",
+            wait.as_secs()
+        ))));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The message a panic carried.
+fn what(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload
+            .downcast::<&'static str>()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "a panic without a message".into()),
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn join(&mut self) -> Result<(), tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    /// How long a test waits for what it asserts.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_and_started_again() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (connected, mut seen) = watch::channel(None);
+        let connected = Arc::new(connected);
+        let counted = runs.clone();
+        // Panics on its first two runs, then returns (its device removed).
+        let drive = Arc::new(move |run: usize| async move {
+            assert!(run >= 2, "bad value in run {run}");
+        });
+        let supervisor = tokio::spawn(supervise(
+            "ns/fan".into(),
+            move || counted.fetch_add(1, Ordering::SeqCst),
+            drive,
+            connected.clone(),
+        ));
+        let outcome = tokio::time::timeout(WAIT, async {
+            seen.changed().await.unwrap();
+            seen.borrow_and_update().clone().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome.reason, "InternalError");
+        assert!(
+            outcome.message.contains("bad value in run 0")
+                && outcome.message.contains("again in 1s"),
+            "{}",
+            outcome.message
+        );
+        tokio::time::timeout(WAIT, supervisor)
+            .await
+            .expect("the supervisor ends once the task returns")
+            .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        let last = seen.borrow().clone().unwrap();
+        assert!(
+            last.message.contains("run 1") && last.message.contains("again in 2s"),
+            "{}",
+            last.message
+        );
+    }
+
+    #[tokio::test]
+    async fn aborting_the_supervisor_aborts_its_task() {
+        let (connected, _) = watch::channel(None);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let drive = Arc::new(move |_: ()| {
+            // Holds the sender until aborted: dropping it is the sign.
+            let held = tx.lock().unwrap().take();
+            async move {
+                let _held = held;
+                std::future::pending::<()>().await
+            }
+        });
+        let supervisor = tokio::spawn(supervise(
+            "ns/fan".into(),
+            || (),
+            drive,
+            Arc::new(connected),
+        ));
+        tokio::task::yield_now().await;
+        supervisor.abort();
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("the task was aborted")
+            .expect_err("the sender was dropped, not used");
+    }
+}
