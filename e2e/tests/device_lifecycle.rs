@@ -82,6 +82,29 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
     })
     .await;
 
+    // Its node label moved to another node (which would hand it to that
+    // node's adaptor), or its adaptor label dropped: both put back.
+    for (tamper, label) in [
+        (json!({"edge.cattle.io/node": "another-node"}), "edge.cattle.io/node"),
+        (json!({"edge.cattle.io/adaptor": null}), "edge.cattle.io/adaptor"),
+    ] {
+        let before = devices.get(name).await.unwrap().labels().get(label).cloned();
+        devices
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": tamper}})),
+            )
+            .await
+            .expect("edit the device's labels");
+        eventually_showing(&format!("{label} to be put back"), WAIT, || async {
+            let now = devices.get(name).await.map_err(|e| e.to_string())?;
+            let now = now.labels().get(label).cloned();
+            (now == before).then_some(()).ok_or(format!("{now:?}"))
+        })
+        .await;
+    }
+
     let condition = links
         .get(name)
         .await

@@ -3,7 +3,9 @@
 //!
 //! Only metadata is watched (the adaptor owns `status`, and the spec is ours),
 //! and only changes of shape wake a DeviceLink: a new generation, a new UID,
-//! a deletion starting or done. The adaptor's status writes wake nothing.
+//! a deletion starting or done, or an edit of the labels that assign it to
+//! a node's adaptor (put back: they are the operator's). The adaptor's
+//! status writes wake nothing.
 
 use std::collections::HashMap;
 
@@ -68,7 +70,12 @@ pub fn watch(
         let config = watcher::Config::default().labels(labels::ADAPTOR);
         let events = reflector::reflector(writer, watcher(api, config).modify(slim_device))
             .default_backoff();
-        let shape = |d: &DeviceMeta| watch_filter::identity(&d.metadata);
+        let shape = |d: &DeviceMeta| {
+            (
+                watch_filter::identity(&d.metadata),
+                d.metadata.labels.clone(),
+            )
+        };
         streams.push((
             model,
             watch_filter::changes_and_deletions(events, shape).boxed(),
@@ -78,11 +85,18 @@ pub fn watch(
 }
 
 /// What the operator reads of a device: identity, generation, owner,
-/// finalizers and deletion (labels were for the watch's selector).
+/// finalizers, deletion, and the labels that are its own.
 fn slim_device(device: &mut DeviceMeta) {
     watch_filter::slim(device);
-    device.metadata.labels = None;
+    if let Some(l) = device.metadata.labels.as_mut() {
+        l.retain(|k, _| is_ours(k));
+    }
     device.metadata.annotations = None;
+}
+
+/// The labels the operator sets on a device and keeps as it set them.
+pub fn is_ours(label: &str) -> bool {
+    label == labels::NODE || label == labels::ADAPTOR
 }
 
 /// The device models devicelink ships (served version of each CRD).

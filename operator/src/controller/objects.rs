@@ -19,7 +19,7 @@ use super::{
     deletion::release_device,
     writes::{apply_object, delete_ignoring_missing},
 };
-use crate::{adaptor_access, adaptor_pod, device, error::Result, fingerprint};
+use crate::{adaptor_access, adaptor_pod, device, device_watch, error::Result, fingerprint};
 
 /// AdaptorExisted: the adaptor pod for this kind runs on the node and is Ready.
 pub(super) async fn ensure_adaptor_pod(
@@ -146,7 +146,20 @@ pub(super) async fn ensure_device(
             generation: cached.metadata.generation,
             fingerprint: fingerprint.clone(),
         };
-        if ctx.applied.lock().unwrap().get(&link_ref) == Some(&current) {
+        // Labels do not change the generation: an edit of ours (which
+        // would move the device to another node's adaptor) is seen here,
+        // and the apply below puts them back.
+        let ours = |labels: &Option<std::collections::BTreeMap<String, String>>| {
+            labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| device_watch::is_ours(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        if ctx.applied.lock().unwrap().get(&link_ref) == Some(&current)
+            && ours(&cached.metadata.labels) == ours(&desired.metadata.labels)
+        {
             return Outcome::ok("Success");
         }
     }
