@@ -156,8 +156,17 @@ pub async fn publish(port: u16, topic: &str, payload: &[u8]) {
     publish_at("127.0.0.1", port, topic, payload).await
 }
 
+/// Like [`publish`], retained: the broker keeps it for later subscribers.
+pub async fn publish_retained(port: u16, topic: &str, payload: &[u8]) {
+    publish_with("127.0.0.1", port, topic, payload, true).await
+}
+
 /// Like [`publish`], to a broker on another host.
 pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
+    publish_with(host, port, topic, payload, false).await
+}
+
+async fn publish_with(host: &str, port: u16, topic: &str, payload: &[u8], retain: bool) {
     let options = large(MqttOptions::new(
         format!("e2e-pub-{}", std::process::id()),
         host,
@@ -165,7 +174,7 @@ pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
     ));
     let (client, mut event_loop) = AsyncClient::new(options, 10);
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
         .await
         .expect("queue publish");
     let acked = tokio::time::timeout(Duration::from_secs(10), async {
@@ -240,13 +249,16 @@ pub fn test_publisher(
     (publisher, status)
 }
 
-/// An MQTT 5 request: publishes `payload` on `topic` with a response
-/// topic and correlation data of its own, and returns the answer that
-/// arrives on the response topic with the correlation data it quoted.
+/// An MQTT 5 request: publishes `payload` on `topic` with `response_topic`
+/// and correlation data of its own, and returns the first message on
+/// `listen` (the response topic, or where the answer is expected instead)
+/// with the correlation data it quoted.
 pub async fn request_v5(
     port: u16,
     topic: &str,
     payload: &[u8],
+    response_topic: &str,
+    listen: &str,
     timeout: Duration,
 ) -> (serde_json::Value, Option<Vec<u8>>) {
     use rumqttc::v5::{
@@ -259,16 +271,12 @@ pub async fn request_v5(
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let id = format!("e2e-v5-{}-{n}", std::process::id());
-    let response_topic = format!("e2e/responses/{id}");
     let correlation = format!("request-{n}").into_bytes();
     let options = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", port);
     let (client, mut events) = AsyncClient::new(options, 10);
-    client
-        .subscribe(&response_topic, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    client.subscribe(listen, QoS::AtLeastOnce).await.unwrap();
     let properties = PublishProperties {
-        response_topic: Some(response_topic.clone()),
+        response_topic: Some(response_topic.to_string()),
         correlation_data: Some(correlation.into()),
         ..Default::default()
     };
@@ -289,7 +297,7 @@ pub async fn request_v5(
                         .await
                         .unwrap();
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == response_topic.as_bytes() => {
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == listen.as_bytes() => {
                     let correlation = p
                         .properties
                         .and_then(|props| props.correlation_data)
@@ -305,7 +313,7 @@ pub async fn request_v5(
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no answer on {response_topic} within {timeout:?}"));
+    .unwrap_or_else(|_| panic!("no answer on {listen} within {timeout:?}"));
     let _ = client.disconnect().await;
     answer
 }

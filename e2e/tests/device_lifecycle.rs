@@ -85,10 +85,22 @@ async fn a_deleted_or_edited_device_is_put_back_from_the_template() {
     // Its node label moved to another node (which would hand it to that
     // node's adaptor), or its adaptor label dropped: both put back.
     for (tamper, label) in [
-        (json!({"edge.cattle.io/node": "another-node"}), "edge.cattle.io/node"),
-        (json!({"edge.cattle.io/adaptor": null}), "edge.cattle.io/adaptor"),
+        (
+            json!({"edge.cattle.io/node": "another-node"}),
+            "edge.cattle.io/node",
+        ),
+        (
+            json!({"edge.cattle.io/adaptor": null}),
+            "edge.cattle.io/adaptor",
+        ),
     ] {
-        let before = devices.get(name).await.unwrap().labels().get(label).cloned();
+        let before = devices
+            .get(name)
+            .await
+            .unwrap()
+            .labels()
+            .get(label)
+            .cloned();
         devices
             .patch(
                 name,

@@ -12,7 +12,10 @@ use devicelink_e2e::{
     process::start_operator,
     wait_event,
 };
-use kube::Api;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -109,6 +112,38 @@ async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
     );
     wait_event(&client, namespace, name, "WriteRefused", "Warning").await;
 
+    // A retained write is applied when it is published (subscribers that
+    // are connected get it as a live message)...
+    mqtt::publish_retained(broker.port, &write_topic, br#"{"gear": "middle"}"#).await;
+    assert_eq!(replies.next(WAIT).await.payload["ok"], true);
+    mqtt::publish(broker.port, &write_topic, br#"{"gear": "fast"}"#).await;
+    assert_eq!(replies.next(WAIT).await.payload["ok"], true);
+    // ...but not again when the broker hands it over on a new subscription
+    // (a changed keepAlive makes a new connection; the spec now says what
+    // MQTT said, fast and on, so only the stale write could change it).
+    let mut reconnect = link.clone();
+    let spec = reconnect.spec.template.spec.as_mut().unwrap();
+    spec["extension"]["mqtt"]["client"]["keepAlive"] = json!("31s");
+    spec["gear"] = json!("fast");
+    spec["on"] = json!(true);
+    links
+        .patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&reconnect),
+        )
+        .await
+        .expect("apply the DeviceLink");
+    let reply = replies.next(WAIT).await.payload;
+    assert_eq!(reply["ok"], false, "{reply}");
+    let reason = reply["refused"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("is retained"), "{reply}");
+    // What the fan reported before the refusal has queued up; then, fast.
+    while status.try_next(Duration::from_millis(300)).await.is_some() {}
+    let still = status.next(WAIT).await;
+    assert_eq!(still.payload["gear"], "fast", "{still:?}");
+    mqtt::publish_retained(broker.port, &write_topic, b"").await;
+
     delete_link_and_wait(&links, name).await;
     operator.stop().await;
 }
@@ -153,8 +188,17 @@ async fn mqtt_5_writes_are_answered_on_their_response_topic_with_their_correlati
     assert_eq!(status.next(WAIT).await.payload["gear"], "slow");
 
     let write_topic = format!("e2e/mqtt5/{name}/$write");
-    let (answer, correlation) =
-        mqtt::request_v5(broker.port, &write_topic, br#"{"on": true}"#, WAIT).await;
+    // A response topic of the writer's own, under the write topic.
+    let mine = format!("{write_topic}/porch-app");
+    let (answer, correlation) = mqtt::request_v5(
+        broker.port,
+        &write_topic,
+        br#"{"on": true}"#,
+        &mine,
+        &mine,
+        WAIT,
+    )
+    .await;
     assert_eq!(answer["ok"], true, "{answer}");
     assert!(
         correlation
@@ -162,9 +206,34 @@ async fn mqtt_5_writes_are_answered_on_their_response_topic_with_their_correlati
             .is_some_and(|c| c.starts_with(b"request-")),
         "the answer quotes the request's correlation data: {correlation:?}"
     );
-    let (refused, _) =
-        mqtt::request_v5(broker.port, &write_topic, br#"{"gear": "turbo"}"#, WAIT).await;
+    let (refused, _) = mqtt::request_v5(
+        broker.port,
+        &write_topic,
+        br#"{"gear": "turbo"}"#,
+        &mine,
+        &mine,
+        WAIT,
+    )
+    .await;
     assert_eq!(refused["ok"], false, "{refused}");
+    // A response topic elsewhere (here, another device's status topic) is
+    // not published to: the answer goes to the write topic's $reply.
+    let mut elsewhere = Subscriber::start(broker.port, "e2e/mqtt5/kitchen-fan").await;
+    let (answer, correlation) = mqtt::request_v5(
+        broker.port,
+        &write_topic,
+        br#"{"on": false}"#,
+        "e2e/mqtt5/kitchen-fan",
+        &format!("{write_topic}/$reply"),
+        WAIT,
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(correlation.is_some(), "still quoted");
+    assert!(
+        elsewhere.try_next(Duration::from_secs(2)).await.is_none(),
+        "nothing published on the other topic"
+    );
 
     delete_link_and_wait(&links, name).await;
     operator.stop().await;

@@ -146,6 +146,21 @@ pub struct WriteRequest {
     pub correlation: Option<Vec<u8>>,
 }
 
+/// Where a write's answer goes: the writer's MQTT 5 response topic if it
+/// lies under the write topic (`<write topic>/...`), else
+/// `<write topic>/$reply`. Answers are never published elsewhere: a
+/// response topic is chosen by whoever writes, and could otherwise be
+/// another device's status topic.
+pub fn reply_topic(write_topic: &str, response_topic: Option<String>) -> String {
+    response_topic
+        .filter(|t| is_publishable(t))
+        .filter(|t| {
+            t.strip_prefix(write_topic)
+                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+        })
+        .unwrap_or_else(|| format!("{write_topic}/$reply"))
+}
+
 /// Publishes one device's status and receives its writes.
 pub struct Publisher {
     client: wire::Client,
@@ -605,14 +620,23 @@ impl Driver {
             Inbound::Writes { topic, sink } if &p.topic == topic => {
                 let request = WriteRequest {
                     payload: p.payload,
-                    reply_topic: p
-                        .response_topic
-                        .filter(|t| is_publishable(t))
-                        .unwrap_or_else(|| format!("{topic}/$reply")),
+                    reply_topic: reply_topic(topic, p.response_topic),
                     correlation: p.correlation,
                 };
-                if sink.try_send(request).is_err() {
-                    warn!(%topic, "writes arrive faster than the device takes them; one dropped");
+                if p.retained {
+                    // Retained: the broker hands it over on every new
+                    // subscription, so it would be applied again after
+                    // every reconnect, however stale.
+                    debug!(%topic, "a retained write is not applied");
+                    self.answer(&request, "is retained: a retained write would be applied again on every reconnect; publish writes with retain false");
+                    return;
+                }
+                if sink.try_send(request.clone()).is_err() {
+                    warn!(%topic, "writes arrive faster than the device takes them; one refused");
+                    self.answer(
+                        &request,
+                        "arrived while 16 writes were waiting for the device; send it again",
+                    );
                 }
             }
             Inbound::Device { filters, sink }
@@ -633,6 +657,18 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// Refuses a write whole, before the device sees it.
+    fn answer(&self, request: &WriteRequest, reason: &str) {
+        let refused = [crate::write::Refusal::whole(reason)];
+        self.outbox.push_next(Message {
+            topic: request.reply_topic.clone(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            payload: crate::write::answer(Err(&refused)),
+            correlation: request.correlation.clone(),
+        });
     }
 
     /// When the connection counts as stuck: a ping unanswered for
@@ -938,6 +974,32 @@ fn client_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_go_only_under_the_write_topic() {
+        let write = "plant/fan/$write";
+        let reply = |t: Option<&str>| reply_topic(write, t.map(String::from));
+        assert_eq!(reply(None), "plant/fan/$write/$reply");
+        assert_eq!(
+            reply(Some("plant/fan/$write/client-7")),
+            "plant/fan/$write/client-7"
+        );
+        // Another device's topic, a sibling that shares the prefix, the
+        // write topic itself, wildcards: the default instead.
+        for elsewhere in [
+            "plant/pump/status",
+            "plant/fan/$writer",
+            "plant/fan/$write",
+            "plant/fan/$write/",
+            "plant/fan/$write/#",
+        ] {
+            assert_eq!(
+                reply(Some(elsewhere)),
+                "plant/fan/$write/$reply",
+                "{elsewhere}"
+            );
+        }
+    }
 
     fn message(will: serde_json::Value) -> MqttMessageOptions {
         serde_json::from_value(serde_json::json!({

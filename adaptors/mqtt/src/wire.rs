@@ -81,6 +81,8 @@ pub enum Seen {
 pub struct Incoming {
     pub topic: String,
     pub payload: Vec<u8>,
+    /// Retained: the broker kept it and hands it over on a new subscription.
+    pub retained: bool,
     /// MQTT 5: where the sender wants the answer, and what to quote.
     pub response_topic: Option<String>,
     pub correlation: Option<Vec<u8>>,
@@ -251,6 +253,7 @@ impl Connection {
                     Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
                     Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
                         topic: p.topic,
+                        retained: p.retain,
                         payload: p.payload.to_vec(),
                         response_topic: None,
                         correlation: None,
@@ -299,6 +302,7 @@ impl Connection {
                         };
                         Seen::Received(Incoming {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            retained: p.retain,
                             payload: p.payload.to_vec(),
                             response_topic,
                             correlation,
