@@ -1,0 +1,207 @@
+//! A tenant who may create DeviceLinks but not read a Secret cannot make
+//! the adaptor read it for them: the chart's ValidatingAdmissionPolicy
+//! (deploy/manifests/rbac.yaml here) refuses a DeviceLink whose author may
+//! not `get` every Secret and ConfigMap its spec.references name, with a
+//! message naming who, what and why. Granted access, the same DeviceLink
+//! is taken; an update that leaves the references alone is not held to it.
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{begin, device_link, eventually_showing};
+use k8s_openapi::api::{
+    core::v1::{ConfigMap, Secret},
+    rbac::v1::{Role, RoleBinding},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const TENANT: &str = "e2e-tenant";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A client that acts as the tenant (the test's admin may impersonate).
+async fn as_tenant() -> Client {
+    let mut config = kube::Config::infer().await.expect("the test kubeconfig");
+    config.auth_info.impersonate = Some(TENANT.into());
+    Client::try_from(config).expect("a client as the tenant")
+}
+
+/// A fan whose MQTT credentials come from the Secret `secret` (and, with
+/// `ca`, its CA from the ConfigMap `ca`).
+fn fan(namespace: &str, secret: &str, ca: Option<&str>) -> DeviceLink {
+    let mut link = device_link(
+        namespace,
+        "porch-fan",
+        "edge-worker",
+        "dummy",
+        "DummySpecialDevice",
+        json!({"spec": {
+            "protocol": {"location": "porch"}, "gear": "slow",
+            "extension": {"mqtt": {
+                "client": {"server": "tcp://broker.example:1883",
+                           "basicAuth": {"usernameRef": {"name": "creds", "item": "username"},
+                                         "passwordRef": {"name": "creds", "item": "password"}}},
+                "message": {"topic": "porch/fan"},
+            }},
+        }}),
+    );
+    let mut references = vec![json!({"name": "creds", "secret": {"name": secret}})];
+    if let Some(ca) = ca {
+        references.push(json!({"name": "ca", "configMap": {"name": ca}}));
+    }
+    link.spec.references = serde_json::from_value(Value::Array(references)).unwrap();
+    link
+}
+
+async fn apply<K>(api: &Api<K>, object: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+/// The API server's refusal of `result`, or a panic if it was taken.
+fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> String {
+    match result {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            e.message
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_who_may_read_a_secret_may_reference_it() {
+    let namespace = "e2e-tenant-references";
+    let (_guard, admin) = begin(namespace).await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), namespace);
+    let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
+    let admin_links: Api<DeviceLink> = Api::namespaced(admin.clone(), namespace);
+    let _ = admin_links
+        .delete("porch-fan", &DeleteParams::default())
+        .await;
+    let _ = roles
+        .delete("read-plant-mqtt", &DeleteParams::default())
+        .await;
+
+    apply(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "plant-mqtt", "namespace": namespace},
+        "stringData": {"username": "plant", "password": "s3cret"}}),
+    )
+    .await;
+    apply(
+        &config_maps,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "plant-ca", "namespace": namespace},
+        "data": {"ca.crt": "not read here"}}),
+    )
+    .await;
+    // The tenant may do anything with DeviceLinks here, and nothing else.
+    apply(&roles, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "devicelink-author", "namespace": namespace},
+        "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": ["*"]}]})).await;
+    for role in ["devicelink-author", "read-plant-mqtt"] {
+        apply(&bindings, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": role, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})).await;
+    }
+    let tenant_links: Api<DeviceLink> = Api::namespaced(as_tenant().await, namespace);
+    let create = PostParams::default();
+
+    // Referencing a Secret the tenant may not read: refused, naming who,
+    // which Secret and why. (RBAC is read as it is at the request, so the
+    // first attempt waits for the Role to be in the authorizer's cache.)
+    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
+        match tenant_links
+            .create(&create, &fan(namespace, "plant-mqtt", None))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(
+            "e2e-tenant may not get every Secret this DeviceLink references (plant-mqtt)"
+        ) && message.contains("since the adaptor reads it on their behalf"),
+        "{message}"
+    );
+
+    // Allowed to read that one Secret (by name): the same DeviceLink is taken.
+    apply(
+        &roles,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "read-plant-mqtt", "namespace": namespace},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                   "resourceNames": ["plant-mqtt"]}]}),
+    )
+    .await;
+    eventually_showing(
+        "the DeviceLink to be taken once the Secret may be read",
+        WAIT,
+        || async {
+            tenant_links
+                .create(&create, &fan(namespace, "plant-mqtt", None))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+
+    // Adding a ConfigMap it may not read: refused, naming the ConfigMap.
+    let message = refusal(
+        tenant_links
+            .patch(
+                "porch-fan",
+                &PatchParams::apply("e2e-tenant").force(),
+                &Patch::Apply(&fan(namespace, "plant-mqtt", Some("plant-ca"))),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("ConfigMap this DeviceLink references (plant-ca)"),
+        "{message}"
+    );
+
+    // Access withdrawn: an update that leaves the references alone (a
+    // label) is still taken; the references were checked when written.
+    roles
+        .delete("read-plant-mqtt", &DeleteParams::default())
+        .await
+        .expect("withdraw the tenant's access to the Secret");
+    eventually_showing("a label update to be taken", WAIT, || async {
+        tenant_links
+            .patch(
+                "porch-fan",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"room": "porch"}}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    admin_links
+        .delete("porch-fan", &DeleteParams::default())
+        .await
+        .expect("delete the DeviceLink");
+}
