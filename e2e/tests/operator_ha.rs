@@ -104,10 +104,12 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
 
     create_link(&client, namespace, "after-failover").await;
     wait_node_missing_reported(&client, namespace, "after-failover").await;
-    assert!(
-        second.metric(by_phase).await.unwrap_or_default() >= 2.0,
-        "the new leader sees both DeviceLinks"
-    );
+    // The gauge is counted from the leader's cache, which sees the status
+    // it wrote a moment after the API server has it.
+    eventually("the new leader to count both DeviceLinks", WAIT, || async {
+        (second.metric(by_phase).await? >= 2.0).then_some(())
+    })
+    .await;
 
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     for name in ["before-failover", "after-failover"] {
