@@ -66,6 +66,20 @@ impl Process {
         self.child.id()
     }
 
+    /// Sends SIGTERM (what a pod gets when it is deleted) and waits up to
+    /// `within` for it to end; whether it did.
+    pub async fn terminate(&mut self, within: Duration) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .is_ok()
+    }
+
     /// Stops it with SIGTERM, then SIGKILL if it lingers.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
@@ -209,9 +223,15 @@ impl Operator {
     /// Starts a replica with extra command-line arguments. It runs as the
     /// operator's ServiceAccount, so the deploy manifests' RBAC is what it has.
     pub fn start_with(name: &str, args: &[&str]) -> Operator {
-        let metrics_port = free_port();
         let kubeconfig = crate::kubeconfig_as("devicelink-operator", name)
             .expect("a token for the operator's ServiceAccount");
+        Operator::start_with_kubeconfig(name, &kubeconfig, args)
+    }
+
+    /// Like [`Operator::start_with`], reaching the API server as
+    /// `kubeconfig` says.
+    pub fn start_with_kubeconfig(name: &str, kubeconfig: &Path, args: &[&str]) -> Operator {
+        let metrics_port = free_port();
         let mut command = Command::new(crate::bin("devicelink-operator"));
         command
             .env("KUBECONFIG", kubeconfig)

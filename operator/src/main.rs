@@ -37,14 +37,17 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = shutdown_signal().boxed().shared();
     // Stopping is bounded: what has not finished by then (a reconcile
-    // waiting on an API server that went away) is abandoned.
+    // waiting on an API server that went away) is abandoned. A thread, not
+    // a task: a runtime that cannot stop cannot stop it either.
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             shutdown.await;
-            tokio::time::sleep(STOP_WITHIN).await;
-            tracing::warn!(within = ?STOP_WITHIN, "not stopped in time; exiting");
-            std::process::exit(1);
+            std::thread::spawn(|| {
+                std::thread::sleep(STOP_WITHIN);
+                tracing::warn!(within = ?STOP_WITHIN, "not stopped in time; exiting");
+                std::process::exit(1);
+            });
         }
     });
     let run_controller = {

@@ -307,6 +307,13 @@ impl Adaptor {
             move |registry| registers.into_iter().for_each(|r| r(registry)),
         );
         let shutdown = shutdown_signal().boxed().shared();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.await;
+                exit_unless_stopped_within(STOP_WITHIN);
+            }
+        });
         let running = loops.into_iter().map(|(health, start)| {
             start(Env {
                 client: client.clone(),
@@ -505,13 +512,36 @@ where
         }
     }
     info!(model = %K::kind(&()), "adaptor stopping");
-    // Messages in flight get disconnectQuiesce to reach the broker.
+    // Messages in flight get disconnectQuiesce to reach the broker, but
+    // not beyond what stopping may take (a quiesce is the user's to set).
     let closing: Vec<_> = running
         .drain()
         .filter_map(|(_, r)| r.publisher.lock().unwrap().take())
         .map(|p| p.close())
         .collect();
-    futures::future::join_all(closing).await;
+    if tokio::time::timeout(CLOSE_WITHIN, futures::future::join_all(closing))
+        .await
+        .is_err()
+    {
+        tracing::warn!(within = ?CLOSE_WITHIN, "MQTT connections not closed in time; abandoned");
+    }
+}
+
+/// How long an adaptor takes at most to stop after SIGTERM or Ctrl-C,
+/// whatever is unreachable: well within a pod's default grace (30 s).
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+/// Of that, how long messages in flight may take to reach their brokers.
+const CLOSE_WITHIN: Duration = Duration::from_secs(7);
+
+/// Ends the process if it is still running `within` from now. A thread of
+/// its own, not a task: a runtime that cannot stop (a task that does not
+/// yield, a blocking call that does not return) cannot stop it either.
+fn exit_unless_stopped_within(within: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(within);
+        tracing::warn!(?within, "not stopped in time; exiting");
+        std::process::exit(1);
+    });
 }
 
 fn key(obj: &impl Resource) -> String {
