@@ -595,6 +595,18 @@ fn invalid_cases() -> Vec<Case> {
         ),
         // OPCUADevice
         case(
+            "opcua password over no security",
+            &opcua,
+            vec![
+                set("/spec/protocol/securityPolicy", json!("None")),
+                set("/spec/protocol/securityMode", json!("None")),
+            ],
+            [
+                "spec.protocol.securityPolicy",
+                "or set allowInsecureCredentials: true to accept that",
+            ],
+        ),
+        case(
             "opcua endpoint scheme",
             &opcua,
             vec![set("/spec/protocol/endpoint", json!("http://plc:4840"))],

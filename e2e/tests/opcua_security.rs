@@ -118,7 +118,8 @@ async fn secure_sessions_and_their_refusals() {
         ),
         link(
             "password-over-none",
-            json!({"endpoint": plant.endpoint(), "basicAuth": password("s3cret")}),
+            json!({"endpoint": plant.endpoint(), "basicAuth": password("s3cret"),
+                   "allowInsecureCredentials": true}),
         ),
         link(
             "x509-user",

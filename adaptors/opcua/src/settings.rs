@@ -62,6 +62,12 @@ impl Settings {
             refs.inline_or_ref(inline, by_ref)
                 .map_err(|e| format!("protocol.{field}: {e}"))
         };
+        if (p.basic_auth.is_some() || p.issued_token_auth.is_some())
+            && p.security_policy.unwrap_or(SecurityPolicy::None) == SecurityPolicy::None
+            && p.allow_insecure_credentials != Some(true)
+        {
+            return Err("protocol.securityPolicy: None would send the credentials to a server whose certificate is not checked; use a securityPolicy such as Basic256Sha256, or set allowInsecureCredentials: true".into());
+        }
         let identity = if let Some(auth) = &p.basic_auth {
             Identity::UserName {
                 user: text("basicAuth.username", &auth.username, &auth.username_ref)?
@@ -193,7 +199,8 @@ mod tests {
     fn a_reference_that_does_not_resolve_names_the_field() {
         let e = Settings::new(
             &spec(
-                json!({"endpoint": "opc.tcp://plc:4840", "basicAuth": {"username": "u", "passwordRef": {"name": "creds", "item": "p"}}}),
+                json!({"endpoint": "opc.tcp://plc:4840", "allowInsecureCredentials": true,
+                       "basicAuth": {"username": "u", "passwordRef": {"name": "creds", "item": "p"}}}),
                 json!({}),
             ),
             &References::default(),
@@ -201,5 +208,26 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.starts_with("protocol.basicAuth.password:"), "{e}");
+    }
+
+    #[test]
+    fn a_password_over_no_security_needs_an_opt_in() {
+        let over_none = |allow: serde_json::Value| {
+            Settings::new(
+                &spec(
+                    json!({"endpoint": "opc.tcp://plc:4840", "allowInsecureCredentials": allow,
+                           "basicAuth": {"username": "u", "password": "p"}}),
+                    json!({}),
+                ),
+                &References::default(),
+            )
+        };
+        let e = over_none(json!(false)).err().unwrap();
+        assert!(
+            e.starts_with("protocol.securityPolicy: None")
+                && e.contains("allowInsecureCredentials"),
+            "{e}"
+        );
+        assert!(over_none(json!(true)).is_ok());
     }
 }
