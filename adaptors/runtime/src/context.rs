@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::{Reason, references::References, registry::Model};
+use crate::{Reason, references::References, registry::Model, write_rate::WriteRate};
 
 /// A connection to the broker of a device that speaks MQTT itself
 /// ([`DeviceContext::connect_device`]).
@@ -54,6 +54,7 @@ pub struct DeviceContext<K: Model> {
     refusals: mpsc::UnboundedSender<String>,
     status: Arc<watch::Sender<Option<serde_json::Value>>>,
     connected: Arc<watch::Sender<Option<Outcome>>>,
+    write_rate: Mutex<WriteRate>,
 }
 
 /// The device's writes from MQTT, taken by whichever task runs it (a new
@@ -82,6 +83,7 @@ impl<K: Model> DeviceContext<K> {
             refusals,
             status,
             connected,
+            write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
         };
         ctx.configure_mqtt(None, true);
         ctx
@@ -172,12 +174,23 @@ impl<K: Model> DeviceContext<K> {
     }
 
     /// The property values of a write, checked against `properties`; a
-    /// refused write is answered here (reply, Event, log) and gives `None`.
+    /// refused write (also one that comes faster than the device takes
+    /// writes, see `write_rate`) is answered here (reply, Event, log) and
+    /// gives `None`.
     pub fn decode_write(
         &self,
         request: &WriteRequest,
         properties: &[Property],
     ) -> Option<Map<String, Value>> {
+        if !self
+            .write_rate
+            .lock()
+            .unwrap()
+            .take(std::time::Instant::now())
+        {
+            self.answer_write(request, Err(&[Refusal::whole(WriteRate::refusal())]));
+            return None;
+        }
         match write::decode(&request.payload, properties) {
             Ok(values) => Some(values),
             Err(refused) => {

@@ -22,6 +22,7 @@ mod status_writer;
 mod supervise;
 pub mod value;
 mod write_events;
+mod write_rate;
 
 pub use connected::{Backoff, Reason};
 pub use context::{Change, DeviceConnection, DeviceContext};
