@@ -285,7 +285,8 @@ pub struct OpcuaTlsConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub key_file_pem_ref: Option<ReferenceItem>,
-    /// The trusted server certificates, PEM, one or more.
+    /// The trusted server certificates, or the CAs that signed them, PEM,
+    /// one or more.
     #[serde(default, rename = "caFilePEM", skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 262144))]
     pub ca_file_pem: Option<String>,

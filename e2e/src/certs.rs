@@ -3,7 +3,9 @@
 use crate::openssl;
 
 /// A CA, a server certificate for broker.test and 127.0.0.1, a client
-/// certificate, and a second CA that signed none of them.
+/// certificate, an OPC-UA application certificate for the test server
+/// (`opcua-server`, its application URI and 127.0.0.1), and a second CA
+/// that signed none of them.
 pub fn certificates() -> tempdir::Dir {
     let dir = tempdir::Dir::new();
     let d = dir.path();
@@ -35,10 +37,21 @@ pub fn certificates() -> tempdir::Dir {
     std::fs::write(d.join("named.ext"), "subjectAltName=DNS:broker.test\n").unwrap();
     // An extension makes it an X.509 v3 certificate, which rustls requires.
     std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    std::fs::write(
+        d.join("opcua.ext"),
+        format!(
+            "subjectAltName=URI:{},DNS:localhost,IP:127.0.0.1\n\
+             keyUsage=digitalSignature,nonRepudiation,keyEncipherment,dataEncipherment\n\
+             extendedKeyUsage=serverAuth,clientAuth\n",
+            crate::opcua::APP_URI
+        ),
+    )
+    .unwrap();
     for (name, ext) in [
         ("server", Some("server.ext")),
         ("named", Some("named.ext")),
         ("client", Some("client.ext")),
+        ("opcua-server", Some("opcua.ext")),
     ] {
         openssl(
             d,

@@ -25,7 +25,13 @@ pub struct ServerOptions {
     pub variables: Value,
     /// DEVICES,ITEMS,MILLIS for the benchmark's changing variables.
     pub bench: Option<(usize, usize, u64)>,
+    /// The server's certificate and key (PEM files); by default the server
+    /// makes a self-signed one.
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
+
+/// The test server's application URI (e2e/devices/opcua_server.py).
+pub const APP_URI: &str = "urn:devicelink:test:opcua-server";
 
 /// A running asyncua server; stopped when dropped.
 pub struct OpcuaServer {
@@ -50,6 +56,10 @@ impl OpcuaServer {
         };
         let _ = std::fs::remove_file(&server.cert);
         let _ = std::fs::remove_file(&server.key);
+        if let Some((cert, key)) = &server.options.certificate {
+            std::fs::copy(cert, &server.cert).unwrap();
+            std::fs::copy(key, &server.key).unwrap();
+        }
         server.restart().await;
         server
     }

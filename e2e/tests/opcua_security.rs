@@ -86,10 +86,24 @@ async fn secure_sessions_and_their_refusals() {
     let vault = OpcuaServer::start(ServerOptions {
         policies: vec!["Basic256Sha256_SignAndEncrypt"],
         user_cert: Some(user_cert_file),
-        variables,
+        variables: variables.clone(),
         ..Default::default()
     })
     .await;
+    // Its certificate signed by a CA: trusting the CA is enough.
+    let pki = devicelink_e2e::certs::certificates();
+    let workshop = OpcuaServer::start(ServerOptions {
+        policies: vec!["Basic256Sha256_SignAndEncrypt"],
+        users: vec![("operator", "s3cret")],
+        variables: variables.clone(),
+        certificate: Some((
+            pki.path().join("opcua-server.pem"),
+            pki.path().join("opcua-server.key"),
+        )),
+        ..Default::default()
+    })
+    .await;
+    let ca = |name: &str| std::fs::read_to_string(pki.path().join(format!("{name}.pem"))).unwrap();
     let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
     let password = |p: &str| json!({"username": "operator", "password": p});
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
@@ -120,6 +134,11 @@ async fn secure_sessions_and_their_refusals() {
             "password-over-none",
             json!({"endpoint": plant.endpoint(), "basicAuth": password("s3cret"),
                    "allowInsecureCredentials": true}),
+        ),
+        link(
+            "ca-signed",
+            json!({"endpoint": workshop.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("ca")}}),
         ),
         link(
             "x509-user",
@@ -154,6 +173,15 @@ async fn secure_sessions_and_their_refusals() {
             ),
             "UntrustedServerCertificate",
             "is not trusted",
+        ),
+        (
+            link(
+                "another-ca",
+                json!({"endpoint": workshop.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("other-ca")}}),
+            ),
+            "UntrustedServerCertificate",
+            "or the CA that signed it",
         ),
         (
             link(

@@ -163,7 +163,7 @@ pub fn check(
 ) -> Result<(), Failure> {
     let thumbprint = server.thumbprint().as_hex_string();
     let is = |c: &X509| c.thumbprint().as_hex_string() == thumbprint;
-    if trusted.iter().any(is) {
+    if trusted.iter().any(is) || trusted.iter().any(|ca| issued_by(server, ca)) {
         return Ok(());
     }
     let described = format!(
@@ -183,9 +183,92 @@ pub fn check(
             Ok(())
         }
         None => Err(Failure::untrusted(format!(
-            "{described} is not trusted: add it to tlsConfig.caFilePEM or caFilePEMRef, \
-             or set tlsConfig.trustOnFirstUse: true"
+            "{described} is not trusted: add it, or the CA that signed it, to tlsConfig.caFilePEM \
+             or caFilePEMRef, or set tlsConfig.trustOnFirstUse: true"
         ))),
+    }
+}
+
+/// Whether `ca` signed `server`: `server` names `ca`'s subject as its
+/// issuer, `ca` may sign certificates (a CA by its basic constraints, and
+/// keyCertSign if it has key usage), and `ca`'s RSA key verifies the
+/// signature (PKCS#1 v1.5 with SHA-256, SHA-384, SHA-512 or SHA-1, what
+/// OPC-UA's policies use). Validity periods are async-opcua's to check, as
+/// for any trusted certificate.
+pub fn issued_by(server: &X509, ca: &X509) -> bool {
+    use x509_cert::{Certificate, der::Decode};
+    let (Ok(server), Ok(ca)) = (server.to_der(), ca.to_der()) else {
+        return false;
+    };
+    let (Ok(server), Ok(ca)) = (Certificate::from_der(&server), Certificate::from_der(&ca)) else {
+        return false;
+    };
+    server.tbs_certificate.issuer == ca.tbs_certificate.subject
+        && may_sign_certificates(&ca)
+        && signature_verifies(&server, &ca)
+}
+
+fn may_sign_certificates(ca: &x509_cert::Certificate) -> bool {
+    use x509_cert::{
+        der::{Decode, oid::db::rfc5280},
+        ext::pkix::{BasicConstraints, KeyUsage, KeyUsages},
+    };
+    let extensions = ca.tbs_certificate.extensions.as_deref().unwrap_or_default();
+    let value = |oid| {
+        extensions
+            .iter()
+            .find(|e| e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes())
+    };
+    let is_ca = value(rfc5280::ID_CE_BASIC_CONSTRAINTS)
+        .and_then(|v| BasicConstraints::from_der(v).ok())
+        .is_some_and(|b| b.ca);
+    let signs = value(rfc5280::ID_CE_KEY_USAGE)
+        .map(|v| KeyUsage::from_der(v).is_ok_and(|k| k.0.contains(KeyUsages::KeyCertSign)))
+        .unwrap_or(true);
+    is_ca && signs
+}
+
+fn signature_verifies(server: &x509_cert::Certificate, ca: &x509_cert::Certificate) -> bool {
+    use rsa::{
+        RsaPublicKey,
+        pkcs1v15::{Signature, VerifyingKey},
+        pkcs8::DecodePublicKey,
+        signature::Verifier,
+    };
+    use x509_cert::der::{Encode, oid::db::rfc5912};
+    let Ok(spki) = ca.tbs_certificate.subject_public_key_info.to_der() else {
+        return false;
+    };
+    let Ok(key) = RsaPublicKey::from_public_key_der(&spki) else {
+        return false;
+    };
+    let (Ok(tbs), Some(signed)) = (server.tbs_certificate.to_der(), server.signature.as_bytes())
+    else {
+        return false;
+    };
+    let Ok(signature) = Signature::try_from(signed) else {
+        return false;
+    };
+    let algorithm = server.signature_algorithm.oid;
+    if algorithm == rfc5912::SHA_256_WITH_RSA_ENCRYPTION {
+        VerifyingKey::<sha2::Sha256>::new(key)
+            .verify(&tbs, &signature)
+            .is_ok()
+    } else if algorithm == rfc5912::SHA_384_WITH_RSA_ENCRYPTION {
+        VerifyingKey::<sha2::Sha384>::new(key)
+            .verify(&tbs, &signature)
+            .is_ok()
+    } else if algorithm == rfc5912::SHA_512_WITH_RSA_ENCRYPTION {
+        VerifyingKey::<sha2::Sha512>::new(key)
+            .verify(&tbs, &signature)
+            .is_ok()
+    } else if algorithm == rfc5912::SHA_1_WITH_RSA_ENCRYPTION {
+        VerifyingKey::<sha1::Sha1>::new(key)
+            .verify(&tbs, &signature)
+            .is_ok()
+    } else {
+        false
     }
 }
 
@@ -280,6 +363,16 @@ mod tests {
                 .contains(&server.thumbprint().as_hex_string())
         );
         assert!(pinned.is_none(), "nothing is pinned without the opt-in");
+    }
+
+    #[test]
+    fn a_certificate_is_not_its_own_ca_nor_another_ones() {
+        // The stack's application certificates are self-signed and no CA;
+        // the CA-signed case runs against a real server in e2e
+        // (opcua_security), with certificates openssl made.
+        let (server, other) = (certificate("server"), certificate("other"));
+        assert!(!issued_by(&server, &server));
+        assert!(!issued_by(&server, &other));
     }
 
     #[test]
