@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use devicelink_api::{adaptor::AdaptorKind, labels};
 use k8s_openapi::{
     api::core::v1::{
-        Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-        HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-        NodeSelectorTerm, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe,
-        SeccompProfile, SecurityContext, Volume, VolumeMount,
+        Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+        EnvVarSource, HTTPGetAction, HostPathVolumeSource, NodeAffinity, NodeSelector,
+        NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodSecurityContext,
+        PodSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
     },
-    apimachinery::pkg::util::intstr::IntOrString,
+    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 use kube::api::ObjectMeta;
 
@@ -47,6 +47,8 @@ pub fn pod_labels(adaptor: &AdaptorKind, node: &str) -> BTreeMap<String, String>
 /// lives as long as the pod, so a crashed or OOM-killed adaptor finds its
 /// stored messages again when the kubelet restarts it.
 const DATA_DIR: &str = "/var/lib/devicelink";
+/// The data directory's size limit unless the settings say another.
+const DEFAULT_DATA_SIZE_LIMIT: &str = "1Gi";
 
 /// Where the host's system D-Bus socket is, on the host and in the pod.
 const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
@@ -214,9 +216,19 @@ struct HostAccess {
 
 fn host_access(settings: &PodSettings) -> HostAccess {
     let mut access = HostAccess::default();
+    // Bounded: one tenant's stores during a long broker outage must not
+    // fill the node's disk (the kubelet evicts the pod instead).
     access.volumes.push(Volume {
         name: "data".into(),
-        empty_dir: Some(Default::default()),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(
+                settings
+                    .data_size_limit
+                    .clone()
+                    .unwrap_or_else(|| Quantity(DEFAULT_DATA_SIZE_LIMIT.into())),
+            ),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     access.mounts.push(VolumeMount {
@@ -363,7 +375,8 @@ mod tests {
             1,
             "no host access by default, only the data emptyDir"
         );
-        assert!(volumes[0].empty_dir.is_some());
+        let data = volumes[0].empty_dir.as_ref().expect("the data directory");
+        assert_eq!(data.size_limit, Some(Quantity("1Gi".into())));
 
         config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
             "defaults:\n  imagePullSecrets: [{name: registry}]\n  tolerations: [{key: edge, operator: Exists, effect: NoSchedule}]\nadaptors:\n  dummy:\n    image: example.com/fan:{adaptor}\n    resources: {limits: {memory: 48Mi}}\n    env: [{name: EXTRA, value: '1'}]\n    serialDevices: [/dev/ttyUSB0]\n    hostDBus: true\n",

@@ -15,7 +15,10 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::{
+    api::core::v1::{EnvVar, LocalObjectReference, ResourceRequirements, Toleration},
+    apimachinery::pkg::api::resource::Quantity,
+};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,10 @@ pub struct PodSettings {
     pub serial_devices: Option<Vec<String>>,
     /// Mount the host's system D-Bus socket, for BLE through BlueZ.
     pub host_d_bus: Option<bool>,
+    /// Size limit of the pod's data directory (an emptyDir holding the
+    /// MQTT File stores); the kubelet evicts a pod that writes more.
+    /// Default 1Gi.
+    pub data_size_limit: Option<Quantity>,
 }
 
 impl PodSettings {
@@ -67,6 +74,7 @@ impl PodSettings {
             pod_annotations: self.pod_annotations.or(f.pod_annotations),
             serial_devices: self.serial_devices.or(f.serial_devices),
             host_d_bus: self.host_d_bus.or(f.host_d_bus),
+            data_size_limit: self.data_size_limit.or(f.data_size_limit),
         }
     }
 }

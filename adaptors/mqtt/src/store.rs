@@ -2,9 +2,12 @@
 //! adaptor restart during a broker outage loses none.
 //!
 //! One file per message, named by its sequence number, written to a
-//! temporary name, synced and renamed into place: a crash leaves either the
-//! whole message or none of it. A file is removed when the broker
-//! acknowledges its message. Files this version cannot read are left alone
+//! temporary name, synced, renamed into place, and the directory synced:
+//! a crash leaves either the whole message or none of it. Each record says
+//! its lengths and ends with a CRC-32C of the rest, so a file cut short or
+//! damaged on disk is not taken for a message. A file is removed when the
+//! broker acknowledges its message. Temporary files a crash left are
+//! removed on loading; other files this version cannot read are left alone
 //! and logged, never deleted.
 
 use std::{
@@ -18,8 +21,13 @@ use tracing::warn;
 
 use crate::outbox::Message;
 
-const MAGIC: &[u8; 4] = b"DLM1";
+/// Records with lengths and a checksum.
+const MAGIC: &[u8; 4] = b"DLM2";
+/// The first version's records (no payload length, no checksum), still read.
+const MAGIC_V1: &[u8; 4] = b"DLM1";
 const SUFFIX: &str = ".msg";
+const TEMPORARY: &str = "tmp";
+const CHECKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// A directory of stored messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +51,11 @@ impl FileStore {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
+            if path.extension().is_some_and(|e| e == TEMPORARY) {
+                // A write a crash cut short: its message was never stored.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
             let Some(seq) = sequence_of(&path) else {
                 continue;
             };
@@ -60,11 +73,13 @@ impl FileStore {
 
     pub fn save(&self, seq: u64, message: &Message) -> io::Result<()> {
         let path = self.path(seq);
-        let temporary = path.with_extension("tmp");
+        let temporary = path.with_extension(TEMPORARY);
         let mut file = fs::File::create(&temporary)?;
         file.write_all(&encode(message))?;
         file.sync_data()?;
-        fs::rename(&temporary, &path)
+        fs::rename(&temporary, &path)?;
+        // The rename is durable once the directory is.
+        fs::File::open(&self.dir)?.sync_all()
     }
 
     pub fn remove(&self, seq: u64) {
@@ -97,21 +112,45 @@ fn sequence_of(path: &Path) -> Option<u64> {
         .ok()
 }
 
-/// `DLM1`, qos, retain, topic length (u32, big endian), topic, payload.
+/// `DLM2`, qos, retain, topic length and payload length (u32, big
+/// endian), topic, payload, CRC-32C of everything before it.
 fn encode(message: &Message) -> Vec<u8> {
     let topic = message.topic.as_bytes();
-    let mut out = Vec::with_capacity(10 + topic.len() + message.payload.len());
+    let mut out = Vec::with_capacity(18 + topic.len() + message.payload.len());
     out.extend_from_slice(MAGIC);
     out.push(message.qos as u8);
     out.push(message.retain as u8);
     out.extend_from_slice(&(topic.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(message.payload.len() as u32).to_be_bytes());
     out.extend_from_slice(topic);
     out.extend_from_slice(&message.payload);
+    out.extend_from_slice(&CHECKSUM.checksum(&out).to_be_bytes());
     out
 }
 
 fn decode(bytes: &[u8]) -> Option<Message> {
-    let rest = bytes.strip_prefix(MAGIC)?;
+    if let Some(rest) = bytes.strip_prefix(MAGIC_V1) {
+        return decode_v1(rest);
+    }
+    let (record, sum) = bytes.split_last_chunk::<4>()?;
+    if CHECKSUM.checksum(record) != u32::from_be_bytes(*sum) {
+        return None;
+    }
+    let rest = record.strip_prefix(MAGIC)?;
+    let (&[qos, retain], rest) = rest.split_first_chunk::<2>()?;
+    let (topic_length, rest) = rest.split_first_chunk::<4>()?;
+    let (payload_length, rest) = rest.split_first_chunk::<4>()?;
+    let topic_length = u32::from_be_bytes(*topic_length) as usize;
+    if rest.len() != topic_length.checked_add(u32::from_be_bytes(*payload_length) as usize)? {
+        return None;
+    }
+    let (topic, payload) = rest.split_at(topic_length);
+    from_parts(qos, retain, topic, payload)
+}
+
+/// A first-version record (after its magic): qos, retain, topic length,
+/// topic, payload.
+fn decode_v1(rest: &[u8]) -> Option<Message> {
     let (&[qos, retain], rest) = rest.split_first_chunk::<2>()?;
     let (length, rest) = rest.split_first_chunk::<4>()?;
     let length = u32::from_be_bytes(*length) as usize;
@@ -119,6 +158,10 @@ fn decode(bytes: &[u8]) -> Option<Message> {
         return None;
     }
     let (topic, payload) = rest.split_at(length);
+    from_parts(qos, retain, topic, payload)
+}
+
+fn from_parts(qos: u8, retain: u8, topic: &[u8], payload: &[u8]) -> Option<Message> {
     Some(Message {
         topic: String::from_utf8(topic.to_vec()).ok()?,
         qos: match qos {
@@ -170,11 +213,55 @@ mod tests {
     }
 
     #[test]
-    fn truncated_files_are_not_messages() {
+    fn a_file_cut_short_or_damaged_is_not_a_message() {
         let bytes = encode(&message(9));
-        for cut in 0..bytes.len() - 9 {
+        assert_eq!(decode(&bytes), Some(message(9)));
+        for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
         }
-        assert_eq!(decode(&bytes), Some(message(9)));
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert_eq!(decode(&damaged), None, "a bit flipped at {at}");
+        }
+    }
+
+    #[test]
+    fn records_of_the_first_version_are_still_read() {
+        let mut v1 = b"DLM1".to_vec();
+        v1.extend_from_slice(&[1, 0, 0, 0, 0, 3]);
+        v1.extend_from_slice(b"a/bhello");
+        let m = decode(&v1).unwrap();
+        assert_eq!(
+            (m.topic.as_str(), m.payload.as_slice()),
+            ("a/b", &b"hello"[..])
+        );
+    }
+
+    #[test]
+    fn a_write_a_crash_cut_short_is_cleared_on_loading() {
+        let dir = std::env::temp_dir().join(format!("devicelink-store-tmp-{}", std::process::id()));
+        let store = FileStore::open(dir.clone()).unwrap();
+        store.save(1, &message(1)).unwrap();
+        fs::write(dir.join("00000000000000000002.tmp"), b"DLM2\x01").unwrap();
+        let mut damaged = encode(&message(3));
+        damaged.truncate(damaged.len() - 2);
+        fs::write(dir.join("00000000000000000003.msg"), damaged).unwrap();
+        let loaded: Vec<u64> = store.load().unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(loaded, [1], "the whole message only");
+        assert!(!dir.join("00000000000000000002.tmp").exists());
+        assert!(
+            dir.join("00000000000000000003.msg").exists(),
+            "left alone for a person to look at"
+        );
+        store.destroy();
+    }
+
+    proptest::proptest! {
+        /// Any bytes in a store file: a message or none, never a panic.
+        #[test]
+        fn any_file_is_read_or_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+        }
     }
 }
