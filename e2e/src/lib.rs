@@ -46,6 +46,34 @@ pub async fn client() -> Client {
         .expect("connect to the test control plane (KUBECONFIG)")
 }
 
+/// A client that acts as `user` (the test's admin may impersonate), for
+/// what a tenant or an adaptor's ServiceAccount may and may not do.
+pub async fn client_as(user: &str) -> Client {
+    let mut config = kube::Config::infer().await.expect("the test kubeconfig");
+    config.auth_info.impersonate = Some(user.into());
+    Client::try_from(config).unwrap_or_else(|e| panic!("a client as {user}: {e}"))
+}
+
+/// Applies `object` server-side as the tests' field manager (taking over
+/// fields others set) and returns what the API server made of it.
+pub async fn apply<K>(api: &kube::Api<K>, object: &impl serde::Serialize) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let value = serde_json::to_value(object).expect("an object serializes");
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("the object has a name")
+        .to_string();
+    api.patch(
+        &name,
+        &kube::api::PatchParams::apply("e2e").force(),
+        &kube::api::Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+}
+
 /// The cargo target directory (`CARGO_TARGET_DIR` if set, as `make` does).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -9,25 +9,16 @@
 use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
-use devicelink_e2e::{SYSTEM_NAMESPACE, begin, device_link, eventually_showing};
+use devicelink_e2e::{SYSTEM_NAMESPACE, apply, begin, client_as, device_link, eventually_showing};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ACCOUNT: &str = "devicelink-adaptor-dummy-edge-worker";
-
-/// A client acting as the dummy adaptor of node edge-worker.
-async fn as_adaptor() -> Client {
-    let mut config = kube::Config::infer().await.expect("the test kubeconfig");
-    config.auth_info.impersonate = Some(format!(
-        "system:serviceaccount:{SYSTEM_NAMESPACE}:{ACCOUNT}"
-    ));
-    Client::try_from(config).expect("a client as the adaptor")
-}
 
 /// A fan device as the operator makes it, assigned to `node`.
 fn fan(namespace: &str, name: &str, node: &str) -> DummySpecialDevice {
@@ -56,21 +47,18 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
     }
     // The binding the operator gives the account when its node has devices.
     let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    bindings
-        .patch(
-            "e2e-adaptor-writes",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "e2e-adaptor-writes"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "devicelink-adaptor-dummy"},
-                "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT,
-                              "namespace": SYSTEM_NAMESPACE}],
-            })),
-        )
-        .await
-        .expect("bind the adaptor's ClusterRole");
+    apply(
+        &bindings,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "e2e-adaptor-writes"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "devicelink-adaptor-dummy"},
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT,
+                          "namespace": SYSTEM_NAMESPACE}],
+        }),
+    )
+    .await;
     let create = PostParams::default();
     devices
         .create(&create, &fan(namespace, "mine", "edge-worker"))
@@ -92,7 +80,10 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
         links.create(&create, &link).await.unwrap();
     }
 
-    let adaptor = as_adaptor().await;
+    let adaptor = client_as(&format!(
+        "system:serviceaccount:{SYSTEM_NAMESPACE}:{ACCOUNT}"
+    ))
+    .await;
     let its_devices: Api<DummySpecialDevice> = Api::namespaced(adaptor.clone(), namespace);
     let its_links: Api<DeviceLink> = Api::namespaced(adaptor.clone(), namespace);
     let params = PatchParams::default();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, ble::BluetoothDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin,
+    LocalKubelet, Mosquitto, apply, begin,
     ble::{Bluezoo, Bus, Peripheral},
     delete_links_and_wait, device_link, eventually_showing,
     mqtt::{self, Subscriber},
@@ -22,10 +22,7 @@ use devicelink_e2e::{
     property_field, repo_root, wait_connected, wait_event, wait_property, wait_reason,
     yaml_documents,
 };
-use kube::{
-    Api,
-    api::{Patch, PatchParams, PostParams},
-};
+use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -172,14 +169,7 @@ async fn octopus_thermometer_sample_runs_unchanged() {
     // A value in the spec is written by its dataWrite name.
     let mut with_value = link.clone();
     with_value.spec.template.spec.as_mut().unwrap()["properties"][2]["value"] = json!("ON");
-    links
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&with_value),
-        )
-        .await
-        .expect("apply the DeviceLink");
+    apply(&links, &with_value).await;
     device.wait_written(POWER, "01").await;
     wait_property(&devices, name, "power-enabled", "ON").await;
     delete_links_and_wait(&links, &[name]).await;

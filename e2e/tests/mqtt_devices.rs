@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin,
+    LocalKubelet, Mosquitto, apply, begin,
     certs::certificates,
     delete_links_and_wait, device_link, eventually_showing,
     mqtt::{self, Subscriber},
@@ -24,10 +24,7 @@ use devicelink_e2e::{
     property_field, wait_connected, wait_property, wait_reason,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{
-    Api,
-    api::{Patch, PatchParams, PostParams},
-};
+use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -189,14 +186,7 @@ async fn a_light_by_message_takes_writes_from_the_spec_and_from_mqtt() {
     let mut full = link.clone();
     full.spec.template.spec.as_mut().unwrap()["properties"][0] =
         patch["spec"]["template"]["spec"]["properties"][0].clone();
-    links
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&full),
-        )
-        .await
-        .expect("apply the DeviceLink");
+    apply(&links, &full).await;
     wait_property(&devices, name, "switch", "false").await;
 
     // Garbage on the device's topic is named, and its next good message
@@ -431,14 +421,7 @@ async fn a_light_over_tls_with_credentials_from_a_secret_and_a_path_it_lacks() {
 
     // Pointed at a path that is there, it is healthy.
     link.spec.template.spec = Some(spec("parameter.power"));
-    links
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&link),
-        )
-        .await
-        .expect("apply the DeviceLink");
+    apply(&links, &link).await;
     wait_reason(&links, name, "DeviceConnected", "True", "Healthy").await;
     wait_property(&devices, name, "voltage", "12.5").await;
 

@@ -9,17 +9,14 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, device_link,
+    LocalKubelet, Mosquitto, apply, begin, create_connected, delete_link_and_wait, device_link,
     eventually_showing,
     modbus::{ModbusServer, holding},
     mqtt::{self, Subscriber},
     process::{free_port, metric_at, start_operator},
     wait_connected, wait_event, wait_reason,
 };
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -201,14 +198,7 @@ async fn a_status_larger_than_an_mqtt_5_broker_takes_shows_on_the_device_until_o
 
     // Ten properties fit: delivered, and Healthy again.
     let small = panel(namespace, name, &device, &broker.url(), 5, 10);
-    links
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&small),
-        )
-        .await
-        .expect("apply the smaller DeviceLink");
+    apply(&links, &small).await;
     let sample = status.next(WAIT).await.payload;
     assert_eq!(
         sample["properties"].as_array().map(Vec::len),

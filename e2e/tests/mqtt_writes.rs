@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
+    LocalKubelet, Mosquitto, apply, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{self, Received, Subscriber},
     process::start_operator,
     wait_event,
 };
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -126,14 +123,7 @@ async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
     spec["extension"]["mqtt"]["client"]["keepAlive"] = json!("31s");
     spec["gear"] = json!("fast");
     spec["on"] = json!(true);
-    links
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&reconnect),
-        )
-        .await
-        .expect("apply the DeviceLink");
+    apply(&links, &reconnect).await;
     let reply = replies.next(WAIT).await.payload;
     assert_eq!(reply["ok"], false, "{reply}");
     let reason = reply["refused"][0]["reason"].as_str().unwrap_or_default();

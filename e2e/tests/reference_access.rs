@@ -7,18 +7,15 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, begin, create_connected, delete_link_and_wait,
-    dummy_link, eventually, eventually_showing, kubectl::kubectl, mqtt::Subscriber,
-    process::start_operator,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
+    delete_link_and_wait, dummy_link, eventually, eventually_showing, kubectl::kubectl,
+    mqtt::Subscriber, process::start_operator,
 };
 use k8s_openapi::{
     ByteString,
     api::{core::v1::Secret, rbac::v1::Role},
 };
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,14 +62,7 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
         secret("fan-mqtt", &[("username", "fan"), ("password", "first")]),
         secret("unrelated", &[("token", "do-not-read")]),
     ] {
-        secrets
-            .patch(
-                s.metadata.name.as_deref().unwrap(),
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&s),
-            )
-            .await
-            .expect("apply Secret");
+        apply(&secrets, &s).await;
     }
 
     // The broker admits the fan only with the password in the Secret.
@@ -158,14 +148,7 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
     // knowing only the new one. Messages flow again only if the adaptor
     // picked the new password up.
     let rotated = secret("fan-mqtt", &[("username", "fan"), ("password", "second")]);
-    secrets
-        .patch(
-            "fan-mqtt",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&rotated),
-        )
-        .await
-        .expect("rotate the Secret");
+    apply(&secrets, &rotated).await;
     // The adaptor reconnects at once with the new password, which the
     // running broker does not know yet: refused, and the status says so.
     eventually_showing(

@@ -6,13 +6,13 @@
 //! is taken; an update that leaves the references alone is not held to it.
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{begin, device_link, eventually_showing};
+use devicelink_e2e::{apply, begin, client_as, device_link, eventually_showing};
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
     rbac::v1::{Role, RoleBinding},
 };
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
@@ -20,13 +20,6 @@ use std::time::Duration;
 
 const TENANT: &str = "e2e-tenant";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A client that acts as the tenant (the test's admin may impersonate).
-async fn as_tenant() -> Client {
-    let mut config = kube::Config::infer().await.expect("the test kubeconfig");
-    config.auth_info.impersonate = Some(TENANT.into());
-    Client::try_from(config).expect("a client as the tenant")
-}
 
 /// A fan whose MQTT credentials come from the Secret `secret` (and, with
 /// `ca`, its CA from the ConfigMap `ca`).
@@ -53,20 +46,6 @@ fn fan(namespace: &str, secret: &str, ca: Option<&str>) -> DeviceLink {
     }
     link.spec.references = serde_json::from_value(Value::Array(references)).unwrap();
     link
-}
-
-async fn apply<K>(api: &Api<K>, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
 }
 
 /// The API server's refusal of `result`, or a panic if it was taken.
@@ -98,29 +77,29 @@ async fn only_who_may_read_a_secret_may_reference_it() {
 
     apply(
         &secrets,
-        json!({"apiVersion": "v1", "kind": "Secret",
+        &json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "plant-mqtt", "namespace": namespace},
         "stringData": {"username": "plant", "password": "s3cret"}}),
     )
     .await;
     apply(
         &config_maps,
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "plant-ca", "namespace": namespace},
         "data": {"ca.crt": "not read here"}}),
     )
     .await;
     // The tenant may do anything with DeviceLinks here, and nothing else.
-    apply(&roles, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    apply(&roles, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "devicelink-author", "namespace": namespace},
         "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": ["*"]}]})).await;
     for role in ["devicelink-author", "read-plant-mqtt"] {
-        apply(&bindings, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        apply(&bindings, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": role, "namespace": namespace},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})).await;
     }
-    let tenant_links: Api<DeviceLink> = Api::namespaced(as_tenant().await, namespace);
+    let tenant_links: Api<DeviceLink> = Api::namespaced(client_as(TENANT).await, namespace);
     let create = PostParams::default();
 
     // Referencing a Secret the tenant may not read: refused, naming who,
@@ -148,7 +127,7 @@ async fn only_who_may_read_a_secret_may_reference_it() {
     // Allowed to read that one Secret (by name): the same DeviceLink is taken.
     apply(
         &roles,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "read-plant-mqtt", "namespace": namespace},
         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
                    "resourceNames": ["plant-mqtt"]}]}),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, client, ensure_namespace, eventually, exclusive,
-    mqtt::Subscriber, process::start_operator, wait_connected,
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, client, ensure_namespace, eventually,
+    exclusive, mqtt::Subscriber, process::start_operator, wait_connected,
 };
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::{
@@ -37,13 +37,7 @@ async fn apply_example(
     link.spec.template.spec.as_mut().unwrap()["extension"]["mqtt"]["client"]["server"] =
         json!(broker);
     let api: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&link),
-    )
-    .await
-    .expect("apply DeviceLink")
+    apply(&api, &link).await
 }
 
 fn conditions(link: &DeviceLink) -> Vec<(String, String, String)> {
