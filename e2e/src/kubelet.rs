@@ -81,6 +81,20 @@ impl LocalKubelet {
             .and_then(|l| l.pid)
     }
 
+    /// A pod's adaptor process id and metrics port, once it has run for
+    /// `settle` (benchmarks measure from there); panics if no such pod runs
+    /// here.
+    pub async fn settled_adaptor(&self, pod: &str, settle: std::time::Duration) -> (u32, u16) {
+        let pid = self
+            .pid(pod)
+            .unwrap_or_else(|| panic!("no adaptor process for {pod}"));
+        let port = self
+            .metrics_port(pod)
+            .unwrap_or_else(|| panic!("no metrics port for {pod}"));
+        tokio::time::sleep(settle).await;
+        (pid, port)
+    }
+
     /// Names of the pods that were started as processes so far.
     pub fn started(&self) -> Vec<String> {
         self.started.borrow().clone()

@@ -83,9 +83,7 @@ async fn main() {
         "{devices} peripherals connected in {:.1}s",
         took.as_secs_f64()
     );
-    let pid = kubelet.pid(POD).expect("adaptor pid");
-    let metrics_port = kubelet.metrics_port(POD).expect("adaptor metrics port");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (pid, metrics_port) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     let cpu = cpu_seconds(pid);
     let taken = metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0);
     let t = Instant::now();

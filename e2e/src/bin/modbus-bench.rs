@@ -147,9 +147,7 @@ async fn main() {
         took.as_secs_f64(),
         args.seconds
     );
-    let port = kubelet.metrics_port(POD).expect("adaptor metrics port");
-    let pid = kubelet.pid(POD).expect("adaptor pid");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (pid, port) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     let a = sample(port, pid).await;
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let b = sample(port, pid).await;

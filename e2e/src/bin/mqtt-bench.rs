@@ -20,19 +20,6 @@ use kube::Api;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 
-struct Args {
-    devices: usize,
-    seconds: u64,
-}
-
-fn args() -> Args {
-    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
-    Args {
-        devices: devices as usize,
-        seconds,
-    }
-}
-
 const NAMESPACE: &str = "bench-mqtt";
 const POD: &str = "devicelink-adaptor-dummy-edge-worker";
 
@@ -73,10 +60,11 @@ async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args = args();
+    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
+    let devices = devices as usize;
     let broker = Mosquitto::start().await;
 
-    let bare_rate = bare(broker.port, args.devices, args.seconds).await;
+    let bare_rate = bare(broker.port, devices, seconds).await;
     eprintln!("bare rumqttc: {bare_rate:.0} messages/s");
 
     let client = client().await;
@@ -86,7 +74,7 @@ async fn main() {
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     let url = broker.url();
-    let all = (0..args.devices)
+    let all = (0..devices)
         .map(|i| {
             dummy_link(
                 NAMESPACE,
@@ -101,21 +89,16 @@ async fn main() {
         })
         .collect();
     let took = create_all_connected(&links, all, &operator).await;
-    eprintln!(
-        "{} fans connected in {:.1}s",
-        args.devices,
-        took.as_secs_f64()
-    );
-    let pid = kubelet.pid(POD).expect("adaptor pid");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    eprintln!("{} fans connected in {:.1}s", devices, took.as_secs_f64());
+    let (pid, _) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     let cpu = cpu_seconds(pid);
     let t = Instant::now();
-    let adaptor_rate = rate(&count, Duration::ZERO, args.seconds).await;
+    let adaptor_rate = rate(&count, Duration::ZERO, seconds).await;
     let cores = (cpu_seconds(pid) - cpu) / t.elapsed().as_secs_f64();
 
     println!(
         "| {} devices, 1 status/s each, QoS 1, retained | |",
-        args.devices
+        devices
     );
     println!("|---|---|");
     println!("| bare rumqttc clients, messages/s delivered | {bare_rate:.0} |");

@@ -22,26 +22,14 @@ use devicelink_e2e::{
 use kube::Api;
 use serde_json::json;
 
-struct Args {
-    devices: usize,
-    seconds: u64,
-}
-
-fn args() -> Args {
-    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
-    Args {
-        devices: devices as usize,
-        seconds,
-    }
-}
-
 const NAMESPACE: &str = "bench-mqtt-device";
 const POD: &str = "devicelink-adaptor-mqtt-edge-worker";
 const TAKEN_IN: &str = "devicelink_adaptor_mqtt_device_messages_total";
 
 #[tokio::main]
 async fn main() {
-    let args = args();
+    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
+    let devices = devices as usize;
     let broker = Mosquitto::start().await;
     let sent = counter(broker.port, "bench/device/+/state").await;
     let delivered = counter(broker.port, "bench/mirror/#").await;
@@ -55,7 +43,7 @@ async fn main() {
         interval: 1.0,
         more: vec![
             "--count".into(),
-            args.devices.to_string(),
+            devices.to_string(),
             "--tick".into(),
             "counter".into(),
         ],
@@ -68,7 +56,7 @@ async fn main() {
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     let url = broker.url();
-    let all = (0..args.devices)
+    let all = (0..devices)
         .map(|i| {
             device_link(
                 NAMESPACE,
@@ -98,18 +86,16 @@ async fn main() {
     let took = create_all_connected(&links, all, &operator).await;
     eprintln!(
         "{} devices connected in {:.1}s",
-        args.devices,
+        devices,
         took.as_secs_f64()
     );
-    let pid = kubelet.pid(POD).expect("adaptor pid");
-    let metrics_port = kubelet.metrics_port(POD).expect("adaptor metrics port");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (pid, metrics_port) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     let cpu = cpu_seconds(pid);
     let taken = metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0);
     let t = Instant::now();
     let (sent_rate, delivered_rate) = tokio::join!(
-        rate(&sent, Duration::ZERO, args.seconds),
-        rate(&delivered, Duration::ZERO, args.seconds)
+        rate(&sent, Duration::ZERO, seconds),
+        rate(&delivered, Duration::ZERO, seconds)
     );
     let elapsed = t.elapsed().as_secs_f64();
     let taken_rate = (metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0) - taken) / elapsed;
@@ -117,7 +103,7 @@ async fn main() {
 
     println!(
         "| {} MQTT devices (AttributedMessage, 3 values), 1 message/s each; status mirrored at most 1/s | |",
-        args.devices
+        devices
     );
     println!("|---|---|");
     println!("| messages/s the devices sent | {sent_rate:.0} |");

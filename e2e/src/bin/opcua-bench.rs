@@ -124,10 +124,8 @@ async fn main() {
         took.as_secs_f64(),
         args.seconds
     );
-    let port = kubelet.metrics_port(POD).expect("adaptor metrics port");
-    let pid = kubelet.pid(POD).expect("adaptor pid");
     let mut messages = Subscriber::start(broker.port, "bench/opcua/+").await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (pid, port) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     while messages.try_next(Duration::ZERO).await.is_some() {}
 
     let anchor = (Instant::now(), SystemTime::now());
