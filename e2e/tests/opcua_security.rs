@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, opcua::OPCUADevice};
 use devicelink_e2e::{
-    LocalKubelet, begin, delete_links_and_wait, device_link, log_dir,
+    LocalKubelet, begin, delete_links_and_wait, device_link,
     opcua::{OpcuaServer, ServerOptions},
-    openssl,
     process::start_operator,
     wait_connected, wait_property, wait_reason,
 };
@@ -34,31 +33,6 @@ fn link(name: &str, protocol: Value) -> DeviceLink {
     )
 }
 
-/// A user certificate and key (PEM), made by openssl.
-fn user_certificate() -> (String, String) {
-    let dir = log_dir();
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=e2e-operator",
-            "-keyout",
-            "opcua-user.key.pem",
-            "-out",
-            "opcua-user.cert.pem",
-        ],
-    );
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    (read("opcua-user.cert.pem"), read("opcua-user.key.pem"))
-}
-
 #[tokio::test]
 async fn secure_sessions_and_their_refusals() {
     let namespace = "e2e-opcua-security";
@@ -66,8 +40,12 @@ async fn secure_sessions_and_their_refusals() {
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let variables = json!([{"name": "the.answer", "type": "Int32", "value": 42}]);
-    let (user_cert, user_key) = user_certificate();
-    let user_cert_file = log_dir().join("opcua-user.cert.pem");
+    // Certificates openssl made: a CA, a server certificate it signed for
+    // the workshop below, and a client certificate for the X.509 user.
+    let pki = devicelink_e2e::certs::certificates();
+    let read = |file: &str| std::fs::read_to_string(pki.path().join(file)).unwrap();
+    let (user_cert, user_key) = (read("client.pem"), read("client.key"));
+    let user_cert_file = pki.path().join("client.pem");
     // Every endpoint, users by password.
     let plant = OpcuaServer::start(ServerOptions {
         policies: vec![
@@ -91,7 +69,6 @@ async fn secure_sessions_and_their_refusals() {
     })
     .await;
     // Its certificate signed by a CA: trusting the CA is enough.
-    let pki = devicelink_e2e::certs::certificates();
     let workshop = OpcuaServer::start(ServerOptions {
         policies: vec!["Basic256Sha256_SignAndEncrypt"],
         users: vec![("operator", "s3cret")],
@@ -103,7 +80,7 @@ async fn secure_sessions_and_their_refusals() {
         ..Default::default()
     })
     .await;
-    let ca = |name: &str| std::fs::read_to_string(pki.path().join(format!("{name}.pem"))).unwrap();
+    let ca = |name: &str| read(&format!("{name}.pem"));
     let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
     let password = |p: &str| json!({"username": "operator", "password": p});
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
