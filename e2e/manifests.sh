@@ -16,7 +16,7 @@ render() { # FILE TEMPLATE...
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-render "$tmp/rbac.yaml" operator-rbac.yaml adaptor-rbac.yaml reference-policy.yaml adaptor-write-policy.yaml
+render "$tmp/rbac.yaml" operator-rbac.yaml adaptor-rbac.yaml reference-policy.yaml adaptor-write-policy.yaml operator-policy.yaml
 render "$tmp/operator.yaml" deployment.yaml service.yaml
 if [ "${1:-}" = --check ]; then
   for f in rbac.yaml operator.yaml; do

@@ -1,0 +1,277 @@
+//! The operator's own rights are no wider than what it does: with its
+//! ServiceAccount's token one can manage adaptor identities and nothing
+//! else. RBAC cannot name objects before they exist, so the chart's
+//! `devicelink-operator-writes` policy does that part; RBAC names the rest
+//! (the leader Lease, no plain updates of DeviceLinks).
+
+use std::time::Duration;
+
+use devicelink_e2e::{SYSTEM_NAMESPACE, begin, client_as, eventually_showing, kubectl::kubectl};
+use k8s_openapi::api::{
+    core::v1::Pod,
+    rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "e2e-operator-rights";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn operator_account() -> String {
+    format!("system:serviceaccount:{SYSTEM_NAMESPACE}:devicelink-operator")
+}
+
+fn typed<K: DeserializeOwned>(value: Value) -> K {
+    serde_json::from_value(value).expect("a well-formed object")
+}
+
+fn owned_meta(name: &str, namespace: Option<&str>) -> Value {
+    json!({"name": name, "namespace": namespace,
+           "labels": {"app.kubernetes.io/managed-by": "devicelink-operator"}})
+}
+
+fn adaptor_subject(name: &str) -> Value {
+    json!([{"kind": "ServiceAccount", "name": name, "namespace": SYSTEM_NAMESPACE}])
+}
+
+/// The API server's refusal of `result`: its message, which must come from
+/// admission (the policy), not from RBAC.
+fn refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
+    match result {
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+            assert!(
+                e.message.contains("devicelink-operator-writes"),
+                "{what}: refused, but not by the operator policy: {}",
+                e.message
+            );
+            e.message
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+}
+
+/// `kubectl auth can-i VERB RESOURCE -n NAMESPACE` as the operator.
+fn operator_can(verb: &str, resource: &str, namespace: &str) -> bool {
+    let out = kubectl(
+        &[
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "-n",
+            namespace,
+            "--as",
+            &operator_account(),
+        ],
+        None,
+    );
+    match out.text.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i answered {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
+    let (_guard, admin) = begin(NAMESPACE).await;
+    let operator = client_as(&operator_account()).await;
+    let create = PostParams::default();
+
+    // Someone else's binding, which the operator's RBAC alone would let it
+    // delete or rewrite (it may bind this ClusterRole).
+    let admin_bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let foreign = "e2e-plant-viewers";
+    let _ = admin_bindings
+        .delete(foreign, &DeleteParams::default())
+        .await;
+    admin_bindings
+        .create(
+            &create,
+            &typed(json!({"metadata": {"name": foreign},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-adaptor-dummy"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})),
+        )
+        .await
+        .expect("the admin creates a binding");
+
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(operator.clone());
+    // Policies reach the API server's admission a moment after they are
+    // installed; the first refusal shows that this one is in force.
+    let message = eventually_showing("the operator policy to refuse", WAIT, || async {
+        match cluster_bindings
+            .delete(foreign, &DeleteParams::default())
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.message.contains("devicelink-operator-writes") => {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(
+            "devicelink-operator may create, change and delete only adaptor identities (named devicelink-adaptor-<kind>-<node>), not clusterrolebindings e2e-plant-viewers"
+        ),
+        "{message}"
+    );
+    refusal(
+        "rewriting a foreign binding",
+        cluster_bindings
+            .patch(
+                foreign,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]})),
+            )
+            .await,
+    );
+    assert!(admin_bindings.get_opt(foreign).await.unwrap().is_some());
+
+    // An adaptor-named binding that binds someone else: refused.
+    let name = "devicelink-adaptor-dummy-e2e-rights";
+    let message = refusal(
+        "binding a user to an adaptor ClusterRole",
+        cluster_bindings
+            .create(
+                &create,
+                &typed(json!({"metadata": owned_meta(name, None),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-adaptor-dummy"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("clusterrolebindings devicelink-adaptor-dummy-e2e-rights may bind only the adaptor ServiceAccount of the same name to an adaptor kind's ClusterRole"),
+        "{message}"
+    );
+    // The shape the operator makes is admitted, and it can remove it again.
+    cluster_bindings
+        .create(
+            &create,
+            &typed(json!({"metadata": owned_meta(name, None),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-adaptor-dummy"},
+                "subjects": adaptor_subject(name)})),
+        )
+        .await
+        .expect("an adaptor identity binding is admitted");
+    cluster_bindings
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("the operator removes its own binding");
+
+    // Handing a tenant's Secrets to another subject: RBAC would allow it
+    // (the operator holds get on Secrets); the policy does not.
+    let roles: Api<Role> = Api::namespaced(operator.clone(), NAMESPACE);
+    let bindings: Api<RoleBinding> = Api::namespaced(operator.clone(), NAMESPACE);
+    let _ = roles.delete(name, &DeleteParams::default()).await;
+    let message = refusal(
+        "a Role reading every Secret",
+        roles
+            .create(
+                &create,
+                &typed(json!({"metadata": owned_meta(name, Some(NAMESPACE)),
+                    "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("roles devicelink-adaptor-dummy-e2e-rights may grant only get, list and watch of Secrets and ConfigMaps named in resourceNames"),
+        "{message}"
+    );
+    roles
+        .create(
+            &create,
+            &typed(json!({"metadata": owned_meta(name, Some(NAMESPACE)),
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"], "verbs": ["get", "list", "watch"]}]})),
+        )
+        .await
+        .expect("a grant of named Secrets is admitted");
+    let message = refusal(
+        "binding the grant to a user",
+        bindings
+            .create(
+                &create,
+                &typed(json!({"metadata": owned_meta(name, Some(NAMESPACE)),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("rolebindings devicelink-adaptor-dummy-e2e-rights may bind only the adaptor ServiceAccount of the same name to the Role of the same name"),
+        "{message}"
+    );
+    let message = refusal(
+        "an unlabelled binding under another name",
+        bindings
+            .create(
+                &create,
+                &typed(json!({"metadata": {"name": "secret-readers"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                    "subjects": adaptor_subject(name)})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("not rolebindings secret-readers"),
+        "{message}"
+    );
+    roles
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("the operator removes its own Role");
+
+    // A pod in the operator's namespace running as the operator (or any
+    // account but its own adaptor one): refused.
+    let pods: Api<Pod> = Api::namespaced(operator.clone(), SYSTEM_NAMESPACE);
+    let message = refusal(
+        "a pod running as the operator",
+        pods.create(
+            &create,
+            &typed(json!({"metadata": owned_meta(name, Some(SYSTEM_NAMESPACE)),
+                "spec": {"serviceAccountName": "devicelink-operator",
+                         "containers": [{"name": "c", "image": "example.com/x"}]}})),
+        )
+        .await,
+    );
+    assert!(
+        message.contains("pods devicelink-adaptor-dummy-e2e-rights must run as the adaptor ServiceAccount of the same name"),
+        "{message}"
+    );
+
+    // What RBAC names: the leader Lease by name, no plain DeviceLink updates,
+    // no Secret writes.
+    assert!(operator_can(
+        "patch",
+        "lease/devicelink-operator",
+        SYSTEM_NAMESPACE
+    ));
+    assert!(!operator_can(
+        "get",
+        "lease/other-controller",
+        SYSTEM_NAMESPACE
+    ));
+    assert!(!operator_can("list", "leases", SYSTEM_NAMESPACE));
+    assert!(!operator_can(
+        "update",
+        "devicelinks.edge.cattle.io",
+        NAMESPACE
+    ));
+    assert!(operator_can(
+        "patch",
+        "devicelinks.edge.cattle.io",
+        NAMESPACE
+    ));
+    assert!(!operator_can("create", "secrets", NAMESPACE));
+    assert!(!operator_can("get", "pods", NAMESPACE));
+
+    admin_bindings
+        .delete(foreign, &DeleteParams::default())
+        .await
+        .unwrap();
+}
