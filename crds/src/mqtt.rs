@@ -135,6 +135,14 @@ pub struct MqttClientOptions {
     #[schemars(range(min = 1, max = 1000000))]
     pub message_channel_depth: Option<i32>,
 
+    /// Bytes of messages (topics and payloads) kept while the broker is
+    /// unreachable, in memory and in the File store alike; when over, the
+    /// oldest are dropped and counted, and the status says so
+    /// (`extension.mqtt.buffer`). Default 8 MiB; at most 1 GiB. Ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 1073741824))]
+    pub message_channel_bytes: Option<i64>,
+
     /// HTTP headers for the websocket handshake (ws and wss only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub http_headers: BTreeMap<String, Vec<String>>,

@@ -268,6 +268,10 @@ pub struct MqttPropertyStatus {
     /// When the value last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
+    /// Set while the property holds a value written from MQTT rather than
+    /// its spec's: until the property's spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_write: Option<crate::property::MqttWrite>,
     /// What was wrong with the device's last message for this property
     /// (not JSON, no such path, a value of another type); cleared by the
     /// next good one.

@@ -125,6 +125,20 @@ pub struct PropertyStatus {
     /// When the value last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
+    /// Set while the property holds a value written from MQTT rather than
+    /// its spec's: until the property's spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_write: Option<MqttWrite>,
+}
+
+/// A value written to a property from MQTT.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct MqttWrite {
+    /// The value written, as text: a string as it is, anything else as
+    /// JSON.
+    pub value: String,
+    /// When it was written.
+    pub at: Time,
 }
 
 /// What an adaptor reports about a device's extensions.
@@ -169,6 +183,12 @@ pub struct MqttStatus {
     /// Cleared once a status message gets through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undelivered: Option<String>,
+    /// Set while messages are being lost on the way: the buffer is over
+    /// `messageChannelBytes` or `messageChannelDepth` and drops its oldest
+    /// messages, or the File store cannot be written and messages are kept
+    /// in memory only. Cleared once the buffer has drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<String>,
 }
 
 /// What an adaptor reports about a device with a list of properties.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ::uuid::Uuid;
 use base64::Engine as _;
 use devicelink_adaptor_runtime::{
-    Accepts, Property,
+    Accepts, Property, Writes,
     access::{self, ReadMode, WriteMode},
     arithmetic,
     bytes::{self, Layout, Reading},
@@ -206,8 +206,12 @@ impl Point {
         Property {
             name: self.name.clone(),
             accepts,
-            writable: self.write != WriteMode::Never
-                && !matches!(self.decoding, Decoding::Converter(_) if self.named.is_empty()),
+            // A converter without named values cannot be turned back.
+            writes: if matches!(self.decoding, Decoding::Converter(_) if self.named.is_empty()) {
+                Writes::No
+            } else {
+                access::mqtt_writes(self.write, self.desired.is_some())
+            },
         }
     }
 

@@ -15,7 +15,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Writes};
 use devicelink_api::dummy::{
     DummyPropType, DummyProtocolDevice, DummyProtocolDeviceSpec, DummyProtocolDeviceStatus,
     DummyProtocolProp, DummyProtocolValue,
@@ -217,7 +217,7 @@ impl Device {
             .map(|(name, p)| Property {
                 name: name.clone(),
                 accepts: accepts(&p.shape),
-                writable: !p.read_only,
+                writes: if p.read_only { Writes::No } else { Writes::Yes },
             })
             .collect()
     }

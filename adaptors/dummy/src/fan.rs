@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Writes};
 use devicelink_api::dummy::{
     DummySpecialDevice, DummySpecialDeviceSpec, DummySpecialDeviceStatus, Gear,
 };
@@ -90,17 +90,17 @@ pub fn writable_properties() -> Vec<Property> {
         Property {
             name: "on".into(),
             accepts: Accepts::Boolean,
-            writable: true,
+            writes: Writes::Yes,
         },
         Property {
             name: "gear".into(),
             accepts: Accepts::OneOf(vec!["slow".into(), "middle".into(), "fast".into()]),
-            writable: true,
+            writes: Writes::Yes,
         },
         Property {
             name: "rotatingSpeed".into(),
             accepts: Accepts::Integer { min: 0, max: 300 },
-            writable: false,
+            writes: Writes::No,
         },
     ]
 }

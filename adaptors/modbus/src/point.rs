@@ -104,7 +104,7 @@ impl Point {
         Property {
             name: self.name.clone(),
             accepts,
-            writable: self.write != WriteMode::Never,
+            writes: access::mqtt_writes(self.write, self.desired.is_some()),
         }
     }
 
@@ -221,7 +221,10 @@ mod tests {
     fn input_tables_are_never_written() {
         let p = Point::new(&property(ValueType::Uint16, RegisterKind::InputRegister, 1)).unwrap();
         assert_eq!(p.write, WriteMode::Never);
-        assert!(!p.as_property().writable);
+        assert_eq!(
+            p.as_property().writes,
+            devicelink_adaptor_runtime::Writes::No
+        );
         let p = Point::new(&property(
             ValueType::Uint16,
             RegisterKind::HoldingRegister,
@@ -267,7 +270,7 @@ mod tests {
         let point = Point::new(&p).unwrap();
         assert_eq!(
             (point.read, point.write),
-            (ReadMode::Never, WriteMode::OnChange)
+            (ReadMode::Never, WriteMode::Once)
         );
         p.access_modes = vec![];
         p.read_only = Some(true);

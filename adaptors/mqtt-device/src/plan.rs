@@ -164,7 +164,7 @@ impl Plan {
             .map(|p| Property {
                 name: p.name.clone(),
                 accepts: codec::accepts(p.type_),
-                writable: p.write != WriteMode::Never,
+                writes: access::mqtt_writes(p.write, p.value.is_some()),
             })
             .collect()
     }
@@ -206,7 +206,7 @@ fn point(
         }
     };
     let value = match (&p.value, write) {
-        (Some(v), WriteMode::OnChange | WriteMode::Every) => {
+        (Some(v), WriteMode::OnChange | WriteMode::Once | WriteMode::Every) => {
             Some(codec::decode(p.type_, v).map_err(|e| format!("{field}.value: {e}"))?)
         }
         (Some(_), WriteMode::Never) => {
@@ -239,6 +239,7 @@ fn point(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devicelink_adaptor_runtime::Writes;
     use serde_json::json;
 
     fn link() -> TopicContext {
@@ -273,8 +274,8 @@ mod tests {
         assert_eq!(plan.points[0].write, WriteMode::OnChange);
         // Read-only by default, as in Octopus.
         assert_eq!(plan.points[1].write, WriteMode::Never);
-        let writable: Vec<bool> = plan.properties().iter().map(|p| p.writable).collect();
-        assert_eq!(writable, [true, false]);
+        let writes: Vec<Writes> = plan.properties().iter().map(|p| p.writes).collect();
+        assert_eq!(writes, [Writes::Yes, Writes::No]);
     }
 
     #[test]

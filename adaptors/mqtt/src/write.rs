@@ -43,7 +43,40 @@ pub enum Accepts {
 pub struct Property {
     pub name: String,
     pub accepts: Accepts,
-    pub writable: bool,
+    pub writes: Writes,
+}
+
+/// Whether writes from MQTT may set a property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Read-only.
+    No,
+    /// Every write is applied.
+    Yes,
+    /// `WriteOnce` with no spec value: one write, until the property's
+    /// spec changes (the device task keeps count).
+    Once,
+    /// `WriteOnce` with a spec value: the spec's value was its one write.
+    SpecOnce,
+    /// `WriteMany` with a spec value: the spec's value is written every
+    /// sync, so a write from MQTT would not hold.
+    SpecEvery,
+}
+
+impl Writes {
+    /// Why a write is refused whatever its value, if it is.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            Writes::No => Some("is read-only"),
+            Writes::SpecOnce => Some(
+                "is WriteOnce and was written with its spec value; change the spec's value to write it again",
+            ),
+            Writes::SpecEvery => Some(
+                "is WriteMany with a spec value, which is written every sync and would undo this write; change the spec's value instead",
+            ),
+            Writes::Yes | Writes::Once => None,
+        }
+    }
 }
 
 /// Why (part of) a write was refused.
@@ -108,7 +141,7 @@ pub fn decode(payload: &[u8], properties: &[Property]) -> Result<Map<String, Val
     for (name, value) in &values {
         let problem = match properties.iter().find(|p| &p.name == name) {
             None => Some("is not a property of this device".to_string()),
-            Some(p) if !p.writable => Some("is read-only".to_string()),
+            Some(p) if p.writes.refusal().is_some() => p.writes.refusal().map(str::to_string),
             Some(p) => check(&p.accepts, value).err(),
         };
         if let Some(reason) = problem {
@@ -267,12 +300,12 @@ mod tests {
             Property {
                 name: "on".into(),
                 accepts: Accepts::Boolean,
-                writable: true,
+                writes: Writes::Yes,
             },
             Property {
                 name: "gear".into(),
                 accepts: Accepts::OneOf(vec!["slow".into(), "middle".into(), "fast".into()]),
-                writable: true,
+                writes: Writes::Yes,
             },
             Property {
                 name: "limit".into(),
@@ -280,12 +313,12 @@ mod tests {
                     min: -32768,
                     max: 32767,
                 },
-                writable: true,
+                writes: Writes::Yes,
             },
             Property {
                 name: "rotatingSpeed".into(),
                 accepts: Accepts::Integer { min: 0, max: 300 },
-                writable: false,
+                writes: Writes::No,
             },
         ]
     }
@@ -338,12 +371,12 @@ mod tests {
                         },
                     ),
                 ]),
-                writable: true,
+                writes: Writes::Yes,
             },
             Property {
                 name: "friends".into(),
                 accepts: Accepts::List(Box::new(Accepts::Text)),
-                writable: true,
+                writes: Writes::Yes,
             },
         ];
         let good = br#"{"gender": {"code": 2}, "friends": ["ann", "bob"]}"#;
@@ -451,7 +484,7 @@ mod tests {
                     prop_assert!(!values.is_empty());
                     for (name, v) in &values {
                         let p = fan().into_iter().find(|p| &p.name == name).unwrap();
-                        prop_assert!(p.writable);
+                        prop_assert!(p.writes.refusal().is_none());
                         prop_assert!(check(&p.accepts, v).is_ok());
                     }
                 }

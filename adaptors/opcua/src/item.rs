@@ -76,7 +76,7 @@ impl Item {
         Property {
             name: self.name.clone(),
             accepts: self.encoding.accepts(),
-            writable: self.write != WriteMode::Never,
+            writes: access::mqtt_writes(self.write, self.desired.is_some()),
         }
     }
 }
@@ -143,7 +143,10 @@ mod tests {
         let mut p = property("i=1");
         p.read_only = Some(true);
         let item = Item::new(&p).unwrap();
-        assert!(!item.as_property().writable);
+        assert_eq!(
+            item.as_property().writes,
+            devicelink_adaptor_runtime::Writes::No
+        );
         p.value = Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1));
         assert!(Item::new(&p).is_err());
         p.read_only = None;

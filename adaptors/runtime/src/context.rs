@@ -14,7 +14,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::{Reason, references::References, registry::Model, write_rate::WriteRate};
+use crate::{
+    Reason, references::References, registry::Model, write_ledger::WriteLedger,
+    write_rate::WriteRate,
+};
 
 /// A connection to the broker of a device that speaks MQTT itself
 /// ([`DeviceContext::connect_device`]).
@@ -55,6 +58,7 @@ pub struct DeviceContext<K: Model> {
     status: Arc<watch::Sender<Option<serde_json::Value>>>,
     connected: Arc<watch::Sender<Option<Outcome>>>,
     write_rate: Mutex<WriteRate>,
+    ledger: Mutex<WriteLedger>,
 }
 
 /// The device's writes from MQTT, taken by whichever task runs it (a new
@@ -73,6 +77,7 @@ impl<K: Model> DeviceContext<K> {
         connected: Arc<watch::Sender<Option<Outcome>>>,
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
+        let ledger = WriteLedger::load(&as_json(device.borrow().as_ref()));
         let mut ctx = DeviceContext {
             device,
             references,
@@ -84,6 +89,7 @@ impl<K: Model> DeviceContext<K> {
             status,
             connected,
             write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
+            ledger: Mutex::new(ledger),
         };
         ctx.configure_mqtt(None, true);
         ctx
@@ -159,6 +165,7 @@ impl<K: Model> DeviceContext<K> {
                     let now = self.device();
                     if now.meta().generation != before.meta().generation {
                         self.configure_mqtt(Some(before.as_ref()), false);
+                        self.ledger.lock().unwrap().follow_spec(&as_json(now.as_ref()));
                         return Some(Change::Spec(now));
                     }
                 }
@@ -191,7 +198,15 @@ impl<K: Model> DeviceContext<K> {
             self.answer_write(request, Err(&[Refusal::whole(WriteRate::refusal())]));
             return None;
         }
-        match write::decode(&request.payload, properties) {
+        let decoded = write::decode(&request.payload, properties).and_then(|values| {
+            let again = self.ledger.lock().unwrap().refusals(&values, properties);
+            if again.is_empty() {
+                Ok(values)
+            } else {
+                Err(again)
+            }
+        });
+        match decoded {
             Ok(values) => Some(values),
             Err(refused) => {
                 self.answer_write(request, Err(&refused));
@@ -209,6 +224,11 @@ impl<K: Model> DeviceContext<K> {
     ) {
         match result {
             Ok(values) => {
+                let at = devicelink_api::condition::now().0.to_string();
+                self.ledger
+                    .lock()
+                    .unwrap()
+                    .record(values, &as_json(self.device().as_ref()), &at);
                 info!(device = %self.key(), properties = ?values.keys().collect::<Vec<_>>(), "write from MQTT applied")
             }
             Err(refused) => {
@@ -229,13 +249,14 @@ impl<K: Model> DeviceContext<K> {
     /// Reports a sample: published to MQTT every time, written to the
     /// device's status when it differs from the last write (rate-limited).
     pub fn report(&self, status: &impl serde::Serialize) {
-        let value = match serde_json::to_value(status) {
+        let mut value = match serde_json::to_value(status) {
             Ok(v) => v,
             Err(e) => {
                 warn!(device = %self.key(), error = %e, "status does not serialize");
                 return;
             }
         };
+        self.ledger.lock().unwrap().annotate(&mut value);
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
             publisher.publish(value.to_string().into_bytes());
         }
@@ -335,4 +356,9 @@ fn owner_uid(device: &impl kube::Resource) -> String {
         .find(|o| o.controller == Some(true))
         .map(|o| o.uid.clone())
         .unwrap_or_default()
+}
+
+/// The device as JSON, for what reads its spec and status by field name.
+fn as_json<K: serde::Serialize>(device: &K) -> Value {
+    serde_json::to_value(device).unwrap_or_default()
 }

@@ -22,6 +22,7 @@ mod status_writer;
 mod supervise;
 pub mod value;
 mod write_events;
+mod write_ledger;
 mod write_rate;
 
 pub use connected::{Backoff, Reason};
@@ -29,7 +30,7 @@ pub use context::{Change, DeviceConnection, DeviceContext};
 pub use devicelink_api::Outcome;
 pub use devicelink_mqtt::{
     publisher::WriteRequest,
-    write::{Accepts, Property, Refusal, decode as decode_write},
+    write::{Accepts, Property, Refusal, Writes, decode as decode_write},
 };
 pub use references::{ReferenceError, References};
 pub use registry::{Adaptor, Model, RuntimeConfig};
