@@ -12,8 +12,9 @@ use k8s_openapi::{
     api::core::v1::{
         Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
         EnvVarSource, HTTPGetAction, HostPathVolumeSource, NodeAffinity, NodeSelector,
-        NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodSecurityContext,
-        PodSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+        NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+        PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
+        SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
@@ -58,7 +59,7 @@ const DIALOUT_GID: i64 = 20;
 /// The pod we want for an adaptor kind on a node.
 pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
     let settings = config.adaptor_settings.for_kind(adaptor.short_name);
-    let host = host_access(&settings);
+    let host = host_access(&settings, node);
     let mut env = vec![
         EnvVar {
             name: "NODE_NAME".into(),
@@ -123,6 +124,8 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(65532),
+            // A claimed data volume is made writable for the adaptor.
+            fs_group: Some(65532),
             supplemental_groups: host.groups,
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
@@ -214,22 +217,34 @@ struct HostAccess {
     privileged: bool,
 }
 
-fn host_access(settings: &PodSettings) -> HostAccess {
+fn host_access(settings: &PodSettings, node: &str) -> HostAccess {
     let mut access = HostAccess::default();
-    // Bounded: one tenant's stores during a long broker outage must not
-    // fill the node's disk (the kubelet evicts the pod instead).
-    access.volumes.push(Volume {
-        name: "data".into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(
-                settings
-                    .data_size_limit
-                    .clone()
-                    .unwrap_or_else(|| Quantity(DEFAULT_DATA_SIZE_LIMIT.into())),
-            ),
+    access.volumes.push(match &settings.data_claim {
+        // Outlives the pod: messages stored in an outage survive its
+        // deletion, a node drain, an upgrade of the adaptor.
+        Some(claim) => Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.replace("{node}", node),
+                read_only: None,
+            }),
             ..Default::default()
-        }),
-        ..Default::default()
+        },
+        // Bounded: one tenant's stores during a long broker outage must not
+        // fill the node's disk (the kubelet evicts the pod instead).
+        None => Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(
+                    settings
+                        .data_size_limit
+                        .clone()
+                        .unwrap_or_else(|| Quantity(DEFAULT_DATA_SIZE_LIMIT.into())),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     });
     access.mounts.push(VolumeMount {
         name: "data".into(),
@@ -377,6 +392,23 @@ mod tests {
         );
         let data = volumes[0].empty_dir.as_ref().expect("the data directory");
         assert_eq!(data.size_limit, Some(Quantity("1Gi".into())));
+
+        // A claim per node keeps stored messages beyond the pod.
+        config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
+            "adaptors:\n  modbus:\n    dataClaim: 'modbus-data-{node}'\n",
+        )
+        .unwrap();
+        let modbus = devicelink_api::adaptor::find_short("modbus").unwrap();
+        let claimed = desired(&config, modbus, "edge-7").spec.unwrap();
+        let data = &claimed.volumes.as_ref().unwrap()[0];
+        assert_eq!(
+            data.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "modbus-data-edge-7"
+        );
+        assert!(data.empty_dir.is_none());
+        assert_eq!(claimed.security_context.unwrap().fs_group, Some(65532));
+        let other = desired(&config, dummy(), "edge-7").spec.unwrap();
+        assert!(other.volumes.unwrap()[0].empty_dir.is_some(), "per kind");
 
         config.adaptor_settings = crate::adaptor_settings::AdaptorSettings::parse(
             "defaults:\n  imagePullSecrets: [{name: registry}]\n  tolerations: [{key: edge, operator: Exists, effect: NoSchedule}]\nadaptors:\n  dummy:\n    image: example.com/fan:{adaptor}\n    resources: {limits: {memory: 48Mi}}\n    env: [{name: EXTRA, value: '1'}]\n    serialDevices: [/dev/ttyUSB0]\n    hostDBus: true\n",

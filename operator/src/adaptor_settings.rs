@@ -57,6 +57,11 @@ pub struct PodSettings {
     /// MQTT File stores); the kubelet evicts a pod that writes more.
     /// Default 1Gi.
     pub data_size_limit: Option<Quantity>,
+    /// Keep the data directory on this PersistentVolumeClaim instead
+    /// (`{node}` is replaced by the node's name; one claim per node, which
+    /// you or your storage class provide), so that stored MQTT messages
+    /// outlive the pod. Its size is the claim's.
+    pub data_claim: Option<String>,
 }
 
 impl PodSettings {
@@ -75,6 +80,7 @@ impl PodSettings {
             serial_devices: self.serial_devices.or(f.serial_devices),
             host_d_bus: self.host_d_bus.or(f.host_d_bus),
             data_size_limit: self.data_size_limit.or(f.data_size_limit),
+            data_claim: self.data_claim.or(f.data_claim),
         }
     }
 }

@@ -12,6 +12,10 @@
 //! is handed over again (at least once, in order). With the File store every
 //! message is also on disk until acknowledged.
 //!
+//! The buffer is bounded by count (`messageChannelDepth`) and by bytes
+//! (`messageChannelBytes`): beyond either the oldest messages go, and the
+//! status says so (`buffer`) until the buffer has drained.
+//!
 //! The client reports packet ids only after it has sent a message; messages
 //! go out in the order they were handed over, so the n-th unassigned
 //! message takes the n-th id reported.
@@ -26,7 +30,14 @@ use rumqttc::QoS;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use crate::{metrics::MqttMetrics, store::FileStore};
+use crate::{
+    metrics::MqttMetrics,
+    publisher::StatusSender,
+    store::{FileStore, Saved},
+};
+
+/// `messageChannelBytes` unless the options say otherwise.
+pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 
 /// One MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +61,36 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     drained: Notify,
     metrics: MqttMetrics,
+    notice: Arc<Notice>,
+}
+
+/// What the status says about the buffer, and where it says it.
+#[derive(Default)]
+struct Notice {
+    state: Mutex<Option<StatusSender>>,
+    /// Which bound dropped messages since the buffer last drained.
+    over: Mutex<Option<String>>,
+    /// Why the File store's last save failed, until one works again.
+    store_error: Mutex<Option<String>>,
+}
+
+impl Notice {
+    /// Shows the current notice, if it changed.
+    fn refresh(&self) {
+        let buffer = notice_text(
+            self.over.lock().unwrap().as_deref(),
+            self.store_error.lock().unwrap().as_deref(),
+        );
+        if let Some(state) = self.state.lock().unwrap().as_ref() {
+            state.send_if_modified(|s| match s {
+                Some(s) if s.buffer != buffer => {
+                    s.buffer = buffer;
+                    true
+                }
+                _ => false,
+            });
+        }
+    }
 }
 
 struct Entry {
@@ -60,9 +101,14 @@ struct Entry {
     queued: Instant,
     /// When it was last handed to the client or sent by it.
     since: Instant,
-    /// On disk (File store); control messages such as clearing a retained
-    /// will never are.
+    /// Given to the File store; control messages such as clearing a
+    /// retained will never are.
     stored: bool,
+}
+
+/// What a message counts against `messageChannelBytes`.
+fn size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
 }
 
 struct Inner {
@@ -74,6 +120,11 @@ struct Inner {
     orphan_ids: usize,
     depth: usize,
     window: usize,
+    /// Bytes held (topics and payloads) and the most allowed.
+    bytes: usize,
+    max_bytes: usize,
+    /// Which bound made the buffer drop messages since it last drained.
+    over: Option<&'static str>,
     store: Option<FileStore>,
     next_seq: u64,
     /// The connected client; bumped `generation` on every new connection
@@ -91,6 +142,9 @@ impl Outbox {
                 orphan_ids: 0,
                 depth: depth.max(1),
                 window: window_for(depth),
+                bytes: 0,
+                max_bytes: DEFAULT_MAX_BYTES,
+                over: None,
                 store: None,
                 next_seq: 1,
                 handoff: None,
@@ -98,15 +152,63 @@ impl Outbox {
             }),
             drained: Notify::new(),
             metrics,
+            notice: Arc::default(),
         }
+    }
+
+    /// Where the buffer's state is shown (`buffer` in the MQTT status).
+    pub fn report_to(&self, state: StatusSender) {
+        *self.notice.state.lock().unwrap() = Some(state);
+    }
+
+    /// Told how each save to the File store went: a failure is counted and
+    /// shown until a save works again (the message stays in memory).
+    fn saved(&self) -> Saved {
+        let notice = self.notice.clone();
+        let metrics = self.metrics.clone();
+        Arc::new(move |result: std::io::Result<()>| {
+            let mut error = notice.store_error.lock().unwrap();
+            let now = match result {
+                Ok(()) => None,
+                Err(e) => {
+                    metrics.failed.inc();
+                    if error.is_none() {
+                        warn!(error = %e, "MQTT message not written to the File store; kept in memory only");
+                    }
+                    Some(e.to_string())
+                }
+            };
+            if *error != now {
+                *error = now;
+                drop(error);
+                notice.refresh();
+            }
+        })
+    }
+
+    /// Shows the buffer's state in the status, if it changed.
+    fn show(&self, inner: &Inner) {
+        let over = inner.over_text();
+        let mut shown = self.notice.over.lock().unwrap();
+        if *shown != over {
+            *shown = over;
+            drop(shown);
+            self.notice.refresh();
+        }
+    }
+
+    /// Shows the buffer's state again (the status was replaced).
+    pub fn refresh_notice(&self) {
+        self.notice.refresh();
     }
 
     /// Applies `messageChannelDepth` and the store. Switching to a File
     /// store loads what an earlier run left there (it goes first) and
     /// writes what is waiting in memory; switching away removes the files.
-    pub fn configure(&self, depth: usize, store: Option<FileStore>) {
+    pub fn configure(&self, depth: usize, max_bytes: usize, store: Option<FileStore>) {
         let mut inner = self.inner.lock().unwrap();
         inner.depth = depth.max(1);
+        inner.max_bytes = max_bytes.max(1);
         inner.window = window_for(depth);
         if inner.store != store {
             if let Some(old) = inner.store.take() {
@@ -126,6 +228,7 @@ impl Outbox {
                 for entry in inner.entries.iter_mut() {
                     entry.stored = false;
                 }
+                inner.bytes += loaded.iter().map(|(_, m)| size(m)).sum::<usize>();
                 let restored: Vec<Entry> = loaded
                     .into_iter()
                     .map(|(seq, message)| Entry {
@@ -151,8 +254,8 @@ impl Outbox {
                         let seq = inner.next_seq;
                         inner.next_seq += 1;
                         inner.entries[i].seq = seq;
-                        let saved = new.save(seq, &inner.entries[i].message);
-                        inner.entries[i].stored = self.note_store(saved);
+                        new.save(seq, &inner.entries[i].message, self.saved());
+                        inner.entries[i].stored = true;
                     }
                 }
             }
@@ -160,6 +263,7 @@ impl Outbox {
         }
         inner.trim(&self.metrics);
         inner.feed(&self.metrics);
+        self.show(&inner);
     }
 
     /// Queues a status message; drops the oldest when full.
@@ -168,9 +272,13 @@ impl Outbox {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let stored = match &inner.store {
-            Some(store) => self.note_store(store.save(seq, &message)),
+            Some(store) => {
+                store.save(seq, &message, self.saved());
+                true
+            }
             None => false,
         };
+        inner.bytes += size(&message);
         inner.entries.push_back(Entry {
             seq,
             message,
@@ -182,6 +290,7 @@ impl Outbox {
         self.metrics.buffered.inc();
         inner.trim(&self.metrics);
         inner.feed(&self.metrics);
+        self.show(&inner);
     }
 
     /// Queues a control message (kept in memory only) ahead of everything
@@ -189,6 +298,7 @@ impl Outbox {
     pub fn push_next(&self, message: Message) {
         let mut inner = self.inner.lock().unwrap();
         let at = inner.handed;
+        inner.bytes += size(&message);
         inner.entries.insert(
             at,
             Entry {
@@ -277,7 +387,7 @@ impl Outbox {
         };
         if inner.entries[i].message.qos == QoS::AtMostOnce {
             inner.complete(i, true, &self.metrics);
-            self.drained_maybe(&inner);
+            self.drained_maybe(&mut inner);
             inner.feed(&self.metrics);
         } else {
             inner.entries[i].pkid = Some(pkid);
@@ -317,7 +427,7 @@ impl Outbox {
                 inner.complete(i, delivered, &self.metrics);
                 Some(topic)
             });
-        self.drained_maybe(&inner);
+        self.drained_maybe(&mut inner);
         inner.feed(&self.metrics);
         topic
     }
@@ -327,13 +437,14 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap();
         let at = inner.handed;
         let gone: Vec<Entry> = inner.entries.drain(at..).collect();
+        inner.bytes -= gone.iter().map(|e| size(&e.message)).sum::<usize>();
         self.metrics.buffered.dec_by(gone.len() as i64);
         if let Some(store) = &inner.store {
             for entry in gone.iter().filter(|e| e.stored) {
                 store.remove(entry.seq);
             }
         }
-        self.drained_maybe(&inner);
+        self.drained_maybe(&mut inner);
     }
 
     /// Forgets everything, on disk too (the device is gone).
@@ -341,6 +452,7 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap();
         self.metrics.buffered.dec_by(inner.entries.len() as i64);
         inner.entries.clear();
+        inner.bytes = 0;
         inner.handed = 0;
         inner.handoff = None;
         if let Some(store) = inner.store.take() {
@@ -401,22 +513,25 @@ impl Outbox {
         self.len() == 0
     }
 
-    fn drained_maybe(&self, inner: &Inner) {
+    fn drained_maybe(&self, inner: &mut Inner) {
         if inner.entries.is_empty() {
             self.drained.notify_waiters();
-        }
-    }
-
-    /// Whether a store write worked (counted as failed if not).
-    fn note_store(&self, saved: std::io::Result<()>) -> bool {
-        match saved {
-            Ok(()) => true,
-            Err(e) => {
-                self.metrics.failed.inc();
-                warn!(error = %e, "MQTT message not written to the File store; kept in memory only");
-                false
+            if inner.over.take().is_some() {
+                self.show(inner);
             }
         }
+    }
+}
+
+/// The status's `buffer`: what is being lost, if anything.
+fn notice_text(over: Option<&str>, store_error: Option<&str>) -> Option<String> {
+    let store = store_error.map(|e| {
+        format!("the File store cannot be written ({e}): messages are kept in memory only")
+    });
+    match (over, store) {
+        (Some(o), Some(s)) => Some(format!("{o}; {s}")),
+        (Some(o), None) => Some(o.to_string()),
+        (None, s) => s,
     }
 }
 
@@ -437,12 +552,21 @@ impl Inner {
         }
     }
 
-    /// Keeps at most `depth` messages, dropping the oldest.
+    /// Keeps at most `depth` messages and `max_bytes`, dropping the oldest.
     fn trim(&mut self, metrics: &MqttMetrics) {
-        while self.entries.len() > self.depth {
+        loop {
+            let over = if self.entries.len() > self.depth {
+                "over messageChannelDepth"
+            } else if self.bytes > self.max_bytes {
+                "over messageChannelBytes"
+            } else {
+                break;
+            };
             let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
+            self.over = Some(over);
+            self.bytes -= size(&oldest.message);
             if self.handed > 0 {
                 self.handed -= 1;
                 if oldest.pkid.is_none() && self.handoff.is_some() {
@@ -468,6 +592,7 @@ impl Inner {
         while i < self.entries.len() {
             if crate::wire::publish_size(&self.entries[i].message) > max_packet {
                 let entry = self.entries.remove(i).expect("within the entries");
+                self.bytes -= size(&entry.message);
                 if entry.stored
                     && let Some(store) = &self.store
                 {
@@ -488,6 +613,7 @@ impl Inner {
         let Some(entry) = self.entries.remove(i) else {
             return;
         };
+        self.bytes -= size(&entry.message);
         self.handed -= 1;
         if entry.stored
             && let Some(store) = &self.store
@@ -501,6 +627,16 @@ impl Inner {
                 .publish_latency
                 .observe(entry.queued.elapsed().as_secs_f64());
         }
+    }
+
+    /// What the status says while the buffer drops messages.
+    fn over_text(&self) -> Option<String> {
+        self.over.map(|bound| {
+            format!(
+                "{bound}: the oldest messages were dropped (the buffer holds at most {} messages and {} bytes) and more will be until the broker takes them",
+                self.depth, self.max_bytes
+            )
+        })
     }
 
     fn forget_handed(&mut self) {
@@ -661,11 +797,59 @@ mod tests {
         assert!(outbox.is_empty());
     }
 
+    /// The status's `buffer`, as the outbox shows it.
+    fn shown(state: &StatusSender) -> Option<String> {
+        state.borrow().as_ref().unwrap().buffer.clone()
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_bytes_and_says_when_it_drops() {
+        let metrics = MqttMetrics::default();
+        let outbox = Outbox::new(1000, metrics.clone());
+        let state: StatusSender = Arc::new(tokio::sync::watch::channel(Some(Default::default())).0);
+        outbox.report_to(state.clone());
+        // 1 KiB messages ("t" and 1023 bytes) in a 4 KiB buffer.
+        outbox.configure(1000, 4096, None);
+        let big = |n: u8| Message {
+            payload: vec![n; 1023],
+            ..message(0, QoS::AtLeastOnce)
+        };
+        for n in 1..=4 {
+            outbox.push(big(n));
+        }
+        assert_eq!((outbox.len(), shown(&state)), (4, None));
+        outbox.push(big(5));
+        assert_eq!(outbox.len(), 4, "the oldest went");
+        assert_eq!(metrics.dropped.get(), 1);
+        assert_eq!(
+            shown(&state).unwrap(),
+            "over messageChannelBytes: the oldest messages were dropped (the buffer holds at most 1000 messages and 4096 bytes) and more will be until the broker takes them"
+        );
+        // A message larger than the whole buffer cannot be kept either.
+        outbox.push(Message {
+            payload: vec![0; 5000],
+            ..message(0, QoS::AtLeastOnce)
+        });
+        assert!(outbox.is_empty());
+        // Once the broker takes what there is, the status clears.
+        outbox.push(message(6, QoS::AtLeastOnce));
+        let (handoff, seen) = recording();
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
+        assert_eq!(taken(&seen), ["6"]);
+        outbox.sent(generation, 1);
+        outbox.acknowledged(generation, 1);
+        assert_eq!(shown(&state), None);
+    }
+
     #[test]
     fn the_file_store_keeps_messages_across_outboxes() {
         let dir = std::env::temp_dir().join(format!("devicelink-outbox-{}", std::process::id()));
         let outbox = Outbox::new(10, MqttMetrics::default());
-        outbox.configure(10, Some(FileStore::open(dir.clone()).unwrap()));
+        outbox.configure(
+            10,
+            DEFAULT_MAX_BYTES,
+            Some(FileStore::open(dir.clone()).unwrap()),
+        );
         for n in 1..=3 {
             outbox.push(message(n, QoS::AtLeastOnce));
         }
@@ -674,14 +858,20 @@ mod tests {
         outbox.sent(generation, 1);
         outbox.acknowledged(generation, 1);
         drop(outbox);
+        assert!(crate::store::flush(std::time::Duration::from_secs(30)));
 
         let again = Outbox::new(10, MqttMetrics::default());
         again.push(message(4, QoS::AtLeastOnce));
-        again.configure(10, Some(FileStore::open(dir.clone()).unwrap()));
+        again.configure(
+            10,
+            DEFAULT_MAX_BYTES,
+            Some(FileStore::open(dir.clone()).unwrap()),
+        );
         let (handoff, seen) = recording();
         again.connected(handoff, false, usize::MAX);
         assert_eq!(taken(&seen), ["2", "3", "4"]);
         again.destroy();
+        assert!(crate::store::flush(std::time::Duration::from_secs(30)));
         assert!(!dir.exists());
     }
 

@@ -92,10 +92,13 @@ impl DeviceMqtt {
         let (state, state_rx) = tokio::sync::watch::channel(None);
         // A device applies writes one by one; a few may wait.
         let (writes, writes_rx) = mpsc::channel(16);
+        let state = Arc::new(state);
+        // Resized to messageChannelDepth by the first publisher.
+        let outbox = Arc::new(crate::Outbox::new(100, metrics));
+        outbox.report_to(state.clone());
         let mqtt = DeviceMqtt {
-            state: Arc::new(state),
-            // Resized to messageChannelDepth by the first publisher.
-            outbox: Arc::new(crate::Outbox::new(100, metrics)),
+            state,
+            outbox,
             data_dir,
             writes,
         };
@@ -127,6 +130,14 @@ enum Inbound {
 }
 
 impl Inbound {
+    /// The topic writes arrive on, for the status.
+    fn write_topic(&self) -> Option<String> {
+        match self {
+            Inbound::Writes { topic, .. } => Some(topic.clone()),
+            Inbound::Device { .. } => None,
+        }
+    }
+
     fn subscriptions(&self) -> Vec<(String, QoS)> {
         match self {
             Inbound::Writes { topic, .. } => vec![(topic.clone(), QoS::AtLeastOnce)],
@@ -267,7 +278,10 @@ impl Publisher {
             }
             None => None,
         };
-        device.outbox.configure(depth, store);
+        let max_bytes = client
+            .message_channel_bytes
+            .map_or(crate::outbox::DEFAULT_MAX_BYTES, |b| b.max(1) as usize);
+        device.outbox.configure(depth, max_bytes, store);
         device.outbox.detach();
         dial.inflight = crate::outbox::window_for(depth) as u16;
         dial.connect_timeout = timing.connect;
@@ -275,11 +289,13 @@ impl Publisher {
             server: Some(client.server.clone()),
             client_id: Some(dial.client_id.clone()),
             topic: Some(topic.clone()),
+            write_topic: inbound.write_topic(),
             qos: Some(qos as i32),
             retained: Some(retain),
             connected: false,
             ..Default::default()
         }));
+        device.outbox.refresh_notice();
         // The outbox hands over at most a window's worth; room for control
         // packets (subscribe, disconnect) besides.
         let capacity = crate::outbox::window_for(depth) + 8;

@@ -9,11 +9,18 @@
 //! broker acknowledges its message. Temporary files a crash left are
 //! removed on loading; other files this version cannot read are left alone
 //! and logged, never deleted.
+//!
+//! Saving and removing happen on one writer thread shared by every store,
+//! in the order asked, so that a slow or full disk never stalls the async
+//! threads that run devices and connections; a failed save is reported to
+//! the store's owner, which keeps the message in memory.
 
 use std::{
     fs, io,
     io::Write,
     path::{Path, PathBuf},
+    sync::{Arc, OnceLock, mpsc},
+    time::Duration,
 };
 
 use rumqttc::QoS;
@@ -71,37 +78,124 @@ impl FileStore {
         Ok(out)
     }
 
-    pub fn save(&self, seq: u64, message: &Message) -> io::Result<()> {
-        let path = self.path(seq);
-        let temporary = path.with_extension(TEMPORARY);
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(&encode(message))?;
-        file.sync_data()?;
-        fs::rename(&temporary, &path)?;
-        // The rename is durable once the directory is.
-        fs::File::open(&self.dir)?.sync_all()
+    /// Saves `message` as number `seq`, on the writer thread; `saved` hears
+    /// how it went.
+    pub fn save(&self, seq: u64, message: &Message, saved: Saved) {
+        writer().send(Job::Save {
+            dir: self.dir.clone(),
+            path: self.path(seq),
+            record: encode(message),
+            saved,
+        });
     }
 
+    /// Removes message `seq` (after any save of it asked before).
     pub fn remove(&self, seq: u64) {
-        if let Err(e) = fs::remove_file(self.path(seq))
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            warn!(dir = %self.dir.display(), seq, error = %e, "stored MQTT message not removed");
-        }
+        writer().send(Job::Remove(self.path(seq)));
     }
 
-    /// Removes the directory and everything in it (the device is gone).
+    /// Removes the directory and everything in it (the device is gone),
+    /// after everything asked before.
     pub fn destroy(&self) {
-        if let Err(e) = fs::remove_dir_all(&self.dir)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            warn!(dir = %self.dir.display(), error = %e, "MQTT store not removed");
-        }
+        writer().send(Job::Destroy(self.dir.clone()));
     }
 
     fn path(&self, seq: u64) -> PathBuf {
         self.dir.join(format!("{seq:020}{SUFFIX}"))
     }
+}
+
+/// Told the outcome of a save.
+pub type Saved = Arc<dyn Fn(io::Result<()>) + Send + Sync>;
+
+enum Job {
+    Save {
+        dir: PathBuf,
+        path: PathBuf,
+        record: Vec<u8>,
+        saved: Saved,
+    },
+    Remove(PathBuf),
+    Destroy(PathBuf),
+    Flush(mpsc::Sender<()>),
+}
+
+struct Writer(mpsc::Sender<Job>);
+
+impl Writer {
+    fn send(&self, job: Job) {
+        // The thread lives as long as the process.
+        let _ = self.0.send(job);
+    }
+}
+
+fn writer() -> &'static Writer {
+    static WRITER: OnceLock<Writer> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mqtt-file-store".into())
+            .spawn(move || {
+                for job in queue {
+                    run(job);
+                }
+            })
+            .expect("start the File store writer thread");
+        Writer(jobs)
+    })
+}
+
+fn run(job: Job) {
+    match job {
+        Job::Save {
+            dir,
+            path,
+            record,
+            saved,
+        } => saved(write_durably(&dir, &path, &record)),
+        Job::Remove(path) => {
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                warn!(path = %path.display(), error = %e, "stored MQTT message not removed");
+            }
+        }
+        Job::Destroy(dir) => {
+            if let Err(e) = fs::remove_dir_all(&dir)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                warn!(dir = %dir.display(), error = %e, "MQTT store not removed");
+            }
+        }
+        Job::Flush(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write_durably(dir: &Path, path: &Path, record: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension(TEMPORARY);
+    let written = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(record)?;
+        file.sync_data()?;
+        fs::rename(&temporary, path)?;
+        // The rename is durable once the directory is.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        // A full disk leaves a part written: do not let it take more room.
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Waits until every save and removal asked so far is done, at most
+/// `timeout`; false if they were not (a disk that stopped answering).
+pub fn flush(timeout: Duration) -> bool {
+    let (done, finished) = mpsc::channel();
+    writer().send(Job::Flush(done));
+    finished.recv_timeout(timeout).is_ok()
 }
 
 fn sequence_of(path: &Path) -> Option<u64> {
@@ -194,14 +288,24 @@ mod tests {
         }
     }
 
+    /// A save that must work.
+    fn must_work() -> Saved {
+        Arc::new(|r: io::Result<()>| r.expect("saved"))
+    }
+
+    fn settle() {
+        assert!(flush(Duration::from_secs(30)), "the writer thread is stuck");
+    }
+
     #[test]
     fn saved_messages_load_back_in_order_and_removed_ones_stay_gone() {
         let dir = std::env::temp_dir().join(format!("devicelink-store-{}", std::process::id()));
         let store = FileStore::open(dir.clone()).unwrap();
         for seq in [3u64, 1, 20, 7] {
-            store.save(seq, &message(seq as u8)).unwrap();
+            store.save(seq, &message(seq as u8), must_work());
         }
         store.remove(7);
+        settle();
         fs::write(dir.join("notes.txt"), "someone else's").unwrap();
         fs::write(dir.join("00000000000000000099.msg"), "garbage").unwrap();
         let loaded = store.load().unwrap();
@@ -209,6 +313,7 @@ mod tests {
         assert_eq!(seqs, [1, 3, 20]);
         assert_eq!(loaded[2].1, message(20));
         store.destroy();
+        settle();
         assert!(!dir.exists());
     }
 
@@ -242,7 +347,8 @@ mod tests {
     fn a_write_a_crash_cut_short_is_cleared_on_loading() {
         let dir = std::env::temp_dir().join(format!("devicelink-store-tmp-{}", std::process::id()));
         let store = FileStore::open(dir.clone()).unwrap();
-        store.save(1, &message(1)).unwrap();
+        store.save(1, &message(1), must_work());
+        settle();
         fs::write(dir.join("00000000000000000002.tmp"), b"DLM2\x01").unwrap();
         let mut damaged = encode(&message(3));
         damaged.truncate(damaged.len() - 2);

@@ -525,6 +525,12 @@ where
     {
         tracing::warn!(within = ?CLOSE_WITHIN, "MQTT connections not closed in time; abandoned");
     }
+    // Messages still waiting are on their way to the File store; let the
+    // writer finish them (off the async threads), within what is left.
+    let flushed = tokio::task::spawn_blocking(|| devicelink_mqtt::store::flush(FLUSH_WITHIN)).await;
+    if !matches!(flushed, Ok(true)) {
+        tracing::warn!(within = ?FLUSH_WITHIN, "File store writes not finished in time; abandoned");
+    }
 }
 
 /// How long an adaptor takes at most to stop after SIGTERM or Ctrl-C,
@@ -532,6 +538,8 @@ where
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 /// Of that, how long messages in flight may take to reach their brokers.
 const CLOSE_WITHIN: Duration = Duration::from_secs(7);
+/// Then how long File store writes already asked for may take.
+const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
 /// Ends the process if it is still running `within` from now. A thread of
 /// its own, not a task: a runtime that cannot stop (a task that does not
