@@ -1092,6 +1092,190 @@ fn invalid_cases() -> Vec<Case> {
             vec![set("/spec/protocol/ip", json!("not an ip!"))],
             ["spec.protocol.ip", "must be an IP address or a host name"],
         ),
+        // Wrong types, huge numbers and durations, sizes.
+        case(
+            "unknown field",
+            &thermometer,
+            vec![set("/spec/adaptor/nodee", json!("edge-worker"))],
+            ["spec.adaptor.nodee", "unknown field"],
+        ),
+        case(
+            "node a number",
+            &thermometer,
+            vec![set("/spec/adaptor/node", json!(5))],
+            ["spec.adaptor.node", "must be of type string"],
+        ),
+        case(
+            "references not a list",
+            &thermometer,
+            vec![set("/spec/references", json!("creds"))],
+            ["spec.references", "must be of type array"],
+        ),
+        case(
+            "template spec a string",
+            &thermometer,
+            vec![set("/spec/template/spec", json!("all of it"))],
+            ["spec.template.spec", "must be of type object"],
+        ),
+        case(
+            "name over 253 characters",
+            &thermometer,
+            vec![set("/metadata/name", json!("t".repeat(254)))],
+            ["metadata.name", "must be no more than 253 characters"],
+        ),
+        case(
+            "modbus workerID a string",
+            &modbus,
+            vec![set("/spec/protocol/tcp/workerID", json!("1"))],
+            ["spec.protocol.tcp.workerID", "must be of type integer"],
+        ),
+        case(
+            "modbus workerID past 64 bits",
+            &modbus,
+            vec![set("/spec/protocol/tcp/workerID", json!(1e20))],
+            ["spec.protocol.tcp.workerID", "must be of type integer"],
+        ),
+        case(
+            "modbus offset negative",
+            &modbus,
+            vec![set("/spec/properties/0/visitor/offset", json!(-1))],
+            [
+                "spec.properties[0].visitor.offset",
+                "greater than or equal to 0",
+            ],
+        ),
+        case(
+            "modbus properties not a list",
+            &modbus,
+            vec![set("/spec/properties", json!("temperature"))],
+            ["spec.properties", "must be of type array"],
+        ),
+        case(
+            "modbus property name a number",
+            &modbus,
+            vec![set("/spec/properties/0/name", json!(7))],
+            ["spec.properties[0].name", "must be of type string"],
+        ),
+        case(
+            "modbus property value a boolean",
+            &modbus,
+            vec![set("/spec/properties/2/value", json!(true))],
+            ["spec.properties[2].value", "must be of type"],
+        ),
+        case(
+            "modbus syncInterval a number",
+            &modbus,
+            vec![set("/spec/parameters/syncInterval", json!(5))],
+            ["spec.parameters.syncInterval", "must be of type string"],
+        ),
+        case(
+            "modbus timeout negative",
+            &modbus,
+            vec![set("/spec/parameters/timeout", json!("-1s"))],
+            [
+                "spec.parameters.timeout",
+                "must be a duration from 0 to 8760h",
+            ],
+        ),
+        case(
+            "mqtt keepAlive negative",
+            &modbus,
+            vec![set("/spec/extension/mqtt/client/keepAlive", json!("-5s"))],
+            [
+                "spec.extension.mqtt.client.keepAlive",
+                "must be a duration from 0 to 65535s",
+            ],
+        ),
+        case(
+            "mqtt buffer depth past a million",
+            &modbus,
+            vec![set(
+                "/spec/extension/mqtt/client/messageChannelDepth",
+                json!(2_000_000_000),
+            )],
+            [
+                "spec.extension.mqtt.client.messageChannelDepth",
+                "less than or equal to 1000000",
+            ],
+        ),
+        case(
+            "mqtt buffer bytes under 1 KiB",
+            &modbus,
+            vec![set(
+                "/spec/extension/mqtt/client/messageChannelBytes",
+                json!(100),
+            )],
+            [
+                "spec.extension.mqtt.client.messageChannelBytes",
+                "greater than or equal to 1024",
+            ],
+        ),
+        case(
+            "mqtt buffer bytes over 1 GiB",
+            &modbus,
+            vec![set(
+                "/spec/extension/mqtt/client/messageChannelBytes",
+                json!(1_073_741_825_i64),
+            )],
+            [
+                "spec.extension.mqtt.client.messageChannelBytes",
+                "less than or equal to 1073741824",
+            ],
+        ),
+        case(
+            "mqtt buffer bytes as a quantity",
+            &modbus,
+            vec![set(
+                "/spec/extension/mqtt/client/messageChannelBytes",
+                json!("8Mi"),
+            )],
+            [
+                "spec.extension.mqtt.client.messageChannelBytes",
+                "must be of type integer",
+            ],
+        ),
+        case(
+            "mqtt qos a string",
+            &modbus,
+            vec![set("/spec/extension/mqtt/message/qos", json!("1"))],
+            ["spec.extension.mqtt.message.qos", "must be of type integer"],
+        ),
+        case(
+            "opcua endpoint a number",
+            &opcua,
+            vec![set("/spec/protocol/endpoint", json!(4840))],
+            ["spec.protocol.endpoint", "must be of type string"],
+        ),
+        case(
+            "ble MTU a string",
+            &ble,
+            vec![set("/spec/protocol/connectionMTU", json!("big"))],
+            ["spec.protocol.connectionMTU", "must be of type integer"],
+        ),
+        case(
+            "mqtt device qos a string",
+            &mqtt,
+            vec![set("/spec/properties/0/qos", json!("high"))],
+            ["spec.properties[0].qos", "must be of type integer"],
+        ),
+        case(
+            "fan gear a number",
+            &fan,
+            vec![set("/spec/gear", json!(3))],
+            ["spec.gear", "must be of type string"],
+        ),
+        case(
+            "fan on a string",
+            &fan,
+            vec![set("/spec/on", json!("yes"))],
+            ["spec.on", "must be of type boolean"],
+        ),
+        case(
+            "robot property type a number",
+            &robot,
+            vec![set("/spec/properties/name/type", json!(1))],
+            ["spec.properties.name.type", "must be of type string"],
+        ),
     ];
     let mut changing_adaptor = case(
         "adaptor changed",
@@ -1119,7 +1303,8 @@ fn invalid_cases() -> Vec<Case> {
 async fn invalid_objects_are_refused_with_a_message_naming_the_field() {
     let _guard = exclusive().await;
     let cases = invalid_cases();
-    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    // With the adaptor's bad writes (bad_writes.rs), the bad-input suite.
+    assert!(cases.len() >= 130, "only {} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let mut object = case.base.clone();

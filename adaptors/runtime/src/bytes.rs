@@ -169,7 +169,8 @@ pub fn encode(
             } else {
                 let narrow = v as f32;
                 if v.is_finite() && !narrow.is_finite() {
-                    return Err(format!("{v} does not fit a 32-bit float"));
+                    // As it was sent: 1e+300, not three hundred digits.
+                    return Err(format!("{value} does not fit a 32-bit float"));
                 }
                 narrow.to_be_bytes().to_vec()
             };
