@@ -63,6 +63,39 @@ adaptors:
     adaptors:
       modbus:
         serialDevices: [{SERIAL_LINE}, {ABSENT_UART}]
+      dummy:
+        dataClaim: \"dummy-data-{{node}}\"
+"
+    )
+}
+
+/// Where the dummy adaptor's claim keeps its data on the node: a hostPath
+/// volume made as a local-path provisioner makes them (mode 0777).
+const DATA_ON_NODE: &str = "/tmp/devicelink-e2e-helm-data";
+
+/// A PersistentVolume on the node and the claim the dummy adaptor's
+/// settings name (`dummy-data-{node}`), bound to each other.
+fn data_claim() -> String {
+    format!(
+        "apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: devicelink-e2e-dummy-data}}
+spec:
+  capacity: {{storage: 64Mi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ''
+  hostPath: {{path: {DATA_ON_NODE}, type: Directory}}
+  claimRef: {{namespace: {SYSTEM_NAMESPACE}, name: dummy-data-{REAL_NODE}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: dummy-data-{REAL_NODE}, namespace: {SYSTEM_NAMESPACE}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ''
+  volumeName: devicelink-e2e-dummy-data
+  resources: {{requests: {{storage: 64Mi}}}}
 "
     )
 }
@@ -92,6 +125,15 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         json!({"7": {"input": {"0": 1, "1": 4464}}}),
     )
     .await;
+    // The dummy adaptor's data directory on a claim, so its File stores
+    // outlive its pod.
+    let _ = std::fs::remove_dir_all(DATA_ON_NODE);
+    std::fs::create_dir_all(DATA_ON_NODE).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(DATA_ON_NODE, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let _claim = DataClaim;
+    let out = kubectl(&["apply", "-f", "-"], Some(&data_claim()));
+    assert!(out.success, "the data claim: {}", out.text);
     let values_file = log_dir().join("helm-values.yaml");
     std::fs::write(&values_file, values()).unwrap();
     release("install", &values_file, &[]);
@@ -157,7 +199,9 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         json!({"1": {"input": {"0": 2965, "1": 455}}}),
     )
     .await;
-    let fan = example("dummy-special-device.yaml", namespace);
+    let mut fan = example("dummy-special-device.yaml", namespace);
+    fan["spec"]["template"]["spec"]["extension"]["mqtt"]["client"]["store"] =
+        json!({"type": "File"});
     let mut thermometer = example("modbus-thermometer.yaml", namespace);
     thermometer["spec"]["template"]["spec"]["protocol"]["tcp"]["endpoint"] =
         json!(device.endpoint());
@@ -232,6 +276,34 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         })
         .await;
     }
+    // The fan's File store is on the claim: on the node's volume, written
+    // by the adaptor (uid 65532), where a new pod finds it again.
+    let store =
+        std::path::Path::new(DATA_ON_NODE).join(format!("mqtt/{namespace}/living-room-fan"));
+    eventually_showing(
+        "the fan's File store on the claimed volume",
+        WAIT,
+        || async {
+            store
+                .is_dir()
+                .then_some(())
+                .ok_or(format!("no {}", store.display()))
+        },
+    )
+    .await;
+    let dummy_pod = pods
+        .get(&format!("devicelink-adaptor-dummy-{REAL_NODE}"))
+        .await
+        .unwrap();
+    let volume = &dummy_pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+    assert_eq!(
+        volume
+            .persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
+        Some(format!("dummy-data-{REAL_NODE}").as_str())
+    );
+
     // The API server reaches the kubelet: logs of a container.
     let logs = kubectl(
         &[
@@ -622,6 +694,19 @@ fn rbac_manifest() -> String {
         .join("deploy/manifests/rbac.yaml")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The claim and its volume go with the test.
+struct DataClaim;
+
+impl Drop for DataClaim {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+            Some(&data_claim()),
+        );
+        let _ = std::fs::remove_dir_all(DATA_ON_NODE);
+    }
 }
 
 /// A failed test leaves no release behind for the tests after it.
