@@ -388,50 +388,39 @@ async fn evaluate(
     ctx: &Context,
     status: &mut DeviceLinkStatus,
 ) -> Result<Vec<Outcome>> {
-    let mut outcomes = Vec::with_capacity(4);
-
     let node = ctx.nodes.get(&ObjectRef::new(&link.spec.adaptor.node));
-    outcomes.push(stages::node(link, node.as_deref(), status));
-    if !outcomes[0].is_true() {
-        return Ok(outcomes);
-    }
-
     let crds = ctx.crds.state();
-    let (model_outcome, model) = stages::model(link, crds.iter().map(|c| c.as_ref()), status);
-    outcomes.push(model_outcome);
-    let Some(model) = model else {
-        return Ok(outcomes);
+    let (mut pipeline, declared) = stages::declared(
+        link,
+        node.as_deref(),
+        crds.iter().map(|c| c.as_ref()),
+        status,
+    );
+    let Some((model, adaptor)) = declared else {
+        return Ok(pipeline.into_outcomes());
     };
 
-    let adaptor = match stages::adaptor_kind(link) {
-        Ok(kind) => kind,
-        Err(outcome) => {
-            status.adaptor_name.clear();
-            outcomes.push(outcome);
-            return Ok(outcomes);
-        }
-    };
-    let adaptor_outcome = ensure_adaptor_pod(adaptor, &link.spec.adaptor.node, ctx).await?;
-    status.adaptor_name = if adaptor_outcome.is_true() {
+    // AdaptorExisted, second half: its pod on the node, running and ready.
+    let adaptor_pod = ensure_adaptor_pod(adaptor, &link.spec.adaptor.node, ctx).await?;
+    status.adaptor_name = if adaptor_pod.is_true() {
         adaptor.name.to_string()
     } else {
         String::new()
     };
-    outcomes.push(adaptor_outcome);
-    if !outcomes[2].is_true() {
-        return Ok(outcomes);
+    if !pipeline.passed(adaptor_pod) {
+        return Ok(pipeline.into_outcomes());
     }
 
     // The adaptor may read what this DeviceLink references (and no more)
     // before its device exists.
     grants::count_in_grant(link, ctx).await?;
     // DeviceCreated waits for every reference to resolve.
-    if let Some(missing) = references::check(&ctx.client, link).await? {
-        outcomes.push(missing);
-        return Ok(outcomes);
-    }
-    outcomes.push(ensure_device(link, &model, adaptor, ctx).await);
-    Ok(outcomes)
+    let device = match references::check(&ctx.client, link).await? {
+        Some(missing) => missing,
+        None => ensure_device(link, &model, adaptor, ctx).await,
+    };
+    pipeline.passed(device);
+    Ok(pipeline.into_outcomes())
 }
 
 /// Writes the status if it differs from what is stored, and records an Event
@@ -444,8 +433,12 @@ async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context
         .conditions
         .iter()
         .filter(|c| {
-            condition::find(link.conditions(), parse_type(&c.type_))
-                .is_none_or(|old| old.status != c.status || old.reason != c.reason)
+            // A condition type not ours (written by someone else) is kept
+            // as it is and announced by nobody.
+            parse_type(&c.type_).is_some_and(|t| {
+                condition::find(link.conditions(), t)
+                    .is_none_or(|old| old.status != c.status || old.reason != c.reason)
+            })
         })
         .cloned()
         .collect();
@@ -467,9 +460,22 @@ async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context
     Ok(())
 }
 
-fn parse_type(t: &str) -> ConditionType {
+fn parse_type(t: &str) -> Option<ConditionType> {
     ConditionType::PIPELINE
         .into_iter()
         .find(|c| c.as_str() == t)
-        .unwrap_or(ConditionType::NodeExisted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_type_not_ours_is_not_taken_for_a_stage() {
+        assert_eq!(parse_type("Ready"), None);
+        assert_eq!(parse_type(""), None);
+        for stage in ConditionType::PIPELINE {
+            assert_eq!(parse_type(stage.as_str()), Some(stage));
+        }
+    }
 }
