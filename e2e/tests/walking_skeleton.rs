@@ -102,11 +102,15 @@ async fn dummy_device_flows_from_devicelink_to_mqtt_and_away() {
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
 
     // The operator must have created the adaptor pod: the local kubelet only
-    // runs what exists in the API server.
+    // runs what exists in the API server. The scheduler binds it a moment
+    // after it exists; wait for that before asking where.
     let pod_name = "devicelink-adaptor-dummy-edge-worker";
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    let pod = eventually("the operator to create the adaptor pod", WAIT, || async {
-        pods.get_opt(pod_name).await.ok()?
+    let pod = eventually("the adaptor pod, created and scheduled", WAIT, || async {
+        pods.get_opt(pod_name)
+            .await
+            .ok()?
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
     })
     .await;
     assert_eq!(
