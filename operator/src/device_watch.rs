@@ -33,6 +33,12 @@ pub struct DeviceCaches {
 }
 
 impl DeviceCaches {
+    /// Adds the cache of one model's devices.
+    pub fn insert(&mut self, model: &ApiResource, store: Store<DeviceMeta>) {
+        self.stores
+            .insert((model.group.clone(), model.kind.clone()), store);
+    }
+
     /// The cached metadata of a device, if its model is one we watch and it exists.
     pub fn get(
         &self,
@@ -61,10 +67,7 @@ pub fn watch(
     let mut streams = Vec::new();
     for model in models {
         let writer = Writer::<DeviceMeta>::new(model.clone());
-        caches.stores.insert(
-            (model.group.clone(), model.kind.clone()),
-            writer.as_reader(),
-        );
+        caches.insert(&model, writer.as_reader());
         let api: Api<DeviceMeta> = Api::all_with(client.clone(), &model);
         // Only devices the operator made carry the adaptor label.
         let config = watcher::Config::default().labels(labels::ADAPTOR);

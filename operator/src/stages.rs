@@ -101,16 +101,14 @@ pub fn node(link: &DeviceLink, node: Option<&Node>, status: &mut DeviceLinkStatu
     Outcome::ok("Found")
 }
 
-/// ModelExisted: a CRD serves `spec.model`. Returns how to reach its objects.
-pub fn model<'a>(
+/// The resource of the model a DeviceLink names, if a CRD serves it.
+pub fn find_model<'a>(
     link: &DeviceLink,
     crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
-    status: &mut DeviceLinkStatus,
-) -> (Outcome, Option<ApiResource>) {
+) -> Option<ApiResource> {
     let DeviceModel { api_version, kind } = &link.spec.model;
-    status.model = None;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let found = crds.into_iter().find(|crd| {
+    let crd = crds.into_iter().find(|crd| {
         crd.spec.group == group
             && crd.spec.names.kind == *kind
             && crd
@@ -118,28 +116,38 @@ pub fn model<'a>(
                 .versions
                 .iter()
                 .any(|v| v.name == version && v.served)
-    });
-    match found {
-        Some(crd) => {
-            status.model = Some(link.spec.model.clone());
-            let resource = ApiResource {
-                group: group.to_string(),
-                version: version.to_string(),
-                api_version: api_version.clone(),
-                kind: kind.clone(),
-                plural: crd.spec.names.plural.clone(),
-            };
-            (Outcome::ok("Found"), Some(resource))
-        }
-        None => (
-            Outcome::fail(
-                "NotFound",
-                format!(
-                    "no CRD serves {kind} in {api_version} (spec.model); install the model's CRD and the DeviceLink proceeds"
+    })?;
+    Some(ApiResource {
+        group: group.to_string(),
+        version: version.to_string(),
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        plural: crd.spec.names.plural.clone(),
+    })
+}
+
+/// ModelExisted: a CRD serves `spec.model`. Returns how to reach its objects.
+pub fn model<'a>(
+    link: &DeviceLink,
+    crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
+    status: &mut DeviceLinkStatus,
+) -> (Outcome, Option<ApiResource>) {
+    let resource = find_model(link, crds);
+    status.model = resource.as_ref().map(|_| link.spec.model.clone());
+    match resource {
+        Some(resource) => (Outcome::ok("Found"), Some(resource)),
+        None => {
+            let DeviceModel { api_version, kind } = &link.spec.model;
+            (
+                Outcome::fail(
+                    "NotFound",
+                    format!(
+                        "no CRD serves {kind} in {api_version} (spec.model); install the model's CRD and the DeviceLink proceeds"
+                    ),
                 ),
-            ),
-            None,
-        ),
+                None,
+            )
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use devicelink_api::{
-    DeviceLink, DeviceLinkStatus, condition,
+    DeviceLink, condition,
     finalizer::{self, DEVICE_FINALIZER},
 };
 use k8s_openapi::api::{
@@ -37,9 +37,7 @@ pub(super) fn cached_device(
     ctx: &Context,
 ) -> Option<(ApiResource, Arc<DeviceMeta>)> {
     let crds = ctx.crds.state();
-    let mut scratch = DeviceLinkStatus::default();
-    let (_, model) = stages::model(link, crds.iter().map(|c| c.as_ref()), &mut scratch);
-    let model = model?;
+    let model = stages::find_model(link, crds.iter().map(|c| c.as_ref()))?;
     let device = ctx.devices.get(
         &model,
         &link.namespace().unwrap_or_default(),

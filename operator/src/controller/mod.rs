@@ -467,15 +467,4 @@ fn parse_type(t: &str) -> Option<ConditionType> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_condition_type_not_ours_is_not_taken_for_a_stage() {
-        assert_eq!(parse_type("Ready"), None);
-        assert_eq!(parse_type(""), None);
-        for stage in ConditionType::PIPELINE {
-            assert_eq!(parse_type(stage.as_str()), Some(stage));
-        }
-    }
-}
+mod tests;

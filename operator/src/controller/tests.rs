@@ -1,0 +1,477 @@
+//! Reconciles against a mocked API server: each scenario fills the caches
+//! as the watches would, runs `reconcile`, and answers the requests it
+//! makes one by one, checking each (method, path, what it sends). A request
+//! the scenario does not expect, or one it expects that never comes, fails
+//! the test. No control plane; `cargo test -p devicelink-operator` runs
+//! them in well under a second.
+
+use std::time::Duration;
+
+use clap::Parser;
+use devicelink_api::{adaptor, labels};
+use http::{Request, Response, StatusCode};
+use kube::{
+    client::Body,
+    core::ApiResource,
+    runtime::{reflector::store::Writer, watcher},
+};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use super::*;
+use crate::{adaptor_pod, device_watch::DeviceMeta};
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+const NODE: &str = "edge-1";
+const NAMESPACE: &str = "plant";
+const NAME: &str = "meter";
+const LINK_PATH: &str = "/apis/edge.cattle.io/v1alpha1/namespaces/plant/devicelinks/meter";
+const DEVICE_PATH: &str =
+    "/apis/devices.edge.cattle.io/v1alpha1/namespaces/plant/modbusdevices/meter";
+
+/// The caches' writers, to put objects where the watches would.
+struct Caches {
+    nodes: Writer<Node>,
+    crds: Writer<CustomResourceDefinition>,
+    pods: Writer<Pod>,
+    devices: Writer<DeviceMeta>,
+}
+
+fn modbus_model() -> ApiResource {
+    crate::device_watch::shipped_models()
+        .into_iter()
+        .find(|m| m.kind == "ModbusDevice")
+        .unwrap()
+}
+
+fn fixture() -> (Arc<Context>, ApiServer, Caches) {
+    let (service, server) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let config = Config::parse_from(["devicelink-operator"]);
+    let (links, _) = reflector::store::<DeviceLink>();
+    let (nodes, nodes_writer) = reflector::store();
+    let (crds, crds_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
+    let (roles, _) = reflector::store();
+    let model = modbus_model();
+    let devices_writer = Writer::<DeviceMeta>::new(model.clone());
+    let mut devices = crate::device_watch::DeviceCaches::default();
+    devices.insert(&model, devices_writer.as_reader());
+    let ctx = Context {
+        events: Events::new(client.clone(), MANAGER, "test"),
+        metrics: Metrics::new(links.clone()),
+        devices,
+        applied: Mutex::default(),
+        granted_to: Mutex::default(),
+        written_over: Mutex::default(),
+        client,
+        config,
+        links,
+        nodes,
+        crds,
+        pods,
+        roles,
+    };
+    let caches = Caches {
+        nodes: nodes_writer,
+        crds: crds_writer,
+        pods: pods_writer,
+        devices: devices_writer,
+    };
+    (Arc::new(ctx), server, caches)
+}
+
+fn cache<K>(writer: &mut Writer<K>, object: K)
+where
+    K: kube::Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Apply(object));
+}
+
+/// A node, the model's CRD and a ready adaptor pod: everything a DeviceLink
+/// needs before its device.
+fn world(ctx: &Context, caches: &mut Caches) {
+    cache(
+        &mut caches.nodes,
+        serde_json::from_value(json!({"metadata": {"name": NODE},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}}))
+        .unwrap(),
+    );
+    let crd = devicelink_api::all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "ModbusDevice")
+        .unwrap();
+    cache(&mut caches.crds, crd);
+    let mut pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
+    pod.status = Some(
+        serde_json::from_value(json!({"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}))
+        .unwrap(),
+    );
+    cache(&mut caches.pods, pod);
+}
+
+fn link(finalized: bool) -> DeviceLink {
+    let mut link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "link-uid",
+                     "resourceVersion": "10", "generation": 1},
+        "spec": {
+            "adaptor": {"node": NODE, "name": "adaptors.edge.cattle.io/modbus"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "template": {"spec": {
+                "protocol": {"tcp": {"endpoint": "10.0.0.9:502", "workerID": 1}},
+                "properties": [{"name": "temperature", "type": "uint16", "readOnly": true,
+                    "visitor": {"register": "InputRegister", "offset": 0}}],
+            }},
+        },
+    }))
+    .unwrap();
+    if finalized {
+        link.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+    }
+    link
+}
+
+/// The next request: checks its method and path, answers `status` with
+/// what `body` makes of what was sent, and returns what was sent.
+async fn answer(
+    server: &mut ApiServer,
+    method: &str,
+    path: &str,
+    status: u16,
+    body: impl FnOnce(&Value) -> Value,
+) -> Value {
+    let (request, respond) = tokio::time::timeout(Duration::from_secs(5), server.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no {method} {path} within 5 s"))
+        .expect("the client is alive");
+    assert_eq!(
+        (request.method().as_str(), request.uri().path()),
+        (method, path),
+        "the request made"
+    );
+    let sent = request.into_body().collect_bytes().await.unwrap();
+    let sent: Value = serde_json::from_slice(&sent).unwrap_or(Value::Null);
+    respond.send_response(
+        Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .body(Body::from(serde_json::to_vec(&body(&sent)).unwrap()))
+            .unwrap(),
+    );
+    sent
+}
+
+/// No request comes while the reconcile finishes.
+async fn silence(server: &mut ApiServer) {
+    if let Ok(Some((request, _))) =
+        tokio::time::timeout(Duration::from_millis(300), server.next_request()).await
+    {
+        panic!(
+            "unexpected request: {} {}",
+            request.method(),
+            request.uri().path()
+        );
+    }
+}
+
+fn run(link: &DeviceLink, ctx: &Arc<Context>) -> tokio::task::JoinHandle<Result<Action>> {
+    tokio::spawn(reconcile(Arc::new(link.clone()), ctx.clone()))
+}
+
+/// The object the API server returns for `sent`, at `resource_version`.
+fn stored(mut sent: Value, resource_version: &str) -> Value {
+    sent["metadata"]["resourceVersion"] = json!(resource_version);
+    sent
+}
+
+fn conditions(status: &Value) -> Vec<(String, String, String)> {
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_devicelink_first_gets_the_finalizer_and_nothing_else() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let new = link(false);
+    let task = run(&new, &ctx);
+    let sent = answer(&mut server, "PATCH", LINK_PATH, 200, |_| {
+        stored(serde_json::to_value(link(true)).unwrap(), "11")
+    })
+    .await;
+    assert_eq!(sent["metadata"]["finalizers"], json!([FINALIZER]), "{sent}");
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let link = link(true);
+    let task = run(&link, &ctx);
+
+    // DeviceCreated: the device applied server-side from the template.
+    let device = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        json!({
+            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                         "generation": 1, "resourceVersion": "20"},
+            "spec": {},
+        })
+    })
+    .await;
+    assert_eq!(device["kind"], "ModbusDevice");
+    assert_eq!(
+        device["spec"]["protocol"]["tcp"]["endpoint"],
+        "10.0.0.9:502"
+    );
+    assert_eq!(device["metadata"]["labels"][labels::NODE], NODE);
+    assert_eq!(device["metadata"]["ownerReferences"][0]["uid"], "link-uid");
+
+    // The status: every stage True, written once, with the node's address.
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "11"),
+    )
+    .await;
+    let written = stored(status.clone(), "11");
+    assert_eq!(
+        conditions(&status),
+        [
+            ("NodeExisted", "True", "Found"),
+            ("ModelExisted", "True", "Found"),
+            ("AdaptorExisted", "True", "Found"),
+            ("DeviceCreated", "True", "Success"),
+            ("DeviceConnected", "Unknown", "Connecting"),
+        ]
+        .map(|(t, s, r)| (t.to_string(), s.to_string(), r.to_string()))
+        .to_vec(),
+        "{status}"
+    );
+    assert_eq!(status["status"]["nodeInternalIP"], "10.0.0.7");
+    // One Event for the transitions.
+    let event = answer(
+        &mut server,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/plant/events",
+        201,
+        |_| json!({}),
+    )
+    .await;
+    assert_eq!(event["regarding"]["name"], NAME);
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+
+    // At rest: the watches bring back the DeviceLink as written and the
+    // device as applied; reconciling again makes no request at all.
+    cache(
+        &mut caches.devices,
+        serde_json::from_value(json!({
+            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                         "generation": 1, "resourceVersion": "20",
+                         "labels": device["metadata"]["labels"].clone()},
+        }))
+        .unwrap(),
+    );
+    let at_rest: DeviceLink = serde_json::from_value(written).unwrap();
+    let task = run(&at_rest, &ctx);
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+
+    // A device edited by hand (a new generation): applied again, once; the
+    // status stays as it was, so nothing else is written.
+    cache(
+        &mut caches.devices,
+        serde_json::from_value(json!({
+            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                         "generation": 2, "resourceVersion": "21",
+                         "labels": device["metadata"]["labels"].clone()},
+        }))
+        .unwrap(),
+    );
+    let task = run(&at_rest, &ctx);
+    answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        json!({
+            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                         "generation": 3, "resourceVersion": "22"},
+        })
+    })
+    .await;
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_status_write_is_retried_soon_and_loses_nothing() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let link = link(true);
+    let task = run(&link, &ctx);
+    answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| json!({
+        "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid", "generation": 1},
+    }))
+    .await;
+    // The adaptor wrote DeviceConnected meanwhile: our replace conflicts.
+    answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        409,
+        |_| {
+            json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                "message": "the object has been modified", "code": 409,
+            })
+        },
+    )
+    .await;
+    silence(&mut server).await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(error.is_conflict(), "{error}");
+    assert_eq!(
+        error_policy(Arc::new(link), &error, ctx),
+        Action::requeue(Duration::from_millis(500)),
+        "run again soon, on fresh data"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_node_stops_the_pipeline_and_says_so() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    caches.nodes.apply_watcher_event(&watcher::Event::Delete(
+        serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap(),
+    ));
+    let task = run(&link(true), &ctx);
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "11"),
+    )
+    .await;
+    assert_eq!(
+        conditions(&status),
+        [(
+            "NodeExisted".to_string(),
+            "False".to_string(),
+            "NotFound".to_string()
+        ),]
+        .to_vec(),
+        "{status}"
+    );
+    let event = answer(
+        &mut server,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/plant/events",
+        201,
+        |_| json!({}),
+    )
+    .await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "NotFound");
+    silence(&mut server).await;
+    // No device was touched; looked at again in a while.
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(FAILED_CHECK));
+}
+
+#[tokio::test]
+async fn without_an_adaptor_pod_its_identity_and_pod_are_made_and_the_device_waits() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
+    caches
+        .pods
+        .apply_watcher_event(&watcher::Event::Delete(pod.clone()));
+    let task = run(&link(true), &ctx);
+    let name = pod.name_any();
+    let account = answer(
+        &mut server,
+        "PATCH",
+        &format!("/api/v1/namespaces/devicelink-system/serviceaccounts/{name}"),
+        200,
+        |_| json!({"metadata": {"name": name}}),
+    )
+    .await;
+    assert_eq!(account["kind"], "ServiceAccount");
+    let binding = answer(
+        &mut server,
+        "PATCH",
+        &format!("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}"),
+        200,
+        |_| json!({"metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-adaptor-modbus"}}),
+    )
+    .await;
+    assert_eq!(binding["roleRef"]["name"], "devicelink-adaptor-modbus");
+    let created = answer(
+        &mut server,
+        "PATCH",
+        &format!("/api/v1/namespaces/devicelink-system/pods/{name}"),
+        200,
+        |_| json!({"metadata": {"name": name}, "spec": {"containers": []}}),
+    )
+    .await;
+    assert_eq!(created["spec"]["serviceAccountName"], name);
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "11"),
+    )
+    .await;
+    assert_eq!(
+        conditions(&status)[2],
+        (
+            "AdaptorExisted".to_string(),
+            "Unknown".to_string(),
+            "Confirming".to_string()
+        ),
+        "{status}"
+    );
+    assert_eq!(conditions(&status).len(), 3, "the device waits for the pod");
+    answer(
+        &mut server,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/plant/events",
+        201,
+        |_| json!({}),
+    )
+    .await;
+    silence(&mut server).await;
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(ON_ITS_WAY_CHECK)
+    );
+}
+
+#[test]
+fn a_condition_type_not_ours_is_not_taken_for_a_stage() {
+    assert_eq!(parse_type("Ready"), None);
+    assert_eq!(parse_type(""), None);
+    for stage in ConditionType::PIPELINE {
+        assert_eq!(parse_type(stage.as_str()), Some(stage));
+    }
+}
