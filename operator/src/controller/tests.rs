@@ -475,3 +475,106 @@ fn a_condition_type_not_ours_is_not_taken_for_a_stage() {
         assert_eq!(parse_type(stage.as_str()), Some(stage));
     }
 }
+
+/// The DeviceLink being deleted.
+fn deleting() -> DeviceLink {
+    let mut link = link(true);
+    link.metadata.deletion_timestamp = Some(condition::now());
+    link
+}
+
+/// The device as its cache shows it; `deleted_ago` puts it in deletion
+/// that long ago, with the adaptor's finalizer on it.
+fn cached_device(caches: &mut Caches, deleted_ago: Option<Duration>) {
+    let mut device = json!({
+        "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                     "generation": 1, "resourceVersion": "20"},
+    });
+    if let Some(ago) = deleted_ago {
+        let at = k8s_openapi::jiff::Timestamp::now() - ago;
+        device["metadata"]["deletionTimestamp"] = json!(
+            at.round(k8s_openapi::jiff::Unit::Second)
+                .unwrap()
+                .to_string()
+        );
+        device["metadata"]["finalizers"] = json!([finalizer::DEVICE_FINALIZER]);
+    }
+    cache(&mut caches.devices, serde_json::from_value(device).unwrap());
+}
+
+#[tokio::test]
+async fn deleting_a_devicelink_deletes_its_device_first_and_waits() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    cached_device(&mut caches, None);
+    let task = run(&deleting(), &ctx);
+    answer(&mut server, "DELETE", DEVICE_PATH, 200, |_| json!({})).await;
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RELEASE_CHECK));
+}
+
+#[tokio::test]
+async fn a_live_adaptor_gets_the_grace_to_release_the_device_and_then_no_more() {
+    // Within the grace: the ready adaptor releases it; the operator waits.
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    cached_device(&mut caches, Some(Duration::from_secs(1)));
+    let task = run(&deleting(), &ctx);
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RELEASE_CHECK));
+
+    // Past the grace (30 s by default): the operator removes the finalizer.
+    cached_device(&mut caches, Some(Duration::from_secs(60)));
+    let task = run(&deleting(), &ctx);
+    let patch = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+               "metadata": {"name": NAME, "namespace": NAMESPACE}})
+    })
+    .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn without_a_ready_adaptor_the_device_is_released_at_once() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
+    caches
+        .pods
+        .apply_watcher_event(&watcher::Event::Delete(pod));
+    cached_device(&mut caches, Some(Duration::from_secs(1)));
+    let task = run(&deleting(), &ctx);
+    let patch = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+               "metadata": {"name": NAME, "namespace": NAMESPACE}})
+    })
+    .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn once_the_device_is_gone_the_unneeded_adaptor_goes_and_then_the_finalizer() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let name = adaptor_pod::pod_name(adaptor::find_short("modbus").unwrap(), NODE);
+    let task = run(&deleting(), &ctx);
+    for path in [
+        format!("/api/v1/namespaces/devicelink-system/pods/{name}"),
+        format!("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}"),
+        format!("/api/v1/namespaces/devicelink-system/serviceaccounts/{name}"),
+    ] {
+        answer(&mut server, "DELETE", &path, 200, |_| json!({})).await;
+    }
+    let patch = answer(&mut server, "PATCH", LINK_PATH, 200, |_| {
+        serde_json::to_value(deleting()).unwrap()
+    })
+    .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
