@@ -54,7 +54,7 @@ mod writes;
 use deletion::{Cleanup, cached_device, cleanup};
 use grants::{AccessKey, release_moved_grant};
 use objects::{ensure_adaptor_pod, ensure_device};
-use watches::{made_by_us, matching, node_signature, referencing, served_by, slim_crd, slim_node};
+use watches::{matching, referencing, served_by};
 use writes::patch_metadata;
 
 /// Lets the operator stop the device and remove an unneeded adaptor pod
@@ -159,65 +159,14 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(config.concurrency));
     let links = reader;
 
-    let (nodes, nodes_writer) = reflector::store();
-    let node_events = reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim_node),
-    )
-    .default_backoff();
-    // Heartbeats change nothing a DeviceLink shows; addresses do.
-    let node_events = watch_filter::changes_and_deletions(node_events, node_signature);
-
-    let (crds, crds_writer) = reflector::store();
-    let crd_events = reflector(
-        crds_writer,
-        watcher(
-            Api::<CustomResourceDefinition>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .modify(slim_crd),
-    )
-    .default_backoff();
-    let crd_events = watch_filter::changes_and_deletions(crd_events, |crd| {
-        watch_filter::identity(&crd.metadata)
-    });
-
-    let (pods, pods_writer) = reflector::store();
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &config.adaptor_namespace);
-    let pod_events = reflector(
-        pods_writer,
-        watcher(pods_api, made_by_us()).modify(watch_filter::slim),
-    )
-    .default_backoff()
-    .touched_objects();
-
-    let (roles, roles_writer) = reflector::store();
-    let role_events = reflector(
-        roles_writer,
-        watcher(
-            Api::<PartialObjectMeta<Role>>::all(client.clone()),
-            made_by_us(),
-        )
-        .modify(watch_filter::slim),
-    )
-    .default_backoff()
-    .touched_objects();
-
+    // What else wakes a DeviceLink, each with the cache it fills.
+    let (nodes, node_events) = watches::nodes(&client);
+    let (crds, crd_events) = watches::crds(&client);
+    let (pods, pod_events) = watches::adaptor_pods(&client, &config.adaptor_namespace);
+    let (roles, role_events) = watches::grant_roles(&client);
     let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
-    // Referenced Secrets and ConfigMaps: metadata is enough to know that one
-    // appeared, changed or went away.
-    let secret_events = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects();
-    let config_map_events = watcher(
-        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects();
+    let secret_events = watches::metadata_of::<Secret>(&client);
+    let config_map_events = watches::metadata_of::<ConfigMap>(&client);
 
     let ctx = Arc::new(Context {
         events: Events::new(client.clone(), MANAGER, &config.identity()),

@@ -1,21 +1,117 @@
-//! Which DeviceLinks a change of another object concerns, and how little
-//! of those objects the caches keep.
+//! The watches besides the DeviceLinks' own: what each keeps of its
+//! objects, which of their changes count, and which DeviceLinks a change
+//! concerns.
 
 use devicelink_api::{DeviceLink, labels};
+use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::{
-    api::core::v1::Node,
+    api::{core::v1::Node, core::v1::Pod, rbac::v1::Role},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    ResourceExt,
-    api::ObjectMeta,
+    Api, Client, ResourceExt,
+    api::{ObjectMeta, PartialObjectMeta},
     runtime::{
-        reflector::{ObjectRef, Store},
-        watcher,
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store, reflector},
+        watcher::{self, watcher},
     },
 };
 
 use crate::watch_filter;
+
+/// The changes of one kind of object that may concern DeviceLinks.
+pub(super) type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// Nodes (their addresses, not their heartbeats), with their cache.
+pub(super) fn nodes(client: &Client) -> (Store<Node>, Changes<Node>) {
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).modify(slim_node),
+    )
+    .default_backoff();
+    let changes = watch_filter::changes_and_deletions(events, node_signature).boxed();
+    (store, changes)
+}
+
+/// Model CRDs appearing, changing or going, with their cache.
+pub(super) fn crds(
+    client: &Client,
+) -> (
+    Store<CustomResourceDefinition>,
+    Changes<CustomResourceDefinition>,
+) {
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(
+            Api::<CustomResourceDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(slim_crd),
+    )
+    .default_backoff();
+    let changes =
+        watch_filter::changes_and_deletions(events, |crd| watch_filter::identity(&crd.metadata))
+            .boxed();
+    (store, changes)
+}
+
+/// The adaptor pods the operator made, in its namespace, with their cache.
+pub(super) fn adaptor_pods(client: &Client, namespace: &str) -> (Store<Pod>, Changes<Pod>) {
+    let (store, writer) = reflector::store();
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let changes = reflector(
+        writer,
+        watcher(api, made_by_us()).modify(watch_filter::slim),
+    )
+    .default_backoff()
+    .touched_objects()
+    .boxed();
+    (store, changes)
+}
+
+/// The metadata of the grant Roles the operator made, in every namespace
+/// (the grant digest is an annotation), with their cache.
+pub(super) fn grant_roles(
+    client: &Client,
+) -> (
+    Store<PartialObjectMeta<Role>>,
+    Changes<PartialObjectMeta<Role>>,
+) {
+    let (store, writer) = reflector::store();
+    let api = Api::<PartialObjectMeta<Role>>::all(client.clone());
+    let changes = reflector(
+        writer,
+        watcher(api, made_by_us()).modify(watch_filter::slim),
+    )
+    .default_backoff()
+    .touched_objects()
+    .boxed();
+    (store, changes)
+}
+
+/// The metadata of every object of kind `K` (referenced Secrets and
+/// ConfigMaps: enough to know that one appeared, changed or went away).
+pub(super) fn metadata_of<K>(client: &Client) -> Changes<PartialObjectMeta<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    PartialObjectMeta<K>: kube::Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .boxed()
+}
 
 /// A node as the operator keeps it: its identity and addresses.
 pub(super) fn slim_node(node: &mut Node) {
