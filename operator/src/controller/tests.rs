@@ -32,9 +32,11 @@ const DEVICE_PATH: &str =
 
 /// The caches' writers, to put objects where the watches would.
 struct Caches {
+    links: Writer<DeviceLink>,
     nodes: Writer<Node>,
     crds: Writer<CustomResourceDefinition>,
     pods: Writer<Pod>,
+    roles: Writer<PartialObjectMeta<Role>>,
     devices: Writer<DeviceMeta>,
 }
 
@@ -49,11 +51,11 @@ fn fixture() -> (Arc<Context>, ApiServer, Caches) {
     let (service, server) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let config = Config::parse_from(["devicelink-operator"]);
-    let (links, _) = reflector::store::<DeviceLink>();
+    let (links, links_writer) = reflector::store::<DeviceLink>();
     let (nodes, nodes_writer) = reflector::store();
     let (crds, crds_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
-    let (roles, _) = reflector::store();
+    let (roles, roles_writer) = reflector::store();
     let model = modbus_model();
     let devices_writer = Writer::<DeviceMeta>::new(model.clone());
     let mut devices = crate::device_watch::DeviceCaches::default();
@@ -74,9 +76,11 @@ fn fixture() -> (Arc<Context>, ApiServer, Caches) {
         roles,
     };
     let caches = Caches {
+        links: links_writer,
         nodes: nodes_writer,
         crds: crds_writer,
         pods: pods_writer,
+        roles: roles_writer,
         devices: devices_writer,
     };
     (Arc::new(ctx), server, caches)
@@ -577,4 +581,142 @@ async fn once_the_device_is_gone_the_unneeded_adaptor_goes_and_then_the_finalize
     assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
     silence(&mut server).await;
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
+
+/// A DeviceLink whose MQTT password comes from item `password` of the
+/// Secret plant-mqtt.
+fn referencing() -> DeviceLink {
+    let mut value = serde_json::to_value(link(true)).unwrap();
+    value["spec"]["references"] = json!([{"name": "broker", "secret": {"name": "plant-mqtt"}}]);
+    value["spec"]["template"]["spec"]["extension"] = json!({"mqtt": {
+        "client": {"server": "tcp://broker:1883",
+                   "basicAuth": {"username": "plant", "passwordRef": {"name": "broker", "item": "password"}}},
+        "message": {"topic": "plant/:name"},
+    }});
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test]
+async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let grant = adaptor_pod::pod_name(adaptor::find_short("modbus").unwrap(), NODE);
+    // The grant is made from the DeviceLinks in the cache.
+    cache(&mut caches.links, referencing());
+    let task = run(&referencing(), &ctx);
+
+    // The adaptor pod may read plant-mqtt, and nothing else, in plant.
+    let role = answer(
+        &mut server,
+        "PATCH",
+        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/roles/{grant}"),
+        200,
+        |sent| sent.clone(),
+    )
+    .await;
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"],
+                "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = answer(
+        &mut server,
+        "PATCH",
+        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/rolebindings/{grant}"),
+        200,
+        |sent| sent.clone(),
+    )
+    .await;
+    assert_eq!(binding["subjects"][0]["name"], grant);
+
+    // The Secret lacks the item the password names: DeviceCreated says
+    // which item, of which reference, and what the Secret has.
+    answer(
+        &mut server,
+        "GET",
+        "/api/v1/namespaces/plant/secrets/plant-mqtt",
+        200,
+        |_| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "plant-mqtt", "namespace": NAMESPACE},
+                   "data": {"pass": "c2VjcmV0"}})
+        },
+    )
+    .await;
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "11"),
+    )
+    .await;
+    let created = &status["status"]["conditions"][3];
+    assert_eq!(
+        (
+            created["type"].as_str(),
+            created["status"].as_str(),
+            created["reason"].as_str()
+        ),
+        (
+            Some("DeviceCreated"),
+            Some("False"),
+            Some("ReferenceNotFound")
+        ),
+        "{status}"
+    );
+    assert_eq!(
+        created["message"],
+        "spec.template.spec.extension.mqtt.client.basicAuth.passwordRef uses item \"password\" of reference \"broker\", but secret \"plant-mqtt\" has no such item; it has: pass"
+    );
+    answer(
+        &mut server,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/plant/events",
+        201,
+        |_| json!({}),
+    )
+    .await;
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+
+    // The Secret gone altogether: named with its field, and the DeviceLink
+    // proceeds once it exists. The grant Role is back from its watch, as
+    // made: no write.
+    cache(
+        &mut caches.roles,
+        serde_json::from_value(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": role["metadata"].clone()}),
+        )
+        .unwrap(),
+    );
+    // (As the API server stored it; the version it was written over would
+    // be a stale cache, which waits for the watch instead.)
+    let written: DeviceLink = serde_json::from_value(stored(status, "11")).unwrap();
+    let task = run(&written, &ctx);
+    answer(
+        &mut server,
+        "GET",
+        "/api/v1/namespaces/plant/secrets/plant-mqtt",
+        404,
+        |_| json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"}),
+    )
+    .await;
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "12"),
+    )
+    .await;
+    assert_eq!(
+        status["status"]["conditions"][3]["message"],
+        "secret \"plant-mqtt\" (spec.references[0].secret.name) does not exist in namespace \"plant\"; the DeviceLink proceeds as soon as it does"
+    );
+    // The same reason as before: no new Event.
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
 }
