@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble
+.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -21,6 +21,10 @@ crds:
 # Render deploy/manifests/ from the Helm chart.
 manifests:
 	bash e2e/manifests.sh
+
+# Line coverage of operator/src by its unit tests (no cluster); see docs/testing.md.
+coverage:
+	bash e2e/coverage.sh
 
 # The operator at scale (5,000 DeviceLinks over 50 kwok nodes); see docs/benchmarks.md.
 bench:
