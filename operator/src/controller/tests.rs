@@ -720,3 +720,54 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
     silence(&mut server).await;
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_adaptor_pod_that_is_not_ready_says_why_and_the_device_waits() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let mut pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
+    pod.status = Some(
+        serde_json::from_value(json!({"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "adaptor", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                      "message": "back-off 40s restarting failed container"}}}]}))
+        .unwrap(),
+    );
+    cache(&mut caches.pods, pod);
+    let task = run(&link(true), &ctx);
+    let status = answer(
+        &mut server,
+        "PUT",
+        &format!("{LINK_PATH}/status"),
+        200,
+        |sent| stored(sent.clone(), "11"),
+    )
+    .await;
+    let adaptor = &status["status"]["conditions"][2];
+    assert_eq!(
+        (adaptor["status"].as_str(), adaptor["reason"].as_str()),
+        (Some("False"), Some("NotReady")),
+        "{status}"
+    );
+    assert_eq!(
+        adaptor["message"],
+        "adaptor pod devicelink-system/devicelink-adaptor-modbus-edge-1 is not ready: CrashLoopBackOff: back-off 40s restarting failed container"
+    );
+    assert_eq!(
+        status["status"]["conditions"].as_array().unwrap().len(),
+        3,
+        "no device while its adaptor cannot run"
+    );
+    answer(
+        &mut server,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/plant/events",
+        201,
+        |_| json!({}),
+    )
+    .await;
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(FAILED_CHECK));
+}
