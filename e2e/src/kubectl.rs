@@ -62,3 +62,19 @@ pub fn dry_run_apply(object: &serde_json::Value) -> Output {
         Some(&object.to_string()),
     )
 }
+
+/// `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`: whether RBAC
+/// lets `user` do it.
+pub fn can_i(user: &str, verb: &str, resource: &str, namespace: &str) -> bool {
+    let out = kubectl(
+        &[
+            "auth", "can-i", verb, resource, "-n", namespace, "--as", user,
+        ],
+        None,
+    );
+    match out.text.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i {verb} {resource} as {user} answered {other:?}"),
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use devicelink_e2e::{SYSTEM_NAMESPACE, begin, client_as, eventually_showing, kubectl::kubectl};
+use devicelink_e2e::{SYSTEM_NAMESPACE, begin, client_as, eventually_showing, kubectl::can_i};
 use k8s_openapi::api::{
     core::v1::Pod,
     rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
@@ -54,26 +54,9 @@ fn refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
     }
 }
 
-/// `kubectl auth can-i VERB RESOURCE -n NAMESPACE` as the operator.
+/// Whether RBAC lets the operator's ServiceAccount do it.
 fn operator_can(verb: &str, resource: &str, namespace: &str) -> bool {
-    let out = kubectl(
-        &[
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "-n",
-            namespace,
-            "--as",
-            &operator_account(),
-        ],
-        None,
-    );
-    match out.text.trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!("kubectl auth can-i answered {other:?}"),
-    }
+    can_i(&operator_account(), verb, resource, namespace)
 }
 
 #[tokio::test]

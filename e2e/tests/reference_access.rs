@@ -8,7 +8,7 @@ use std::time::Duration;
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
-    delete_link_and_wait, dummy_link, eventually, eventually_showing, kubectl::kubectl,
+    delete_link_and_wait, dummy_link, eventually, eventually_showing, kubectl::can_i,
     mqtt::Subscriber, process::start_operator,
 };
 use k8s_openapi::{
@@ -36,21 +36,10 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     }
 }
 
-/// `kubectl auth can-i VERB RESOURCE -n NAMESPACE` as the adaptor pod's
-/// ServiceAccount.
+/// Whether RBAC lets the adaptor pod's ServiceAccount do it.
 fn adaptor_can(verb: &str, resource: &str, namespace: &str) -> bool {
     let account = format!("system:serviceaccount:{SYSTEM_NAMESPACE}:{ADAPTOR}");
-    let out = kubectl(
-        &[
-            "auth", "can-i", verb, resource, "-n", namespace, "--as", &account,
-        ],
-        None,
-    );
-    match out.text.trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!("kubectl auth can-i answered {other:?}"),
-    }
+    can_i(&account, verb, resource, namespace)
 }
 
 #[tokio::test]

@@ -507,6 +507,17 @@ fn cached_device(caches: &mut Caches, deleted_ago: Option<Duration>) {
     cache(&mut caches.devices, serde_json::from_value(device).unwrap());
 }
 
+/// The operator removes the device's finalizer itself, and nothing more.
+async fn expect_device_released(server: &mut ApiServer) {
+    let patch = answer(server, "PATCH", DEVICE_PATH, 200, |_| {
+        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+               "metadata": {"name": NAME, "namespace": NAMESPACE}})
+    })
+    .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
+    silence(server).await;
+}
+
 #[tokio::test]
 async fn deleting_a_devicelink_deletes_its_device_first_and_waits() {
     let (ctx, mut server, mut caches) = fixture();
@@ -531,13 +542,7 @@ async fn a_live_adaptor_gets_the_grace_to_release_the_device_and_then_no_more() 
     // Past the grace (30 s by default): the operator removes the finalizer.
     cached_device(&mut caches, Some(Duration::from_secs(60)));
     let task = run(&deleting(), &ctx);
-    let patch = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
-        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
-               "metadata": {"name": NAME, "namespace": NAMESPACE}})
-    })
-    .await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
-    silence(&mut server).await;
+    expect_device_released(&mut server).await;
     task.await.unwrap().unwrap();
 }
 
@@ -551,13 +556,7 @@ async fn without_a_ready_adaptor_the_device_is_released_at_once() {
         .apply_watcher_event(&watcher::Event::Delete(pod));
     cached_device(&mut caches, Some(Duration::from_secs(1)));
     let task = run(&deleting(), &ctx);
-    let patch = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
-        json!({"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
-               "metadata": {"name": NAME, "namespace": NAMESPACE}})
-    })
-    .await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([]), "{patch}");
-    silence(&mut server).await;
+    expect_device_released(&mut server).await;
     task.await.unwrap().unwrap();
 }
 

@@ -60,16 +60,7 @@ pub(super) fn crds(
 
 /// The adaptor pods the operator made, in its namespace, with their cache.
 pub(super) fn adaptor_pods(client: &Client, namespace: &str) -> (Store<Pod>, Changes<Pod>) {
-    let (store, writer) = reflector::store();
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let changes = reflector(
-        writer,
-        watcher(api, made_by_us()).modify(watch_filter::slim),
-    )
-    .default_backoff()
-    .touched_objects()
-    .boxed();
-    (store, changes)
+    made_by_us_in(Api::namespaced(client.clone(), namespace))
 }
 
 /// The metadata of the grant Roles the operator made, in every namespace
@@ -80,8 +71,21 @@ pub(super) fn grant_roles(
     Store<PartialObjectMeta<Role>>,
     Changes<PartialObjectMeta<Role>>,
 ) {
+    made_by_us_in(Api::all(client.clone()))
+}
+
+/// The objects of `api` that the operator made, with their cache.
+fn made_by_us_in<K>(api: Api<K>) -> (Store<K>, Changes<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let api = Api::<PartialObjectMeta<Role>>::all(client.clone());
     let changes = reflector(
         writer,
         watcher(api, made_by_us()).modify(watch_filter::slim),
