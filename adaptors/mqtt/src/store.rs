@@ -137,7 +137,11 @@ fn writer() -> &'static Writer {
             .name("mqtt-file-store".into())
             .spawn(move || {
                 for job in queue {
-                    run(job);
+                    // One job's panic must not stop every store's writes.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job))).is_err()
+                    {
+                        warn!("a File store job panicked; the writer goes on");
+                    }
                 }
             })
             .expect("start the File store writer thread");
@@ -176,7 +180,15 @@ fn run(job: Job) {
 fn write_durably(dir: &Path, path: &Path, record: &[u8]) -> io::Result<()> {
     let temporary = path.with_extension(TEMPORARY);
     let written = (|| {
-        let mut file = fs::File::create(&temporary)?;
+        let mut file = match fs::File::create(&temporary) {
+            // The directory went with a deleted device whose successor of
+            // the same name opened it again before the removal ran.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                fs::File::create(&temporary)?
+            }
+            other => other?,
+        };
         file.write_all(record)?;
         file.sync_data()?;
         fs::rename(&temporary, path)?;
@@ -315,6 +327,23 @@ mod tests {
         store.destroy();
         settle();
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_store_opened_again_while_its_old_one_is_being_removed_keeps_its_saves() {
+        let dir =
+            std::env::temp_dir().join(format!("devicelink-store-again-{}", std::process::id()));
+        let old = FileStore::open(dir.clone()).unwrap();
+        old.save(1, &message(1), must_work());
+        // The device is deleted, and one of the same name comes at once.
+        old.destroy();
+        let again = FileStore::open(dir.clone()).unwrap();
+        again.save(1, &message(2), must_work());
+        settle();
+        let loaded = again.load().unwrap();
+        assert_eq!(loaded, [(1, message(2))]);
+        again.destroy();
+        settle();
     }
 
     #[test]
