@@ -116,9 +116,12 @@ async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
     let broker = Mosquitto::start().await;
     let front = Front::start(broker.port).await;
     let server = format!("tcp://127.0.0.1:{}", front.port);
-    // The ping goes out every 2 s; an answer missing for 1 s is enough.
+    // The ping goes out every 2 s; an answer missing for 1 s is enough. A
+    // reconnect tried while the front is frozen loses its CONNECT: it is
+    // tried again after connectTimeout, short here so that the wait below
+    // need not outlast the default 30 s.
     let (_p, rx) = publisher(
-        json!({"server": server, "keepAlive": "2s", "pingTimeout": "1s"}),
+        json!({"server": server, "keepAlive": "2s", "pingTimeout": "1s", "connectTimeout": "2s"}),
         "e2e/ping/:name",
     );
     wait_status(&rx, true, None).await;
@@ -138,9 +141,10 @@ async fn an_unacknowledged_message_drops_the_connection_and_is_sent_again() {
     let front = Front::start(broker.port).await;
     let mut subscriber = Subscriber::start(broker.port, "e2e/wait/#").await;
     let server = format!("tcp://127.0.0.1:{}", front.port);
-    // Pings every 60 s: only the message's missing PUBACK can notice.
+    // Pings every 60 s: only the message's missing PUBACK can notice. (A
+    // reconnect while frozen is retried after connectTimeout, as above.)
     let (p, rx) = publisher(
-        json!({"server": server, "keepAlive": "60s", "waitTimeout": "1s"}),
+        json!({"server": server, "keepAlive": "60s", "waitTimeout": "1s", "connectTimeout": "2s"}),
         "e2e/wait/:name",
     );
     wait_status(&rx, true, None).await;
