@@ -84,7 +84,7 @@ async fn a_light_by_message_takes_writes_from_the_spec_and_from_mqtt() {
     let broker = Mosquitto::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
-    let _light = MqttDevice::start(Options {
+    let light = MqttDevice::start(Options {
         name: "bedroom-light",
         port: broker.port,
         layout: Layout::Message,
@@ -189,11 +189,23 @@ async fn a_light_by_message_takes_writes_from_the_spec_and_from_mqtt() {
     apply(&links, &full).await;
     wait_property(&devices, name, "switch", "false").await;
 
-    // Garbage on the device's topic is named, and its next good message
-    // mends it.
+    // Garbage on the device's topic is named, and the next good message
+    // mends it. The simulated light stops first: it republishes its state
+    // every second, which on a busy machine could mend the garbage before
+    // anyone saw the condition.
+    drop(light);
+    // What it wrote just before the kill reaches the broker first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     mqtt::publish(broker.port, "e2e/home/bedroom/light", b"{not json").await;
     let bad = wait_reason(&links, name, "DeviceConnected", "False", "BadValue").await;
     assert!(bad.message.contains("is not JSON"), "{}", bad.message);
+    mqtt::publish(
+        broker.port,
+        "e2e/home/bedroom/light",
+        br#"{"switch": false, "action": {"gear": "high"}, "parameter": {"power": 3500, "luminance": 245},
+             "colour": {"r": 255, "g": 0, "b": 0}, "production": {"manufacturer": "Rancher Octopus Fake Device"}}"#,
+    )
+    .await;
     wait_reason(&links, name, "DeviceConnected", "True", "Healthy").await;
 
     delete_links_and_wait(&links, &[name]).await;
