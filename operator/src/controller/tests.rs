@@ -221,6 +221,17 @@ async fn a_new_devicelink_first_gets_the_finalizer_and_nothing_else() {
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
 }
 
+/// The applied device as its watch shows it at `generation`.
+fn device_as_watched(generation: i64, labels: &Value) -> DeviceMeta {
+    serde_json::from_value(json!({
+        "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                     "generation": generation, "resourceVersion": format!("2{generation}"),
+                     "labels": labels},
+    }))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests() {
     let (ctx, mut server, mut caches) = fixture();
@@ -287,13 +298,7 @@ async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests()
     // device as applied; reconciling again makes no request at all.
     cache(
         &mut caches.devices,
-        serde_json::from_value(json!({
-            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
-            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
-                         "generation": 1, "resourceVersion": "20",
-                         "labels": device["metadata"]["labels"].clone()},
-        }))
-        .unwrap(),
+        device_as_watched(1, &device["metadata"]["labels"]),
     );
     let at_rest: DeviceLink = serde_json::from_value(written).unwrap();
     let task = run(&at_rest, &ctx);
@@ -304,13 +309,7 @@ async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests()
     // status stays as it was, so nothing else is written.
     cache(
         &mut caches.devices,
-        serde_json::from_value(json!({
-            "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
-            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
-                         "generation": 2, "resourceVersion": "21",
-                         "labels": device["metadata"]["labels"].clone()},
-        }))
-        .unwrap(),
+        device_as_watched(2, &device["metadata"]["labels"]),
     );
     let task = run(&at_rest, &ctx);
     answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
