@@ -168,6 +168,22 @@ async fn answer(
     sent
 }
 
+/// The DeviceLink's status written (replaced), stored as `resource_version`;
+/// what was sent.
+async fn status_written(server: &mut ApiServer, resource_version: &str) -> Value {
+    let path = format!("{LINK_PATH}/status");
+    answer(server, "PUT", &path, 200, |sent| {
+        stored(sent.clone(), resource_version)
+    })
+    .await
+}
+
+/// One Event recorded about the DeviceLink; what was sent.
+async fn event_recorded(server: &mut ApiServer) -> Value {
+    let path = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
+    answer(server, "POST", &path, 201, |_| json!({})).await
+}
+
 /// No request comes while the reconcile finishes.
 async fn silence(server: &mut ApiServer) {
     if let Ok(Some((request, _))) =
@@ -258,14 +274,7 @@ async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests()
     assert_eq!(device["metadata"]["ownerReferences"][0]["uid"], "link-uid");
 
     // The status: every stage True, written once, with the node's address.
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "11"),
-    )
-    .await;
+    let status = status_written(&mut server, "11").await;
     let written = stored(status.clone(), "11");
     assert_eq!(
         conditions(&status),
@@ -282,14 +291,7 @@ async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests()
     );
     assert_eq!(status["status"]["nodeInternalIP"], "10.0.0.7");
     // One Event for the transitions.
-    let event = answer(
-        &mut server,
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/plant/events",
-        201,
-        |_| json!({}),
-    )
-    .await;
+    let event = event_recorded(&mut server).await;
     assert_eq!(event["regarding"]["name"], NAME);
     silence(&mut server).await;
     task.await.unwrap().unwrap();
@@ -367,14 +369,7 @@ async fn a_missing_node_stops_the_pipeline_and_says_so() {
         serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap(),
     ));
     let task = run(&link(true), &ctx);
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "11"),
-    )
-    .await;
+    let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status),
         [(
@@ -385,14 +380,7 @@ async fn a_missing_node_stops_the_pipeline_and_says_so() {
         .to_vec(),
         "{status}"
     );
-    let event = answer(
-        &mut server,
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/plant/events",
-        201,
-        |_| json!({}),
-    )
-    .await;
+    let event = event_recorded(&mut server).await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "NotFound");
     silence(&mut server).await;
@@ -437,14 +425,7 @@ async fn without_an_adaptor_pod_its_identity_and_pod_are_made_and_the_device_wai
     )
     .await;
     assert_eq!(created["spec"]["serviceAccountName"], name);
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "11"),
-    )
-    .await;
+    let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status)[2],
         (
@@ -455,14 +436,7 @@ async fn without_an_adaptor_pod_its_identity_and_pod_are_made_and_the_device_wai
         "{status}"
     );
     assert_eq!(conditions(&status).len(), 3, "the device waits for the pod");
-    answer(
-        &mut server,
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/plant/events",
-        201,
-        |_| json!({}),
-    )
-    .await;
+    event_recorded(&mut server).await;
     silence(&mut server).await;
     assert_eq!(
         task.await.unwrap().unwrap(),
@@ -641,14 +615,7 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
         },
     )
     .await;
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "11"),
-    )
-    .await;
+    let status = status_written(&mut server, "11").await;
     let created = &status["status"]["conditions"][3];
     assert_eq!(
         (
@@ -667,14 +634,7 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
         created["message"],
         "spec.template.spec.extension.mqtt.client.basicAuth.passwordRef uses item \"password\" of reference \"broker\", but secret \"plant-mqtt\" has no such item; it has: pass"
     );
-    answer(
-        &mut server,
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/plant/events",
-        201,
-        |_| json!({}),
-    )
-    .await;
+    event_recorded(&mut server).await;
     silence(&mut server).await;
     task.await.unwrap().unwrap();
 
@@ -702,14 +662,7 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
                    "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"}),
     )
     .await;
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "12"),
-    )
-    .await;
+    let status = status_written(&mut server, "12").await;
     assert_eq!(
         status["status"]["conditions"][3]["message"],
         "secret \"plant-mqtt\" (spec.references[0].secret.name) does not exist in namespace \"plant\"; the DeviceLink proceeds as soon as it does"
@@ -735,14 +688,7 @@ async fn an_adaptor_pod_that_is_not_ready_says_why_and_the_device_waits() {
     );
     cache(&mut caches.pods, pod);
     let task = run(&link(true), &ctx);
-    let status = answer(
-        &mut server,
-        "PUT",
-        &format!("{LINK_PATH}/status"),
-        200,
-        |sent| stored(sent.clone(), "11"),
-    )
-    .await;
+    let status = status_written(&mut server, "11").await;
     let adaptor = &status["status"]["conditions"][2];
     assert_eq!(
         (adaptor["status"].as_str(), adaptor["reason"].as_str()),
@@ -758,14 +704,7 @@ async fn an_adaptor_pod_that_is_not_ready_says_why_and_the_device_waits() {
         3,
         "no device while its adaptor cannot run"
     );
-    answer(
-        &mut server,
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/plant/events",
-        201,
-        |_| json!({}),
-    )
-    .await;
+    event_recorded(&mut server).await;
     silence(&mut server).await;
     assert_eq!(task.await.unwrap().unwrap(), Action::requeue(FAILED_CHECK));
 }
