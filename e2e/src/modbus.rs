@@ -320,3 +320,33 @@ impl Drop for Silent {
         self.task.abort();
     }
 }
+
+/// A DeviceLink for a Modbus TCP device on edge-worker (unit 1, polled
+/// every second) with `properties`, whose MQTT extension publishes on
+/// `<topic>/<name>` and takes writes on `<topic>/<name>/set` (QoS 1).
+pub fn device_with_writes(
+    namespace: &str,
+    name: &str,
+    endpoint: &str,
+    broker: &str,
+    topic: &str,
+    properties: serde_json::Value,
+) -> devicelink_api::DeviceLink {
+    crate::device_link(
+        namespace,
+        name,
+        "edge-worker",
+        "modbus",
+        "ModbusDevice",
+        serde_json::json!({"spec": {
+            "parameters": {"syncInterval": "1s"},
+            "protocol": {"tcp": {"endpoint": endpoint, "workerID": 1}},
+            "properties": properties,
+            "extension": {"mqtt": {
+                "client": {"server": broker},
+                "message": {"topic": format!("{topic}/:name/:operator"),
+                            "operator": {"read": "set"}, "qos": 1},
+            }},
+        }}),
+    )
+}

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, device_link,
-    eventually_showing,
-    modbus::{ModbusServer, coils, holding},
+    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    modbus::{ModbusServer, coils, device_with_writes, holding},
     mqtt::{self, Subscriber},
     process::start_operator,
 };
@@ -31,32 +30,24 @@ fn holding_register(name: &str, type_: &str, offset: u16, quantity: u16) -> Valu
 }
 
 fn panel(namespace: &str, endpoint: &str, broker: &str) -> DeviceLink {
-    device_link(
+    device_with_writes(
         namespace,
         "panel",
-        "edge-worker",
-        "modbus",
-        "ModbusDevice",
-        json!({"spec": {
-            "parameters": {"syncInterval": "1s"},
-            "protocol": {"tcp": {"endpoint": endpoint, "workerID": 1}},
-            "properties": [
-                {"name": "on", "type": "boolean", "visitor": {"register": "CoilRegister", "offset": 0}},
-                holding_register("level", "int16", 0, 1),
-                holding_register("count", "uint16", 1, 1),
-                holding_register("total", "int32", 2, 2),
-                holding_register("ratio", "float32", 4, 2),
-                holding_register("label", "string", 6, 4),
-                {"name": "temperature", "type": "int16", "readOnly": true,
-                 "visitor": {"register": "InputRegister", "offset": 0}},
-                {"name": "calibration", "type": "uint16", "accessModes": ["ReadMany", "WriteOnce"],
-                 "value": "3", "visitor": {"register": "HoldingRegister", "offset": 10}},
-            ],
-            "extension": {"mqtt": {
-                "client": {"server": broker},
-                "message": {"topic": "e2e/bad/:name/:operator", "operator": {"read": "set"}, "qos": 1},
-            }},
-        }}),
+        endpoint,
+        broker,
+        "e2e/bad",
+        json!([
+            {"name": "on", "type": "boolean", "visitor": {"register": "CoilRegister", "offset": 0}},
+            holding_register("level", "int16", 0, 1),
+            holding_register("count", "uint16", 1, 1),
+            holding_register("total", "int32", 2, 2),
+            holding_register("ratio", "float32", 4, 2),
+            holding_register("label", "string", 6, 4),
+            {"name": "temperature", "type": "int16", "readOnly": true,
+             "visitor": {"register": "InputRegister", "offset": 0}},
+            {"name": "calibration", "type": "uint16", "accessModes": ["ReadMany", "WriteOnce"],
+             "value": "3", "visitor": {"register": "HoldingRegister", "offset": 10}},
+        ]),
     )
 }
 

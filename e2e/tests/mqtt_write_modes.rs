@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, device_link,
-    eventually_showing,
-    modbus::{ModbusServer, holding},
+    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    modbus::{ModbusServer, device_with_writes, holding},
     mqtt::{self, Subscriber},
     process::start_operator,
     property_field,
@@ -55,21 +54,13 @@ fn properties() -> Vec<Value> {
 }
 
 fn panel(namespace: &str, endpoint: &str, broker: &str, properties: Vec<Value>) -> DeviceLink {
-    device_link(
+    device_with_writes(
         namespace,
         "panel",
-        "edge-worker",
-        "modbus",
-        "ModbusDevice",
-        json!({"spec": {
-            "parameters": {"syncInterval": "1s"},
-            "protocol": {"tcp": {"endpoint": endpoint, "workerID": 1}},
-            "properties": properties,
-            "extension": {"mqtt": {
-                "client": {"server": broker},
-                "message": {"topic": "e2e/modes/:name/:operator", "operator": {"read": "set"}, "qos": 1},
-            }},
-        }}),
+        endpoint,
+        broker,
+        "e2e/modes",
+        Value::Array(properties),
     )
 }
 
