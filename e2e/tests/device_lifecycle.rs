@@ -6,7 +6,7 @@ use std::time::Duration;
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
     begin, delete_link_and_wait, dummy_link, eventually, eventually_showing,
-    process::start_operator, wait_condition, wait_event,
+    process::start_operator, wait_condition, wait_event, wait_reason,
 };
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::{
@@ -323,5 +323,171 @@ async fn a_model_crd_installed_late_is_picked_up() {
     wait_condition(&links, name, "ModelExisted", "True").await;
 
     delete_link_and_wait(&links, name).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_ready_is_shown_and_the_devicelink_proceeds_once_it_is() {
+    let namespace = "e2e-node-readiness";
+    let (_guard, client) = begin(namespace).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = "e2e-unready-node";
+    // Registered by a kubelet that is not ready yet; kwok does not run it
+    // (no kwok annotation), so nothing makes it Ready behind the test.
+    let _ = nodes.delete(node, &DeleteParams::default()).await;
+    eventually("the node of an earlier run to be gone", WAIT, || async {
+        nodes.get_opt(node).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let unready: Node = serde_json::from_value(json!({
+        "metadata": {"name": node, "labels": {"type": "kwok"}},
+        "status": {"conditions": [{"type": "Ready", "status": "False",
+            "reason": "KubeletNotReady",
+            "message": "container runtime network not ready: NetworkReady=false"}]},
+    }))
+    .unwrap();
+    nodes
+        .create(&PostParams::default(), &unready)
+        .await
+        .expect("create node");
+    let operator = start_operator();
+
+    let name = "barn-fan";
+    let link = dummy_link(
+        namespace,
+        name,
+        node,
+        json!({"spec": {"protocol": {"location": "barn"}, "gear": "slow"}}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    // NodeExisted stays True (the node exists) and says it is not Ready:
+    // the kubelet's reason (or, once the node controller has given up on
+    // it, that its status is unknown).
+    let shown = wait_reason(&links, name, "NodeExisted", "True", "NotReady").await;
+    assert!(
+        shown
+            .message
+            .starts_with(&format!("node {node:?} exists but is not Ready (Ready is ")),
+        "{}",
+        shown.message
+    );
+    wait_reason(&links, name, "ModelExisted", "True", "Found").await;
+
+    // Its kubelet reports Ready (as a kubelet would, on the status): the
+    // DeviceLink says so by itself.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    nodes
+        .patch_status(
+            node,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [{"type": "Ready",
+                "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": now, "lastTransitionTime": now}]}})),
+        )
+        .await
+        .expect("report the node Ready");
+    let ready = wait_reason(&links, name, "NodeExisted", "True", "Found").await;
+    assert_eq!(ready.message, "");
+
+    delete_link_and_wait(&links, name).await;
+    // No kubelet runs the adaptor pod made for this node, so none confirms
+    // its deletion either: removed here, with the node.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), "devicelink-system");
+    let _ = pods
+        .delete(
+            "devicelink-adaptor-dummy-e2e-unready-node",
+            &DeleteParams::default().grace_period(0),
+        )
+        .await;
+    let _ = nodes.delete(node, &DeleteParams::default()).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_crd_that_is_not_established_is_named_with_why() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let namespace = "e2e-model-established";
+    let (_guard, client) = begin(namespace).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let group = "e2e-names.example.com";
+    // Two CRDs of one group that both want the singular "widget": the
+    // second is refused its names and never established while the first
+    // exists.
+    let crd = |plural: &str, kind: &str| -> CustomResourceDefinition {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{plural}.{group}")},
+            "spec": {
+                "group": group, "scope": "Namespaced",
+                "names": {"plural": plural, "singular": "widget", "kind": kind},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true}}}],
+            },
+        }))
+        .unwrap()
+    };
+    let (first, second) = (format!("widgets.{group}"), format!("gadgets.{group}"));
+    for name in [&first, &second] {
+        let _ = crds.delete(name, &DeleteParams::default()).await;
+    }
+    eventually("the CRDs of an earlier run to be gone", WAIT, || async {
+        for name in [&first, &second] {
+            crds.get_opt(name).await.ok()?.is_none().then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    crds.create(&PostParams::default(), &crd("widgets", "Widget"))
+        .await
+        .expect("create the first CRD");
+    eventually("the first CRD to be established", WAIT, || async {
+        let crd = crds.get(&first).await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    crds.create(&PostParams::default(), &crd("gadgets", "Gadget"))
+        .await
+        .expect("create the clashing CRD");
+    let operator = start_operator();
+
+    let name = "gadget";
+    let mut link = dummy_link(namespace, name, "edge-worker", json!({"spec": {}}));
+    link.spec.model =
+        serde_json::from_value(json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget"}))
+            .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    links
+        .create(&PostParams::default(), &link)
+        .await
+        .expect("create DeviceLink");
+    let refused = wait_reason(&links, name, "ModelExisted", "False", "NotEstablished").await;
+    assert!(
+        refused.message.contains(&second)
+            && refused.message.contains("(spec.model)")
+            && refused.message.contains("\"widget\" is already in use"),
+        "names the CRD, the field and the API server's reason: {}",
+        refused.message
+    );
+
+    // The clash resolved, the API server establishes the CRD and the
+    // DeviceLink moves on to the next stage (no adaptor handles Gadget).
+    crds.delete(&first, &DeleteParams::default())
+        .await
+        .expect("delete the first CRD");
+    wait_reason(&links, name, "ModelExisted", "True", "Found").await;
+    wait_reason(&links, name, "AdaptorExisted", "False", "NotFound").await;
+
+    delete_link_and_wait(&links, name).await;
+    let _ = crds.delete(&second, &DeleteParams::default()).await;
     operator.stop().await;
 }

@@ -48,8 +48,8 @@ impl Events {
     }
 
     /// Its reason is that of the first condition that is not True, the one
-    /// that tells the user what to do; a Warning if any became False. The
-    /// note names every transition.
+    /// that tells the user what to do; a Warning if any became False or a
+    /// node is not Ready. The note names every transition.
     fn transitions_event(
         &self,
         link: &DeviceLink,
@@ -70,7 +70,11 @@ impl Events {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let warning = changed.iter().any(|c| c.status == "False");
+        // A node that is not Ready keeps NodeExisted True (the node exists)
+        // but is as much a warning as a stage that failed.
+        let warning = changed
+            .iter()
+            .any(|c| c.status == "False" || c.reason == "NotReady");
         Some(devicelink_api::events::about(
             link,
             &Happening {

@@ -3,7 +3,7 @@
 //! writes, what the API server answers) and fills the matching status fields.
 
 use devicelink_api::{
-    DeviceLink, DeviceLinkStatus, Outcome,
+    ConditionStatus, DeviceLink, DeviceLinkStatus, Outcome,
     adaptor::{self, AdaptorKind},
     devicelink::DeviceModel,
 };
@@ -40,7 +40,7 @@ impl Pipeline {
 pub fn declared<'a>(
     link: &DeviceLink,
     node_found: Option<&Node>,
-    crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
+    crds: impl IntoIterator<Item = &'a CustomResourceDefinition> + Clone,
     status: &mut DeviceLinkStatus,
 ) -> (Pipeline, Option<(ApiResource, &'static AdaptorKind)>) {
     let mut pipeline = Pipeline::default();
@@ -61,7 +61,10 @@ pub fn declared<'a>(
     }
 }
 
-/// NodeExisted: the node named in `spec.adaptor.node` exists.
+/// NodeExisted: the node named in `spec.adaptor.node` exists. As in
+/// Octopus it is True once the node exists; a node that is not Ready says
+/// so in the reason (its adaptor cannot run until it is), and the pipeline
+/// goes on, so everything is in place when the node comes back.
 pub fn node(link: &DeviceLink, node: Option<&Node>, status: &mut DeviceLinkStatus) -> Outcome {
     let name = &link.spec.adaptor.node;
     status.node_name.clear();
@@ -98,17 +101,53 @@ pub fn node(link: &DeviceLink, node: Option<&Node>, status: &mut DeviceLinkStatu
             *field = address.address.clone();
         }
     }
-    Outcome::ok("Found")
+    match not_ready_because(node) {
+        None => Outcome::ok("Found"),
+        Some(why) => Outcome::new(
+            ConditionStatus::True,
+            "NotReady",
+            format!(
+                "node {name:?} exists but is not Ready ({why}); its adaptor runs there once it is"
+            ),
+        ),
+    }
 }
 
-/// The resource of the model a DeviceLink names, if a CRD serves it.
-pub fn find_model<'a>(
-    link: &DeviceLink,
+/// Why a node is not Ready, from its Ready condition; None when it is.
+fn not_ready_because(node: &Node) -> Option<String> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready");
+    let Some(ready) = ready else {
+        return Some("it has not reported whether it is".to_string());
+    };
+    if ready.status == "True" {
+        return None;
+    }
+    let because: Vec<&str> = [ready.reason.as_deref(), ready.message.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(match because.as_slice() {
+        [] => format!("Ready is {}", ready.status),
+        _ => format!("Ready is {}: {}", ready.status, because.join(": ")),
+    })
+}
+
+/// The CRDs that serve the model a DeviceLink names (established or not),
+/// with the model's group and version.
+fn serving_crds<'a, 'l>(
+    link: &'l DeviceLink,
     crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
-) -> Option<ApiResource> {
+) -> impl Iterator<Item = &'a CustomResourceDefinition> {
     let DeviceModel { api_version, kind } = &link.spec.model;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let crd = crds.into_iter().find(|crd| {
+    crds.into_iter().filter(move |crd| {
         crd.spec.group == group
             && crd.spec.names.kind == *kind
             && crd
@@ -116,39 +155,80 @@ pub fn find_model<'a>(
                 .versions
                 .iter()
                 .any(|v| v.name == version && v.served)
-    })?;
+    })
+}
+
+/// The resource of the model a DeviceLink names, if an established CRD
+/// serves it (until then the API server answers its objects with 404).
+pub fn find_model<'a>(
+    link: &DeviceLink,
+    crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
+) -> Option<ApiResource> {
+    let crd = serving_crds(link, crds).find(|crd| not_established_because(crd).is_none())?;
+    let api_version = &link.spec.model.api_version;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     Some(ApiResource {
         group: group.to_string(),
         version: version.to_string(),
         api_version: api_version.clone(),
-        kind: kind.clone(),
+        kind: link.spec.model.kind.clone(),
         plural: crd.spec.names.plural.clone(),
     })
 }
 
-/// ModelExisted: a CRD serves `spec.model`. Returns how to reach its objects.
+/// Why the API server does not serve a CRD's objects yet; None once its
+/// Established condition is True. Names that clash with another CRD's are
+/// the usual reason, and NamesAccepted says which.
+pub fn not_established_because(crd: &CustomResourceDefinition) -> Option<String> {
+    let condition = |type_: &str| {
+        crd.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+    };
+    if condition("Established").is_some_and(|c| c.status == "True") {
+        return None;
+    }
+    let why = [condition("NamesAccepted"), condition("Established")]
+        .into_iter()
+        .flatten()
+        .find(|c| c.status != "True" && c.message.as_deref().is_some_and(|m| !m.is_empty()))
+        .and_then(|c| c.message.clone());
+    Some(why.unwrap_or_else(|| "the API server has not established it yet".to_string()))
+}
+
+/// ModelExisted: an established CRD serves `spec.model`. Returns how to
+/// reach its objects.
 pub fn model<'a>(
     link: &DeviceLink,
-    crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
+    crds: impl IntoIterator<Item = &'a CustomResourceDefinition> + Clone,
     status: &mut DeviceLinkStatus,
 ) -> (Outcome, Option<ApiResource>) {
-    let resource = find_model(link, crds);
+    let resource = find_model(link, crds.clone());
     status.model = resource.as_ref().map(|_| link.spec.model.clone());
-    match resource {
-        Some(resource) => (Outcome::ok("Found"), Some(resource)),
-        None => {
-            let DeviceModel { api_version, kind } = &link.spec.model;
-            (
-                Outcome::fail(
-                    "NotFound",
-                    format!(
-                        "no CRD serves {kind} in {api_version} (spec.model); install the model's CRD and the DeviceLink proceeds"
-                    ),
-                ),
-                None,
-            )
-        }
+    if let Some(resource) = resource {
+        return (Outcome::ok("Found"), Some(resource));
     }
+    let DeviceModel { api_version, kind } = &link.spec.model;
+    let outcome = match serving_crds(link, crds).next() {
+        Some(crd) => Outcome::fail(
+            "NotEstablished",
+            format!(
+                "CRD {} serves {kind} in {api_version} (spec.model) but is not established: {}; the DeviceLink proceeds once it is",
+                crd.metadata.name.as_deref().unwrap_or_default(),
+                not_established_because(crd).unwrap_or_default(),
+            ),
+        ),
+        None => Outcome::fail(
+            "NotFound",
+            format!(
+                "no CRD serves {kind} in {api_version} (spec.model); install the model's CRD and the DeviceLink proceeds"
+            ),
+        ),
+    };
+    (outcome, None)
 }
 
 /// The first half of AdaptorExisted: the adaptor named in `spec.adaptor.name`
@@ -183,7 +263,6 @@ pub fn adaptor_kind(link: &DeviceLink) -> Result<&'static AdaptorKind, Outcome> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devicelink_api::ConditionStatus;
     use serde_json::json;
 
     fn link_to(adaptor: &str, api_version: &str, kind: &str) -> DeviceLink {
@@ -200,18 +279,36 @@ mod tests {
     }
 
     fn edge_node() -> Node {
+        node_with_ready(json!({"type": "Ready", "status": "True", "reason": "KubeletReady"}))
+    }
+
+    /// The node edge-1 with its addresses and the given Ready condition.
+    fn node_with_ready(ready: serde_json::Value) -> Node {
         serde_json::from_value(json!({
             "metadata": {"name": "edge-1"},
-            "status": {"addresses": [
-                {"type": "Hostname", "address": "edge-1"},
-                {"type": "InternalIP", "address": "10.0.0.7"},
-                {"type": "InternalIP", "address": "10.0.0.8"},
-                {"type": "ExternalDNS", "address": "edge-1.plant.example"},
-            ]},
+            "status": {
+                "addresses": [
+                    {"type": "Hostname", "address": "edge-1"},
+                    {"type": "InternalIP", "address": "10.0.0.7"},
+                    {"type": "InternalIP", "address": "10.0.0.8"},
+                    {"type": "ExternalDNS", "address": "edge-1.plant.example"},
+                ],
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False"},
+                    ready,
+                ],
+            },
         }))
         .unwrap()
     }
 
+    /// A node whose kubelet stopped posting its status.
+    fn unreachable_node() -> Node {
+        node_with_ready(json!({"type": "Ready", "status": "Unknown",
+            "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status."}))
+    }
+
+    /// An established CRD.
     fn crd(
         group: &str,
         kind: &str,
@@ -227,8 +324,34 @@ mod tests {
                     "name": name, "served": served, "storage": true,
                 })).collect::<Vec<_>>(),
             },
+            "status": {
+                "acceptedNames": {"kind": kind, "plural": plural},
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+                ],
+            },
         }))
         .unwrap()
+    }
+
+    /// The Modbus CRD whose plural another CRD of its group already has.
+    fn clashing_modbus_crd() -> CustomResourceDefinition {
+        let mut crd = modbus_crd();
+        let message = "\"modbusdevices\" is already in use";
+        crd.status = Some(
+            serde_json::from_value(json!({
+                "acceptedNames": {"kind": "", "plural": ""},
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "False", "reason": "PluralConflict",
+                     "message": message},
+                    {"type": "Established", "status": "False", "reason": "NotAccepted",
+                     "message": "not all names are accepted"},
+                ],
+            }))
+            .unwrap(),
+        );
+        crd
     }
 
     fn modbus_crd() -> CustomResourceDefinition {
@@ -255,7 +378,11 @@ mod tests {
     #[test]
     fn every_combination_of_node_model_and_adaptor_gives_its_stages() {
         use ConditionStatus::{False, True};
-        let nodes = [("present", Some(edge_node())), ("absent", None)];
+        let nodes = [
+            ("present", Some(edge_node())),
+            ("not ready", Some(unreachable_node())),
+            ("absent", None),
+        ];
         let crd_sets = [
             ("served", vec![modbus_crd()]),
             ("absent", vec![]),
@@ -277,6 +404,7 @@ mod tests {
                     &[("v1alpha1", true)],
                 )],
             ),
+            ("not established", vec![clashing_modbus_crd()]),
         ];
         let adaptors = [
             ("modbus", MODBUS),
@@ -294,21 +422,27 @@ mod tests {
                     let stages = shown(pipeline);
                     let reasons: Vec<(ConditionStatus, &str)> =
                         stages.iter().map(|(s, r, _)| (*s, r.as_str())).collect();
+                    let node_stage = match *node_case {
+                        "absent" => (False, "NotFound"),
+                        "not ready" => (True, "NotReady"),
+                        _ => (True, "Found"),
+                    };
                     let expected: Vec<(ConditionStatus, &str)> =
                         match (*node_case, *crd_case, adaptor_case) {
-                            ("absent", _, _) => vec![(False, "NotFound")],
-                            (_, "served", "modbus") => vec![(True, "Found"), (True, "Found")],
+                            ("absent", _, _) => vec![node_stage],
+                            (_, "served", "modbus") => vec![node_stage, (True, "Found")],
                             (_, "served", _) => {
-                                vec![(True, "Found"), (True, "Found"), (False, "NotFound")]
+                                vec![node_stage, (True, "Found"), (False, "NotFound")]
                             }
-                            _ => vec![(True, "Found"), (False, "NotFound")],
+                            (_, "not established", _) => {
+                                vec![node_stage, (False, "NotEstablished")]
+                            }
+                            _ => vec![node_stage, (False, "NotFound")],
                         };
                     assert_eq!(reasons, expected, "{what}");
                     assert_eq!(
                         declared.is_some(),
-                        *node_case == "present"
-                            && *crd_case == "served"
-                            && adaptor_case == "modbus",
+                        *node_case != "absent" && *crd_case == "served" && adaptor_case == "modbus",
                         "{what}"
                     );
                     // What failed says which field and what to do.
@@ -324,11 +458,80 @@ mod tests {
                             "{what}: {message}"
                         );
                     }
+                    // The status names the node and model only when found.
+                    assert_eq!(
+                        status.node_name.is_empty(),
+                        *node_case == "absent",
+                        "{what}"
+                    );
+                    assert_eq!(
+                        status.model.is_some(),
+                        *node_case != "absent" && *crd_case == "served",
+                        "{what}"
+                    );
                     checked += 1;
                 }
             }
         }
-        assert_eq!(checked, 24);
+        assert_eq!(checked, 45);
+    }
+
+    #[test]
+    fn a_node_that_is_not_ready_says_why() {
+        let link = link_to(MODBUS, V1, "ModbusDevice");
+        let mut status = DeviceLinkStatus::default();
+        let unreachable = node(&link, Some(&unreachable_node()), &mut status);
+        assert_eq!(
+            unreachable.message,
+            "node \"edge-1\" exists but is not Ready (Ready is Unknown: NodeStatusUnknown: Kubelet stopped posting node status.); its adaptor runs there once it is"
+        );
+        assert_eq!(
+            status.node_internal_ip, "10.0.0.7",
+            "still shows where it is"
+        );
+        let bare = node_with_ready(json!({"type": "Ready", "status": "False"}));
+        assert_eq!(
+            node(&link, Some(&bare), &mut status).message,
+            "node \"edge-1\" exists but is not Ready (Ready is False); its adaptor runs there once it is"
+        );
+        let unreported: Node =
+            serde_json::from_value(json!({"metadata": {"name": "edge-1"}})).unwrap();
+        let outcome = node(&link, Some(&unreported), &mut status);
+        assert_eq!(outcome.reason, "NotReady");
+        assert!(
+            outcome
+                .message
+                .contains("it has not reported whether it is"),
+            "{}",
+            outcome.message
+        );
+    }
+
+    #[test]
+    fn a_crd_that_is_not_established_says_why() {
+        let link = link_to(MODBUS, V1, "ModbusDevice");
+        let mut status = DeviceLinkStatus::default();
+        let (outcome, resource) = model(&link, &[clashing_modbus_crd()], &mut status);
+        assert!(resource.is_none());
+        assert_eq!(
+            outcome.message,
+            "CRD modbusdevices.devices.edge.cattle.io serves ModbusDevice in devices.edge.cattle.io/v1alpha1 (spec.model) but is not established: \"modbusdevices\" is already in use; the DeviceLink proceeds once it is"
+        );
+        // Just created: no conditions yet.
+        let mut fresh = modbus_crd();
+        fresh.status = None;
+        assert_eq!(
+            not_established_because(&fresh).as_deref(),
+            Some("the API server has not established it yet")
+        );
+        assert_eq!(not_established_because(&modbus_crd()), None);
+        assert!(
+            find_model(&link, &[fresh]).is_none(),
+            "its objects cannot be reached yet"
+        );
+        // Of two CRDs for the kind, the established one counts.
+        let (outcome, _) = model(&link, &[clashing_modbus_crd(), modbus_crd()], &mut status);
+        assert_eq!(outcome.reason, "Found");
     }
 
     #[test]

@@ -100,13 +100,18 @@ fn world(ctx: &Context, caches: &mut Caches) {
     cache(
         &mut caches.nodes,
         serde_json::from_value(json!({"metadata": {"name": NODE},
-            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}}))
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}))
         .unwrap(),
     );
-    let crd = devicelink_api::all_crds()
+    let mut crd = devicelink_api::all_crds()
         .into_iter()
         .find(|c| c.spec.names.kind == "ModbusDevice")
         .unwrap();
+    crd.status = Some(
+        serde_json::from_value(json!({"conditions": [{"type": "Established", "status": "True"}]}))
+            .unwrap(),
+    );
     cache(&mut caches.crds, crd);
     let mut pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
     pod.status = Some(
@@ -707,4 +712,202 @@ async fn an_adaptor_pod_that_is_not_ready_says_why_and_the_device_waits() {
     event_recorded(&mut server).await;
     silence(&mut server).await;
     assert_eq!(task.await.unwrap().unwrap(), Action::requeue(FAILED_CHECK));
+}
+
+/// The Modbus device as the API server answers its apply.
+fn device_applied(resource_version: &str) -> Value {
+    json!({
+        "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "device-uid",
+                     "generation": 1, "resourceVersion": resource_version},
+    })
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_ready_is_shown_as_a_warning_and_the_rest_is_made_ready_for_it() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    cache(
+        &mut caches.nodes,
+        serde_json::from_value(json!({"metadata": {"name": NODE},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown",
+                "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status."}]}}))
+        .unwrap(),
+    );
+    let task = run(&link(true), &ctx);
+    // The device is applied all the same: it is there when the node is back.
+    answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        device_applied("20")
+    })
+    .await;
+    let status = status_written(&mut server, "11").await;
+    assert_eq!(
+        conditions(&status)[0],
+        (
+            "NodeExisted".to_string(),
+            "True".to_string(),
+            "NotReady".to_string()
+        ),
+        "{status}"
+    );
+    assert_eq!(
+        status["status"]["conditions"][0]["message"],
+        "node \"edge-1\" exists but is not Ready (Ready is Unknown: NodeStatusUnknown: Kubelet stopped posting node status.); its adaptor runs there once it is"
+    );
+    let event = event_recorded(&mut server).await;
+    assert_eq!(event["type"], "Warning", "{event}");
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_adaptor_pod_is_waited_for_and_an_image_it_cannot_pull_is_named() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let mut pod = adaptor_pod::desired(&ctx.config, adaptor::find_short("modbus").unwrap(), NODE);
+    let pending = |waiting: Value| -> k8s_openapi::api::core::v1::PodStatus {
+        serde_json::from_value(json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [{"name": "adaptor", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": waiting}}]}))
+        .unwrap()
+    };
+    pod.status = Some(pending(json!({"reason": "ContainerCreating"})));
+    cache(&mut caches.pods, pod.clone());
+    let task = run(&link(true), &ctx);
+    let status = status_written(&mut server, "11").await;
+    assert_eq!(
+        conditions(&status)[2..],
+        [(
+            "AdaptorExisted".to_string(),
+            "Unknown".to_string(),
+            "Confirming".to_string()
+        )],
+        "on its way, and no device yet: {status}"
+    );
+    event_recorded(&mut server).await;
+    silence(&mut server).await;
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(ON_ITS_WAY_CHECK)
+    );
+
+    // The kubelet cannot pull the image: that is not on its way any more.
+    pod.status = Some(pending(json!({"reason": "ImagePullBackOff",
+        "message": "Back-off pulling image \"devicelink/adaptor:0.9\""})));
+    cache(&mut caches.pods, pod);
+    let written: DeviceLink = serde_json::from_value(stored(status, "11")).unwrap();
+    let task = run(&written, &ctx);
+    let status = status_written(&mut server, "12").await;
+    assert_eq!(
+        status["status"]["conditions"][2]["message"],
+        "adaptor pod devicelink-system/devicelink-adaptor-modbus-edge-1 is not ready: ImagePullBackOff: Back-off pulling image \"devicelink/adaptor:0.9\""
+    );
+    let event = event_recorded(&mut server).await;
+    assert_eq!(event["type"], "Warning");
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(FAILED_CHECK));
+}
+
+/// Runs the whole pipeline once (device applied, status and Event
+/// written) and returns the DeviceLink as stored, with its device cached
+/// as its watch would show it.
+async fn settled(ctx: &Arc<Context>, server: &mut ApiServer, caches: &mut Caches) -> DeviceLink {
+    let task = run(&link(true), ctx);
+    let device = answer(server, "PATCH", DEVICE_PATH, 200, |_| device_applied("20")).await;
+    let status = status_written(server, "11").await;
+    event_recorded(server).await;
+    task.await.unwrap().unwrap();
+    cache(
+        &mut caches.devices,
+        device_as_watched(1, &device["metadata"]["labels"]),
+    );
+    serde_json::from_value(stored(status, "11")).unwrap()
+}
+
+#[tokio::test]
+async fn a_device_deleted_by_hand_is_made_again_and_nothing_else_changes() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let at_rest = settled(&ctx, &mut server, &mut caches).await;
+    let device = ctx
+        .devices
+        .get(&modbus_model(), NAMESPACE, NAME)
+        .expect("cached");
+    caches
+        .devices
+        .apply_watcher_event(&watcher::Event::Delete((*device).clone()));
+
+    let task = run(&at_rest, &ctx);
+    let again = answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        device_applied("30")
+    })
+    .await;
+    assert_eq!(
+        again["spec"]["protocol"]["tcp"]["endpoint"], "10.0.0.9:502",
+        "from the template"
+    );
+    // DeviceCreated was True and is True again: no status write, no Event.
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn a_device_being_deleted_while_its_devicelink_lives_is_released_and_made_again() {
+    let (ctx, mut server, mut caches) = fixture();
+    world(&ctx, &mut caches);
+    let at_rest = settled(&ctx, &mut server, &mut caches).await;
+
+    // Deleted by hand a moment ago: the ready adaptor has its grace to
+    // release it; DeviceCreated says the device comes back once gone.
+    cached_device(&mut caches, Some(Duration::from_secs(1)));
+    let task = run(&at_rest, &ctx);
+    let status = status_written(&mut server, "12").await;
+    let created = &status["status"]["conditions"][3];
+    assert_eq!(
+        (created["status"].as_str(), created["reason"].as_str()),
+        (Some("Unknown"), Some("Creating")),
+        "{status}"
+    );
+    assert_eq!(
+        created["message"],
+        "ModbusDevice plant/meter is being deleted; it is created again once gone"
+    );
+    event_recorded(&mut server).await;
+    silence(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RELEASE_CHECK));
+
+    // Past the grace the operator releases it itself.
+    cached_device(&mut caches, Some(Duration::from_secs(60)));
+    let written: DeviceLink = serde_json::from_value(stored(status, "12")).unwrap();
+    let task = run(&written, &ctx);
+    expect_device_released(&mut server).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RELEASE_CHECK));
+
+    // Gone: made again from the template, DeviceCreated True again.
+    let device = ctx
+        .devices
+        .get(&modbus_model(), NAMESPACE, NAME)
+        .expect("cached");
+    caches
+        .devices
+        .apply_watcher_event(&watcher::Event::Delete((*device).clone()));
+    let task = run(&written, &ctx);
+    answer(&mut server, "PATCH", DEVICE_PATH, 200, |_| {
+        device_applied("40")
+    })
+    .await;
+    let status = status_written(&mut server, "13").await;
+    assert_eq!(
+        conditions(&status)[3],
+        (
+            "DeviceCreated".to_string(),
+            "True".to_string(),
+            "Success".to_string()
+        )
+    );
+    event_recorded(&mut server).await;
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
 }
