@@ -207,6 +207,39 @@ impl Mosquitto {
     }
 }
 
+/// A console process against the test control plane, as the console's
+/// ServiceAccount (so the chart's RBAC is what it has), serving on a free
+/// loopback port.
+pub struct Console {
+    pub process: Process,
+    pub port: u16,
+}
+
+impl Console {
+    pub fn start(name: &str, args: &[&str]) -> Console {
+        let kubeconfig = crate::kubeconfig_as("devicelink-console", name)
+            .expect("a token for the console's ServiceAccount");
+        let port = free_port();
+        let mut command = Command::new(crate::bin("devicelink-console"));
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,devicelink_console=debug")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--client-id")
+            .arg(name)
+            .args(args);
+        Console {
+            process: Process::spawn(name, command),
+            port,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.process.stop().await
+    }
+}
+
 /// An operator process against the test control plane, with its metrics
 /// and health endpoints on a free loopback port.
 pub struct Operator {
@@ -289,12 +322,27 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http_get_at((std::net::Ipv4Addr::LOCALHOST, port).into(), path).await
 }
 
+/// GET on a local HTTP port with a bearer token: (status code, body), or
+/// None if nothing answers.
+pub async fn http_get_as(port: u16, path: &str, token: &str) -> Option<(u16, String)> {
+    let headers = format!("Authorization: Bearer {token}\r\n");
+    http_request((std::net::Ipv4Addr::LOCALHOST, port).into(), path, &headers).await
+}
+
 /// GET on an HTTP server anywhere (a pod, a Service): (status code, body),
 /// or None if nothing answers.
 pub async fn http_get_at(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(address, path, "").await
+}
+
+async fn http_request(
+    address: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;

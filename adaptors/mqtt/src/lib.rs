@@ -3,12 +3,13 @@
 
 mod delivery;
 pub mod metrics;
+pub mod observe;
 pub mod outbox;
 pub mod publisher;
 pub mod store;
 mod tls;
 pub mod topic;
-mod wire;
+pub mod wire;
 pub mod write;
 
 pub use metrics::MqttMetrics;

@@ -754,7 +754,11 @@ fn store_dir(
 /// read operator; where that is the status topic itself (no read operator,
 /// or no `:operator` in the template), the status topic followed by
 /// `/$write`.
-fn write_topic_of(message: &MqttMessageOptions, link: &TopicContext, status_topic: &str) -> String {
+pub(crate) fn write_topic_of(
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+    status_topic: &str,
+) -> String {
     let topic = Topic::new(
         &message.topic,
         link,
@@ -814,7 +818,7 @@ pub(crate) fn pick(
 }
 
 /// Renders a topic template of the message options for publishing.
-fn render(
+pub(crate) fn render(
     template: &str,
     message: &MqttMessageOptions,
     link: &TopicContext,
@@ -877,7 +881,7 @@ fn last_will(
     }))
 }
 
-fn client_options(
+pub(crate) fn client_options(
     options: &MqttOptions,
     link: &TopicContext,
     resolve: Resolve,

@@ -230,6 +230,13 @@ impl Client {
         };
     }
 
+    pub fn try_unsubscribe(&self, topic: &str) {
+        let _ = match self {
+            Client::V4(c) => c.try_unsubscribe(topic).is_ok(),
+            Client::V5(c) => c.try_unsubscribe(topic).is_ok(),
+        };
+    }
+
     pub fn try_disconnect(&self) {
         let _ = match self {
             Client::V4(c) => c.try_disconnect().is_ok(),

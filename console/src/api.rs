@@ -1,0 +1,379 @@
+//! The HTTP API and the WebSocket stream. Every request under /api is
+//! authorized by the API server before anything is read (see auth.rs).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{
+    Json, Router,
+    extract::{
+        Path, Query, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::debug;
+
+use crate::{
+    auth::{Access, Gate, Refusal},
+    catalog::Catalog,
+    config::Config,
+    hub::{Hub, Interest},
+};
+
+/// What the handlers share.
+pub struct App {
+    pub config: Config,
+    pub gate: Gate,
+    pub catalog: Arc<Catalog>,
+    pub hub: Arc<Hub>,
+    /// The caches have been filled once.
+    pub ready: AtomicBool,
+}
+
+/// The subprotocol the stream speaks (JSON text frames).
+pub const STREAM_PROTOCOL: &str = "devicelink.console.v1";
+/// Browsers cannot set headers on a WebSocket: as with the Kubernetes API
+/// server, the token may come as a subprotocol
+/// `base64url.bearer.authorization.k8s.io.<token, base64url>`.
+const TOKEN_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// The OpenAPI description of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route("/api/devicelinks", get(list))
+        .route("/api/devicelinks/{namespace}/{name}", get(one))
+        .route("/api/stream", get(stream))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches are filling").into_response()
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The bearer token of a request: the Authorization header, or on a
+/// WebSocket the token subprotocol.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(token.trim().to_string());
+    }
+    use base64::Engine;
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(TOKEN_PROTOCOL))
+        .and_then(|t| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|t| String::from_utf8(t).ok())
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthenticated(why) => {
+            let mut response = error(StatusCode::UNAUTHORIZED, why);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Refusal::Forbidden(why) => error(StatusCode::FORBIDDEN, why),
+        Refusal::Unavailable(why) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot check access: {why}"),
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    namespace: Option<String>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
+    let access = Access::new("list", namespace, None);
+    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
+        return refused(refusal);
+    }
+    Json(json!({"items": app.catalog.list(namespace)})).into_response()
+}
+
+async fn one(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let access = Access::new("get", Some(&namespace), Some(&name));
+    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
+        return refused(refusal);
+    }
+    match app.catalog.get(&namespace, &name) {
+        Some(link) => Json(link).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no DeviceLink {name:?} in namespace {namespace:?}"),
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    namespace: Option<String>,
+    /// DeviceLink names, comma separated.
+    names: Option<String>,
+    /// An MQTT topic filter.
+    topic: Option<String>,
+}
+
+impl StreamQuery {
+    /// What the client asks for, and the rights that takes.
+    fn interest(&self) -> Result<(Interest, Vec<Access>), String> {
+        let namespace = self.namespace.clone().filter(|n| !n.is_empty());
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .flat_map(|n| n.split(','))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !names.is_empty() && namespace.is_none() {
+            return Err("names needs namespace: DeviceLinks are named within one".into());
+        }
+        if let Some(filter) = &self.topic
+            && !valid_filter(filter)
+        {
+            return Err(format!(
+                "topic {filter:?} is not an MQTT topic filter (+ stands for a whole level, # for the rest and comes last)"
+            ));
+        }
+        let access = if names.is_empty() {
+            vec![Access::new("watch", namespace.as_deref(), None)]
+        } else {
+            names
+                .iter()
+                .map(|n| Access::new("watch", namespace.as_deref(), Some(n)))
+                .collect()
+        };
+        Ok((
+            Interest {
+                namespace,
+                names,
+                topic: self.topic.clone(),
+            },
+            access,
+        ))
+    }
+}
+
+fn valid_filter(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    !filter.is_empty()
+        && levels.iter().enumerate().all(|(i, level)| match *level {
+            "#" => i == levels.len() - 1,
+            "+" => true,
+            other => !other.contains(['+', '#']),
+        })
+}
+
+async fn stream(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let (interest, rights) = match query.interest() {
+        Ok(asked) => asked,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let token = bearer(&headers);
+    for access in &rights {
+        if let Err(refusal) = app.gate.check(token.as_deref(), access).await {
+            return refused(refusal);
+        }
+    }
+    upgrade
+        .protocols([STREAM_PROTOCOL])
+        .on_upgrade(move |socket| send_stream(socket, app, interest, token, rights))
+}
+
+/// Sends the client the last message of each device it asked for, then
+/// every new one, until it goes, falls too far behind, or loses its right.
+async fn send_stream(
+    mut socket: WebSocket,
+    app: Arc<App>,
+    interest: Interest,
+    token: Option<String>,
+    rights: Vec<Access>,
+) {
+    let subscription = app
+        .hub
+        .subscribe(interest, app.config.client_queue as usize);
+    for message in app.catalog.latest_messages() {
+        subscription.offer(message);
+    }
+    let mut recheck = tokio::time::interval(
+        app.config
+            .review_for()
+            .max(std::time::Duration::from_secs(1)),
+    );
+    recheck.tick().await;
+    let close = |why: String| {
+        Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: 1008,
+            reason: why.chars().take(120).collect::<String>().into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            (message, dropped) = subscription.next() => {
+                let mut frame = serde_json::to_value(message.as_ref()).unwrap_or_default();
+                if dropped > 0 {
+                    frame["dropped"] = json!(dropped);
+                }
+                let send = socket.send(Message::Text(frame.to_string().into()));
+                match tokio::time::timeout(app.config.send_timeout(), send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        debug!("stream client took nothing for too long; cut off");
+                        break;
+                    }
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = recheck.tick() => {
+                for access in &rights {
+                    if let Err(refusal @ (Refusal::Forbidden(_) | Refusal::Unauthenticated(_))) =
+                        app.gate.check(token.as_deref(), access).await
+                    {
+                        let _ = socket.send(close(refusal.to_string())).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_comes_from_the_header_or_the_websocket_subprotocol() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.def"),
+        );
+        assert_eq!(bearer(&headers).as_deref(), Some("abc.def"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            // "abc.def" in base64url.
+            HeaderValue::from_static(
+                "devicelink.console.v1, base64url.bearer.authorization.k8s.io.YWJjLmRlZg",
+            ),
+        );
+        assert_eq!(bearer(&headers).as_deref(), Some("abc.def"));
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_stream_asks_for_watch_on_what_it_names() {
+        let query = StreamQuery {
+            namespace: Some("plant".into()),
+            names: Some("fan, pump".into()),
+            topic: None,
+        };
+        let (interest, rights) = query.interest().unwrap();
+        assert_eq!(interest.names, ["fan", "pump"]);
+        assert_eq!(
+            rights,
+            [
+                Access::new("watch", Some("plant"), Some("fan")),
+                Access::new("watch", Some("plant"), Some("pump"))
+            ]
+        );
+        let everything = StreamQuery::default().interest().unwrap().1;
+        assert_eq!(everything, [Access::new("watch", None, None)]);
+        let unnamespaced = StreamQuery {
+            names: Some("fan".into()),
+            ..Default::default()
+        };
+        assert!(unnamespaced.interest().is_err());
+        for (filter, ok) in [
+            ("plant/#", true),
+            ("plant/+/status", true),
+            ("#", true),
+            ("plant/#/x", false),
+            ("plant/fan+", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_filter(filter), ok, "{filter}");
+        }
+    }
+
+    #[test]
+    fn the_openapi_description_covers_every_route() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths: Vec<&str> = document["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for route in [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/api/devicelinks",
+            "/api/devicelinks/{namespace}/{name}",
+            "/api/stream",
+        ] {
+            assert!(paths.contains(&route), "{route} is described");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The console's settings, from flags or the environment (the chart sets
+//! the environment).
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "devicelink-console", version, about)]
+pub struct Config {
+    /// Where the HTTP API, the WebSocket stream and the page are served.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Messages a WebSocket client may fall behind by; beyond that its
+    /// oldest are dropped (and it is told how many).
+    #[arg(long, env = "DEVICELINK_CONSOLE_CLIENT_QUEUE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub client_queue: u32,
+
+    /// A WebSocket client that takes no message for this long is cut off.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_SEND_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub send_timeout_seconds: u64,
+
+    /// How long an authentication and authorization decision of the API
+    /// server is reused before it is asked again (also how often an open
+    /// stream's right to watch is checked again).
+    #[arg(long, env = "DEVICELINK_CONSOLE_REVIEW_SECONDS", default_value_t = 10)]
+    pub review_seconds: u64,
+
+    /// Client ID prefix of the console's broker connections; a digest of
+    /// each connection's settings follows it. Two replicas need different
+    /// ones (the chart uses the pod name).
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_CLIENT_ID",
+        default_value = "devicelink-console"
+    )]
+    pub client_id: String,
+}
+
+impl Config {
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_seconds.max(1))
+    }
+
+    pub fn review_for(&self) -> Duration {
+        Duration::from_secs(self.review_seconds)
+    }
+}

@@ -1,0 +1,65 @@
+//! devicelink-console: parses flags, starts the watches, the broker feed
+//! and the HTTP server, and stops on SIGTERM.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use clap::Parser;
+use devicelink_console::{
+    api::{self, App},
+    auth::Gate,
+    catalog::Catalog,
+    config::Config,
+    feed::Feed,
+    hub::Hub,
+};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::parse();
+    let client = kube::Client::try_default().await?;
+    let (catalog, link_changes, device_watches) = Catalog::watch(&client);
+    let hub = Arc::new(Hub::default());
+    let app = Arc::new(App {
+        gate: Gate::new(client.clone(), config.review_for()),
+        catalog: catalog.clone(),
+        hub: hub.clone(),
+        ready: Default::default(),
+        config: config.clone(),
+    });
+
+    // The device caches fill as their watches are polled.
+    tokio::spawn(futures::future::join_all(device_watches));
+    tokio::spawn(Feed::new(catalog.clone(), hub, config.client_id.clone()).run(link_changes));
+    tokio::spawn({
+        let app = app.clone();
+        async move {
+            app.catalog.filled().await;
+            app.ready.store(true, Ordering::Release);
+            tracing::info!("caches filled; ready");
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %config.listen, "serving the console");
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping");
+}

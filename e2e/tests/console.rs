@@ -1,0 +1,434 @@
+//! The console on real parts: a real API server decides who may see what
+//! (TokenReview, SubjectAccessReview), real mosquitto carries the device
+//! topics, the dummy adaptor publishes a fan's status, and the console runs
+//! as its ServiceAccount with the chart's RBAC.
+
+use std::time::Duration;
+
+use async_tungstenite::{
+    WebSocketStream,
+    tokio::client_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
+    eventually, eventually_showing, kubectl,
+    process::{Console, free_port, http_get, http_get_as, start_operator},
+};
+use futures::StreamExt;
+use kube::{Api, api::PostParams};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+const NAMESPACE: &str = "e2e-console";
+
+/// The console's ServiceAccount and rights, as the chart renders them.
+fn install_console_rbac() {
+    let path = devicelink_e2e::repo_root().join("deploy/manifests/console.yaml");
+    let rbac: Vec<String> = devicelink_e2e::yaml_documents(&path)
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
+            )
+        })
+        .map(|d| serde_json::to_string(&d).unwrap())
+        .collect();
+    for document in rbac {
+        let out = kubectl::kubectl(&["apply", "-f", "-"], Some(&document));
+        assert!(out.success, "apply the console's RBAC: {}", out.text);
+    }
+}
+
+/// A ServiceAccount of the test namespace and a token for it; with
+/// `watch_links` it may get, list and watch DeviceLinks there.
+fn user(name: &str, watch_links: bool) -> String {
+    let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": NAMESPACE}})];
+    if watch_links {
+        objects.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"],
+                       "verbs": ["get", "list", "watch"]}]}),
+        );
+        objects.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]}),
+        );
+    }
+    for object in objects {
+        let out = kubectl::kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
+        assert!(out.success, "{}", out.text);
+    }
+    let token = kubectl::kubectl(&["create", "token", name, "-n", NAMESPACE], None);
+    assert!(token.success, "{}", token.text);
+    token.text.trim().to_string()
+}
+
+type Socket = WebSocketStream<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>;
+
+/// Opens the stream with `query` as the holder of `token`; Err with the
+/// HTTP status when the console refuses.
+async fn open_stream(port: u16, query: &str, token: &str) -> Result<Socket, u16> {
+    open_stream_with(port, query, token, None).await
+}
+
+/// Like [`open_stream`], with the client's TCP receive buffer set (a small
+/// one makes a client that does not read fall behind at once).
+async fn open_stream_with(
+    port: u16,
+    query: &str,
+    token: &str,
+    receive_buffer: Option<u32>,
+) -> Result<Socket, u16> {
+    let mut request = format!("ws://127.0.0.1:{port}/api/stream?{query}")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("devicelink.console.v1"),
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let stream = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("the console listens");
+    match client_async(request, stream).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(async_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("stream handshake: {e}"),
+    }
+}
+
+/// The next frame of the stream, parsed; None when the stream ended.
+async fn next_frame(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame within the wait")?;
+        match frame {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
+    let (code, body) = http_get_as(port, path, token)
+        .await
+        .expect("the console answers");
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_them() {
+    let (_guard, client) = begin(NAMESPACE).await;
+    let broker_port = free_port();
+    // Nothing dropped between the broker and the console: the flood below
+    // checks what the console itself drops.
+    let broker = Mosquitto::start_with(broker_port, &[], "max_queued_messages 0").await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    install_console_rbac();
+    let console = Console::start(
+        "e2e-console",
+        // A queue of 2,048 per client, a stalled client never cut (the
+        // slow reader below must be thinned, not cut), rights checked
+        // again every second.
+        &[
+            "--client-queue",
+            "2048",
+            "--send-timeout-seconds",
+            "300",
+            "--review-seconds",
+            "1",
+        ],
+    );
+    let viewer = user("viewer", true);
+    let stranger = user("stranger", false);
+
+    let extension = |name: &str| {
+        json!({"mqtt": {"client": {"server": broker.url()},
+                        "message": {"topic": format!("e2e/console/:namespace/{name}")}}})
+    };
+    let fan = dummy_link(
+        NAMESPACE,
+        "attic-fan",
+        "edge-worker",
+        json!({"spec": {"protocol": {"location": "attic"}, "gear": "fast", "on": true,
+                        "extension": extension("attic-fan")}}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
+    create_connected(&links, &fan).await;
+    // A meter on a node that does not exist: no adaptor ever publishes on
+    // its topic, so the test alone does.
+    let meter = dummy_link(
+        NAMESPACE,
+        "flood-meter",
+        "no-such-node",
+        json!({"spec": {"protocol": {"location": "nowhere"}, "extension": extension("flood-meter")}}),
+    );
+    links
+        .create(&PostParams::default(), &meter)
+        .await
+        .expect("create the meter");
+
+    // Nothing without a token, nothing for a token without rights.
+    eventually("the console to be ready", WAIT, || async {
+        (http_get(console.port, "/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+    let (code, _) = http_get(
+        console.port,
+        &format!("/api/devicelinks?namespace={NAMESPACE}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 401);
+    let (code, body) = get_json(
+        console.port,
+        &format!("/api/devicelinks?namespace={NAMESPACE}"),
+        &stranger,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains(&format!(
+            "may not list devicelinks.edge.cattle.io in namespace \"{NAMESPACE}\""
+        )),
+        "{body}"
+    );
+    let (code, _) = get_json(console.port, "/api/devicelinks", &viewer).await;
+    assert_eq!(code, 403, "the viewer may list only in its namespace");
+
+    // The viewer sees both DeviceLinks, with the fan's device status and
+    // its last message once the console has one.
+    let shown = eventually_showing("the fan with its last message", WAIT, || async {
+        let (code, body) = get_json(
+            console.port,
+            &format!("/api/devicelinks/{NAMESPACE}/attic-fan"),
+            &viewer,
+        )
+        .await;
+        (code == 200 && body["lastMessage"].is_object() && body["stream"]["connected"] == true)
+            .then_some(body.clone())
+            .ok_or(format!("{code} {body}"))
+    })
+    .await;
+    assert_eq!(shown["phase"], "DeviceConnected");
+    assert_eq!(shown["kind"], "DummySpecialDevice");
+    assert_eq!(shown["node"], "edge-worker");
+    assert_eq!(
+        shown["stream"]["statusTopic"],
+        format!("e2e/console/{NAMESPACE}/attic-fan")
+    );
+    assert_eq!(shown["device"]["status"]["gear"], "fast", "{shown}");
+    assert_eq!(shown["lastMessage"]["value"]["gear"], "fast");
+    let (code, listed) = get_json(
+        console.port,
+        &format!("/api/devicelinks?namespace={NAMESPACE}"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["attic-fan", "flood-meter"]);
+    let (code, _) = get_json(
+        console.port,
+        &format!("/api/devicelinks/{NAMESPACE}/no-such-link"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(code, 404);
+
+    // The stream: refused to the stranger, and for another namespace.
+    assert_eq!(
+        open_stream(console.port, &format!("namespace={NAMESPACE}"), &stranger)
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        open_stream(console.port, "namespace=default&names=attic-fan", &viewer)
+            .await
+            .err(),
+        Some(403)
+    );
+    // The fan's messages in the seed's format: topic, data, RFC 3339
+    // timestamp, plus the DeviceLink and the parsed value.
+    let mut fan_stream = open_stream(
+        console.port,
+        &format!("namespace={NAMESPACE}&names=attic-fan"),
+        &viewer,
+    )
+    .await
+    .expect("the viewer may watch");
+    let mut speeds = Vec::new();
+    while speeds.len() < 3 {
+        let frame = next_frame(&mut fan_stream).await.expect("a message");
+        assert_eq!(frame["topic"], format!("e2e/console/{NAMESPACE}/attic-fan"));
+        assert_eq!(
+            (frame["namespace"].as_str(), frame["name"].as_str()),
+            (Some(NAMESPACE), Some("attic-fan"))
+        );
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(frame["value"], data, "the value is the data parsed");
+        let at = frame["timestamp"].as_str().unwrap();
+        assert!(
+            at.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+            "RFC 3339: {at}"
+        );
+        speeds.push(frame["value"]["rotatingSpeed"].as_i64().unwrap());
+    }
+    assert!(
+        speeds.windows(2).all(|w| w[0] <= w[1]),
+        "a fan speeding up, in order: {speeds:?}"
+    );
+
+    // A flood on the meter's topic: a client that reads along gets every
+    // message in order; one that does not read is thinned, and every
+    // message it misses is counted in the next one it gets.
+    let flood = format!("namespace={NAMESPACE}&names=flood-meter");
+    let mut fast = open_stream(console.port, &flood, &viewer).await.unwrap();
+    let mut slow = open_stream_with(console.port, &flood, &viewer, Some(4096))
+        .await
+        .unwrap();
+    const MESSAGES: u64 = 10_000;
+    let publisher = tokio::spawn(flood_topic(
+        broker_port,
+        format!("e2e/console/{NAMESPACE}/flood-meter"),
+        MESSAGES,
+    ));
+    let fast_seen = read_sequence(&mut fast, MESSAGES).await;
+    publisher.await.unwrap();
+    assert_eq!(
+        fast_seen.dropped, 0,
+        "the reader that keeps up loses nothing"
+    );
+    let slow_seen = read_sequence(&mut slow, MESSAGES).await;
+    assert!(slow_seen.dropped > 0, "the slow reader was thinned");
+    assert_eq!(
+        slow_seen.received + slow_seen.dropped,
+        MESSAGES,
+        "every message the slow reader missed was counted"
+    );
+
+    // The broker restarts: the console reconnects by itself and the open
+    // stream goes on.
+    broker.stop().await;
+    eventually("the console to see the broker gone", WAIT, || async {
+        let (_, body) = get_json(
+            console.port,
+            &format!("/api/devicelinks/{NAMESPACE}/attic-fan"),
+            &viewer,
+        )
+        .await;
+        (body["stream"]["connected"] == false).then_some(())
+    })
+    .await;
+    let _broker = Mosquitto::start_on(broker_port, &[]).await;
+    let after = next_frame(&mut fan_stream)
+        .await
+        .expect("the stream goes on after the broker restarts");
+    assert_eq!(after["name"], "attic-fan");
+
+    // The viewer loses the right to watch: the open stream is closed.
+    let out = kubectl::kubectl(&["delete", "rolebinding", "viewer", "-n", NAMESPACE], None);
+    assert!(out.success, "{}", out.text);
+    // Frames already on their way may come first; then the close.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match fan_stream.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the stream closed once the right is gone");
+    assert_eq!(closed, Some(1008), "closed as a policy violation");
+    let _ = fan_stream.close(None).await;
+
+    delete_links_and_wait(&links, &["attic-fan", "flood-meter"]).await;
+    console.stop().await;
+    operator.stop().await;
+}
+
+/// What a stream client saw of a numbered sequence.
+struct Seen {
+    received: u64,
+    dropped: u64,
+}
+
+/// Reads the numbered messages until the last one, checking that they
+/// come in order and that every gap is what the console says it dropped.
+async fn read_sequence(socket: &mut Socket, last: u64) -> Seen {
+    let (mut received, mut dropped, mut previous) = (0, 0, 0);
+    loop {
+        let frame = next_frame(socket).await.expect("the stream goes on");
+        let Some(n) = frame["value"]["n"].as_u64() else {
+            continue;
+        };
+        let told = frame["dropped"].as_u64().unwrap_or(0);
+        assert_eq!(n, previous + 1 + told, "in order, and every gap told");
+        received += 1;
+        dropped += told;
+        previous = n;
+        if n == last {
+            return Seen { received, dropped };
+        }
+    }
+}
+
+/// Publishes `count` numbered messages of 4 KiB on `topic`, about 1,000 a
+/// second, each acknowledged by the broker.
+async fn flood_topic(port: u16, topic: String, count: u64) {
+    let mut options = rumqttc::MqttOptions::new("e2e-console-flood", "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 100);
+    let driver = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < count {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = events.poll().await {
+                acked += 1;
+            }
+        }
+    });
+    let padding = "x".repeat(4000);
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    for n in 1..=count {
+        if n % 10 == 1 {
+            pace.tick().await;
+        }
+        let payload = json!({"n": n, "padding": padding}).to_string();
+        client
+            .publish(&topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("every message acknowledged")
+        .unwrap();
+}
