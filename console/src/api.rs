@@ -14,7 +14,7 @@ use axum::{
     },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -22,8 +22,9 @@ use tracing::debug;
 
 use crate::{
     auth::{Access, Gate, Refusal},
-    catalog::Catalog,
+    catalog::{Catalog, Stream},
     config::Config,
+    feed::{Routes, WriteError},
     hub::{Hub, Interest},
 };
 
@@ -33,6 +34,8 @@ pub struct App {
     pub gate: Gate,
     pub catalog: Arc<Catalog>,
     pub hub: Arc<Hub>,
+    /// Where writes to each followed DeviceLink go.
+    pub routes: Routes,
     /// The caches have been filled once.
     pub ready: AtomicBool,
 }
@@ -54,6 +57,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/api/devicelinks", get(list))
         .route("/api/devicelinks/{namespace}/{name}", get(one))
+        .route("/api/devicelinks/{namespace}/{name}/write", post(write))
         .route("/api/stream", get(stream))
         .with_state(app)
 }
@@ -150,6 +154,73 @@ async fn one(
             StatusCode::NOT_FOUND,
             format!("no DeviceLink {name:?} in namespace {namespace:?}"),
         ),
+    }
+}
+
+/// The largest write body taken; the adaptor takes at most 64 KiB.
+const MAX_WRITE_BODY: usize = devicelink_mqtt::write::MAX_WRITE_BYTES;
+
+/// Writes property values to a DeviceLink's device through its adaptor,
+/// as an MQTT client would, and answers with what the adaptor said. Needs
+/// update on the DeviceLink: the right that lets one change a spec value.
+async fn write(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let access = Access::new("update", Some(&namespace), Some(&name));
+    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
+        return refused(refusal);
+    }
+    if body.len() > MAX_WRITE_BODY {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a write is at most {MAX_WRITE_BODY} bytes; this one has {}",
+                body.len()
+            ),
+        );
+    }
+    if !matches!(serde_json::from_slice(&body), Ok(serde_json::Value::Object(ref o)) if !o.is_empty())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object of property values, such as {\"on\": true}",
+        );
+    }
+    let key = (namespace.clone(), name.clone());
+    let route = app.routes.lock().unwrap().get(&key).cloned();
+    let Some(route) = route else {
+        return match app.catalog.stream(&key) {
+            _ if app.catalog.get(&namespace, &name).is_none() => error(
+                StatusCode::NOT_FOUND,
+                format!("no DeviceLink {name:?} in namespace {namespace:?}"),
+            ),
+            Some(Stream::Unavailable(why)) => error(StatusCode::CONFLICT, why),
+            _ => error(
+                StatusCode::CONFLICT,
+                "the DeviceLink has no MQTT extension (spec.template.spec.extension.mqtt), so its device takes no writes from MQTT",
+            ),
+        };
+    };
+    match route.write(body.to_vec(), app.config.write_timeout()).await {
+        Ok(answer) => {
+            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(
+                |_| json!({"ok": false, "error": String::from_utf8_lossy(&answer)}),
+            );
+            // Applied: 200; refused by the adaptor: 422 with its reasons.
+            let status = if answer["ok"] == true {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, Json(answer)).into_response()
+        }
+        Err(e @ WriteError::NotConnected(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e @ WriteError::NoAnswer(_)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
     }
 }
 
@@ -371,6 +442,7 @@ mod tests {
             "/openapi.json",
             "/api/devicelinks",
             "/api/devicelinks/{namespace}/{name}",
+            "/api/devicelinks/{namespace}/{name}/write",
             "/api/stream",
         ] {
             assert!(paths.contains(&route), "{route} is described");

@@ -36,6 +36,14 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_CONSOLE_REVIEW_SECONDS", default_value_t = 10)]
     pub review_seconds: u64,
 
+    /// How long a write waits for the adaptor's answer.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_WRITE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub write_timeout_seconds: u64,
+
     /// Client ID prefix of the console's broker connections; a digest of
     /// each connection's settings follows it. Two replicas need different
     /// ones (the chart uses the pod name).
@@ -50,6 +58,10 @@ pub struct Config {
 impl Config {
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_seconds.max(1))
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_seconds.max(1))
     }
 
     pub fn review_for(&self) -> Duration {

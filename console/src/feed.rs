@@ -4,8 +4,11 @@
 //! (the WebSocket clients) and the catalog (the last message of each).
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -13,12 +16,12 @@ use devicelink_api::{DeviceLink, mqtt::MqttOptions};
 use devicelink_mqtt::{
     TopicContext,
     observe::{Observed, observe},
-    wire::{self, Seen},
+    wire::{self, Seen, Version},
 };
 use futures::{StreamExt, stream::BoxStream};
 use kube::ResourceExt;
 use rumqttc::QoS;
-use tokio::task::JoinHandle;
+use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -35,11 +38,138 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Which DeviceLinks each status topic of a connection belongs to.
 type Topics = Arc<Mutex<HashMap<String, Vec<LinkKey>>>>;
 
+/// Writes waiting for their answer, by the topic the answer comes on.
+type Waiters = Arc<Mutex<HashMap<String, Vec<Waiter>>>>;
+
+struct Waiter {
+    /// What the answer quotes (MQTT 5); None takes the next answer.
+    correlation: Option<Vec<u8>>,
+    answer: oneshot::Sender<Vec<u8>>,
+}
+
+/// How a write reaches each followed DeviceLink's device; shared with the
+/// API.
+pub type Routes = Arc<Mutex<HashMap<LinkKey, Route>>>;
+
+/// Why a write got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the console is not connected to the device's broker: {0}")]
+    NotConnected(String),
+    #[error("no answer on {0} in time: is the DeviceLink's adaptor running?")]
+    NoAnswer(String),
+}
+
+/// A DeviceLink's write topic on the connection that follows it.
+#[derive(Clone)]
+pub struct Route {
+    client: wire::Client,
+    version: Version,
+    write_topic: String,
+    reply_to: String,
+    waiters: Waiters,
+    reply_topics: Arc<Mutex<HashSet<String>>>,
+    state: Arc<Mutex<Result<(), String>>>,
+    /// MQTT 3.1.1 answers carry nothing to tell them apart: one write at a
+    /// time per DeviceLink.
+    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Route {
+    pub fn write_topic(&self) -> &str {
+        &self.write_topic
+    }
+
+    /// Publishes `payload` on the write topic and waits up to `within` for
+    /// the adaptor's answer: with MQTT 5 on a topic of the console's own
+    /// under the write topic, matched by correlation data; with 3.1.1 on
+    /// the write topic's default answer topic.
+    pub async fn write(&self, payload: Vec<u8>, within: Duration) -> Result<Vec<u8>, WriteError> {
+        if let Err(why) = self.state.lock().unwrap().clone() {
+            return Err(WriteError::NotConnected(why));
+        }
+        let _turn = match self.version {
+            Version::V4 => Some(self.one_at_a_time.lock().await),
+            Version::V5 => None,
+        };
+        let (reply_topic, correlation) = match self.version {
+            Version::V5 => (
+                format!("{}/$reply/{}", self.write_topic, self.reply_to),
+                Some(next_correlation()),
+            ),
+            Version::V4 => (format!("{}/$reply", self.write_topic), None),
+        };
+        let (answer, answered) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .entry(reply_topic.clone())
+            .or_default()
+            .push(Waiter {
+                correlation: correlation.clone(),
+                answer,
+            });
+        // Queued before the write on the same connection, so the broker
+        // has the subscription when the answer comes.
+        if self
+            .reply_topics
+            .lock()
+            .unwrap()
+            .insert(reply_topic.clone())
+        {
+            self.client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+        }
+        let response_topic = correlation.is_some().then(|| reply_topic.clone());
+        let sent = self
+            .client
+            .try_request(&self.write_topic, payload, response_topic, correlation);
+        let answer = if sent {
+            tokio::time::timeout(within, answered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        // Forget a waiter that got nothing.
+        if let Some(waiting) = self.waiters.lock().unwrap().get_mut(&reply_topic) {
+            waiting.retain(|w| !w.answer.is_closed());
+        }
+        match (sent, answer) {
+            (false, _) => Err(WriteError::NotConnected(
+                "its queue of requests is full".into(),
+            )),
+            (true, Some(answer)) => Ok(answer),
+            (true, None) => Err(WriteError::NoAnswer(reply_topic)),
+        }
+    }
+}
+
+/// Correlation data no other write of this process has.
+fn next_correlation() -> Vec<u8> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let started = *STARTED;
+    format!("{started:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into_bytes()
+}
+
+static STARTED: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+});
+
 /// A connection to one broker, shared by the DeviceLinks that reach it
 /// with equal settings.
 struct BrokerConnection {
     client: wire::Client,
+    version: Version,
+    /// The tail of the console's answer topics on this connection.
+    reply_to: String,
     topics: Topics,
+    waiters: Waiters,
+    /// Answer topics subscribed to, again on every reconnect.
+    reply_topics: Arc<Mutex<HashSet<String>>>,
     /// Up, or why not.
     state: Arc<Mutex<Result<(), String>>>,
     task: JoinHandle<()>,
@@ -53,6 +183,7 @@ pub struct Feed {
     connections: HashMap<String, BrokerConnection>,
     /// What each DeviceLink is followed on: (connection, status topic).
     following: HashMap<LinkKey, (String, String)>,
+    routes: Routes,
 }
 
 impl Feed {
@@ -63,7 +194,13 @@ impl Feed {
             client_id,
             connections: HashMap::new(),
             following: HashMap::new(),
+            routes: Routes::default(),
         }
+    }
+
+    /// Where writes to the followed DeviceLinks go.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
     }
 
     /// Runs until the DeviceLinks' watch ends.
@@ -115,6 +252,7 @@ impl Feed {
             .collect();
         for key in stale {
             let (connection, topic) = self.following.remove(&key).expect("listed above");
+            self.routes.lock().unwrap().remove(&key);
             if let Some(c) = self.connections.get(&connection) {
                 c.unfollow(&topic, &key);
             }
@@ -136,6 +274,8 @@ impl Feed {
                 self.following
                     .insert(key.clone(), (o.connection.clone(), o.status_topic.clone()));
             }
+            let route = self.connections[&o.connection].route(&o.write_topic);
+            self.routes.lock().unwrap().insert(key.clone(), route);
             let state = self.connections[&o.connection]
                 .state
                 .lock()
@@ -198,22 +338,46 @@ fn observed(link: &DeviceLink, client_id: &str) -> Result<Option<Observed>, Stri
 
 impl BrokerConnection {
     fn start(dial: wire::Dial, catalog: Arc<Catalog>, hub: Arc<Hub>) -> BrokerConnection {
+        let (version, reply_to) = (dial.version, dial.client_id.clone());
         let (client, connection) = dial.connect(REQUESTS);
         let topics = Topics::default();
+        let waiters = Waiters::default();
+        let reply_topics: Arc<Mutex<HashSet<String>>> = Arc::default();
         let state = Arc::new(Mutex::new(Err("connecting".to_string())));
         let task = tokio::spawn(drive(
             connection,
             client.clone(),
-            topics.clone(),
-            state.clone(),
-            catalog,
-            hub,
+            Shared {
+                topics: topics.clone(),
+                waiters: waiters.clone(),
+                reply_topics: reply_topics.clone(),
+                state: state.clone(),
+                catalog,
+                hub,
+            },
         ));
         BrokerConnection {
             client,
+            version,
+            reply_to,
             topics,
+            waiters,
+            reply_topics,
             state,
             task,
+        }
+    }
+
+    fn route(&self, write_topic: &str) -> Route {
+        Route {
+            client: self.client.clone(),
+            version: self.version,
+            write_topic: write_topic.to_string(),
+            reply_to: self.reply_to.clone(),
+            waiters: self.waiters.clone(),
+            reply_topics: self.reply_topics.clone(),
+            state: self.state.clone(),
+            one_at_a_time: Arc::default(),
         }
     }
 
@@ -241,38 +405,65 @@ impl BrokerConnection {
     }
 }
 
-/// Drives one broker connection: subscribes on every (re)connect, hands
-/// messages on, and keeps trying (with a growing pause) while the broker
-/// cannot be reached.
-async fn drive(
-    mut connection: wire::Connection,
-    client: wire::Client,
+/// What a connection's task shares with the feed and the API.
+struct Shared {
     topics: Topics,
+    waiters: Waiters,
+    reply_topics: Arc<Mutex<HashSet<String>>>,
     state: Arc<Mutex<Result<(), String>>>,
     catalog: Arc<Catalog>,
     hub: Arc<Hub>,
-) {
-    let mut backoff = Duration::from_secs(1);
-    let set_state = |now: Result<(), String>| {
-        *state.lock().unwrap() = now.clone();
-        for links in topics.lock().unwrap().values() {
+}
+
+impl Shared {
+    fn set_state(&self, now: Result<(), String>) {
+        *self.state.lock().unwrap() = now.clone();
+        for links in self.topics.lock().unwrap().values() {
             for link in links {
-                catalog.set_connected(link, &now);
+                self.catalog.set_connected(link, &now);
             }
         }
-    };
+    }
+
+    /// Hands an answer to the write waiting for it; false if it is not one.
+    fn answered(&self, m: &wire::Incoming) -> bool {
+        let mut waiters = self.waiters.lock().unwrap();
+        let Some(waiting) = waiters.get_mut(&m.topic) else {
+            return false;
+        };
+        if let Some(i) = waiting
+            .iter()
+            .position(|w| w.correlation.is_none() || w.correlation == m.correlation)
+        {
+            let _ = waiting.remove(i).answer.send(m.payload.clone());
+        }
+        true
+    }
+}
+
+/// Drives one broker connection: subscribes on every (re)connect, hands
+/// messages on, and keeps trying (with a growing pause) while the broker
+/// cannot be reached.
+async fn drive(mut connection: wire::Connection, client: wire::Client, shared: Shared) {
+    let mut backoff = Duration::from_secs(1);
     loop {
         match connection.poll().await {
             Ok(Seen::Connected { .. }) => {
                 backoff = Duration::from_secs(1);
                 // A clean session: nothing is subscribed yet.
-                for topic in topics.lock().unwrap().keys() {
+                for topic in shared.topics.lock().unwrap().keys() {
                     client.try_subscribe(topic, QoS::AtMostOnce);
                 }
-                set_state(Ok(()));
+                for topic in shared.reply_topics.lock().unwrap().iter() {
+                    client.try_subscribe(topic, QoS::AtLeastOnce);
+                }
+                shared.set_state(Ok(()));
             }
             Ok(Seen::Received(m)) => {
-                let links = topics.lock().unwrap().get(&m.topic).cloned();
+                if shared.answered(&m) {
+                    continue;
+                }
+                let links = shared.topics.lock().unwrap().get(&m.topic).cloned();
                 for link in links.into_iter().flatten() {
                     let message = Arc::new(StreamMessage::new(
                         m.topic.clone(),
@@ -280,17 +471,17 @@ async fn drive(
                         m.retained,
                         link,
                     ));
-                    catalog.remember(message.clone());
-                    hub.publish(message);
+                    shared.catalog.remember(message.clone());
+                    shared.hub.publish(message);
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 debug!(error = %e, "broker connection lost");
-                if state.lock().unwrap().is_ok() {
+                if shared.state.lock().unwrap().is_ok() {
                     warn!(error = %e, "broker connection lost; reconnecting");
                 }
-                set_state(Err(e));
+                shared.set_state(Err(e));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

@@ -26,17 +26,19 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let (catalog, link_changes, device_watches) = Catalog::watch(&client);
     let hub = Arc::new(Hub::default());
+    let feed = Feed::new(catalog.clone(), hub.clone(), config.client_id.clone());
     let app = Arc::new(App {
+        routes: feed.routes(),
         gate: Gate::new(client.clone(), config.review_for()),
         catalog: catalog.clone(),
-        hub: hub.clone(),
+        hub,
         ready: Default::default(),
         config: config.clone(),
     });
 
     // The device caches fill as their watches are polled.
     tokio::spawn(futures::future::join_all(device_watches));
-    tokio::spawn(Feed::new(catalog.clone(), hub, config.client_id.clone()).run(link_changes));
+    tokio::spawn(feed.run(link_changes));
     tokio::spawn({
         let app = app.clone();
         async move {

@@ -326,23 +326,49 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// None if nothing answers.
 pub async fn http_get_as(port: u16, path: &str, token: &str) -> Option<(u16, String)> {
     let headers = format!("Authorization: Bearer {token}\r\n");
-    http_request((std::net::Ipv4Addr::LOCALHOST, port).into(), path, &headers).await
+    http_request(
+        (std::net::Ipv4Addr::LOCALHOST, port).into(),
+        "GET",
+        path,
+        &headers,
+        "",
+    )
+    .await
+}
+
+/// POST of a JSON body on a local HTTP port with a bearer token: (status
+/// code, body), or None if nothing answers.
+pub async fn http_post_as(port: u16, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
+    let headers = format!(
+        "Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    http_request(
+        (std::net::Ipv4Addr::LOCALHOST, port).into(),
+        "POST",
+        path,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// GET on an HTTP server anywhere (a pod, a Service): (status code, body),
 /// or None if nothing answers.
 pub async fn http_get_at(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    http_request(address, path, "").await
+    http_request(address, "GET", path, "", "").await
 }
 
 async fn http_request(
     address: std::net::SocketAddr,
+    method: &str,
     path: &str,
     headers: &str,
+    body: &str,
 ) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n");
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n{body}");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;

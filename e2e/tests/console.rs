@@ -14,7 +14,7 @@ use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
     eventually, eventually_showing, kubectl,
-    process::{Console, free_port, http_get, http_get_as, start_operator},
+    process::{Console, free_port, http_get, http_get_as, http_post_as, start_operator},
 };
 use futures::StreamExt;
 use kube::{Api, api::PostParams};
@@ -42,9 +42,10 @@ fn install_console_rbac() {
     }
 }
 
-/// A ServiceAccount of the test namespace and a token for it; with
-/// `watch_links` it may get, list and watch DeviceLinks there.
-fn user(name: &str, watch_links: bool) -> String {
+/// A ServiceAccount of the test namespace and a token for it, allowed
+/// `verbs` on DeviceLinks there.
+fn user(name: &str, verbs: &[&str]) -> String {
+    let watch_links = !verbs.is_empty();
     let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": name, "namespace": NAMESPACE}})];
     if watch_links {
@@ -157,31 +158,44 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
             "300",
             "--review-seconds",
             "1",
+            "--write-timeout-seconds",
+            "3",
         ],
     );
-    let viewer = user("viewer", true);
-    let stranger = user("stranger", false);
+    let viewer = user("viewer", &["get", "list", "watch"]);
+    let writer = user("writer", &["get", "update"]);
+    let stranger = user("stranger", &[]);
 
-    let extension = |name: &str| {
-        json!({"mqtt": {"client": {"server": broker.url()},
+    let extension = |name: &str, version: u8| {
+        json!({"mqtt": {"client": {"server": broker.url(), "protocolVersion": version},
                         "message": {"topic": format!("e2e/console/:namespace/{name}")}}})
     };
+    // The attic fan speaks MQTT 5 (answers matched by correlation data),
+    // the cellar fan 3.1.1 (answers on the write topic's reply topic).
     let fan = dummy_link(
         NAMESPACE,
         "attic-fan",
         "edge-worker",
         json!({"spec": {"protocol": {"location": "attic"}, "gear": "fast", "on": true,
-                        "extension": extension("attic-fan")}}),
+                        "extension": extension("attic-fan", 5)}}),
+    );
+    let cellar = dummy_link(
+        NAMESPACE,
+        "cellar-fan",
+        "edge-worker",
+        json!({"spec": {"protocol": {"location": "cellar"}, "gear": "slow", "on": false,
+                        "extension": extension("cellar-fan", 4)}}),
     );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     create_connected(&links, &fan).await;
+    create_connected(&links, &cellar).await;
     // A meter on a node that does not exist: no adaptor ever publishes on
     // its topic, so the test alone does.
     let meter = dummy_link(
         NAMESPACE,
         "flood-meter",
         "no-such-node",
-        json!({"spec": {"protocol": {"location": "nowhere"}, "extension": extension("flood-meter")}}),
+        json!({"spec": {"protocol": {"location": "nowhere"}, "extension": extension("flood-meter", 4)}}),
     );
     links
         .create(&PostParams::default(), &meter)
@@ -252,7 +266,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
         .iter()
         .map(|l| l["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["attic-fan", "flood-meter"]);
+    assert_eq!(names, ["attic-fan", "cellar-fan", "flood-meter"]);
     let (code, _) = get_json(
         console.port,
         &format!("/api/devicelinks/{NAMESPACE}/no-such-link"),
@@ -304,6 +318,80 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
         speeds.windows(2).all(|w| w[0] <= w[1]),
         "a fan speeding up, in order: {speeds:?}"
     );
+
+    // Writes: need update on the DeviceLink; answered with what the
+    // adaptor said, over MQTT 5 and 3.1.1 alike.
+    let write = |name: &str| format!("/api/devicelinks/{NAMESPACE}/{name}/write");
+    let post = |path: String, token: String, body: &'static str| async move {
+        let (code, body) = http_post_as(console.port, &path, &token, body)
+            .await
+            .expect("the console answers");
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let (code, body) = post(write("attic-fan"), viewer.clone(), r#"{"gear": "middle"}"#).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("may not update"),
+        "{body}"
+    );
+    for fan in ["attic-fan", "cellar-fan"] {
+        let (code, body) = post(
+            write(fan),
+            writer.clone(),
+            r#"{"gear": "middle", "on": true}"#,
+        )
+        .await;
+        assert_eq!(
+            (code, &body["applied"]),
+            (200, &json!({"gear": "middle", "on": true})),
+            "{fan}: {body}"
+        );
+        for (bad, reason) in [
+            (r#"{"rotatingSpeed": 5}"#, "rotatingSpeed is read-only"),
+            (
+                r#"{"colour": "red"}"#,
+                "colour is not a property of this device",
+            ),
+        ] {
+            let (code, body) = post(write(fan), writer.clone(), bad).await;
+            assert_eq!(
+                (code, &body["ok"]),
+                (422, &json!(false)),
+                "{fan} {bad}: {body}"
+            );
+            let said = body["refused"].to_string();
+            let (property, why) = reason.split_once(' ').unwrap();
+            assert!(
+                said.contains(property) && said.contains(why),
+                "{fan} {bad}: {body}"
+            );
+        }
+        let (code, body) = post(write(fan), writer.clone(), r#"{"on": "yes"}"#).await;
+        assert_eq!(code, 422, "a wrong type: {body}");
+    }
+    let (code, body) = post(write("cellar-fan"), writer.clone(), "[1, 2]").await;
+    assert_eq!(code, 400, "{body}");
+    // No adaptor serves the meter: no answer comes.
+    let (code, body) = post(write("flood-meter"), writer.clone(), r#"{"on": true}"#).await;
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no answer"),
+        "{body}"
+    );
+    // The write reached the device: its status says so.
+    eventually("the cellar fan in middle gear", WAIT, || async {
+        let (_, body) = get_json(
+            console.port,
+            &format!("/api/devicelinks/{NAMESPACE}/cellar-fan"),
+            &viewer,
+        )
+        .await;
+        (body["device"]["status"]["gear"] == "middle").then_some(())
+    })
+    .await;
 
     // A flood on the meter's topic: a client that reads along gets every
     // message in order; one that does not read is thinned, and every
@@ -370,7 +458,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     assert_eq!(closed, Some(1008), "closed as a policy violation");
     let _ = fan_stream.close(None).await;
 
-    delete_links_and_wait(&links, &["attic-fan", "flood-meter"]).await;
+    delete_links_and_wait(&links, &["attic-fan", "cellar-fan", "flood-meter"]).await;
     console.stop().await;
     operator.stop().await;
 }

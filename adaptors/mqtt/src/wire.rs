@@ -223,6 +223,38 @@ impl Client {
         }
     }
 
+    /// Hands a request over without waiting: MQTT 5 carries where to
+    /// answer and what to quote with the answer; 3.1.1 has neither, and
+    /// the answer comes where the receiver answers by default.
+    pub fn try_request(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+    ) -> bool {
+        match self {
+            Client::V4(c) => c
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_ok(),
+            Client::V5(c) => {
+                let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    response_topic,
+                    correlation_data: correlation.map(Into::into),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(
+                    topic.to_string(),
+                    qos5(QoS::AtLeastOnce),
+                    false,
+                    payload,
+                    properties,
+                )
+                .is_ok()
+            }
+        }
+    }
+
     pub fn try_subscribe(&self, topic: &str, qos: QoS) {
         let _ = match self {
             Client::V4(c) => c.try_subscribe(topic, qos).is_ok(),
