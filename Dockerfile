@@ -2,6 +2,7 @@
 # The images of devicelink, one target each:
 #
 #   operator          the operator
+#   console           the live console (off in the chart unless console.enabled)
 #   adaptor-dummy     the dummy adaptor (simulated devices)
 #   adaptor-modbus    the Modbus adaptor (TCP and RTU)
 #   adaptor-opcua     the OPC-UA adaptor
@@ -30,7 +31,7 @@ COPY . .
 # list of them is those targets.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    programs=$(sed -n 's/^FROM runtime AS \(operator\|adaptor-[a-z0-9-]*\)$/\1/p' Dockerfile) \
+    programs=$(sed -n 's/^FROM runtime AS \(operator\|console\|adaptor-[a-z0-9-]*\)$/\1/p' Dockerfile) \
  && cargo build --release --locked $(for p in $programs; do echo --bin devicelink-$p; done) \
  && sh deploy/images/rootfs.sh base /out/base \
  && for program in $programs; do \
@@ -46,6 +47,10 @@ USER 65532:65532
 FROM runtime AS operator
 COPY --from=build /out/operator/ /
 ENTRYPOINT ["/usr/bin/devicelink-operator"]
+
+FROM runtime AS console
+COPY --from=build /out/console/ /
+ENTRYPOINT ["/usr/bin/devicelink-console"]
 
 FROM runtime AS adaptor-dummy
 COPY --from=build /out/adaptor-dummy/ /

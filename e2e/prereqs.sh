@@ -2,7 +2,8 @@
 # Installs what the demo and the tests need on a fresh Debian machine, only
 # if it is missing: mosquitto (broker and clients), openssl, socat, Go,
 # Rust, containerd, runc, CNI plugins, iptables and buildah (the real node
-# and the images), libdbus and dbus-daemon (BLE), and pymodbus, asyncua,
+# and the images), libdbus and dbus-daemon (BLE), chromium (the console
+# page), and pymodbus, asyncua,
 # paho-mqtt and BlueZoo (in a virtualenv under the cache).
 set -euo pipefail
 missing=()
@@ -28,6 +29,8 @@ python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 [ -n "$(ls /usr/lib/*/pkgconfig/dbus-1.pc 2>/dev/null)" ] || missing+=(libdbus-1-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+# The console page is tried in a real browser (e2e/src/browser.rs).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: installing ${missing[*]}" >&2
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -49,15 +49,19 @@ const TOKEN_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
 
 /// The OpenAPI description of this API.
 const OPENAPI: &str = include_str!("openapi.json");
+/// The page: one file, nothing fetched from elsewhere.
+const PAGE: &str = include_str!("page/index.html");
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/api/devicelinks", get(list))
         .route("/api/devicelinks/{namespace}/{name}", get(one))
         .route("/api/devicelinks/{namespace}/{name}/write", post(write))
+        .route("/api/devicelinks/{namespace}/{name}/events", get(events))
         .route("/api/stream", get(stream))
         .with_state(app)
 }
@@ -68,6 +72,21 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches are filling").into_response()
     }
+}
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page loads nothing from elsewhere, and nothing may frame it.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
@@ -156,6 +175,59 @@ async fn one(
         ),
     }
 }
+
+/// The newest Events about a DeviceLink (needs get on it).
+async fn events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let access = Access::new("get", Some(&namespace), Some(&name));
+    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
+        return refused(refusal);
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(app.gate.client(), &namespace);
+    let selector = format!("involvedObject.kind=DeviceLink,involvedObject.name={name}");
+    let list = match api
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+    {
+        Ok(list) => list,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot list events: {e}"),
+            );
+        }
+    };
+    let mut items: Vec<serde_json::Value> = list
+        .items
+        .into_iter()
+        .map(|e| {
+            let time = e
+                .series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0.to_string()))
+                .or_else(|| e.last_timestamp.as_ref().map(|t| t.0.to_string()))
+                .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()));
+            json!({
+                "type": e.type_,
+                "reason": e.reason,
+                "action": e.action,
+                "note": e.message,
+                "time": time,
+                "count": e.series.as_ref().and_then(|s| s.count).or(e.count),
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| b["time"].as_str().cmp(&a["time"].as_str()));
+    items.truncate(MAX_EVENTS);
+    Json(json!({"items": items})).into_response()
+}
+
+/// Events shown per DeviceLink, newest first.
+const MAX_EVENTS: usize = 20;
 
 /// The largest write body taken; the adaptor takes at most 64 KiB.
 const MAX_WRITE_BODY: usize = devicelink_mqtt::write::MAX_WRITE_BYTES;
@@ -437,6 +509,8 @@ mod tests {
             .map(String::as_str)
             .collect();
         for route in [
+            "/",
+            "/api/devicelinks/{namespace}/{name}/events",
             "/healthz",
             "/readyz",
             "/openapi.json",

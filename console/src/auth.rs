@@ -91,6 +91,12 @@ impl Gate {
         }
     }
 
+    /// The console's own client (for what it reads on a user's behalf once
+    /// they may).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The user holding `token`, if they may do `access`.
     pub async fn check(&self, token: Option<&str>, access: &Access) -> Result<User, Refusal> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {

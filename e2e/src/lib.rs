@@ -6,6 +6,7 @@
 //! the command, environment and service account of the pod spec.
 
 pub mod ble;
+pub mod browser;
 pub mod certs;
 pub mod helm;
 pub mod kubectl;

@@ -520,3 +520,171 @@ async fn flood_topic(port: u16, topic: String, count: u64) {
         .expect("every message acknowledged")
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
+    let namespace = "e2e-console-page";
+    let (_guard, client) = begin(namespace).await;
+    let broker = Mosquitto::start().await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    install_console_rbac();
+    let console = Console::start("e2e-console-page", &[]);
+    let out = kubectl::kubectl(
+        &["create", "serviceaccount", "operator", "-n", namespace],
+        None,
+    );
+    assert!(
+        out.success || out.text.contains("AlreadyExists"),
+        "{}",
+        out.text
+    );
+    let out = kubectl::kubectl(
+        &[
+            "create",
+            "rolebinding",
+            "operator",
+            "-n",
+            namespace,
+            "--clusterrole=edit",
+            &format!("--serviceaccount={namespace}:operator"),
+        ],
+        None,
+    );
+    assert!(
+        out.success || out.text.contains("AlreadyExists"),
+        "{}",
+        out.text
+    );
+    let token = kubectl::kubectl(&["create", "token", "operator", "-n", namespace], None);
+    assert!(token.success, "{}", token.text);
+    let token = token.text.trim().to_string();
+
+    let fan = dummy_link(
+        namespace,
+        "attic-fan",
+        "edge-worker",
+        json!({"spec": {"protocol": {"location": "attic"}, "gear": "fast", "on": true,
+            "extension": {"mqtt": {"client": {"server": broker.url()},
+                                   "message": {"topic": "e2e/console-page/:namespace/:name"}}}}}),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    create_connected(&links, &fan).await;
+    eventually("the console to be ready", WAIT, || async {
+        (http_get(console.port, "/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+
+    // A person opens the page, types the namespace and a token, and looks.
+    let mut browser = devicelink_e2e::browser::Browser::start("e2e-console-browser").await;
+    browser
+        .open(&format!("http://127.0.0.1:{}/", console.port))
+        .await;
+    browser
+        .wait_for("the page to load", "document.readyState === 'complete'")
+        .await;
+    browser
+        .eval(&format!(
+            "document.getElementById('namespace').value = {namespace:?};
+             document.getElementById('token').value = {token:?};
+             document.getElementById('apply').click(); true"
+        ))
+        .await;
+    let row = browser
+        .wait_for(
+            "the fan in the page's table, connected",
+            "[...document.querySelectorAll('#links tr')].map(r => r.innerText)
+               .find(r => r.includes('DeviceConnected')) ?? null",
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    for column in [
+        "attic-fan",
+        "DummySpecialDevice",
+        "edge-worker",
+        "dummy",
+        "True",
+    ] {
+        assert!(row.contains(column), "{column} in {row:?}");
+    }
+
+    // Its device: live values, a chart of the numbers, the conditions and
+    // the Events.
+    browser
+        .eval("document.querySelector('#links tr').click(); true")
+        .await;
+    // The value shown for a property, or null.
+    let shown = |property: &str| {
+        format!(
+            "(() => {{ const row = [...document.querySelectorAll('#properties tr')]
+                .find(r => r.cells[0] && r.cells[0].innerText === {property:?});
+               return row ? JSON.parse(row.cells[1].innerText) : null; }})()"
+        )
+    };
+    let first = browser
+        .wait_for("the fan's speed on the page", &shown("rotatingSpeed"))
+        .await
+        .as_i64()
+        .unwrap();
+    browser
+        .wait_for(
+            "the speed to move on the page (live)",
+            &format!("({}) > {first}", shown("rotatingSpeed")),
+        )
+        .await;
+    browser
+        .wait_for(
+            "a chart of the speed",
+            "!!document.querySelector('#properties svg polyline')",
+        )
+        .await;
+    let conditions = browser
+        .eval("document.getElementById('conditions').innerText")
+        .await;
+    for stage in [
+        "NodeExisted",
+        "ModelExisted",
+        "AdaptorExisted",
+        "DeviceCreated",
+        "DeviceConnected",
+    ] {
+        assert!(conditions.as_str().unwrap().contains(stage), "{conditions}");
+    }
+    browser
+        .wait_for(
+            "the fan's Events on the page",
+            "document.getElementById('events').innerText.includes('DeviceConnected')",
+        )
+        .await;
+
+    // A write from the form: the adaptor's answer shows, then the value.
+    browser
+        .eval(
+            "(() => { const row = [...document.querySelectorAll('#properties tr')]
+                .find(r => r.cells[0] && r.cells[0].innerText === 'gear');
+               row.querySelector('input').value = 'middle';
+               row.querySelector('button').click(); return true; })()",
+        )
+        .await;
+    let answer = browser
+        .wait_for(
+            "the adaptor's answer on the page",
+            "(() => { const a = [...document.querySelectorAll('#properties tr')]
+                .find(r => r.cells[0] && r.cells[0].innerText === 'gear')
+                .querySelector('.answer').innerText;
+               return a && a !== '…' ? a : null; })()",
+        )
+        .await;
+    assert_eq!(answer, "applied");
+    browser
+        .wait_for(
+            "the new gear on the page",
+            &format!("({}) === 'middle'", shown("gear")),
+        )
+        .await;
+
+    browser.stop().await;
+    delete_links_and_wait(&links, &["attic-fan"]).await;
+    console.stop().await;
+    operator.stop().await;
+}
