@@ -9,6 +9,9 @@ echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
 "$root/e2e/manifests.sh" --check
 echo "== building (cached in $CARGO_TARGET_DIR)" >&2
 cargo build --workspace --all-targets --locked
+# Incremental state of crate builds no longer made piles up (tens of GiB
+# over weeks on a shared cache); what was not touched for two days goes.
+find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
 echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
 images=$("$root/deploy/images/build.sh")
 echo "== starting the control plane, and the real node with the images" >&2
@@ -17,7 +20,8 @@ start_control_plane --real-node real-node edge-worker
 echo "== the chart's objects, as the API server sees them (server-side dry run)" >&2
 "$("$root/e2e/helm.sh")" template devicelink "$root/charts/devicelink" --namespace devicelink-system \
   --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' \
-  --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users 2>/dev/null |
+  --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users \
+  --set console.enabled=true 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
 echo "== running tests" >&2
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"

@@ -183,6 +183,8 @@ pub struct Feed {
     connections: HashMap<String, BrokerConnection>,
     /// What each DeviceLink is followed on: (connection, status topic).
     following: HashMap<LinkKey, (String, String)>,
+    /// The spec each DeviceLink was last looked at in: (uid, generation).
+    seen: HashMap<LinkKey, (Option<String>, Option<i64>)>,
     routes: Routes,
 }
 
@@ -194,6 +196,7 @@ impl Feed {
             client_id,
             connections: HashMap::new(),
             following: HashMap::new(),
+            seen: HashMap::new(),
             routes: Routes::default(),
         }
     }
@@ -218,80 +221,44 @@ impl Feed {
     }
 
     /// Makes the subscriptions and connections what the DeviceLinks in the
-    /// cache ask for.
+    /// cache ask for. Only DeviceLinks whose spec changed (or that are new)
+    /// are looked at again: their status changes all the time.
     fn sync(&mut self) {
-        let mut wanted: HashMap<LinkKey, Observed> = HashMap::new();
-        for link in self.catalog.links.state() {
-            let key = (link.namespace().unwrap_or_default(), link.name_any());
-            match observed(&link, &self.client_id) {
-                Ok(Some(o)) => {
-                    wanted.insert(key, o);
-                }
-                Ok(None) => self.catalog.set_stream(key, Stream::None),
-                Err(why) => self.catalog.set_stream(key, Stream::Unavailable(why)),
-            }
-        }
-        let all: std::collections::HashSet<LinkKey> = self
-            .catalog
-            .links
-            .state()
+        let links = self.catalog.links.state();
+        let present: HashSet<LinkKey> = links
             .iter()
             .map(|l| (l.namespace().unwrap_or_default(), l.name_any()))
             .collect();
-
-        // Followed no more (gone, or moved to other settings or topics).
-        let stale: Vec<LinkKey> = self
-            .following
-            .iter()
-            .filter(|(key, (connection, topic))| {
-                wanted
-                    .get(*key)
-                    .is_none_or(|o| o.connection != *connection || o.status_topic != *topic)
-            })
-            .map(|(key, _)| key.clone())
+        let gone: Vec<LinkKey> = self
+            .seen
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
             .collect();
-        for key in stale {
-            let (connection, topic) = self.following.remove(&key).expect("listed above");
-            self.routes.lock().unwrap().remove(&key);
-            if let Some(c) = self.connections.get(&connection) {
-                c.unfollow(&topic, &key);
+        for key in gone {
+            self.seen.remove(&key);
+            self.unfollow(&key);
+            self.catalog.forget(&key);
+        }
+        for link in links {
+            let key = (link.namespace().unwrap_or_default(), link.name_any());
+            let version = (link.uid(), link.metadata.generation);
+            if self.seen.get(&key) == Some(&version) {
+                continue;
             }
-            if !all.contains(&key) {
-                self.catalog.forget(&key);
+            self.seen.insert(key.clone(), version);
+            match observed(&link, &self.client_id) {
+                Ok(Some(o)) => self.follow(key, o),
+                Ok(None) => {
+                    self.unfollow(&key);
+                    self.catalog.set_stream(key, Stream::None);
+                }
+                Err(why) => {
+                    self.unfollow(&key);
+                    self.catalog.set_stream(key, Stream::Unavailable(why));
+                }
             }
         }
-
-        for (key, o) in wanted {
-            if !self.following.contains_key(&key) {
-                let connection =
-                    self.connections
-                        .entry(o.connection.clone())
-                        .or_insert_with(|| {
-                            info!(client_id = %o.dial.client_id, "connecting to a broker");
-                            BrokerConnection::start(o.dial, self.catalog.clone(), self.hub.clone())
-                        });
-                connection.follow(&o.status_topic, &key);
-                self.following
-                    .insert(key.clone(), (o.connection.clone(), o.status_topic.clone()));
-            }
-            let route = self.connections[&o.connection].route(&o.write_topic);
-            self.routes.lock().unwrap().insert(key.clone(), route);
-            let state = self.connections[&o.connection]
-                .state
-                .lock()
-                .unwrap()
-                .clone();
-            self.catalog.set_stream(
-                key,
-                Stream::Following {
-                    status_topic: o.status_topic,
-                    write_topic: o.write_topic,
-                    connected: state.is_ok(),
-                    error: state.err(),
-                },
-            );
-        }
-
         // Connections nobody needs any more.
         self.connections.retain(|_, c| {
             let needed = !c.topics.lock().unwrap().is_empty();
@@ -301,6 +268,46 @@ impl Feed {
             }
             needed
         });
+    }
+
+    /// Follows a DeviceLink's status topic on the connection its settings
+    /// call for (moving it if they changed), and routes its writes there.
+    fn follow(&mut self, key: LinkKey, o: Observed) {
+        let on = (o.connection.clone(), o.status_topic.clone());
+        if self.following.get(&key) != Some(&on) {
+            self.unfollow(&key);
+            let connection = self
+                .connections
+                .entry(o.connection.clone())
+                .or_insert_with(|| {
+                    info!(client_id = %o.dial.client_id, "connecting to a broker");
+                    BrokerConnection::start(o.dial, self.catalog.clone(), self.hub.clone())
+                });
+            connection.follow(&o.status_topic, &key);
+            self.following.insert(key.clone(), on);
+        }
+        let connection = &self.connections[&o.connection];
+        let route = connection.route(&o.write_topic);
+        self.routes.lock().unwrap().insert(key.clone(), route);
+        let state = connection.state.lock().unwrap().clone();
+        self.catalog.set_stream(
+            key,
+            Stream::Following {
+                status_topic: o.status_topic,
+                write_topic: o.write_topic,
+                connected: state.is_ok(),
+                error: state.err(),
+            },
+        );
+    }
+
+    fn unfollow(&mut self, key: &LinkKey) {
+        if let Some((connection, topic)) = self.following.remove(key) {
+            self.routes.lock().unwrap().remove(key);
+            if let Some(c) = self.connections.get(&connection) {
+                c.unfollow(&topic, key);
+            }
+        }
     }
 }
 
