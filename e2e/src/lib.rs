@@ -8,6 +8,7 @@
 pub mod ble;
 pub mod browser;
 pub mod certs;
+pub mod console;
 pub mod helm;
 pub mod kubectl;
 pub mod kubelet;

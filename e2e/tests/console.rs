@@ -5,15 +5,12 @@
 
 use std::time::Duration;
 
-use async_tungstenite::{
-    WebSocketStream,
-    tokio::client_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use async_tungstenite::tungstenite::Message;
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
-    eventually, eventually_showing, kubectl,
+    LocalKubelet, Mosquitto, begin,
+    console::{Socket, install_rbac, next_frame, open_stream, open_stream_with, user},
+    create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
     process::{Console, free_port, http_get, http_get_as, http_post_as, start_operator},
 };
 use futures::StreamExt;
@@ -22,112 +19,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 const NAMESPACE: &str = "e2e-console";
-
-/// The console's ServiceAccount and rights, as the chart renders them.
-fn install_console_rbac() {
-    let path = devicelink_e2e::repo_root().join("deploy/manifests/console.yaml");
-    let rbac: Vec<String> = devicelink_e2e::yaml_documents(&path)
-        .into_iter()
-        .filter(|d| {
-            matches!(
-                d["kind"].as_str(),
-                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
-            )
-        })
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
-    for document in rbac {
-        let out = kubectl::kubectl(&["apply", "-f", "-"], Some(&document));
-        assert!(out.success, "apply the console's RBAC: {}", out.text);
-    }
-}
-
-/// A ServiceAccount of the test namespace and a token for it, allowed
-/// `verbs` on DeviceLinks there.
-fn user(name: &str, verbs: &[&str]) -> String {
-    let watch_links = !verbs.is_empty();
-    let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": NAMESPACE}})];
-    if watch_links {
-        objects.push(
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"],
-                       "verbs": ["get", "list", "watch"]}]}),
-        );
-        objects.push(
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]}),
-        );
-    }
-    for object in objects {
-        let out = kubectl::kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
-        assert!(out.success, "{}", out.text);
-    }
-    let token = kubectl::kubectl(&["create", "token", name, "-n", NAMESPACE], None);
-    assert!(token.success, "{}", token.text);
-    token.text.trim().to_string()
-}
-
-type Socket = WebSocketStream<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>;
-
-/// Opens the stream with `query` as the holder of `token`; Err with the
-/// HTTP status when the console refuses.
-async fn open_stream(port: u16, query: &str, token: &str) -> Result<Socket, u16> {
-    open_stream_with(port, query, token, None).await
-}
-
-/// Like [`open_stream`], with the client's TCP receive buffer set (a small
-/// one makes a client that does not read fall behind at once).
-async fn open_stream_with(
-    port: u16,
-    query: &str,
-    token: &str,
-    receive_buffer: Option<u32>,
-) -> Result<Socket, u16> {
-    let mut request = format!("ws://127.0.0.1:{port}/api/stream?{query}")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("devicelink.console.v1"),
-    );
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    if let Some(size) = receive_buffer {
-        socket.set_recv_buffer_size(size).unwrap();
-    }
-    let stream = socket
-        .connect(([127, 0, 0, 1], port).into())
-        .await
-        .expect("the console listens");
-    match client_async(request, stream).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(async_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
-        Err(e) => panic!("stream handshake: {e}"),
-    }
-}
-
-/// The next frame of the stream, parsed; None when the stream ended.
-async fn next_frame(socket: &mut Socket) -> Option<Value> {
-    loop {
-        let frame = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame within the wait")?;
-        match frame {
-            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
 
 async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
     let (code, body) = http_get_as(port, path, token)
@@ -145,7 +36,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     let broker = Mosquitto::start_with(broker_port, &[], "max_queued_messages 0").await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
-    install_console_rbac();
+    install_rbac();
     let console = Console::start(
         "e2e-console",
         // A queue of 2,048 per client, a stalled client never cut (the
@@ -162,9 +53,9 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
             "3",
         ],
     );
-    let viewer = user("viewer", &["get", "list", "watch"]);
-    let writer = user("writer", &["get", "update"]);
-    let stranger = user("stranger", &[]);
+    let viewer = user(NAMESPACE, "viewer", &["get", "list", "watch"]);
+    let writer = user(NAMESPACE, "writer", &["get", "update"]);
+    let stranger = user(NAMESPACE, "stranger", &[]);
 
     let extension = |name: &str, version: u8| {
         json!({"mqtt": {"client": {"server": broker.url(), "protocolVersion": version},
@@ -528,37 +419,10 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
     let broker = Mosquitto::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
-    install_console_rbac();
+    install_rbac();
     let console = Console::start("e2e-console-page", &[]);
-    let out = kubectl::kubectl(
-        &["create", "serviceaccount", "operator", "-n", namespace],
-        None,
-    );
-    assert!(
-        out.success || out.text.contains("AlreadyExists"),
-        "{}",
-        out.text
-    );
-    let out = kubectl::kubectl(
-        &[
-            "create",
-            "rolebinding",
-            "operator",
-            "-n",
-            namespace,
-            "--clusterrole=edit",
-            &format!("--serviceaccount={namespace}:operator"),
-        ],
-        None,
-    );
-    assert!(
-        out.success || out.text.contains("AlreadyExists"),
-        "{}",
-        out.text
-    );
-    let token = kubectl::kubectl(&["create", "token", "operator", "-n", namespace], None);
-    assert!(token.success, "{}", token.text);
-    let token = token.text.trim().to_string();
+    // A plant operator who may watch and write the DeviceLinks here.
+    let token = user(namespace, "operator", &["get", "list", "watch", "update"]);
 
     let fan = dummy_link(
         namespace,

@@ -1,0 +1,120 @@
+//! Driving the console from tests and benchmarks: its ServiceAccount and
+//! rights as the chart renders them, users with tokens, and its stream.
+
+use std::time::Duration;
+
+use async_tungstenite::{
+    WebSocketStream,
+    tokio::client_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The console's ServiceAccount and rights, as the chart renders them.
+pub fn install_rbac() {
+    let path = crate::repo_root().join("deploy/manifests/console.yaml");
+    let rbac: Vec<String> = crate::yaml_documents(&path)
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
+            )
+        })
+        .map(|d| serde_json::to_string(&d).unwrap())
+        .collect();
+    for document in rbac {
+        let out = crate::kubectl::kubectl(&["apply", "-f", "-"], Some(&document));
+        assert!(out.success, "apply the console's RBAC: {}", out.text);
+    }
+}
+
+/// A ServiceAccount of `namespace` and a token for it, allowed `verbs` on
+/// DeviceLinks there.
+pub fn user(namespace: &str, name: &str, verbs: &[&str]) -> String {
+    let watch_links = !verbs.is_empty();
+    let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace}})];
+    if watch_links {
+        objects.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"],
+                       "verbs": ["get", "list", "watch"]}]}),
+        );
+        objects.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}),
+        );
+    }
+    for object in objects {
+        let out = crate::kubectl::kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
+        assert!(out.success, "{}", out.text);
+    }
+    let token = crate::kubectl::kubectl(&["create", "token", name, "-n", namespace], None);
+    assert!(token.success, "{}", token.text);
+    token.text.trim().to_string()
+}
+
+pub type Socket = WebSocketStream<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>;
+
+/// Opens the stream with `query` as the holder of `token`; Err with the
+/// HTTP status when the console refuses.
+pub async fn open_stream(port: u16, query: &str, token: &str) -> Result<Socket, u16> {
+    open_stream_with(port, query, token, None).await
+}
+
+/// Like [`open_stream`], with the client's TCP receive buffer set (a small
+/// one makes a client that does not read fall behind at once).
+pub async fn open_stream_with(
+    port: u16,
+    query: &str,
+    token: &str,
+    receive_buffer: Option<u32>,
+) -> Result<Socket, u16> {
+    let mut request = format!("ws://127.0.0.1:{port}/api/stream?{query}")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("devicelink.console.v1"),
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let stream = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("the console listens");
+    match client_async(request, stream).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(async_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("stream handshake: {e}"),
+    }
+}
+
+/// The next frame of the stream, parsed; None when the stream ended.
+pub async fn next_frame(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame within the wait")?;
+        match frame {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
