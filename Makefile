@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble
+.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble bench-console
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -49,3 +49,7 @@ bench-mqtt-device:
 # The BLE adaptor: 50 peripherals on BlueZoo, each notifying at 10 Hz; see docs/benchmarks.md.
 bench-ble:
 	bash e2e/bench-ble.sh
+
+# The console: 1,000 devices publishing once a second streamed to 50 WebSocket clients; see docs/benchmarks.md.
+bench-console:
+	bash e2e/bench-console.sh
