@@ -13,10 +13,20 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The console's ServiceAccount and rights, as the chart renders them.
-pub fn install_rbac() {
+/// The console's ServiceAccount and rights, as the chart renders them
+/// (deploy/manifests/console.yaml), for as long as the guard lives: the
+/// chart installed by the Helm test owns the same objects.
+pub fn install_rbac() -> ConsoleRbac {
+    for document in rbac_documents() {
+        let out = crate::kubectl::kubectl(&["apply", "-f", "-"], Some(&document));
+        assert!(out.success, "apply the console's RBAC: {}", out.text);
+    }
+    ConsoleRbac
+}
+
+fn rbac_documents() -> Vec<String> {
     let path = crate::repo_root().join("deploy/manifests/console.yaml");
-    let rbac: Vec<String> = crate::yaml_documents(&path)
+    crate::yaml_documents(&path)
         .into_iter()
         .filter(|d| {
             matches!(
@@ -25,10 +35,20 @@ pub fn install_rbac() {
             )
         })
         .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
-    for document in rbac {
-        let out = crate::kubectl::kubectl(&["apply", "-f", "-"], Some(&document));
-        assert!(out.success, "apply the console's RBAC: {}", out.text);
+        .collect()
+}
+
+/// Removes the console's RBAC when dropped.
+pub struct ConsoleRbac;
+
+impl Drop for ConsoleRbac {
+    fn drop(&mut self) {
+        for document in rbac_documents() {
+            let _ = crate::kubectl::kubectl(
+                &["delete", "--ignore-not-found", "-f", "-"],
+                Some(&document),
+            );
+        }
     }
 }
 

@@ -336,6 +336,17 @@ pub async fn http_get_as(port: u16, path: &str, token: &str) -> Option<(u16, Str
     .await
 }
 
+/// GET with a bearer token on an HTTP server anywhere (a pod, a Service):
+/// (status code, body), or None if nothing answers.
+pub async fn http_get_at_as(
+    address: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+) -> Option<(u16, String)> {
+    let headers = format!("Authorization: Bearer {token}\r\n");
+    http_request(address, "GET", path, &headers, "").await
+}
+
 /// POST of a JSON body on a local HTTP port with a bearer token: (status
 /// code, body), or None if nothing answers.
 pub async fn http_post_as(port: u16, path: &str, token: &str, body: &str) -> Option<(u16, String)> {

@@ -36,7 +36,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     let broker = Mosquitto::start_with(broker_port, &[], "max_queued_messages 0").await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
-    install_rbac();
+    let _rbac = install_rbac();
     let console = Console::start(
         "e2e-console",
         // A queue of 2,048 per client, a stalled client never cut (the
@@ -419,7 +419,7 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
     let broker = Mosquitto::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
-    install_rbac();
+    let _rbac = install_rbac();
     let console = Console::start("e2e-console-page", &[]);
     // A plant operator who may watch and write the DeviceLinks here.
     let token = user(namespace, "operator", &["get", "list", "watch", "update"]);

@@ -24,7 +24,7 @@ use devicelink_e2e::{
     log_dir,
     modbus::{AbsentUart, Listen, ModbusServer, SerialCable, holding},
     mqtt::{self, Subscriber},
-    process::http_get_at,
+    process::{http_get_at, http_get_at_as},
     property_field, repo_root, wait_connected, wait_property, wait_reason, yaml_documents,
 };
 use k8s_openapi::api::{
@@ -53,6 +53,9 @@ fn values() -> String {
   deviceReleaseGrace: 5s
   logLevel: info,devicelink_operator=debug
 broker:
+  enabled: true
+  nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+console:
   enabled: true
   nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
 adaptors:
@@ -215,6 +218,30 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     }
     wait_connected(&links, "living-room-fan").await;
     wait_connected(&links, "thermometer").await;
+
+    // The console, from its image on the node: it follows the fan on the
+    // chart's broker (by its Service name, as the adaptor does) and serves
+    // it, through its own Service, to a user whose token may get it.
+    let consoles = wait_deployment_ready(&client, "devicelink-console", 1).await;
+    assert_runs_on_the_node(
+        &consoles[0],
+        &format!("ghcr.io/devicelink/console:{VERSION}"),
+    );
+    let console = service_address(&client, "devicelink-console", 8080).await;
+    let viewer = devicelink_e2e::console::user(namespace, "helm-viewer", &["get"]);
+    let fan_path = format!("/api/devicelinks/{namespace}/living-room-fan");
+    eventually_showing("the fan through the console's Service", WAIT, || async {
+        let (code, body) = http_get_at_as(console, &fan_path, &viewer)
+            .await
+            .ok_or("no answer")?;
+        let shown: Value = serde_json::from_str(&body).map_err(|_| body.clone())?;
+        (code == 200 && shown["lastMessage"]["value"].is_object())
+            .then_some(())
+            .ok_or(format!("{code} {shown}"))
+    })
+    .await;
+    let (code, _) = http_get_at(console, &fan_path).await.expect("an answer");
+    assert_eq!(code, 401, "nothing without a token");
 
     // Serial devices from the settings: the RTU meter on the pty line is
     // read from inside the container; on the UART the open reaches the

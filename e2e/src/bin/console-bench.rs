@@ -62,7 +62,7 @@ async fn main() {
     let (devices, clients) = (devices as usize, clients as usize);
     let kube = client().await;
     ensure_namespace(&kube, NAMESPACE).await;
-    install_rbac();
+    let _rbac = install_rbac();
     let viewer = user(NAMESPACE, "bench-viewer", &["get", "list", "watch"]);
     let broker = Mosquitto::start_with(
         devicelink_e2e::process::free_port(),
