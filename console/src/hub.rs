@@ -159,8 +159,13 @@ impl Subscription {
     /// last one this client read.
     pub async fn next(&self) -> (Arc<StreamMessage>, u64) {
         loop {
-            if let Some(message) = self.queue.messages.lock().unwrap().pop_front() {
-                return (message, self.queue.dropped.swap(0, Ordering::Relaxed));
+            {
+                // Under the lock that drops are made under: the count
+                // returned is of messages older than this one.
+                let mut messages = self.queue.messages.lock().unwrap();
+                if let Some(message) = messages.pop_front() {
+                    return (message, self.queue.dropped.swap(0, Ordering::Relaxed));
+                }
             }
             self.queue.ready.notified().await;
         }
