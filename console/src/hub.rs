@@ -171,11 +171,18 @@ impl Subscription {
         }
     }
 
-    /// Queues a message for this client alone (the latest of each device
-    /// when it connects), counted against its bound like any other.
+    /// Queues a device's last message for this client alone (when it
+    /// connects), counted against its bound like any other; not if a newer
+    /// one of that device came meanwhile.
     pub fn offer(&self, message: Arc<StreamMessage>) {
         if self.queue.interest.wants(&message) {
             let mut messages = self.queue.messages.lock().unwrap();
+            if messages
+                .iter()
+                .any(|m| m.namespace == message.namespace && m.name == message.name)
+            {
+                return;
+            }
             if messages.len() >= self.queue.capacity {
                 messages.pop_front();
                 self.queue.dropped.fetch_add(1, Ordering::Relaxed);
