@@ -11,6 +11,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin,
     console::{Socket, install_rbac, next_frame, open_stream, open_stream_with, user},
     create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
+    modbus::{ModbusServer, device_with_writes, holding},
     process::{Console, free_port, http_get, http_get_as, http_post_as, start_operator},
 };
 use futures::StreamExt;
@@ -157,7 +158,11 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
         .iter()
         .map(|l| l["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["attic-fan", "cellar-fan", "flood-meter"]);
+    assert_eq!(
+        names,
+        ["attic-fan", "cellar-fan", "flood-meter"],
+        "{listed}"
+    );
     let (code, _) = get_json(
         console.port,
         &format!("/api/devicelinks/{NAMESPACE}/no-such-link"),
@@ -263,6 +268,60 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
         let (code, body) = post(write(fan), writer.clone(), r#"{"on": "yes"}"#).await;
         assert_eq!(code, 422, "a wrong type: {body}");
     }
+    // A Modbus thermometer (pymodbus): a limit written from the console
+    // lands in its holding register; its temperature is read-only.
+    let device = ModbusServer::tcp(
+        &[1],
+        json!({"1": {"input": {"0": 2965}, "holding": {"0": 30}}}),
+    )
+    .await;
+    let thermometer = device_with_writes(
+        NAMESPACE,
+        "thermometer",
+        &device.endpoint(),
+        &broker.url(),
+        "e2e/console",
+        json!([
+            {"name": "temperature", "type": "uint16", "readOnly": true,
+             "visitor": {"register": "InputRegister", "offset": 0}},
+            {"name": "limit", "type": "int16",
+             "visitor": {"register": "HoldingRegister", "offset": 0}},
+        ]),
+    );
+    create_connected(&links, &thermometer).await;
+    eventually("the console to follow the thermometer", WAIT, || async {
+        let (_, body) = get_json(
+            console.port,
+            &format!("/api/devicelinks/{NAMESPACE}/thermometer"),
+            &viewer,
+        )
+        .await;
+        (body["stream"]["connected"] == true).then_some(())
+    })
+    .await;
+    let (code, body) = post(write("thermometer"), writer.clone(), r#"{"limit": 35}"#).await;
+    assert_eq!(
+        (code, &body["applied"]),
+        (200, &json!({"limit": 35})),
+        "{body}"
+    );
+    assert_eq!(holding(&mut device.client(1).await, 0, 1).await, [35]);
+    let (code, body) = post(
+        write("thermometer"),
+        writer.clone(),
+        r#"{"temperature": 20}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body["refused"].to_string().contains("read-only"), "{body}");
+    let (code, body) = post(write("thermometer"), writer.clone(), r#"{"limit": 40000}"#).await;
+    assert_eq!(code, 422, "out of an int16's range: {body}");
+    assert_eq!(
+        holding(&mut device.client(1).await, 0, 1).await,
+        [35],
+        "nothing written"
+    );
+
     let (code, body) = post(write("cellar-fan"), writer.clone(), "[1, 2]").await;
     assert_eq!(code, 400, "{body}");
     // No adaptor serves the meter: no answer comes.
@@ -349,7 +408,11 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     assert_eq!(closed, Some(1008), "closed as a policy violation");
     let _ = fan_stream.close(None).await;
 
-    delete_links_and_wait(&links, &["attic-fan", "cellar-fan", "flood-meter"]).await;
+    delete_links_and_wait(
+        &links,
+        &["attic-fan", "cellar-fan", "thermometer", "flood-meter"],
+    )
+    .await;
     console.stop().await;
     operator.stop().await;
 }
