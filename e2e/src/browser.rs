@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::process::{Process, free_port, http_get};
+use crate::process::{Process, free_port};
 
 pub struct Browser {
     process: Process,
@@ -23,6 +23,48 @@ fn chromium() -> &'static str {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("chromium is not installed: run e2e/prereqs.sh (make test does)")
+}
+
+/// GET on the DevTools HTTP endpoint (HTTP/1.1 only; it keeps the
+/// connection open, and makes its WebSocket addresses from the Host
+/// header): the body, read to its Content-Length.
+async fn devtools_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        let mut buffer = [0u8; 8192];
+        loop {
+            let n = stream.read(&mut buffer).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            response.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&response);
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(body.to_string());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 impl Browser {
@@ -49,7 +91,7 @@ impl Browser {
             "chromium's DevTools endpoint",
             Duration::from_secs(60),
             || async {
-                let (_, body) = http_get(port, "/json/list").await?;
+                let body = devtools_get(port, "/json/list").await?;
                 let targets: Value = serde_json::from_str(&body).ok()?;
                 targets.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"]
                     .as_str()

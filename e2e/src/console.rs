@@ -55,15 +55,15 @@ impl Drop for ConsoleRbac {
 /// A ServiceAccount of `namespace` and a token for it, allowed `verbs` on
 /// DeviceLinks there.
 pub fn user(namespace: &str, name: &str, verbs: &[&str]) -> String {
-    let watch_links = !verbs.is_empty();
+    let granted = !verbs.is_empty();
     let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": name, "namespace": namespace}})];
-    if watch_links {
+    if granted {
         objects.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": name, "namespace": namespace},
             "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"],
-                       "verbs": ["get", "list", "watch"]}]}),
+                       "verbs": verbs}]}),
         );
         objects.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
