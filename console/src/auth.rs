@@ -76,8 +76,11 @@ pub struct User {
 pub struct Gate {
     client: Client,
     remember: Duration,
-    decisions: Mutex<HashMap<(u64, Access), (Instant, Result<User, Refusal>)>>,
+    decisions: Mutex<HashMap<(u64, Access), Decision>>,
 }
+
+/// What the API server said about a token and an access, and when.
+type Decision = (Instant, Result<User, Refusal>);
 
 /// Remembered decisions at most; beyond that all are forgotten at once.
 const MAX_REMEMBERED: usize = 10_000;
