@@ -122,6 +122,23 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+fn no_such_link(namespace: &str, name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no DeviceLink {name:?} in namespace {namespace:?}"),
+    )
+}
+
+/// Ok if the API server says the request's user may do `access`; the
+/// answer to send otherwise.
+async fn allow(app: &App, headers: &HeaderMap, access: &Access) -> Result<(), Response> {
+    app.gate
+        .check(bearer(headers).as_deref(), access)
+        .await
+        .map(|_| ())
+        .map_err(refused)
+}
+
 fn refused(refusal: Refusal) -> Response {
     match refusal {
         Refusal::Unauthenticated(why) => {
@@ -149,30 +166,26 @@ async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
-) -> Response {
+) -> Result<Response, Response> {
     let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
-    let access = Access::new("list", namespace, None);
-    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
-        return refused(refusal);
-    }
-    Json(json!({"items": app.catalog.list(namespace)})).into_response()
+    allow(&app, &headers, &Access::new("list", namespace, None)).await?;
+    Ok(Json(json!({"items": app.catalog.list(namespace)})).into_response())
 }
 
 async fn one(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let access = Access::new("get", Some(&namespace), Some(&name));
-    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
-        return refused(refusal);
-    }
+) -> Result<Response, Response> {
+    allow(
+        &app,
+        &headers,
+        &Access::new("get", Some(&namespace), Some(&name)),
+    )
+    .await?;
     match app.catalog.get(&namespace, &name) {
-        Some(link) => Json(link).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("no DeviceLink {name:?} in namespace {namespace:?}"),
-        ),
+        Some(link) => Ok(Json(link).into_response()),
+        None => Err(no_such_link(&namespace, &name)),
     }
 }
 
@@ -181,11 +194,13 @@ async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let access = Access::new("get", Some(&namespace), Some(&name));
-    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
-        return refused(refusal);
-    }
+) -> Result<Response, Response> {
+    allow(
+        &app,
+        &headers,
+        &Access::new("get", Some(&namespace), Some(&name)),
+    )
+    .await?;
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(app.gate.client(), &namespace);
     let selector = format!("involvedObject.kind=DeviceLink,involvedObject.name={name}");
@@ -195,10 +210,10 @@ async fn events(
     {
         Ok(list) => list,
         Err(e) => {
-            return error(
+            return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("cannot list events: {e}"),
-            );
+            ));
         }
     };
     let mut items: Vec<serde_json::Value> = list
@@ -223,7 +238,7 @@ async fn events(
         .collect();
     items.sort_by(|a, b| b["time"].as_str().cmp(&a["time"].as_str()));
     items.truncate(MAX_EVENTS);
-    Json(json!({"items": items})).into_response()
+    Ok(Json(json!({"items": items})).into_response())
 }
 
 /// Events shown per DeviceLink, newest first.
@@ -240,60 +255,61 @@ async fn write(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Response {
-    let access = Access::new("update", Some(&namespace), Some(&name));
-    if let Err(refusal) = app.gate.check(bearer(&headers).as_deref(), &access).await {
-        return refused(refusal);
-    }
+) -> Result<Response, Response> {
+    allow(
+        &app,
+        &headers,
+        &Access::new("update", Some(&namespace), Some(&name)),
+    )
+    .await?;
     if body.len() > MAX_WRITE_BODY {
-        return error(
+        return Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "a write is at most {MAX_WRITE_BODY} bytes; this one has {}",
                 body.len()
             ),
-        );
+        ));
     }
     if !matches!(serde_json::from_slice(&body), Ok(serde_json::Value::Object(ref o)) if !o.is_empty())
     {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object of property values, such as {\"on\": true}",
-        );
+        ));
     }
     let key = (namespace.clone(), name.clone());
     let route = app.routes.lock().unwrap().get(&key).cloned();
     let Some(route) = route else {
-        return match app.catalog.stream(&key) {
-            _ if app.catalog.get(&namespace, &name).is_none() => error(
-                StatusCode::NOT_FOUND,
-                format!("no DeviceLink {name:?} in namespace {namespace:?}"),
-            ),
+        return Err(match app.catalog.stream(&key) {
+            _ if app.catalog.get(&namespace, &name).is_none() => no_such_link(&namespace, &name),
             Some(Stream::Unavailable(why)) => error(StatusCode::CONFLICT, why),
             _ => error(
                 StatusCode::CONFLICT,
                 "the DeviceLink has no MQTT extension (spec.template.spec.extension.mqtt), so its device takes no writes from MQTT",
             ),
-        };
+        });
     };
-    match route.write(body.to_vec(), app.config.write_timeout()).await {
-        Ok(answer) => {
-            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(
-                |_| json!({"ok": false, "error": String::from_utf8_lossy(&answer)}),
-            );
-            // Applied: 200; refused by the adaptor: 422 with its reasons.
-            let status = if answer["ok"] == true {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            (status, Json(answer)).into_response()
-        }
-        Err(e @ WriteError::NotConnected(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Err(e @ WriteError::NoAnswer(_)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-    }
+    Ok(
+        match route.write(body.to_vec(), app.config.write_timeout()).await {
+            Ok(answer) => {
+                let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(
+                    |_| json!({"ok": false, "error": String::from_utf8_lossy(&answer)}),
+                );
+                // Applied: 200; refused by the adaptor: 422 with its reasons.
+                let status = if answer["ok"] == true {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                (status, Json(answer)).into_response()
+            }
+            Err(e @ WriteError::NotConnected(_)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Err(e @ WriteError::NoAnswer(_)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+        },
+    )
 }
 
 #[derive(Deserialize, Default)]

@@ -63,16 +63,25 @@ pub enum WriteError {
 /// A DeviceLink's write topic on the connection that follows it.
 #[derive(Clone)]
 pub struct Route {
-    client: wire::Client,
-    version: Version,
+    channel: Arc<Channel>,
     write_topic: String,
-    reply_to: String,
-    waiters: Waiters,
-    reply_topics: Arc<Mutex<HashSet<String>>>,
-    state: Arc<Mutex<Result<(), String>>>,
     /// MQTT 3.1.1 answers carry nothing to tell them apart: one write at a
     /// time per DeviceLink.
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A broker connection's client and what its task shares with the
+/// writes routed over it.
+struct Channel {
+    client: wire::Client,
+    version: Version,
+    /// The tail of the console's answer topics on this connection.
+    reply_to: String,
+    waiters: Waiters,
+    /// Answer topics subscribed to, again on every reconnect.
+    reply_topics: Arc<Mutex<HashSet<String>>>,
+    /// Up, or why not.
+    state: Arc<Mutex<Result<(), String>>>,
 }
 
 impl Route {
@@ -85,22 +94,23 @@ impl Route {
     /// under the write topic, matched by correlation data; with 3.1.1 on
     /// the write topic's default answer topic.
     pub async fn write(&self, payload: Vec<u8>, within: Duration) -> Result<Vec<u8>, WriteError> {
-        if let Err(why) = self.state.lock().unwrap().clone() {
+        if let Err(why) = self.channel.state.lock().unwrap().clone() {
             return Err(WriteError::NotConnected(why));
         }
-        let _turn = match self.version {
+        let _turn = match self.channel.version {
             Version::V4 => Some(self.one_at_a_time.lock().await),
             Version::V5 => None,
         };
-        let (reply_topic, correlation) = match self.version {
+        let (reply_topic, correlation) = match self.channel.version {
             Version::V5 => (
-                format!("{}/$reply/{}", self.write_topic, self.reply_to),
+                format!("{}/$reply/{}", self.write_topic, self.channel.reply_to),
                 Some(next_correlation()),
             ),
             Version::V4 => (format!("{}/$reply", self.write_topic), None),
         };
         let (answer, answered) = oneshot::channel();
-        self.waiters
+        self.channel
+            .waiters
             .lock()
             .unwrap()
             .entry(reply_topic.clone())
@@ -112,17 +122,23 @@ impl Route {
         // Queued before the write on the same connection, so the broker
         // has the subscription when the answer comes.
         if self
+            .channel
             .reply_topics
             .lock()
             .unwrap()
             .insert(reply_topic.clone())
         {
-            self.client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+            self.channel
+                .client
+                .try_subscribe(&reply_topic, QoS::AtLeastOnce);
         }
         let response_topic = correlation.is_some().then(|| reply_topic.clone());
-        let sent = self
-            .client
-            .try_request(&self.write_topic, payload, response_topic, correlation);
+        let sent = self.channel.client.try_request(
+            &self.write_topic,
+            payload,
+            response_topic,
+            correlation,
+        );
         let answer = if sent {
             tokio::time::timeout(within, answered)
                 .await
@@ -132,7 +148,7 @@ impl Route {
             None
         };
         // Forget a waiter that got nothing.
-        if let Some(waiting) = self.waiters.lock().unwrap().get_mut(&reply_topic) {
+        if let Some(waiting) = self.channel.waiters.lock().unwrap().get_mut(&reply_topic) {
             waiting.retain(|w| !w.answer.is_closed());
         }
         match (sent, answer) {
@@ -162,16 +178,8 @@ static STARTED: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
 /// A connection to one broker, shared by the DeviceLinks that reach it
 /// with equal settings.
 struct BrokerConnection {
-    client: wire::Client,
-    version: Version,
-    /// The tail of the console's answer topics on this connection.
-    reply_to: String,
+    channel: Arc<Channel>,
     topics: Topics,
-    waiters: Waiters,
-    /// Answer topics subscribed to, again on every reconnect.
-    reply_topics: Arc<Mutex<HashSet<String>>>,
-    /// Up, or why not.
-    state: Arc<Mutex<Result<(), String>>>,
     task: JoinHandle<()>,
 }
 
@@ -215,7 +223,7 @@ impl Feed {
             self.sync();
         }
         for (_, connection) in self.connections.drain() {
-            connection.client.try_disconnect();
+            connection.channel.client.try_disconnect();
             connection.task.abort();
         }
     }
@@ -263,7 +271,7 @@ impl Feed {
         self.connections.retain(|_, c| {
             let needed = !c.topics.lock().unwrap().is_empty();
             if !needed {
-                c.client.try_disconnect();
+                c.channel.client.try_disconnect();
                 c.task.abort();
             }
             needed
@@ -289,7 +297,7 @@ impl Feed {
         let connection = &self.connections[&o.connection];
         let route = connection.route(&o.write_topic);
         self.routes.lock().unwrap().insert(key.clone(), route);
-        let state = connection.state.lock().unwrap().clone();
+        let state = connection.channel.state.lock().unwrap().clone();
         self.catalog.set_stream(
             key,
             Stream::Following {
@@ -347,43 +355,36 @@ impl BrokerConnection {
     fn start(dial: wire::Dial, catalog: Arc<Catalog>, hub: Arc<Hub>) -> BrokerConnection {
         let (version, reply_to) = (dial.version, dial.client_id.clone());
         let (client, connection) = dial.connect(REQUESTS);
+        let channel = Arc::new(Channel {
+            client: client.clone(),
+            version,
+            reply_to,
+            waiters: Waiters::default(),
+            reply_topics: Arc::default(),
+            state: Arc::new(Mutex::new(Err("connecting".to_string()))),
+        });
         let topics = Topics::default();
-        let waiters = Waiters::default();
-        let reply_topics: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let state = Arc::new(Mutex::new(Err("connecting".to_string())));
         let task = tokio::spawn(drive(
             connection,
-            client.clone(),
+            client,
             Shared {
                 topics: topics.clone(),
-                waiters: waiters.clone(),
-                reply_topics: reply_topics.clone(),
-                state: state.clone(),
+                channel: channel.clone(),
                 catalog,
                 hub,
             },
         ));
         BrokerConnection {
-            client,
-            version,
-            reply_to,
+            channel,
             topics,
-            waiters,
-            reply_topics,
-            state,
             task,
         }
     }
 
     fn route(&self, write_topic: &str) -> Route {
         Route {
-            client: self.client.clone(),
-            version: self.version,
+            channel: self.channel.clone(),
             write_topic: write_topic.to_string(),
-            reply_to: self.reply_to.clone(),
-            waiters: self.waiters.clone(),
-            reply_topics: self.reply_topics.clone(),
-            state: self.state.clone(),
             one_at_a_time: Arc::default(),
         }
     }
@@ -391,9 +392,9 @@ impl BrokerConnection {
     fn follow(&self, topic: &str, link: &LinkKey) {
         let mut topics = self.topics.lock().unwrap();
         let links = topics.entry(topic.to_string()).or_default();
-        if links.is_empty() && self.state.lock().unwrap().is_ok() {
+        if links.is_empty() && self.channel.state.lock().unwrap().is_ok() {
             // (When not connected, the subscriptions are made on connecting.)
-            self.client.try_subscribe(topic, QoS::AtMostOnce);
+            self.channel.client.try_subscribe(topic, QoS::AtMostOnce);
         }
         if !links.contains(link) {
             links.push(link.clone());
@@ -406,7 +407,7 @@ impl BrokerConnection {
             links.retain(|l| l != link);
             if links.is_empty() {
                 topics.remove(topic);
-                self.client.try_unsubscribe(topic);
+                self.channel.client.try_unsubscribe(topic);
             }
         }
     }
@@ -415,16 +416,14 @@ impl BrokerConnection {
 /// What a connection's task shares with the feed and the API.
 struct Shared {
     topics: Topics,
-    waiters: Waiters,
-    reply_topics: Arc<Mutex<HashSet<String>>>,
-    state: Arc<Mutex<Result<(), String>>>,
+    channel: Arc<Channel>,
     catalog: Arc<Catalog>,
     hub: Arc<Hub>,
 }
 
 impl Shared {
     fn set_state(&self, now: Result<(), String>) {
-        *self.state.lock().unwrap() = now.clone();
+        *self.channel.state.lock().unwrap() = now.clone();
         for links in self.topics.lock().unwrap().values() {
             for link in links {
                 self.catalog.set_connected(link, &now);
@@ -434,7 +433,7 @@ impl Shared {
 
     /// Hands an answer to the write waiting for it; false if it is not one.
     fn answered(&self, m: &wire::Incoming) -> bool {
-        let mut waiters = self.waiters.lock().unwrap();
+        let mut waiters = self.channel.waiters.lock().unwrap();
         let Some(waiting) = waiters.get_mut(&m.topic) else {
             return false;
         };
@@ -461,7 +460,7 @@ async fn drive(mut connection: wire::Connection, client: wire::Client, shared: S
                 for topic in shared.topics.lock().unwrap().keys() {
                     client.try_subscribe(topic, QoS::AtMostOnce);
                 }
-                for topic in shared.reply_topics.lock().unwrap().iter() {
+                for topic in shared.channel.reply_topics.lock().unwrap().iter() {
                     client.try_subscribe(topic, QoS::AtLeastOnce);
                 }
                 shared.set_state(Ok(()));
@@ -485,7 +484,7 @@ async fn drive(mut connection: wire::Connection, client: wire::Client, shared: S
             Ok(_) => {}
             Err(e) => {
                 debug!(error = %e, "broker connection lost");
-                if shared.state.lock().unwrap().is_ok() {
+                if shared.channel.state.lock().unwrap().is_ok() {
                     warn!(error = %e, "broker connection lost; reconnecting");
                 }
                 shared.set_state(Err(e));

@@ -212,6 +212,11 @@ fn stored(mut sent: Value, resource_version: &str) -> Value {
     sent
 }
 
+/// A condition as `conditions` lists it: (type, status, reason).
+fn stage(type_: &str, status: &str, reason: &str) -> (String, String, String) {
+    (type_.to_string(), status.to_string(), reason.to_string())
+}
+
 fn conditions(status: &Value) -> Vec<(String, String, String)> {
     status["status"]["conditions"]
         .as_array()
@@ -290,7 +295,7 @@ async fn the_pipeline_creates_the_device_writes_the_status_once_and_then_rests()
             ("DeviceCreated", "True", "Success"),
             ("DeviceConnected", "Unknown", "Connecting"),
         ]
-        .map(|(t, s, r)| (t.to_string(), s.to_string(), r.to_string()))
+        .map(|(t, s, r)| stage(t, s, r))
         .to_vec(),
         "{status}"
     );
@@ -377,12 +382,7 @@ async fn a_missing_node_stops_the_pipeline_and_says_so() {
     let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status),
-        [(
-            "NodeExisted".to_string(),
-            "False".to_string(),
-            "NotFound".to_string()
-        ),]
-        .to_vec(),
+        [stage("NodeExisted", "False", "NotFound"),].to_vec(),
         "{status}"
     );
     let event = event_recorded(&mut server).await;
@@ -433,11 +433,7 @@ async fn without_an_adaptor_pod_its_identity_and_pod_are_made_and_the_device_wai
     let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status)[2],
-        (
-            "AdaptorExisted".to_string(),
-            "Unknown".to_string(),
-            "Confirming".to_string()
-        ),
+        stage("AdaptorExisted", "Unknown", "Confirming"),
         "{status}"
     );
     assert_eq!(conditions(&status).len(), 3, "the device waits for the pod");
@@ -743,11 +739,7 @@ async fn a_node_that_is_not_ready_is_shown_as_a_warning_and_the_rest_is_made_rea
     let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status)[0],
-        (
-            "NodeExisted".to_string(),
-            "True".to_string(),
-            "NotReady".to_string()
-        ),
+        stage("NodeExisted", "True", "NotReady"),
         "{status}"
     );
     assert_eq!(
@@ -779,11 +771,7 @@ async fn a_pending_adaptor_pod_is_waited_for_and_an_image_it_cannot_pull_is_name
     let status = status_written(&mut server, "11").await;
     assert_eq!(
         conditions(&status)[2..],
-        [(
-            "AdaptorExisted".to_string(),
-            "Unknown".to_string(),
-            "Confirming".to_string()
-        )],
+        [stage("AdaptorExisted", "Unknown", "Confirming")],
         "on its way, and no device yet: {status}"
     );
     event_recorded(&mut server).await;
@@ -901,11 +889,7 @@ async fn a_device_being_deleted_while_its_devicelink_lives_is_released_and_made_
     let status = status_written(&mut server, "13").await;
     assert_eq!(
         conditions(&status)[3],
-        (
-            "DeviceCreated".to_string(),
-            "True".to_string(),
-            "Success".to_string()
-        )
+        stage("DeviceCreated", "True", "Success")
     );
     event_recorded(&mut server).await;
     silence(&mut server).await;
