@@ -8,4 +8,5 @@ source "$(dirname "$0")/common.sh"
 cd "$root"
 cargo build --release --locked -p devicelink-console -p devicelink-e2e --bin devicelink-console --bin console-bench
 start_control_plane edge-worker
-DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/console-bench" "$@"
+# The harness finds the repository (the chart's rendered RBAC) as cargo test would tell it.
+CARGO_MANIFEST_DIR="$root/e2e" DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/console-bench" "$@"
