@@ -38,6 +38,9 @@ pub struct App {
     pub routes: Routes,
     /// The caches have been filled once.
     pub ready: AtomicBool,
+    /// Why the console stopped following DeviceLinks or devices, if it did:
+    /// then it is not alive (its liveness probe restarts it).
+    pub stopped: std::sync::Mutex<Option<String>>,
 }
 
 /// The subprotocol the stream speaks (JSON text frames).
@@ -55,7 +58,7 @@ const PAGE: &str = include_str!("page/index.html");
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/api/devicelinks", get(list))
@@ -64,6 +67,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/devicelinks/{namespace}/{name}/events", get(events))
         .route("/api/stream", get(stream))
         .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.stopped.lock().unwrap().clone() {
+        None => "ok".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -513,6 +523,42 @@ mod tests {
         ] {
             assert_eq!(valid_filter(filter), ok, "{filter}");
         }
+    }
+
+    #[tokio::test]
+    async fn health_says_when_the_console_stopped_following() {
+        use tower::ServiceExt;
+        // A client that is never used: these endpoints ask nobody.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let app = Arc::new(App {
+            config: <Config as clap::Parser>::parse_from(["devicelink-console"]),
+            gate: Gate::new(client.clone(), std::time::Duration::from_secs(1)),
+            catalog: Catalog::watch(&client).0,
+            hub: Arc::default(),
+            routes: Routes::default(),
+            ready: AtomicBool::new(false),
+            stopped: Default::default(),
+        });
+        let get = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let response = router(app)
+                    .oneshot(
+                        axum::http::Request::get(path)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                response.status().as_u16()
+            }
+        };
+        assert_eq!((get("/healthz").await, get("/readyz").await), (200, 503));
+        app.ready.store(true, Ordering::Release);
+        assert_eq!(get("/readyz").await, 200);
+        *app.stopped.lock().unwrap() = Some("the DeviceLink watch ended".into());
+        assert_eq!(get("/healthz").await, 503);
     }
 
     #[test]

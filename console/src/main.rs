@@ -33,12 +33,36 @@ async fn main() -> anyhow::Result<()> {
         catalog: catalog.clone(),
         hub,
         ready: Default::default(),
+        stopped: Default::default(),
         config: config.clone(),
     });
 
     // The device caches fill as their watches are polled.
-    tokio::spawn(futures::future::join_all(device_watches));
-    tokio::spawn(feed.run(link_changes));
+    // Neither ends while the console works (their watches retry); if one
+    // does, or panics, the console is not alive any more.
+    let watching = [
+        (
+            "the device watches",
+            tokio::spawn(async {
+                futures::future::join_all(device_watches).await;
+            }),
+        ),
+        (
+            "the DeviceLink watch and broker feed",
+            tokio::spawn(feed.run(link_changes)),
+        ),
+    ];
+    for (what, task) in watching {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let why = match task.await {
+                Ok(()) => format!("{what} ended"),
+                Err(e) => format!("{what} failed: {e}"),
+            };
+            tracing::error!(%why, "not alive");
+            *app.stopped.lock().unwrap() = Some(why);
+        });
+    }
     tokio::spawn({
         let app = app.clone();
         async move {
