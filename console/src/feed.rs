@@ -2,6 +2,12 @@
 //! (server, protocol, credentials, TLS material), subscribed to the status
 //! topics of the DeviceLinks that use them. What arrives goes to the hub
 //! (the WebSocket clients) and the catalog (the last message of each).
+//!
+//! Broker credentials and TLS material given by reference come from the
+//! Secrets and ConfigMaps the operator grants the console (`--grant-console`:
+//! exactly those the MQTT extensions reference), followed like the adaptors
+//! follow theirs, so a rotated password moves the DeviceLink to a new
+//! connection by itself.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,16 +18,20 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{DeviceLink, mqtt::MqttOptions};
+use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS, mqtt::MqttOptions};
 use devicelink_mqtt::{
     TopicContext,
     observe::{Observed, observe},
     wire::{self, Seen, Version},
 };
+use devicelink_references::{Following, ObjectKey, References, Update, objects_used_under};
 use futures::{StreamExt, stream::BoxStream};
-use kube::ResourceExt;
+use kube::{Client, ResourceExt};
 use rumqttc::QoS;
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -194,10 +204,14 @@ pub struct Feed {
     /// The spec each DeviceLink was last looked at in: (uid, generation).
     seen: HashMap<LinkKey, (Option<String>, Option<i64>)>,
     routes: Routes,
+    /// The Secrets and ConfigMaps the followed brokers' settings use.
+    references: Following,
+    reference_updates: mpsc::UnboundedReceiver<(ObjectKey, Update)>,
 }
 
 impl Feed {
-    pub fn new(catalog: Arc<Catalog>, hub: Arc<Hub>, client_id: String) -> Feed {
+    pub fn new(catalog: Arc<Catalog>, hub: Arc<Hub>, client_id: String, client: Client) -> Feed {
+        let (references, reference_updates) = Following::new(client);
         Feed {
             catalog,
             hub,
@@ -206,6 +220,8 @@ impl Feed {
             following: HashMap::new(),
             seen: HashMap::new(),
             routes: Routes::default(),
+            references,
+            reference_updates,
         }
     }
 
@@ -219,12 +235,33 @@ impl Feed {
         // Changes come in bursts (the first list, a kubectl apply of many):
         // each burst is one look at the whole set, which costs no request.
         let mut bursts = changes.ready_chunks(4096);
-        while bursts.next().await.is_some() {
-            self.sync();
+        loop {
+            tokio::select! {
+                burst = bursts.next() => match burst {
+                    Some(_) => self.sync(),
+                    None => break,
+                },
+                Some((object, update)) = self.reference_updates.recv() => {
+                    self.references.record(&object, update);
+                    self.look_again_at_users_of(&object);
+                    self.sync();
+                }
+            }
         }
         for (_, connection) in self.connections.drain() {
             connection.channel.client.try_disconnect();
             connection.task.abort();
+        }
+    }
+
+    /// A referenced object changed (or could not be read): the DeviceLinks
+    /// whose broker settings use it are looked at again.
+    fn look_again_at_users_of(&mut self, object: &ObjectKey) {
+        for link in self.catalog.links.state() {
+            if objects_used_under(&link, MQTT_EXTENSION_REFERENCE_PATHS).contains(object) {
+                self.seen
+                    .remove(&(link.namespace().unwrap_or_default(), link.name_any()));
+            }
         }
     }
 
@@ -248,6 +285,13 @@ impl Feed {
             self.unfollow(&key);
             self.catalog.forget(&key);
         }
+        // Before resolving: an object just wanted reads as "being read".
+        self.references.want(
+            links
+                .iter()
+                .flat_map(|l| objects_used_under(l, MQTT_EXTENSION_REFERENCE_PATHS))
+                .collect(),
+        );
         for link in links {
             let key = (link.namespace().unwrap_or_default(), link.name_any());
             let version = (link.uid(), link.metadata.generation);
@@ -255,7 +299,7 @@ impl Feed {
                 continue;
             }
             self.seen.insert(key.clone(), version);
-            match observed(&link, &self.client_id) {
+            match observed(&link, &self.client_id, &self.references.resolve(&link)) {
                 Ok(Some(o)) => self.follow(key, o),
                 Ok(None) => {
                     self.unfollow(&key);
@@ -320,8 +364,13 @@ impl Feed {
 }
 
 /// How the console follows a DeviceLink's device: None when it has no MQTT
-/// extension, an error naming the field when its settings cannot be used.
-fn observed(link: &DeviceLink, client_id: &str) -> Result<Option<Observed>, String> {
+/// extension, an error naming the field when its settings cannot be used
+/// (or a value they refer to cannot be read yet).
+fn observed(
+    link: &DeviceLink,
+    client_id: &str,
+    references: &References,
+) -> Result<Option<Observed>, String> {
     const FIELD: &str = "spec.template.spec.extension.mqtt";
     let Some(mqtt) = link
         .spec
@@ -340,13 +389,9 @@ fn observed(link: &DeviceLink, client_id: &str) -> Result<Option<Observed>, Stri
         name: link.name_any(),
         uid: link.uid().unwrap_or_default(),
     };
-    let no_references: devicelink_mqtt::publisher::Resolve = &|item| {
-        Err(format!(
-            "uses reference {:?}; the console does not read Secrets or ConfigMaps yet, so it follows only brokers whose settings are given inline",
-            item.name
-        ))
-    };
-    observe(&options, &context, no_references, client_id)
+    let resolve: devicelink_mqtt::publisher::Resolve =
+        &|item| references.text(item).map_err(|e| e.to_string());
+    observe(&options, &context, resolve, client_id)
         .map(Some)
         .map_err(|e| format!("{FIELD}.{e}"))
 }

@@ -26,7 +26,12 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let (catalog, link_changes, device_watches) = Catalog::watch(&client);
     let hub = Arc::new(Hub::default());
-    let feed = Feed::new(catalog.clone(), hub.clone(), config.client_id.clone());
+    let feed = Feed::new(
+        catalog.clone(),
+        hub.clone(),
+        config.client_id.clone(),
+        client.clone(),
+    );
     let app = Arc::new(App {
         routes: feed.routes(),
         gate: Gate::new(client.clone(), config.review_for()),

@@ -374,3 +374,62 @@ impl DeviceLink {
             .unwrap_or_default()
     }
 }
+
+/// Where the MQTT extension's `*Ref` fields are: the settings of the broker
+/// connection that carries a device's status (the console reads these).
+pub const MQTT_EXTENSION_REFERENCE_PATHS: &str = "extension.mqtt.";
+
+impl DeviceLinkSpec {
+    /// The entries of `references` that the template uses at a `*Ref` field
+    /// whose path starts with `prefix` (one of [`REFERENCE_PATHS`]'s).
+    pub fn references_used_under(&self, prefix: &str) -> Vec<&DeviceLinkReference> {
+        let Some(template) = &self.template.spec else {
+            return Vec::new();
+        };
+        let used: std::collections::BTreeSet<&str> = REFERENCE_PATHS
+            .iter()
+            .filter(|path| path.starts_with(prefix))
+            .filter_map(|path| template.pointer(&format!("/{}", path.replace('.', "/"))))
+            .filter_map(|by_ref| by_ref.get("name")?.as_str())
+            .collect();
+        self.references
+            .iter()
+            .filter(|r| used.contains(r.name.as_str()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_used_under_a_prefix_are_those_its_ref_fields_name() {
+        let spec: DeviceLinkSpec = serde_json::from_value(serde_json::json!({
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/opcua"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "OPCUADevice"},
+            "references": [
+                {"name": "broker", "secret": {"name": "mqtt-auth"}},
+                {"name": "ca", "configMap": {"name": "broker-ca"}},
+                {"name": "server", "secret": {"name": "opcua-auth"}},
+            ],
+            "template": {"spec": {
+                "protocol": {"basicAuth": {"passwordRef": {"name": "server", "item": "password"}}},
+                "extension": {"mqtt": {"client": {
+                    "basicAuth": {"passwordRef": {"name": "broker", "item": "password"}},
+                    "tlsConfig": {"caFilePEMRef": {"name": "ca", "item": "ca.pem"}},
+                }}},
+            }},
+        }))
+        .unwrap();
+        let names = |prefix| {
+            spec.references_used_under(prefix)
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(MQTT_EXTENSION_REFERENCE_PATHS), ["broker", "ca"]);
+        assert_eq!(names("protocol."), ["server"]);
+        assert_eq!(names(""), ["broker", "ca", "server"]);
+    }
+}

@@ -11,6 +11,8 @@ pub const MANAGER: &str = "devicelink-operator";
 pub const NODE: &str = "edge.cattle.io/node";
 /// The adaptor kind (`dummy`, `modbus`, ...) of an adaptor pod or a device.
 pub const ADAPTOR: &str = "edge.cattle.io/adaptor";
+/// What part of devicelink an object is for, such as the console's grants.
+pub const COMPONENT: &str = "app.kubernetes.io/component";
 
 /// A label value that stands for a node name.
 ///

@@ -12,10 +12,14 @@ use devicelink_e2e::{
     console::{Socket, install_rbac, next_frame, open_stream, open_stream_with, user},
     create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
     modbus::{ModbusServer, device_with_writes, holding},
-    process::{Console, free_port, http_get, http_get_as, http_post_as, start_operator},
+    process::{Console, Operator, free_port, http_get, http_get_as, http_post_as, start_operator},
 };
 use futures::StreamExt;
-use kube::{Api, api::PostParams};
+use k8s_openapi::api::{core::v1::Secret, rbac::v1::Role};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -654,6 +658,159 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
 
     browser.stop().await;
     delete_links_and_wait(&links, &["attic-fan"]).await;
+    console.stop().await;
+    operator.stop().await;
+}
+
+/// Broker credentials by reference: an operator not told of the console
+/// grants it nothing, and the console says why it cannot follow the fan;
+/// told (`--grant-console`, as the chart does with console.enabled), it
+/// grants exactly the Secret the fan's MQTT extension names (not another
+/// reference the DeviceLink has), the console reaches the fan through a
+/// broker that takes no anonymous clients, and a rotated password (on the
+/// broker and in the Secret) brings it back without anyone touching the
+/// DeviceLink.
+#[tokio::test]
+async fn the_console_follows_a_broker_whose_credentials_come_from_a_secret() {
+    let namespace = "e2e-console-secrets";
+    let (_guard, client) = begin(namespace).await;
+    let broker_port = free_port();
+    let broker = Mosquitto::start_on(broker_port, &[("plant", "first-password")]).await;
+    let operator = Operator::start_with("e2e-console-secrets-operator", &[]);
+    let _kubelet = LocalKubelet::start(client.clone());
+    let _rbac = install_rbac();
+    let console = Console::start("e2e-console-secrets", &[]);
+    let token = user(namespace, "operator", &["get", "list", "watch", "update"]);
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let apply = PatchParams::apply("e2e").force();
+    let credentials = |password: &str| -> Secret {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "broker-auth"},
+            "stringData": {"username": "plant", "password": password}}))
+        .unwrap()
+    };
+    secrets
+        .patch(
+            "broker-auth",
+            &apply,
+            &Patch::Apply(credentials("first-password")),
+        )
+        .await
+        .expect("the broker's credentials");
+    let site: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "site-notes"}, "stringData": {"notes": "not for the console"}}))
+    .unwrap();
+    secrets
+        .patch("site-notes", &apply, &Patch::Apply(site))
+        .await
+        .expect("a Secret the MQTT extension does not use");
+
+    let mut fan = dummy_link(
+        namespace,
+        "boiler-fan",
+        "edge-worker",
+        json!({"spec": {"protocol": {"location": "boiler room"}, "gear": "fast", "on": true,
+            "extension": {"mqtt": {
+                "client": {"server": broker.url(), "protocolVersion": 5,
+                           "basicAuth": {"usernameRef": {"name": "broker", "item": "username"},
+                                         "passwordRef": {"name": "broker", "item": "password"}}},
+                "message": {"topic": "e2e/console-secrets/:namespace/:name"}}}}}),
+    );
+    fan.spec.references = serde_json::from_value(json!([
+        {"name": "broker", "secret": {"name": "broker-auth"}},
+        {"name": "site", "secret": {"name": "site-notes"}},
+    ]))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    create_connected(&links, &fan).await;
+
+    // Not granted: the console names the reference and the API server's refusal.
+    let path = format!("/api/devicelinks/{namespace}/boiler-fan");
+    eventually_showing("the console to say why it cannot follow", WAIT, || async {
+        let (code, body) = get_json(console.port, &path, &token).await;
+        let error = body["stream"]["error"].as_str().unwrap_or_default();
+        (error.contains(
+            "extension.mqtt.client.basicAuth.usernameRef: reference \"broker\" is still being read",
+        ) && error.contains("secrets \"broker-auth\" is forbidden"))
+        .then_some(())
+        .ok_or(format!("{code} {body}"))
+    })
+    .await;
+    operator.stop().await;
+    let operator = Operator::start_with("e2e-console-secrets-operator", &["--grant-console"]);
+
+    // The console's grant names the broker's Secret and nothing else.
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    let granted = eventually_showing("the console's grant", WAIT, || async {
+        let role = roles
+            .get_opt("devicelink-console")
+            .await
+            .map_err(|e| e.to_string())?;
+        let rules = role.and_then(|r| r.rules).ok_or("no Role yet")?;
+        Ok::<_, String>(rules)
+    })
+    .await;
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(
+        granted[0].resource_names.as_deref(),
+        Some(&["broker-auth".to_string()][..]),
+        "{granted:?}"
+    );
+
+    // The console is connected with the Secret's credentials and sees the
+    // fan; a write through it is answered.
+    let connected = || async {
+        let (code, body) = get_json(console.port, &path, &token).await;
+        (code == 200 && body["stream"]["connected"] == true && body["lastMessage"].is_object())
+            .then_some(())
+            .ok_or(format!("{code} {body}"))
+    };
+    eventually_showing(
+        "the fan followed with the Secret's credentials",
+        WAIT,
+        connected,
+    )
+    .await;
+    let write = format!("{path}/write");
+    let (code, body) = http_post_as(console.port, &write, &token, r#"{"gear": "middle"}"#)
+        .await
+        .expect("the console answers");
+    assert_eq!(code, 200, "{body}");
+
+    // The password is rotated: the broker takes only the new one, then the
+    // Secret says it. The console's old connection is refused; it follows
+    // the Secret and connects with the new password by itself.
+    broker.stop().await;
+    let _broker = Mosquitto::start_on(broker_port, &[("plant", "second-password")]).await;
+    secrets
+        .patch(
+            "broker-auth",
+            &apply,
+            &Patch::Apply(credentials("second-password")),
+        )
+        .await
+        .expect("the rotated password");
+    eventually_showing("a write with the rotated password", WAIT, || async {
+        let (code, body) = http_post_as(console.port, &write, &token, r#"{"gear": "slow"}"#)
+            .await
+            .ok_or("no answer")?;
+        (code == 200).then_some(()).ok_or(format!("{code} {body}"))
+    })
+    .await;
+    eventually_showing("the fan followed after the rotation", WAIT, connected).await;
+
+    // The DeviceLink gone, the console's grant goes with it.
+    delete_links_and_wait(&links, &["boiler-fan"]).await;
+    eventually("the console's grant revoked", WAIT, || async {
+        roles
+            .get_opt("devicelink-console")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     console.stop().await;
     operator.stop().await;
 }

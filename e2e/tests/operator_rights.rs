@@ -34,6 +34,8 @@ fn owned_meta(name: &str, namespace: Option<&str>) -> Value {
            "labels": {"app.kubernetes.io/managed-by": "devicelink-operator"}})
 }
 
+/// The ServiceAccount `name` in the operator's namespace (an adaptor pod's,
+/// or the console's).
 fn adaptor_subject(name: &str) -> Value {
     json!([{"kind": "ServiceAccount", "name": name, "namespace": SYSTEM_NAMESPACE}])
 }
@@ -99,7 +101,7 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
     .await;
     assert!(
         message.contains(
-            "devicelink-operator may create, change and delete only adaptor identities (named devicelink-adaptor-<kind>-<node>), not clusterrolebindings e2e-plant-viewers"
+            "devicelink-operator may create, change and delete only adaptor identities (named devicelink-adaptor-<kind>-<node>) and the console grants (Roles and RoleBindings named devicelink-console), not clusterrolebindings e2e-plant-viewers"
         ),
         "{message}"
     );
@@ -186,7 +188,7 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
             .await,
     );
     assert!(
-        message.contains("rolebindings devicelink-adaptor-dummy-e2e-rights may bind only the adaptor ServiceAccount of the same name to the Role of the same name"),
+        message.contains("rolebindings devicelink-adaptor-dummy-e2e-rights may bind only the ServiceAccount of the same name to the Role of the same name"),
         "{message}"
     );
     let message = refusal(
@@ -208,6 +210,70 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
         .delete(name, &DeleteParams::default())
         .await
         .expect("the operator removes its own Role");
+
+    // The console's grant: a Role of named Secrets bound to the console's
+    // ServiceAccount is admitted; bound to anyone else, or under the
+    // console's name cluster-wide, it is not.
+    let console = "devicelink-console";
+    let _ = bindings.delete(console, &DeleteParams::default()).await;
+    let _ = roles.delete(console, &DeleteParams::default()).await;
+    roles
+        .create(
+            &create,
+            &typed(json!({"metadata": owned_meta(console, Some(NAMESPACE)),
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"], "verbs": ["get", "list", "watch"]}]})),
+        )
+        .await
+        .expect("the console's grant of named Secrets is admitted");
+    let message = refusal(
+        "binding the console's grant to a user",
+        bindings
+            .create(
+                &create,
+                &typed(json!({"metadata": owned_meta(console, Some(NAMESPACE)),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": console},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains(
+            "rolebindings devicelink-console may bind only the ServiceAccount of the same name"
+        ),
+        "{message}"
+    );
+    bindings
+        .create(
+            &create,
+            &typed(json!({"metadata": owned_meta(console, Some(NAMESPACE)),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": console},
+                "subjects": adaptor_subject(console)})),
+        )
+        .await
+        .expect("the console's grant bound to the console's ServiceAccount is admitted");
+    let message = refusal(
+        "a cluster-wide binding under the console's name",
+        cluster_bindings
+            .create(
+                &create,
+                &typed(json!({"metadata": owned_meta(console, None),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-adaptor-dummy"},
+                    "subjects": adaptor_subject(console)})),
+            )
+            .await,
+    );
+    assert!(
+        message.contains("not clusterrolebindings devicelink-console"),
+        "{message}"
+    );
+    bindings
+        .delete(console, &DeleteParams::default())
+        .await
+        .expect("the operator removes the console's binding");
+    roles
+        .delete(console, &DeleteParams::default())
+        .await
+        .expect("the operator removes the console's Role");
 
     // A pod in the operator's namespace running as the operator (or any
     // account but its own adaptor one): refused.

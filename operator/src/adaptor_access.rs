@@ -8,8 +8,13 @@
 //! it serves there reference, and nothing else: an edge node is the exposed
 //! party, so what one node's adaptor could leak is only its own devices'
 //! credentials.
+//!
+//! The live console, when the operator is told it is installed
+//! (`--grant-console`), gets the same kind of Role per namespace, naming
+//! only the objects the MQTT extensions there reference: it follows device
+//! topics on those brokers and needs their credentials, and nothing else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use devicelink_api::adaptor::AdaptorKind;
 use k8s_openapi::api::{
@@ -17,6 +22,8 @@ use k8s_openapi::api::{
     rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject},
 };
 use kube::api::ObjectMeta;
+
+use devicelink_api::labels;
 
 use crate::{adaptor_pod, config::Config};
 
@@ -78,7 +85,61 @@ pub fn identity(
     (account, binding)
 }
 
-/// The Secrets and ConfigMaps, by name, that an adaptor pod may read in one
+/// The console's ServiceAccount (in the operator's namespace) and the name
+/// of its Role and RoleBinding in each namespace it is granted objects in.
+pub const CONSOLE: &str = "devicelink-console";
+
+/// Who a grant of referenced Secrets and ConfigMaps is for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Grantee {
+    /// One adaptor pod: an adaptor kind on a node.
+    AdaptorPod {
+        adaptor: &'static AdaptorKind,
+        node: String,
+    },
+    /// The live console.
+    Console,
+}
+
+impl Grantee {
+    /// The name of its Role and RoleBinding (and its ServiceAccount's).
+    pub fn name(&self) -> String {
+        match self {
+            Grantee::AdaptorPod { adaptor, node } => name(adaptor, node),
+            Grantee::Console => CONSOLE.to_string(),
+        }
+    }
+
+    fn subject(&self, config: &Config) -> Subject {
+        match self {
+            Grantee::AdaptorPod { adaptor, node } => subject(config, adaptor, node),
+            Grantee::Console => Subject {
+                kind: "ServiceAccount".into(),
+                name: CONSOLE.into(),
+                namespace: Some(config.lease_namespace.clone()),
+                api_group: None,
+            },
+        }
+    }
+
+    fn meta(&self, namespace: &str) -> ObjectMeta {
+        let labels = match self {
+            Grantee::AdaptorPod { adaptor, node } => adaptor_pod::pod_labels(adaptor, node),
+            Grantee::Console => BTreeMap::from([
+                (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                (labels::COMPONENT.to_string(), CONSOLE.to_string()),
+            ]),
+        };
+        ObjectMeta {
+            name: Some(self.name()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        }
+    }
+}
+
+/// The Secrets and ConfigMaps, by name, that a grantee may read in one
 /// namespace.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -92,12 +153,11 @@ impl Grant {
     }
 }
 
-/// The Role and RoleBinding in `namespace` that give the pod `grant`.
+/// The Role and RoleBinding in `namespace` that give `grantee` `grant`.
 pub fn reference_access(
     config: &Config,
     namespace: &str,
-    adaptor: &AdaptorKind,
-    node: &str,
+    grantee: &Grantee,
     grant: &Grant,
 ) -> (Role, RoleBinding) {
     // get, and list/watch with a metadata.name field selector: RBAC checks
@@ -116,8 +176,8 @@ pub fn reference_access(
     if !grant.config_maps.is_empty() {
         rules.push(rule("configmaps", &grant.config_maps));
     }
-    let subject = subject(config, adaptor, node);
-    let mut role_meta = meta(Some(namespace), adaptor, node);
+    let subject = grantee.subject(config);
+    let mut role_meta = grantee.meta(namespace);
     role_meta.annotations = Some(
         [(
             GRANT_HASH.to_string(),
@@ -130,11 +190,11 @@ pub fn reference_access(
         rules: Some(rules),
     };
     let binding = RoleBinding {
-        metadata: meta(Some(namespace), adaptor, node),
+        metadata: grantee.meta(namespace),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "Role".into(),
-            name: name(adaptor, node),
+            name: grantee.name(),
         },
         subjects: Some(vec![subject]),
     };
@@ -154,8 +214,11 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn dummy() -> &'static AdaptorKind {
-        devicelink_api::adaptor::find_short("dummy").unwrap()
+    fn dummy() -> Grantee {
+        Grantee::AdaptorPod {
+            adaptor: devicelink_api::adaptor::find_short("dummy").unwrap(),
+            node: "edge-1".into(),
+        }
     }
 
     #[test]
@@ -165,7 +228,7 @@ mod tests {
             secrets: ["mqtt-auth".to_string()].into(),
             config_maps: BTreeSet::new(),
         };
-        let (role, binding) = reference_access(&config, "plant", dummy(), "edge-1", &grant);
+        let (role, binding) = reference_access(&config, "plant", &dummy(), &grant);
         let rules = role.rules.unwrap();
         assert_eq!(rules.len(), 1, "no ConfigMap rule without ConfigMaps");
         assert_eq!(rules[0].resources, Some(vec!["secrets".to_string()]));
@@ -188,10 +251,36 @@ mod tests {
             ..Default::default()
         };
         let hash = |g: &Grant| {
-            let (role, _) = reference_access(&config, "ns", dummy(), "n", g);
+            let (role, _) = reference_access(&config, "ns", &dummy(), g);
             grant_hash(&role.metadata).unwrap().to_string()
         };
         assert_eq!(hash(&one), hash(&one.clone()));
         assert_ne!(hash(&one), hash(&two));
+    }
+
+    #[test]
+    fn the_console_grant_binds_the_console_account_in_the_operators_namespace() {
+        let config = Config::parse_from(["op", "--grant-console", "--lease-namespace", "edge"]);
+        let grant = Grant {
+            secrets: ["mqtt-auth".to_string()].into(),
+            config_maps: ["broker-ca".to_string()].into(),
+        };
+        let (role, binding) = reference_access(&config, "plant", &Grantee::Console, &grant);
+        assert_eq!(role.metadata.name.as_deref(), Some("devicelink-console"));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| r.verbs == ["get", "list", "watch"]));
+        assert_eq!(binding.role_ref.name, "devicelink-console");
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            ("devicelink-console", Some("edge"))
+        );
+        let labels = role.metadata.labels.unwrap();
+        assert_eq!(
+            labels.get(labels::MANAGED_BY).map(String::as_str),
+            Some("devicelink-operator")
+        );
+        assert_eq!(labels.get(labels::ADAPTOR), None, "no adaptor pod's grant");
     }
 }

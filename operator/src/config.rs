@@ -63,6 +63,13 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
 
+    /// The live console is installed (as the ServiceAccount devicelink-console
+    /// in this namespace): grant it, per namespace, read access to exactly the
+    /// Secrets and ConfigMaps that MQTT extensions there reference, so that
+    /// it can follow devices on brokers that need credentials.
+    #[arg(long, env = "DEVICELINK_GRANT_CONSOLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub grant_console: bool,
+
     /// The loaded `adaptor_settings_file` (see [`Config::load_settings`]).
     #[arg(skip)]
     pub adaptor_settings: AdaptorSettings,

@@ -22,9 +22,21 @@ const NOT_FOUND: &str = "ReferenceNotFound";
 
 /// The Secrets and ConfigMaps a DeviceLink references, by name.
 pub fn referenced_objects(link: &DeviceLink) -> (BTreeSet<String>, BTreeSet<String>) {
+    objects_in(&link.spec.references)
+}
+
+/// The Secrets and ConfigMaps, by name, of the references that the
+/// DeviceLink's template uses at `*Ref` fields under `prefix`.
+pub fn objects_used_under(link: &DeviceLink, prefix: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    objects_in(link.spec.references_used_under(prefix))
+}
+
+fn objects_in<'a>(
+    references: impl IntoIterator<Item = &'a DeviceLinkReference>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut secrets = BTreeSet::new();
     let mut config_maps = BTreeSet::new();
-    for r in &link.spec.references {
+    for r in references {
         if let Some(s) = &r.secret {
             secrets.insert(s.name.clone());
         }

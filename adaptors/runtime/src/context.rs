@@ -15,8 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    Reason, references::References, registry::Model, write_ledger::WriteLedger,
-    write_rate::WriteRate,
+    Reason, References, registry::Model, write_ledger::WriteLedger, write_rate::WriteRate,
 };
 
 /// A connection to the broker of a device that speaks MQTT itself

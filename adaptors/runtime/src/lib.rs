@@ -15,7 +15,6 @@ mod context;
 mod health;
 mod link_status;
 mod metrics;
-mod references;
 mod registry;
 mod release;
 mod status_writer;
@@ -32,5 +31,5 @@ pub use devicelink_mqtt::{
     publisher::WriteRequest,
     write::{Accepts, Property, Refusal, Writes, decode as decode_write},
 };
-pub use references::{ReferenceError, References};
+pub use devicelink_references::{ReferenceError, References};
 pub use registry::{Adaptor, Model, RuntimeConfig};

@@ -30,15 +30,14 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
-    link_status, metrics,
-    references::{self, Data, Followed, ObjectKey, References},
-    release, status_writer, supervise, write_events,
+    link_status, metrics, release, status_writer, supervise, write_events,
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
     MqttMetrics,
     publisher::{DeviceMqtt, WriteRequest},
 };
+use devicelink_references::{Following, References, objects_of};
 
 /// A device model an adaptor drives: any namespaced device resource that
 /// carries the MQTT extension.
@@ -114,20 +113,9 @@ struct Running<K> {
 
 /// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
 /// they reference.
-#[derive(Default)]
 struct Links {
     known: HashMap<String, Arc<DeviceLink>>,
-    /// Current contents of every referenced object.
-    followed: Followed,
-    following: HashMap<ObjectKey, AbortOnDrop>,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    following: Following,
 }
 
 impl Links {
@@ -136,31 +124,15 @@ impl Links {
         Arc::new(
             self.known
                 .get(key)
-                .map(|l| references::resolve(l, &self.followed))
+                .map(|l| self.following.resolve(l))
                 .unwrap_or_else(References::awaiting_link),
         )
     }
 
     /// Follows exactly the objects the known DeviceLinks reference.
-    fn follow_referenced(
-        &mut self,
-        client: &Client,
-        updates: &mpsc::UnboundedSender<(ObjectKey, Option<Data>)>,
-    ) {
-        let wanted: HashSet<ObjectKey> = self
-            .known
-            .values()
-            .flat_map(|l| references::objects_of(l))
-            .collect();
-        self.following.retain(|k, _| wanted.contains(k));
-        self.followed.retain(|k, _| wanted.contains(k));
-        for key in wanted {
-            if !self.following.contains_key(&key) {
-                let task = references::follow(client.clone(), key.clone(), updates.clone());
-                self.followed.insert(key.clone(), None);
-                self.following.insert(key, AbortOnDrop(task));
-            }
-        }
+    fn follow_referenced(&mut self) {
+        let wanted = self.known.values().flat_map(|l| objects_of(l)).collect();
+        self.following.want(wanted);
     }
 }
 
@@ -383,8 +355,11 @@ where
     let mut running: HashMap<String, Running<K>> = HashMap::new();
     // Deleted devices being let go of (see release.rs).
     let mut releasing: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let mut links = Links::default();
-    let (object_tx, mut object_updates) = mpsc::unbounded_channel::<(ObjectKey, Option<Data>)>();
+    let (following, mut object_updates) = Following::new(client.clone());
+    let mut links = Links {
+        known: HashMap::new(),
+        following,
+    };
     let mut seen_in_relist: HashSet<String> = HashSet::new();
     let mut links_in_relist: HashSet<String> = HashSet::new();
 
@@ -396,12 +371,12 @@ where
             () = &mut shutdown => break,
             _ = beat.tick() => continue,
             u = updates.next() => match u { Some(u) => u, None => break },
-            Some((key, data)) = object_updates.recv() => {
-                // A referenced Secret or ConfigMap changed: the devices whose
-                // DeviceLinks use it see their new values.
-                links.followed.insert(key.clone(), Some(data));
+            Some((key, update)) = object_updates.recv() => {
+                // A referenced Secret or ConfigMap changed (or could not be
+                // read): the devices whose DeviceLinks use it see it.
+                links.following.record(&key, update);
                 for (k, r) in &running {
-                    if links.known.get(k).is_some_and(|l| references::objects_of(l).contains(&key)) {
+                    if links.known.get(k).is_some_and(|l| objects_of(l).contains(&key)) {
                         let now = links.references(k);
                         r.references.send_if_modified(|old| replace_if_changed(old, now));
                     }
@@ -499,7 +474,7 @@ where
                     }
                 };
                 if let Some(touched) = touched {
-                    links.follow_referenced(&client, &object_tx);
+                    links.follow_referenced();
                     for (k, r) in &running {
                         if touched.as_ref().is_none_or(|t| t == k) {
                             let now = links.references(k);

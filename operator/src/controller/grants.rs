@@ -1,8 +1,8 @@
-//! Keeping each adaptor pod's grant (the Role naming the Secrets and
-//! ConfigMaps it may read in a namespace) in line with the DeviceLinks it
-//! serves there.
+//! Keeping each grant (the Role naming the Secrets and ConfigMaps an adaptor
+//! pod, or the console, may read in a namespace) in line with the
+//! DeviceLinks there.
 
-use devicelink_api::{DeviceLink, adaptor::AdaptorKind};
+use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use tracing::info;
@@ -12,73 +12,107 @@ use super::{
     writes::{apply_object, delete_ignoring_missing},
 };
 use crate::{
-    adaptor_access::{self, Grant},
+    adaptor_access::{self, Grant, Grantee},
     error::Result,
     references,
 };
 
-/// One adaptor pod's access in one namespace.
+/// Who reads a DeviceLink's referenced objects: the adaptor pod serving it
+/// reads all of them, the console only those of its MQTT extension.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Reader {
+    AdaptorPod,
+    Console,
+}
+
+/// One grantee's access in one namespace.
 #[derive(Clone, PartialEq, Debug)]
 pub(super) struct AccessKey {
     namespace: String,
-    adaptor: &'static AdaptorKind,
-    node: String,
+    grantee: Grantee,
 }
 
 impl AccessKey {
-    fn of(link: &DeviceLink) -> Option<AccessKey> {
+    fn of(link: &DeviceLink, reader: Reader) -> Option<AccessKey> {
+        let grantee = match reader {
+            Reader::AdaptorPod => Grantee::AdaptorPod {
+                adaptor: devicelink_api::adaptor::find(&link.spec.adaptor.name)?,
+                node: link.spec.adaptor.node.clone(),
+            },
+            Reader::Console => Grantee::Console,
+        };
         Some(AccessKey {
             namespace: link.namespace()?,
-            adaptor: devicelink_api::adaptor::find(&link.spec.adaptor.name)?,
-            node: link.spec.adaptor.node.clone(),
+            grantee,
         })
     }
 
     fn serves(&self, link: &DeviceLink) -> bool {
         link.metadata.namespace.as_deref() == Some(self.namespace.as_str())
-            && link.spec.adaptor.node == self.node
-            && devicelink_api::adaptor::find(&link.spec.adaptor.name)
-                .is_some_and(|a| a.short_name == self.adaptor.short_name)
+            && match &self.grantee {
+                Grantee::AdaptorPod { adaptor, node } => {
+                    link.spec.adaptor.node == *node
+                        && devicelink_api::adaptor::find(&link.spec.adaptor.name)
+                            .is_some_and(|a| a.short_name == adaptor.short_name)
+                }
+                Grantee::Console => true,
+            }
     }
 }
 
-/// Makes the Role of one adaptor pod in one namespace name exactly the
-/// Secrets and ConfigMaps its DeviceLinks there reference (none: no Role).
-pub(super) async fn sync_grant(key: &AccessKey, ctx: &Context) -> Result<()> {
+/// The Secrets and ConfigMaps of `link` that `reader` reads.
+pub(super) fn read_by(reader: Reader, link: &DeviceLink) -> Grant {
+    let (secrets, config_maps) = match reader {
+        Reader::AdaptorPod => references::referenced_objects(link),
+        Reader::Console => references::objects_used_under(link, MQTT_EXTENSION_REFERENCE_PATHS),
+    };
+    Grant {
+        secrets,
+        config_maps,
+    }
+}
+
+/// The readers the operator grants objects to.
+fn readers(ctx: &Context) -> &'static [Reader] {
+    if ctx.config.grant_console {
+        &[Reader::AdaptorPod, Reader::Console]
+    } else {
+        &[Reader::AdaptorPod]
+    }
+}
+
+/// Makes the Role of one grantee in one namespace name exactly the Secrets
+/// and ConfigMaps its DeviceLinks there reference (none: no Role).
+async fn sync_grant(key: &AccessKey, reader: Reader, ctx: &Context) -> Result<()> {
     let mut grant = Grant::default();
     for link in ctx.links.state() {
         if link.metadata.deletion_timestamp.is_none() && key.serves(&link) {
-            let (secrets, config_maps) = references::referenced_objects(&link);
-            grant.secrets.extend(secrets);
-            grant.config_maps.extend(config_maps);
+            let read = read_by(reader, &link);
+            grant.secrets.extend(read.secrets);
+            grant.config_maps.extend(read.config_maps);
         }
     }
-    let name = adaptor_access::name(key.adaptor, &key.node);
+    let name = key.grantee.name();
     let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let cached = ctx.roles.get(&ObjectRef::new(&name).within(&key.namespace));
     if grant.is_empty() {
         if cached.is_some() {
-            info!(namespace = %key.namespace, %name, "adaptor pod needs no Secret or ConfigMap here any more; revoking");
+            info!(namespace = %key.namespace, %name, "no Secret or ConfigMap to grant here any more; revoking");
             delete_ignoring_missing(&bindings, &name).await?;
             delete_ignoring_missing(&roles, &name).await?;
         }
         return Ok(());
     }
-    let (role, binding) = adaptor_access::reference_access(
-        &ctx.config,
-        &key.namespace,
-        key.adaptor,
-        &key.node,
-        &grant,
-    );
+    let (role, binding) =
+        adaptor_access::reference_access(&ctx.config, &key.namespace, &key.grantee, &grant);
     let current = cached
         .as_ref()
         .and_then(|c| adaptor_access::grant_hash(&c.metadata));
     if current.is_some() && current == adaptor_access::grant_hash(&role.metadata) {
         return Ok(());
     }
-    info!(namespace = %key.namespace, %name, secrets = ?grant.secrets, config_maps = ?grant.config_maps, "granting adaptor pod its referenced objects");
+    info!(namespace = %key.namespace, %name, secrets = ?grant.secrets, config_maps = ?grant.config_maps, "granting referenced objects");
     apply_object(&roles, &role).await?;
     apply_object(&bindings, &binding).await?;
     Ok(())
@@ -87,13 +121,15 @@ pub(super) async fn sync_grant(key: &AccessKey, ctx: &Context) -> Result<()> {
 /// A DeviceLink moved to another node or adaptor no longer counts in the
 /// grant of the adaptor pod that served it.
 pub(super) async fn release_moved_grant(link: &DeviceLink, ctx: &Context) -> Result<()> {
-    let link_ref = ObjectRef::from_obj(link);
-    let previous = ctx.granted_to.lock().unwrap().get(&link_ref).cloned();
-    if let Some(previous) = previous
-        && !previous.serves(link)
-    {
-        sync_grant(&previous, ctx).await?;
-        ctx.granted_to.lock().unwrap().remove(&link_ref);
+    for &reader in readers(ctx) {
+        let counted = (ObjectRef::from_obj(link), reader);
+        let previous = ctx.granted_to.lock().unwrap().get(&counted).cloned();
+        if let Some(previous) = previous
+            && !previous.serves(link)
+        {
+            sync_grant(&previous, reader, ctx).await?;
+            ctx.granted_to.lock().unwrap().remove(&counted);
+        }
     }
     Ok(())
 }
@@ -105,26 +141,28 @@ pub(super) async fn release_grants(link: &DeviceLink, ctx: &Context) -> Result<(
     count_in_grant(link, ctx).await
 }
 
-/// Counts the DeviceLink in the grant of the adaptor pod that serves it (or,
+/// Counts the DeviceLink in the grants of those who read its references (or,
 /// being deleted, takes it out). A DeviceLink that references nothing, and
 /// was not counted before, changes no grant and costs no scan of the others.
 pub(super) async fn count_in_grant(link: &DeviceLink, ctx: &Context) -> Result<()> {
-    let link_ref = ObjectRef::from_obj(link);
-    let referencing = !link.spec.references.is_empty();
-    let counts = referencing && link.metadata.deletion_timestamp.is_none();
-    let counted = ctx.granted_to.lock().unwrap().contains_key(&link_ref);
-    let Some(key) = AccessKey::of(link) else {
-        return Ok(());
-    };
-    if !counted && !referencing {
-        return Ok(());
-    }
-    sync_grant(&key, ctx).await?;
-    let mut granted = ctx.granted_to.lock().unwrap();
-    if counts {
-        granted.insert(link_ref, key);
-    } else {
-        granted.remove(&link_ref);
+    for &reader in readers(ctx) {
+        let counted = (ObjectRef::from_obj(link), reader);
+        let referencing = !read_by(reader, link).is_empty();
+        let counts = referencing && link.metadata.deletion_timestamp.is_none();
+        let was_counted = ctx.granted_to.lock().unwrap().contains_key(&counted);
+        let Some(key) = AccessKey::of(link, reader) else {
+            continue;
+        };
+        if !was_counted && !referencing {
+            continue;
+        }
+        sync_grant(&key, reader, ctx).await?;
+        let mut granted = ctx.granted_to.lock().unwrap();
+        if counts {
+            granted.insert(counted, key);
+        } else {
+            granted.remove(&counted);
+        }
     }
     Ok(())
 }

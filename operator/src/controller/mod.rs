@@ -36,6 +36,7 @@ use kube::{
 use tracing::{info, warn};
 
 use crate::{
+    adaptor_access,
     config::Config,
     device_watch::{self, DeviceCaches},
     error::{Error, Result},
@@ -52,7 +53,7 @@ mod watches;
 mod writes;
 
 use deletion::{Cleanup, cached_device, cleanup};
-use grants::{AccessKey, release_moved_grant};
+use grants::{AccessKey, Reader, release_moved_grant};
 use objects::{ensure_adaptor_pod, ensure_device};
 use watches::{matching, referencing, served_by};
 use writes::patch_metadata;
@@ -86,9 +87,9 @@ struct Context {
     /// fingerprint of what we sent). While the cached device still matches,
     /// a reconcile needs no request to know the device is as wanted.
     applied: Mutex<HashMap<ObjectRef<DeviceLink>, AppliedDevice>>,
-    /// Which adaptor pod's grant each DeviceLink was last counted in, so
+    /// Which grant of each reader each DeviceLink was last counted in, so
     /// that moving a DeviceLink to another node takes its grant away.
-    granted_to: Mutex<HashMap<ObjectRef<DeviceLink>, AccessKey>>,
+    granted_to: Mutex<HashMap<(ObjectRef<DeviceLink>, Reader), AccessKey>>,
     /// The resourceVersion each DeviceLink had when we last changed it.
     /// While the cache still shows that version, our change has not reached
     /// it yet: a reconcile then would only act on stale data (and its write
@@ -238,8 +239,14 @@ pub async fn run(
         .watches_stream(role_events, move |role: PartialObjectMeta<Role>| {
             let role_labels = role.labels().clone();
             let namespace = role.namespace();
+            let console = role.name_any() == adaptor_access::CONSOLE;
             matching(&by_role, move |l| {
-                l.namespace() == namespace && served_by(l, &role_labels)
+                l.namespace() == namespace
+                    && if console {
+                        !grants::read_by(Reader::Console, l).is_empty()
+                    } else {
+                        served_by(l, &role_labels)
+                    }
             })
         })
         .graceful_shutdown_on(shutdown);

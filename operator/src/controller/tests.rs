@@ -48,9 +48,14 @@ fn modbus_model() -> ApiResource {
 }
 
 fn fixture() -> (Arc<Context>, ApiServer, Caches) {
+    fixture_with(&[])
+}
+
+/// The fixture with an operator started with `flags`.
+fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
     let (service, server) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let config = Config::parse_from(["devicelink-operator"]);
+    let config = Config::parse_from(std::iter::once(&"devicelink-operator").chain(flags));
     let (links, links_writer) = reflector::store::<DeviceLink>();
     let (nodes, nodes_writer) = reflector::store();
     let (crds, crds_writer) = reflector::store();
@@ -669,6 +674,130 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
         "secret \"plant-mqtt\" (spec.references[0].secret.name) does not exist in namespace \"plant\"; the DeviceLink proceeds as soon as it does"
     );
     // The same reason as before: no new Event.
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_console_is_granted_only_what_the_mqtt_extensions_reference() {
+    let (ctx, mut server, mut caches) = fixture_with(&["--grant-console"]);
+    world(&ctx, &mut caches);
+    let adaptor_grant = adaptor_pod::pod_name(adaptor::find_short("modbus").unwrap(), NODE);
+    // A second reference the MQTT extension does not use: the adaptor reads
+    // it, the console has no business with it.
+    let mut value = serde_json::to_value(referencing()).unwrap();
+    value["spec"]["references"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "site", "configMap": {"name": "plant-site"}}));
+    let link: DeviceLink = serde_json::from_value(value).unwrap();
+    cache(&mut caches.links, link.clone());
+    let task = run(&link, &ctx);
+
+    let role =
+        |name: &str| format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/roles/{name}");
+    let binding = |name: &str| {
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/rolebindings/{name}")
+    };
+    let adaptor_role = answer(&mut server, "PATCH", &role(&adaptor_grant), 200, |s| {
+        s.clone()
+    })
+    .await;
+    assert_eq!(
+        adaptor_role["rules"].as_array().unwrap().len(),
+        2,
+        "the adaptor reads the Secret and the ConfigMap: {adaptor_role}"
+    );
+    answer(&mut server, "PATCH", &binding(&adaptor_grant), 200, |s| {
+        s.clone()
+    })
+    .await;
+    let console_role = answer(
+        &mut server,
+        "PATCH",
+        &role("devicelink-console"),
+        200,
+        |s| s.clone(),
+    )
+    .await;
+    assert_eq!(
+        console_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"],
+                "verbs": ["get", "list", "watch"]}])
+    );
+    let console_binding = answer(
+        &mut server,
+        "PATCH",
+        &binding("devicelink-console"),
+        200,
+        |s| s.clone(),
+    )
+    .await;
+    assert_eq!(
+        console_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "devicelink-console", "namespace": "devicelink-system"}])
+    );
+    assert_eq!(console_binding["roleRef"]["name"], "devicelink-console");
+    // The references are checked as always; the rest is another scenario's.
+    answer(
+        &mut server,
+        "GET",
+        "/api/v1/namespaces/plant/secrets/plant-mqtt",
+        404,
+        |_| {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"})
+        },
+    )
+    .await;
+    let status = status_written(&mut server, "11").await;
+    event_recorded(&mut server).await;
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+
+    // The MQTT extension no longer uses the Secret: the console's grant is
+    // revoked, the adaptor's stays as it was (its Role is in the cache).
+    for made in [&adaptor_role, &console_role] {
+        cache(
+            &mut caches.roles,
+            serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role", "metadata": made["metadata"].clone()}))
+            .unwrap(),
+        );
+    }
+    let mut value = stored(status, "11");
+    value["spec"]["template"]["spec"]["extension"]["mqtt"]["client"]["basicAuth"] =
+        json!({"username": "plant", "password": "inline"});
+    let inline: DeviceLink = serde_json::from_value(value).unwrap();
+    cache(&mut caches.links, inline.clone());
+    let task = run(&inline, &ctx);
+    answer(
+        &mut server,
+        "DELETE",
+        &binding("devicelink-console"),
+        200,
+        |_| json!({}),
+    )
+    .await;
+    answer(
+        &mut server,
+        "DELETE",
+        &role("devicelink-console"),
+        200,
+        |_| json!({}),
+    )
+    .await;
+    answer(
+        &mut server,
+        "GET",
+        "/api/v1/namespaces/plant/secrets/plant-mqtt",
+        404,
+        |_| {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"})
+        },
+    )
+    .await;
     silence(&mut server).await;
     task.await.unwrap().unwrap();
 }

@@ -1,18 +1,21 @@
-//! The values a device's settings take from its DeviceLink's
-//! `spec.references` (the `*Ref` fields).
+//! The values a DeviceLink's settings take from its `spec.references` (the
+//! `*Ref` fields), for the adaptors and the console.
 //!
-//! The adaptor follows each referenced Secret and ConfigMap with a watch on
-//! that one object: its pod may read exactly those objects (the operator
-//! grants them by name), and a rotated password reaches the device without
-//! anyone touching the DeviceLink. downwardAPI items come from the DeviceLink
+//! Each referenced Secret and ConfigMap is followed with a watch on that one
+//! object: the reader may read exactly those objects (the operator grants
+//! them by name), and a rotated password takes effect without anyone
+//! touching the DeviceLink. downwardAPI items come from the DeviceLink
 //! itself.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt,
 };
 
-use devicelink_api::{DeviceLink, devicelink::ReferenceItem};
+use devicelink_api::{
+    DeviceLink,
+    devicelink::{DeviceLinkReference, ReferenceItem},
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
@@ -24,11 +27,11 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
 /// Keys and values of one Secret or ConfigMap.
-pub(crate) type Data = BTreeMap<String, Vec<u8>>;
+pub type Data = BTreeMap<String, Vec<u8>>;
 
 /// A Secret or ConfigMap in a namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct ObjectKey {
+pub struct ObjectKey {
     namespace: String,
     kind: ObjectKind,
     name: String,
@@ -50,8 +53,9 @@ pub struct References {
 
 #[derive(Clone, PartialEq)]
 enum Entry {
-    /// Not read yet: the adaptor has just started following it.
-    Pending,
+    /// Not read yet: following it has just begun, or every attempt so far
+    /// failed (the last failure, if any).
+    Pending(Option<String>),
     /// The object does not exist (or is not readable).
     Missing(String),
     Items(BTreeMap<String, Vec<u8>>),
@@ -60,8 +64,8 @@ enum Entry {
 /// Why a `*Ref` has no value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("reference {0:?} is still being read")]
-    Pending(String),
+    #[error("reference {0:?} is still being read{why}", why = last_failure(.1))]
+    Pending(String, Option<String>),
     #[error("{0} is not an entry of spec.references")]
     NoEntry(String),
     #[error("reference {0:?}: {1}")]
@@ -72,9 +76,15 @@ pub enum ReferenceError {
     NotText(String, String),
 }
 
+fn last_failure(why: &Option<String>) -> String {
+    why.as_ref()
+        .map(|why| format!(" (the last attempt failed: {why})"))
+        .unwrap_or_default()
+}
+
 impl References {
     /// Before the device's DeviceLink is known: everything is pending.
-    pub(crate) fn awaiting_link() -> References {
+    pub fn awaiting_link() -> References {
         References {
             entries: BTreeMap::new(),
             awaiting_link: true,
@@ -84,15 +94,19 @@ impl References {
     /// Whether some referenced object (or the DeviceLink naming them) has
     /// not been read yet.
     pub fn pending(&self) -> bool {
-        self.awaiting_link || self.entries.values().any(|e| matches!(e, Entry::Pending))
+        self.awaiting_link
+            || self
+                .entries
+                .values()
+                .any(|e| matches!(e, Entry::Pending(_)))
     }
 
     /// The value of one item.
     pub fn get(&self, r: &ReferenceItem) -> Result<&[u8], ReferenceError> {
         match self.entries.get(&r.name) {
-            None if self.awaiting_link => Err(ReferenceError::Pending(r.name.clone())),
+            None if self.awaiting_link => Err(ReferenceError::Pending(r.name.clone(), None)),
             None => Err(ReferenceError::NoEntry(format!("{:?}", r.name))),
-            Some(Entry::Pending) => Err(ReferenceError::Pending(r.name.clone())),
+            Some(Entry::Pending(why)) => Err(ReferenceError::Pending(r.name.clone(), why.clone())),
             Some(Entry::Missing(why)) => Err(ReferenceError::Missing(r.name.clone(), why.clone())),
             Some(Entry::Items(items)) => items
                 .get(&r.item)
@@ -128,7 +142,7 @@ impl fmt::Debug for References {
         let mut map = f.debug_map();
         for (name, entry) in &self.entries {
             match entry {
-                Entry::Pending => map.entry(name, &"pending"),
+                Entry::Pending(_) => map.entry(name, &"pending"),
                 Entry::Missing(why) => map.entry(name, why),
                 Entry::Items(items) => map.entry(name, &items.keys().collect::<Vec<_>>()),
             };
@@ -138,7 +152,21 @@ impl fmt::Debug for References {
 }
 
 /// The Secrets and ConfigMaps a DeviceLink references.
-pub(crate) fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
+pub fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
+    objects_in(link, link.spec.references.iter())
+}
+
+/// The Secrets and ConfigMaps of the references that the DeviceLink's
+/// template uses at `*Ref` fields under `prefix` (such as
+/// [`devicelink_api::devicelink::MQTT_EXTENSION_REFERENCE_PATHS`]).
+pub fn objects_used_under(link: &DeviceLink, prefix: &str) -> Vec<ObjectKey> {
+    objects_in(link, link.spec.references_used_under(prefix).into_iter())
+}
+
+fn objects_in<'a>(
+    link: &DeviceLink,
+    references: impl Iterator<Item = &'a DeviceLinkReference>,
+) -> Vec<ObjectKey> {
     let namespace = link.namespace().unwrap_or_default();
     let key = |kind, name: &str| ObjectKey {
         namespace: namespace.clone(),
@@ -146,7 +174,7 @@ pub(crate) fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
         name: name.to_string(),
     };
     let mut keys = Vec::new();
-    for r in &link.spec.references {
+    for r in references {
         if let Some(s) = &r.secret {
             keys.push(key(ObjectKind::Secret, &s.name));
         }
@@ -157,12 +185,31 @@ pub(crate) fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
     keys
 }
 
-/// What the followed objects currently hold: `None` until first read, then
-/// `Some(None)` if absent.
-pub(crate) type Followed = HashMap<ObjectKey, Option<Option<Data>>>;
+/// What one followed object holds, as far as the reader knows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// Not read yet; the last failure to read it, if any.
+    Unread(Option<String>),
+    /// It does not exist.
+    Absent,
+    Present(Data),
+}
+
+/// What a follow task reports about its object.
+#[derive(Debug)]
+pub enum Update {
+    /// Its data now, or `None` once it is known to be absent.
+    Data(Option<Data>),
+    /// A read failed (no right to read it, the API server away); the watch
+    /// tries again.
+    Failed(String),
+}
+
+/// What the followed objects currently hold.
+pub(crate) type Followed = HashMap<ObjectKey, Read>;
 
 /// Resolves a DeviceLink's references against the followed objects.
-pub(crate) fn resolve(link: &DeviceLink, objects: &Followed) -> References {
+fn resolve(link: &DeviceLink, objects: &Followed) -> References {
     let namespace = link.namespace().unwrap_or_default();
     let mut entries = BTreeMap::new();
     for r in &link.spec.references {
@@ -178,11 +225,12 @@ pub(crate) fn resolve(link: &DeviceLink, objects: &Followed) -> References {
                 name: source.name.clone(),
             };
             match objects.get(&key) {
-                None | Some(None) => Entry::Pending,
-                Some(Some(None)) => {
+                None => Entry::Pending(None),
+                Some(Read::Unread(why)) => Entry::Pending(why.clone()),
+                Some(Read::Absent) => {
                     Entry::Missing(format!("{kind:?} {:?} does not exist", source.name))
                 }
-                Some(Some(Some(data))) => Entry::Items(
+                Some(Read::Present(data)) => Entry::Items(
                     data.iter()
                         .filter(|(k, _)| source.items.is_empty() || source.items.contains(k))
                         .map(|(k, v)| (k.clone(), v.clone()))
@@ -233,12 +281,85 @@ fn field(object: &Value, path: &str) -> Option<String> {
     })
 }
 
+/// The objects a reader follows: a watch per object, started and stopped as
+/// the set it wants changes, and what each holds now.
+pub struct Following {
+    client: Client,
+    followed: Followed,
+    tasks: HashMap<ObjectKey, AbortOnDrop>,
+    updates: mpsc::UnboundedSender<(ObjectKey, Update)>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Following {
+    /// A follower and the receiver of its objects' updates, which the owner
+    /// hands back to [`Following::record`].
+    pub fn new(client: Client) -> (Following, mpsc::UnboundedReceiver<(ObjectKey, Update)>) {
+        let (updates, received) = mpsc::unbounded_channel();
+        let following = Following {
+            client,
+            followed: Followed::new(),
+            tasks: HashMap::new(),
+            updates,
+        };
+        (following, received)
+    }
+
+    /// Follows exactly `wanted`: new objects from now on, and no longer the
+    /// others (what they held is forgotten).
+    pub fn want(&mut self, wanted: HashSet<ObjectKey>) {
+        self.tasks.retain(|k, _| wanted.contains(k));
+        self.followed.retain(|k, _| wanted.contains(k));
+        for key in wanted {
+            if !self.tasks.contains_key(&key) {
+                let task = follow(self.client.clone(), key.clone(), self.updates.clone());
+                self.followed.insert(key.clone(), Read::Unread(None));
+                self.tasks.insert(key, AbortOnDrop(task));
+            }
+        }
+    }
+
+    /// Takes in an update from a follow task. A failed read counts only
+    /// while the object was never read: afterwards its last data stands.
+    pub fn record(&mut self, key: &ObjectKey, update: Update) {
+        record(&mut self.followed, key, update)
+    }
+
+    /// The DeviceLink's references, resolved against what is followed.
+    pub fn resolve(&self, link: &DeviceLink) -> References {
+        resolve(link, &self.followed)
+    }
+}
+
+fn record(followed: &mut Followed, key: &ObjectKey, update: Update) {
+    let Some(read) = followed.get_mut(key) else {
+        return; // no longer followed
+    };
+    match update {
+        Update::Data(Some(data)) => *read = Read::Present(data),
+        Update::Data(None) => *read = Read::Absent,
+        Update::Failed(why) => {
+            if let Read::Unread(last) = read {
+                *last = Some(why);
+            }
+        }
+    }
+}
+
 /// Follows one object, sending its data (or `None` once it is known to be
-/// absent) on every change, until the handle is aborted.
-pub(crate) fn follow(
+/// absent) on every change and each failure to read it, until the handle is
+/// aborted.
+fn follow(
     client: Client,
     key: ObjectKey,
-    updates: mpsc::UnboundedSender<(ObjectKey, Option<Data>)>,
+    updates: mpsc::UnboundedSender<(ObjectKey, Update)>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
@@ -267,12 +388,12 @@ pub(crate) fn follow(
                     listed = Some(data);
                     continue;
                 }
-                Ok(watcher::Event::InitDone) => listed.take(),
-                Ok(watcher::Event::Apply(data)) => Some(data),
-                Ok(watcher::Event::Delete(_)) => None,
+                Ok(watcher::Event::InitDone) => Update::Data(listed.take()),
+                Ok(watcher::Event::Apply(data)) => Update::Data(Some(data)),
+                Ok(watcher::Event::Delete(_)) => Update::Data(None),
                 Err(e) => {
                     warn!(object = ?key, error = %e, "cannot read referenced object; retrying");
-                    continue;
+                    Update::Failed(failure(&e))
                 }
             };
             if updates.send((key.clone(), update)).is_err() {
@@ -280,6 +401,17 @@ pub(crate) fn follow(
             }
         }
     })
+}
+
+/// What went wrong, in the API server's words when it answered.
+fn failure(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.message.clone(),
+        watcher::Error::WatchError(status) => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn data_event<K>(event: watcher::Event<K>, data: fn(K) -> Data) -> watcher::Event<Data> {
@@ -347,19 +479,22 @@ mod tests {
             {"name": "auth", "secret": {"name": "mqtt-auth", "items": ["password"]}},
         ]));
         let keys = objects_of(&link);
-        let mut followed: Followed = keys.iter().map(|k| (k.clone(), None)).collect();
+        let mut followed: Followed = keys
+            .iter()
+            .map(|k| (k.clone(), Read::Unread(None)))
+            .collect();
         let refs = resolve(&link, &followed);
         assert!(refs.pending());
         assert_eq!(
             refs.text(&item("auth", "password")),
-            Err(ReferenceError::Pending("auth".into()))
+            Err(ReferenceError::Pending("auth".into(), None))
         );
 
         let data = Data::from([
             ("password".into(), b"s3cret".to_vec()),
             ("other".into(), b"x".to_vec()),
         ]);
-        followed.insert(keys[0].clone(), Some(Some(data)));
+        followed.insert(keys[0].clone(), Read::Present(data));
         let refs = resolve(&link, &followed);
         assert!(!refs.pending());
         assert_eq!(refs.text(&item("auth", "password")).unwrap(), "s3cret");
@@ -372,11 +507,75 @@ mod tests {
             "Debug never shows values"
         );
 
-        followed.insert(keys[0].clone(), Some(None));
+        followed.insert(keys[0].clone(), Read::Absent);
         assert!(matches!(
             resolve(&link, &followed).get(&item("auth", "password")),
             Err(ReferenceError::Missing(..))
         ));
+    }
+
+    #[test]
+    fn a_failed_read_is_told_until_the_object_is_read_and_then_changes_nothing() {
+        let link = link(serde_json::json!([
+            {"name": "auth", "secret": {"name": "mqtt-auth"}},
+        ]));
+        let key = objects_of(&link).remove(0);
+        let mut followed = Followed::from([(key.clone(), Read::Unread(None))]);
+        record(
+            &mut followed,
+            &key,
+            Update::Failed("secrets \"mqtt-auth\" is forbidden".into()),
+        );
+        let refs = resolve(&link, &followed);
+        let why = refs
+            .text(&item("auth", "password"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            why,
+            "reference \"auth\" is still being read (the last attempt failed: secrets \"mqtt-auth\" is forbidden)"
+        );
+
+        let data = Data::from([("password".into(), b"s3cret".to_vec())]);
+        record(&mut followed, &key, Update::Data(Some(data)));
+        record(
+            &mut followed,
+            &key,
+            Update::Failed("connection refused".into()),
+        );
+        let refs = resolve(&link, &followed);
+        assert_eq!(refs.text(&item("auth", "password")).unwrap(), "s3cret");
+
+        let other = ObjectKey {
+            name: "other".into(),
+            ..key.clone()
+        };
+        record(&mut followed, &other, Update::Data(None));
+        assert!(
+            !followed.contains_key(&other),
+            "objects not followed are not recorded"
+        );
+    }
+
+    #[test]
+    fn only_the_objects_of_references_used_under_a_prefix() {
+        let mut link = link(serde_json::json!([
+            {"name": "broker", "secret": {"name": "mqtt-auth"}},
+            {"name": "server", "secret": {"name": "opcua-auth"}},
+        ]));
+        link.spec.template.spec = Some(serde_json::json!({
+            "protocol": {"basicAuth": {"passwordRef": {"name": "server", "item": "password"}}},
+            "extension": {"mqtt": {"client": {"basicAuth": {"passwordRef": {"name": "broker", "item": "password"}}}}},
+        }));
+        let names = |keys: Vec<ObjectKey>| keys.into_iter().map(|k| k.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(objects_used_under(
+                &link,
+                devicelink_api::devicelink::MQTT_EXTENSION_REFERENCE_PATHS
+            )),
+            ["mqtt-auth"]
+        );
+        assert_eq!(names(objects_of(&link)), ["mqtt-auth", "opcua-auth"]);
     }
 
     #[test]
