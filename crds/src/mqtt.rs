@@ -146,6 +146,15 @@ pub struct MqttClientOptions {
     /// HTTP headers for the websocket handshake (ws and wss only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub http_headers: BTreeMap<String, Vec<String>>,
+
+    /// Let the adaptor carry this device's messages on a connection it
+    /// shares with its other devices whose connection settings are equal
+    /// (server, protocol, credentials, TLS, headers, timings). Only devices
+    /// with no clientID, no will and a clean session share; each keeps its
+    /// own topics, QoS, buffer and store. False: a connection of its own.
+    /// Default true (unless the adaptor runs with sharing off). Ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_connection: Option<bool>,
 }
 
 /// TLS settings. The server is verified against the system roots, or

@@ -1,11 +1,13 @@
 //! The v1alpha1 MQTT extension as every adaptor uses it: topic templates and
 //! a per-device publisher.
 
+mod connection;
 mod delivery;
 pub mod metrics;
 pub mod observe;
 pub mod outbox;
 pub mod publisher;
+pub mod sharing;
 pub mod store;
 mod tls;
 pub mod topic;
@@ -15,5 +17,6 @@ pub mod write;
 pub use metrics::MqttMetrics;
 pub use outbox::{Outbox, SharedOutbox};
 pub use publisher::{Publisher, PublisherError};
+pub use sharing::Connections;
 pub use store::FileStore;
 pub use topic::{Topic, TopicContext};

@@ -3,13 +3,12 @@
 //! same code the adaptors publish with, so both always agree on topics and
 //! connection settings.
 
-use std::{cell::RefCell, collections::hash_map::DefaultHasher, hash::Hasher};
-
 use devicelink_api::mqtt::MqttOptions;
 
 use crate::{
     PublisherError,
-    publisher::{Resolve, client_options, render, write_topic_of},
+    publisher::{Resolve, render, write_topic_of},
+    sharing::dial_and_digest,
     topic::TopicContext,
     wire::{Dial, Version},
 };
@@ -39,28 +38,9 @@ pub fn observe(
 ) -> Result<Observed, PublisherError> {
     let status_topic = render(&options.message.topic, &options.message, link)?;
     let write_topic = write_topic_of(&options.message, link, &status_topic);
-    // Whatever the settings take from references counts for the connection
-    // too (a rotated password is another connection).
-    let resolved = RefCell::new(Vec::new());
-    let recording = |item: &devicelink_api::devicelink::ReferenceItem| {
-        let value = resolve(item)?;
-        resolved.borrow_mut().push(value.clone());
-        Ok(value)
-    };
-    let mut dial = client_options(options, link, &recording)?;
-    let mut client = options.client.clone();
-    // What one watcher connection does not take from a device.
-    client.client_id = None;
-    client.clean_session = None;
-    client.store = None;
-    client.resume_subs = None;
-    let mut hasher = DefaultHasher::new();
-    hasher.write(&serde_json::to_vec(&client).unwrap_or_default());
-    for value in resolved.into_inner() {
-        hasher.write(value.as_bytes());
-        hasher.write_u8(0);
-    }
-    let connection = format!("{:016x}", hasher.finish());
+    // The same settings make the same connection as an adaptor's shared
+    // one (a rotated password is another connection).
+    let (mut dial, connection) = dial_and_digest(options, link, resolve)?;
     dial.client_id = format!("{client_id}-{}", &connection[..12]);
     dial.clean = true;
     dial.will = None;

@@ -262,7 +262,7 @@ impl Outbox {
             inner.store = store;
         }
         inner.trim(&self.metrics);
-        inner.feed(&self.metrics);
+        inner.feed();
         self.show(&inner);
     }
 
@@ -289,7 +289,7 @@ impl Outbox {
         });
         self.metrics.buffered.inc();
         inner.trim(&self.metrics);
-        inner.feed(&self.metrics);
+        inner.feed();
         self.show(&inner);
     }
 
@@ -311,7 +311,7 @@ impl Outbox {
             },
         );
         self.metrics.buffered.inc();
-        inner.feed(&self.metrics);
+        inner.feed();
     }
 
     /// A connection was made; hand messages to it. Without a session on the
@@ -335,7 +335,7 @@ impl Outbox {
         }
         let dropped = inner.drop_larger_than(max_packet, &self.metrics);
         inner.handoff = Some(handoff);
-        inner.feed(&self.metrics);
+        inner.feed();
         (inner.generation, dropped)
     }
 
@@ -388,7 +388,7 @@ impl Outbox {
         if inner.entries[i].message.qos == QoS::AtMostOnce {
             inner.complete(i, true, &self.metrics);
             self.drained_maybe(&mut inner);
-            inner.feed(&self.metrics);
+            inner.feed();
         } else {
             inner.entries[i].pkid = Some(pkid);
             inner.entries[i].since = Instant::now();
@@ -428,8 +428,15 @@ impl Outbox {
                 Some(topic)
             });
         self.drained_maybe(&mut inner);
-        inner.feed(&self.metrics);
+        inner.feed();
         topic
+    }
+
+    /// Hands over what waits, if the client has room now (its connection
+    /// says when room was made).
+    pub(crate) fn resume(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.feed();
     }
 
     /// Drops every message not yet handed over (their device is gone).
@@ -538,13 +545,14 @@ fn notice_text(over: Option<&str>, store_error: Option<&str>) -> Option<String> 
 impl Inner {
     /// Hands waiting messages to the client while it is connected and has
     /// room in the window.
-    fn feed(&mut self, metrics: &MqttMetrics) {
+    fn feed(&mut self) {
         let Some(handoff) = &self.handoff else {
             return;
         };
         while self.handed < self.window.min(self.entries.len()) {
+            // Not taken now (the client's queue is full, or the connection
+            // just went down): it waits, and goes when there is room.
             if !handoff(&self.entries[self.handed].message) {
-                metrics.failed.inc();
                 break;
             }
             self.entries[self.handed].since = Instant::now();
@@ -652,11 +660,6 @@ impl Inner {
 /// buffer holds.
 pub(crate) fn window_for(depth: usize) -> usize {
     depth.clamp(1, 100)
-}
-
-/// The handoff for a connected client (MQTT 3.1.1 or 5).
-pub(crate) fn handoff_to(client: crate::wire::Client) -> Handoff {
-    Box::new(move |m: &Message| client.try_publish(m))
 }
 
 /// Shared by a device's publishers over time.

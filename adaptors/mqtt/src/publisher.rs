@@ -1,9 +1,8 @@
-//! A device's connection to its broker.
-//!
-//! Each device gets its own client: its options (server, credentials, will,
-//! client ID) are its own. The event loop runs in a task that reconnects with
-//! exponential backoff; publishing never blocks the device, and a message
-//! that does not fit the bounded queue is dropped and counted.
+//! A device's publisher: its status topic, QoS and retain flag, its outbox,
+//! its write topic, on a connection to its broker (its own, or one it
+//! shares with other devices of the adaptor, see [`crate::sharing`]).
+//! Publishing never blocks the device, and a message that does not fit the
+//! bounded queue is dropped and counted.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -15,16 +14,18 @@ use devicelink_api::{
     property::MqttStatus,
 };
 use rumqttc::QoS;
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
-use tracing::{debug, warn};
+use tokio::sync::mpsc;
+use tracing::warn;
 
 use crate::{
     MqttMetrics,
+    connection::{Connection, Inbound, Member, MemberId, Plan, Timing},
     delivery::Delivery,
-    outbox::{Message, SharedOutbox, handoff_to},
+    outbox::{Message, SharedOutbox},
+    sharing::Connections,
     store::FileStore,
     topic::{Topic, TopicContext, is_publishable},
-    wire::{self, Dial, Seen, Version},
+    wire::{Dial, Version},
 };
 
 /// Why a connection cannot be made from the options; the text names the
@@ -76,6 +77,9 @@ pub struct DeviceMqtt {
     pub data_dir: PathBuf,
     /// Where writes received on the device's write topic go.
     pub writes: mpsc::Sender<WriteRequest>,
+    /// The adaptor's shared connections, if it shares them; a device whose
+    /// options allow joins the one for its settings.
+    pub connections: Option<Arc<Connections>>,
 }
 
 impl DeviceMqtt {
@@ -101,6 +105,7 @@ impl DeviceMqtt {
             outbox,
             data_dir,
             writes,
+            connections: None,
         };
         (mqtt, state_rx, writes_rx)
     }
@@ -112,38 +117,6 @@ impl DeviceMqtt {
 pub struct Received {
     pub topic: String,
     pub payload: Vec<u8>,
-}
-
-/// What a connection does with the messages the broker sends it.
-enum Inbound {
-    /// The MQTT extension: writes to the device arrive on its write topic.
-    Writes {
-        topic: String,
-        sink: mpsc::Sender<WriteRequest>,
-    },
-    /// An MQTT-native device: its own messages, on the topics (filters)
-    /// given with their QoS.
-    Device {
-        filters: Vec<(String, QoS)>,
-        sink: mpsc::Sender<Received>,
-    },
-}
-
-impl Inbound {
-    /// The topic writes arrive on, for the status.
-    fn write_topic(&self) -> Option<String> {
-        match self {
-            Inbound::Writes { topic, .. } => Some(topic.clone()),
-            Inbound::Device { .. } => None,
-        }
-    }
-
-    fn subscriptions(&self) -> Vec<(String, QoS)> {
-        match self {
-            Inbound::Writes { topic, .. } => vec![(topic.clone(), QoS::AtLeastOnce)],
-            Inbound::Device { filters, .. } => filters.clone(),
-        }
-    }
 }
 
 /// A write received on the device's write topic.
@@ -174,7 +147,7 @@ pub fn reply_topic(write_topic: &str, response_topic: Option<String>) -> String 
 
 /// Publishes one device's status and receives its writes.
 pub struct Publisher {
-    client: wire::Client,
+    on: On,
     topic: String,
     qos: QoS,
     retain: bool,
@@ -183,7 +156,19 @@ pub struct Publisher {
     outbox: SharedOutbox,
     delivery: Delivery,
     quiesce: Duration,
-    event_loop: JoinHandle<()>,
+}
+
+/// The connection a publisher is a member of.
+enum On {
+    Own(Arc<Connection>, MemberId),
+    Shared {
+        connections: Arc<Connections>,
+        digest: String,
+        connection: Arc<Connection>,
+        id: MemberId,
+    },
+    /// Left already.
+    Nothing,
 }
 
 impl Publisher {
@@ -250,11 +235,18 @@ impl Publisher {
         let qos = qos_of(message.qos_or_default())?;
         let retain = message.retained_or_default();
         let timing = Timing::of(client)?;
-        let mut dial = client_options(options, link, resolve)?;
+        let (mut dial, digest) = crate::sharing::dial_and_digest(options, link, resolve)?;
         if let (None, Some(suffix)) = (&client.client_id, second) {
             dial.client_id = format!("{}-{suffix}", dial.client_id);
         }
-        let will = last_will(message, link, &topic, qos, retain)?;
+        let shared = device
+            .connections
+            .clone()
+            .filter(|_| second.is_none() && crate::sharing::shareable(options));
+        let will = match shared {
+            Some(_) => None,
+            None => last_will(message, link, &topic, qos, retain)?,
+        };
         // A retained will says the device's adaptor died; once connected
         // again (or when the device goes away) it is no longer true.
         let retained_will = will.as_ref().filter(|w| w.retain).map(|w| w.topic.clone());
@@ -283,11 +275,13 @@ impl Publisher {
             .map_or(crate::outbox::DEFAULT_MAX_BYTES, |b| b.max(1) as usize);
         device.outbox.configure(depth, max_bytes, store);
         device.outbox.detach();
-        dial.inflight = crate::outbox::window_for(depth) as u16;
-        dial.connect_timeout = timing.connect;
+        let client_id = match &shared {
+            Some(connections) => connections.client_id(&digest),
+            None => dial.client_id.clone(),
+        };
         device.state.send_replace(Some(MqttStatus {
             server: Some(client.server.clone()),
-            client_id: Some(dial.client_id.clone()),
+            client_id: Some(client_id),
             topic: Some(topic.clone()),
             write_topic: inbound.write_topic(),
             qos: Some(qos as i32),
@@ -296,25 +290,46 @@ impl Publisher {
             ..Default::default()
         }));
         device.outbox.refresh_notice();
-        // The outbox hands over at most a window's worth; room for control
-        // packets (subscribe, disconnect) besides.
-        let capacity = crate::outbox::window_for(depth) + 8;
-        let (mqtt, event_loop) = dial.connect(capacity);
         let delivery = Delivery::new(device.state.clone());
-        let driver = Driver {
-            client: mqtt.clone(),
+        let member = Member {
             outbox: device.outbox.clone(),
             state: device.state.clone(),
             delivery: delivery.clone(),
             status_topic: topic.clone(),
             inbound,
-            server: client.server.clone(),
             retained_will: retained_will.clone(),
-            resume_subs: client.resume_subs.unwrap_or(false),
-            timing,
+        };
+        let on = match shared {
+            Some(connections) => {
+                let (connection, id) =
+                    connections.join(&digest, dial, &client.server, timing, member);
+                On::Shared {
+                    connections,
+                    digest,
+                    connection,
+                    id,
+                }
+            }
+            None => {
+                // Sized from the device's own options: its window of
+                // messages in flight, and room for control packets
+                // (subscribe, disconnect) besides.
+                let window = crate::outbox::window_for(depth);
+                dial.inflight = window as u16;
+                dial.connect_timeout = timing.connect;
+                let connection = Connection::start(Plan {
+                    dial,
+                    server: client.server.clone(),
+                    capacity: window + 8,
+                    resume_subs: client.resume_subs.unwrap_or(false),
+                    timing,
+                });
+                let id = connection.join(member);
+                On::Own(connection, id)
+            }
         };
         Ok(Publisher {
-            client: mqtt,
+            on,
             topic,
             qos,
             retain,
@@ -323,7 +338,6 @@ impl Publisher {
             outbox: device.outbox.clone(),
             delivery,
             quiesce: timing.quiesce,
-            event_loop: tokio::spawn(driver.run(event_loop)),
         })
     }
 
@@ -422,9 +436,45 @@ impl Publisher {
             self.outbox.push_next(clear(will));
         }
         let drained = tokio::time::timeout(within, self.outbox.drained()).await;
-        self.client.try_disconnect();
-        let closed = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
-        drained.is_ok() && closed.is_ok()
+        let closed = self.leave_and_close().await;
+        drained.is_ok() && closed
+    }
+
+    /// Takes the publisher off its connection; if it was the last member,
+    /// waits (a second at most) for the connection to end. False if it
+    /// did not end in time.
+    async fn leave_and_close(&mut self) -> bool {
+        match self.leave() {
+            Some(ending) => ending.closed().await,
+            None => true,
+        }
+    }
+
+    /// Takes the publisher off its connection; the connection if it ends.
+    fn leave(&mut self) -> Option<Arc<Connection>> {
+        match std::mem::replace(&mut self.on, On::Nothing) {
+            On::Own(connection, id) => {
+                connection.leave(id);
+                Some(connection)
+            }
+            On::Shared {
+                connections,
+                digest,
+                connection,
+                id,
+            } => connections
+                .leave(&digest, &connection, id)
+                .then_some(connection),
+            On::Nothing => None,
+        }
+    }
+
+    /// The client ID of the connection it is on.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.on {
+            On::Own(c, _) | On::Shared { connection: c, .. } => Some(c.client_id()),
+            On::Nothing => None,
+        }
     }
 }
 
@@ -434,28 +484,16 @@ impl Publisher {
     /// left stays in the File store, if there is one).
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(self.quiesce, self.outbox.drained()).await;
-        self.client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.event_loop).await;
+        self.leave_and_close().await;
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.event_loop.abort();
+        if let Some(ending) = self.leave() {
+            ending.abort();
+        }
     }
-}
-
-/// The session and timing options, defaults applied.
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    connect: Duration,
-    /// Zero: no limit.
-    ping: Duration,
-    write: Duration,
-    wait: Duration,
-    quiesce: Duration,
-    max_backoff: Duration,
-    auto_reconnect: bool,
 }
 
 impl Timing {
@@ -490,237 +528,6 @@ impl Timing {
             .max(Duration::from_secs(1)),
             auto_reconnect: client.auto_reconnect.unwrap_or(true),
         })
-    }
-}
-
-/// Owns a connection's event loop: reconnects, hands the outbox to the
-/// client, routes acknowledgements and writes.
-struct Driver {
-    client: wire::Client,
-    outbox: SharedOutbox,
-    state: StatusSender,
-    delivery: Delivery,
-    /// Where status goes: its acknowledgements say whether it is delivered.
-    status_topic: String,
-    inbound: Inbound,
-    server: String,
-    retained_will: Option<String>,
-    resume_subs: bool,
-    timing: Timing,
-}
-
-impl Driver {
-    /// Polls the connection; after a failure waits 1 s, doubling up to
-    /// maxReconnectInterval (or stops if autoReconnect is false and a
-    /// connection had been made).
-    async fn run(self, mut event_loop: wire::Connection) {
-        let mut backoff = Duration::from_secs(1);
-        let mut generation = None;
-        let mut ever_connected = false;
-        // Sent ping not yet answered.
-        let mut ping_sent: Option<Instant> = None;
-        loop {
-            // Only a live connection can be stuck; while (re)connecting the
-            // messages it had in flight wait for the next one.
-            let deadline = generation.and_then(|_| self.deadline(ping_sent));
-            let polled = tokio::select! {
-                polled = event_loop.poll() => polled,
-                why = sleep_until_some(deadline) => {
-                    // The connection is stuck; drop it (what clean() is for).
-                    event_loop.clean();
-                    Err(why)
-                }
-            };
-            match polled {
-                Ok(Seen::Connected {
-                    session_present,
-                    max_packet,
-                }) => {
-                    debug!(server = %self.server, ?max_packet, "connected to MQTT broker");
-                    self.delivery.connected(max_packet);
-                    self.set(true, None);
-                    if ever_connected {
-                        self.outbox.metrics().reconnects.inc();
-                    }
-                    backoff = Duration::from_secs(1);
-                    ping_sent = None;
-                    // A session the broker kept is only ours to resume if
-                    // this client sent what is in it.
-                    let resumed = session_present && ever_connected;
-                    ever_connected = true;
-                    if !(resumed && self.resume_subs) {
-                        for (topic, qos) in self.inbound.subscriptions() {
-                            self.client.try_subscribe(&topic, qos);
-                        }
-                    }
-                    if let Some(will) = &self.retained_will {
-                        self.outbox.push_next(Message {
-                            topic: will.clone(),
-                            qos: QoS::AtLeastOnce,
-                            retain: true,
-                            payload: Vec::new(),
-                            correlation: None,
-                        });
-                    }
-                    let (g, dropped) = self.outbox.connected(
-                        handoff_to(self.client.clone()),
-                        resumed,
-                        max_packet.unwrap_or(wire::MAX_OUTGOING_PACKET),
-                    );
-                    if dropped > 0 {
-                        let why = format!(
-                            "{dropped} waiting message(s) dropped: larger than the broker's limit of {} bytes",
-                            max_packet.unwrap_or_default()
-                        );
-                        warn!(server = %self.server, "{why}");
-                        self.delivery.not_sent(why);
-                    }
-                    generation = Some(g);
-                }
-                Ok(Seen::Sent(pkid)) => {
-                    if let Some(g) = generation {
-                        self.outbox.sent(g, pkid);
-                    }
-                }
-                Ok(Seen::Acked(pkid)) => {
-                    if let Some(g) = generation
-                        && self.outbox.acknowledged(g, pkid).as_ref() == Some(&self.status_topic)
-                    {
-                        self.delivery.acknowledged();
-                    }
-                }
-                Ok(Seen::Refused(pkid, reason)) => {
-                    if let Some(g) = generation
-                        && let Some(topic) = self.outbox.refused(g, pkid)
-                    {
-                        if topic != self.status_topic {
-                            warn!(server = %self.server, %topic, %reason, "the broker refused a message");
-                        } else if self.delivery.refused(&reason) {
-                            warn!(server = %self.server, %topic, %reason, "the broker refused a status message");
-                        }
-                    }
-                }
-                Ok(Seen::PingSent) => {
-                    ping_sent.get_or_insert_with(Instant::now);
-                }
-                Ok(Seen::PingAnswered) => ping_sent = None,
-                Ok(Seen::Received(p)) => self.route(p),
-                Ok(Seen::Disconnecting) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    if let Some(g) = generation.take() {
-                        self.outbox.disconnected(g);
-                    }
-                    ping_sent = None;
-                    if ever_connected && !self.timing.auto_reconnect {
-                        let why = format!(
-                            "{e}; autoReconnect is false, so the connection stays down until the device's settings change"
-                        );
-                        warn!(server = %self.server, "{why}");
-                        self.set(false, Some(why));
-                        return;
-                    }
-                    warn!(server = %self.server, error = %e, retry_in = ?backoff, "MQTT connection failed");
-                    self.set(false, Some(e));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.timing.max_backoff);
-                }
-            }
-        }
-    }
-
-    /// Hands a message from the broker to whoever takes it: a write on
-    /// the write topic, or a device's message on one of its topics.
-    fn route(&self, p: wire::Incoming) {
-        match &self.inbound {
-            Inbound::Writes { topic, sink } if &p.topic == topic => {
-                let request = WriteRequest {
-                    payload: p.payload,
-                    reply_topic: reply_topic(topic, p.response_topic),
-                    correlation: p.correlation,
-                };
-                if p.retained {
-                    // Retained: the broker hands it over on every new
-                    // subscription, so it would be applied again after
-                    // every reconnect, however stale.
-                    debug!(%topic, "a retained write is not applied");
-                    self.answer(&request, "is retained: a retained write would be applied again on every reconnect; publish writes with retain false");
-                    return;
-                }
-                if sink.try_send(request.clone()).is_err() {
-                    warn!(%topic, "writes arrive faster than the device takes them; one refused");
-                    self.answer(
-                        &request,
-                        "arrived while 16 writes were waiting for the device; send it again",
-                    );
-                }
-            }
-            Inbound::Device { filters, sink }
-                if filters
-                    .iter()
-                    .any(|(filter, _)| rumqttc::matches(&p.topic, filter)) =>
-            {
-                let topic = p.topic;
-                if sink
-                    .try_send(Received {
-                        topic: topic.clone(),
-                        payload: p.payload,
-                    })
-                    .is_err()
-                {
-                    warn!(%topic, "the device's messages arrive faster than they are taken in; one dropped");
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Refuses a write whole, before the device sees it.
-    fn answer(&self, request: &WriteRequest, reason: &str) {
-        let refused = [crate::write::Refusal::whole(reason)];
-        self.outbox.push_next(Message {
-            topic: request.reply_topic.clone(),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            payload: crate::write::answer(Err(&refused)),
-            correlation: request.correlation.clone(),
-        });
-    }
-
-    /// When the connection counts as stuck: a ping unanswered for
-    /// pingTimeout, or a message not written within writeTimeout or not
-    /// acknowledged within waitTimeout.
-    fn deadline(&self, ping_sent: Option<Instant>) -> Option<(Instant, String)> {
-        let ping = ping_sent.filter(|_| !self.timing.ping.is_zero()).map(|at| {
-            (
-                at + self.timing.ping,
-                "no ping response within pingTimeout".to_string(),
-            )
-        });
-        let message = self.outbox.stuck_after(self.timing.write, self.timing.wait);
-        ping.into_iter().chain(message).min_by_key(|(at, _)| *at)
-    }
-
-    fn set(&self, connected: bool, error: Option<String>) {
-        self.state.send_if_modified(|s| {
-            let Some(s) = s.as_mut() else { return false };
-            let changed = s.connected != connected || (error.is_some() && s.last_error != error);
-            s.connected = connected;
-            if error.is_some() {
-                s.last_error = error;
-            }
-            changed
-        });
-    }
-}
-
-async fn sleep_until_some(deadline: Option<(Instant, String)>) -> String {
-    match deadline {
-        Some((at, why)) => {
-            tokio::time::sleep_until(at).await;
-            why
-        }
-        None => std::future::pending().await,
     }
 }
 

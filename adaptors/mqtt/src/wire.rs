@@ -262,6 +262,27 @@ impl Client {
         };
     }
 
+    /// Subscribes to several topics with one SUBSCRIBE packet.
+    pub fn try_subscribe_many(&self, filters: &[(String, QoS)]) {
+        if filters.is_empty() {
+            return;
+        }
+        let _ = match self {
+            Client::V4(c) => c
+                .try_subscribe_many(
+                    filters
+                        .iter()
+                        .map(|(topic, qos)| rumqttc::SubscribeFilter::new(topic.clone(), *qos)),
+                )
+                .is_ok(),
+            Client::V5(c) => c
+                .try_subscribe_many(filters.iter().map(|(topic, qos)| {
+                    rumqttc::v5::mqttbytes::v5::Filter::new(topic.clone(), qos5(*qos))
+                }))
+                .is_ok(),
+        };
+    }
+
     pub fn try_unsubscribe(&self, topic: &str) {
         let _ = match self {
             Client::V4(c) => c.try_unsubscribe(topic).is_ok(),

@@ -95,6 +95,12 @@ pub struct RuntimeConfig {
         default_value = "0.0.0.0:9102"
     )]
     pub metrics_address: String,
+
+    /// Carry the MQTT messages of devices whose connection settings are
+    /// equal on one shared connection (devices with a clientID, a will, a
+    /// persistent session or `sharedConnection: false` keep their own).
+    #[arg(long, env = "DEVICELINK_SHARE_MQTT_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub share_mqtt_connections: bool,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -263,6 +269,12 @@ impl Adaptor {
                     .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
             },
             manager: format!("devicelink-adaptor-{short_name}"),
+            connections: config.share_mqtt_connections.then(|| {
+                devicelink_mqtt::Connections::new(format!(
+                    "devicelink-{short_name}-{}",
+                    devicelink_api::labels::node_label_value(&config.node)
+                ))
+            }),
             config: config.clone(),
         });
         let mut health = Health::default();
@@ -655,6 +667,8 @@ struct Shared {
     reporter: Reporter,
     /// Field manager of status writes.
     manager: String,
+    /// The MQTT connections devices share, unless sharing is off.
+    connections: Option<Arc<devicelink_mqtt::Connections>>,
     config: RuntimeConfig,
 }
 
@@ -667,7 +681,10 @@ impl Shared {
         watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
         mpsc::Receiver<WriteRequest>,
     ) {
-        DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone())
+        let (mut mqtt, state, writes) =
+            DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone());
+        mqtt.connections = self.connections.clone();
+        (mqtt, state, writes)
     }
 }
 
