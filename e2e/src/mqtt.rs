@@ -166,12 +166,31 @@ pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
     publish_with(host, port, topic, payload, false).await
 }
 
+/// Like [`publish`], as `user` (name, password) if given.
+pub async fn publish_as(port: u16, user: Option<(&str, &str)>, topic: &str, payload: &[u8]) {
+    publish_by("127.0.0.1", port, user, topic, payload, false).await
+}
+
 async fn publish_with(host: &str, port: u16, topic: &str, payload: &[u8], retain: bool) {
-    let options = large(MqttOptions::new(
+    publish_by(host, port, None, topic, payload, retain).await
+}
+
+async fn publish_by(
+    host: &str,
+    port: u16,
+    user: Option<(&str, &str)>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) {
+    let mut options = large(MqttOptions::new(
         format!("e2e-pub-{}", std::process::id()),
         host,
         port,
     ));
+    if let Some((name, password)) = user {
+        options.set_credentials(name, password);
+    }
     let (client, mut event_loop) = AsyncClient::new(options, 10);
     client
         .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
