@@ -28,7 +28,12 @@ rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
 cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests
 # On failure, the last lines of each process the tests started say why.
-if ! cargo test -p devicelink-e2e --locked --test '*'; then
+# The MQTT extension's tests run again with the adaptors' shared
+# connections off: sharing must not change what a device does.
+if ! { cargo test -p devicelink-e2e --locked --test '*' &&
+  DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked \
+    --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
+    --test mqtt_will --test mqtt_write_modes --test mqtt_writes; }; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2
     tail -n 40 "$log" >&2

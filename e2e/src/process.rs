@@ -313,7 +313,23 @@ impl Operator {
 }
 
 /// Starts one operator replica against the test control plane.
+///
+/// With `DEVICELINK_E2E_MQTT_SHARING=off` in the environment, its adaptors
+/// run with shared MQTT connections off (`make test` runs the MQTT
+/// extension's tests both ways).
 pub fn start_operator() -> Operator {
+    if std::env::var("DEVICELINK_E2E_MQTT_SHARING").as_deref() == Ok("off") {
+        let settings = crate::log_dir().join("adaptor-settings-sharing-off.yaml");
+        std::fs::write(
+            &settings,
+            "defaults:\n  env: [{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"false\"}]\n",
+        )
+        .expect("write the adaptor settings");
+        return Operator::start_with(
+            "operator",
+            &["--adaptor-settings-file", settings.to_str().unwrap()],
+        );
+    }
     Operator::start("operator")
 }
 
