@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link, eventually_showing, log_dir,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
+    eventually_showing, log_dir,
     mqtt::{self, Subscriber},
     process::{Operator, free_port, start_operator},
 };
@@ -103,11 +104,31 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     // own, not the connection's); three that ask for a connection of their own.
     for (name, gear, client, message) in [
         ("attic", "slow", plant.clone(), qos1.clone()),
-        ("cellar", "middle", with(json!({"messageChannelDepth": 10})), qos1.clone()),
+        (
+            "cellar",
+            "middle",
+            with(json!({"messageChannelDepth": 10})),
+            qos1.clone(),
+        ),
         ("garage", "fast", plant.clone(), json!({"qos": 0})),
-        ("named", "slow", with(json!({"clientID": "e2e-named-fan"})), qos1.clone()),
-        ("willing", "slow", plant.clone(), json!({"will": {"content": "Z29uZQ=="}})),
-        ("alone", "slow", with(json!({"sharedConnection": false})), qos1.clone()),
+        (
+            "named",
+            "slow",
+            with(json!({"clientID": "e2e-named-fan"})),
+            qos1.clone(),
+        ),
+        (
+            "willing",
+            "slow",
+            plant.clone(),
+            json!({"will": {"content": "Z29uZQ=="}}),
+        ),
+        (
+            "alone",
+            "slow",
+            with(json!({"sharedConnection": false})),
+            qos1.clone(),
+        ),
     ] {
         create_connected(&links, &fan(namespace, name, gear, client, message)).await;
     }
@@ -118,7 +139,10 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     assert_eq!(client_id(&devices, "named").await, "e2e-named-fan");
     for own in ["willing", "alone"] {
         let id = client_id(&devices, own).await;
-        assert!(id.starts_with("devicelink-") && !id.starts_with(SHARED), "{own}: {id}");
+        assert!(
+            id.starts_with("devicelink-") && !id.starts_with(SHARED),
+            "{own}: {id}"
+        );
     }
     // Six fans, four connections.
     broker_counts(broker.port, Some(users[0]), 4).await;
@@ -135,9 +159,12 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
 
     // A write to one fan changes that fan only.
     let mut cellar = Subscriber::start_as(broker.port, &topic("cellar"), login).await;
-    let mut replies =
-        Subscriber::start_as(broker.port, &format!("{}/$write/$reply", topic("cellar")), login)
-            .await;
+    let mut replies = Subscriber::start_as(
+        broker.port,
+        &format!("{}/$write/$reply", topic("cellar")),
+        login,
+    )
+    .await;
     mqtt::publish_as(
         broker.port,
         login,
@@ -163,7 +190,11 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     moved.metadata.managed_fields = None;
     moved.status = None;
     links
-        .patch("garage", &PatchParams::apply("e2e").force(), &Patch::Apply(&moved))
+        .patch(
+            "garage",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&moved),
+        )
         .await
         .expect("new credentials for the garage fan");
     let lab = eventually_showing("the garage fan on the lab connection", WAIT, || async {
@@ -235,7 +266,10 @@ async fn a_broker_outage_loses_nothing_of_any_fan_on_a_shared_connection() {
         seen.entry(name).or_default().push(speed);
     };
     let until = Instant::now() + Duration::from_secs(4);
-    while let Some(m) = subscriber.try_next(until.saturating_duration_since(Instant::now())).await {
+    while let Some(m) = subscriber
+        .try_next(until.saturating_duration_since(Instant::now()))
+        .await
+    {
         take(m);
     }
     broker.stop().await;
@@ -244,16 +278,26 @@ async fn a_broker_outage_loses_nothing_of_any_fan_on_a_shared_connection() {
     // The backlog, then live reports, until each fan has reported well
     // past the outage.
     let until = Instant::now() + Duration::from_secs(20);
-    while let Some(m) = subscriber.try_next(until.saturating_duration_since(Instant::now())).await {
+    while let Some(m) = subscriber
+        .try_next(until.saturating_duration_since(Instant::now()))
+        .await
+    {
         take(m);
     }
     for name in names {
         let mut speeds = seen.get(name).cloned().unwrap_or_default();
         // QoS 1 is at least once: repeats are not gaps.
         speeds.dedup();
-        assert!(speeds.len() >= 25, "{name} reported before, during and after: {speeds:?}");
+        assert!(
+            speeds.len() >= 25,
+            "{name} reported before, during and after: {speeds:?}"
+        );
         for pair in speeds.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "{name}: a gap or a step back: {speeds:?}");
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "{name}: a gap or a step back: {speeds:?}"
+            );
         }
     }
     delete_links_and_wait(&links, &names).await;

@@ -17,6 +17,7 @@ mod link_status;
 mod metrics;
 mod registry;
 mod release;
+mod status_budget;
 mod status_writer;
 mod supervise;
 pub mod value;

@@ -30,7 +30,9 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
-    link_status, metrics, release, status_writer, supervise, write_events,
+    link_status, metrics, release,
+    status_budget::StatusBudget,
+    status_writer, supervise, write_events,
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
@@ -78,6 +80,16 @@ pub struct RuntimeConfig {
     /// Least time between two status writes of one device to the API server.
     #[arg(long, env = "DEVICELINK_STATUS_INTERVAL", default_value = "5s", value_parser = parse_interval)]
     pub status_interval: Duration,
+
+    /// Most device status writes a second the adaptor makes to the API
+    /// server, all devices together; past it devices take turns, each
+    /// writing its newest status when its turn comes.
+    #[arg(
+        long,
+        env = "DEVICELINK_STATUS_WRITES_PER_SECOND",
+        default_value_t = 100.0
+    )]
+    pub status_writes_per_second: f64,
 
     /// Where the adaptor keeps state that must survive a restart (the MQTT
     /// File store); an emptyDir of the adaptor pod.
@@ -269,6 +281,7 @@ impl Adaptor {
                     .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
             },
             manager: format!("devicelink-adaptor-{short_name}"),
+            status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
             connections: config.share_mqtt_connections.then(|| {
                 devicelink_mqtt::Connections::new(format!(
                     "devicelink-{short_name}-{}",
@@ -284,11 +297,15 @@ impl Adaptor {
             .map(|(model, start)| (health.add_loop(&model), start))
             .collect();
         let registers = self.register;
+        let budget = shared.status_budget.clone();
         metrics::serve(
             &config.metrics_address,
             Arc::new(health),
             &shared.metrics,
-            move |registry| registers.into_iter().for_each(|r| r(registry)),
+            move |registry| {
+                budget.register(registry);
+                registers.into_iter().for_each(|r| r(registry))
+            },
         );
         let shutdown = shutdown_signal().boxed().shared();
         tokio::spawn({
@@ -632,6 +649,7 @@ fn upsert<K, F, Fut>(
             status_rx,
             mqtt_rx.clone(),
             shared.config.status_interval,
+            shared.status_budget.clone(),
         )),
         tokio::spawn(link_status::run(
             Api::namespaced(client.clone(), &namespace),
@@ -669,6 +687,8 @@ struct Shared {
     manager: String,
     /// The MQTT connections devices share, unless sharing is off.
     connections: Option<Arc<devicelink_mqtt::Connections>>,
+    /// The adaptor's device status writes, all devices together.
+    status_budget: Arc<StatusBudget>,
     config: RuntimeConfig,
 }
 

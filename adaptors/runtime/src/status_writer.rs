@@ -1,5 +1,6 @@
-//! Writes a device's `status` to the API server: only when it changed, and
-//! at most once per interval per device, always ending with the latest value.
+//! Writes a device's `status` to the API server: only when it changed, at
+//! most once per interval per device and within the adaptor's budget
+//! (status_budget.rs), always ending with the latest value.
 //! (Per-sample status writes have taken API servers down; samples go to MQTT.)
 //! The device's MQTT connection state goes in as `status.extension.mqtt`.
 
@@ -14,7 +15,7 @@ use tracing::warn;
 
 use devicelink_api::property::MqttStatus;
 
-use crate::registry::Model;
+use crate::{registry::Model, status_budget::StatusBudget};
 
 pub(crate) async fn run<K: Model>(
     api: Api<K>,
@@ -23,6 +24,7 @@ pub(crate) async fn run<K: Model>(
     mut rx: watch::Receiver<Option<serde_json::Value>>,
     mut mqtt: watch::Receiver<Option<MqttStatus>>,
     min_interval: Duration,
+    budget: std::sync::Arc<StatusBudget>,
 ) {
     let mut written: Option<serde_json::Value> = None;
     loop {
@@ -30,19 +32,18 @@ pub(crate) async fn run<K: Model>(
             r = rx.changed() => if r.is_err() { return },
             r = mqtt.changed() => if r.is_err() { return },
         }
-        let Some(mut status) = rx.borrow_and_update().clone() else {
+        if current(&mut rx, &mut mqtt).is_none_or(|s| written.as_ref() == Some(&s)) {
+            continue;
+        }
+        budget.turn().await;
+        // What changed while it waited is written too: the newest.
+        let Some(status) = current(&mut rx, &mut mqtt) else {
             continue;
         };
-        // The MQTT connection's state is part of the device's status, not of
-        // the samples published on MQTT.
-        if let Some(state) = mqtt.borrow_and_update().clone() {
-            if let Some(fields) = status.as_object_mut() {
-                fields.insert("extension".into(), serde_json::json!({ "mqtt": state }));
-            }
-        }
         if written.as_ref() == Some(&status) {
             continue;
         }
+        budget.wrote();
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
@@ -68,4 +69,20 @@ pub(crate) async fn run<K: Model>(
         }
         tokio::time::sleep(min_interval).await;
     }
+}
+
+/// The status to write now: the device's, with its MQTT connection's state
+/// as `extension.mqtt` (part of the device's status, not of the samples
+/// published on MQTT).
+fn current(
+    rx: &mut watch::Receiver<Option<serde_json::Value>>,
+    mqtt: &mut watch::Receiver<Option<MqttStatus>>,
+) -> Option<serde_json::Value> {
+    let mut status = rx.borrow_and_update().clone()?;
+    if let Some(state) = mqtt.borrow_and_update().clone()
+        && let Some(fields) = status.as_object_mut()
+    {
+        fields.insert("extension".into(), serde_json::json!({ "mqtt": state }));
+    }
+    Some(status)
 }
