@@ -1,20 +1,24 @@
 //! Benchmark (not a test) of the MQTT path of one adaptor: N dummy fans
 //! in one dummy adaptor, each publishing its status every second (QoS 1,
-//! retained), next to N bare rumqttc clients in this process publishing a
-//! status of the same size at the same pace, on the same mosquitto. Run it
-//! with `bash e2e/bench-mqtt.sh` (release build, its own control plane).
+//! retained), next to bare rumqttc in this process publishing a status of
+//! the same size at the same pace on the same mosquitto: one client for all
+//! N topics when the adaptor shares connections (`--shared 1`, the
+//! default), N clients when it does not (`--shared 0`), so the floor is
+//! fair. Run it with `bash e2e/bench-mqtt.sh` (release build, its own
+//! control plane).
 //!
 //! Both are counted the same way, by one subscriber to the broker: messages
 //! per second delivered over the measuring window. For the adaptor it also
-//! prints its CPU (cores used) and RSS.
+//! prints its CPU (cores used), RSS, its status writes to the API server a
+//! second, and the broker's count of connected clients.
 
 use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
-    mqtt::{counter, rate},
-    process::{Operator, cpu_seconds, print_footprint},
+    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace, log_dir,
+    mqtt::{Subscriber, counter, rate},
+    process::{Operator, cpu_seconds, free_port, metric_at, print_footprint, rss_mib},
 };
 use kube::Api;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -22,6 +26,46 @@ use serde_json::json;
 
 const NAMESPACE: &str = "bench-mqtt";
 const POD: &str = "devicelink-adaptor-dummy-edge-worker";
+
+/// The fan-sized status of fan `i` at `speed`.
+fn status(speed: u32) -> String {
+    json!({"gear": "fast", "rotatingSpeed": speed}).to_string()
+}
+
+/// One bare rumqttc client publishing a fan-sized status for each of N
+/// topics every second, with as many messages in flight as the adaptor's
+/// shared connection allows.
+async fn bare_shared(port: u16, devices: usize, seconds: u64) -> f64 {
+    let count = counter(port, "bench/bare/#").await;
+    let task = tokio::spawn(async move {
+        let mut options = MqttOptions::new("bench-bare-shared", "127.0.0.1", port);
+        options.set_inflight(1000);
+        let (client, mut events) = AsyncClient::new(options, devices * 2);
+        let mut speed = 200;
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = events.poll() => if event.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                },
+                _ = ticks.tick() => {
+                    speed = (speed + 1).min(300);
+                    for i in 0..devices {
+                        let _ = client.try_publish(
+                            format!("bench/bare/fan-{i}"),
+                            QoS::AtLeastOnce,
+                            true,
+                            status(speed),
+                        );
+                    }
+                }
+            }
+        }
+    });
+    let rate = rate(&count, Duration::from_secs(10), seconds).await;
+    task.abort();
+    rate
+}
 
 /// N bare rumqttc clients, each publishing a fan-sized status every second.
 async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
@@ -40,13 +84,12 @@ async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
                     },
                     _ = ticks.tick() => {
                         speed = (speed + 1).min(300);
-                        let payload = json!({"gear": "fast", "rotatingSpeed": speed}).to_string();
                         // Never blocks this loop, which also drives the connection.
                         let _ = client.try_publish(
                             format!("bench/bare/fan-{i}"),
                             QoS::AtLeastOnce,
                             true,
-                            payload,
+                            status(speed),
                         );
                     }
                 }
@@ -58,19 +101,49 @@ async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
     rate
 }
 
+/// The broker's count of connected clients, besides the one asking.
+async fn broker_clients(port: u16) -> u64 {
+    let mut sys = Subscriber::start(port, "$SYS/broker/clients/connected").await;
+    let m = sys.next(Duration::from_secs(10)).await;
+    m.payload.as_u64().expect("a count") - 1
+}
+
 #[tokio::main]
 async fn main() {
-    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
-    let devices = devices as usize;
-    let broker = Mosquitto::start().await;
+    let [devices, seconds, shared] =
+        devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60), ("--shared", 1)]);
+    let (devices, shared) = (devices as usize, shared == 1);
+    // $SYS every second: the broker's own count of connections.
+    let broker = Mosquitto::start_with(free_port(), &[], "sys_interval 1").await;
 
-    let bare_rate = bare(broker.port, devices, seconds).await;
+    let bare_rate = if shared {
+        bare_shared(broker.port, devices, seconds).await
+    } else {
+        bare(broker.port, devices, seconds).await
+    };
     eprintln!("bare rumqttc: {bare_rate:.0} messages/s");
 
     let client = client().await;
     ensure_namespace(&client, NAMESPACE).await;
     let count = counter(broker.port, "bench/adaptor/#").await;
-    let operator = Operator::start_with("bench-mqtt-operator", &["--leader-elect=false"]);
+    // The benchmark's own clients (its counters), before the adaptor's.
+    let ours = broker_clients(broker.port).await;
+    let settings = log_dir().join("bench-mqtt-adaptor-settings.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "adaptors:\n  dummy:\n    env: [{{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"{shared}\"}}]\n"
+        ),
+    )
+    .unwrap();
+    let operator = Operator::start_with(
+        "bench-mqtt-operator",
+        &[
+            "--leader-elect=false",
+            "--adaptor-settings-file",
+            settings.to_str().unwrap(),
+        ],
+    );
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     let url = broker.url();
@@ -91,20 +164,40 @@ async fn main() {
     let took = create_all_connected(&links, all, &operator).await;
     eprintln!("{} fans connected in {:.1}s", devices, took.as_secs_f64());
     let (pid, _) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
+    let metrics = kubelet.metrics_port(POD).expect("the adaptor serves metrics");
+    let writes = || async move {
+        metric_at(metrics, "devicelink_adaptor_status_writes_total")
+            .await
+            .unwrap_or(0.0)
+    };
     let cpu = cpu_seconds(pid);
+    let written = writes().await;
     let t = Instant::now();
     let adaptor_rate = rate(&count, Duration::ZERO, seconds).await;
-    let cores = (cpu_seconds(pid) - cpu) / t.elapsed().as_secs_f64();
+    let elapsed = t.elapsed().as_secs_f64();
+    let cores = (cpu_seconds(pid) - cpu) / elapsed;
+    let writes_per_second = (writes().await - written) / elapsed;
+    let connections = broker_clients(broker.port).await - ours;
 
     println!(
-        "| {} devices, 1 status/s each, QoS 1, retained | |",
-        devices
+        "| {} devices, 1 status/s each, QoS 1, retained, shared connections {} | |",
+        devices,
+        if shared { "on" } else { "off" }
     );
     println!("|---|---|");
-    println!("| bare rumqttc clients, messages/s delivered | {bare_rate:.0} |");
+    println!(
+        "| bare rumqttc ({}), messages/s delivered | {bare_rate:.0} |",
+        if shared { "one client" } else { "one client per device" }
+    );
     println!("| one dummy adaptor, messages/s delivered | {adaptor_rate:.0} |");
     println!("| ratio | {:.2}x |", adaptor_rate / bare_rate);
     print_footprint(pid, cores);
+    println!(
+        "| adaptor RSS per device | {:.1} KiB |",
+        rss_mib(pid) * 1024.0 / devices as f64
+    );
+    println!("| adaptor status writes to the API server | {writes_per_second:.1}/s |");
+    println!("| broker connections from the adaptor | {connections} |");
 
     drop(kubelet);
     operator.stop().await;
