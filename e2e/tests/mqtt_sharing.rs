@@ -4,8 +4,9 @@
 //! their own (a clientID, a will, `sharedConnection: false`) get one; a fan
 //! whose credentials change moves to the connection for its new settings;
 //! one fan's retained status is cleared on delete while the others go on;
-//! a broker outage loses nothing of any fan on the shared connection; and
-//! an adaptor told not to share gives every fan its own connection.
+//! a broker outage loses nothing of any fan on the shared connection; a
+//! topic the broker refuses (ACL, MQTT 5) shows on that fan only; and an
+//! adaptor told not to share gives every fan its own connection.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use devicelink_e2e::{
     eventually_showing, log_dir,
     mqtt::{self, Subscriber},
     process::{Operator, free_port, start_operator},
+    wait_reason,
 };
 use kube::{
     Api,
@@ -344,5 +346,74 @@ async fn an_adaptor_told_not_to_share_gives_every_fan_its_own_connection() {
     }
     broker_counts(broker.port, None, 2).await;
     delete_links_and_wait(&links, &["left", "right"]).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_topic_the_broker_refuses_one_fan_does_not_take_the_others_down() {
+    let namespace = "e2e-mqtt-sharing-acl";
+    let (_guard, client) = begin(namespace).await;
+    // Anonymous clients may publish under .../open only (MQTT 5 brokers
+    // refuse the rest in their acknowledgement: NotAuthorized).
+    // Not under the log directory: mosquitto drops to its own user, which
+    // may not enter root's cache.
+    let acl = std::env::temp_dir().join("devicelink-e2e-mqtt-sharing.acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "topic readwrite e2e/sharing/{namespace}/open\ntopic readwrite e2e/sharing/{namespace}/open/#\ntopic read $SYS/#\n"
+        ),
+    )
+    .unwrap();
+    let broker =
+        Mosquitto::start_with(free_port(), &[], &format!("acl_file {}", acl.display())).await;
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let devices: Api<DummySpecialDevice> = Api::namespaced(client.clone(), namespace);
+    let v5 = json!({"server": broker.url(), "protocolVersion": 5});
+    create_connected(
+        &links,
+        &fan(namespace, "open", "fast", v5.clone(), json!({"qos": 1})),
+    )
+    .await;
+    links
+        .create(
+            &Default::default(),
+            &fan(namespace, "closed", "fast", v5, json!({"qos": 1})),
+        )
+        .await
+        .expect("create the closed fan");
+    let why = wait_reason(
+        &links,
+        "closed",
+        "DeviceConnected",
+        "False",
+        "MQTTUndelivered",
+    )
+    .await;
+    assert!(why.message.contains("NotAuthorized"), "{}", why.message);
+    // The same connection carries the open fan's reports all along.
+    assert_eq!(
+        client_id(&devices, "open").await,
+        client_id(&devices, "closed").await
+    );
+    let mut open = Subscriber::start(broker.port, &format!("e2e/sharing/{namespace}/open")).await;
+    let first = open.next(WAIT).await.payload["rotatingSpeed"].as_i64();
+    open.next_matching(WAIT, |p| p["rotatingSpeed"].as_i64() > first)
+        .await;
+    let link = links.get("open").await.unwrap();
+    let connected = link
+        .conditions()
+        .iter()
+        .find(|c| c.type_ == "DeviceConnected")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (connected.status.as_str(), connected.reason.as_str()),
+        ("True", "Healthy"),
+        "{connected:?}"
+    );
+    delete_links_and_wait(&links, &["open", "closed"]).await;
     operator.stop().await;
 }

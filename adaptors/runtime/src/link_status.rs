@@ -37,10 +37,13 @@ pub(crate) async fn run(
             .borrow_and_update()
             .clone()
             .map(|o| with_delivery(o, delivery.as_ref()));
+        // Boxed: a write is rare, and this task waits for changes for
+        // every device of the adaptor; unboxed, its future's size would be
+        // the write's, kept for every device all the time.
         if let (Some(current), Some(outcome)) = (current, outcome)
-            && write_if_needed(&api, &current, outcome.clone()).await
+            && Box::pin(write_if_needed(&api, &current, outcome.clone())).await
         {
-            record(&events, &reporter, &current, &outcome).await;
+            Box::pin(record(&events, &reporter, &current, &outcome)).await;
         }
         tokio::select! {
             r = link.changed() => if r.is_err() { return },

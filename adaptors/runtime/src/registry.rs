@@ -717,3 +717,53 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+    use devicelink_api::dummy::DummySpecialDevice;
+
+    #[tokio::test]
+    async fn per_device_task_sizes() {
+        let (service, _server) = tower_test::mock::pair::<
+            axum::http::Request<kube::client::Body>,
+            axum::http::Response<kube::client::Body>,
+        >();
+        let client = Client::new(service, "default");
+        let (_s, status_rx) = watch::channel(None);
+        let (_m, mqtt_rx) = watch::channel(None);
+        let (_l, link_rx) = watch::channel(None);
+        let (_c, connected_rx) = watch::channel(None);
+        let (_r, refusals_rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(StatusBudget::new(1.0));
+        let reporter = Reporter {
+            controller: "c".into(),
+            instance: "i".into(),
+        };
+        let sw = status_writer::run(
+            Api::<DummySpecialDevice>::namespaced(client.clone(), "ns"),
+            "n".into(),
+            "m".into(),
+            status_rx,
+            mqtt_rx.clone(),
+            Duration::from_secs(1),
+            budget,
+        );
+        let ls = link_status::run(
+            Api::namespaced(client.clone(), "ns"),
+            Api::namespaced(client.clone(), "ns"),
+            reporter.clone(),
+            link_rx.clone(),
+            connected_rx,
+            mqtt_rx,
+        );
+        let we = write_events::run(client.clone(), link_rx, refusals_rx, reporter);
+        eprintln!(
+            "SIZES status_writer {} link_status {} write_events {} client {}",
+            std::mem::size_of_val(&sw),
+            std::mem::size_of_val(&ls),
+            std::mem::size_of_val(&we),
+            std::mem::size_of_val(&client)
+        );
+    }
+}

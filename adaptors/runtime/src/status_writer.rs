@@ -49,14 +49,10 @@ pub(crate) async fn run<K: Model>(
             "kind": K::kind(&()),
             "status": status,
         });
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::apply(&manager).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
+        // Boxed: the task waits for changes most of the time, for every
+        // device; unboxed, it would keep the request's space all along.
+        let params = PatchParams::apply(&manager).force();
+        match Box::pin(api.patch_status(&name, &params, &Patch::Apply(&patch))).await {
             Ok(obj) => {
                 tracing::debug!(device = %obj.name_any(), "status written");
                 written = Some(status);

@@ -46,7 +46,8 @@ pub(crate) async fn run(
             &reporter,
         );
         let api = Api::<Event>::namespaced(client.clone(), &link.namespace().unwrap_or_default());
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
+        // Boxed: rare; the waiting task stays small (one per device).
+        if let Err(e) = Box::pin(api.create(&PostParams::default(), &event)).await {
             warn!(link = %link.name_any(), error = %e, "could not record the refused write as an Event");
         }
         tokio::time::sleep(AT_MOST_EVERY).await;
