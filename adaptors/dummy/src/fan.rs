@@ -208,22 +208,3 @@ mod tests {
         assert_eq!(fan.status().rotating_speed, 101);
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    fn future_size<A, Fut: std::future::Future>(_: fn(A) -> Fut) -> usize {
-        std::mem::size_of::<Fut>()
-    }
-    #[test]
-    fn probe() {
-        eprintln!(
-            "SIZES fan {} ctx {}",
-            future_size(super::run),
-            std::mem::size_of::<
-                devicelink_adaptor_runtime::DeviceContext<
-                    devicelink_api::dummy::DummySpecialDevice,
-                >,
-            >()
-        );
-    }
-}

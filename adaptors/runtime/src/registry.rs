@@ -719,37 +719,40 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
-mod sizes {
+mod footprint {
     use super::*;
     use devicelink_api::dummy::DummySpecialDevice;
 
+    /// Each device has these tasks for as long as it runs, waiting nearly
+    /// all the time: their futures' sizes are memory per device (an API
+    /// call awaited unboxed would add its whole size to them). Prints the
+    /// sizes (docs/benchmarks.md quotes them).
     #[tokio::test]
-    async fn per_device_task_sizes() {
+    async fn per_device_tasks_stay_small_while_they_wait() {
         let (service, _server) = tower_test::mock::pair::<
             axum::http::Request<kube::client::Body>,
             axum::http::Response<kube::client::Body>,
         >();
         let client = Client::new(service, "default");
-        let (_s, status_rx) = watch::channel(None);
-        let (_m, mqtt_rx) = watch::channel(None);
-        let (_l, link_rx) = watch::channel(None);
-        let (_c, connected_rx) = watch::channel(None);
-        let (_r, refusals_rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(StatusBudget::new(1.0));
+        let (_status, status_rx) = watch::channel(None);
+        let (_mqtt, mqtt_rx) = watch::channel(None);
+        let (_link, link_rx) = watch::channel(None);
+        let (_connected, connected_rx) = watch::channel(None);
+        let (_refusals, refusals_rx) = mpsc::unbounded_channel();
         let reporter = Reporter {
             controller: "c".into(),
             instance: "i".into(),
         };
-        let sw = status_writer::run(
+        let status = status_writer::run(
             Api::<DummySpecialDevice>::namespaced(client.clone(), "ns"),
             "n".into(),
             "m".into(),
             status_rx,
             mqtt_rx.clone(),
             Duration::from_secs(1),
-            budget,
+            Arc::new(StatusBudget::new(1.0)),
         );
-        let ls = link_status::run(
+        let condition = link_status::run(
             Api::namespaced(client.clone(), "ns"),
             Api::namespaced(client.clone(), "ns"),
             reporter.clone(),
@@ -757,13 +760,18 @@ mod sizes {
             connected_rx,
             mqtt_rx,
         );
-        let we = write_events::run(client.clone(), link_rx, refusals_rx, reporter);
-        eprintln!(
-            "SIZES status_writer {} link_status {} write_events {} client {}",
-            std::mem::size_of_val(&sw),
-            std::mem::size_of_val(&ls),
-            std::mem::size_of_val(&we),
-            std::mem::size_of_val(&client)
-        );
+        let events = write_events::run(client, link_rx, refusals_rx, reporter);
+        let sizes = [
+            ("status writer", std::mem::size_of_val(&status)),
+            (
+                "DeviceLink condition writer",
+                std::mem::size_of_val(&condition),
+            ),
+            ("Event writer", std::mem::size_of_val(&events)),
+        ];
+        eprintln!("per-device task futures, bytes: {sizes:?}");
+        for (task, size) in sizes {
+            assert!(size <= 2048, "the {task}'s future takes {size} bytes");
+        }
     }
 }
