@@ -23,24 +23,23 @@ use devicelink_e2e::{
 use kube::Api;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 const NAMESPACE: &str = "bench-mqtt";
 const POD: &str = "devicelink-adaptor-dummy-edge-worker";
 
-/// The fan-sized status of fan `i` at `speed`.
+/// A fan-sized status at `speed`.
 fn status(speed: u32) -> String {
     json!({"gear": "fast", "rotatingSpeed": speed}).to_string()
 }
 
-/// One bare rumqttc client publishing a fan-sized status for each of N
-/// topics every second, with as many messages in flight as the adaptor's
-/// shared connection allows.
-async fn bare_shared(port: u16, devices: usize, seconds: u64) -> f64 {
-    let count = counter(port, "bench/bare/#").await;
-    let task = tokio::spawn(async move {
-        let mut options = MqttOptions::new("bench-bare-shared", "127.0.0.1", port);
-        options.set_inflight(1000);
-        let (client, mut events) = AsyncClient::new(options, devices * 2);
+/// A bare rumqttc client `id` that publishes a fan-sized status on each of
+/// `topics` every second, with `inflight` messages in flight at most.
+fn bare_client(id: String, port: u16, topics: Vec<String>, inflight: u16) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_inflight(inflight);
+        let (client, mut events) = AsyncClient::new(options, topics.len() * 2 + 8);
         let mut speed = 200;
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -50,54 +49,32 @@ async fn bare_shared(port: u16, devices: usize, seconds: u64) -> f64 {
                 },
                 _ = ticks.tick() => {
                     speed = (speed + 1).min(300);
-                    for i in 0..devices {
-                        let _ = client.try_publish(
-                            format!("bench/bare/fan-{i}"),
-                            QoS::AtLeastOnce,
-                            true,
-                            status(speed),
-                        );
+                    // Never blocks this loop, which also drives the connection.
+                    for topic in &topics {
+                        let _ = client.try_publish(topic, QoS::AtLeastOnce, true, status(speed));
                     }
                 }
             }
         }
-    });
-    let rate = rate(&count, Duration::from_secs(10), seconds).await;
-    task.abort();
-    rate
+    })
 }
 
-/// N bare rumqttc clients, each publishing a fan-sized status every second.
-async fn bare(port: u16, devices: usize, seconds: u64) -> f64 {
+/// Bare rumqttc publishing a status for each of N topics every second: one
+/// client for all (`shared`, with as many in flight as the adaptor's shared
+/// connection) or one per topic.
+async fn bare(port: u16, devices: usize, seconds: u64, shared: bool) -> f64 {
     let count = counter(port, "bench/bare/#").await;
-    let mut tasks = Vec::new();
-    for i in 0..devices {
-        tasks.push(tokio::spawn(async move {
-            let options = MqttOptions::new(format!("bench-bare-{i}"), "127.0.0.1", port);
-            let (client, mut events) = AsyncClient::new(options, 10);
-            let mut speed = 200;
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    event = events.poll() => if event.is_err() {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    },
-                    _ = ticks.tick() => {
-                        speed = (speed + 1).min(300);
-                        // Never blocks this loop, which also drives the connection.
-                        let _ = client.try_publish(
-                            format!("bench/bare/fan-{i}"),
-                            QoS::AtLeastOnce,
-                            true,
-                            status(speed),
-                        );
-                    }
-                }
-            }
-        }));
-    }
+    let topic = |i: usize| format!("bench/bare/fan-{i}");
+    let clients: Vec<JoinHandle<()>> = if shared {
+        let topics = (0..devices).map(topic).collect();
+        vec![bare_client("bench-bare-shared".into(), port, topics, 1000)]
+    } else {
+        (0..devices)
+            .map(|i| bare_client(format!("bench-bare-{i}"), port, vec![topic(i)], 100))
+            .collect()
+    };
     let rate = rate(&count, Duration::from_secs(10), seconds).await;
-    tasks.iter().for_each(|t| t.abort());
+    clients.iter().for_each(|c| c.abort());
     rate
 }
 
@@ -121,11 +98,7 @@ async fn main() {
     // $SYS every second: the broker's own count of connections.
     let broker = Mosquitto::start_with(free_port(), &[], "sys_interval 1").await;
 
-    let bare_rate = if shared {
-        bare_shared(broker.port, devices, seconds).await
-    } else {
-        bare(broker.port, devices, seconds).await
-    };
+    let bare_rate = bare(broker.port, devices, seconds, shared).await;
     eprintln!("bare rumqttc: {bare_rate:.0} messages/s");
 
     let client = client().await;

@@ -574,6 +574,34 @@ fn referencing() -> DeviceLink {
     serde_json::from_value(value).unwrap()
 }
 
+/// Answers the GET of the Secret plant-mqtt: there is none.
+async fn plant_mqtt_missing(server: &mut ApiServer) {
+    answer(
+        server,
+        "GET",
+        "/api/v1/namespaces/plant/secrets/plant-mqtt",
+        404,
+        |_| {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"})
+        },
+    )
+    .await;
+}
+
+/// Answers the apply of grant `name` in plant (its Role, then its
+/// RoleBinding) with what was sent, and returns both.
+async fn grant_applied(server: &mut ApiServer, name: &str) -> (Value, Value) {
+    let path =
+        |kind: &str| format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/{kind}/{name}");
+    let role = answer(server, "PATCH", &path("roles"), 200, |sent| sent.clone()).await;
+    let binding = answer(server, "PATCH", &path("rolebindings"), 200, |sent| {
+        sent.clone()
+    })
+    .await;
+    (role, binding)
+}
+
 #[tokio::test]
 async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
     let (ctx, mut server, mut caches) = fixture();
@@ -584,27 +612,12 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
     let task = run(&referencing(), &ctx);
 
     // The adaptor pod may read plant-mqtt, and nothing else, in plant.
-    let role = answer(
-        &mut server,
-        "PATCH",
-        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/roles/{grant}"),
-        200,
-        |sent| sent.clone(),
-    )
-    .await;
+    let (role, binding) = grant_applied(&mut server, &grant).await;
     assert_eq!(
         role["rules"],
         json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"],
                 "verbs": ["get", "list", "watch"]}])
     );
-    let binding = answer(
-        &mut server,
-        "PATCH",
-        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/rolebindings/{grant}"),
-        200,
-        |sent| sent.clone(),
-    )
-    .await;
     assert_eq!(binding["subjects"][0]["name"], grant);
 
     // The Secret lacks the item the password names: DeviceCreated says
@@ -659,15 +672,7 @@ async fn references_grant_the_adaptor_exactly_their_secret_and_must_resolve() {
     // be a stale cache, which waits for the watch instead.)
     let written: DeviceLink = serde_json::from_value(stored(status, "11")).unwrap();
     let task = run(&written, &ctx);
-    answer(
-        &mut server,
-        "GET",
-        "/api/v1/namespaces/plant/secrets/plant-mqtt",
-        404,
-        |_| json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                   "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"}),
-    )
-    .await;
+    plant_mqtt_missing(&mut server).await;
     let status = status_written(&mut server, "12").await;
     assert_eq!(
         status["status"]["conditions"][3]["message"],
@@ -694,62 +699,25 @@ async fn the_console_is_granted_only_what_the_mqtt_extensions_reference() {
     cache(&mut caches.links, link.clone());
     let task = run(&link, &ctx);
 
-    let role =
-        |name: &str| format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/roles/{name}");
-    let binding = |name: &str| {
-        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/rolebindings/{name}")
-    };
-    let adaptor_role = answer(&mut server, "PATCH", &role(&adaptor_grant), 200, |s| {
-        s.clone()
-    })
-    .await;
+    let (adaptor_role, _) = grant_applied(&mut server, &adaptor_grant).await;
     assert_eq!(
         adaptor_role["rules"].as_array().unwrap().len(),
         2,
         "the adaptor reads the Secret and the ConfigMap: {adaptor_role}"
     );
-    answer(&mut server, "PATCH", &binding(&adaptor_grant), 200, |s| {
-        s.clone()
-    })
-    .await;
-    let console_role = answer(
-        &mut server,
-        "PATCH",
-        &role("devicelink-console"),
-        200,
-        |s| s.clone(),
-    )
-    .await;
+    let (console_role, console_binding) = grant_applied(&mut server, "devicelink-console").await;
     assert_eq!(
         console_role["rules"],
         json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["plant-mqtt"],
                 "verbs": ["get", "list", "watch"]}])
     );
-    let console_binding = answer(
-        &mut server,
-        "PATCH",
-        &binding("devicelink-console"),
-        200,
-        |s| s.clone(),
-    )
-    .await;
     assert_eq!(
         console_binding["subjects"],
         json!([{"kind": "ServiceAccount", "name": "devicelink-console", "namespace": "devicelink-system"}])
     );
     assert_eq!(console_binding["roleRef"]["name"], "devicelink-console");
     // The references are checked as always; the rest is another scenario's.
-    answer(
-        &mut server,
-        "GET",
-        "/api/v1/namespaces/plant/secrets/plant-mqtt",
-        404,
-        |_| {
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-               "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"})
-        },
-    )
-    .await;
+    plant_mqtt_missing(&mut server).await;
     let status = status_written(&mut server, "11").await;
     event_recorded(&mut server).await;
     silence(&mut server).await;
@@ -771,33 +739,15 @@ async fn the_console_is_granted_only_what_the_mqtt_extensions_reference() {
     let inline: DeviceLink = serde_json::from_value(value).unwrap();
     cache(&mut caches.links, inline.clone());
     let task = run(&inline, &ctx);
-    answer(
-        &mut server,
-        "DELETE",
-        &binding("devicelink-console"),
-        200,
-        |_| json!({}),
-    )
+    let grant = |kind: &str| {
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/plant/{kind}/devicelink-console")
+    };
+    answer(&mut server, "DELETE", &grant("rolebindings"), 200, |_| {
+        json!({})
+    })
     .await;
-    answer(
-        &mut server,
-        "DELETE",
-        &role("devicelink-console"),
-        200,
-        |_| json!({}),
-    )
-    .await;
-    answer(
-        &mut server,
-        "GET",
-        "/api/v1/namespaces/plant/secrets/plant-mqtt",
-        404,
-        |_| {
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-               "reason": "NotFound", "code": 404, "message": "secrets \"plant-mqtt\" not found"})
-        },
-    )
-    .await;
+    answer(&mut server, "DELETE", &grant("roles"), 200, |_| json!({})).await;
+    plant_mqtt_missing(&mut server).await;
     silence(&mut server).await;
     task.await.unwrap().unwrap();
 }
