@@ -39,7 +39,7 @@ pub(crate) enum Inbound {
     /// The MQTT extension: writes to the device arrive on its write topic.
     Writes {
         topic: String,
-        sink: mpsc::Sender<WriteRequest>,
+        sink: mpsc::Sender<Box<WriteRequest>>,
     },
     /// An MQTT-native device: its own messages, on the topics (filters)
     /// given with their QoS.
@@ -642,11 +642,11 @@ fn take_write(member: &Member, p: &wire::Incoming) {
         );
         return;
     }
-    if sink.try_send(request.clone()).is_err() {
+    if let Err(full) = sink.try_send(Box::new(request)) {
         warn!(%topic, "writes arrive faster than the device takes them; one refused");
         refuse_write(
             member,
-            &request,
+            &full.into_inner(),
             "arrived while 16 writes were waiting for the device; send it again",
         );
     }

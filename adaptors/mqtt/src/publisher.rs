@@ -75,8 +75,10 @@ pub struct DeviceMqtt {
     /// The adaptor's data directory; the File store keeps a device's
     /// messages in `<dataDir>/<directoryPrefix or mqtt>/<namespace>/<name>`.
     pub data_dir: PathBuf,
-    /// Where writes received on the device's write topic go.
-    pub writes: mpsc::Sender<WriteRequest>,
+    /// Where writes received on the device's write topic go (boxed: a
+    /// channel allocates its first block of slots up front, and every
+    /// device has one).
+    pub writes: mpsc::Sender<Box<WriteRequest>>,
     /// The adaptor's shared connections, if it shares them; a device whose
     /// options allow joins the one for its settings.
     pub connections: Option<Arc<Connections>>,
@@ -91,7 +93,7 @@ impl DeviceMqtt {
     ) -> (
         DeviceMqtt,
         tokio::sync::watch::Receiver<Option<MqttStatus>>,
-        mpsc::Receiver<WriteRequest>,
+        mpsc::Receiver<Box<WriteRequest>>,
     ) {
         let (state, state_rx) = tokio::sync::watch::channel(None);
         // A device applies writes one by one; a few may wait.

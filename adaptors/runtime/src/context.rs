@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    Reason, References, registry::Model, write_ledger::WriteLedger, write_rate::WriteRate,
+    Reason, References, registry::Model, write_events::Refusals, write_ledger::WriteLedger,
+    write_rate::WriteRate,
 };
 
 /// A connection to the broker of a device that speaks MQTT itself
@@ -53,8 +54,8 @@ pub struct DeviceContext<K: Model> {
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
     writes: SharedWrites,
-    refusals: mpsc::UnboundedSender<String>,
-    status: Arc<watch::Sender<Option<serde_json::Value>>>,
+    refusals: Arc<Refusals>,
+    status: Arc<watch::Sender<Option<String>>>,
     connected: Arc<watch::Sender<Option<Outcome>>>,
     write_rate: Mutex<WriteRate>,
     ledger: Mutex<WriteLedger>,
@@ -62,7 +63,7 @@ pub struct DeviceContext<K: Model> {
 
 /// The device's writes from MQTT, taken by whichever task runs it (a new
 /// one after a panic, see `supervise`).
-pub(crate) type SharedWrites = Arc<tokio::sync::Mutex<mpsc::Receiver<WriteRequest>>>;
+pub(crate) type SharedWrites = Arc<tokio::sync::Mutex<mpsc::Receiver<Box<WriteRequest>>>>;
 
 impl<K: Model> DeviceContext<K> {
     pub(crate) fn new(
@@ -71,8 +72,8 @@ impl<K: Model> DeviceContext<K> {
         publisher: SharedPublisher,
         mqtt: Arc<DeviceMqtt>,
         writes: SharedWrites,
-        refusals: mpsc::UnboundedSender<String>,
-        status: Arc<watch::Sender<Option<serde_json::Value>>>,
+        refusals: Arc<Refusals>,
+        status: Arc<watch::Sender<Option<String>>>,
         connected: Arc<watch::Sender<Option<Outcome>>>,
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
@@ -174,7 +175,7 @@ impl<K: Model> DeviceContext<K> {
                     self.configure_mqtt(None, true);
                     return Some(Change::Spec(self.device()));
                 }
-                Some(w) = writes.recv() => return Some(Change::Write(w)),
+                Some(w) = writes.recv() => return Some(Change::Write(*w)),
             }
         }
     }
@@ -237,7 +238,7 @@ impl<K: Model> DeviceContext<K> {
                     .collect::<Vec<_>>()
                     .join("; ");
                 warn!(device = %self.key(), reason = %why, "write from MQTT refused");
-                let _ = self.refusals.send(why);
+                self.refusals.add(why);
             }
         }
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
@@ -256,13 +257,16 @@ impl<K: Model> DeviceContext<K> {
             }
         };
         self.ledger.lock().unwrap().annotate(&mut value);
+        // Kept as text until written: a JSON tree takes several times the
+        // space, for every device.
+        let text = value.to_string();
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
-            publisher.publish(value.to_string().into_bytes());
+            publisher.publish(text.clone().into_bytes());
         }
         self.status.send_if_modified(|current| {
-            let changed = current.as_ref() != Some(&value);
+            let changed = current.as_deref() != Some(text.as_str());
             if changed {
-                *current = Some(value);
+                *current = Some(text);
             }
             changed
         });

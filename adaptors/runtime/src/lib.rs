@@ -34,3 +34,10 @@ pub use devicelink_mqtt::{
 };
 pub use devicelink_references::{ReferenceError, References};
 pub use registry::{Adaptor, Model, RuntimeConfig};
+
+/// Every adaptor allocates in many small pieces per device, and most at
+/// once while its devices start. jemalloc gives the memory of that start
+/// back to the system afterwards; with the system allocator the RSS stayed
+/// at its peak (docs/benchmarks.md, "One adaptor's MQTT path").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

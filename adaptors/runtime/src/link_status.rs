@@ -7,6 +7,10 @@
 //! The operator owns the stages before it and may reset them (a node went
 //! away); the condition is written only when DeviceCreated is True, and
 //! written again whenever a DeviceLink update shows it missing or stale.
+//!
+//! The same task records the device's refused writes as Events
+//! (write_events.rs): one task per device for all it writes about its
+//! DeviceLink.
 
 use std::sync::Arc;
 
@@ -20,7 +24,10 @@ use kube::{Api, ResourceExt, api::PostParams};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::connected::with_delivery;
+use crate::{
+    connected::with_delivery,
+    write_events::{self, Refusals},
+};
 
 pub(crate) async fn run(
     api: Api<DeviceLink>,
@@ -29,7 +36,10 @@ pub(crate) async fn run(
     mut link: watch::Receiver<Option<Arc<DeviceLink>>>,
     mut connected: watch::Receiver<Option<Outcome>>,
     mut mqtt: watch::Receiver<Option<MqttStatus>>,
+    refusals: Arc<Refusals>,
 ) {
+    // When the next Event about refused writes may be recorded.
+    let mut refusals_quiet_until = tokio::time::Instant::now();
     loop {
         let current = link.borrow_and_update().clone();
         let delivery = mqtt.borrow_and_update().clone();
@@ -49,6 +59,17 @@ pub(crate) async fn run(
             r = link.changed() => if r.is_err() { return },
             r = connected.changed() => if r.is_err() { return },
             r = mqtt.changed() => if r.is_err() { return },
+            // Boxed: rare, and kept out of the waiting task's size.
+            refused = Box::pin(async {
+                tokio::time::sleep_until(refusals_quiet_until).await;
+                refusals.next().await
+            }) => {
+                let current = link.borrow().clone();
+                if let Some(current) = current {
+                    Box::pin(write_events::record(&events, &reporter, &current, refused)).await;
+                    refusals_quiet_until = tokio::time::Instant::now() + write_events::AT_MOST_EVERY;
+                }
+            }
         }
     }
 }

@@ -194,7 +194,10 @@ type ModelLoop = Box<dyn FnOnce(Env) -> futures::future::BoxFuture<'static, ()>>
 /// What every model's loop shares.
 #[derive(Clone)]
 struct Env {
+    /// For watches and reads.
     client: Client,
+    /// For the devices' writes, a few at a time.
+    writer: Client,
     kind: &'static adaptor::AdaptorKind,
     shared: Arc<Shared>,
     health: Arc<LoopHealth>,
@@ -271,7 +274,16 @@ impl Adaptor {
             );
         }
         let config = RuntimeConfig::parse();
-        let client = Client::try_default().await?;
+        let kubeconfig = kube::Config::infer().await?;
+        let client = Client::try_from(kubeconfig.clone())?;
+        // The devices' writes (status, conditions, Events) go through a
+        // client of their own that makes few requests at once: ten
+        // thousand devices starting together would otherwise open
+        // hundreds of connections to the API server, each with its
+        // buffers. The watches keep theirs open on the other client.
+        let writer = kube::client::ClientBuilder::try_from(kubeconfig)?
+            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(WRITES_AT_ONCE))
+            .build();
         info!(node = %config.node, adaptor = kind.name, "adaptor starting");
         let shared = Arc::new(Shared {
             metrics: MqttMetrics::default(),
@@ -318,6 +330,7 @@ impl Adaptor {
         let running = loops.into_iter().map(|(health, start)| {
             start(Env {
                 client: client.clone(),
+                writer: writer.clone(),
                 kind,
                 shared: shared.clone(),
                 health,
@@ -339,6 +352,7 @@ where
 {
     let Env {
         client,
+        writer,
         kind,
         shared,
         health,
@@ -357,8 +371,16 @@ where
         )),
     )
     .default_backoff()
-    // Nobody here reads managedFields; they are a large part of each object.
-    .modify(|d| d.managed_fields_mut().clear())
+    // Kept for every device, so only what the adaptor reads: not the
+    // managedFields, labels or annotations (kubectl's last-applied copy
+    // alone can be the size of the object); the status is kept (it holds
+    // the write ledger), and status writes patch only the status.
+    .modify(|d| {
+        let meta = d.meta_mut();
+        meta.managed_fields = None;
+        meta.labels = None;
+        meta.annotations = None;
+    })
     .map(Update::Device)
     .boxed();
     let links = watcher(
@@ -372,9 +394,13 @@ where
     )
     .default_backoff()
     // The template's spec is the device's spec, which the device watch
-    // brings; status writes (PUT on /status) leave the spec alone.
+    // brings; status writes (PUT on /status) take only the status from what
+    // is sent, so the metadata nobody here reads is dropped too.
     .modify(|l| {
-        l.managed_fields_mut().clear();
+        let meta = l.meta_mut();
+        meta.managed_fields = None;
+        meta.labels = None;
+        meta.annotations = None;
         l.spec.template.spec = None;
     })
     .map(Update::Link)
@@ -446,7 +472,7 @@ where
                     };
                     info!(device = %k, "device deleted; stopped, releasing it");
                     let api = Api::<K>::namespaced(
-                        client.clone(),
+                        writer.clone(),
                         &device.namespace().unwrap_or_default(),
                     );
                     releasing.insert(
@@ -456,14 +482,14 @@ where
                 }
                 watcher::Event::InitApply(device) => {
                     seen_in_relist.insert(key(&device));
-                    upsert(&mut running, &links, device, &client, &shared, &drive);
+                    upsert(&mut running, &links, device, &writer, &shared, &drive);
                 }
                 watcher::Event::InitDone => {
                     running.retain(|k, _| seen_in_relist.contains(k));
                     health.devices_listed();
                 }
                 watcher::Event::Apply(device) => {
-                    upsert(&mut running, &links, device, &client, &shared, &drive);
+                    upsert(&mut running, &links, device, &writer, &shared, &drive);
                 }
                 watcher::Event::Delete(device) => {
                     releasing.remove(&key(&device));
@@ -537,6 +563,10 @@ where
     }
 }
 
+/// Most API requests the devices' writes make at once; the others wait
+/// their turn (within the status budget, writes are short).
+const WRITES_AT_ONCE: usize = 16;
+
 /// How long an adaptor takes at most to stop after SIGTERM or Ctrl-C,
 /// whatever is unreachable: well within a pod's default grace (30 s).
 const STOP_WITHIN: Duration = Duration::from_secs(10);
@@ -590,7 +620,7 @@ fn upsert<K, F, Fut>(
     running: &mut HashMap<String, Running<K>>,
     links: &Links,
     device: K,
-    client: &Client,
+    writer: &Client,
     shared: &Shared,
     drive: &Arc<F>,
 ) where
@@ -616,12 +646,16 @@ fn upsert<K, F, Fut>(
     let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
     let mqtt = Arc::new(mqtt);
     let writes: SharedWrites = Arc::new(tokio::sync::Mutex::new(writes_rx));
-    let (refusals_tx, refusals_rx) = mpsc::unbounded_channel();
+    let refusals = Arc::new(write_events::Refusals::default());
 
     // A new context for each run of the device's task (see supervise).
     let context = {
-        let (publisher, mqtt, connected_tx) =
-            (publisher.clone(), mqtt.clone(), connected_tx.clone());
+        let (publisher, mqtt, connected_tx, refusals) = (
+            publisher.clone(),
+            mqtt.clone(),
+            connected_tx.clone(),
+            refusals.clone(),
+        );
         move || {
             DeviceContext::new(
                 device_rx.clone(),
@@ -629,7 +663,7 @@ fn upsert<K, F, Fut>(
                 publisher.clone(),
                 mqtt.clone(),
                 writes.clone(),
-                refusals_tx.clone(),
+                refusals.clone(),
                 status_tx.clone(),
                 connected_tx.clone(),
             )
@@ -643,7 +677,7 @@ fn upsert<K, F, Fut>(
             connected_tx,
         )),
         tokio::spawn(status_writer::run(
-            Api::<K>::namespaced(client.clone(), &namespace),
+            Api::<K>::namespaced(writer.clone(), &namespace),
             name,
             shared.manager.clone(),
             status_rx,
@@ -652,18 +686,13 @@ fn upsert<K, F, Fut>(
             shared.status_budget.clone(),
         )),
         tokio::spawn(link_status::run(
-            Api::namespaced(client.clone(), &namespace),
-            Api::namespaced(client.clone(), &namespace),
+            Api::namespaced(writer.clone(), &namespace),
+            Api::namespaced(writer.clone(), &namespace),
             shared.reporter.clone(),
-            link_rx.clone(),
+            link_rx,
             connected_rx,
             mqtt_rx,
-        )),
-        tokio::spawn(write_events::run(
-            client.clone(),
-            link_rx,
-            refusals_rx,
-            shared.reporter.clone(),
+            refusals,
         )),
     ];
     running.insert(
@@ -699,7 +728,7 @@ impl Shared {
     ) -> (
         DeviceMqtt,
         watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
-        mpsc::Receiver<WriteRequest>,
+        mpsc::Receiver<Box<WriteRequest>>,
     ) {
         let (mut mqtt, state, writes) =
             DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone());
@@ -738,7 +767,6 @@ mod footprint {
         let (_mqtt, mqtt_rx) = watch::channel(None);
         let (_link, link_rx) = watch::channel(None);
         let (_connected, connected_rx) = watch::channel(None);
-        let (_refusals, refusals_rx) = mpsc::unbounded_channel();
         let reporter = Reporter {
             controller: "c".into(),
             instance: "i".into(),
@@ -756,18 +784,17 @@ mod footprint {
             Api::namespaced(client.clone(), "ns"),
             Api::namespaced(client.clone(), "ns"),
             reporter.clone(),
-            link_rx.clone(),
+            link_rx,
             connected_rx,
             mqtt_rx,
+            Default::default(),
         );
-        let events = write_events::run(client, link_rx, refusals_rx, reporter);
         let sizes = [
             ("status writer", std::mem::size_of_val(&status)),
             (
-                "DeviceLink condition writer",
+                "DeviceLink condition and Event writer",
                 std::mem::size_of_val(&condition),
             ),
-            ("Event writer", std::mem::size_of_val(&events)),
         ];
         eprintln!("per-device task futures, bytes: {sizes:?}");
         for (task, size) in sizes {

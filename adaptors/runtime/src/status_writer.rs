@@ -21,12 +21,14 @@ pub(crate) async fn run<K: Model>(
     api: Api<K>,
     name: String,
     manager: String,
-    mut rx: watch::Receiver<Option<serde_json::Value>>,
+    mut rx: watch::Receiver<Option<String>>,
     mut mqtt: watch::Receiver<Option<MqttStatus>>,
     min_interval: Duration,
     budget: std::sync::Arc<StatusBudget>,
 ) {
-    let mut written: Option<serde_json::Value> = None;
+    // As text: a JSON tree kept for every device takes several times the
+    // space.
+    let mut written: Option<String> = None;
     loop {
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
@@ -44,10 +46,13 @@ pub(crate) async fn run<K: Model>(
             continue;
         }
         budget.wrote();
+        let Ok(status_value) = serde_json::from_str::<serde_json::Value>(&status) else {
+            continue;
+        };
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "status": status,
+            "status": status_value,
         });
         // Boxed: the task waits for changes most of the time, for every
         // device; unboxed, it would keep the request's space all along.
@@ -67,18 +72,20 @@ pub(crate) async fn run<K: Model>(
     }
 }
 
-/// The status to write now: the device's, with its MQTT connection's state
-/// as `extension.mqtt` (part of the device's status, not of the samples
-/// published on MQTT).
+/// The status to write now, as JSON text: the device's, with its MQTT
+/// connection's state as `extension.mqtt` (part of the device's status, not
+/// of the samples published on MQTT).
 fn current(
-    rx: &mut watch::Receiver<Option<serde_json::Value>>,
+    rx: &mut watch::Receiver<Option<String>>,
     mqtt: &mut watch::Receiver<Option<MqttStatus>>,
-) -> Option<serde_json::Value> {
-    let mut status = rx.borrow_and_update().clone()?;
-    if let Some(state) = mqtt.borrow_and_update().clone()
-        && let Some(fields) = status.as_object_mut()
-    {
+) -> Option<String> {
+    let reported = rx.borrow_and_update().clone()?;
+    let Some(state) = mqtt.borrow_and_update().clone() else {
+        return Some(reported);
+    };
+    let mut status: serde_json::Value = serde_json::from_str(&reported).ok()?;
+    if let Some(fields) = status.as_object_mut() {
         fields.insert("extension".into(), serde_json::json!({ "mqtt": state }));
     }
-    Some(status)
+    Some(status.to_string())
 }
