@@ -15,7 +15,7 @@ use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
     eventually_showing, log_dir,
     mqtt::{self, Subscriber},
-    process::{Operator, free_port, start_operator},
+    process::{Operator, free_port, metric_at, start_operator},
     wait_reason,
 };
 use kube::{
@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(60);
 /// The client ID prefix of the dummy adaptor's shared connections here.
 const SHARED: &str = "devicelink-dummy-edge-worker-";
+/// The dummy adaptor's pod.
+const POD: &str = "devicelink-adaptor-dummy-edge-worker";
 
 /// A fan publishing on `e2e/sharing/<namespace>/<name>` with `client`
 /// options (the broker's URL added).
@@ -78,6 +80,33 @@ async fn broker_counts(port: u16, user: Option<(&str, &str)>, wanted: u64) {
 }
 
 /// A broker that publishes its `$SYS` counts every second.
+/// Waits for the adaptor's metrics to count `connections` shared
+/// connections carrying `devices` fans.
+async fn shared_counts(kubelet: &LocalKubelet, connections: u64, devices: u64) {
+    let port = kubelet
+        .metrics_port(POD)
+        .expect("the adaptor serves metrics");
+    let metric = |name: &'static str| async move {
+        metric_at(port, &format!("devicelink_adaptor_mqtt_{name}"))
+            .await
+            .map(|v| v as u64)
+    };
+    eventually_showing(
+        "the adaptor's count of shared connections",
+        WAIT,
+        || async {
+            let now = (
+                metric("shared_connections").await,
+                metric("shared_connection_devices").await,
+            );
+            (now == (Some(connections), Some(devices)))
+                .then_some(())
+                .ok_or(format!("{now:?}"))
+        },
+    )
+    .await
+}
+
 async fn counting_broker(users: &[(&str, &str)]) -> Mosquitto {
     Mosquitto::start_with(free_port(), users, "sys_interval 1").await
 }
@@ -89,7 +118,7 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     let users = [("plant", "plant-password"), ("lab", "lab-password")];
     let broker = counting_broker(&users).await;
     let operator = start_operator();
-    let _kubelet = LocalKubelet::start(client.clone());
+    let kubelet = LocalKubelet::start(client.clone());
     let plant = json!({"server": broker.url(),
                        "basicAuth": {"username": "plant", "password": "plant-password"}});
     let with = |extra: Value| {
@@ -146,8 +175,10 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
             "{own}: {id}"
         );
     }
-    // Six fans, four connections.
+    // Six fans, four connections; the adaptor counts one shared, carrying
+    // three fans.
     broker_counts(broker.port, Some(users[0]), 4).await;
+    shared_counts(&kubelet, 1, 3).await;
 
     // Each fan on its own topic with its own status.
     let login = Some(users[0]);
@@ -209,10 +240,12 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     // (The test's own subscribers are clients too.)
     drop((cellar, replies, attic));
     broker_counts(broker.port, login, 5).await;
+    shared_counts(&kubelet, 2, 3).await;
 
     // One fan deleted: its retained status is cleared; the fans that shared
     // its connection go on publishing.
     delete_links_and_wait(&links, &["cellar"]).await;
+    shared_counts(&kubelet, 2, 2).await;
     let mut cleared = Subscriber::start_as(broker.port, &topic("cellar"), login).await;
     assert!(
         cleared.try_next(Duration::from_secs(3)).await.is_none(),

@@ -261,11 +261,6 @@ impl Connection {
         }
     }
 
-    /// How many members it has.
-    pub(crate) fn members(&self) -> usize {
-        self.roster.lock().unwrap().members.len()
-    }
-
     /// Gives the member's outbox a handover to this client and returns the
     /// outbox's generation for this connection.
     fn hand_over(

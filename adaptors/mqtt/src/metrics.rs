@@ -26,6 +26,10 @@ pub struct MqttMetrics {
     pub reconnects: Counter,
     /// From queueing a message to the broker's acknowledgement.
     pub publish_latency: Histogram,
+    /// Shared connections open (sharing.rs).
+    pub shared_connections: Gauge,
+    /// Devices on them.
+    pub shared_connection_devices: Gauge,
 }
 
 impl Default for MqttMetrics {
@@ -39,6 +43,8 @@ impl Default for MqttMetrics {
             // 0.5 ms to about 4 min: a local broker answers in a millisecond,
             // a message buffered through an outage waits minutes.
             publish_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 20)),
+            shared_connections: Gauge::default(),
+            shared_connection_devices: Gauge::default(),
         }
     }
 }
@@ -76,6 +82,16 @@ impl MqttMetrics {
             "publish_latency_seconds",
             "Time from queueing a message to the broker's acknowledgement",
             self.publish_latency.clone(),
+        );
+        r.register(
+            "shared_connections",
+            "Broker connections shared by devices whose connection settings are equal",
+            self.shared_connections.clone(),
+        );
+        r.register(
+            "shared_connection_devices",
+            "Devices whose messages go through a shared connection",
+            self.shared_connection_devices.clone(),
         );
     }
 }

@@ -19,6 +19,7 @@ use std::{
 use devicelink_api::mqtt::{MqttClientOptions, MqttOptions};
 
 use crate::{
+    MqttMetrics,
     connection::{Connection, Member, MemberId, Plan, Timing},
     publisher::{PublisherError, Resolve, client_options},
     topic::TopicContext,
@@ -84,14 +85,17 @@ pub struct Connections {
     /// Client IDs start with it: the adaptor pod's name.
     prefix: String,
     open: Mutex<HashMap<String, Arc<Connection>>>,
+    metrics: MqttMetrics,
 }
 
 impl Connections {
-    /// Shared connections whose client IDs start with `prefix`.
-    pub fn new(prefix: impl Into<String>) -> Arc<Connections> {
+    /// Shared connections whose client IDs start with `prefix`, counted in
+    /// `metrics`.
+    pub fn new(prefix: impl Into<String>, metrics: MqttMetrics) -> Arc<Connections> {
         Arc::new(Connections {
             prefix: prefix.into(),
             open: Mutex::default(),
+            metrics,
         })
     }
 
@@ -128,7 +132,9 @@ impl Connections {
             })
         });
         let id = connection.join(member);
-        (connection.clone(), id)
+        let connection = connection.clone();
+        self.count(&open, 1);
+        (connection, id)
     }
 
     /// Takes a member off its shared connection; true if it was the last
@@ -139,13 +145,14 @@ impl Connections {
         if last && open.get(digest).is_some_and(|c| Arc::ptr_eq(c, connection)) {
             open.remove(digest);
         }
+        self.count(&open, -1);
         last
     }
 
-    /// How many shared connections are open, and how many devices they carry.
-    pub fn counts(&self) -> (usize, usize) {
-        let open = self.open.lock().unwrap();
-        (open.len(), open.values().map(|c| c.members()).sum())
+    /// Updates the metrics after a device joined (+1) or left (-1).
+    fn count(&self, open: &HashMap<String, Arc<Connection>>, devices: i64) {
+        self.metrics.shared_connections.set(open.len() as i64);
+        self.metrics.shared_connection_devices.inc_by(devices);
     }
 }
 

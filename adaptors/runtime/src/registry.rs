@@ -285,8 +285,9 @@ impl Adaptor {
             .with_layer(&tower::limit::ConcurrencyLimitLayer::new(WRITES_AT_ONCE))
             .build();
         info!(node = %config.node, adaptor = kind.name, "adaptor starting");
+        let metrics = MqttMetrics::default();
         let shared = Arc::new(Shared {
-            metrics: MqttMetrics::default(),
+            metrics: metrics.clone(),
             reporter: Reporter {
                 controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
                 instance: std::env::var("POD_NAME")
@@ -295,10 +296,13 @@ impl Adaptor {
             manager: format!("devicelink-adaptor-{short_name}"),
             status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
             connections: config.share_mqtt_connections.then(|| {
-                devicelink_mqtt::Connections::new(format!(
-                    "devicelink-{short_name}-{}",
-                    devicelink_api::labels::node_label_value(&config.node)
-                ))
+                devicelink_mqtt::Connections::new(
+                    format!(
+                        "devicelink-{short_name}-{}",
+                        devicelink_api::labels::node_label_value(&config.node)
+                    ),
+                    metrics.clone(),
+                )
             }),
             config: config.clone(),
         });
