@@ -24,6 +24,7 @@ pub mod value;
 mod write_events;
 mod write_ledger;
 mod write_rate;
+mod writer;
 
 pub use connected::{Backoff, Reason};
 pub use context::{Change, DeviceConnection, DeviceContext};

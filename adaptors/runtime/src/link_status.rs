@@ -1,76 +1,32 @@
 //! Keeps the DeviceLink's DeviceConnected condition in line with what the
 //! device task reports (and with whether its status reaches MQTT, see
-//! [`with_delivery`]), and records each change of its status or reason as
+//! `connected::with_delivery`), and records each change of its status or reason as
 //! an Event (a Warning when it turns False), so `kubectl describe` tells
 //! when and why a device went away.
 //!
 //! The operator owns the stages before it and may reset them (a node went
 //! away); the condition is written only when DeviceCreated is True, and
 //! written again whenever a DeviceLink update shows it missing or stale.
-//!
-//! The same task records the device's refused writes as Events
-//! (write_events.rs): one task per device for all it writes about its
-//! DeviceLink.
-
-use std::sync::Arc;
 
 use devicelink_api::{
     DeviceLink, Outcome, condition,
     events::{self, Happening, Reporter},
-    property::MqttStatus,
 };
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, ResourceExt, api::PostParams};
-use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::{
-    connected::with_delivery,
-    write_events::{self, Refusals},
-};
-
-pub(crate) async fn run(
-    api: Api<DeviceLink>,
-    events: Api<Event>,
-    reporter: Reporter,
-    mut link: watch::Receiver<Option<Arc<DeviceLink>>>,
-    mut connected: watch::Receiver<Option<Outcome>>,
-    mut mqtt: watch::Receiver<Option<MqttStatus>>,
-    refusals: Arc<Refusals>,
+/// Brings DeviceConnected in line with `outcome`, and records a change of
+/// its status or reason as an Event.
+pub(crate) async fn update(
+    api: &Api<DeviceLink>,
+    events: &Api<Event>,
+    reporter: &Reporter,
+    link: &DeviceLink,
+    outcome: Outcome,
 ) {
-    // When the next Event about refused writes may be recorded.
-    let mut refusals_quiet_until = tokio::time::Instant::now();
-    loop {
-        let current = link.borrow_and_update().clone();
-        let delivery = mqtt.borrow_and_update().clone();
-        let outcome = connected
-            .borrow_and_update()
-            .clone()
-            .map(|o| with_delivery(o, delivery.as_ref()));
-        // Boxed: a write is rare, and this task waits for changes for
-        // every device of the adaptor; unboxed, its future's size would be
-        // the write's, kept for every device all the time.
-        if let (Some(current), Some(outcome)) = (current, outcome)
-            && Box::pin(write_if_needed(&api, &current, outcome.clone())).await
-        {
-            Box::pin(record(&events, &reporter, &current, &outcome)).await;
-        }
-        tokio::select! {
-            r = link.changed() => if r.is_err() { return },
-            r = connected.changed() => if r.is_err() { return },
-            r = mqtt.changed() => if r.is_err() { return },
-            // Boxed: rare, and kept out of the waiting task's size.
-            refused = Box::pin(async {
-                tokio::time::sleep_until(refusals_quiet_until).await;
-                refusals.next().await
-            }) => {
-                let current = link.borrow().clone();
-                if let Some(current) = current {
-                    Box::pin(write_events::record(&events, &reporter, &current, refused)).await;
-                    refusals_quiet_until = tokio::time::Instant::now() + write_events::AT_MOST_EVERY;
-                }
-            }
-        }
+    if write_if_needed(api, link, outcome.clone()).await {
+        record(events, reporter, link, &outcome).await;
     }
 }
 

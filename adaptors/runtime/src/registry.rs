@@ -30,9 +30,10 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
-    link_status, metrics, release,
+    metrics, release,
     status_budget::StatusBudget,
-    status_writer, supervise, write_events,
+    supervise, write_events,
+    writer::{Seen, Writer},
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
@@ -156,8 +157,8 @@ impl Links {
 
 impl<K> Drop for Running<K> {
     fn drop(&mut self) {
-        // The device task sees its watch close and returns; the writers may be
-        // waiting on the API server, so they are stopped outright.
+        // The device task sees its watch close and returns; its writer may
+        // be waiting on the API server, so it is stopped outright.
         for t in self.tasks.drain(1..) {
             t.abort();
         }
@@ -288,12 +289,12 @@ impl Adaptor {
         let metrics = MqttMetrics::default();
         let shared = Arc::new(Shared {
             metrics: metrics.clone(),
-            reporter: Reporter {
+            reporter: Arc::new(Reporter {
                 controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
                 instance: std::env::var("POD_NAME")
                     .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
-            },
-            manager: format!("devicelink-adaptor-{short_name}"),
+            }),
+            manager: format!("devicelink-adaptor-{short_name}").into(),
             status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
             connections: config.share_mqtt_connections.then(|| {
                 devicelink_mqtt::Connections::new(
@@ -680,24 +681,25 @@ fn upsert<K, F, Fut>(
             drive.clone(),
             connected_tx,
         )),
-        tokio::spawn(status_writer::run(
-            Api::<K>::namespaced(writer.clone(), &namespace),
-            name,
-            shared.manager.clone(),
-            status_rx,
-            mqtt_rx.clone(),
-            shared.config.status_interval,
-            shared.status_budget.clone(),
-        )),
-        tokio::spawn(link_status::run(
-            Api::namespaced(writer.clone(), &namespace),
-            Api::namespaced(writer.clone(), &namespace),
-            shared.reporter.clone(),
-            link_rx,
-            connected_rx,
-            mqtt_rx,
-            refusals,
-        )),
+        tokio::spawn(
+            Writer {
+                client: writer.clone(),
+                namespace,
+                name,
+                manager: shared.manager.clone(),
+                reporter: shared.reporter.clone(),
+                status_interval: shared.config.status_interval,
+                budget: shared.status_budget.clone(),
+                model: std::marker::PhantomData::<K>,
+            }
+            .run(Seen {
+                reported: status_rx,
+                mqtt: mqtt_rx,
+                link: link_rx,
+                connected: connected_rx,
+                refusals,
+            }),
+        ),
     ];
     running.insert(
         k,
@@ -715,9 +717,9 @@ fn upsert<K, F, Fut>(
 /// What every device of the adaptor shares.
 struct Shared {
     metrics: MqttMetrics,
-    reporter: Reporter,
+    reporter: Arc<Reporter>,
     /// Field manager of status writes.
-    manager: String,
+    manager: Arc<str>,
     /// The MQTT connections devices share, unless sharing is off.
     connections: Option<Arc<devicelink_mqtt::Connections>>,
     /// The adaptor's device status writes, all devices together.
@@ -775,31 +777,24 @@ mod footprint {
             controller: "c".into(),
             instance: "i".into(),
         };
-        let status = status_writer::run(
-            Api::<DummySpecialDevice>::namespaced(client.clone(), "ns"),
-            "n".into(),
-            "m".into(),
-            status_rx,
-            mqtt_rx.clone(),
-            Duration::from_secs(1),
-            Arc::new(StatusBudget::new(1.0)),
-        );
-        let condition = link_status::run(
-            Api::namespaced(client.clone(), "ns"),
-            Api::namespaced(client.clone(), "ns"),
-            reporter.clone(),
-            link_rx,
-            connected_rx,
-            mqtt_rx,
-            Default::default(),
-        );
-        let sizes = [
-            ("status writer", std::mem::size_of_val(&status)),
-            (
-                "DeviceLink condition and Event writer",
-                std::mem::size_of_val(&condition),
-            ),
-        ];
+        let writer = Writer {
+            client,
+            namespace: "ns".into(),
+            name: "n".into(),
+            manager: "m".into(),
+            reporter: Arc::new(reporter),
+            model: std::marker::PhantomData::<DummySpecialDevice>,
+            status_interval: Duration::from_secs(1),
+            budget: Arc::new(StatusBudget::new(1.0)),
+        }
+        .run(Seen {
+            reported: status_rx,
+            mqtt: mqtt_rx,
+            link: link_rx,
+            connected: connected_rx,
+            refusals: Default::default(),
+        });
+        let sizes = [("device writer", std::mem::size_of_val(&writer))];
         eprintln!("per-device task futures, bytes: {sizes:?}");
         for (task, size) in sizes {
             assert!(size <= 2048, "the {task}'s future takes {size} bytes");

@@ -10,7 +10,7 @@
 //! at the devices' pace either way.
 
 use std::{
-    sync::{Mutex, atomic::AtomicU64},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::Duration,
 };
 
@@ -41,17 +41,21 @@ impl StatusBudget {
         }
     }
 
-    /// Waits for this device's turn to write.
-    pub(crate) async fn turn(&self) {
-        let slot = {
+    /// Takes the next free turn to write; the device writes when it comes
+    /// ([`Turn::at`]), and counts as waiting until then or until the turn
+    /// is dropped.
+    pub(crate) fn reserve(self: &Arc<Self>) -> Turn {
+        let at = {
             let mut next = self.next.lock().unwrap();
             let slot = (*next).max(Instant::now());
             *next = slot + self.spacing;
             slot
         };
         self.waiting.inc();
-        tokio::time::sleep_until(slot).await;
-        self.waiting.dec();
+        Turn {
+            at,
+            budget: self.clone(),
+        }
     }
 
     /// A status write was made.
@@ -73,33 +77,45 @@ impl StatusBudget {
     }
 }
 
+/// A device's turn to write its status.
+pub(crate) struct Turn {
+    at: Instant,
+    budget: Arc<StatusBudget>,
+}
+
+impl Turn {
+    /// When the turn comes.
+    pub(crate) fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.budget.waiting.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn writes_are_spaced_to_the_budget_first_come_first_served() {
-        let budget = std::sync::Arc::new(StatusBudget::new(10.0));
+    async fn turns_are_spaced_to_the_budget_first_come_first_served() {
+        let budget = Arc::new(StatusBudget::new(10.0));
         let start = Instant::now();
-        let mut turns = Vec::new();
-        for _ in 0..5 {
-            let budget = budget.clone();
-            turns.push(tokio::spawn(async move {
-                budget.turn().await;
-                Instant::now() - start
-            }));
-        }
-        let mut at = Vec::new();
-        for t in turns {
-            at.push(t.await.unwrap().as_millis());
-        }
+        let turns: Vec<Turn> = (0..5).map(|_| budget.reserve()).collect();
+        let at: Vec<u128> = turns.iter().map(|t| (t.at() - start).as_millis()).collect();
         assert_eq!(at, [0, 100, 200, 300, 400]);
+        assert_eq!(budget.waiting.get(), 5);
+        drop(turns);
+        assert_eq!(budget.waiting.get(), 0, "a dropped turn no longer waits");
         // Idle for a while: the next goes at once, not in a burst of the
         // turns it missed.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let before = Instant::now();
-        budget.turn().await;
-        budget.turn().await;
-        assert_eq!((Instant::now() - before).as_millis(), 100);
+        let now = Instant::now();
+        let (first, second) = (budget.reserve(), budget.reserve());
+        assert_eq!(first.at(), now);
+        assert_eq!((second.at() - now).as_millis(), 100);
     }
 }

@@ -1,10 +1,7 @@
-//! Writes a device's `status` to the API server: only when it changed, at
-//! most once per interval per device and within the adaptor's budget
-//! (status_budget.rs), always ending with the latest value.
-//! (Per-sample status writes have taken API servers down; samples go to MQTT.)
-//! The device's MQTT connection state goes in as `status.extension.mqtt`.
-
-use std::time::Duration;
+//! A device's `status` as written to the API server: what the device task
+//! reported, with the device's MQTT connection state as
+//! `status.extension.mqtt`. When and how often it is written is the
+//! device writer's (writer.rs).
 
 use kube::{
     Api, ResourceExt,
@@ -15,72 +12,56 @@ use tracing::warn;
 
 use devicelink_api::property::MqttStatus;
 
-use crate::{registry::Model, status_budget::StatusBudget};
+use crate::registry::Model;
 
-pub(crate) async fn run<K: Model>(
-    api: Api<K>,
-    name: String,
-    manager: String,
-    mut rx: watch::Receiver<Option<String>>,
-    mut mqtt: watch::Receiver<Option<MqttStatus>>,
-    min_interval: Duration,
-    budget: std::sync::Arc<StatusBudget>,
-) {
-    // As text: a JSON tree kept for every device takes several times the
-    // space.
-    let mut written: Option<String> = None;
-    loop {
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            r = mqtt.changed() => if r.is_err() { return },
+/// What became of a status write.
+pub(crate) enum Written {
+    Yes,
+    /// The device is gone (its writer is stopped shortly).
+    Gone,
+    /// Failed (logged); worth trying again later.
+    No,
+}
+
+/// Writes `status` (JSON text) as the device's status, by server-side apply
+/// under `manager`.
+pub(crate) async fn write<K: Model>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    status: &str,
+) -> Written {
+    let Ok(status) = serde_json::from_str::<serde_json::Value>(status) else {
+        return Written::No;
+    };
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(manager).force();
+    match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
+        Ok(obj) => {
+            tracing::debug!(device = %obj.name_any(), "status written");
+            Written::Yes
         }
-        if current(&mut rx, &mut mqtt).is_none_or(|s| written.as_ref() == Some(&s)) {
-            continue;
+        Err(kube::Error::Api(e)) if e.code == 404 => Written::Gone,
+        Err(e) => {
+            warn!(device = %name, error = %e, "could not write device status; trying again");
+            Written::No
         }
-        budget.turn().await;
-        // What changed while it waited is written too: the newest.
-        let Some(status) = current(&mut rx, &mut mqtt) else {
-            continue;
-        };
-        if written.as_ref() == Some(&status) {
-            continue;
-        }
-        budget.wrote();
-        let Ok(status_value) = serde_json::from_str::<serde_json::Value>(&status) else {
-            continue;
-        };
-        let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status_value,
-        });
-        // Boxed: the task waits for changes most of the time, for every
-        // device; unboxed, it would keep the request's space all along.
-        let params = PatchParams::apply(&manager).force();
-        match Box::pin(api.patch_status(&name, &params, &Patch::Apply(&patch))).await {
-            Ok(obj) => {
-                tracing::debug!(device = %obj.name_any(), "status written");
-                written = Some(status);
-            }
-            // Gone: the registry stops this task shortly.
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                warn!(device = %name, error = %e, "could not write device status; retrying with the next change")
-            }
-        }
-        tokio::time::sleep(min_interval).await;
     }
 }
 
 /// The status to write now, as JSON text: the device's, with its MQTT
 /// connection's state as `extension.mqtt` (part of the device's status, not
 /// of the samples published on MQTT).
-fn current(
-    rx: &mut watch::Receiver<Option<String>>,
-    mqtt: &mut watch::Receiver<Option<MqttStatus>>,
+pub(crate) fn current(
+    reported: &watch::Receiver<Option<String>>,
+    mqtt: &watch::Receiver<Option<MqttStatus>>,
 ) -> Option<String> {
-    let reported = rx.borrow_and_update().clone()?;
-    let Some(state) = mqtt.borrow_and_update().clone() else {
+    let reported = reported.borrow().clone()?;
+    let Some(state) = mqtt.borrow().clone() else {
         return Some(reported);
     };
     let mut status: serde_json::Value = serde_json::from_str(&reported).ok()?;

@@ -1,0 +1,162 @@
+//! What a device's adaptor writes to the API server about it, in one task
+//! per device: its status (status_writer.rs), its DeviceLink's
+//! DeviceConnected condition with an Event per change (link_status.rs), and
+//! Events for the writes from MQTT it refused (write_events.rs). One task,
+//! not one per kind of write: an adaptor keeps one for each of thousands of
+//! devices, all the time.
+//!
+//! The status is written only when it changed, at most once per
+//! `--status-interval` for the device and within the adaptor's budget
+//! (status_budget.rs), always the newest when its turn comes. (Per-sample
+//! status writes have taken API servers down; samples go to MQTT.) The
+//! condition and Events are not held back by the status: they are rare and
+//! say what a user waits for.
+
+use std::{marker::PhantomData, sync::Arc, time::Duration};
+
+use devicelink_api::{DeviceLink, Outcome, events::Reporter, property::MqttStatus};
+use kube::{Api, Client};
+use tokio::{sync::watch, time::Instant};
+
+use crate::{
+    connected::with_delivery,
+    link_status,
+    registry::Model,
+    status_budget::{StatusBudget, Turn},
+    status_writer::{self, Written},
+    write_events::{self, Refusals},
+};
+
+/// Where and how a device's writes go. (The `Api`s are made for each
+/// write: each is a few hundred bytes, kept for every device otherwise.)
+pub(crate) struct Writer<K: Model> {
+    pub(crate) client: Client,
+    pub(crate) namespace: String,
+    /// The device's (and its DeviceLink's) name.
+    pub(crate) name: String,
+    /// Field manager of status writes.
+    pub(crate) manager: Arc<str>,
+    pub(crate) reporter: Arc<Reporter>,
+    /// Least time between two status writes of the device.
+    pub(crate) status_interval: Duration,
+    pub(crate) budget: Arc<StatusBudget>,
+    pub(crate) model: PhantomData<K>,
+}
+
+/// What the writes are made of, as the device task and the registry see it.
+pub(crate) struct Seen {
+    /// The status the device task reported last, as JSON text.
+    pub(crate) reported: watch::Receiver<Option<String>>,
+    /// The device's MQTT connection state.
+    pub(crate) mqtt: watch::Receiver<Option<MqttStatus>>,
+    /// The DeviceLink as last seen.
+    pub(crate) link: watch::Receiver<Option<Arc<DeviceLink>>>,
+    /// What the device task says of DeviceConnected.
+    pub(crate) connected: watch::Receiver<Option<Outcome>>,
+    pub(crate) refusals: Arc<Refusals>,
+}
+
+impl<K: Model> Writer<K> {
+    /// Writes what changes until the device is gone (its senders dropped).
+    pub(crate) async fn run(self, mut seen: Seen) {
+        let mut written: Option<String> = None;
+        // What to write: the status changed since it was last written, and
+        // the condition may no longer say what it should.
+        let (mut status_changed, mut condition_stale) = (false, true);
+        let mut status_rests_until = Instant::now();
+        let mut turn: Option<Turn> = None;
+        let mut refusals_quiet_until = Instant::now();
+        loop {
+            if condition_stale {
+                condition_stale = false;
+                let link = seen.link.borrow().clone();
+                let outcome = seen.connected.borrow().clone();
+                // Boxed, as every write here, with what it is made of:
+                // this task waits for changes nearly all the time;
+                // unboxed, its size would be the largest write's, kept for
+                // every device.
+                if let (Some(link), Some(outcome)) = (link, outcome) {
+                    let mqtt = seen.mqtt.borrow().clone();
+                    let this = &self;
+                    Box::pin(async move {
+                        let outcome = with_delivery(outcome, mqtt.as_ref());
+                        let (links, events) = (this.api(), this.api());
+                        link_status::update(&links, &events, &this.reporter, &link, outcome).await
+                    })
+                    .await;
+                }
+            }
+            if status_changed && turn.is_none() && Instant::now() >= status_rests_until {
+                turn = Some(self.budget.reserve());
+            }
+            // One timer: the device's turn, or the end of its rest.
+            let wake = match &turn {
+                Some(turn) => Some(turn.at()),
+                None => status_changed.then_some(status_rests_until),
+            };
+            tokio::select! {
+                r = seen.link.changed() => {
+                    if r.is_err() { return }
+                    condition_stale = true;
+                }
+                r = seen.connected.changed() => {
+                    if r.is_err() { return }
+                    condition_stale = true;
+                }
+                r = seen.mqtt.changed() => {
+                    if r.is_err() { return }
+                    (status_changed, condition_stale) = (true, true);
+                }
+                r = seen.reported.changed() => {
+                    if r.is_err() { return }
+                    status_changed = true;
+                }
+                refused = Box::pin(async {
+                    tokio::time::sleep_until(refusals_quiet_until).await;
+                    seen.refusals.next().await
+                }) => {
+                    let link = seen.link.borrow().clone();
+                    if let Some(link) = link {
+                        Box::pin(async {
+                            write_events::record(&self.api(), &self.reporter, &link, refused).await
+                        })
+                        .await;
+                        refusals_quiet_until = Instant::now() + write_events::AT_MOST_EVERY;
+                    }
+                }
+                () = tokio::time::sleep_until(wake.unwrap_or(status_rests_until)), if wake.is_some() => {
+                    // The rest ended: the loop takes a turn.
+                    if turn.take().is_none() {
+                        continue;
+                    }
+                    status_changed = false;
+                    // The newest, including what changed while it waited.
+                    let status = status_writer::current(&seen.reported, &seen.mqtt);
+                    if let Some(status) = status.filter(|s| written.as_ref() != Some(s)) {
+                        self.budget.wrote();
+                        let (result, status) = Box::pin(async {
+                            let result = status_writer::write(&self.api::<K>(), &self.name, &self.manager, &status).await;
+                            (result, status)
+                        })
+                        .await;
+                        match result {
+                            Written::Yes => written = Some(status),
+                            Written::Gone => {}
+                            Written::No => status_changed = true,
+                        }
+                        status_rests_until = Instant::now() + self.status_interval;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The API of kind `T` in the device's namespace.
+    fn api<T>(&self) -> Api<T>
+    where
+        T: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        T::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+}
