@@ -569,8 +569,10 @@ where
 }
 
 /// Most API requests the devices' writes make at once; the others wait
-/// their turn (within the status budget, writes are short).
-const WRITES_AT_ONCE: usize = 16;
+/// their turn. Enough to keep a busy API server's pipeline full (a write
+/// can take a good part of a second while thousands of devices start),
+/// few enough that their connections cost little.
+const WRITES_AT_ONCE: usize = 64;
 
 /// How long an adaptor takes at most to stop after SIGTERM or Ctrl-C,
 /// whatever is unreachable: well within a pod's default grace (30 s).

@@ -157,6 +157,9 @@ async fn main() {
     let elapsed = t.elapsed().as_secs_f64();
     let cores = (cpu_seconds(pid) - cpu) / elapsed;
     let writes_per_second = (writes().await - written) / elapsed;
+    let waiting = metric_at(metrics, "devicelink_adaptor_status_writes_waiting")
+        .await
+        .unwrap_or(0.0);
     let connections = broker_clients(broker.port).await - ours;
 
     println!(
@@ -181,6 +184,7 @@ async fn main() {
         rss_mib(pid) * 1024.0 / devices as f64
     );
     println!("| adaptor status writes to the API server | {writes_per_second:.1}/s |");
+    println!("| devices waiting for their turn to write their status, at the end | {waiting:.0} |");
     println!("| broker connections from the adaptor | {connections} |");
 
     drop(kubelet);
