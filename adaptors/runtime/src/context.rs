@@ -49,6 +49,10 @@ pub enum Change<K> {
 /// [`DeviceContext::changed`] returns `None`.
 pub struct DeviceContext<K: Model> {
     device: watch::Receiver<Arc<K>>,
+    /// The device whose spec the task was last handed ([`Change::Spec`], or
+    /// at the start): a spec that arrives while the task is busy is told
+    /// at its next [`DeviceContext::changed`], measured against this.
+    acted_on: Arc<K>,
     references: watch::Receiver<Arc<References>>,
     link: TopicContext,
     publisher: SharedPublisher,
@@ -78,8 +82,10 @@ impl<K: Model> DeviceContext<K> {
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
         let ledger = WriteLedger::load(&as_json(device.borrow().as_ref()));
+        let acted_on = device.borrow().clone();
         let mut ctx = DeviceContext {
             device,
+            acted_on,
             references,
             link,
             publisher,
@@ -154,7 +160,6 @@ impl<K: Model> DeviceContext<K> {
     /// device's MQTT write topic. `None` means the device was removed and
     /// the task should stop.
     pub async fn changed(&mut self) -> Option<Change<K>> {
-        let before = self.device();
         // Held while this task runs the device; one task at a time does.
         let writes = self.writes.clone();
         let mut writes = writes.lock().await;
@@ -162,22 +167,36 @@ impl<K: Model> DeviceContext<K> {
             tokio::select! {
                 r = self.device.changed() => {
                     r.ok()?;
-                    let now = self.device();
-                    if now.meta().generation != before.meta().generation {
-                        self.configure_mqtt(Some(before.as_ref()), false);
-                        self.ledger.lock().unwrap().follow_spec(&as_json(now.as_ref()));
-                        return Some(Change::Spec(now));
+                    if let Some(now) = self.new_spec() {
+                        self.configure_mqtt(Some(now.1.as_ref()), false);
+                        return Some(Change::Spec(now.0));
                     }
                 }
                 r = self.references.changed() => {
                     r.ok()?;
+                    let now = self.new_spec().map_or_else(|| self.device(), |(now, _)| now);
                     // A rotated credential: reconnect with it.
                     self.configure_mqtt(None, true);
-                    return Some(Change::Spec(self.device()));
+                    return Some(Change::Spec(now));
                 }
                 Some(w) = writes.recv() => return Some(Change::Write(*w)),
             }
         }
+    }
+
+    /// The device and the one acted on before it, if its spec changed
+    /// since the task was last handed one (then it counts as handed).
+    fn new_spec(&mut self) -> Option<(Arc<K>, Arc<K>)> {
+        let now = self.device();
+        if now.meta().generation == self.acted_on.meta().generation {
+            return None;
+        }
+        let before = std::mem::replace(&mut self.acted_on, now.clone());
+        self.ledger
+            .lock()
+            .unwrap()
+            .follow_spec(&as_json(now.as_ref()));
+        Some((now, before))
     }
 
     /// The property values of a write, checked against `properties`; a
