@@ -160,3 +160,147 @@ impl<K: Model> Writer<K> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, Response, StatusCode};
+    use devicelink_api::dummy::DummySpecialDevice;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    type ApiServer = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    const STATUS_PATH: &str =
+        "/apis/devices.edge.cattle.io/v1alpha1/namespaces/ns/dummyspecialdevices/fan/status";
+
+    /// A writer for the fan `ns/fan` on a mocked API server, with the
+    /// senders of what it writes.
+    fn start(
+        status_interval: Duration,
+    ) -> (
+        ApiServer,
+        watch::Sender<Option<String>>,
+        watch::Sender<Option<MqttStatus>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (service, server) = tower_test::mock::pair();
+        let (reported, reported_rx) = watch::channel(None);
+        let (mqtt, mqtt_rx) = watch::channel(None);
+        let (link, link_rx) = watch::channel(None);
+        let (connected, connected_rx) = watch::channel(None);
+        let writer = Writer {
+            client: Client::new(service, "default"),
+            namespace: "ns".into(),
+            name: "fan".into(),
+            manager: "m".into(),
+            reporter: Arc::new(Reporter {
+                controller: "c".into(),
+                instance: "i".into(),
+            }),
+            status_interval,
+            budget: Arc::new(StatusBudget::new(100.0)),
+            model: PhantomData::<DummySpecialDevice>,
+        };
+        let task = tokio::spawn(async move {
+            // Held: the writer ends when they are dropped.
+            let _held = (link, connected);
+            writer
+                .run(Seen {
+                    reported: reported_rx,
+                    mqtt: mqtt_rx,
+                    link: link_rx,
+                    connected: connected_rx,
+                    refusals: Default::default(),
+                })
+                .await
+        });
+        (server, reported, mqtt, task)
+    }
+
+    /// Answers the next request, which must write the fan's status; the
+    /// status written.
+    async fn status_written(server: &mut ApiServer) -> Value {
+        let (request, respond) = server.next_request().await.expect("the writer is alive");
+        assert_eq!(
+            (request.method().as_str(), request.uri().path()),
+            ("PATCH", STATUS_PATH)
+        );
+        let sent = request.into_body().collect_bytes().await.unwrap();
+        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        let stored = json!({
+            "apiVersion": "devices.edge.cattle.io/v1alpha1",
+            "kind": "DummySpecialDevice",
+            "metadata": {"name": "fan", "namespace": "ns"},
+            "spec": {"protocol": {"location": "attic"}},
+            "status": sent["status"],
+        });
+        respond.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from(serde_json::to_vec(&stored).unwrap()))
+                .unwrap(),
+        );
+        sent["status"].clone()
+    }
+
+    fn speed(n: i64) -> Option<String> {
+        Some(json!({"rotatingSpeed": n}).to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_status_is_written_when_it_changed_at_most_once_per_interval_and_the_newest() {
+        let (mut server, reported, mqtt, _writer) = start(Duration::from_secs(5));
+        let start = Instant::now();
+        reported.send_replace(speed(1));
+        assert_eq!(
+            status_written(&mut server).await,
+            json!({"rotatingSpeed": 1})
+        );
+
+        // Two changes within the interval: one write once it is over, of
+        // the newest.
+        reported.send_replace(speed(2));
+        reported.send_replace(speed(3));
+        assert_eq!(
+            status_written(&mut server).await,
+            json!({"rotatingSpeed": 3})
+        );
+        assert!(Instant::now() - start >= Duration::from_secs(5));
+
+        // The same again is not written.
+        reported.send_replace(speed(3));
+        let nothing = tokio::time::timeout(Duration::from_secs(30), server.next_request()).await;
+        assert!(nothing.is_err(), "an unchanged status was written again");
+
+        // The MQTT connection's state is part of the status.
+        mqtt.send_replace(Some(MqttStatus {
+            connected: true,
+            ..Default::default()
+        }));
+        let written = status_written(&mut server).await;
+        assert_eq!(written["rotatingSpeed"], 3);
+        assert_eq!(written["extension"]["mqtt"]["connected"], true, "{written}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_status_write_is_made_again_after_the_interval() {
+        let (mut server, reported, _mqtt, _writer) = start(Duration::from_secs(5));
+        reported.send_replace(speed(7));
+        let (_, respond) = server.next_request().await.expect("the writer is alive");
+        respond.send_response(
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(Body::from(
+                    br#"{"kind":"Status","code":500,"message":"etcd"}"#.to_vec(),
+                ))
+                .unwrap(),
+        );
+        let failed = Instant::now();
+        assert_eq!(
+            status_written(&mut server).await,
+            json!({"rotatingSpeed": 7})
+        );
+        assert!(Instant::now() - failed >= Duration::from_secs(5));
+    }
+}
