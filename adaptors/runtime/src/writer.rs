@@ -111,10 +111,11 @@ impl<K: Model> Writer<K> {
                     if r.is_err() { return }
                     status_changed = true;
                 }
-                refused = Box::pin(async {
+                // Not boxed: made on every wake-up, and small.
+                refused = async {
                     tokio::time::sleep_until(refusals_quiet_until).await;
                     seen.refusals.next().await
-                }) => {
+                } => {
                     let link = seen.link.borrow().clone();
                     if let Some(link) = link {
                         Box::pin(async {
