@@ -315,22 +315,29 @@ impl Operator {
 /// Starts one operator replica against the test control plane.
 ///
 /// With `DEVICELINK_E2E_MQTT_SHARING=off` in the environment, its adaptors
-/// run with shared MQTT connections off (`make test` runs the MQTT
-/// extension's tests both ways).
+/// run with shared MQTT connections off (`make test` runs the MQTT tests
+/// both ways).
 pub fn start_operator() -> Operator {
     if std::env::var("DEVICELINK_E2E_MQTT_SHARING").as_deref() == Ok("off") {
-        let settings = crate::log_dir().join("adaptor-settings-sharing-off.yaml");
-        std::fs::write(
-            &settings,
-            "defaults:\n  env: [{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"false\"}]\n",
-        )
-        .expect("write the adaptor settings");
-        return Operator::start_with(
-            "operator",
-            &["--adaptor-settings-file", settings.to_str().unwrap()],
-        );
+        return operator_sharing("operator", false, &[]);
     }
     Operator::start("operator")
+}
+
+/// Starts an operator (`name`, with `args` besides) whose adaptors share
+/// MQTT connections or not, as `shared` says.
+pub fn operator_sharing(name: &str, shared: bool, args: &[&str]) -> Operator {
+    let settings = crate::log_dir().join(format!("{name}-adaptor-settings.yaml"));
+    std::fs::write(
+        &settings,
+        format!(
+            "defaults:\n  env: [{{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"{shared}\"}}]\n"
+        ),
+    )
+    .expect("write the adaptor settings");
+    let mut all = vec!["--adaptor-settings-file", settings.to_str().unwrap()];
+    all.extend(args);
+    Operator::start_with(name, &all)
 }
 
 /// GET on a local HTTP port: (status code, body), or None if nothing answers.

@@ -5,18 +5,21 @@
 //! whose credentials change moves to the connection for its new settings;
 //! one fan's retained status is cleared on delete while the others go on;
 //! a broker outage loses nothing of any fan on the shared connection; a
-//! topic the broker refuses (ACL, MQTT 5) shows on that fan only; and an
-//! adaptor told not to share gives every fan its own connection.
+//! topic the broker refuses (ACL, MQTT 5) shows on that fan only; an
+//! adaptor told not to share gives every fan its own connection; and
+//! devices that speak MQTT themselves share their own connections too,
+//! a topic several of them listen to subscribed once and kept while any
+//! of them listens, each hearing its retained state when it joins.
 
 use std::time::{Duration, Instant};
 
-use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
+use devicelink_api::{DeviceLink, dummy::DummySpecialDevice, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
-    eventually_showing, log_dir,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, device_link,
+    dummy_link, eventually_showing,
     mqtt::{self, Subscriber},
-    process::{Operator, free_port, metric_at, start_operator},
-    wait_reason,
+    process::{free_port, metric_at, operator_sharing, start_operator},
+    wait_property, wait_reason,
 };
 use kube::{
     Api,
@@ -29,6 +32,8 @@ const WAIT: Duration = Duration::from_secs(60);
 const SHARED: &str = "devicelink-dummy-edge-worker-";
 /// The dummy adaptor's pod.
 const POD: &str = "devicelink-adaptor-dummy-edge-worker";
+/// The MQTT adaptor's pod.
+const MQTT_POD: &str = "devicelink-adaptor-mqtt-edge-worker";
 
 /// A fan publishing on `e2e/sharing/<namespace>/<name>` with `client`
 /// options (the broker's URL added).
@@ -64,27 +69,37 @@ async fn client_id(devices: &Api<DummySpecialDevice>, name: &str) -> String {
 /// The broker's own count of connected clients (`$SYS`, refreshed every
 /// second by the brokers these tests start), once it is `wanted`.
 async fn broker_counts(port: u16, user: Option<(&str, &str)>, wanted: u64) {
-    let mut sys = Subscriber::start_as(port, "$SYS/broker/clients/connected", user).await;
+    broker_sys(port, user, "$SYS/broker/clients/connected", wanted).await
+}
+
+/// The broker's own count of subscriptions, once it is `wanted`.
+async fn broker_subscriptions(port: u16, wanted: u64) {
+    broker_sys(port, None, "$SYS/broker/subscriptions/count", wanted).await
+}
+
+/// A count the broker publishes under `$SYS`, once it is `wanted` besides
+/// the one client and subscription of the subscriber reading it.
+async fn broker_sys(port: u16, user: Option<(&str, &str)>, count: &str, wanted: u64) {
+    let mut sys = Subscriber::start_as(port, count, user).await;
     let deadline = Instant::now() + WAIT;
     let mut last = None;
     while Instant::now() < deadline {
         if let Some(m) = sys.try_next(Duration::from_secs(2)).await {
-            // This subscriber is one of them.
             last = m.payload.as_u64().map(|n| n - 1);
             if last == Some(wanted) {
                 return;
             }
         }
     }
-    panic!("the broker never counted {wanted} clients besides ours; last: {last:?}");
+    panic!("the broker's {count} never came to {wanted} besides ours; last: {last:?}");
 }
 
 /// A broker that publishes its `$SYS` counts every second.
-/// Waits for the adaptor's metrics to count `connections` shared
-/// connections carrying `devices` fans.
-async fn shared_counts(kubelet: &LocalKubelet, connections: u64, devices: u64) {
+/// Waits for the metrics of the adaptor in `pod` to count `connections`
+/// shared connections carrying `devices` devices.
+async fn shared_counts(kubelet: &LocalKubelet, pod: &str, connections: u64, devices: u64) {
     let port = kubelet
-        .metrics_port(POD)
+        .metrics_port(pod)
         .expect("the adaptor serves metrics");
     let metric = |name: &'static str| async move {
         metric_at(port, &format!("devicelink_adaptor_mqtt_{name}"))
@@ -178,7 +193,7 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     // Six fans, four connections; the adaptor counts one shared, carrying
     // three fans.
     broker_counts(broker.port, Some(users[0]), 4).await;
-    shared_counts(&kubelet, 1, 3).await;
+    shared_counts(&kubelet, POD, 1, 3).await;
 
     // Each fan on its own topic with its own status.
     let login = Some(users[0]);
@@ -240,12 +255,12 @@ async fn fans_with_equal_settings_share_one_connection_and_keep_their_own_topics
     // (The test's own subscribers are clients too.)
     drop((cellar, replies, attic));
     broker_counts(broker.port, login, 5).await;
-    shared_counts(&kubelet, 2, 3).await;
+    shared_counts(&kubelet, POD, 2, 3).await;
 
     // One fan deleted: its retained status is cleared; the fans that shared
     // its connection go on publishing.
     delete_links_and_wait(&links, &["cellar"]).await;
-    shared_counts(&kubelet, 2, 2).await;
+    shared_counts(&kubelet, POD, 2, 2).await;
     let mut cleared = Subscriber::start_as(broker.port, &topic("cellar"), login).await;
     assert!(
         cleared.try_next(Duration::from_secs(3)).await.is_none(),
@@ -345,16 +360,7 @@ async fn an_adaptor_told_not_to_share_gives_every_fan_its_own_connection() {
     let namespace = "e2e-mqtt-sharing-off";
     let (_guard, client) = begin(namespace).await;
     let broker = counting_broker(&[]).await;
-    let settings = log_dir().join("adaptor-settings-no-sharing.yaml");
-    std::fs::write(
-        &settings,
-        "adaptors:\n  dummy:\n    env: [{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"false\"}]\n",
-    )
-    .unwrap();
-    let operator = Operator::start_with(
-        "operator-no-sharing",
-        &["--adaptor-settings-file", settings.to_str().unwrap()],
-    );
+    let operator = operator_sharing("operator-no-sharing", false, &[]);
     let _kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let devices: Api<DummySpecialDevice> = Api::namespaced(client.clone(), namespace);
@@ -448,5 +454,75 @@ async fn a_topic_the_broker_refuses_one_fan_does_not_take_the_others_down() {
         "{connected:?}"
     );
     delete_links_and_wait(&links, &["open", "closed"]).await;
+    operator.stop().await;
+}
+
+/// A lamp that speaks MQTT itself: its state is one JSON message on `topic`.
+fn lamp(namespace: &str, name: &str, server: &str, topic: &str) -> DeviceLink {
+    device_link(
+        namespace,
+        name,
+        "edge-worker",
+        "mqtt",
+        "MQTTDevice",
+        json!({"spec": {
+            "protocol": {
+                "pattern": "AttributedMessage",
+                "client": {"server": server},
+                "message": {"topic": format!("{topic}/:operator"), "operator": {"write": "set"}},
+            },
+            "properties": [{"name": "brightness", "type": "int"}],
+        }}),
+    )
+}
+
+#[tokio::test]
+async fn mqtt_devices_on_one_broker_share_a_connection_and_each_hears_its_topics() {
+    let namespace = "e2e-mqtt-sharing-native";
+    let (_guard, client) = begin(namespace).await;
+    let broker = counting_broker(&[]).await;
+    let operator = start_operator();
+    let kubelet = LocalKubelet::start(client.clone());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let devices: Api<MQTTDevice> = Api::namespaced(client.clone(), namespace);
+    let (server, port) = (broker.url(), broker.port);
+    let hall = format!("e2e/sharing/{namespace}/hall");
+    let porch = format!("e2e/sharing/{namespace}/porch");
+    // The lamps' last states, kept by the broker from before any device
+    // was there (a lamp that has said nothing yet is not connected).
+    mqtt::publish_retained(port, &hall, br#"{"brightness": 3}"#).await;
+    mqtt::publish_retained(port, &porch, br#"{"brightness": 1}"#).await;
+    create_connected(&links, &lamp(namespace, "hall", &server, &hall)).await;
+    wait_property(&devices, "hall", "brightness", "3").await;
+    create_connected(&links, &lamp(namespace, "porch", &server, &porch)).await;
+    // A second device listening to the hall lamp joins the connection
+    // whose subscription to its topic is old: it still gets the retained
+    // state, as it would on a connection of its own.
+    create_connected(&links, &lamp(namespace, "hall-copy", &server, &hall)).await;
+    wait_property(&devices, "hall-copy", "brightness", "3").await;
+    // One connection for the three, and the hall's topic subscribed once.
+    broker_counts(port, None, 1).await;
+    broker_subscriptions(port, 2).await;
+    shared_counts(&kubelet, MQTT_POD, 1, 3).await;
+
+    // Each message reaches every device listening to its topic.
+    mqtt::publish(port, &hall, br#"{"brightness": 7}"#).await;
+    mqtt::publish(port, &porch, br#"{"brightness": 4}"#).await;
+    wait_property(&devices, "hall", "brightness", "7").await;
+    wait_property(&devices, "hall-copy", "brightness", "7").await;
+    wait_property(&devices, "porch", "brightness", "4").await;
+
+    // The porch lamp goes: nobody listens to its topic, which is
+    // unsubscribed. The hall's stays while one device still listens.
+    delete_links_and_wait(&links, &["porch"]).await;
+    broker_subscriptions(port, 1).await;
+    delete_links_and_wait(&links, &["hall"]).await;
+    shared_counts(&kubelet, MQTT_POD, 1, 1).await;
+    mqtt::publish(port, &hall, br#"{"brightness": 9}"#).await;
+    wait_property(&devices, "hall-copy", "brightness", "9").await;
+    broker_subscriptions(port, 1).await;
+
+    delete_links_and_wait(&links, &["hall-copy"]).await;
+    broker_counts(port, None, 0).await;
     operator.stop().await;
 }

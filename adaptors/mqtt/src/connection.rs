@@ -28,6 +28,7 @@ use crate::{
     delivery::Delivery,
     outbox::{Handoff, Message, SharedOutbox},
     publisher::{Received, StatusSender, WriteRequest, reply_topic},
+    subscriptions::Subscriptions,
     wire::{self, Seen},
 };
 
@@ -58,7 +59,7 @@ impl Inbound {
         }
     }
 
-    fn subscriptions(&self) -> Vec<(String, QoS)> {
+    pub(crate) fn subscriptions(&self) -> Vec<(String, QoS)> {
         match self {
             Inbound::Writes { topic, .. } => vec![(topic.clone(), QoS::AtLeastOnce)],
             Inbound::Device { filters, .. } => filters.clone(),
@@ -115,8 +116,9 @@ struct Joined {
 struct Roster {
     next: MemberId,
     members: HashMap<MemberId, Joined>,
-    /// Who takes writes on each write topic (devices may share one).
-    write_topics: HashMap<String, Vec<MemberId>>,
+    /// The members' write topics and device filters, and who takes what
+    /// arrives on them.
+    subscriptions: Subscriptions,
     /// The broker's packet limit while connected.
     live: Option<Option<usize>>,
 }
@@ -190,13 +192,9 @@ impl Connection {
         let mut roster = self.roster.lock().unwrap();
         let id = roster.next;
         roster.next += 1;
-        if let Inbound::Writes { topic, .. } = &member.inbound {
-            roster
-                .write_topics
-                .entry(topic.clone())
-                .or_default()
-                .push(id);
-        }
+        let subscribe = roster
+            .subscriptions
+            .add(id, &member.inbound.subscriptions());
         let live = roster.live;
         roster.members.insert(
             id,
@@ -206,8 +204,8 @@ impl Connection {
             },
         );
         if let Some(max_packet) = live {
+            self.subscribe(subscribe);
             let joined = roster.members.get_mut(&id).expect("just inserted");
-            self.subscribe(joined.member.inbound.subscriptions());
             joined.generation = Some(self.hand_over(id, &joined.member, max_packet, false));
             set_connected(&joined.member.state, true, None);
         }
@@ -222,18 +220,17 @@ impl Connection {
             return roster.members.is_empty();
         };
         joined.member.outbox.detach();
-        if let Inbound::Writes { topic, .. } = &joined.member.inbound
-            && let Some(ids) = roster.write_topics.get_mut(topic)
-        {
-            ids.retain(|m| *m != id);
-            if ids.is_empty() {
-                roster.write_topics.remove(topic);
-                if roster.live.is_some() {
-                    self.client.try_unsubscribe(topic);
-                }
+        // Filters no other member asks for; with the last member the
+        // connection ends, which ends them all.
+        let unsubscribe = roster
+            .subscriptions
+            .remove(id, &joined.member.inbound.subscriptions());
+        let last = roster.members.is_empty();
+        if roster.live.is_some() && !last {
+            for filter in unsubscribe {
+                self.client.try_unsubscribe(&filter);
             }
         }
-        let last = roster.members.is_empty();
         if last {
             self.client.try_disconnect();
         }
@@ -417,16 +414,17 @@ impl Connection {
             order.starved_set.clear();
             order.open = true;
         }
-        let mut subscriptions = Vec::new();
+        let subscriptions = if resumed && self.resume_subs {
+            Vec::new()
+        } else {
+            roster.subscriptions.all()
+        };
         for (id, joined) in roster.members.iter_mut() {
             let member = &joined.member;
             member.delivery.connected(max_packet);
             set_connected(&member.state, true, None);
             if reconnect {
                 member.outbox.metrics().reconnects.inc();
-            }
-            if !(resumed && self.resume_subs) {
-                subscriptions.extend(member.inbound.subscriptions());
             }
             if let Some(will) = &member.retained_will {
                 member.outbox.push_next(Message {
@@ -439,8 +437,6 @@ impl Connection {
             }
             joined.generation = Some(self.hand_over(*id, member, max_packet, resumed));
         }
-        subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
-        subscriptions.dedup_by(|a, b| a.0 == b.0);
         self.subscribe(subscriptions);
     }
 
@@ -538,25 +534,19 @@ impl Connection {
     /// Hands a message from the broker to whoever takes it: a write on a
     /// member's write topic, or a device's message on one of its topics.
     fn route(&self, p: wire::Incoming) {
-        let roster = self.roster.lock().unwrap();
-        if let Some(ids) = roster.write_topics.get(&p.topic) {
-            for joined in ids.iter().filter_map(|id| roster.members.get(id)) {
-                take_write(&joined.member, &p);
-            }
-            return;
-        }
-        for joined in roster.members.values() {
-            if let Inbound::Device { filters, sink } = &joined.member.inbound
-                && filters
-                    .iter()
-                    .any(|(filter, _)| rumqttc::matches(&p.topic, filter))
-            {
-                let received = Received {
-                    topic: p.topic.clone(),
-                    payload: p.payload.clone(),
-                };
-                if sink.try_send(received).is_err() {
-                    warn!(topic = %p.topic, "the device's messages arrive faster than they are taken in; one dropped");
+        let mut roster = self.roster.lock().unwrap();
+        let recipients = roster.subscriptions.recipients(&p.topic, p.retained);
+        for joined in recipients.iter().filter_map(|id| roster.members.get(id)) {
+            match &joined.member.inbound {
+                Inbound::Writes { .. } => take_write(&joined.member, &p),
+                Inbound::Device { sink, .. } => {
+                    let received = Received {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                    };
+                    if sink.try_send(received).is_err() {
+                        warn!(topic = %p.topic, "the device's messages arrive faster than they are taken in; one dropped");
+                    }
                 }
             }
         }

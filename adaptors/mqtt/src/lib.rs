@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod sharing;
 pub mod store;
+mod subscriptions;
 mod tls;
 pub mod topic;
 pub mod wire;

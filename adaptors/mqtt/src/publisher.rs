@@ -195,7 +195,10 @@ impl Publisher {
     /// the options of its protocol: subscribes to `filters` (topic, QoS),
     /// hands what arrives on them to `sink`, and publishes to the device
     /// with [`Publisher::publish_to`]. Its client ID, unless the options
-    /// name one, differs from the extension's of the same DeviceLink.
+    /// name one, differs from the extension's of the same DeviceLink; like
+    /// the extension's, it may ride a shared connection
+    /// ([`crate::sharing`]), which subscribes once to a topic several of
+    /// its devices listen to.
     pub fn start_device(
         options: &MqttOptions,
         link: &TopicContext,
@@ -229,7 +232,8 @@ impl Publisher {
         topic: String,
         inbound: Inbound,
         // Set apart from the extension's connection of the same DeviceLink:
-        // its client ID and File store directory get this suffix.
+        // its own client ID (unless shared) and File store directory get
+        // this suffix.
         second: Option<&str>,
     ) -> Result<Self, PublisherError> {
         let message = &options.message;
@@ -244,7 +248,7 @@ impl Publisher {
         let shared = device
             .connections
             .clone()
-            .filter(|_| second.is_none() && crate::sharing::shareable(options));
+            .filter(|_| crate::sharing::shareable(options));
         let will = match shared {
             Some(_) => None,
             None => last_will(message, link, &topic, qos, retain)?,

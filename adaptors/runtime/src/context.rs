@@ -128,17 +128,20 @@ impl<K: Model> DeviceContext<K> {
     /// references, which must have been read): subscribes to `filters`
     /// (topic, QoS) and hands what the device publishes there to the
     /// connection's `received`. A second connection beside the MQTT
-    /// extension's, with its own client ID, queue and state. The error
+    /// extension's, with its own queue and state, and its own client ID
+    /// unless its options let it share a connection. The error
     /// names the field below the options.
     pub fn connect_device(
         &self,
         options: &MqttOptions,
         filters: Vec<(String, i32)>,
     ) -> Result<DeviceConnection, PublisherError> {
-        let (mqtt, state, _writes) = DeviceMqtt::new(
+        let (mut mqtt, state, _writes) = DeviceMqtt::new(
             self.mqtt.outbox.metrics().clone(),
             self.mqtt.data_dir.clone(),
         );
+        // Shared as the extension's connections are, when its options allow.
+        mqtt.connections = self.mqtt.connections.clone();
         // A device's messages are its state, taken in as they come; a few
         // may wait while the task handles one.
         let (sink, received) = mpsc::channel(64);
