@@ -12,6 +12,9 @@ cargo build --workspace --all-targets --locked
 # Incremental state of crate builds no longer made piles up (tens of GiB
 # over weeks on a shared cache); what was not touched for two days goes.
 find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
+# So do builds no longer used (each change leaves a copy of every binary
+# and library depending on it): not read or written for two days.
+find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -atime +2 -mtime +2 -delete 2>/dev/null || true
 echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
 images=$("$root/deploy/images/build.sh")
 echo "== starting the control plane, and the real node with the images" >&2
@@ -28,12 +31,13 @@ rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
 cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests
 # On failure, the last lines of each process the tests started say why.
-# The MQTT extension's tests run again with the adaptors' shared
-# connections off: sharing must not change what a device does.
+# The MQTT extension's tests, and the MQTT-native devices', run again with
+# the adaptors' shared connections off: sharing must not change what a
+# device does.
 if ! { cargo test -p devicelink-e2e --locked --test '*' &&
   DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked \
     --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
-    --test mqtt_will --test mqtt_write_modes --test mqtt_writes; }; then
+    --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices; }; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2
     tail -n 40 "$log" >&2

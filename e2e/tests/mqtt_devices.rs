@@ -359,25 +359,28 @@ async fn a_light_over_tls_with_credentials_from_a_secret_and_a_path_it_lacks() {
     })
     .await;
 
+    // Applied, not created: the test runs twice on one control plane
+    // (with the adaptors' shared connections on, then off).
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "light-broker"},
-        "stringData": {"username": "plant", "password": "s3cret"},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create the Secret");
+    apply(
+        &secrets,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "light-broker"},
+            "stringData": {"username": "plant", "password": "s3cret"},
+        }),
+    )
+    .await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let map: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "light-ca"},
-        "data": {"ca.crt": std::fs::read_to_string(dir.join("ca.pem")).unwrap()},
-    }))
-    .unwrap();
-    maps.create(&PostParams::default(), &map)
-        .await
-        .expect("create the ConfigMap");
+    apply(
+        &maps,
+        &json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "light-ca"},
+            "data": {"ca.crt": std::fs::read_to_string(dir.join("ca.pem")).unwrap()},
+        }),
+    )
+    .await;
 
     let name = "secure-light";
     let spec = |voltage_path: &str| {
