@@ -404,3 +404,16 @@ pub async fn rate(count: &AtomicU64, settle: Duration, seconds: u64) -> f64 {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     (count.load(Ordering::Relaxed) - a) as f64 / t.elapsed().as_secs_f64()
 }
+
+/// The count of connected clients of a broker that publishes `$SYS` every
+/// second (`sys_interval 1`), besides the one asking.
+pub async fn broker_clients(port: u16) -> u64 {
+    let mut sys = Subscriber::start(port, "$SYS/broker/clients/connected").await;
+    // The retained count comes first and may be up to a second old; the
+    // broker publishes a new one (within a second) only if it changed.
+    let mut last = sys.next(Duration::from_secs(10)).await;
+    while let Some(m) = sys.try_next(Duration::from_millis(2500)).await {
+        last = m;
+    }
+    last.payload.as_u64().expect("a count") - 1
+}

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace, log_dir,
-    mqtt::{Subscriber, counter, rate},
-    process::{Operator, cpu_seconds, free_port, metric_at, print_footprint, rss_mib},
+    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
+    mqtt::{broker_clients, counter, rate},
+    process::{cpu_seconds, free_port, metric_at, operator_sharing, print_footprint, rss_mib},
 };
 use kube::Api;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -78,18 +78,6 @@ async fn bare(port: u16, devices: usize, seconds: u64, shared: bool) -> f64 {
     rate
 }
 
-/// The broker's count of connected clients, besides the one asking.
-async fn broker_clients(port: u16) -> u64 {
-    let mut sys = Subscriber::start(port, "$SYS/broker/clients/connected").await;
-    // The retained count comes first and may be up to a second old; the
-    // broker publishes a new one (within a second) only if it changed.
-    let mut last = sys.next(Duration::from_secs(10)).await;
-    while let Some(m) = sys.try_next(Duration::from_millis(2500)).await {
-        last = m;
-    }
-    last.payload.as_u64().expect("a count") - 1
-}
-
 #[tokio::main]
 async fn main() {
     let [devices, seconds, shared] =
@@ -106,22 +94,7 @@ async fn main() {
     let count = counter(broker.port, "bench/adaptor/#").await;
     // The benchmark's own clients (its counters), before the adaptor's.
     let ours = broker_clients(broker.port).await;
-    let settings = log_dir().join("bench-mqtt-adaptor-settings.yaml");
-    std::fs::write(
-        &settings,
-        format!(
-            "adaptors:\n  dummy:\n    env: [{{name: DEVICELINK_SHARE_MQTT_CONNECTIONS, value: \"{shared}\"}}]\n"
-        ),
-    )
-    .unwrap();
-    let operator = Operator::start_with(
-        "bench-mqtt-operator",
-        &[
-            "--leader-elect=false",
-            "--adaptor-settings-file",
-            settings.to_str().unwrap(),
-        ],
-    );
+    let operator = operator_sharing("bench-mqtt-operator", shared, &["--leader-elect=false"]);
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     let url = broker.url();

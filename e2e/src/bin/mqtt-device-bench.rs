@@ -8,16 +8,18 @@
 //! Prints the messages per second the devices sent (counted by a
 //! subscriber), those the adaptor took in (its own metric) and the status
 //! messages it delivered to the extension's topics (counted by a
-//! subscriber), with the adaptor's CPU (cores used) and RSS.
+//! subscriber), with the adaptor's CPU (cores used), RSS and broker
+//! connections (the broker's own count). `--shared 0` turns the adaptor's
+//! shared connections off.
 
 use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
-    mqtt::{counter, rate},
+    mqtt::{broker_clients, counter, rate},
     mqtt_device::{Layout, MqttDevice, Options},
-    process::{Operator, cpu_seconds, metric_at, print_footprint},
+    process::{cpu_seconds, free_port, metric_at, operator_sharing, print_footprint, rss_mib},
 };
 use kube::Api;
 use serde_json::json;
@@ -28,9 +30,11 @@ const TAKEN_IN: &str = "devicelink_adaptor_mqtt_device_messages_total";
 
 #[tokio::main]
 async fn main() {
-    let [devices, seconds] = devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60)]);
-    let devices = devices as usize;
-    let broker = Mosquitto::start().await;
+    let [devices, seconds, shared] =
+        devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60), ("--shared", 1)]);
+    let (devices, shared) = (devices as usize, shared == 1);
+    // $SYS every second: the broker's own count of connections.
+    let broker = Mosquitto::start_with(free_port(), &[], "sys_interval 1").await;
     let sent = counter(broker.port, "bench/device/+/state").await;
     let delivered = counter(broker.port, "bench/mirror/#").await;
     let _devices = MqttDevice::start(Options {
@@ -52,7 +56,13 @@ async fn main() {
 
     let client = client().await;
     ensure_namespace(&client, NAMESPACE).await;
-    let operator = Operator::start_with("bench-mqtt-device-operator", &["--leader-elect=false"]);
+    // The device program's and the counters' connections, before the adaptor's.
+    let ours = broker_clients(broker.port).await;
+    let operator = operator_sharing(
+        "bench-mqtt-device-operator",
+        shared,
+        &["--leader-elect=false"],
+    );
     let kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
     let url = broker.url();
@@ -100,16 +110,23 @@ async fn main() {
     let elapsed = t.elapsed().as_secs_f64();
     let taken_rate = (metric_at(metrics_port, TAKEN_IN).await.unwrap_or(0.0) - taken) / elapsed;
     let cores = (cpu_seconds(pid) - cpu) / elapsed;
+    let connections = broker_clients(broker.port).await - ours;
 
     println!(
-        "| {} MQTT devices (AttributedMessage, 3 values), 1 message/s each; status mirrored at most 1/s | |",
-        devices
+        "| {} MQTT devices (AttributedMessage, 3 values), 1 message/s each; status mirrored at most 1/s; shared connections {} | |",
+        devices,
+        if shared { "on" } else { "off" }
     );
     println!("|---|---|");
     println!("| messages/s the devices sent | {sent_rate:.0} |");
     println!("| messages/s the adaptor took in | {taken_rate:.0} |");
     println!("| status messages/s the adaptor delivered to MQTT | {delivered_rate:.0} |");
     print_footprint(pid, cores);
+    println!(
+        "| adaptor RSS per device | {:.1} KiB |",
+        rss_mib(pid) * 1024.0 / devices as f64
+    );
+    println!("| broker connections from the adaptor | {connections} |");
 
     drop(kubelet);
     operator.stop().await;
