@@ -33,7 +33,7 @@ pub(crate) struct Subscriptions {
     /// are found by the topic itself.
     wildcards: Vec<String>,
     /// Per member, the topics it heard since its filters were subscribed
-    /// (hashed; empty sets allocate nothing).
+    /// (hashed; a member that heard nothing has no entry).
     heard: HashMap<MemberId, HashSet<u64>>,
 }
 
@@ -47,7 +47,6 @@ impl Subscriptions {
     /// filters, at the highest QoS any member asks for (a filter others
     /// have already is subscribed again, for its retained messages).
     pub fn add(&mut self, member: MemberId, filters: &[(String, QoS)]) -> Vec<(String, QoS)> {
-        self.heard.entry(member).or_default();
         let mut subscribe = Vec::with_capacity(filters.len());
         for (filter, qos) in filters {
             let subscribers = self.by_filter.entry(filter.clone()).or_insert_with(|| {
@@ -92,7 +91,7 @@ impl Subscriptions {
     /// Every filter, once, for a new connection; members hear retained
     /// messages afresh.
     pub fn all(&mut self) -> Vec<(String, QoS)> {
-        self.heard.values_mut().for_each(HashSet::clear);
+        self.heard.clear();
         let mut all: Vec<_> = self
             .by_filter
             .iter()
