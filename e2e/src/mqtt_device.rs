@@ -8,6 +8,19 @@ use tokio::process::Command;
 
 use crate::{Process, modbus::python};
 
+/// A DeviceLink for an MQTTDevice with `spec` on the test node
+/// (`edge-worker`), driven by the MQTT adaptor.
+pub fn link(namespace: &str, name: &str, spec: serde_json::Value) -> devicelink_api::DeviceLink {
+    crate::device_link(
+        namespace,
+        name,
+        "edge-worker",
+        "mqtt",
+        "MQTTDevice",
+        serde_json::json!({ "spec": spec }),
+    )
+}
+
 /// How the device lays out its state.
 #[derive(Debug, Clone, Copy)]
 pub enum Layout {

@@ -17,9 +17,9 @@ use devicelink_api::{DeviceLink, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, apply, begin,
     certs::certificates,
-    delete_links_and_wait, device_link, eventually_showing,
+    delete_links_and_wait, eventually_showing,
     mqtt::{self, Subscriber},
-    mqtt_device::{Layout, MqttDevice, Options},
+    mqtt_device::{self, Layout, MqttDevice, Options},
     process::{free_port, start_operator},
     property_field, wait_connected, wait_property, wait_reason,
 };
@@ -28,17 +28,6 @@ use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn mqtt_link(namespace: &str, name: &str, spec: Value) -> DeviceLink {
-    device_link(
-        namespace,
-        name,
-        "edge-worker",
-        "mqtt",
-        "MQTTDevice",
-        json!({ "spec": spec }),
-    )
-}
 
 /// A property's field in the device's status, once it is there.
 async fn wait_field(
@@ -103,7 +92,7 @@ async fn a_light_by_message_takes_writes_from_the_spec_and_from_mqtt() {
     .await;
 
     let name = "bedroom-light";
-    let link = mqtt_link(
+    let link = mqtt_device::link(
         namespace,
         name,
         json!({
@@ -240,7 +229,7 @@ async fn a_monitor_by_topic_reports_every_type_and_outlives_a_broker_restart() {
     .await;
 
     let name = "kitchen-monitor";
-    let link = mqtt_link(
+    let link = mqtt_device::link(
         namespace,
         name,
         json!({
@@ -405,7 +394,7 @@ async fn a_light_over_tls_with_credentials_from_a_secret_and_a_path_it_lacks() {
             ],
         })
     };
-    let mut link = mqtt_link(namespace, name, spec("parameter.voltage"));
+    let mut link = mqtt_device::link(namespace, name, spec("parameter.voltage"));
     link.spec.references = serde_json::from_value(json!([
         {"name": "broker", "secret": {"name": "light-broker"}},
         {"name": "ca", "configMap": {"name": "light-ca"}},

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, device_link,
-    dummy_link, eventually_showing,
+    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
+    eventually_showing,
     mqtt::{self, Subscriber},
+    mqtt_device,
     process::{free_port, metric_at, operator_sharing, start_operator},
     wait_property, wait_reason,
 };
@@ -459,20 +460,17 @@ async fn a_topic_the_broker_refuses_one_fan_does_not_take_the_others_down() {
 
 /// A lamp that speaks MQTT itself: its state is one JSON message on `topic`.
 fn lamp(namespace: &str, name: &str, server: &str, topic: &str) -> DeviceLink {
-    device_link(
+    mqtt_device::link(
         namespace,
         name,
-        "edge-worker",
-        "mqtt",
-        "MQTTDevice",
-        json!({"spec": {
+        json!({
             "protocol": {
                 "pattern": "AttributedMessage",
                 "client": {"server": server},
                 "message": {"topic": format!("{topic}/:operator"), "operator": {"write": "set"}},
             },
             "properties": [{"name": "brightness", "type": "int"}],
-        }}),
+        }),
     )
 }
 

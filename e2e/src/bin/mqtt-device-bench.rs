@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
+    LocalKubelet, Mosquitto, client, create_all_connected, ensure_namespace,
     mqtt::{broker_clients, counter, rate},
-    mqtt_device::{Layout, MqttDevice, Options},
+    mqtt_device::{self, Layout, MqttDevice, Options},
     process::{cpu_seconds, free_port, metric_at, operator_sharing, print_footprint, rss_mib},
 };
 use kube::Api;
@@ -68,13 +68,10 @@ async fn main() {
     let url = broker.url();
     let all = (0..devices)
         .map(|i| {
-            device_link(
+            mqtt_device::link(
                 NAMESPACE,
                 &format!("device-{i}"),
-                "edge-worker",
-                "mqtt",
-                "MQTTDevice",
-                json!({"spec": {
+                json!({
                     "protocol": {
                         "pattern": "AttributedMessage",
                         "client": {"server": url},
@@ -89,7 +86,7 @@ async fn main() {
                     ],
                     "extension": {"mqtt": {"client": {"server": url},
                                            "message": {"topic": "bench/mirror/:name"}}},
-                }}),
+                }),
             )
         })
         .collect();
