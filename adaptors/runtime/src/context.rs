@@ -62,7 +62,10 @@ pub struct DeviceContext<K: Model> {
     status: Arc<watch::Sender<Option<String>>>,
     connected: Arc<watch::Sender<Option<Outcome>>>,
     write_rate: Mutex<WriteRate>,
-    ledger: Mutex<WriteLedger>,
+    /// Kept across runs of the device's task: read from the device's
+    /// status once, when it starts (the copy of the device kept after that
+    /// has no status).
+    ledger: Arc<Mutex<WriteLedger>>,
 }
 
 /// The device's writes from MQTT, taken by whichever task runs it (a new
@@ -79,9 +82,9 @@ impl<K: Model> DeviceContext<K> {
         refusals: Arc<Refusals>,
         status: Arc<watch::Sender<Option<String>>>,
         connected: Arc<watch::Sender<Option<Outcome>>>,
+        ledger: Arc<Mutex<WriteLedger>>,
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
-        let ledger = WriteLedger::load(&as_json(device.borrow().as_ref()));
         let acted_on = device.borrow().clone();
         let mut ctx = DeviceContext {
             device,
@@ -95,7 +98,7 @@ impl<K: Model> DeviceContext<K> {
             status,
             connected,
             write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
-            ledger: Mutex::new(ledger),
+            ledger,
         };
         ctx.configure_mqtt(None, true);
         ctx
@@ -192,6 +195,9 @@ impl<K: Model> DeviceContext<K> {
     fn new_spec(&mut self) -> Option<(Arc<K>, Arc<K>)> {
         let now = self.device();
         if now.meta().generation == self.acted_on.meta().generation {
+            // The same spec (its status was written): only the newer copy
+            // is kept, not one of each for every device.
+            self.acted_on = now;
             return None;
         }
         let before = std::mem::replace(&mut self.acted_on, now.clone());

@@ -33,6 +33,7 @@ use crate::{
     metrics, release,
     status_budget::StatusBudget,
     supervise, write_events,
+    write_ledger::WriteLedger,
     writer::{Seen, Writer},
 };
 use devicelink_api::events::Reporter;
@@ -46,6 +47,7 @@ use devicelink_references::{Following, References, objects_of};
 /// carries the MQTT extension.
 pub trait Model:
     Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + kube::core::object::HasStatus
     + WithMqttExtension
     + Clone
     + Debug
@@ -59,6 +61,7 @@ pub trait Model:
 
 impl<K> Model for K where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + kube::core::object::HasStatus
         + WithMqttExtension
         + Clone
         + Debug
@@ -636,11 +639,20 @@ fn upsert<K, F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let k = key(&device);
+    let mut device = device;
     if let Some(r) = running.get(&k) {
+        *device.status_mut() = None;
         r.device.send_replace(Arc::new(device));
         return;
     }
     info!(device = %k, "device assigned; starting");
+    // The status is the runtime's to write and it keeps its own state, so
+    // the copy of the device kept for the task has none; what the runtime
+    // needs from it (the ledger of writes from MQTT) is read once, now.
+    let ledger = Arc::new(std::sync::Mutex::new(WriteLedger::load(
+        &serde_json::to_value(&device).unwrap_or_default(),
+    )));
+    *device.status_mut() = None;
     let namespace = device.namespace().unwrap_or_default();
     let name = device.name_any();
     let (device_tx, device_rx) = watch::channel(Arc::new(device));
@@ -673,6 +685,7 @@ fn upsert<K, F, Fut>(
                 refusals.clone(),
                 status_tx.clone(),
                 connected_tx.clone(),
+                ledger.clone(),
             )
         }
     };
