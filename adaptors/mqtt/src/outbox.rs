@@ -106,6 +106,10 @@ struct Entry {
     stored: bool,
 }
 
+/// Messages an empty buffer keeps room for: a device's message waiting
+/// for its acknowledgement, and a few more, without reallocating.
+const KEPT_ROOM: usize = 4;
+
 /// What a message counts against `messageChannelBytes`.
 fn size(message: &Message) -> usize {
     message.topic.len() + message.payload.len()
@@ -522,6 +526,13 @@ impl Outbox {
 
     fn drained_maybe(&self, inner: &mut Inner) {
         if inner.entries.is_empty() {
+            // A backlog (an outage, a slow start) grew the buffer, and a
+            // device keeps its buffer for as long as it runs: the room is
+            // given back once it drains (thousands of devices held 2 KiB
+            // each of nothing after their start).
+            if inner.entries.capacity() > KEPT_ROOM {
+                inner.entries.shrink_to(KEPT_ROOM);
+            }
             self.drained.notify_waiters();
             if inner.over.take().is_some() {
                 self.show(inner);
@@ -743,6 +754,26 @@ mod tests {
             outbox.acknowledged(second, pkid);
         }
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_backlog_gives_its_room_back_once_drained() {
+        let outbox = Outbox::new(100, MqttMetrics::default());
+        for n in 1..=50 {
+            outbox.push(message(n, QoS::AtLeastOnce));
+        }
+        let room = || outbox.inner.lock().unwrap().entries.capacity();
+        assert!(room() >= 50);
+        let (handoff, _seen) = recording();
+        let generation = outbox.connected(handoff, false, usize::MAX).0;
+        // Handed over a window at a time, acknowledged, until none is left.
+        let mut pkid = 0;
+        while !outbox.is_empty() {
+            pkid += 1;
+            outbox.sent(generation, pkid);
+            outbox.acknowledged(generation, pkid);
+        }
+        assert!(room() <= KEPT_ROOM, "{} slots kept", room());
     }
 
     #[test]
