@@ -59,7 +59,9 @@ pub(crate) struct Seen {
 impl<K: Model> Writer<K> {
     /// Writes what changes until the device is gone (its senders dropped).
     pub(crate) async fn run(self, mut seen: Seen) {
-        let mut written: Option<String> = None;
+        // A digest of the status last written, not its text: the reported
+        // text is kept already, and this is for every device.
+        let mut written: Option<u64> = None;
         // What to write: the status changed since it was last written, and
         // the condition may no longer say what it should.
         let (mut status_changed, mut condition_stale) = (false, true);
@@ -132,16 +134,16 @@ impl<K: Model> Writer<K> {
                     }
                     status_changed = false;
                     // The newest, including what changed while it waited.
-                    let status = status_writer::current(&seen.reported, &seen.mqtt);
-                    if let Some(status) = status.filter(|s| written.as_ref() != Some(s)) {
+                    let status = status_writer::current(&seen.reported, &seen.mqtt)
+                        .map(|s| (digest(&s), s));
+                    if let Some((now, status)) = status.filter(|(now, _)| written != Some(*now)) {
                         self.budget.wrote();
-                        let (result, status) = Box::pin(async {
-                            let result = status_writer::write(&self.api::<K>(), &self.name, &self.manager, &status).await;
-                            (result, status)
+                        let result = Box::pin(async {
+                            status_writer::write(&self.api::<K>(), &self.name, &self.manager, &status).await
                         })
                         .await;
                         match result {
-                            Written::Yes => written = Some(status),
+                            Written::Yes => written = Some(now),
                             Written::Gone => {}
                             Written::No => status_changed = true,
                         }
@@ -160,6 +162,13 @@ impl<K: Model> Writer<K> {
     {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
+}
+
+fn digest(status: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
