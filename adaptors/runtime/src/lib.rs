@@ -40,5 +40,10 @@ pub use registry::{Adaptor, Model, RuntimeConfig};
 /// once while its devices start. jemalloc gives the memory of that start
 /// back to the system afterwards; with the system allocator the RSS stayed
 /// at its peak (docs/benchmarks.md, "One adaptor's MQTT path").
+///
+/// Built with `RUSTFLAGS="--cfg devicelink_system_allocator"` an adaptor
+/// uses the system allocator instead, which heap profilers such as
+/// heaptrack see into (docs/benchmarks.md).
+#[cfg(not(devicelink_system_allocator))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
