@@ -104,7 +104,9 @@ impl<K: Model> DeviceContext<K> {
         ctx
     }
 
-    /// The device as last seen.
+    /// The device as last seen: its metadata and spec. Its status is not
+    /// kept (the runtime writes it from what the task reports, see
+    /// [`DeviceContext::report`]), so it reads as none.
     pub fn device(&self) -> Arc<K> {
         self.device.borrow().clone()
     }
