@@ -29,18 +29,22 @@ echo "== the chart's objects, as the API server sees them (server-side dry run)"
 echo "== running tests" >&2
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
-cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests
+cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --no-fail-fast
 # On failure, the last lines of each process the tests started say why.
 # The MQTT extension's tests, and the MQTT-native devices', run again with
 # the adaptors' shared connections off: sharing must not change what a
-# device does.
-if ! { cargo test -p devicelink-e2e --locked --test '*' &&
-  DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked \
-    --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
-    --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices; }; then
+# device does. Both passes run whatever fails (--no-fail-fast), so one
+# failure does not hide another.
+failed=0
+cargo test -p devicelink-e2e --locked --no-fail-fast --test '*' || failed=1
+DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
+  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices || failed=1
+if [ "$failed" = 1 ]; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2
     tail -n 40 "$log" >&2
   done
+  echo "== some end-to-end tests failed: see the 'failures:' lists above" >&2
   exit 1
 fi

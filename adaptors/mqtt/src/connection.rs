@@ -267,16 +267,15 @@ impl Connection {
         max_packet: Option<usize>,
         resumed: bool,
     ) -> u64 {
+        // A member joining a live connection learns the broker's limit here too.
+        member.delivery.connected(max_packet);
         let (generation, dropped) = member.outbox.connected(
             self.handoff(id),
             resumed,
             max_packet.unwrap_or(wire::MAX_OUTGOING_PACKET),
         );
         if dropped > 0 {
-            let why = format!(
-                "{dropped} waiting message(s) dropped: larger than the broker's limit of {} bytes",
-                max_packet.unwrap_or_default()
-            );
+            let why = member.delivery.too_large_waiting(dropped);
             warn!(server = %self.server, "{why}");
             member.delivery.not_sent(why);
         }
@@ -421,7 +420,6 @@ impl Connection {
         };
         for (id, joined) in roster.members.iter_mut() {
             let member = &joined.member;
-            member.delivery.connected(max_packet);
             set_connected(&member.state, true, None);
             if reconnect {
                 member.outbox.metrics().reconnects.inc();

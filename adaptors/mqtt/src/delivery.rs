@@ -17,6 +17,10 @@ use std::sync::{
 
 use crate::{outbox::Message, publisher::StatusSender, wire};
 
+fn over_limit(what: &str, limit: usize) -> String {
+    format!("{what} not sent: the broker takes packets of at most {limit} bytes")
+}
+
 /// Shared by a device's publisher and its connection's driver.
 #[derive(Clone)]
 pub(crate) struct Delivery {
@@ -57,11 +61,19 @@ impl Delivery {
 
     /// Why `m` is not sent, for the status and the log.
     pub(crate) fn too_large(&self, m: &Message) -> String {
-        format!(
-            "a message of {} bytes is not sent: the broker takes packets of at most {} bytes",
-            wire::publish_size(m),
-            self.limit.load(Ordering::Relaxed)
-        )
+        let size = wire::publish_size(m);
+        over_limit(&format!("a message of {size} bytes is"), self.limit())
+    }
+
+    /// Why messages that waited for the connection are dropped on it: the
+    /// same words as [`Self::too_large`], so the status says one thing
+    /// whichever path found the message too large.
+    pub(crate) fn too_large_waiting(&self, dropped: usize) -> String {
+        over_limit(&format!("{dropped} waiting message(s) are"), self.limit())
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
     }
 
     /// A status message was too large; true if this is news (worth a log line).
