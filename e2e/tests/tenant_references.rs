@@ -3,7 +3,10 @@
 //! (deploy/manifests/rbac.yaml here) refuses a DeviceLink whose author may
 //! not `get` every Secret and ConfigMap its spec.references name, with a
 //! message naming who, what and why. Granted access, the same DeviceLink
-//! is taken; an update that leaves the references alone is not held to it.
+//! is taken and any change of it too. Once access is withdrawn, any change
+//! of the spec is refused (a new server, another `*Ref` item, another node
+//! would each send the Secret somewhere its author chose); an update of
+//! the metadata alone is still taken.
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{apply, begin, client_as, device_link, eventually_showing};
@@ -46,6 +49,11 @@ fn fan(namespace: &str, secret: &str, ca: Option<&str>) -> DeviceLink {
     }
     link.spec.references = serde_json::from_value(Value::Array(references)).unwrap();
     link
+}
+
+/// A merge patch that points the fan's MQTT extension at `url`.
+fn server(url: &str) -> Value {
+    json!({"spec": {"template": {"spec": {"extension": {"mqtt": {"client": {"server": url}}}}}}})
 }
 
 /// The API server's refusal of `result`, or a panic if it was taken.
@@ -161,12 +169,67 @@ async fn only_who_may_read_a_secret_may_reference_it() {
         "{message}"
     );
 
-    // Access withdrawn: an update that leaves the references alone (a
-    // label) is still taken; the references were checked when written.
+    // Who may read the Secret may point the DeviceLink anywhere.
+    tenant_links
+        .patch(
+            "porch-fan",
+            &PatchParams::default(),
+            &Patch::Merge(server("tcp://other-broker.example:1883")),
+        )
+        .await
+        .expect("a reader of the Secret changes the server");
+
+    // Access withdrawn: each way of sending the Secret somewhere else is
+    // refused, naming the Secret and why.
     roles
         .delete("read-plant-mqtt", &DeleteParams::default())
         .await
         .expect("withdraw the tenant's access to the Secret");
+    let attacks = [
+        ("another server", server("tcp://127.0.0.1:18999")),
+        (
+            "another key of the Secret",
+            json!({"spec": {"template": {"spec": {"extension": {"mqtt": {"client": {
+                "basicAuth": {"passwordRef": {"name": "creds", "item": "username"}}}}}}}}}),
+        ),
+        (
+            "another node, whose adaptor would be granted the Secret",
+            json!({"spec": {"adaptor": {"node": "other-node"}}}),
+        ),
+    ];
+    for (what, patch) in attacks {
+        let message = eventually_showing(
+            &format!("{what} to be refused once access is withdrawn"),
+            WAIT,
+            || async {
+                match tenant_links
+                    .patch("porch-fan", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Err(kube::Error::Api(e)) if e.code == 403 => Ok(e.message),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        assert!(
+            message.contains(
+                "e2e-tenant may not get every Secret this DeviceLink references (plant-mqtt)"
+            ) && message.contains("change the spec of a DeviceLink that does"),
+            "{what}: {message}"
+        );
+    }
+    let kept = admin_links.get("porch-fan").await.expect("the DeviceLink");
+    let kept = serde_json::to_value(&kept.spec).unwrap();
+    assert_eq!(
+        kept["template"]["spec"]["extension"]["mqtt"]["client"]["server"],
+        "tcp://other-broker.example:1883",
+        "{kept}"
+    );
+    assert_eq!(kept["adaptor"]["node"], "edge-worker", "{kept}");
+
+    // An update of the metadata alone (a label) is still taken: it sends
+    // nothing anywhere.
     eventually_showing("a label update to be taken", WAIT, || async {
         tenant_links
             .patch(
