@@ -17,6 +17,14 @@ pub struct DeviceExtension {
     pub mqtt: Option<MqttOptions>,
 }
 
+/// Client IDs of the connections devicelink makes itself start with this:
+/// `devicelink-<uid>` for a device's own, `devicelink-<adaptor>-<node>-...`
+/// for shared ones, `devicelink-console` for the console.
+pub const RESERVED_CLIENT_ID_PREFIX: &str = "devicelink-";
+
+/// Why a clientID with [`RESERVED_CLIENT_ID_PREFIX`] is refused.
+pub const RESERVED_CLIENT_ID_MESSAGE: &str = "must not start with devicelink-: client IDs with that prefix are the ones devicelink's adaptors and console connect with, and a broker disconnects a client when another connects with its ID (a shared connection carries the devices of other DeviceLinks)";
+
 /// Client and message options.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct MqttOptions {
@@ -66,9 +74,15 @@ pub struct MqttClientOptions {
     pub protocol_version: Option<i32>,
 
     /// Client identifier; by default derived from the DeviceLink's UID, so it
-    /// is stable across restarts and unique per device.
+    /// is stable across restarts and unique per device. IDs starting with
+    /// `devicelink-` are the adaptors' and the console's own and refused:
+    /// a broker drops a client when another connects with its ID, and a
+    /// shared connection carries many devices.
     #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-validations" = [{
+        "rule": "!self.startsWith('devicelink-')",
+        "message": RESERVED_CLIENT_ID_MESSAGE,
+    }]))]
     pub client_id: Option<String>,
 
     /// Username and password, inline or from `spec.references`.

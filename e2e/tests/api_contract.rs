@@ -963,6 +963,18 @@ fn invalid_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "mqtt clientID of devicelink's own connections",
+            &modbus,
+            vec![set(
+                "/spec/extension/mqtt/client/clientID",
+                json!("devicelink-modbus-edge-worker-0123456789ab"),
+            )],
+            [
+                "spec.extension.mqtt.client.clientID",
+                "must not start with devicelink-",
+            ],
+        ),
+        case(
             "mqtt keepAlive without unit",
             &modbus,
             vec![set("/spec/extension/mqtt/client/keepAlive", json!("30"))],

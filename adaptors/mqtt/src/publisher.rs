@@ -10,6 +10,7 @@ use devicelink_api::{
     devicelink::ReferenceItem,
     mqtt::{
         MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType, PayloadEncode,
+        RESERVED_CLIENT_ID_MESSAGE, RESERVED_CLIENT_ID_PREFIX,
     },
     property::MqttStatus,
 };
@@ -55,6 +56,8 @@ pub enum PublisherError {
     ProtocolVersion(i32),
     #[error("client.store: {0}")]
     Store(String),
+    #[error("client.clientID {0:?} {RESERVED_CLIENT_ID_MESSAGE}")]
+    ClientId(String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -733,11 +736,18 @@ pub(crate) fn client_options(
             )));
         }
     };
+    // Stored before the API server refused them, or on a cluster whose CRDs
+    // are older: a reserved ID could take over another connection.
+    if let Some(id) = client.client_id.as_deref()
+        && id.starts_with(RESERVED_CLIENT_ID_PREFIX)
+    {
+        return Err(PublisherError::ClientId(id.to_string()));
+    }
     // Stable across restarts, unique per DeviceLink.
     let client_id = client
         .client_id
         .clone()
-        .unwrap_or_else(|| format!("devicelink-{}", link.uid));
+        .unwrap_or_else(|| format!("{RESERVED_CLIENT_ID_PREFIX}{}", link.uid));
     let keep_alive = match &client.keep_alive {
         Some(k) => Some(
             k.to_std()
@@ -908,6 +918,27 @@ mod tests {
         assert_eq!(dial(5).unwrap(), Version::V5);
         let err = dial(6).unwrap_err();
         assert!(err.to_string().contains("protocolVersion 6"), "{err}");
+    }
+
+    #[test]
+    fn client_ids_of_devicelinks_own_connections_are_refused() {
+        let dial = |client_id: Option<&str>| {
+            let options: MqttOptions = serde_json::from_value(serde_json::json!({
+                "client": {"server": "tcp://broker:1883", "clientID": client_id},
+                "message": {"topic": "t"},
+            }))
+            .unwrap();
+            let no_refs = |_: &ReferenceItem| Err(String::new());
+            client_options(&options, &link(), &no_refs).map(|d| d.client_id)
+        };
+        assert_eq!(dial(None).unwrap(), "devicelink-u");
+        assert_eq!(dial(Some("line-7-fan")).unwrap(), "line-7-fan");
+        let err = dial(Some("devicelink-dummy-edge-0123456789ab")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("client.clientID \"devicelink-dummy-edge-0123456789ab\" must not start with devicelink-"),
+            "{err}"
+        );
     }
 
     #[test]
