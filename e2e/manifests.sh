@@ -21,7 +21,7 @@ render() { # FILE TEMPLATE... [--set VALUE]
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-render "$tmp/rbac.yaml" operator-rbac.yaml adaptor-rbac.yaml reference-policy.yaml adaptor-write-policy.yaml operator-policy.yaml
+render "$tmp/rbac.yaml" operator-rbac.yaml adaptor-rbac.yaml reference-policy.yaml adaptor-write-policy.yaml operator-policy.yaml adaptor-pod-policy.yaml
 render "$tmp/operator.yaml" deployment.yaml service.yaml
 render "$tmp/console.yaml" console-rbac.yaml console.yaml --set=console.enabled=true
 if [ "${1:-}" = --check ]; then

@@ -4,8 +4,9 @@
 //! the kubelet's "run the container" part: for each adaptor pod scheduled to
 //! a node it starts the pod's command with the pod's environment
 //! (`fieldRef`s resolved from the pod) and a kubeconfig holding a token of
-//! the pod's service account, so the adaptor has exactly the pod's RBAC. It
-//! stops the process when the pod is deleted.
+//! the pod's service account bound to the pod, so the adaptor has exactly
+//! the pod's RBAC and identity. It stops the process when the pod is
+//! deleted.
 
 use std::collections::HashMap;
 
@@ -252,9 +253,13 @@ async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Proce
         .clone()
         .unwrap_or_else(|| "default".into());
     let pod_name = pod.name_any();
-    let kubeconfig =
-        tokio::task::spawn_blocking(move || crate::kubeconfig_as(&service_account, &pod_name))
-            .await??;
+    // Bound to the pod, as a kubelet's token is (the API server sees the
+    // pod's node in it, which the adaptor write policy checks).
+    let kubeconfig = tokio::task::spawn_blocking(move || {
+        let token = crate::token_for(&service_account, Some(&pod_name))?;
+        crate::kubeconfig_with_token(&token, &pod_name)
+    })
+    .await??;
     cmd.env("KUBECONFIG", kubeconfig);
     let process = Process::spawn(&pod.name_any(), cmd);
     let launched = Launched {

@@ -115,28 +115,105 @@ pub fn repo_root() -> PathBuf {
 /// ServiceAccount of the system namespace (a fresh token from `kubectl
 /// create token`), written to the log directory as `<file>.kubeconfig`.
 pub fn kubeconfig_as(service_account: &str, file: &str) -> anyhow::Result<PathBuf> {
-    let token = kubectl::kubectl(
-        &[
-            "create",
-            "token",
-            service_account,
-            "-n",
-            SYSTEM_NAMESPACE,
-            "--duration=2h",
-        ],
-        None,
-    );
+    kubeconfig_with_token(&token_for(service_account, None)?, file)
+}
+
+/// A token of the ServiceAccount `service_account` of the system namespace,
+/// bound to the pod `bound_pod` if given, as a kubelet's tokens are: the
+/// API server then names the pod and its node in the token's user
+/// (`authentication.kubernetes.io/node-name`), and the token dies with the pod.
+pub fn token_for(service_account: &str, bound_pod: Option<&str>) -> anyhow::Result<String> {
+    let mut args = vec![
+        "create",
+        "token",
+        service_account,
+        "-n",
+        SYSTEM_NAMESPACE,
+        "--duration=2h",
+    ];
+    if let Some(pod) = bound_pod {
+        args.extend(["--bound-object-kind", "Pod", "--bound-object-name", pod]);
+    }
+    let token = kubectl::kubectl(&args, None);
     anyhow::ensure!(token.success, "token for {service_account}: {}", token.text);
+    Ok(token.text.trim().to_string())
+}
+
+/// A kubeconfig for the test control plane that authenticates with `token`,
+/// written to the log directory as `<file>.kubeconfig`.
+pub fn kubeconfig_with_token(token: &str, file: &str) -> anyhow::Result<PathBuf> {
     let mut config = kube::config::Kubeconfig::read()?;
     for user in config.auth_infos.iter_mut() {
         user.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.text.trim().to_string().into()),
+            token: Some(token.to_string().into()),
             ..Default::default()
         });
     }
     let path = log_dir().join(format!("{file}.kubeconfig"));
     std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
     Ok(path)
+}
+
+/// A client that authenticates with `token` (no impersonation: the API
+/// server sees the token's own user, extra fields included).
+pub async fn client_with_token(token: &str) -> Client {
+    let mut config = kube::Config::infer().await.expect("the test kubeconfig");
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.to_string().into()),
+        ..Default::default()
+    };
+    Client::try_from(config).expect("a client with a token")
+}
+
+/// While kept, the chart's adaptor pod policy (`devicelink-adaptor-pods`)
+/// allows adaptor pods of `kind` to run `image`, as it would after a
+/// `helm upgrade` with that image in the adaptor settings; the image it
+/// allowed before is put back when dropped, even by a failing test.
+pub struct AllowedAdaptorImage {
+    key: String,
+    before: String,
+}
+
+impl AllowedAdaptorImage {
+    pub fn set(kind: &str, image: &str) -> AllowedAdaptorImage {
+        let key = format!("image.{kind}");
+        let read = kubectl::kubectl(
+            &[
+                "get", "configmap", "devicelink-adaptor-pods", "-n", SYSTEM_NAMESPACE,
+                "-o", &format!("go-template={{{{index .data \"{key}\"}}}}"),
+            ],
+            None,
+        );
+        assert!(read.success, "the adaptor pod policy's ConfigMap: {}", read.text);
+        let allowed = AllowedAdaptorImage {
+            key,
+            before: read.text.trim().to_string(),
+        };
+        let out = allowed.write(image);
+        assert!(out.success, "allow {image}: {}", out.text);
+        allowed
+    }
+
+    fn write(&self, image: &str) -> kubectl::Output {
+        let patch = serde_json::json!({"data": {&self.key: image}}).to_string();
+        kubectl::kubectl(
+            &[
+                "patch", "configmap", "devicelink-adaptor-pods", "-n", SYSTEM_NAMESPACE,
+                "--type=merge", "-p", &patch,
+            ],
+            None,
+        )
+    }
+}
+
+impl Drop for AllowedAdaptorImage {
+    fn drop(&mut self) {
+        // (No panic here: this may run while a failed test unwinds.)
+        let out = self.write(&self.before.clone());
+        if !out.success {
+            eprintln!("putting back the adaptor image {}: {}", self.before, out.text);
+        }
+    }
 }
 
 /// End-to-end tests share one control plane and one operator at a time.

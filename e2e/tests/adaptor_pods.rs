@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use devicelink_api::DeviceLink;
-use devicelink_e2e::{SYSTEM_NAMESPACE, begin, dummy_link, eventually, log_dir, process::Operator};
+use devicelink_e2e::{
+    AllowedAdaptorImage, SYSTEM_NAMESPACE, begin, dummy_link, eventually, log_dir,
+    process::Operator,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
@@ -24,6 +27,9 @@ async fn per_kind_settings_reach_the_adaptor_pod() {
         "defaults:\n  imagePullSecrets: [{name: edge-registry}]\n  tolerations: [{key: edge.example.com/remote, operator: Exists, effect: NoSchedule}]\nadaptors:\n  dummy:\n    image: registry.example.com/devicelink/{adaptor}:1.2.3\n    imagePullPolicy: IfNotPresent\n    resources: {requests: {cpu: 5m, memory: 16Mi}, limits: {memory: 48Mi}}\n    env: [{name: FAN_FLAVOUR, value: quiet}]\n    podAnnotations: {example.com/team: facilities}\n",
     )
     .unwrap();
+    // The chart renders the image into its adaptor pod policy too.
+    let _allowed =
+        AllowedAdaptorImage::set("dummy", "registry.example.com/devicelink/dummy:1.2.3");
     let operator = Operator::start_with(
         "operator-settings",
         &["--adaptor-settings-file", settings.to_str().unwrap()],

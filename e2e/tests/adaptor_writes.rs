@@ -8,9 +8,15 @@
 
 use std::time::Duration;
 
-use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
-use devicelink_e2e::{SYSTEM_NAMESPACE, apply, begin, client_as, device_link, eventually_showing};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use devicelink_api::{DeviceLink, dummy::DummySpecialDevice, labels::node_label_value};
+use devicelink_e2e::{
+    SYSTEM_NAMESPACE, apply, begin, client_as, client_with_token, device_link, eventually_showing,
+    token_for,
+};
+use k8s_openapi::api::{
+    core::v1::{Node, Pod, ServiceAccount},
+    rbac::v1::ClusterRoleBinding,
+};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -120,6 +126,55 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
         Err(kube::Error::Api(e)) if e.code == 403 => e.message,
         other => panic!("expected a refusal, got {other:?}"),
     };
+    // Its own device: only the status and its own finalizer. Moving the
+    // device to another node (its labels), changing what it drives (its
+    // spec), or dropping someone else's finalizer is the operator's to do.
+    devices
+        .patch(
+            "mine",
+            &params,
+            &Patch::Merge(json!({"metadata": {"finalizers": [
+                "edge.cattle.io/adaptor-cleanup", "example.com/backup"]}})),
+        )
+        .await
+        .expect("the operator's finalizer and another one");
+    let own_device_changes = [
+        json!({"metadata": {"labels": {"edge.cattle.io/node": "far-node"}}}),
+        json!({"spec": {"gear": "fast"}}),
+        json!({"metadata": {"annotations": {"forged": "yes"}}}),
+        json!({"metadata": {"finalizers": ["edge.cattle.io/adaptor-cleanup"]}}),
+    ];
+    for change in own_device_changes {
+        let message = refused(
+            its_devices
+                .patch("mine", &params, &Patch::Merge(&change))
+                .await
+                .map(|_: DummySpecialDevice| ()),
+        );
+        assert!(
+            message.contains(&format!(
+                "{ACCOUNT} may change only the status of dummyspecialdevices mine and remove its own finalizer"
+            )),
+            "{change}: {message}"
+        );
+    }
+    // Releasing it (removing its own finalizer) is taken.
+    its_devices
+        .patch(
+            "mine",
+            &params,
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/backup"]}})),
+        )
+        .await
+        .expect("the adaptor removes its own finalizer");
+    devices
+        .patch(
+            "mine",
+            &params,
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
     let message = refused(
         its_devices
             .patch_status("theirs", &params, &status_patch())
@@ -164,4 +219,136 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
         .delete("e2e-adaptor-writes", &DeleteParams::default())
         .await
         .unwrap();
+}
+
+/// Node names over 63 characters are shortened in labels and account
+/// names (the first 50 characters and a digest). Two such names alike in
+/// their first 50 characters give accounts whose names the policy cannot
+/// tell apart from a DeviceLink's full node name alone; the token's own
+/// node (every token a kubelet gives a pod is bound to the pod, and names
+/// its node) keeps them apart.
+#[tokio::test]
+async fn adaptors_of_long_node_names_alike_in_their_first_50_characters_stay_apart() {
+    let namespace = "e2e-adaptor-writes-long-nodes";
+    let (_guard, admin) = begin(namespace).await;
+    let base = "cabinet-12.line-3.plant-7.edge-sites.example-corp.internal.zone";
+    let (node_a, node_b) = (format!("{base}-a"), format!("{base}-b"));
+    let (label_a, label_b) = (node_label_value(&node_a), node_label_value(&node_b));
+    assert_eq!(label_a[..50], label_b[..50], "the names share a prefix");
+    assert_ne!(label_a, label_b);
+    let account = format!("devicelink-adaptor-dummy-{label_a}");
+
+    let nodes: Api<Node> = Api::all(admin.clone());
+    for node in [&node_a, &node_b] {
+        apply(
+            &nodes,
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
+        )
+        .await;
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    apply(
+        &accounts,
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": SYSTEM_NAMESPACE}}),
+    )
+    .await;
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    apply(
+        &bindings,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "e2e-adaptor-writes-long"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "devicelink-adaptor-dummy"},
+            "subjects": [{"kind": "ServiceAccount", "name": account,
+                          "namespace": SYSTEM_NAMESPACE}],
+        }),
+    )
+    .await;
+    // The adaptor pod on node A (never run here: its token is what counts).
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    let _ = pods
+        .delete(&account, &DeleteParams::default().grace_period(0))
+        .await;
+    eventually_showing("an earlier pod of the account to go", WAIT, || async {
+        match pods.get_opt(&account).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": account, "namespace": SYSTEM_NAMESPACE},
+        "spec": {"nodeName": node_a, "serviceAccountName": account,
+                 "containers": [{"name": "adaptor", "image": "example.com/adaptor-dummy"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let token = token_for(&account, Some(&account)).expect("a token bound to the pod");
+    let adaptor = client_with_token(&token).await;
+
+    let links: Api<DeviceLink> = Api::namespaced(admin.clone(), namespace);
+    for (name, node) in [("long-a", &node_a), ("long-b", &node_b)] {
+        let _ = links.delete(name, &DeleteParams::default()).await;
+        let link = device_link(
+            namespace,
+            name,
+            node,
+            "dummy",
+            "DummySpecialDevice",
+            json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow"}}),
+        );
+        links.create(&PostParams::default(), &link).await.unwrap();
+    }
+    let its_links: Api<DeviceLink> = Api::namespaced(adaptor, namespace);
+    let with_condition = |mut link: DeviceLink| {
+        link.status = serde_json::from_value(json!({"conditions": [{"type": "DeviceConnected",
+            "status": "True", "reason": "Healthy", "message": "",
+            "lastUpdateTime": "2026-01-01T00:00:00Z",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}))
+        .unwrap();
+        link
+    };
+    eventually_showing("the adaptor to write its own node's DeviceLink", WAIT, || async {
+        let link = with_condition(its_links.get("long-a").await.map_err(|e| e.to_string())?);
+        its_links
+            .replace_status("long-a", &PostParams::default(), &link)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let other = with_condition(its_links.get("long-b").await.unwrap());
+    match its_links
+        .replace_status("long-b", &PostParams::default(), &other)
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 403 => assert!(
+            e.message.contains(&format!("long-b is assigned to dummy on {node_b}"))
+                && e.message
+                    .contains(&format!("(the token is of a pod on {node_a})")),
+            "{}",
+            e.message
+        ),
+        other => panic!("another long node's DeviceLink written: {other:?}"),
+    }
+
+    for name in ["long-a", "long-b"] {
+        links.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    pods.delete(&account, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    bindings
+        .delete("e2e-adaptor-writes-long", &DeleteParams::default())
+        .await
+        .unwrap();
+    accounts
+        .delete(&account, &DeleteParams::default())
+        .await
+        .unwrap();
+    for node in [&node_a, &node_b] {
+        nodes.delete(node, &DeleteParams::default()).await.unwrap();
+    }
 }

@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-use devicelink_e2e::{SYSTEM_NAMESPACE, begin, client_as, eventually_showing, kubectl::can_i};
+use devicelink_e2e::{
+    SYSTEM_NAMESPACE, apply, begin, client_as, eventually_showing, kubectl::can_i,
+};
 use k8s_openapi::api::{
-    core::v1::Pod,
+    core::v1::{Pod, ServiceAccount},
     rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
@@ -54,6 +56,37 @@ fn refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
         }
         other => panic!("{what}: expected a refusal, got {other:?}"),
     }
+}
+
+/// The API server's refusal of a pod by the adaptor pod policy: its message.
+fn pod_refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
+    match result {
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+            assert!(
+                e.message.contains("devicelink-adaptor-pods"),
+                "{what}: refused, but not by the adaptor pod policy: {}",
+                e.message
+            );
+            e.message
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+}
+
+/// An adaptor pod of the dummy kind as the operator makes it, in the shape
+/// the chart's default settings allow.
+fn adaptor_pod(name: &str) -> Value {
+    let mut meta = owned_meta(name, Some(SYSTEM_NAMESPACE));
+    meta["labels"]["edge.cattle.io/adaptor"] = json!("dummy");
+    json!({"metadata": meta, "spec": {
+        "serviceAccountName": name,
+        "containers": [{"name": "adaptor",
+            "image": format!("ghcr.io/devicelink/adaptor-dummy:{}", env!("CARGO_PKG_VERSION")),
+            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/devicelink"}]}],
+        "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }})
 }
 
 /// Whether RBAC lets the operator's ServiceAccount do it.
@@ -277,21 +310,97 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
 
     // A pod in the operator's namespace running as the operator (or any
     // account but its own adaptor one): refused.
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    apply(
+        &accounts,
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE}}),
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(operator.clone(), SYSTEM_NAMESPACE);
+    let mut as_operator = adaptor_pod(name);
+    as_operator["spec"]["serviceAccountName"] = json!("devicelink-operator");
     let message = refusal(
         "a pod running as the operator",
-        pods.create(
-            &create,
-            &typed(json!({"metadata": owned_meta(name, Some(SYSTEM_NAMESPACE)),
-                "spec": {"serviceAccountName": "devicelink-operator",
-                         "containers": [{"name": "c", "image": "example.com/x"}]}})),
-        )
-        .await,
+        pods.create(&create, &typed(as_operator)).await,
     );
     assert!(
         message.contains("pods devicelink-adaptor-dummy-e2e-rights must run as the adaptor ServiceAccount of the same name"),
         "{message}"
     );
+
+    // Pods of another shape than an adaptor's (the chart's
+    // devicelink-adaptor-pods policy, from the adaptor settings): the
+    // attack a stolen operator token would try first, a privileged pod
+    // mounting the host's / on a node of its choice; then each way out
+    // of an adaptor pod's bounds alone.
+    let mut escape = adaptor_pod(name);
+    escape["spec"]["nodeName"] = json!("far-node");
+    escape["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+    escape["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
+    escape["spec"]["volumes"] = json!([{"name": "host", "hostPath": {"path": "/"}}]);
+    pod_refusal(
+        "a privileged pod mounting / on another node",
+        pods.create(&create, &typed(escape)).await,
+    );
+    let shapes: [(&str, fn(&mut Value), &str); 6] = [
+        (
+            "the host's /",
+            |p| {
+                p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
+                p["spec"]["volumes"] = json!([{"name": "host", "hostPath": {"path": "/", "type": "Directory"}}]);
+            },
+            "may mount only its data volume, its token and, from the host, the dummy adaptor's serial devices []",
+        ),
+        (
+            "privileged",
+            |p| p["spec"]["containers"][0]["securityContext"] = json!({"privileged": true}),
+            "may be privileged only when the dummy adaptor has serial devices",
+        ),
+        (
+            "the node's network",
+            |p| p["spec"]["hostNetwork"] = json!(true),
+            "may not share the node's network, process or IPC namespace",
+        ),
+        (
+            "another image",
+            |p| p["spec"]["containers"][0]["image"] = json!("example.com/miner:1"),
+            "must run one container of the dummy adaptor image",
+        ),
+        (
+            "a Secret in its environment",
+            |p| {
+                p["spec"]["containers"][0]["env"] = json!([{"name": "TOKEN", "valueFrom":
+                    {"secretKeyRef": {"name": "mqtt-users", "key": "passwd"}}}]);
+            },
+            "may not take Secrets into its environment",
+        ),
+        (
+            "an added capability",
+            |p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"capabilities": {"add": ["SYS_ADMIN"]}});
+            },
+            "may not add capabilities",
+        ),
+    ];
+    for (what, change, expected) in shapes {
+        let mut pod = adaptor_pod(name);
+        change(&mut pod);
+        let message = pod_refusal(what, pods.create(&create, &typed(pod)).await);
+        assert!(message.contains(expected), "{what}: {message}");
+    }
+    // The shape the operator makes is admitted.
+    pods.create(&create, &typed(adaptor_pod(name)))
+        .await
+        .expect("an adaptor pod is admitted");
+    pods.delete(name, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("the operator removes its adaptor pod");
+    accounts
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("the admin removes the account");
 
     // What RBAC names: the leader Lease by name, no plain DeviceLink updates,
     // no Secret writes.
