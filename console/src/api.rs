@@ -1,15 +1,19 @@
 //! The HTTP API and the WebSocket stream. Every request under /api is
 //! authorized by the API server before anything is read (see auth.rs).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use axum::{
     Json, Router,
     extract::{
-        Path, Query, State,
+        ConnectInfo, Path, Query, State,
         ws::{Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -26,6 +30,7 @@ use crate::{
     config::Config,
     feed::{Routes, WriteError},
     hub::{Hub, Interest},
+    names::{name_problem, namespace_problem},
 };
 
 /// What the handlers share.
@@ -140,13 +145,26 @@ fn no_such_link(namespace: &str, name: &str) -> Response {
 }
 
 /// Ok if the API server says the request's user may do `access`; the
-/// answer to send otherwise.
-async fn allow(app: &App, headers: &HeaderMap, access: &Access) -> Result<(), Response> {
+/// answer to send otherwise. `from` is the client's address.
+async fn allow(
+    app: &App,
+    headers: &HeaderMap,
+    from: IpAddr,
+    access: &Access,
+) -> Result<(), Response> {
     app.gate
-        .check(bearer(headers).as_deref(), access)
+        .check(bearer(headers).as_deref(), access, from)
         .await
         .map(|_| ())
         .map_err(refused)
+}
+
+/// Names from a URL are Kubernetes names, or the request goes no further.
+fn checked_names(namespace: Option<&str>, names: &[&str]) -> Result<(), Response> {
+    namespace
+        .and_then(namespace_problem)
+        .or_else(|| names.iter().find_map(|n| name_problem(n)))
+        .map_or(Ok(()), |why| Err(error(StatusCode::BAD_REQUEST, why)))
 }
 
 fn refused(refusal: Refusal) -> Response {
@@ -159,10 +177,19 @@ fn refused(refusal: Refusal) -> Response {
             response
         }
         Refusal::Forbidden(why) => error(StatusCode::FORBIDDEN, why),
-        Refusal::Unavailable(why) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot check access: {why}"),
-        ),
+        refusal @ Refusal::Unavailable => {
+            error(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string())
+        }
+        Refusal::TooMany(seconds) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                Refusal::TooMany(seconds).to_string(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
     }
 }
 
@@ -174,25 +201,26 @@ pub struct ListQuery {
 
 async fn list(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Response> {
     let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
-    allow(&app, &headers, &Access::new("list", namespace, None)).await?;
+    checked_names(namespace, &[])?;
+    let access = Access::new("list", namespace, None);
+    allow(&app, &headers, peer.ip(), &access).await?;
     Ok(Json(json!({"items": app.catalog.list(namespace)})).into_response())
 }
 
 async fn one(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, Response> {
-    allow(
-        &app,
-        &headers,
-        &Access::new("get", Some(&namespace), Some(&name)),
-    )
-    .await?;
+    checked_names(Some(&namespace), &[&name])?;
+    let access = Access::new("get", Some(&namespace), Some(&name));
+    allow(&app, &headers, peer.ip(), &access).await?;
     match app.catalog.get(&namespace, &name) {
         Some(link) => Ok(Json(link).into_response()),
         None => Err(no_such_link(&namespace, &name)),
@@ -202,15 +230,13 @@ async fn one(
 /// The newest Events about a DeviceLink (needs get on it).
 async fn events(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, Response> {
-    allow(
-        &app,
-        &headers,
-        &Access::new("get", Some(&namespace), Some(&name)),
-    )
-    .await?;
+    checked_names(Some(&namespace), &[&name])?;
+    let access = Access::new("get", Some(&namespace), Some(&name));
+    allow(&app, &headers, peer.ip(), &access).await?;
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(app.gate.client(), &namespace);
     let selector = format!("involvedObject.kind=DeviceLink,involvedObject.name={name}");
@@ -220,9 +246,10 @@ async fn events(
     {
         Ok(list) => list,
         Err(e) => {
+            tracing::warn!(error = %e, "cannot list events");
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot list events: {e}"),
+                "cannot list events now: the API server did not answer; try again",
             ));
         }
     };
@@ -262,16 +289,14 @@ const MAX_WRITE_BODY: usize = devicelink_mqtt::write::MAX_WRITE_BYTES;
 /// update on the DeviceLink: the right that lets one change a spec value.
 async fn write(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, Response> {
-    allow(
-        &app,
-        &headers,
-        &Access::new("update", Some(&namespace), Some(&name)),
-    )
-    .await?;
+    checked_names(Some(&namespace), &[&name])?;
+    let access = Access::new("update", Some(&namespace), Some(&name));
+    allow(&app, &headers, peer.ip(), &access).await?;
     if body.len() > MAX_WRITE_BODY {
         return Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -347,6 +372,13 @@ impl StreamQuery {
         if !names.is_empty() && namespace.is_none() {
             return Err("names needs namespace: DeviceLinks are named within one".into());
         }
+        if let Some(why) = namespace
+            .as_deref()
+            .and_then(namespace_problem)
+            .or_else(|| names.iter().find_map(|n| name_problem(n)))
+        {
+            return Err(why);
+        }
         if let Some(filter) = &self.topic
             && !valid_filter(filter)
         {
@@ -385,34 +417,73 @@ fn valid_filter(filter: &str) -> bool {
 
 async fn stream(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(why) = origin_allowed(&headers, &app.config.allowed_origins) {
+        return error(StatusCode::FORBIDDEN, why);
+    }
     let (interest, rights) = match query.interest() {
         Ok(asked) => asked,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let token = bearer(&headers);
     for access in &rights {
-        if let Err(refusal) = app.gate.check(token.as_deref(), access).await {
+        if let Err(refusal) = app.gate.check(token.as_deref(), access, peer.ip()).await {
             return refused(refusal);
         }
     }
+    let viewer = Viewer {
+        token,
+        rights,
+        from: peer.ip(),
+    };
     upgrade
         .protocols([STREAM_PROTOCOL])
-        .on_upgrade(move |socket| send_stream(socket, app, interest, token, rights))
+        .on_upgrade(move |socket| send_stream(socket, app, interest, viewer))
 }
+
+/// A browser says which page opens a WebSocket (Origin); a page of another
+/// site must not open one with a token it got hold of. The console's own
+/// page (same host) and the configured origins may; clients that are not
+/// browsers send no Origin.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let same = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|o| !host.is_empty() && o == host);
+    if same || allowed.iter().any(|a| a == origin) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a page from {origin:?} may not open a stream: only the console's own page and the origins of --allowed-origins may"
+        ))
+    }
+}
+
+/// Who watches a stream, and the rights checked again while it is open.
+struct Viewer {
+    token: Option<String>,
+    rights: Vec<Access>,
+    from: IpAddr,
+}
+
+/// An open stream whose access cannot be checked for this long is closed.
+const UNCHECKED_FOR_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Sends the client the last message of each device it asked for, then
 /// every new one, until it goes, falls too far behind, or loses its right.
-async fn send_stream(
-    mut socket: WebSocket,
-    app: Arc<App>,
-    interest: Interest,
-    token: Option<String>,
-    rights: Vec<Access>,
-) {
+async fn send_stream(mut socket: WebSocket, app: Arc<App>, interest: Interest, viewer: Viewer) {
     let subscription = app
         .hub
         .subscribe(interest, app.config.client_queue as usize);
@@ -425,6 +496,7 @@ async fn send_stream(
             .max(std::time::Duration::from_secs(1)),
     );
     recheck.tick().await;
+    let mut checked = Instant::now();
     let close = |why: String| {
         Message::Close(Some(axum::extract::ws::CloseFrame {
             code: 1008,
@@ -453,17 +525,40 @@ async fn send_stream(
                 Some(Ok(_)) => {}
             },
             _ = recheck.tick() => {
-                for access in &rights {
-                    if let Err(refusal @ (Refusal::Forbidden(_) | Refusal::Unauthenticated(_))) =
-                        app.gate.check(token.as_deref(), access).await
-                    {
-                        let _ = socket.send(close(refusal.to_string())).await;
-                        return;
-                    }
+                if let Err(why) = still_allowed(&app, &viewer, &mut checked).await {
+                    let _ = socket.send(close(why)).await;
+                    return;
                 }
             }
         }
     }
+}
+
+/// Ok while the viewer may still watch what it asked for; why not
+/// otherwise, also when its access could not be checked for
+/// [`UNCHECKED_FOR_AT_MOST`] (a right withdrawn meanwhile must not go on).
+async fn still_allowed(app: &App, viewer: &Viewer, checked: &mut Instant) -> Result<(), String> {
+    for access in &viewer.rights {
+        match app
+            .gate
+            .check(viewer.token.as_deref(), access, viewer.from)
+            .await
+        {
+            Ok(_) => {}
+            Err(Refusal::Unavailable | Refusal::TooMany(_)) => {
+                if checked.elapsed() >= UNCHECKED_FOR_AT_MOST {
+                    return Err(format!(
+                        "access could not be checked for {} s",
+                        UNCHECKED_FOR_AT_MOST.as_secs()
+                    ));
+                }
+                return Ok(());
+            }
+            Err(refusal) => return Err(refusal.to_string()),
+        }
+    }
+    *checked = Instant::now();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -525,21 +620,85 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn health_says_when_the_console_stopped_following() {
-        use tower::ServiceExt;
-        // A client that is never used: these endpoints ask nobody.
+    #[test]
+    fn a_stream_of_names_that_are_not_kubernetes_names_is_refused() {
+        let query = StreamQuery {
+            namespace: Some("kube-system/events#".into()),
+            ..Default::default()
+        };
+        let why = query.interest().unwrap_err();
+        assert!(why.contains("is not a Kubernetes namespace name"), "{why}");
+        let query = StreamQuery {
+            namespace: Some("plant".into()),
+            names: Some("fan,../secrets".into()),
+            ..Default::default()
+        };
+        let why = query.interest().unwrap_err();
+        assert!(why.contains("\"../secrets\" is not a Kubernetes object name"), "{why}");
+    }
+
+    #[test]
+    fn only_the_consoles_own_page_and_configured_origins_open_a_stream() {
+        let headers = |origin: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("console.plant:8080"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_static(o));
+            }
+            h
+        };
+        let allowed = vec!["https://ops.example.com".to_string()];
+        assert!(origin_allowed(&headers(None), &allowed).is_ok(), "not a browser");
+        assert!(origin_allowed(&headers(Some("http://console.plant:8080")), &allowed).is_ok());
+        assert!(origin_allowed(&headers(Some("https://ops.example.com")), &allowed).is_ok());
+        for other in ["https://evil.example", "http://console.plant:8081", "null"] {
+            assert!(
+                origin_allowed(&headers(Some(other)), &allowed).is_err(),
+                "{other}"
+            );
+        }
+    }
+
+    /// An App whose API server never answers (nothing listens on port 9).
+    fn app_without_api_server() -> Arc<App> {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
-        let app = Arc::new(App {
+        Arc::new(App {
             config: <Config as clap::Parser>::parse_from(["devicelink-console"]),
-            gate: Gate::new(client.clone(), std::time::Duration::from_secs(1)),
+            gate: Gate::new(
+                client.clone(),
+                Duration::from_secs(1),
+                "devicelink-console".into(),
+                60,
+            ),
             catalog: Catalog::watch(&client).0,
             hub: Arc::default(),
             routes: Routes::default(),
             ready: AtomicBool::new(false),
             stopped: Default::default(),
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_access_cannot_be_checked_for_30_s_is_closed() {
+        let app = app_without_api_server();
+        let viewer = Viewer {
+            token: Some("a.token".into()),
+            rights: vec![Access::new("watch", Some("plant"), None)],
+            from: IpAddr::from([127, 0, 0, 1]),
+        };
+        let mut checked = Instant::now();
+        assert_eq!(still_allowed(&app, &viewer, &mut checked).await, Ok(()));
+        let mut long_ago = Instant::now() - UNCHECKED_FOR_AT_MOST;
+        let why = still_allowed(&app, &viewer, &mut long_ago).await.unwrap_err();
+        assert_eq!(why, "access could not be checked for 30 s");
+    }
+
+    #[tokio::test]
+    async fn health_says_when_the_console_stopped_following() {
+        use tower::ServiceExt;
+        // These endpoints ask nobody.
+        let app = app_without_api_server();
         let get = |path: &'static str| {
             let app = app.clone();
             async move {

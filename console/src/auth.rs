@@ -5,8 +5,9 @@
 //! `watch` to stream them, `update` to write to a device.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    hash::{DefaultHasher, Hash, Hasher},
+    collections::{BTreeMap, HashMap, hash_map::RandomState},
+    hash::BuildHasher,
+    net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -16,6 +17,7 @@ use k8s_openapi::api::{
     authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
 };
 use kube::{Api, Client, api::PostParams};
+use tracing::{debug, warn};
 
 /// What a request does to DeviceLinks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,7 +52,9 @@ impl std::fmt::Display for Access {
     }
 }
 
-/// Why a request is not served.
+/// Why a request is not served. What a client is told says nothing of the
+/// API server's own words (a client without a good token learns nothing
+/// of the cluster); the log has them.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum Refusal {
     #[error("{0}")]
@@ -58,8 +62,11 @@ pub enum Refusal {
     #[error("{0}")]
     Forbidden(String),
     /// The API server could not be asked.
-    #[error("cannot check access: {0}")]
-    Unavailable(String),
+    #[error("cannot check access now: the API server did not answer; try again")]
+    Unavailable,
+    /// This client asked for too many token reviews.
+    #[error("too many new tokens from this client; try again in {0} s")]
+    TooMany(u64),
 }
 
 /// An authenticated user, as the API server knows them.
@@ -76,21 +83,58 @@ pub struct User {
 pub struct Gate {
     client: Client,
     remember: Duration,
-    decisions: Mutex<HashMap<(u64, Access), Decision>>,
+    /// The audience tokens must be minted for (`kubectl create token
+    /// --audience`): a token for the API server, or for another service,
+    /// is refused.
+    audience: String,
+    /// Keys tokens in the caches (randomly seeded: a digest nobody can aim at).
+    hashing: RandomState,
+    /// Answers that let a user in, apart from refusals: a flood of bad
+    /// tokens fills only the refusals and never pushes these out.
+    granted: Mutex<HashMap<(u64, Access), (Instant, User)>>,
+    refused: Mutex<HashMap<(u64, Access), (Instant, Refusal)>>,
+    /// Tokens the API server accepted lately, by digest: asking about them
+    /// again (answers expire) costs their client nothing.
+    known: Mutex<HashMap<u64, Instant>>,
+    /// Reviews of new tokens per client address.
+    reviews: Mutex<HashMap<IpAddr, Bucket>>,
+    reviews_per_minute: u32,
 }
 
-/// What the API server said about a token and an access, and when.
-type Decision = (Instant, Result<User, Refusal>);
+/// How long a token the API server accepted counts as known.
+const KNOWN_FOR: Duration = Duration::from_secs(3600);
 
-/// Remembered decisions at most; beyond that all are forgotten at once.
+/// Remembered decisions of each kind at most.
 const MAX_REMEMBERED: usize = 10_000;
+/// Client addresses whose review budget is tracked at most.
+const MAX_CLIENTS: usize = 10_000;
+
+/// A token bucket: `reviews_per_minute` at once, refilled over a minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
 
 impl Gate {
-    pub fn new(client: Client, remember: Duration) -> Gate {
+    /// `reviews_per_minute`: token reviews a client address may cause a
+    /// minute (answers remembered cost none).
+    pub fn new(
+        client: Client,
+        remember: Duration,
+        audience: String,
+        reviews_per_minute: u32,
+    ) -> Gate {
         Gate {
             client,
             remember,
-            decisions: Mutex::default(),
+            audience,
+            hashing: RandomState::new(),
+            granted: Mutex::default(),
+            refused: Mutex::default(),
+            known: Mutex::default(),
+            reviews: Mutex::default(),
+            reviews_per_minute: reviews_per_minute.max(1),
         }
     }
 
@@ -100,33 +144,77 @@ impl Gate {
         self.client.clone()
     }
 
-    /// The user holding `token`, if they may do `access`.
-    pub async fn check(&self, token: Option<&str>, access: &Access) -> Result<User, Refusal> {
+    /// The user holding `token`, if they may do `access`; `from` is the
+    /// client's address, whose reviews of tokens not known yet are limited.
+    pub async fn check(
+        &self,
+        token: Option<&str>,
+        access: &Access,
+        from: IpAddr,
+    ) -> Result<User, Refusal> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Err(Refusal::Unauthenticated(
-                "no bearer token: send Authorization: Bearer <token> (a Kubernetes token, e.g. `kubectl create token`)"
-                    .into(),
-            ));
+            return Err(Refusal::Unauthenticated(format!(
+                "no bearer token: send Authorization: Bearer <token> (a Kubernetes token for the audience {0:?}, e.g. `kubectl create token NAME --audience {0}`)",
+                self.audience
+            )));
         };
-        // Keyed by a digest: the map never holds tokens.
-        let mut hasher = DefaultHasher::new();
-        token.hash(&mut hasher);
-        let key = (hasher.finish(), access.clone());
-        if let Some((at, decision)) = self.decisions.lock().unwrap().get(&key)
+        // Keyed by a digest: the caches never hold tokens.
+        let key = (self.hashing.hash_one(token), access.clone());
+        if let Some((at, user)) = self.granted.lock().unwrap().get(&key)
             && at.elapsed() < self.remember
         {
-            return decision.clone();
+            return Ok(user.clone());
+        }
+        if let Some((at, refusal)) = self.refused.lock().unwrap().get(&key)
+            && at.elapsed() < self.remember
+        {
+            return Err(refusal.clone());
+        }
+        let digest = key.0;
+        let known = self
+            .known
+            .lock()
+            .unwrap()
+            .get(&digest)
+            .is_some_and(|at| at.elapsed() < KNOWN_FOR);
+        if !known {
+            self.take_review(from)?;
         }
         let decision = self.ask(token, access).await;
-        // The API server being away is not remembered.
-        if !matches!(decision, Err(Refusal::Unavailable(_))) {
-            let mut decisions = self.decisions.lock().unwrap();
-            if decisions.len() >= MAX_REMEMBERED {
-                decisions.clear();
-            }
-            decisions.insert(key, (Instant::now(), decision.clone()));
+        if matches!(decision, Ok(_) | Err(Refusal::Forbidden(_))) {
+            remember_token(&self.known, digest);
+        }
+        match &decision {
+            Ok(user) => remember(&self.granted, self.remember, key, user.clone()),
+            // The API server being away is not remembered.
+            Err(Refusal::Unavailable | Refusal::TooMany(_)) => {}
+            Err(refusal) => remember(&self.refused, self.remember, key, refusal.clone()),
         }
         decision
+    }
+
+    /// Takes one review from `from`'s budget, or says when there is one.
+    fn take_review(&self, from: IpAddr) -> Result<(), Refusal> {
+        let per_minute = f64::from(self.reviews_per_minute);
+        let mut reviews = self.reviews.lock().unwrap();
+        if reviews.len() >= MAX_CLIENTS {
+            // Full buckets are as good as none.
+            reviews.retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
+        }
+        let now = Instant::now();
+        let bucket = reviews.entry(from).or_insert(Bucket {
+            tokens: per_minute,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * per_minute / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(per_minute);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) * 60.0 / per_minute).ceil() as u64;
+        Err(Refusal::TooMany(wait.max(1)))
     }
 
     async fn ask(&self, token: &str, access: &Access) -> Result<User, Refusal> {
@@ -153,7 +241,7 @@ impl Gate {
         let answer = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         let status = answer.status.unwrap_or_default();
         if status.allowed {
             return Ok(user);
@@ -173,30 +261,126 @@ impl Gate {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_string(),
-                audiences: None,
+                audiences: Some(vec![self.audience.clone()]),
             },
             ..Default::default()
         };
         let answer = Api::<TokenReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         let status = answer.status.unwrap_or_default();
+        let for_us = status
+            .audiences
+            .as_ref()
+            .is_some_and(|a| a.contains(&self.audience));
         match (status.authenticated, status.user) {
-            (Some(true), Some(user)) => Ok(User {
+            (Some(true), Some(user)) if for_us => Ok(User {
                 name: user.username.unwrap_or_default(),
                 uid: user.uid,
                 groups: user.groups.unwrap_or_default(),
                 extra: user.extra.unwrap_or_default(),
             }),
-            _ => Err(Refusal::Unauthenticated(format!(
-                "the API server did not accept the token{}",
-                status
-                    .error
-                    .filter(|e| !e.is_empty())
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ))),
+            _ => {
+                // The API server's reason stays here: it may say more of
+                // the cluster than a stranger should learn.
+                debug!(error = ?status.error, "a token was not accepted");
+                Err(Refusal::Unauthenticated(format!(
+                    "the token is not accepted: send a valid Kubernetes token minted for the audience {0:?} (`kubectl create token NAME --audience {0}`)",
+                    self.audience
+                )))
+            }
         }
+    }
+}
+
+fn unavailable(e: kube::Error) -> Refusal {
+    warn!(error = %e, "cannot ask the API server about access");
+    Refusal::Unavailable
+}
+
+/// Notes that the token of `digest` was accepted, making room first if
+/// the map is full (tokens known longest go).
+fn remember_token(known: &Mutex<HashMap<u64, Instant>>, digest: u64) {
+    let mut known = known.lock().unwrap();
+    if known.len() >= MAX_REMEMBERED && !known.contains_key(&digest) {
+        known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+        if known.len() >= MAX_REMEMBERED
+            && let Some(oldest) = known.iter().min_by_key(|(_, at)| **at).map(|(d, _)| *d)
+        {
+            known.remove(&oldest);
+        }
+    }
+    known.insert(digest, Instant::now());
+}
+
+/// Remembers `value` under `key`, making room first if the map is full:
+/// answers past their time go, and if none has, all of them.
+fn remember<V>(
+    map: &Mutex<HashMap<(u64, Access), (Instant, V)>>,
+    lifetime: Duration,
+    key: (u64, Access),
+    value: V,
+) {
+    let mut map = map.lock().unwrap();
+    if map.len() >= MAX_REMEMBERED {
+        map.retain(|_, (at, _)| at.elapsed() < lifetime);
+        if map.len() >= MAX_REMEMBERED {
+            map.clear();
+        }
+    }
+    map.insert(key, (Instant::now(), value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (In a runtime: a client needs one.)
+    fn gate(reviews_per_minute: u32) -> Gate {
+        // A client that is never used: these tests ask nobody.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Gate::new(
+            Client::try_from(config).unwrap(),
+            Duration::from_secs(60),
+            "devicelink-console".into(),
+            reviews_per_minute,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_so_many_reviews_a_minute_and_others_keep_theirs() {
+        let gate = gate(3);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            gate.take_review(a).unwrap();
+        }
+        assert_eq!(gate.take_review(a), Err(Refusal::TooMany(20)));
+        gate.take_review(b).expect("another client has its own budget");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_never_pushes_out_an_accepted_answer() {
+        let gate = gate(1);
+        let access = Access::new("get", Some("plant"), Some("fan"));
+        let key = (gate.hashing.hash_one("good"), access.clone());
+        let user = User {
+            name: "alice".into(),
+            uid: None,
+            groups: vec![],
+            extra: BTreeMap::new(),
+        };
+        remember(&gate.granted, gate.remember, key.clone(), user.clone());
+        for i in 0..MAX_REMEMBERED * 2 {
+            let junk = (gate.hashing.hash_one(format!("junk-{i}")), access.clone());
+            remember(
+                &gate.refused,
+                gate.remember,
+                junk,
+                Refusal::Unauthenticated("no".into()),
+            );
+        }
+        assert_eq!(gate.granted.lock().unwrap().get(&key).map(|v| &v.1), Some(&user));
+        assert!(gate.refused.lock().unwrap().len() <= MAX_REMEMBERED);
     }
 }

@@ -53,6 +53,50 @@ pub struct Config {
         default_value = "devicelink-console"
     )]
     pub client_id: String,
+
+    /// The audience a user's token must be minted for (`kubectl create
+    /// token NAME --audience devicelink-console`): a token for the API
+    /// server or another service is refused, so one stolen from elsewhere
+    /// does not open the console, nor one of the console's elsewhere.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_TOKEN_AUDIENCE",
+        default_value = "devicelink-console",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub token_audience: String,
+
+    /// Token reviews one client address may cause a minute (answers the
+    /// console remembers cost none); beyond that it is answered 429.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_REVIEWS_PER_MINUTE",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub reviews_per_minute: u32,
+
+    /// Origins (`https://console.example.com`) whose pages may open the
+    /// stream besides the console's own, comma separated.
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Brokers the console may connect to, comma separated: `host:port`,
+    /// `host` (any port) or `unix:///path`. A DeviceLink on another broker
+    /// is listed with why its stream is unavailable, and takes no writes
+    /// through the console. None by default (the chart allows its broker).
+    #[arg(
+        long,
+        env = "DEVICELINK_CONSOLE_ALLOWED_BROKERS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub allowed_brokers: Vec<String>,
 }
 
 impl Config {

@@ -35,6 +35,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    brokers::AllowedBrokers,
     catalog::{Catalog, LinkKey, Stream},
     hub::{Hub, StreamMessage},
 };
@@ -198,6 +199,8 @@ pub struct Feed {
     catalog: Arc<Catalog>,
     hub: Arc<Hub>,
     client_id: String,
+    /// The brokers it may connect to; other DeviceLinks are listed with why.
+    brokers: AllowedBrokers,
     connections: HashMap<String, BrokerConnection>,
     /// What each DeviceLink is followed on: (connection, status topic).
     following: HashMap<LinkKey, (String, String)>,
@@ -210,12 +213,19 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn new(catalog: Arc<Catalog>, hub: Arc<Hub>, client_id: String, client: Client) -> Feed {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        hub: Arc<Hub>,
+        client_id: String,
+        brokers: AllowedBrokers,
+        client: Client,
+    ) -> Feed {
         let (references, reference_updates) = Following::new(client);
         Feed {
             catalog,
             hub,
             client_id,
+            brokers,
             connections: HashMap::new(),
             following: HashMap::new(),
             seen: HashMap::new(),
@@ -299,7 +309,8 @@ impl Feed {
                 continue;
             }
             self.seen.insert(key.clone(), version);
-            match observed(&link, &self.client_id, &self.references.resolve(&link)) {
+            let resolved = self.references.resolve(&link);
+            match observed(&link, &self.client_id, &self.brokers, &resolved) {
                 Ok(Some(o)) => self.follow(key, o),
                 Ok(None) => {
                     self.unfollow(&key);
@@ -369,6 +380,7 @@ impl Feed {
 fn observed(
     link: &DeviceLink,
     client_id: &str,
+    brokers: &AllowedBrokers,
     references: &References,
 ) -> Result<Option<Observed>, String> {
     const FIELD: &str = "spec.template.spec.extension.mqtt";
@@ -384,6 +396,9 @@ fn observed(
     };
     let options: MqttOptions =
         serde_json::from_value(mqtt.clone()).map_err(|e| format!("{FIELD}: {e}"))?;
+    brokers
+        .check(&options.client.server)
+        .map_err(|e| format!("{FIELD}.{e}"))?;
     let context = TopicContext {
         namespace: link.namespace().unwrap_or_default(),
         name: link.name_any(),

@@ -8,7 +8,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod brokers;
 pub mod catalog;
 pub mod config;
 pub mod feed;
 pub mod hub;
+pub mod names;

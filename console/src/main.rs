@@ -30,11 +30,17 @@ async fn main() -> anyhow::Result<()> {
         catalog.clone(),
         hub.clone(),
         config.client_id.clone(),
+        devicelink_console::brokers::AllowedBrokers::new(&config.allowed_brokers),
         client.clone(),
     );
     let app = Arc::new(App {
         routes: feed.routes(),
-        gate: Gate::new(client.clone(), config.review_for()),
+        gate: Gate::new(
+            client.clone(),
+            config.review_for(),
+            config.token_audience.clone(),
+            config.reviews_per_minute,
+        ),
         catalog: catalog.clone(),
         hub,
         ready: Default::default(),
@@ -79,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %config.listen, "serving the console");
-    axum::serve(listener, api::router(app))
+    // Each client's address limits its token reviews.
+    let service = api::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

@@ -76,7 +76,20 @@ pub fn user(namespace: &str, name: &str, verbs: &[&str]) -> String {
         let out = crate::kubectl::kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
         assert!(out.success, "{}", out.text);
     }
-    let token = crate::kubectl::kubectl(&["create", "token", name, "-n", namespace], None);
+    token_of(namespace, name, Some(AUDIENCE))
+}
+
+/// The audience the console takes tokens for (its default).
+pub const AUDIENCE: &str = "devicelink-console";
+
+/// A token of the ServiceAccount `name` of `namespace`, minted for
+/// `audience` (None: the API server's own).
+pub fn token_of(namespace: &str, name: &str, audience: Option<&str>) -> String {
+    let mut args = vec!["create", "token", name, "-n", namespace];
+    if let Some(audience) = audience {
+        args.extend(["--audience", audience]);
+    }
+    let token = crate::kubectl::kubectl(&args, None);
     assert!(token.success, "{}", token.text);
     token.text.trim().to_string()
 }
@@ -97,9 +110,25 @@ pub async fn open_stream_with(
     token: &str,
     receive_buffer: Option<u32>,
 ) -> Result<Socket, u16> {
+    open_stream_from(port, query, token, receive_buffer, None).await
+}
+
+/// Like [`open_stream_with`], as a browser showing a page of `origin` would.
+pub async fn open_stream_from(
+    port: u16,
+    query: &str,
+    token: &str,
+    receive_buffer: Option<u32>,
+    origin: Option<&str>,
+) -> Result<Socket, u16> {
     let mut request = format!("ws://127.0.0.1:{port}/api/stream?{query}")
         .into_client_request()
         .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_str(origin).unwrap());
+    }
     request.headers_mut().insert(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),

@@ -228,6 +228,9 @@ impl Console {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--client-id")
             .arg(name)
+            // The tests' brokers, all on this host.
+            .arg("--allowed-brokers")
+            .arg("127.0.0.1,localhost")
             .args(args);
         Console {
             process: Process::spawn(name, command),
