@@ -227,6 +227,25 @@ async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Proce
     for env in container.env.iter().flatten() {
         let value = match (&env.value, &env.value_from) {
             (Some(v), _) => v.clone(),
+            (None, Some(from)) if from.resource_field_ref.is_some() => {
+                let resource = &from.resource_field_ref.as_ref().unwrap().resource;
+                anyhow::ensure!(
+                    resource == "limits.memory",
+                    "env {} from resource {resource} is not supported by the local kubelet",
+                    env.name
+                );
+                // Without a limit a kubelet gives the node's memory; here,
+                // nothing (this host is no node of a known size).
+                let limit = container
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.limits.as_ref())
+                    .and_then(|l| l.get("memory"));
+                match limit.and_then(|q| bytes_of(&q.0)) {
+                    Some(bytes) => bytes.to_string(),
+                    None => continue,
+                }
+            }
             (None, Some(from)) => match from.field_ref.as_ref().map(|f| f.field_path.as_str()) {
                 Some("spec.nodeName") => spec.node_name.clone().unwrap_or_default(),
                 Some("metadata.name") => pod.name_any(),
@@ -271,4 +290,22 @@ async fn launch(pod: &Pod, metrics_ports: &MetricsPorts) -> anyhow::Result<Proce
         .unwrap()
         .insert(pod.name_any(), launched);
     Ok(process)
+}
+
+/// A memory quantity (`48Mi`, `1G`, `1048576`) in bytes.
+fn bytes_of(quantity: &str) -> Option<u64> {
+    let digits = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let factor: u64 = match &quantity[digits.len()..] {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok().map(|n| n * factor)
 }

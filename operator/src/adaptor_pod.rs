@@ -13,7 +13,8 @@ use k8s_openapi::{
         Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
         EnvVarSource, HTTPGetAction, HostPathVolumeSource, NodeAffinity, NodeSelector,
         NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-        PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
+        PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+        ResourceFieldSelector, SeccompProfile,
         SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
@@ -91,6 +92,20 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
         EnvVar {
             name: "DEVICELINK_DATA_DIR".into(),
             value: Some(DATA_DIR.into()),
+            ..Default::default()
+        },
+        // The adaptor's MQTT buffers share half of it (a tenant's devices
+        // cannot buffer the pod out of memory).
+        EnvVar {
+            name: "DEVICELINK_MEMORY_LIMIT".into(),
+            value_from: Some(EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    container_name: Some("adaptor".into()),
+                    resource: "limits.memory".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     ];

@@ -1,6 +1,7 @@
 //! The v1alpha1 MQTT extension as every adaptor uses it: topic templates and
 //! a per-device publisher.
 
+pub mod budget;
 mod connection;
 mod delivery;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod topic;
 pub mod wire;
 pub mod write;
 
+pub use budget::BufferBudget;
 pub use metrics::MqttMetrics;
 pub use outbox::{Outbox, SharedOutbox};
 pub use publisher::{Publisher, PublisherError};

@@ -20,6 +20,8 @@ pub struct MqttMetrics {
     pub failed: Counter,
     /// Messages waiting in devices' buffers (for a broker, or for an ack).
     pub buffered: Gauge,
+    /// Their bytes (topics and payloads), what the buffer budget bounds.
+    pub buffered_bytes: Gauge,
     /// Messages dropped because a device's buffer (messageChannelDepth) was full.
     pub dropped: Counter,
     /// Connections made again after one was lost.
@@ -38,6 +40,7 @@ impl Default for MqttMetrics {
             published: Counter::default(),
             failed: Counter::default(),
             buffered: Gauge::default(),
+            buffered_bytes: Gauge::default(),
             dropped: Counter::default(),
             reconnects: Counter::default(),
             // 0.5 ms to about 4 min: a local broker answers in a millisecond,
@@ -69,8 +72,13 @@ impl MqttMetrics {
             self.buffered.clone(),
         );
         r.register(
+            "buffered_bytes",
+            "Bytes (topics and payloads) of the messages waiting in devices' buffers; all devices' together stay within the adaptor's MQTT buffer budget",
+            self.buffered_bytes.clone(),
+        );
+        r.register(
             "dropped",
-            "Messages dropped, oldest first, because a device's messageChannelDepth was reached",
+            "Messages dropped, oldest first, because a device's buffer was full (messageChannelDepth, messageChannelBytes, or its share of the adaptor's buffer budget)",
             self.dropped.clone(),
         );
         r.register(

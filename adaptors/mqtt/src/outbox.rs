@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::{
+    budget::{BufferBudget, Share},
     metrics::MqttMetrics,
     publisher::StatusSender,
     store::{FileStore, Saved},
@@ -106,6 +107,23 @@ struct Entry {
     stored: bool,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.bytes_metric.dec_by(self.bytes as i64);
+        if let Some(budget) = self.joined.take() {
+            budget.leave();
+        }
+    }
+}
+
+/// Which bound a buffer reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Depth(usize),
+    Bytes(usize),
+    Share(Share),
+}
+
 /// Messages an empty buffer keeps room for: a device's message waiting
 /// for its acknowledgement, and a few more, without reallocating.
 const KEPT_ROOM: usize = 4;
@@ -127,8 +145,14 @@ struct Inner {
     /// Bytes held (topics and payloads) and the most allowed.
     bytes: usize,
     max_bytes: usize,
+    /// All buffers' bytes, for the metric (shared by the adaptor's).
+    bytes_metric: prometheus_client::metrics::gauge::Gauge,
+    /// The adaptor's budget, which this buffer may use a share of.
+    budget: Option<Arc<BufferBudget>>,
+    /// The budget this buffer counts in, once configured.
+    joined: Option<Arc<BufferBudget>>,
     /// Which bound made the buffer drop messages since it last drained.
-    over: Option<&'static str>,
+    over: Option<Bound>,
     store: Option<FileStore>,
     next_seq: u64,
     /// The connected client; bumped `generation` on every new connection
@@ -148,6 +172,9 @@ impl Outbox {
                 window: window_for(depth),
                 bytes: 0,
                 max_bytes: DEFAULT_MAX_BYTES,
+                bytes_metric: metrics.buffered_bytes.clone(),
+                budget: None,
+                joined: None,
                 over: None,
                 store: None,
                 next_seq: 1,
@@ -158,6 +185,12 @@ impl Outbox {
             metrics,
             notice: Arc::default(),
         }
+    }
+
+    /// Takes a share of the adaptor's `budget` once configured (an MQTT
+    /// extension uses it).
+    pub fn share_budget(&self, budget: Arc<BufferBudget>) {
+        self.inner.lock().unwrap().budget = Some(budget);
     }
 
     /// Where the buffer's state is shown (`buffer` in the MQTT status).
@@ -211,6 +244,12 @@ impl Outbox {
     /// writes what is waiting in memory; switching away removes the files.
     pub fn configure(&self, depth: usize, max_bytes: usize, store: Option<FileStore>) {
         let mut inner = self.inner.lock().unwrap();
+        if inner.joined.is_none()
+            && let Some(budget) = inner.budget.clone()
+        {
+            budget.join();
+            inner.joined = Some(budget);
+        }
         inner.depth = depth.max(1);
         inner.max_bytes = max_bytes.max(1);
         inner.window = window_for(depth);
@@ -232,7 +271,8 @@ impl Outbox {
                 for entry in inner.entries.iter_mut() {
                     entry.stored = false;
                 }
-                inner.bytes += loaded.iter().map(|(_, m)| size(m)).sum::<usize>();
+                let loaded_bytes = loaded.iter().map(|(_, m)| size(m)).sum::<usize>();
+                inner.hold(loaded_bytes);
                 let restored: Vec<Entry> = loaded
                     .into_iter()
                     .map(|(seq, message)| Entry {
@@ -282,7 +322,7 @@ impl Outbox {
             }
             None => false,
         };
-        inner.bytes += size(&message);
+        inner.hold(size(&message));
         inner.entries.push_back(Entry {
             seq,
             message,
@@ -302,7 +342,7 @@ impl Outbox {
     pub fn push_next(&self, message: Message) {
         let mut inner = self.inner.lock().unwrap();
         let at = inner.handed;
-        inner.bytes += size(&message);
+        inner.hold(size(&message));
         inner.entries.insert(
             at,
             Entry {
@@ -448,7 +488,7 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap();
         let at = inner.handed;
         let gone: Vec<Entry> = inner.entries.drain(at..).collect();
-        inner.bytes -= gone.iter().map(|e| size(&e.message)).sum::<usize>();
+        inner.release(gone.iter().map(|e| size(&e.message)).sum::<usize>());
         self.metrics.buffered.dec_by(gone.len() as i64);
         if let Some(store) = &inner.store {
             for entry in gone.iter().filter(|e| e.stored) {
@@ -463,7 +503,11 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap();
         self.metrics.buffered.dec_by(inner.entries.len() as i64);
         inner.entries.clear();
-        inner.bytes = 0;
+        let held = inner.bytes;
+        inner.release(held);
+        if let Some(budget) = inner.joined.take() {
+            budget.leave();
+        }
         inner.handed = 0;
         inner.handoff = None;
         if let Some(store) = inner.store.take() {
@@ -573,11 +617,16 @@ impl Inner {
 
     /// Keeps at most `depth` messages and `max_bytes`, dropping the oldest.
     fn trim(&mut self, metrics: &MqttMetrics) {
+        let share = self.joined.as_ref().and_then(|b| b.share());
+        let (max_bytes, bytes_bound) = match share {
+            Some(share) if share.bytes < self.max_bytes => (share.bytes, Bound::Share(share)),
+            _ => (self.max_bytes, Bound::Bytes(self.max_bytes)),
+        };
         loop {
             let over = if self.entries.len() > self.depth {
-                "over messageChannelDepth"
-            } else if self.bytes > self.max_bytes {
-                "over messageChannelBytes"
+                Bound::Depth(self.depth)
+            } else if self.bytes > max_bytes {
+                bytes_bound
             } else {
                 break;
             };
@@ -585,7 +634,7 @@ impl Inner {
                 break;
             };
             self.over = Some(over);
-            self.bytes -= size(&oldest.message);
+            self.release(size(&oldest.message));
             if self.handed > 0 {
                 self.handed -= 1;
                 if oldest.pkid.is_none() && self.handoff.is_some() {
@@ -611,7 +660,7 @@ impl Inner {
         while i < self.entries.len() {
             if crate::wire::publish_size(&self.entries[i].message) > max_packet {
                 let entry = self.entries.remove(i).expect("within the entries");
-                self.bytes -= size(&entry.message);
+                self.release(size(&entry.message));
                 if entry.stored
                     && let Some(store) = &self.store
                 {
@@ -632,7 +681,7 @@ impl Inner {
         let Some(entry) = self.entries.remove(i) else {
             return;
         };
-        self.bytes -= size(&entry.message);
+        self.release(size(&entry.message));
         self.handed -= 1;
         if entry.stored
             && let Some(store) = &self.store
@@ -650,12 +699,28 @@ impl Inner {
 
     /// What the status says while the buffer drops messages.
     fn over_text(&self) -> Option<String> {
-        self.over.map(|bound| {
-            format!(
-                "{bound}: the oldest messages were dropped (the buffer holds at most {} messages and {} bytes) and more will be until the broker takes them",
-                self.depth, self.max_bytes
-            )
-        })
+        let bound = self.over?;
+        let why = match bound {
+            Bound::Depth(depth) => format!("over messageChannelDepth ({depth} messages)"),
+            Bound::Bytes(bytes) => format!("over messageChannelBytes ({bytes} bytes)"),
+            Bound::Share(share) => format!(
+                "over this device's share of the adaptor's MQTT buffer budget ({} bytes: {} bytes among {} devices), which caps messageChannelBytes ({} bytes)",
+                share.bytes, share.budget, share.devices, self.max_bytes
+            ),
+        };
+        Some(format!(
+            "{why}: the oldest messages were dropped and more will be until the broker takes them"
+        ))
+    }
+
+    fn hold(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        self.bytes_metric.inc_by(bytes as i64);
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        self.bytes_metric.dec_by(bytes as i64);
     }
 
     fn forget_handed(&mut self) {
@@ -837,6 +902,47 @@ mod tests {
     }
 
     #[test]
+    fn devices_share_the_adaptors_budget_and_say_when_their_share_caps_them() {
+        let metrics = MqttMetrics::default();
+        let budget = Arc::new(BufferBudget::new(Some(8192)));
+        let outboxes: Vec<Outbox> = (0..4)
+            .map(|_| {
+                let outbox = Outbox::new(1000, metrics.clone());
+                outbox.share_budget(budget.clone());
+                // Each asks for 1 GiB.
+                outbox.configure(1000, 1 << 30, None);
+                outbox
+            })
+            .collect();
+        let state: StatusSender = Arc::new(tokio::sync::watch::channel(Some(Default::default())).0);
+        outboxes[0].report_to(state.clone());
+        let big = |n: u8| Message {
+            payload: vec![n; 1023],
+            ..message(0, QoS::AtLeastOnce)
+        };
+        // One device fills its share (8 KiB among 4: 2 KiB), and no more.
+        for n in 1..=10 {
+            outboxes[0].push(big(n));
+        }
+        assert_eq!(outboxes[0].len(), 2);
+        assert_eq!(
+            shown(&state).unwrap(),
+            "over this device's share of the adaptor's MQTT buffer budget (2048 bytes: 8192 bytes among 4 devices), which caps messageChannelBytes (1073741824 bytes): the oldest messages were dropped and more will be until the broker takes them"
+        );
+        // The others keep theirs.
+        for outbox in &outboxes[1..] {
+            outbox.push(big(1));
+            outbox.push(big(2));
+            assert_eq!(outbox.len(), 2);
+        }
+        assert_eq!(metrics.buffered_bytes.get(), 8 * 1024);
+        // A device that goes gives its share back to the others.
+        drop(outboxes);
+        assert_eq!(budget.share().unwrap().devices, 0);
+        assert_eq!(metrics.buffered_bytes.get(), 0);
+    }
+
+    #[test]
     fn the_buffer_is_bounded_in_bytes_and_says_when_it_drops() {
         let metrics = MqttMetrics::default();
         let outbox = Outbox::new(1000, metrics.clone());
@@ -857,7 +963,7 @@ mod tests {
         assert_eq!(metrics.dropped.get(), 1);
         assert_eq!(
             shown(&state).unwrap(),
-            "over messageChannelBytes: the oldest messages were dropped (the buffer holds at most 1000 messages and 4096 bytes) and more will be until the broker takes them"
+            "over messageChannelBytes (4096 bytes): the oldest messages were dropped and more will be until the broker takes them"
         );
         // A message larger than the whole buffer cannot be kept either.
         outbox.push(Message {

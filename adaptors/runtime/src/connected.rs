@@ -121,9 +121,16 @@ pub fn with_delivery(device: Outcome, mqtt: Option<&MqttStatus>) -> Outcome {
         .undelivered
         .as_ref()
         .or(mqtt.last_error.as_ref().filter(|_| !mqtt.connected));
+    // What the buffer loses meanwhile (a bound it reached, such as its
+    // share of the adaptor's budget) is part of the story.
+    let buffer = mqtt
+        .buffer
+        .as_ref()
+        .map(|b| format!("; buffer: {b}"))
+        .unwrap_or_default();
     match why {
         Some(why) => Reason::MqttUndelivered.outcome(format!(
-            "the device answers, but its status does not reach MQTT ({}): {why}",
+            "the device answers, but its status does not reach MQTT ({}): {why}{buffer}",
             mqtt.server.as_deref().unwrap_or("no server")
         )),
         None => device,

@@ -38,7 +38,7 @@ use crate::{
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
-    MqttMetrics,
+    BufferBudget, MqttMetrics,
     publisher::{DeviceMqtt, WriteRequest},
 };
 use devicelink_references::{Following, References, objects_of};
@@ -117,6 +117,28 @@ pub struct RuntimeConfig {
     /// persistent session or `sharedConnection: false` keep their own).
     #[arg(long, env = "DEVICELINK_SHARE_MQTT_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub share_mqtt_connections: bool,
+
+    /// Bytes the MQTT buffers of all devices may hold together, shared
+    /// equally among the devices with an MQTT extension (each device's
+    /// messageChannelBytes is capped by its share); 0 for no budget.
+    /// Default: half of --memory-limit.
+    #[arg(long, env = "DEVICELINK_MQTT_BUFFER_BYTES")]
+    pub mqtt_buffer_bytes: Option<u64>,
+
+    /// The adaptor's memory limit in bytes (the operator sets it from the
+    /// pod's, through the downward API).
+    #[arg(long, env = "DEVICELINK_MEMORY_LIMIT")]
+    pub memory_limit: Option<u64>,
+}
+
+impl RuntimeConfig {
+    /// The MQTT buffer budget in bytes, if there is one.
+    pub fn mqtt_buffer_budget(&self) -> Option<usize> {
+        self.mqtt_buffer_bytes
+            .or(self.memory_limit.map(|limit| limit / 2))
+            .filter(|&bytes| bytes > 0)
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+    }
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -299,6 +321,7 @@ impl Adaptor {
             }),
             manager: format!("devicelink-adaptor-{short_name}").into(),
             status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
+            buffer_budget: Arc::new(BufferBudget::new(config.mqtt_buffer_budget())),
             connections: config.share_mqtt_connections.then(|| {
                 devicelink_mqtt::Connections::new(
                     format!(
@@ -739,6 +762,8 @@ struct Shared {
     connections: Option<Arc<devicelink_mqtt::Connections>>,
     /// The adaptor's device status writes, all devices together.
     status_budget: Arc<StatusBudget>,
+    /// The memory all devices' MQTT buffers share.
+    buffer_budget: Arc<BufferBudget>,
     config: RuntimeConfig,
 }
 
@@ -754,6 +779,7 @@ impl Shared {
         let (mut mqtt, state, writes) =
             DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone());
         mqtt.connections = self.connections.clone();
+        mqtt.outbox.share_budget(self.buffer_budget.clone());
         (mqtt, state, writes)
     }
 }
