@@ -634,7 +634,10 @@ mod tests {
             ..Default::default()
         };
         let why = query.interest().unwrap_err();
-        assert!(why.contains("\"../secrets\" is not a Kubernetes object name"), "{why}");
+        assert!(
+            why.contains("\"../secrets\" is not a Kubernetes object name"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -648,7 +651,10 @@ mod tests {
             h
         };
         let allowed = vec!["https://ops.example.com".to_string()];
-        assert!(origin_allowed(&headers(None), &allowed).is_ok(), "not a browser");
+        assert!(
+            origin_allowed(&headers(None), &allowed).is_ok(),
+            "not a browser"
+        );
         assert!(origin_allowed(&headers(Some("http://console.plant:8080")), &allowed).is_ok());
         assert!(origin_allowed(&headers(Some("https://ops.example.com")), &allowed).is_ok());
         for other in ["https://evil.example", "http://console.plant:8081", "null"] {
@@ -690,7 +696,9 @@ mod tests {
         let mut checked = Instant::now();
         assert_eq!(still_allowed(&app, &viewer, &mut checked).await, Ok(()));
         let mut long_ago = Instant::now() - UNCHECKED_FOR_AT_MOST;
-        let why = still_allowed(&app, &viewer, &mut long_ago).await.unwrap_err();
+        let why = still_allowed(&app, &viewer, &mut long_ago)
+            .await
+            .unwrap_err();
         assert_eq!(why, "access could not be checked for 30 s");
     }
 

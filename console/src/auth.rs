@@ -91,8 +91,8 @@ pub struct Gate {
     hashing: RandomState,
     /// Answers that let a user in, apart from refusals: a flood of bad
     /// tokens fills only the refusals and never pushes these out.
-    granted: Mutex<HashMap<(u64, Access), (Instant, User)>>,
-    refused: Mutex<HashMap<(u64, Access), (Instant, Refusal)>>,
+    granted: Answers<User>,
+    refused: Answers<Refusal>,
     /// Tokens the API server accepted lately, by digest: asking about them
     /// again (answers expire) costs their client nothing.
     known: Mutex<HashMap<u64, Instant>>,
@@ -103,6 +103,9 @@ pub struct Gate {
 
 /// How long a token the API server accepted counts as known.
 const KNOWN_FOR: Duration = Duration::from_secs(3600);
+
+/// Answers by token digest and access, with when they were given.
+type Answers<V> = Mutex<HashMap<(u64, Access), (Instant, V)>>;
 
 /// Remembered decisions of each kind at most.
 const MAX_REMEMBERED: usize = 10_000;
@@ -316,12 +319,7 @@ fn remember_token(known: &Mutex<HashMap<u64, Instant>>, digest: u64) {
 
 /// Remembers `value` under `key`, making room first if the map is full:
 /// answers past their time go, and if none has, all of them.
-fn remember<V>(
-    map: &Mutex<HashMap<(u64, Access), (Instant, V)>>,
-    lifetime: Duration,
-    key: (u64, Access),
-    value: V,
-) {
+fn remember<V>(map: &Answers<V>, lifetime: Duration, key: (u64, Access), value: V) {
     let mut map = map.lock().unwrap();
     if map.len() >= MAX_REMEMBERED {
         map.retain(|_, (at, _)| at.elapsed() < lifetime);
@@ -356,7 +354,8 @@ mod tests {
             gate.take_review(a).unwrap();
         }
         assert_eq!(gate.take_review(a), Err(Refusal::TooMany(20)));
-        gate.take_review(b).expect("another client has its own budget");
+        gate.take_review(b)
+            .expect("another client has its own budget");
     }
 
     #[tokio::test]
@@ -380,7 +379,10 @@ mod tests {
                 Refusal::Unauthenticated("no".into()),
             );
         }
-        assert_eq!(gate.granted.lock().unwrap().get(&key).map(|v| &v.1), Some(&user));
+        assert_eq!(
+            gate.granted.lock().unwrap().get(&key).map(|v| &v.1),
+            Some(&user)
+        );
         assert!(gate.refused.lock().unwrap().len() <= MAX_REMEMBERED);
     }
 }

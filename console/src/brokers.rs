@@ -28,7 +28,10 @@ impl AllowedBrokers {
                 let socket = format!("unix://{}", url.path());
                 self.entries.contains(&socket)
             }
-            Ok(url) => match (url.host_str(), url.port_or_known_default().or(default_port(&url))) {
+            Ok(url) => match (
+                url.host_str(),
+                url.port_or_known_default().or(default_port(&url)),
+            ) {
                 (Some(host), Some(port)) => {
                     let host = host.to_ascii_lowercase();
                     let with_port = format!("{host}:{port}");

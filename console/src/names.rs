@@ -52,10 +52,25 @@ mod tests {
         ] {
             assert!(namespace_problem(bad).is_some(), "{bad:?}");
         }
-        for ok in ["fan", "fan.line-7", "a.b.c", &format!("{}.{}", "a".repeat(63), "b")] {
+        for ok in [
+            "fan",
+            "fan.line-7",
+            "a.b.c",
+            &format!("{}.{}", "a".repeat(63), "b"),
+        ] {
             assert_eq!(name_problem(ok), None, "{ok}");
         }
-        for bad in ["", "x/events", "fan#", ".fan", "fan.", "a..b", "Fan", "%2F", &"a".repeat(254)] {
+        for bad in [
+            "",
+            "x/events",
+            "fan#",
+            ".fan",
+            "fan.",
+            "a..b",
+            "Fan",
+            "%2F",
+            &"a".repeat(254),
+        ] {
             assert!(name_problem(bad).is_some(), "{bad:?}");
         }
     }

@@ -167,3 +167,12 @@ pub async fn next_frame(socket: &mut Socket) -> Option<Value> {
         }
     }
 }
+
+/// GET `path` on the console as the holder of `token`: the status code and
+/// the body parsed (null if it is not JSON).
+pub async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
+    let (code, body) = crate::process::http_get_as(port, path, token)
+        .await
+        .expect("the console answers");
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+}

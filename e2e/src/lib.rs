@@ -167,39 +167,54 @@ pub async fn client_with_token(token: &str) -> Client {
 
 /// While kept, the chart's adaptor pod policy (`devicelink-adaptor-pods`)
 /// allows adaptor pods of `kind` to run `image`, as it would after a
-/// `helm upgrade` with that image in the adaptor settings; the image it
-/// allowed before is put back when dropped, even by a failing test.
+/// `helm upgrade` with that image in the adaptor settings; the images it
+/// allowed before are put back when dropped, even by a failing test.
 pub struct AllowedAdaptorImage {
-    key: String,
+    /// The policy's `images` variable: its index and expression before.
+    index: usize,
     before: String,
 }
 
+const POD_POLICY: &str = "devicelink-adaptor-pods";
+
 impl AllowedAdaptorImage {
     pub fn set(kind: &str, image: &str) -> AllowedAdaptorImage {
-        let key = format!("image.{kind}");
         let read = kubectl::kubectl(
-            &[
-                "get", "configmap", "devicelink-adaptor-pods", "-n", SYSTEM_NAMESPACE,
-                "-o", &format!("go-template={{{{index .data \"{key}\"}}}}"),
-            ],
+            &["get", "validatingadmissionpolicy", POD_POLICY, "-o", "json"],
             None,
         );
-        assert!(read.success, "the adaptor pod policy's ConfigMap: {}", read.text);
-        let allowed = AllowedAdaptorImage {
-            key,
-            before: read.text.trim().to_string(),
-        };
-        let out = allowed.write(image);
+        assert!(read.success, "the adaptor pod policy: {}", read.text);
+        let policy: serde_json::Value = serde_json::from_str(&read.text).expect("JSON");
+        let variables = policy["spec"]["variables"].as_array().expect("variables");
+        let index = variables
+            .iter()
+            .position(|v| v["name"] == "images")
+            .expect("the policy's images variable");
+        let before = variables[index]["expression"].as_str().unwrap().to_string();
+        // The chart renders the map as JSON, which is also CEL.
+        let mut images: serde_json::Value = serde_json::from_str(&before).expect("a JSON map");
+        images[kind] = serde_json::json!(image);
+        let allowed = AllowedAdaptorImage { index, before };
+        let out = allowed.write(&images.to_string());
         assert!(out.success, "allow {image}: {}", out.text);
+        // The API server takes a changed policy within a moment.
+        std::thread::sleep(std::time::Duration::from_secs(2));
         allowed
     }
 
-    fn write(&self, image: &str) -> kubectl::Output {
-        let patch = serde_json::json!({"data": {&self.key: image}}).to_string();
+    fn write(&self, expression: &str) -> kubectl::Output {
+        let patch = serde_json::json!([{"op": "replace",
+            "path": format!("/spec/variables/{}/expression", self.index),
+            "value": expression}])
+        .to_string();
         kubectl::kubectl(
             &[
-                "patch", "configmap", "devicelink-adaptor-pods", "-n", SYSTEM_NAMESPACE,
-                "--type=merge", "-p", &patch,
+                "patch",
+                "validatingadmissionpolicy",
+                POD_POLICY,
+                "--type=json",
+                "-p",
+                &patch,
             ],
             None,
         )
@@ -211,7 +226,7 @@ impl Drop for AllowedAdaptorImage {
         // (No panic here: this may run while a failed test unwinds.)
         let out = self.write(&self.before.clone());
         if !out.success {
-            eprintln!("putting back the adaptor image {}: {}", self.before, out.text);
+            eprintln!("putting back the adaptor pod policy's images: {}", out.text);
         }
     }
 }

@@ -28,8 +28,7 @@ async fn per_kind_settings_reach_the_adaptor_pod() {
     )
     .unwrap();
     // The chart renders the image into its adaptor pod policy too.
-    let _allowed =
-        AllowedAdaptorImage::set("dummy", "registry.example.com/devicelink/dummy:1.2.3");
+    let _allowed = AllowedAdaptorImage::set("dummy", "registry.example.com/devicelink/dummy:1.2.3");
     let operator = Operator::start_with(
         "operator-settings",
         &["--adaptor-settings-file", settings.to_str().unwrap()],

@@ -9,10 +9,10 @@ use async_tungstenite::tungstenite::Message;
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin,
-    console::{Socket, install_rbac, next_frame, open_stream, open_stream_with, user},
+    console::{Socket, get_json, install_rbac, next_frame, open_stream, open_stream_with, user},
     create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
     modbus::{ModbusServer, device_with_writes, holding},
-    process::{Console, Operator, free_port, http_get, http_get_as, http_post_as, start_operator},
+    process::{Console, Operator, free_port, http_get, http_post_as, start_operator},
 };
 use futures::StreamExt;
 use k8s_openapi::api::{core::v1::Secret, rbac::v1::Role};
@@ -24,13 +24,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 const NAMESPACE: &str = "e2e-console";
-
-async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
-    let (code, body) = http_get_as(port, path, token)
-        .await
-        .expect("the console answers");
-    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_them() {

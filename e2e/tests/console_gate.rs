@@ -10,7 +10,7 @@ use std::time::Duration;
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     begin,
-    console::{AUDIENCE, install_rbac, open_stream_from, token_of, user},
+    console::{AUDIENCE, get_json, install_rbac, open_stream_from, token_of, user},
     dummy_link, eventually, eventually_showing,
     process::{Console, http_get, http_get_as, http_post_as},
 };
@@ -18,17 +18,10 @@ use kube::{
     Api,
     api::{DeleteParams, PostParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const NAMESPACE: &str = "e2e-console-gate";
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
-    let (code, body) = http_get_as(port, path, token)
-        .await
-        .expect("the console answers");
-    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn the_console_refuses_smuggled_paths_foreign_tokens_floods_and_other_sites() {
@@ -102,7 +95,9 @@ async fn the_console_refuses_smuggled_paths_foreign_tokens_floods_and_other_site
     // address where nothing listens, so nothing leaves this machine even
     // if the console did connect): listed with why, and no write goes.
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), NAMESPACE);
-    let _ = links.delete("elsewhere-fan", &DeleteParams::default()).await;
+    let _ = links
+        .delete("elsewhere-fan", &DeleteParams::default())
+        .await;
     let fan = dummy_link(
         NAMESPACE,
         "elsewhere-fan",
@@ -116,22 +111,34 @@ async fn the_console_refuses_smuggled_paths_foreign_tokens_floods_and_other_site
         .await
         .expect("create the DeviceLink");
     let path = format!("/api/devicelinks/{NAMESPACE}/elsewhere-fan");
-    let listed = eventually_showing("the fan listed with why it is not followed", WAIT, || async {
-        let (code, body) = get_json(console.port, &path, &viewer).await;
-        let error = body["stream"]["error"].as_str().unwrap_or_default().to_string();
-        (code == 200 && !error.is_empty())
-            .then_some(error)
-            .ok_or(format!("{code} {body}"))
-    })
+    let listed = eventually_showing(
+        "the fan listed with why it is not followed",
+        WAIT,
+        || async {
+            let (code, body) = get_json(console.port, &path, &viewer).await;
+            let error = body["stream"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (code == 200 && !error.is_empty())
+                .then_some(error)
+                .ok_or(format!("{code} {body}"))
+        },
+    )
     .await;
     assert!(
         listed.contains("client.server \"tcp://127.0.0.2:18999\": the console connects only to the brokers it is allowed"),
         "{listed}"
     );
     let writer = user(NAMESPACE, "gate-writer", &["get", "update"]);
-    let (code, body) = http_post_as(console.port, &format!("{path}/write"), &writer, r#"{"gear": "fast"}"#)
-        .await
-        .expect("the console answers");
+    let (code, body) = http_post_as(
+        console.port,
+        &format!("{path}/write"),
+        &writer,
+        r#"{"gear": "fast"}"#,
+    )
+    .await
+    .expect("the console answers");
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("--allowed-brokers"), "{body}");
     links

@@ -43,28 +43,22 @@ fn adaptor_subject(name: &str) -> Value {
 }
 
 /// The API server's refusal of `result`: its message, which must come from
-/// admission (the policy), not from RBAC.
+/// admission (the operator policy), not from RBAC.
 fn refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
-    match result {
-        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
-            assert!(
-                e.message.contains("devicelink-operator-writes"),
-                "{what}: refused, but not by the operator policy: {}",
-                e.message
-            );
-            e.message
-        }
-        other => panic!("{what}: expected a refusal, got {other:?}"),
-    }
+    refusal_by("devicelink-operator-writes", what, result)
 }
 
 /// The API server's refusal of a pod by the adaptor pod policy: its message.
 fn pod_refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> String {
+    refusal_by("devicelink-adaptor-pods", what, result)
+}
+
+fn refusal_by<T: std::fmt::Debug>(policy: &str, what: &str, result: kube::Result<T>) -> String {
     match result {
         Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
             assert!(
-                e.message.contains("devicelink-adaptor-pods"),
-                "{what}: refused, but not by the adaptor pod policy: {}",
+                e.message.contains(policy),
+                "{what}: refused, but not by {policy}: {}",
                 e.message
             );
             e.message
@@ -318,6 +312,18 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(operator.clone(), SYSTEM_NAMESPACE);
+    // (What a failed run may have left.)
+    let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    let _ = admin_pods
+        .delete(name, &DeleteParams::default().grace_period(0))
+        .await;
+    eventually_showing("no pod left by an earlier run", WAIT, || async {
+        match admin_pods.get_opt(name).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     let mut as_operator = adaptor_pod(name);
     as_operator["spec"]["serviceAccountName"] = json!("devicelink-operator");
     let message = refusal(
@@ -337,18 +343,23 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
     let mut escape = adaptor_pod(name);
     escape["spec"]["nodeName"] = json!("far-node");
     escape["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
-    escape["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
+    escape["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "host", "mountPath": "/host"}]);
     escape["spec"]["volumes"] = json!([{"name": "host", "hostPath": {"path": "/"}}]);
     pod_refusal(
         "a privileged pod mounting / on another node",
         pods.create(&create, &typed(escape)).await,
     );
-    let shapes: [(&str, fn(&mut Value), &str); 6] = [
+    // What is changed, how, and what the refusal says.
+    type Shape = (&'static str, fn(&mut Value), &'static str);
+    let shapes: [Shape; 6] = [
         (
             "the host's /",
             |p| {
-                p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
-                p["spec"]["volumes"] = json!([{"name": "host", "hostPath": {"path": "/", "type": "Directory"}}]);
+                p["spec"]["containers"][0]["volumeMounts"] =
+                    json!([{"name": "host", "mountPath": "/host"}]);
+                p["spec"]["volumes"] =
+                    json!([{"name": "host", "hostPath": {"path": "/", "type": "Directory"}}]);
             },
             "may mount only its data volume, its token and, from the host, the dummy adaptor's serial devices []",
         ),

@@ -14,8 +14,7 @@ use k8s_openapi::{
         EnvVarSource, HTTPGetAction, HostPathVolumeSource, NodeAffinity, NodeSelector,
         NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
         PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
-        ResourceFieldSelector, SeccompProfile,
-        SecurityContext, Volume, VolumeMount,
+        ResourceFieldSelector, SeccompProfile, SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };

@@ -9,8 +9,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use devicelink_api::{
     devicelink::ReferenceItem,
     mqtt::{
-        MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType, PayloadEncode,
-        RESERVED_CLIENT_ID_MESSAGE, RESERVED_CLIENT_ID_PREFIX,
+        MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType,
+        PayloadEncode, RESERVED_CLIENT_ID_MESSAGE, RESERVED_CLIENT_ID_PREFIX,
     },
     property::MqttStatus,
 };
