@@ -86,7 +86,9 @@ async fn broker_sys(port: u16, user: Option<(&str, &str)>, count: &str, wanted: 
     let mut last = None;
     while Instant::now() < deadline {
         if let Some(m) = sys.try_next(Duration::from_secs(2)).await {
-            last = m.payload.as_u64().map(|n| n - 1);
+            // (The retained count a subscriber gets first may be older
+            // than its own connection: 0 is such a count, not ours.)
+            last = m.payload.as_u64().and_then(|n| n.checked_sub(1));
             if last == Some(wanted) {
                 return;
             }
