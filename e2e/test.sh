@@ -4,6 +4,13 @@
 source "$(dirname "$0")/common.sh"
 cd "$root"
 
+# The fast tier first: a change that is not formatted fails in seconds,
+# not after the end-to-end suite.
+echo "== format (cargo fmt --check)" >&2
+cargo fmt --all -- --check || {
+  echo "== the code is not formatted as rustfmt would: run cargo fmt --all" >&2
+  exit 1
+}
 echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
 "$("$root/e2e/helm.sh")" lint --strict "$root/charts/devicelink"
 "$root/e2e/manifests.sh" --check
