@@ -54,6 +54,18 @@ async fn bind_to_the_dummy_role(bindings: &Api<ClusterRoleBinding>, name: &str, 
     .await;
 }
 
+/// The DeviceLink of a fan device (see [`fan`]) assigned to `node`.
+fn fan_link(namespace: &str, name: &str, node: &str) -> DeviceLink {
+    device_link(
+        namespace,
+        name,
+        node,
+        "dummy",
+        "DummySpecialDevice",
+        json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow"}}),
+    )
+}
+
 fn status_patch() -> Patch<serde_json::Value> {
     Patch::Merge(json!({"status": {"on": true, "gear": "fast", "rotatingSpeed": 1}}))
 }
@@ -83,15 +95,10 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
         .await
         .unwrap();
     for (name, node) in [("mine", "edge-worker"), ("theirs", "far-node")] {
-        let link = device_link(
-            namespace,
-            name,
-            node,
-            "dummy",
-            "DummySpecialDevice",
-            json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow"}}),
-        );
-        links.create(&create, &link).await.unwrap();
+        links
+            .create(&create, &fan_link(namespace, name, node))
+            .await
+            .unwrap();
     }
 
     let adaptor = client_as(&format!(
@@ -298,15 +305,10 @@ async fn long_nodes_stay_apart(admin: &kube::Client, namespace: &str, base: &str
     let links: Api<DeviceLink> = Api::namespaced(admin.clone(), namespace);
     for (name, node) in [("long-a", &node_a), ("long-b", &node_b)] {
         let _ = links.delete(name, &DeleteParams::default()).await;
-        let link = device_link(
-            namespace,
-            name,
-            node,
-            "dummy",
-            "DummySpecialDevice",
-            json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow"}}),
-        );
-        links.create(&PostParams::default(), &link).await.unwrap();
+        links
+            .create(&PostParams::default(), &fan_link(namespace, name, node))
+            .await
+            .unwrap();
     }
     let its_links: Api<DeviceLink> = Api::namespaced(adaptor, namespace);
     let with_condition = |mut link: DeviceLink| {
