@@ -232,9 +232,64 @@ impl Drop for AllowedAdaptorImage {
 }
 
 /// End-to-end tests share one control plane and one operator at a time.
+/// Each starts on a control plane without devices: what a failed test left
+/// (its operator gone, finalizers never removed) would otherwise be served
+/// by the next test's adaptors and fail that test too.
 pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
+    let guard = LOCK.lock().await;
+    clear_leftovers(&client().await).await;
+    guard
+}
+
+/// Removes every DeviceLink and device object (finalizers and all), saying
+/// which: at the start of a test there should be none.
+async fn clear_leftovers(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{
+        Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
+    };
+    let definitions: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let Ok(definitions) = definitions.list(&ListParams::default()).await else {
+        return; // No CRDs installed yet: nothing to clear.
+    };
+    for crd in definitions {
+        let spec = &crd.spec;
+        if !spec.group.ends_with("edge.cattle.io") {
+            continue;
+        }
+        let Some(version) = spec.versions.iter().find(|v| v.storage) else {
+            continue;
+        };
+        let resource = ApiResource {
+            group: spec.group.clone(),
+            version: version.name.clone(),
+            api_version: format!("{}/{}", spec.group, version.name),
+            kind: spec.names.kind.clone(),
+            plural: spec.names.plural.clone(),
+        };
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let Ok(objects) = all.list(&ListParams::default()).await else {
+            continue;
+        };
+        for object in objects {
+            let (Some(namespace), Some(name)) = (&object.metadata.namespace, &object.metadata.name)
+            else {
+                continue;
+            };
+            eprintln!(
+                "a {} {namespace}/{name} left by an earlier test: removed",
+                resource.kind
+            );
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
+            let no_finalizers = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&no_finalizers))
+                .await;
+            let _ = api.delete(name, &DeleteParams::default()).await;
+        }
+    }
 }
 
 /// The start of an end-to-end test: this test alone on the control plane,

@@ -19,6 +19,10 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// How long a subscriber waits for the broker to take its subscription (a
+/// bound on a loaded machine, not a timing check).
+const SUBSCRIBED_WITHIN: Duration = Duration::from_secs(60);
+
 /// Subscribes to `filter` and collects messages.
 pub struct Subscriber {
     rx: mpsc::UnboundedReceiver<Received>,
@@ -69,6 +73,9 @@ impl Subscriber {
         Subscriber::run(options, filter).await
     }
 
+    /// Returns once the broker acknowledged the subscription: a message
+    /// published after that reaches this subscriber, however slow the
+    /// machine (a test that publishes right after must not race it).
     async fn run(options: MqttOptions, filter: &str) -> Subscriber {
         let (client, mut event_loop) = AsyncClient::new(options, 100);
         client
@@ -76,9 +83,16 @@ impl Subscriber {
             .await
             .expect("queue subscribe");
         let (tx, rx) = mpsc::unbounded_channel();
+        let (subscribed, acknowledged) = tokio::sync::oneshot::channel();
+        let mut subscribed = Some(subscribed);
         let task = tokio::spawn(async move {
             loop {
                 match event_loop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if let Some(tell) = subscribed.take() {
+                            let _ = tell.send(ack.return_codes);
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let payload = serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
                             serde_json::Value::String(String::from_utf8_lossy(&p.payload).into())
@@ -94,6 +108,18 @@ impl Subscriber {
                 }
             }
         });
+        let codes = tokio::time::timeout(SUBSCRIBED_WITHIN, acknowledged)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the broker did not acknowledge the subscription to {filter} within {SUBSCRIBED_WITHIN:?}")
+            })
+            .expect("subscriber running");
+        assert!(
+            codes
+                .iter()
+                .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
+            "the broker refused the subscription to {filter}: {codes:?}"
+        );
         Subscriber {
             rx,
             _client: client,
