@@ -30,7 +30,7 @@ start_control_plane --real-node real-node edge-worker
 echo "== the chart's objects, as the API server sees them (server-side dry run)" >&2
 "$("$root/e2e/helm.sh")" template devicelink "$root/charts/devicelink" --namespace devicelink-system \
   --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' \
-  --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users \
+  --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users --set broker.aclSecret=mqtt-users \
   --set console.enabled=true 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
 echo "== running tests" >&2

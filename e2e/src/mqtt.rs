@@ -46,7 +46,21 @@ impl Subscriber {
 
     /// Subscribes to a broker on another host (a Service in the cluster).
     pub async fn start_at(host: &str, port: u16, filter: &str) -> Subscriber {
-        Subscriber::run(Subscriber::options(host, port), filter).await
+        Subscriber::start_at_as(host, port, filter, None).await
+    }
+
+    /// Like [`Subscriber::start_at`], with a username and password.
+    pub async fn start_at_as(
+        host: &str,
+        port: u16,
+        filter: &str,
+        user: Option<(&str, &str)>,
+    ) -> Subscriber {
+        let mut options = Subscriber::options(host, port);
+        if let Some((user, password)) = user {
+            options.set_credentials(user, password);
+        }
+        Subscriber::run(options, filter).await
     }
 
     fn options(host: &str, port: u16) -> MqttOptions {
@@ -195,6 +209,17 @@ pub async fn publish_at(host: &str, port: u16, topic: &str, payload: &[u8]) {
 /// Like [`publish`], as `user` (name, password) if given.
 pub async fn publish_as(port: u16, user: Option<(&str, &str)>, topic: &str, payload: &[u8]) {
     publish_by("127.0.0.1", port, user, topic, payload, false).await
+}
+
+/// Like [`publish_as`], to a broker on another host.
+pub async fn publish_at_as(
+    host: &str,
+    port: u16,
+    user: Option<(&str, &str)>,
+    topic: &str,
+    payload: &[u8],
+) {
+    publish_by(host, port, user, topic, payload, false).await
 }
 
 async fn publish_with(host: &str, port: u16, topic: &str, payload: &[u8], retain: bool) {

@@ -43,6 +43,10 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The chart's appVersion, which tags the images `make images` builds.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Users of the chart's broker with the example ACL (deploy/broker/).
+const VIEWER: (&str, &str) = ("plant-viewer", "viewer-s3cret");
+const OPERATOR: (&str, &str) = ("plant-operator", "operator-s3cret");
+
 /// Values a cluster operator would give: everything on the real node (the
 /// kwok nodes beside it run nothing), the chart's broker, adaptor resources,
 /// the node's serial ports for the Modbus adaptor and a short release grace.
@@ -436,14 +440,22 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     delete_links_and_wait(&links, &["living-room-fan"]).await;
     wait_no_adaptor_pods(&pods).await;
 
-    // The broker with a password file admits its users only.
+    // The broker with a password file admits its users only, and with the
+    // example ACL (docs/operator.md) grants each only its topics.
     let passwd = log_dir().join("mqtt-users.passwd");
     let _ = std::fs::remove_file(&passwd);
-    let made = std::process::Command::new("mosquitto_passwd")
-        .args(["-c", "-b", passwd.to_str().unwrap(), "plant", "s3cret"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(made.success());
+    for (user, password) in [VIEWER, OPERATOR, ("plant-devices", "devices-s3cret")] {
+        let mut made = std::process::Command::new("mosquitto_passwd");
+        if !passwd.exists() {
+            made.arg("-c");
+        }
+        let made = made
+            .args(["-b", passwd.to_str().unwrap(), user, password])
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(made.success());
+    }
+    let acl = repo_root().join("deploy/broker/mosquitto.acl");
     let secret = kubectl(
         &[
             "create",
@@ -453,6 +465,7 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
             "-n",
             SYSTEM_NAMESPACE,
             &format!("--from-file=passwd={}", passwd.display()),
+            &format!("--from-file=acl={}", acl.display()),
         ],
         None,
     );
@@ -460,12 +473,17 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     release(
         "upgrade",
         &values_file,
-        &["--set", "broker.passwordSecret=mqtt-users"],
+        &[
+            "--set",
+            "broker.passwordSecret=mqtt-users",
+            "--set",
+            "broker.aclSecret=mqtt-users",
+        ],
     );
     eventually_showing("the broker to admit only its users", WAIT, || async {
         let anonymous = mqtt::admits(&broker_host, broker.port(), None).await;
-        let wrong = mqtt::admits(&broker_host, broker.port(), Some(("plant", "guess"))).await;
-        let user = mqtt::admits(&broker_host, broker.port(), Some(("plant", "s3cret"))).await;
+        let wrong = mqtt::admits(&broker_host, broker.port(), Some((VIEWER.0, "guess"))).await;
+        let user = mqtt::admits(&broker_host, broker.port(), Some(VIEWER)).await;
         (anonymous.is_err() && wrong.is_err() && user.is_ok())
             .then_some(())
             .ok_or(format!(
@@ -473,6 +491,33 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
             ))
     })
     .await;
+    // A viewer's write is dropped by the broker: the first write a writer
+    // sees on the write topic is its own, published after the viewer's.
+    let write_topic = "cattle.io/octopus/plant/fan/$write";
+    let mut writes =
+        Subscriber::start_at_as(&broker_host, broker.port(), write_topic, Some(OPERATOR)).await;
+    mqtt::publish_at_as(
+        &broker_host,
+        broker.port(),
+        Some(VIEWER),
+        write_topic,
+        br#"{"on": true}"#,
+    )
+    .await;
+    mqtt::publish_at_as(
+        &broker_host,
+        broker.port(),
+        Some(OPERATOR),
+        write_topic,
+        br#"{"on": false}"#,
+    )
+    .await;
+    assert_eq!(
+        writes.next(WAIT).await.payload,
+        json!({"on": false}),
+        "the chart's broker takes the ACL: a viewer may not write"
+    );
+    drop(writes);
     let _ = kubectl(
         &["delete", "secret", "mqtt-users", "-n", SYSTEM_NAMESPACE],
         None,

@@ -24,6 +24,9 @@ password_file /mosquitto/auth/passwd
 {{- else }}
 allow_anonymous true
 {{- end }}
+{{- if .Values.broker.aclSecret }}
+acl_file /mosquitto/acl/acl
+{{- end }}
 # What the adaptors take from a broker (see docs/api.md, Message sizes):
 # a larger message is refused here instead of ending their connections.
 max_packet_size 16777216
