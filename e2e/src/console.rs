@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The console's ServiceAccount and rights, as the chart renders them
-/// (deploy/manifests/console.yaml), for as long as the guard lives: the
+/// (deploy/manifests/console/console.yaml), for as long as the guard lives: the
 /// chart installed by the Helm test owns the same objects.
 pub fn install_rbac() -> ConsoleRbac {
     for document in rbac_documents() {
@@ -25,7 +25,7 @@ pub fn install_rbac() -> ConsoleRbac {
 }
 
 fn rbac_documents() -> Vec<String> {
-    let path = crate::repo_root().join("deploy/manifests/console.yaml");
+    let path = crate::repo_root().join("deploy/manifests/console/console.yaml");
     crate::yaml_documents(&path)
         .into_iter()
         .filter(|d| {

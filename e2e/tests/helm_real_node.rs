@@ -223,6 +223,21 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     wait_connected(&links, "living-room-fan").await;
     wait_connected(&links, "thermometer").await;
 
+    // The release's notes, as helm prints them: their fan (on a node of
+    // the user's; here the real one) gets Healthy on the chart's broker.
+    let notes = helm(&["get", "notes", "devicelink", "-n", SYSTEM_NAMESPACE]);
+    assert!(notes.success, "helm get notes: {}", notes.text);
+    let notes_fan = notes_manifest(&notes.text).replace("$NODE", REAL_NODE);
+    let applied = kubectl(&["apply", "-f", "-"], Some(&notes_fan));
+    assert!(
+        applied.success,
+        "the notes' DeviceLink: {}\n{notes_fan}",
+        applied.text
+    );
+    let default_links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    wait_connected(&default_links, "living-room-fan").await;
+    delete_links_and_wait(&default_links, &["living-room-fan"]).await;
+
     // The console, from its image on the node: it follows the fan on the
     // chart's broker (by its Service name, as the adaptor does) and serves
     // it, through its own Service, to a user whose token may get it.
@@ -797,5 +812,109 @@ impl Drop for UninstallOnFailure {
             let _ = std::fs::write(file, logs.text);
         }
         let _ = helm(&["uninstall", "devicelink", "-n", SYSTEM_NAMESPACE, "--wait"]);
+    }
+}
+
+/// `kubectl apply -f deploy/manifests/` as docs/operator.md gives it: the
+/// operator (pinned to the real node, as one pins it to a node of one's
+/// own) runs from its image, and a device on the node gets Healthy.
+#[tokio::test]
+async fn plain_manifests_run_the_operator_on_a_real_node() {
+    let namespace = "e2e-manifests";
+    let (_guard, client) = begin(namespace).await;
+    let manifests = repo_root().join("deploy/manifests");
+    let _applied = ManifestsApplied;
+    let out = kubectl(&["apply", "-f", manifests.to_str().unwrap()], None);
+    assert!(
+        out.success,
+        "kubectl apply -f deploy/manifests/: {}",
+        out.text
+    );
+    let pin = format!(
+        r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{REAL_NODE}"}}}}}}}}}}"#
+    );
+    let out = kubectl(
+        &[
+            "-n",
+            SYSTEM_NAMESPACE,
+            "patch",
+            "deployment",
+            "devicelink-operator",
+            "--type=merge",
+            "-p",
+            &pin,
+        ],
+        None,
+    );
+    assert!(out.success, "pin the operator to {REAL_NODE}: {}", out.text);
+    let operators = wait_deployment_ready(&client, "devicelink-operator", 2).await;
+    for pod in &operators {
+        assert_runs_on_the_node(pod, &format!("ghcr.io/devicelink/operator:{VERSION}"));
+    }
+
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let fan = device_link(
+        namespace,
+        "manifest-fan",
+        REAL_NODE,
+        "dummy",
+        "DummySpecialDevice",
+        json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow", "on": true}}),
+    );
+    links
+        .create(&PostParams::default(), &fan)
+        .await
+        .expect("create DeviceLink");
+    wait_connected(&links, "manifest-fan").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let adaptor = pods
+        .get(&format!("devicelink-adaptor-dummy-{REAL_NODE}"))
+        .await
+        .expect("the adaptor pod");
+    assert_runs_on_the_node(
+        &adaptor,
+        &format!("ghcr.io/devicelink/adaptor-dummy:{VERSION}"),
+    );
+    delete_links_and_wait(&links, &["manifest-fan"]).await;
+    wait_no_adaptor_pods(&pods).await;
+}
+
+/// The manifest of NOTES.txt's `kubectl apply -f - <<YAML` ... `YAML`.
+fn notes_manifest(notes: &str) -> String {
+    let start = notes
+        .find("<<YAML\n")
+        .unwrap_or_else(|| panic!("no manifest in the notes:\n{notes}"))
+        + "<<YAML\n".len();
+    let end = start
+        + notes[start..]
+            .find("\n  YAML\n")
+            .expect("the manifest's end");
+    notes[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The operator's objects of the plain manifests go with the test (the
+/// CRDs, namespace and RBAC stay: the other tests use them).
+struct ManifestsApplied;
+
+impl Drop for ManifestsApplied {
+    fn drop(&mut self) {
+        let operator = repo_root().join("deploy/manifests/operator.yaml");
+        let out = kubectl(
+            &[
+                "delete",
+                "--ignore-not-found",
+                "--wait",
+                "-f",
+                operator.to_str().unwrap(),
+            ],
+            None,
+        );
+        if !out.success {
+            eprintln!("removing the manifests' operator: {}", out.text);
+        }
     }
 }
