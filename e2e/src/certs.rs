@@ -3,9 +3,11 @@
 use crate::openssl;
 
 /// A CA, a server certificate for broker.test and 127.0.0.1, a client
-/// certificate, an OPC-UA application certificate for the test server
-/// (`opcua-server`, its application URI and 127.0.0.1), and a second CA
-/// that signed none of them.
+/// certificate, OPC-UA application certificates for the test server
+/// (`opcua-server`: its application URI first, then localhost and
+/// 127.0.0.1; `opcua-uri-last`: the URI after the names and addresses;
+/// `opcua-other-app`: another application's URI), and a second CA that
+/// signed none of them.
 pub fn certificates() -> tempdir::Dir {
     let dir = tempdir::Dir::new();
     let d = dir.path();
@@ -47,11 +49,30 @@ pub fn certificates() -> tempdir::Dir {
         ),
     )
     .unwrap();
+    // The layout other stacks make: DNS names and addresses first, the
+    // application URI last; and a certificate for another application.
+    let opcua_usage = "keyUsage=digitalSignature,nonRepudiation,keyEncipherment,dataEncipherment\n\
+                       extendedKeyUsage=serverAuth,clientAuth\n";
+    std::fs::write(
+        d.join("opcua-uri-last.ext"),
+        format!(
+            "subjectAltName=DNS:localhost,DNS:plc.example,IP:127.0.0.1,IP:::1,URI:{}\n{opcua_usage}",
+            crate::opcua::APP_URI
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("opcua-other-app.ext"),
+        format!("subjectAltName=DNS:localhost,IP:127.0.0.1,URI:urn:example:another-server\n{opcua_usage}"),
+    )
+    .unwrap();
     for (name, ext) in [
         ("server", Some("server.ext")),
         ("named", Some("named.ext")),
         ("client", Some("client.ext")),
         ("opcua-server", Some("opcua.ext")),
+        ("opcua-uri-last", Some("opcua-uri-last.ext")),
+        ("opcua-other-app", Some("opcua-other-app.ext")),
     ] {
         openssl(
             d,

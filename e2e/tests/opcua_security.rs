@@ -80,6 +80,30 @@ async fn secure_sessions_and_their_refusals() {
         ..Default::default()
     })
     .await;
+    // The application URI last in the certificate, as other stacks make
+    // them; and a certificate for another application.
+    let uri_last = OpcuaServer::start(ServerOptions {
+        policies: vec!["Basic256Sha256_SignAndEncrypt"],
+        users: vec![("operator", "s3cret")],
+        variables: variables.clone(),
+        certificate: Some((
+            pki.path().join("opcua-uri-last.pem"),
+            pki.path().join("opcua-uri-last.key"),
+        )),
+        ..Default::default()
+    })
+    .await;
+    let other_app = OpcuaServer::start(ServerOptions {
+        policies: vec!["Basic256Sha256_SignAndEncrypt"],
+        users: vec![("operator", "s3cret")],
+        variables: variables.clone(),
+        certificate: Some((
+            pki.path().join("opcua-other-app.pem"),
+            pki.path().join("opcua-other-app.key"),
+        )),
+        ..Default::default()
+    })
+    .await;
     let ca = |name: &str| read(&format!("{name}.pem"));
     let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
     let password = |p: &str| json!({"username": "operator", "password": p});
@@ -115,6 +139,11 @@ async fn secure_sessions_and_their_refusals() {
         link(
             "ca-signed",
             json!({"endpoint": workshop.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("ca")}}),
+        ),
+        link(
+            "uri-last",
+            json!({"endpoint": uri_last.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
             "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("ca")}}),
         ),
         link(
@@ -168,6 +197,15 @@ async fn secure_sessions_and_their_refusals() {
             ),
             "NoMatchingEndpoint",
             "SignAndEncrypt",
+        ),
+        (
+            link(
+                "other-application",
+                json!({"endpoint": other_app.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("ca")}}),
+            ),
+            "InvalidServerCertificate",
+            "announces the application URI \"urn:devicelink:test:opcua-server\", but its certificate holds the application URI urn:example:another-server",
         ),
         (
             link("anonymous", json!({"endpoint": plant.endpoint()})),

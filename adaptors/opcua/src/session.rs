@@ -210,6 +210,7 @@ impl Session {
                 None => Vec::new(),
             };
             trust::check(&cert, &trusted, settings.trust_on_first_use, pinned)?;
+            trust::check_application_uri(&cert, endpoint.server.application_uri.as_ref())?;
             Some(cert)
         } else {
             None

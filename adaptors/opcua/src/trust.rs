@@ -189,6 +189,28 @@ pub fn check(
     }
 }
 
+/// Whether the server's certificate is for the application the endpoint
+/// announces: its URI must be one of the certificate's subjectAltName URIs,
+/// wherever it stands (OPC-UA Part 6 fixes no order; stacks put it first or
+/// after the DNS names and addresses). Checked here, before the stack
+/// checks it again, so that a mismatch names both sides.
+pub fn check_application_uri(server: &X509, announced: &str) -> Result<(), Failure> {
+    if server.is_application_uri_valid(announced).is_ok() {
+        return Ok(());
+    }
+    let holds = match server.application_uris() {
+        uris if uris.is_empty() => "no URI among its subjectAltName entries".to_string(),
+        uris => format!("the application URI {}", uris.join(", ")),
+    };
+    Err(Failure::new(
+        devicelink_adaptor_runtime::Reason::InvalidServerCertificate,
+        format!(
+            "the server announces the application URI {announced:?}, but its certificate holds \
+             {holds}: OPC-UA requires them to match (fix the server's certificate or its applicationUri)"
+        ),
+    ))
+}
+
 /// Whether `ca` signed `server`: `server` names `ca`'s subject as its
 /// issuer, `ca` may sign certificates (a CA by its basic constraints, and
 /// keyCertSign if it has key usage), and `ca`'s RSA key verifies the
@@ -323,6 +345,66 @@ mod tests {
         };
         data.alt_host_names.add_uri("urn:test");
         X509::cert_and_pkey(&data).unwrap().0
+    }
+
+    /// A certificate whose subjectAltName holds `uris` after a DNS name
+    /// and two addresses, or before them (`uri_first`).
+    fn certificate_with(uris: &[&str], uri_first: bool) -> X509 {
+        let mut data = X509Data {
+            key_size: 1024,
+            common_name: "plc".into(),
+            organization: "devicelink".into(),
+            organizational_unit: "tests".into(),
+            country: "DE".into(),
+            state: "-".into(),
+            alt_host_names: Vec::<String>::new().into(),
+            certificate_duration_days: 1,
+        };
+        let names = &mut data.alt_host_names;
+        if uri_first {
+            uris.iter().for_each(|uri| names.add_uri(uri));
+        }
+        names.add_dns("plc.example");
+        names.add_address("127.0.0.1");
+        names.add_address("::1");
+        if !uri_first {
+            uris.iter().for_each(|uri| names.add_uri(uri));
+        }
+        X509::cert_and_pkey(&data).unwrap().0
+    }
+
+    #[test]
+    fn the_application_uri_may_stand_anywhere_among_the_alt_names() {
+        for first in [true, false] {
+            let cert = certificate_with(&["urn:plc"], first);
+            check_application_uri(&cert, "urn:plc").unwrap();
+            // The stack agrees, and finds the host name wherever it is.
+            cert.is_application_uri_valid("urn:plc").unwrap();
+            cert.is_hostname_valid("plc.example").unwrap();
+            cert.is_hostname_valid("127.0.0.1").unwrap();
+        }
+        check_application_uri(
+            &certificate_with(&["urn:other", "urn:plc"], false),
+            "urn:plc",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_certificate_for_another_application_is_refused_naming_both() {
+        let refused =
+            check_application_uri(&certificate_with(&["urn:other"], false), "urn:plc").unwrap_err();
+        assert_eq!(
+            refused.reason,
+            devicelink_adaptor_runtime::Reason::InvalidServerCertificate
+        );
+        assert!(
+            refused.message.contains("\"urn:plc\"") && refused.message.contains("urn:other"),
+            "{}",
+            refused.message
+        );
+        let none = check_application_uri(&certificate_with(&[], false), "urn:plc").unwrap_err();
+        assert!(none.message.contains("no URI"), "{}", none.message);
     }
 
     fn pem(cert: &X509) -> String {
