@@ -68,42 +68,24 @@ async fn secure_sessions_and_their_refusals() {
         ..Default::default()
     })
     .await;
-    // Its certificate signed by a CA: trusting the CA is enough.
-    let workshop = OpcuaServer::start(ServerOptions {
-        policies: vec!["Basic256Sha256_SignAndEncrypt"],
-        users: vec![("operator", "s3cret")],
-        variables: variables.clone(),
-        certificate: Some((
-            pki.path().join("opcua-server.pem"),
-            pki.path().join("opcua-server.key"),
-        )),
-        ..Default::default()
-    })
-    .await;
+    // Servers whose certificates the CA signed: trusting the CA is enough.
+    let signed_by_the_ca = |name: &str| {
+        OpcuaServer::start(ServerOptions {
+            policies: vec!["Basic256Sha256_SignAndEncrypt"],
+            users: vec![("operator", "s3cret")],
+            variables: variables.clone(),
+            certificate: Some((
+                pki.path().join(format!("{name}.pem")),
+                pki.path().join(format!("{name}.key")),
+            )),
+            ..Default::default()
+        })
+    };
+    let workshop = signed_by_the_ca("opcua-server").await;
     // The application URI last in the certificate, as other stacks make
     // them; and a certificate for another application.
-    let uri_last = OpcuaServer::start(ServerOptions {
-        policies: vec!["Basic256Sha256_SignAndEncrypt"],
-        users: vec![("operator", "s3cret")],
-        variables: variables.clone(),
-        certificate: Some((
-            pki.path().join("opcua-uri-last.pem"),
-            pki.path().join("opcua-uri-last.key"),
-        )),
-        ..Default::default()
-    })
-    .await;
-    let other_app = OpcuaServer::start(ServerOptions {
-        policies: vec!["Basic256Sha256_SignAndEncrypt"],
-        users: vec![("operator", "s3cret")],
-        variables: variables.clone(),
-        certificate: Some((
-            pki.path().join("opcua-other-app.pem"),
-            pki.path().join("opcua-other-app.key"),
-        )),
-        ..Default::default()
-    })
-    .await;
+    let uri_last = signed_by_the_ca("opcua-uri-last").await;
+    let other_app = signed_by_the_ca("opcua-other-app").await;
     let ca = |name: &str| read(&format!("{name}.pem"));
     let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
     let password = |p: &str| json!({"username": "operator", "password": p});

@@ -331,9 +331,10 @@ pub fn default_root() -> PathBuf {
 mod tests {
     use super::*;
 
-    /// A certificate made by the stack itself (the key size keeps it quick).
-    fn certificate(name: &str) -> X509 {
-        let mut data = X509Data {
+    /// What the stack makes a certificate from (the key size keeps it
+    /// quick), with no subjectAltName yet.
+    fn certificate_data(name: &str) -> X509Data {
+        X509Data {
             key_size: 1024,
             common_name: name.into(),
             organization: "devicelink".into(),
@@ -342,7 +343,12 @@ mod tests {
             state: "-".into(),
             alt_host_names: Vec::<String>::new().into(),
             certificate_duration_days: 1,
-        };
+        }
+    }
+
+    /// A certificate made by the stack itself.
+    fn certificate(name: &str) -> X509 {
+        let mut data = certificate_data(name);
         data.alt_host_names.add_uri("urn:test");
         X509::cert_and_pkey(&data).unwrap().0
     }
@@ -350,16 +356,7 @@ mod tests {
     /// A certificate whose subjectAltName holds `uris` after a DNS name
     /// and two addresses, or before them (`uri_first`).
     fn certificate_with(uris: &[&str], uri_first: bool) -> X509 {
-        let mut data = X509Data {
-            key_size: 1024,
-            common_name: "plc".into(),
-            organization: "devicelink".into(),
-            organizational_unit: "tests".into(),
-            country: "DE".into(),
-            state: "-".into(),
-            alt_host_names: Vec::<String>::new().into(),
-            certificate_duration_days: 1,
-        };
+        let mut data = certificate_data("plc");
         let names = &mut data.alt_host_names;
         if uri_first {
             uris.iter().for_each(|uri| names.add_uri(uri));
