@@ -62,6 +62,9 @@ broker:
 console:
   enabled: true
   nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+metrics:
+  serviceMonitor: {{enabled: true, labels: {{release: prometheus}}}}
+  podMonitor: {{enabled: true}}
 adaptors:
   logLevel: info,devicelink_adaptor_runtime=debug
   settings:
@@ -141,6 +144,7 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     let _claim = DataClaim;
     let out = kubectl(&["apply", "-f", "-"], Some(&data_claim()));
     assert!(out.success, "the data claim: {}", out.text);
+    let _monitoring = MonitoringCrds::install();
     let values_file = log_dir().join("helm-values.yaml");
     std::fs::write(&values_file, values()).unwrap();
     release("install", &values_file, &[]);
@@ -321,6 +325,27 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
                 .ok_or(format!("{code}"))
         })
         .await;
+    }
+    // Both adaptors' metrics through the adaptor metrics Service, and the
+    // Prometheus Operator's objects the values asked for, taken by the API
+    // server against their CRDs.
+    let adaptor_metrics = service_address(&client, "devicelink-adaptor-metrics", 9102).await;
+    eventually_showing("adaptor /metrics through the Service", WAIT, || async {
+        let (code, body) = http_get_at(adaptor_metrics, "/metrics")
+            .await
+            .ok_or("no answer")?;
+        (code == 200 && body.contains("devicelink_adaptor_mqtt"))
+            .then_some(())
+            .ok_or(format!("{code}"))
+    })
+    .await;
+    for object in [
+        "servicemonitor/devicelink",
+        "podmonitor/devicelink-operator",
+        "podmonitor/devicelink-adaptors",
+    ] {
+        let got = kubectl(&["get", "-n", SYSTEM_NAMESPACE, object], None);
+        assert!(got.success, "{object}: {}", got.text);
     }
     // The fan's File store is on the claim: on the node's volume, written
     // by the adaptor (uid 65532), where a new pod finds it again.
@@ -781,6 +806,61 @@ fn rbac_manifest() -> String {
         .join("deploy/manifests/rbac.yaml")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The Prometheus Operator's ServiceMonitor and PodMonitor CRDs, from its
+/// Go module (fetched once into the module cache), for as long as kept.
+struct MonitoringCrds(Vec<String>);
+
+/// The Prometheus Operator release whose CRDs the chart's monitors meet.
+const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
+
+impl MonitoringCrds {
+    fn install() -> MonitoringCrds {
+        let out = std::process::Command::new("go")
+            .args(["mod", "download", "-json", PROMETHEUS_OPERATOR])
+            .output()
+            .expect("go (installed by make test) fetches the Prometheus Operator's module");
+        let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "go mod download {PROMETHEUS_OPERATOR}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let dir = info["Dir"].as_str().expect("the module's directory");
+        let files: Vec<String> = ["servicemonitors", "podmonitors"]
+            .iter()
+            .map(|k| {
+                format!("{dir}/example/prometheus-operator-crd/monitoring.coreos.com_{k}.yaml")
+            })
+            .collect();
+        for file in &files {
+            let out = kubectl(&["apply", "--server-side", "-f", file], None);
+            assert!(out.success, "{file}: {}", out.text);
+        }
+        let out = kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/servicemonitors.monitoring.coreos.com",
+                "crd/podmonitors.monitoring.coreos.com",
+            ],
+            None,
+        );
+        assert!(out.success, "the monitoring CRDs: {}", out.text);
+        MonitoringCrds(files)
+    }
+}
+
+impl Drop for MonitoringCrds {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = kubectl(
+                &["delete", "--ignore-not-found", "--wait=false", "-f", file],
+                None,
+            );
+        }
+    }
 }
 
 /// The claim and its volume go with the test.
