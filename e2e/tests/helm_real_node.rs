@@ -147,8 +147,23 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     let _monitoring = MonitoringCrds::install();
     let values_file = log_dir().join("helm-values.yaml");
     std::fs::write(&values_file, values()).unwrap();
-    release("install", &values_file, &[]);
+    // The chart owns the CRDs and keeps them current: installed from a
+    // chart whose DeviceLink CRD is older (no printer columns), a `helm
+    // upgrade` to this one brings them.
+    let crds = ChartOwnsTheCrds::take();
+    let older = crds.older_chart();
+    release_of(&older, "install", &values_file, &[]);
     let _installed = UninstallOnFailure;
+    assert_eq!(
+        crds.printer_columns(),
+        0,
+        "the older chart's DeviceLink CRD"
+    );
+    release("upgrade", &values_file, &[]);
+    assert!(
+        crds.printer_columns() >= 5,
+        "helm upgrade updates the DeviceLink CRD"
+    );
 
     // Two operator replicas, Ready, on the real node, from the operator
     // image; exactly one holds the lease and says so in its metrics.
@@ -563,10 +578,16 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         None,
     );
 
-    // Uninstall: with the DeviceLinks gone first, nothing is left.
+    // Uninstall: with the DeviceLinks gone first, nothing is left but the
+    // CRDs, which the chart keeps (and with them whatever DeviceLinks a
+    // user still has).
     let uninstall = helm(&["uninstall", "devicelink", "-n", SYSTEM_NAMESPACE, "--wait"]);
     assert!(uninstall.success, "helm uninstall: {}", uninstall.text);
     std::mem::forget(_installed);
+    assert!(
+        crds.printer_columns() >= 5,
+        "the DeviceLink CRD is kept after helm uninstall"
+    );
     eventually_showing("nothing of devicelink left on the node", WAIT, || async {
         let left = leftovers(&client).await;
         left.is_empty().then_some(()).ok_or(left.join(", "))
@@ -577,7 +598,11 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
 /// `helm install` or `upgrade` of the chart as release `devicelink` in the
 /// system namespace, with a values file and more arguments.
 fn release(verb: &str, values: &std::path::Path, more: &[&str]) {
-    let chart = repo_root().join("charts/devicelink");
+    release_of(&repo_root().join("charts/devicelink"), verb, values, more)
+}
+
+/// Like [`release`], of the chart in `chart`.
+fn release_of(chart: &std::path::Path, verb: &str, values: &std::path::Path, more: &[&str]) {
     let mut args = vec![
         verb,
         "devicelink",
@@ -860,6 +885,95 @@ impl Drop for MonitoringCrds {
                 None,
             );
         }
+    }
+}
+
+/// While kept, the CRDs are the chart's to install (the control plane's
+/// copies, applied for the other tests, are deleted first); the rendered
+/// ones come back afterwards.
+struct ChartOwnsTheCrds(std::path::PathBuf);
+
+impl ChartOwnsTheCrds {
+    fn take() -> ChartOwnsTheCrds {
+        let crds = repo_root().join("crds/generated");
+        let out = kubectl(
+            &[
+                "delete",
+                "--wait",
+                "--ignore-not-found",
+                "-f",
+                crds.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(out.success, "remove the applied CRDs: {}", out.text);
+        ChartOwnsTheCrds(log_dir().join("older-chart"))
+    }
+
+    /// A copy of the chart whose DeviceLink CRD has no printer columns, as
+    /// an older release would have it.
+    fn older_chart(&self) -> std::path::PathBuf {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let copied = std::process::Command::new("cp")
+            .arg("-rL")
+            .arg(repo_root().join("charts/devicelink"))
+            .arg(&self.0)
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "copy the chart");
+        let crd = self.0.join("files/crds/devicelinks.edge.cattle.io.yaml");
+        let mut doc = yaml_documents(&crd).remove(0);
+        for version in doc["spec"]["versions"].as_array_mut().unwrap() {
+            version
+                .as_object_mut()
+                .unwrap()
+                .remove("additionalPrinterColumns");
+        }
+        std::fs::write(&crd, serde_json::to_string(&doc).unwrap()).unwrap();
+        self.0.clone()
+    }
+
+    /// The DeviceLink CRD's printer columns (0 if it has none).
+    fn printer_columns(&self) -> usize {
+        let out = kubectl(
+            &["get", "crd", "devicelinks.edge.cattle.io", "-o", "json"],
+            None,
+        );
+        assert!(out.success, "the DeviceLink CRD: {}", out.text);
+        let crd: Value = serde_json::from_str(&out.text).unwrap();
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+}
+
+impl Drop for ChartOwnsTheCrds {
+    fn drop(&mut self) {
+        let crds = repo_root().join("crds/generated");
+        let out = kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crds.to_str().unwrap(),
+            ],
+            None,
+        );
+        if !out.success {
+            eprintln!("could not put the CRDs back: {}", out.text);
+        }
+        let _ = kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
