@@ -206,6 +206,7 @@ impl Catalog {
             "adaptor": link.spec.adaptor.name,
             "phase": last.map(|c| c.type_.as_str()),
             "status": last.map(|c| c.status.as_str()),
+            "reason": last.map(|c| c.reason.as_str()),
             "createdAt": link.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             "conditions": link.conditions(),
             "device": device.map(|d| json!({

@@ -564,12 +564,14 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
         )
         .await;
     let row = row.as_str().unwrap();
+    // As kubectl get dl shows it: the last stage and its reason.
     for column in [
         "attic-fan",
         "DummySpecialDevice",
         "edge-worker",
         "dummy",
-        "True",
+        "DeviceConnected",
+        "Healthy",
     ] {
         assert!(row.contains(column), "{column} in {row:?}");
     }
@@ -604,6 +606,29 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
             "!!document.querySelector('#properties svg polyline')",
         )
         .await;
+    // From a laptop to a wall screen, the list and the device sit side by
+    // side, apart, and every column of the list shows.
+    for (width, height) in [(1400, 1000), (2560, 1440)] {
+        browser
+            .call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+            )
+            .await;
+        let layout = browser
+            .eval(
+                "(() => { const list = document.querySelector('main > section');
+                   const a = list.getBoundingClientRect();
+                   const b = document.getElementById('detail').getBoundingClientRect();
+                   return { apart: a.right <= b.left, listRight: a.right, detailLeft: b.left,
+                            columnsShow: list.scrollWidth <= list.clientWidth,
+                            window: window.innerWidth }; })()",
+            )
+            .await;
+        assert_eq!(layout["window"], width, "{layout}");
+        assert_eq!(layout["apart"], true, "at {width}x{height}: {layout}");
+        assert_eq!(layout["columnsShow"], true, "at {width}x{height}: {layout}");
+    }
     let conditions = browser
         .eval("document.getElementById('conditions').innerText")
         .await;
