@@ -4,8 +4,9 @@
 # MQTT kitchen light (a paho-mqtt device program), the
 # Modbus thermometer (a pymodbus device), the OPC-UA packaging line (an
 # asyncua server, signed and encrypted) and the BLE thermometer and lamp
-# (peripherals on BlueZoo, an emulation of BlueZ) examples, and their live
-# MQTT messages. Ctrl-C stops everything.
+# (peripherals on BlueZoo, an emulation of BlueZ) examples, the console
+# (a page at http://127.0.0.1:8090/), and their live MQTT messages. Ctrl-C
+# stops everything.
 source "$(dirname "$0")/common.sh"
 cd "$root"
 port=${DEVICELINK_DEMO_MQTT_PORT:-1883}
@@ -69,6 +70,44 @@ printf 'adaptors:\n  ble:\n    env:\n      - {name: DBUS_SYSTEM_BUS_ADDRESS, val
   >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
+# The console, as its ServiceAccount with the chart's rights (the RBAC of
+# deploy/manifests/console/, without its Deployment), on this host.
+"$DEVICELINK_CACHE/venv/bin/python" - "$root/deploy/manifests/console/console.yaml" <<'PY' | kubectl apply -f -
+import re, sys
+for doc in open(sys.argv[1]).read().split("\n---\n"):
+    if re.search(r"^kind: (ServiceAccount|ClusterRole|ClusterRoleBinding)$", doc, re.M):
+        print("---\n" + doc)
+PY
+# (8080 is the operator's metrics port.)
+console_port=${DEVICELINK_DEMO_CONSOLE_PORT:-8090}
+console_kubeconfig=$logs/console.kubeconfig
+kubectl config view --raw --minify >"$console_kubeconfig"
+KUBECONFIG=$console_kubeconfig kubectl config set-credentials devicelink-console \
+  --token="$(kubectl -n devicelink-system create token devicelink-console --duration=24h)" >/dev/null
+KUBECONFIG=$console_kubeconfig kubectl config set-context --current --user=devicelink-console >/dev/null
+KUBECONFIG=$console_kubeconfig "$CARGO_TARGET_DIR/debug/devicelink-console" --listen "127.0.0.1:$console_port" \
+  --allowed-brokers 127.0.0.1,localhost >"$logs/console.log" 2>&1 & pids+=($!)
+# Someone who may watch and write the examples' DeviceLinks through it.
+kubectl apply -f - <<'YAML'
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: demo-operator, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: demo-operator, namespace: default}
+rules:
+  - apiGroups: [edge.cattle.io]
+    resources: [devicelinks]
+    verbs: [get, list, watch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: demo-operator, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: demo-operator}
+subjects: [{kind: ServiceAccount, name: demo-operator, namespace: default}]
+YAML
+
 for example in dummy-special-device dummy-protocol-device mqtt-device ble; do
   sed "s|tcp://devicelink-mqtt.devicelink-system:1883|tcp://127.0.0.1:$port|" "deploy/examples/$example.yaml" | kubectl apply -f -
 done
@@ -94,5 +133,13 @@ echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/kitchen-light/set -m
 echo "  mosquitto_pub -p $port -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
 echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
 echo "  mosquitto_pub -p $port -t 'cattle.io/octopus/default/desk-lamp/\$write' -m '{\"power\": \"ON\"}'" >&2
+console_ready() {
+  "$DEVICELINK_CACHE/venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$console_port/readyz" 2>/dev/null
+}
+for _ in $(seq 30); do console_ready && break; sleep 1; done
+console_ready || { echo "demo: the console did not start; see $logs/console.log" >&2; exit 1; }
+echo "The console: http://127.0.0.1:$console_port/ (namespace default), with the token of" >&2
+echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl create token demo-operator --audience devicelink-console" >&2
 echo "Logs: $logs" >&2
 mosquitto_sub -p "$port" -t 'cattle.io/#' -t 'factory/#' -v
