@@ -819,10 +819,10 @@ impl ChartOwnsTheRbac {
 
 impl Drop for ChartOwnsTheRbac {
     fn drop(&mut self) {
-        let out = kubectl(&["apply", "-f", &rbac_manifest()], None);
-        if !out.success {
-            eprintln!("could not put the rendered RBAC back: {}", out.text);
-        }
+        undo(
+            &["apply", "-f", &rbac_manifest()],
+            "could not put the rendered RBAC back",
+        );
     }
 }
 
@@ -950,7 +950,7 @@ impl ChartOwnsTheCrds {
 impl Drop for ChartOwnsTheCrds {
     fn drop(&mut self) {
         let crds = repo_root().join("crds/generated");
-        let out = kubectl(
+        undo(
             &[
                 "apply",
                 "--server-side",
@@ -958,11 +958,8 @@ impl Drop for ChartOwnsTheCrds {
                 "-f",
                 crds.to_str().unwrap(),
             ],
-            None,
+            "could not put the CRDs back",
         );
-        if !out.success {
-            eprintln!("could not put the CRDs back: {}", out.text);
-        }
         let _ = kubectl(
             &[
                 "wait",
@@ -1097,7 +1094,7 @@ struct ManifestsApplied;
 impl Drop for ManifestsApplied {
     fn drop(&mut self) {
         let operator = repo_root().join("deploy/manifests/operator.yaml");
-        let out = kubectl(
+        undo(
             &[
                 "delete",
                 "--ignore-not-found",
@@ -1105,10 +1102,16 @@ impl Drop for ManifestsApplied {
                 "-f",
                 operator.to_str().unwrap(),
             ],
-            None,
+            "removing the manifests' operator",
         );
-        if !out.success {
-            eprintln!("removing the manifests' operator: {}", out.text);
-        }
+    }
+}
+
+/// Runs kubectl to put back what a test changed; a failure is said, not
+/// raised (this runs while a failed test unwinds too).
+fn undo(args: &[&str], what: &str) {
+    let out = kubectl(args, None);
+    if !out.success {
+        eprintln!("{what}: {}", out.text);
     }
 }
