@@ -87,22 +87,17 @@ async fn with_the_documented_acl_only_the_adaptor_answers_and_only_writers_write
     assert_eq!(first.payload["gear"], "slow", "{first:?}");
     let mut replies = Subscriber::start_as(broker.port, &reply_topic, Some(OPERATOR)).await;
 
+    // One message as `user` (the broker acknowledges even what it drops).
+    let publish = |user, topic: &str, payload: &'static [u8]| {
+        let topic = topic.to_string();
+        let port = broker.port;
+        async move { mqtt::publish_as(port, Some(user), &topic, payload).await }
+    };
+
     // A viewer's write is refused by the broker: the first answer the
     // device gives is to the operator's write that came after it.
-    mqtt::publish_as(
-        broker.port,
-        Some(VIEWER),
-        &write_topic,
-        br#"{"gear": "fast"}"#,
-    )
-    .await;
-    mqtt::publish_as(
-        broker.port,
-        Some(OPERATOR),
-        &write_topic,
-        br#"{"gear": "middle"}"#,
-    )
-    .await;
+    publish(VIEWER, &write_topic, br#"{"gear": "fast"}"#).await;
+    publish(OPERATOR, &write_topic, br#"{"gear": "middle"}"#).await;
     let answer = replies.next(WAIT).await;
     assert_eq!(
         answer.payload,
@@ -112,27 +107,14 @@ async fn with_the_documented_acl_only_the_adaptor_answers_and_only_writers_write
 
     // A writer forges an answer, and a viewer a status: neither arrives
     // before what the adaptor publishes after them.
-    mqtt::publish_as(
-        broker.port,
-        Some(OPERATOR),
+    publish(
+        OPERATOR,
         &reply_topic,
         br#"{"ok": true, "applied": {"gear": "slow"}}"#,
     )
     .await;
-    mqtt::publish_as(
-        broker.port,
-        Some(VIEWER),
-        &status_topic,
-        br#"{"gear": "forged"}"#,
-    )
-    .await;
-    mqtt::publish_as(
-        broker.port,
-        Some(OPERATOR),
-        &write_topic,
-        br#"{"gear": "fast"}"#,
-    )
-    .await;
+    publish(VIEWER, &status_topic, br#"{"gear": "forged"}"#).await;
+    publish(OPERATOR, &write_topic, br#"{"gear": "fast"}"#).await;
     let answer = replies.next(WAIT).await;
     assert_eq!(
         answer.payload,
