@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice, labels::node_label_value};
 use devicelink_e2e::{
-    SYSTEM_NAMESPACE, apply, begin, client_as, client_with_token, device_link, eventually_showing,
+    SYSTEM_NAMESPACE, apply, begin, client_as, client_with_token, dummy_link, eventually_showing,
     token_for,
 };
 use k8s_openapi::api::{
@@ -56,12 +56,10 @@ async fn bind_to_the_dummy_role(bindings: &Api<ClusterRoleBinding>, name: &str, 
 
 /// The DeviceLink of a fan device (see [`fan`]) assigned to `node`.
 fn fan_link(namespace: &str, name: &str, node: &str) -> DeviceLink {
-    device_link(
+    dummy_link(
         namespace,
         name,
         node,
-        "dummy",
-        "DummySpecialDevice",
         json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow"}}),
     )
 }

@@ -18,7 +18,7 @@ use std::{net::SocketAddr, time::Duration};
 use devicelink_api::{DeviceLink, labels, modbus::ModbusDevice};
 use devicelink_e2e::{
     NODE_ADDRESS, REAL_NODE, SYSTEM_NAMESPACE, begin, delete_links_and_wait, device_link,
-    eventually, eventually_showing,
+    dummy_link, eventually, eventually_showing,
     helm::helm,
     kubectl::kubectl,
     log_dir,
@@ -1044,12 +1044,10 @@ async fn plain_manifests_run_the_operator_on_a_real_node() {
     }
 
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    let fan = device_link(
+    let fan = dummy_link(
         namespace,
         "manifest-fan",
         REAL_NODE,
-        "dummy",
-        "DummySpecialDevice",
         json!({"spec": {"protocol": {"location": "hall"}, "gear": "slow", "on": true}}),
     );
     links
