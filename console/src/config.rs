@@ -97,9 +97,33 @@ pub struct Config {
         num_args = 0..
     )]
     pub allowed_brokers: Vec<String>,
+
+    /// The servers (URLs, comma-separated) of the broker the operator
+    /// manages: the console follows DeviceLinks there that give no
+    /// basicAuth with --broker-identity.
+    #[arg(long, env = "DEVICELINK_MANAGED_BROKER", value_delimiter = ',')]
+    pub managed_broker: Vec<String>,
+
+    /// The Secret (`namespace/name`, items username and password) holding
+    /// the console's identity on the managed broker (the operator makes and
+    /// rotates it).
+    #[arg(long, env = "DEVICELINK_BROKER_IDENTITY")]
+    pub broker_identity: Option<String>,
 }
 
 impl Config {
+    /// The console's broker identity Secret: (namespace, name).
+    pub fn identity(&self) -> anyhow::Result<Option<(String, String)>> {
+        devicelink_mqtt::identity::set_managed_broker(&self.managed_broker)
+            .map_err(|e| anyhow::anyhow!("--managed-broker: {e}"))?;
+        match self.broker_identity.as_deref().map(|i| i.split_once('/')) {
+            None if self.managed_broker.is_empty() => Ok(None),
+            None => anyhow::bail!("--managed-broker needs --broker-identity"),
+            Some(None) => anyhow::bail!("--broker-identity: write namespace/name"),
+            Some(Some((namespace, name))) => Ok(Some((namespace.into(), name.into()))),
+        }
+    }
+
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_seconds.max(1))
     }

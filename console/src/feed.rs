@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS, mqtt::MqttOptions};
+use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS};
 use devicelink_mqtt::{
     TopicContext,
     observe::{Observed, observe},
@@ -219,8 +219,12 @@ impl Feed {
         client_id: String,
         brokers: AllowedBrokers,
         client: Client,
+        identity: Option<(String, String)>,
     ) -> Feed {
-        let (references, reference_updates) = Following::new(client);
+        let (mut references, reference_updates) = Following::new(client);
+        if let Some((namespace, name)) = identity {
+            references.follow_identity(&namespace, &name);
+        }
         Feed {
             catalog,
             hub,
@@ -267,6 +271,11 @@ impl Feed {
     /// A referenced object changed (or could not be read): the DeviceLinks
     /// whose broker settings use it are looked at again.
     fn look_again_at_users_of(&mut self, object: &ObjectKey) {
+        if self.references.is_identity(object) {
+            // Every DeviceLink on the managed broker may use it.
+            self.seen.clear();
+            return;
+        }
         for link in self.catalog.links.state() {
             if objects_used_under(&link, MQTT_EXTENSION_REFERENCE_PATHS).contains(object) {
                 self.seen
@@ -384,18 +393,10 @@ fn observed(
     references: &References,
 ) -> Result<Option<Observed>, String> {
     const FIELD: &str = "spec.template.spec.extension.mqtt";
-    let Some(mqtt) = link
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.get("extension"))
-        .and_then(|e| e.get("mqtt"))
-    else {
+    let Some(options) = link.spec.mqtt_extension() else {
         return Ok(None);
     };
-    let options: MqttOptions =
-        serde_json::from_value(mqtt.clone()).map_err(|e| format!("{FIELD}: {e}"))?;
+    let options = options?;
     brokers
         .check(&options.client.server)
         .map_err(|e| format!("{FIELD}.{e}"))?;

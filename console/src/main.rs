@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    let identity = config.identity()?;
     let client = kube::Client::try_default().await?;
     let (catalog, link_changes, device_watches) = Catalog::watch(&client);
     let hub = Arc::new(Hub::default());
@@ -32,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         config.client_id.clone(),
         devicelink_console::brokers::AllowedBrokers::new(&config.allowed_brokers),
         client.clone(),
+        identity,
     );
     let app = Arc::new(App {
         routes: feed.routes(),

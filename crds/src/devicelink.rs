@@ -380,6 +380,16 @@ impl DeviceLink {
 pub const MQTT_EXTENSION_REFERENCE_PATHS: &str = "extension.mqtt.";
 
 impl DeviceLinkSpec {
+    /// The template's MQTT extension (`spec.template.spec.extension.mqtt`),
+    /// if it has one; an error names what does not parse.
+    pub fn mqtt_extension(&self) -> Option<Result<crate::mqtt::MqttOptions, String>> {
+        let mqtt = self.template.spec.as_ref()?.get("extension")?.get("mqtt")?;
+        Some(
+            serde_json::from_value(mqtt.clone())
+                .map_err(|e| format!("spec.template.spec.extension.mqtt: {e}")),
+        )
+    }
+
     /// The entries of `references` that the template uses at a `*Ref` field
     /// whose path starts with `prefix` (one of [`REFERENCE_PATHS`]'s).
     pub fn references_used_under(&self, prefix: &str) -> Vec<&DeviceLinkReference> {

@@ -25,6 +25,12 @@ pub const RESERVED_CLIENT_ID_PREFIX: &str = "devicelink-";
 /// Why a clientID with [`RESERVED_CLIENT_ID_PREFIX`] is refused.
 pub const RESERVED_CLIENT_ID_MESSAGE: &str = "must not start with devicelink-: client IDs with that prefix are the ones devicelink's adaptors and console connect with, and a broker disconnects a client when another connects with its ID (a shared connection carries the devices of other DeviceLinks)";
 
+/// The entry of a device's resolved references that holds the broker
+/// identity the operator made for its adaptor (or for the console), with
+/// items `username` and `password`. `$` cannot start the name of an entry
+/// of `spec.references`, so it never hides a user's reference.
+pub const BROKER_IDENTITY_REFERENCE: &str = "$broker-identity";
+
 /// Client and message options.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct MqttOptions {

@@ -124,6 +124,43 @@ impl Mosquitto {
         Mosquitto::start_with(port, users, "").await
     }
 
+    /// A broker as the chart runs it: no anonymous clients, the dynamic
+    /// security plugin with one admin (`admin`, `admin_password`), whom
+    /// the operator's managed-broker mode drives.
+    pub async fn start_dynsec(port: u16, admin_password: &str) -> Mosquitto {
+        // Not under the log directory: mosquitto started as root drops to
+        // its own user, which must be able to replace the plugin's file.
+        let dir = std::env::temp_dir().join(format!("devicelink-e2e-dynsec-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let file = dir.join("dynamic-security.json");
+        let status = std::process::Command::new("mosquitto_ctrl")
+            .args(["dynsec", "init"])
+            .arg(&file)
+            .args(["admin", admin_password])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("mosquitto_ctrl (package mosquitto) is not installed: run `make test`");
+        assert!(status.success(), "mosquitto_ctrl dynsec init failed");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let plugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
+        assert!(
+            Path::new(plugin).exists(),
+            "{plugin} (package mosquitto) is missing: run `make test`"
+        );
+        Mosquitto::start_with(
+            port,
+            &[],
+            &format!(
+                "allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {}",
+                file.display()
+            ),
+        )
+        .await
+    }
+
     /// Like [`Mosquitto::start_on`], with more lines for the listener (TLS
     /// files, `require_certificate`, ...).
     pub async fn start_with(port: u16, users: &[(&str, &str)], listener: &str) -> Mosquitto {
@@ -131,7 +168,11 @@ impl Mosquitto {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         let mut config = format!("listener {port} 127.0.0.1\n{listener}\n");
         if users.is_empty() {
-            config.push_str("allow_anonymous true\n");
+            // Unless the listener's lines decide it (the dynamic security
+            // plugin's broker).
+            if !listener.contains("allow_anonymous") {
+                config.push_str("allow_anonymous true\n");
+            }
         } else {
             // Not under the log directory: mosquitto started as root drops
             // to its own user, which may not enter the (root's) cache.

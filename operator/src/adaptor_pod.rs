@@ -108,6 +108,25 @@ pub fn desired(config: &Config, adaptor: &AdaptorKind, node: &str) -> Pod {
             ..Default::default()
         },
     ];
+    if !config.managed_broker.is_empty() {
+        // Its identity on the broker the operator manages (crate::broker).
+        env.extend([
+            EnvVar {
+                name: "DEVICELINK_MANAGED_BROKER".into(),
+                value: Some(config.managed_broker.join(",")),
+                ..Default::default()
+            },
+            EnvVar {
+                name: "DEVICELINK_BROKER_IDENTITY".into(),
+                value: Some(format!(
+                    "{}/{}",
+                    config.adaptor_namespace,
+                    crate::broker::Identity::Adaptor(pod_name(adaptor, node)).secret()
+                )),
+                ..Default::default()
+            },
+        ]);
+    }
     env.extend(host.env);
     env.extend(settings.env.clone().unwrap_or_default());
     let spec = PodSpec {

@@ -70,6 +70,34 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_GRANT_CONSOLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub grant_console: bool,
 
+    /// The servers (URLs, comma-separated) of a mosquitto broker with the
+    /// dynamic security plugin that the operator manages (the chart's own
+    /// broker): it gives each adaptor pod and the console an identity there,
+    /// rotated, with access to exactly their devices' topics. The first is
+    /// the one the operator connects to; the others are other names of it
+    /// that DeviceLinks may use. None: the operator manages no broker.
+    #[arg(long, env = "DEVICELINK_MANAGED_BROKER", value_delimiter = ',')]
+    pub managed_broker: Vec<String>,
+
+    /// The Secret in the operator's namespace with the managed broker's
+    /// admin identity (items username and password).
+    #[arg(
+        long,
+        env = "DEVICELINK_MANAGED_BROKER_ADMIN_SECRET",
+        default_value = "devicelink-mqtt-admin"
+    )]
+    pub managed_broker_admin_secret: String,
+
+    /// How often each broker identity's password is replaced.
+    #[arg(long, env = "DEVICELINK_BROKER_IDENTITY_ROTATION", default_value = "24h", value_parser = parse_duration)]
+    pub broker_identity_rotation: std::time::Duration,
+
+    /// How long the previous username of a broker identity keeps working
+    /// after a rotation (its holder moves to the new one as soon as it sees
+    /// the Secret change).
+    #[arg(long, env = "DEVICELINK_BROKER_IDENTITY_OVERLAP", default_value = "60s", value_parser = parse_duration)]
+    pub broker_identity_overlap: std::time::Duration,
+
     /// The loaded `adaptor_settings_file` (see [`Config::load_settings`]).
     #[arg(skip)]
     pub adaptor_settings: AdaptorSettings,

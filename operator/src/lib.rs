@@ -11,6 +11,7 @@
 mod adaptor_access;
 mod adaptor_pod;
 pub mod adaptor_settings;
+pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod device;

@@ -15,6 +15,7 @@ use std::{
 use devicelink_api::{
     DeviceLink,
     devicelink::{DeviceLinkReference, ReferenceItem},
+    mqtt::BROKER_IDENTITY_REFERENCE,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -224,19 +225,7 @@ fn resolve(link: &DeviceLink, objects: &Followed) -> References {
                 kind,
                 name: source.name.clone(),
             };
-            match objects.get(&key) {
-                None => Entry::Pending(None),
-                Some(Read::Unread(why)) => Entry::Pending(why.clone()),
-                Some(Read::Absent) => {
-                    Entry::Missing(format!("{kind:?} {:?} does not exist", source.name))
-                }
-                Some(Read::Present(data)) => Entry::Items(
-                    data.iter()
-                        .filter(|(k, _)| source.items.is_empty() || source.items.contains(k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-            }
+            entry_of(&key, objects, &source.items)
         } else if let Some(downward) = &r.downward_api {
             let object = serde_json::to_value(link).unwrap_or_default();
             Entry::Items(
@@ -257,6 +246,23 @@ fn resolve(link: &DeviceLink, objects: &Followed) -> References {
     References {
         entries,
         awaiting_link: false,
+    }
+}
+
+/// What a followed object offers: its items (only `items`, unless empty).
+fn entry_of(key: &ObjectKey, objects: &Followed, items: &[String]) -> Entry {
+    match objects.get(key) {
+        None => Entry::Pending(None),
+        Some(Read::Unread(why)) => Entry::Pending(why.clone()),
+        Some(Read::Absent) => {
+            Entry::Missing(format!("{:?} {:?} does not exist", key.kind, key.name))
+        }
+        Some(Read::Present(data)) => Entry::Items(
+            data.iter()
+                .filter(|(k, _)| items.is_empty() || items.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
     }
 }
 
@@ -285,6 +291,10 @@ fn field(object: &Value, path: &str) -> Option<String> {
 /// the set it wants changes, and what each holds now.
 pub struct Following {
     client: Client,
+    /// The Secret holding the reader's own broker identity, followed
+    /// always and offered to every DeviceLink as
+    /// [`BROKER_IDENTITY_REFERENCE`].
+    identity: Option<ObjectKey>,
     followed: Followed,
     tasks: HashMap<ObjectKey, AbortOnDrop>,
     updates: mpsc::UnboundedSender<(ObjectKey, Update)>,
@@ -305,6 +315,7 @@ impl Following {
         let (updates, received) = mpsc::unbounded_channel();
         let following = Following {
             client,
+            identity: None,
             followed: Followed::new(),
             tasks: HashMap::new(),
             updates,
@@ -314,7 +325,8 @@ impl Following {
 
     /// Follows exactly `wanted`: new objects from now on, and no longer the
     /// others (what they held is forgotten).
-    pub fn want(&mut self, wanted: HashSet<ObjectKey>) {
+    pub fn want(&mut self, mut wanted: HashSet<ObjectKey>) {
+        wanted.extend(self.identity.clone());
         self.tasks.retain(|k, _| wanted.contains(k));
         self.followed.retain(|k, _| wanted.contains(k));
         for key in wanted {
@@ -332,9 +344,34 @@ impl Following {
         record(&mut self.followed, key, update)
     }
 
+    /// Follows the Secret `name` in `namespace` as the reader's broker
+    /// identity, from now on.
+    pub fn follow_identity(&mut self, namespace: &str, name: &str) {
+        self.identity = Some(ObjectKey {
+            namespace: namespace.into(),
+            kind: ObjectKind::Secret,
+            name: name.into(),
+        });
+        let wanted = self.followed.keys().cloned().collect();
+        self.want(wanted);
+    }
+
+    /// Whether `key` is the reader's broker identity (every DeviceLink
+    /// sees it).
+    pub fn is_identity(&self, key: &ObjectKey) -> bool {
+        self.identity.as_ref() == Some(key)
+    }
+
     /// The DeviceLink's references, resolved against what is followed.
     pub fn resolve(&self, link: &DeviceLink) -> References {
-        resolve(link, &self.followed)
+        let mut references = resolve(link, &self.followed);
+        if let Some(key) = &self.identity {
+            let entry = entry_of(key, &self.followed, &[]);
+            references
+                .entries
+                .insert(BROKER_IDENTITY_REFERENCE.to_string(), entry);
+        }
+        references
     }
 }
 

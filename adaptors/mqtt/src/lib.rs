@@ -4,6 +4,7 @@
 pub mod budget;
 mod connection;
 mod delivery;
+pub mod identity;
 pub mod metrics;
 pub mod observe;
 pub mod outbox;

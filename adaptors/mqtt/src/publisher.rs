@@ -58,6 +58,10 @@ pub enum PublisherError {
     Store(String),
     #[error("client.clientID {0:?} {RESERVED_CLIENT_ID_MESSAGE}")]
     ClientId(String),
+    #[error(
+        "client.server is the managed broker and basicAuth is not set, so the adaptor connects with its own broker identity, which it cannot read: {0}"
+    )]
+    Identity(String),
 }
 
 /// Looks up the value of a `*Ref` field in the DeviceLink's references.
@@ -662,6 +666,20 @@ fn qos_of(qos: i32) -> Result<QoS, PublisherError> {
     }
 }
 
+/// Where a will goes: `will.topic` (a template like the message topic) or
+/// the status topic followed by `/$will`.
+pub(crate) fn will_topic(
+    will: &devicelink_api::mqtt::MqttWill,
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+    status_topic: &str,
+) -> Result<String, PublisherError> {
+    match &will.topic {
+        Some(template) => render(template, message, link),
+        None => Ok(format!("{status_topic}/$will")),
+    }
+}
+
 /// The will the broker publishes when the device's connection dies without
 /// a goodbye: on `will.topic` (a template like the message topic) or the
 /// status topic followed by `/$will`, with the message's qos and retained
@@ -677,10 +695,7 @@ fn last_will(
     let Some(will) = &message.will else {
         return Ok(None);
     };
-    let topic = match &will.topic {
-        Some(template) => render(template, message, link)?,
-        None => format!("{status_topic}/$will"),
-    };
+    let topic = will_topic(will, message, link, status_topic)?;
     let content = base64::engine::general_purpose::STANDARD
         .decode(&will.content)
         .map_err(|e| PublisherError::Will(e.to_string()))?;
@@ -759,6 +774,9 @@ pub(crate) fn client_options(
         None => None,
     };
     let credentials = match &client.basic_auth {
+        None if crate::identity::uses_identity(client) => {
+            Some(crate::identity::credentials(resolve)?)
+        }
         Some(auth) => {
             // The API server requires one of each pair.
             let user = pick(

@@ -129,6 +129,18 @@ pub struct RuntimeConfig {
     /// pod's, through the downward API).
     #[arg(long, env = "DEVICELINK_MEMORY_LIMIT")]
     pub memory_limit: Option<u64>,
+
+    /// The servers (URLs, comma-separated) of the broker the operator
+    /// manages: a DeviceLink on it without basicAuth connects with
+    /// --broker-identity.
+    #[arg(long, env = "DEVICELINK_MANAGED_BROKER", value_delimiter = ',')]
+    pub managed_broker: Vec<String>,
+
+    /// The Secret (`namespace/name`, items username and password) holding
+    /// this adaptor's identity on the managed broker; the operator makes
+    /// and rotates it, and the adaptor follows it.
+    #[arg(long, env = "DEVICELINK_BROKER_IDENTITY")]
+    pub broker_identity: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -300,6 +312,19 @@ impl Adaptor {
             );
         }
         let config = RuntimeConfig::parse();
+        devicelink_mqtt::identity::set_managed_broker(&config.managed_broker)
+            .map_err(|e| anyhow::anyhow!("--managed-broker: {e}"))?;
+        anyhow::ensure!(
+            config.managed_broker.is_empty() || config.broker_identity.is_some(),
+            "--managed-broker needs --broker-identity (the Secret with this adaptor's identity)"
+        );
+        anyhow::ensure!(
+            config
+                .broker_identity
+                .as_deref()
+                .is_none_or(|i| i.contains('/')),
+            "--broker-identity: write namespace/name"
+        );
         let kubeconfig = kube::Config::infer().await?;
         let client = Client::try_from(kubeconfig.clone())?;
         // The devices' writes (status, conditions, Events) go through a
@@ -441,7 +466,14 @@ where
     let mut running: HashMap<String, Running<K>> = HashMap::new();
     // Deleted devices being let go of (see release.rs).
     let mut releasing: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let (following, mut object_updates) = Following::new(client.clone());
+    let (mut following, mut object_updates) = Following::new(client.clone());
+    if let Some((namespace, name)) = config
+        .broker_identity
+        .as_deref()
+        .and_then(|i| i.split_once('/'))
+    {
+        following.follow_identity(namespace, name);
+    }
     let mut links = Links {
         known: HashMap::new(),
         following,
@@ -462,7 +494,10 @@ where
                 // read): the devices whose DeviceLinks use it see it.
                 links.following.record(&key, update);
                 for (k, r) in &running {
-                    if links.known.get(k).is_some_and(|l| objects_of(l).contains(&key)) {
+                    let uses = |l: &DeviceLink| {
+                        links.following.is_identity(&key) || objects_of(l).contains(&key)
+                    };
+                    if links.known.get(k).is_some_and(|l| uses(l)) {
                         let now = links.references(k);
                         r.references.send_if_modified(|old| replace_if_changed(old, now));
                     }

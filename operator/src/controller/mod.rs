@@ -37,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::{
     adaptor_access,
+    broker::BrokerAccess,
     config::Config,
     device_watch::{self, DeviceCaches},
     error::{Error, Result},
@@ -67,6 +68,9 @@ const RELEASE_CHECK: Duration = Duration::from_secs(5);
 const ON_ITS_WAY_CHECK: Duration = Duration::from_secs(10);
 /// How often a stage that failed (False) is looked at again.
 const FAILED_CHECK: Duration = Duration::from_secs(60);
+/// The reason of DeviceCreated while the managed broker does not yet allow
+/// the adaptor the device's topics.
+const BROKER_ACCESS_PENDING: &str = "BrokerAccessPending";
 /// Field manager for everything the operator writes.
 const MANAGER: &str = "devicelink-operator";
 
@@ -83,6 +87,8 @@ struct Context {
     events: Events,
     metrics: Metrics,
     devices: DeviceCaches,
+    /// What the managed broker allows each adaptor (crate::broker).
+    broker: BrokerAccess,
     /// What we last applied to each device: (uid, generation it got,
     /// fingerprint of what we sent). While the cached device still matches,
     /// a reconcile needs no request to know the device is as wanted.
@@ -169,7 +175,18 @@ pub async fn run(
     let secret_events = watches::metadata_of::<Secret>(&client);
     let config_map_events = watches::metadata_of::<ConfigMap>(&client);
 
+    let broker = BrokerAccess::new(&config);
+    // Keeps the managed broker's identities while this replica leads.
+    let broker_sync = (!config.managed_broker.is_empty()).then(|| {
+        tokio::spawn(crate::broker::run(
+            client.clone(),
+            config.clone(),
+            links.clone(),
+            broker.clone(),
+        ))
+    });
     let ctx = Arc::new(Context {
+        broker,
         events: Events::new(client.clone(), MANAGER, &config.identity()),
         metrics,
         devices,
@@ -263,6 +280,9 @@ pub async fn run(
             }
         });
     tokio::join!(controller, ready_when_filled);
+    if let Some(task) = broker_sync {
+        task.abort();
+    }
 }
 
 async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
@@ -370,10 +390,14 @@ async fn evaluate(
     // The adaptor may read what this DeviceLink references (and no more)
     // before its device exists.
     grants::count_in_grant(link, ctx).await?;
-    // DeviceCreated waits for every reference to resolve.
+    // DeviceCreated waits for every reference to resolve, and for the
+    // managed broker to let its adaptor use the device's topics.
     let device = match references::check(&ctx.client, link).await? {
         Some(missing) => missing,
-        None => ensure_device(link, &model, adaptor, ctx).await,
+        None => match ctx.broker.waiting_for(link) {
+            Some(why) => Outcome::unknown(BROKER_ACCESS_PENDING, why),
+            None => ensure_device(link, &model, adaptor, ctx).await,
+        },
     };
     pipeline.passed(device);
     Ok(pipeline.into_outcomes())

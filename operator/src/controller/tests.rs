@@ -69,6 +69,7 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
         events: Events::new(client.clone(), MANAGER, "test"),
         metrics: Metrics::new(links.clone()),
         devices,
+        broker: crate::broker::BrokerAccess::default(),
         applied: Mutex::default(),
         granted_to: Mutex::default(),
         written_over: Mutex::default(),

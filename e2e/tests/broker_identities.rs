@@ -1,0 +1,226 @@
+//! The broker the operator manages (the chart's, with mosquitto's dynamic
+//! security plugin): no one connects without an identity; the operator
+//! gives each adaptor pod one that reaches only the topics of its own
+//! devices, and rotates it without the devices noticing. Each attack is
+//! made before a legitimate message whose arrival proves the attack's
+//! message was refused: one connection gets messages in the order the
+//! broker took them.
+
+use std::time::Duration;
+
+use devicelink_api::DeviceLink;
+use devicelink_e2e::{
+    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
+    delete_links_and_wait, dummy_link, eventually, kwok_node,
+    mqtt::{self, Subscriber},
+    process::{free_port, operator_sharing},
+};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::{Api, api::PostParams};
+use rumqttc::{ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const ADMIN: (&str, &str) = ("admin", "admin-password");
+const OTHER_NODE: &str = "e2e-identities-other";
+
+#[tokio::test]
+async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
+    let namespace = "e2e-identities";
+    let (_guard, client) = begin(namespace).await;
+    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
+    let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    apply(
+        &system,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
+                "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
+    )
+    .await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let _ = nodes
+        .create(&PostParams::default(), &kwok_node(OTHER_NODE))
+        .await;
+    let operator = operator_sharing(
+        "operator",
+        true,
+        &[
+            "--managed-broker",
+            &broker.url(),
+            "--grant-console",
+            "--broker-identity-rotation",
+            "40s",
+            "--broker-identity-overlap",
+            "5s",
+        ],
+    );
+    let _kubelet = LocalKubelet::start(client.clone());
+
+    // Two fans on two nodes, on the managed broker with no credentials of
+    // their own: each adaptor connects with the identity it was given.
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let fan = |name: &str, node: &str| {
+        dummy_link(
+            namespace,
+            name,
+            node,
+            json!({"spec": {
+                "protocol": {"location": "plant"}, "gear": "slow", "on": false,
+                "extension": {"mqtt": {
+                    "client": {"server": broker.url()},
+                    "message": {"topic": "cattle.io/octopus/:namespace/:name", "qos": 1},
+                }},
+            }}),
+        )
+    };
+    create_connected(&links, &fan("fan", "edge-worker")).await;
+    create_connected(&links, &fan("pump", OTHER_NODE)).await;
+
+    // No anonymous client, nor a wrong password.
+    assert!(
+        refused(connack(broker.port, None).await),
+        "an anonymous client must be refused"
+    );
+    assert!(
+        refused(connack(broker.port, Some(("devicelink-console/a", "guess"))).await),
+        "a wrong password must be refused"
+    );
+
+    let pump_status = format!("cattle.io/octopus/{namespace}/pump");
+    let pump_write = format!("{pump_status}/$write");
+    let mut status = Subscriber::start_as(broker.port, &pump_status, Some(ADMIN)).await;
+    let first = status.next(WAIT).await;
+    assert_eq!(first.payload["gear"], "slow", "{first:?}");
+    let mut replies =
+        Subscriber::start_as(broker.port, &format!("{pump_write}/$reply"), Some(ADMIN)).await;
+
+    // edge-worker's adaptor identity, as someone who took it from that
+    // node would use it: it may not drive, nor speak for, another node's
+    // device.
+    let stolen = identity(&system, "devicelink-adaptor-dummy-edge-worker-mqtt").await;
+    let as_user = |user: &(String, String), topic: &str, payload: &'static [u8]| {
+        let (user, topic, port) = (user.clone(), topic.to_string(), broker.port);
+        async move { mqtt::publish_as(port, Some((&user.0, &user.1)), &topic, payload).await }
+    };
+    as_user(&stolen, &pump_write, br#"{"gear": "fast"}"#).await;
+    as_user(&stolen, &pump_status, br#"{"gear": "forged"}"#).await;
+    let console = identity(&system, "devicelink-console-mqtt").await;
+    as_user(&console, &pump_write, br#"{"gear": "middle"}"#).await;
+    let answer = replies.next(WAIT).await;
+    assert_eq!(
+        answer.payload,
+        json!({"ok": true, "applied": {"gear": "middle"}}),
+        "another node's adaptor identity must not write this device"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let seen = status
+            .try_next(left)
+            .await
+            .expect("the status after the console's write within a minute");
+        assert_ne!(
+            seen.payload["gear"], "forged",
+            "another node's adaptor identity must not publish this device's status"
+        );
+        if seen.payload["gear"] == "middle" {
+            break;
+        }
+    }
+
+    // Rotation: the Secret moves to the other username with a new password;
+    // the adaptor follows and its device still takes writes, and a while
+    // later the old password is refused.
+    let rotated = eventually("the identity to rotate", Duration::from_secs(120), || {
+        let system = system.clone();
+        let stolen = stolen.clone();
+        async move {
+            let now = identity(&system, "devicelink-adaptor-dummy-edge-worker-mqtt").await;
+            (now.0 != stolen.0).then_some(now)
+        }
+    })
+    .await;
+    assert_ne!(rotated.1, stolen.1, "a rotation gives a new password");
+    eventually("the old password to be refused", WAIT, || async {
+        refused(connack(broker.port, Some((&stolen.0, &stolen.1))).await).then_some(())
+    })
+    .await;
+    assert_eq!(
+        connack(broker.port, Some((&rotated.0, &rotated.1))).await,
+        Ok(()),
+        "the new identity must be taken"
+    );
+    let fan_write = format!("cattle.io/octopus/{namespace}/fan/$write");
+    let mut fan_replies =
+        Subscriber::start_as(broker.port, &format!("{fan_write}/$reply"), Some(ADMIN)).await;
+    let console = identity(&system, "devicelink-console-mqtt").await;
+    as_user(&console, &fan_write, br#"{"gear": "fast"}"#).await;
+    let answer = fan_replies.next(WAIT).await;
+    assert_eq!(
+        answer.payload,
+        json!({"ok": true, "applied": {"gear": "fast"}}),
+        "the adaptor must work on with its rotated identity"
+    );
+
+    delete_links_and_wait(&links, &["fan", "pump"]).await;
+    // Identities no DeviceLink needs any more go (the next full pass).
+    eventually(
+        "the adaptor identities to go",
+        Duration::from_secs(120),
+        || {
+            let system = system.clone();
+            async move {
+                system
+                    .get_opt("devicelink-adaptor-dummy-edge-worker-mqtt")
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    operator.stop().await;
+    let _ = nodes.delete(OTHER_NODE, &Default::default()).await;
+}
+
+/// The username and password an identity Secret holds now.
+async fn identity(secrets: &Api<Secret>, name: &str) -> (String, String) {
+    let secret = eventually(&format!("Secret {name}"), WAIT, || async {
+        secrets.get_opt(name).await.unwrap()
+    })
+    .await;
+    let item =
+        |key: &str| String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).expect("text");
+    (item("username"), item("password"))
+}
+
+/// Whether the broker refused to let the client in (mosquitto's dynamic
+/// security plugin says "not authorized" for a wrong password too).
+fn refused(answer: Result<(), ConnectReturnCode>) -> bool {
+    matches!(
+        answer,
+        Err(ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword)
+    )
+}
+
+/// What the broker answers a CONNECT with these credentials.
+async fn connack(port: u16, user: Option<(&str, &str)>) -> Result<(), ConnectReturnCode> {
+    let mut options = MqttOptions::new(
+        format!("e2e-connack-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    if let Some((user, password)) = user {
+        options.set_credentials(user, password);
+    }
+    let (_client, mut events) = rumqttc::AsyncClient::new(options, 10);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+            Ok(_) => {}
+            Err(ConnectionError::ConnectionRefused(code)) => return Err(code),
+            Err(e) => panic!("connecting to the broker: {e}"),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! What the managed broker should hold, from the DeviceLinks: an identity
+//! per adaptor pod (and one for the console), each with a role that grants
+//! exactly the topics of its devices.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use devicelink_api::{DeviceLink, adaptor};
+use devicelink_mqtt::{
+    TopicContext,
+    identity::{DeviceTopics, device_topics, uses_identity},
+};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::adaptor_pod;
+
+/// Who holds an identity on the managed broker.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    /// An adaptor pod, by name (one adaptor kind on one node).
+    Adaptor(String),
+    /// The live console.
+    Console,
+}
+
+/// Every identity has two usernames: the Secret names one, and a rotation
+/// moves it to the other, so a password changes without a moment in which
+/// the holder's credentials are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+}
+
+/// Names of ours on the broker (roles, usernames) start with this; the
+/// operator removes such names it no longer wants.
+pub const PREFIX: &str = "devicelink-";
+
+impl Identity {
+    /// Its name: the adaptor pod's, or `devicelink-console`. Also the name
+    /// of its role on the broker.
+    pub fn name(&self) -> &str {
+        match self {
+            Identity::Adaptor(pod) => pod,
+            Identity::Console => crate::adaptor_access::CONSOLE,
+        }
+    }
+
+    /// The Secret holding its current username and password.
+    pub fn secret(&self) -> String {
+        format!("{}-mqtt", self.name())
+    }
+
+    pub fn username(&self, slot: Slot) -> String {
+        let slot = match slot {
+            Slot::A => "a",
+            Slot::B => "b",
+        };
+        format!("{}/{slot}", self.name())
+    }
+
+    /// The identity a username of ours belongs to, and its slot.
+    pub fn of_username(username: &str) -> Option<(String, Slot)> {
+        let (name, slot) = username.rsplit_once('/')?;
+        let slot = match slot {
+            "a" => Slot::A,
+            "b" => Slot::B,
+            _ => return None,
+        };
+        name.starts_with(PREFIX).then(|| (name.to_string(), slot))
+    }
+}
+
+/// One ACL entry of a role (all allow).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Acl {
+    /// The plugin's ACL type: publishClientSend, subscribeLiteral, ...
+    pub kind: String,
+    pub topic: String,
+}
+
+impl Acl {
+    fn new(kind: &str, topic: impl Into<String>) -> Acl {
+        Acl {
+            kind: kind.into(),
+            topic: topic.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"acltype": self.kind, "topic": self.topic, "allow": true})
+    }
+}
+
+/// The role of every identity the DeviceLinks call for.
+pub type Roles = BTreeMap<Identity, BTreeSet<Acl>>;
+
+/// The identities and roles `links` call for: one per adaptor pod serving
+/// any of them (its pod gets the identity whatever broker its devices
+/// use), and the console's if `console`. DeviceLinks on the managed broker
+/// without credentials of their own get their topics granted: to the
+/// adaptor, publishing status (and will) and answers, and taking writes; to
+/// the console, writing.
+pub fn roles<'a>(links: impl IntoIterator<Item = &'a DeviceLink>, console: bool) -> Roles {
+    let mut roles = Roles::new();
+    if console {
+        // It follows every device's status and its writes' answers.
+        roles
+            .entry(Identity::Console)
+            .or_default()
+            .insert(Acl::new("subscribePattern", "#"));
+    }
+    for link in links {
+        if link.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(kind) = adaptor::find(&link.spec.adaptor.name) else {
+            continue;
+        };
+        let pod = Identity::Adaptor(adaptor_pod::pod_name(kind, &link.spec.adaptor.node));
+        let adaptor_acls = roles.entry(pod).or_default();
+        let Some(topics) = managed_topics(link) else {
+            continue;
+        };
+        adaptor_acls.extend(adaptor_grants(&topics));
+        if console {
+            roles
+                .entry(Identity::Console)
+                .or_default()
+                .insert(Acl::new("publishClientSend", topics.write.clone()));
+        }
+    }
+    roles
+}
+
+/// What the adaptor of a device with these topics may do.
+pub fn adaptor_grants(topics: &DeviceTopics) -> Vec<Acl> {
+    let mut acls = vec![
+        Acl::new("publishClientSend", topics.status.clone()),
+        Acl::new("subscribeLiteral", topics.write.clone()),
+        // Answers go one level below the write topic.
+        Acl::new("publishClientSend", format!("{}/+", topics.write)),
+    ];
+    if let Some(will) = &topics.will {
+        acls.push(Acl::new("publishClientSend", will.clone()));
+    }
+    acls
+}
+
+/// The topics of a DeviceLink that is on the managed broker with no
+/// credentials of its own (its adaptor connects with its identity).
+pub fn managed_topics(link: &DeviceLink) -> Option<DeviceTopics> {
+    let options = link.spec.mqtt_extension()?.ok()?;
+    if !uses_identity(&options.client) {
+        return None;
+    }
+    let context = TopicContext {
+        namespace: link.namespace().unwrap_or_default(),
+        name: link.name_any(),
+        uid: link.uid().unwrap_or_default(),
+    };
+    // A topic that does not render is the adaptor's to report.
+    device_topics(&options, &context).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, node: &str, server: &str, auth: bool) -> DeviceLink {
+        let mut client = json!({"server": server});
+        if auth {
+            client["basicAuth"] = json!({"username": "u", "password": "p"});
+        }
+        let mut link: DeviceLink = serde_json::from_value(json!({
+            "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+            "metadata": {"name": name, "namespace": "plant", "uid": format!("uid-{name}")},
+            "spec": {"adaptor": {"node": node, "name": "adaptors.edge.cattle.io/dummy"},
+                     "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+                     "template": {"spec": {"extension": {"mqtt": {
+                        "client": client,
+                        "message": {"topic": "cattle.io/octopus/:namespace/:name"}}}}}}
+        }))
+        .unwrap();
+        link.metadata.uid = Some(format!("uid-{name}"));
+        link
+    }
+
+    #[test]
+    fn each_adaptor_gets_only_its_devices_topics_on_the_managed_broker() {
+        devicelink_mqtt::identity::set_managed_broker(&["tcp://broker.devicelink:1883".into()])
+            .unwrap();
+        let links = [
+            link("fan", "edge-1", "tcp://broker.devicelink:1883", false),
+            link("pump", "edge-2", "tcp://broker.devicelink", false),
+            // Its own credentials: the adaptor uses those, not its identity.
+            link("own", "edge-1", "tcp://broker.devicelink:1883", true),
+            // Another broker.
+            link("far", "edge-1", "tcp://elsewhere:1883", false),
+        ];
+        let roles = roles(links.iter(), true);
+        let edge1 = &roles[&Identity::Adaptor("devicelink-adaptor-dummy-edge-1".into())];
+        let topics: BTreeSet<_> = edge1
+            .iter()
+            .map(|a| (a.kind.as_str(), a.topic.as_str()))
+            .collect();
+        assert_eq!(
+            topics,
+            BTreeSet::from([
+                ("publishClientSend", "cattle.io/octopus/plant/fan"),
+                ("publishClientSend", "cattle.io/octopus/plant/fan/$write/+"),
+                ("subscribeLiteral", "cattle.io/octopus/plant/fan/$write"),
+            ])
+        );
+        let edge2 = &roles[&Identity::Adaptor("devicelink-adaptor-dummy-edge-2".into())];
+        assert!(edge2.iter().all(|a| a.topic.contains("/pump")));
+        let console: BTreeSet<_> = roles[&Identity::Console]
+            .iter()
+            .map(|a| a.topic.as_str())
+            .collect();
+        assert_eq!(
+            console,
+            BTreeSet::from([
+                "#",
+                "cattle.io/octopus/plant/fan/$write",
+                "cattle.io/octopus/plant/pump/$write"
+            ])
+        );
+    }
+
+    #[test]
+    fn usernames_name_their_identity_and_slot() {
+        let id = Identity::Adaptor("devicelink-adaptor-dummy-edge-1".into());
+        let a = id.username(Slot::A);
+        assert_eq!(a, "devicelink-adaptor-dummy-edge-1/a");
+        assert_eq!(
+            Identity::of_username(&a),
+            Some(("devicelink-adaptor-dummy-edge-1".into(), Slot::A))
+        );
+        assert_eq!(Identity::of_username("admin"), None);
+        assert_eq!(Identity::of_username("someone/a"), None);
+    }
+}
