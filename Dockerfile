@@ -8,7 +8,8 @@
 #   adaptor-opcua     the OPC-UA adaptor
 #   adaptor-mqtt      the MQTT adaptor (devices that speak MQTT)
 #   adaptor-ble       the BLE adaptor (talks to the node's BlueZ over D-Bus)
-#   mosquitto         Debian's mosquitto, for the chart's optional broker
+#   mosquitto         Debian's mosquitto (with mosquitto_ctrl and the dynamic
+#                     security plugin), for the chart's optional broker
 #
 # With registry access (docker, podman or buildah):
 #   docker build --target operator -t ghcr.io/devicelink/operator:0.1.0 .
@@ -37,7 +38,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && for program in $programs; do \
       sh deploy/images/rootfs.sh program /out/$program target/release/devicelink-$program; \
     done \
- && sh deploy/images/rootfs.sh program /out/mosquitto /usr/sbin/mosquitto
+ && sh deploy/images/rootfs.sh program /out/mosquitto /usr/sbin/mosquitto /usr/bin/mosquitto_ctrl \
+ && sh deploy/images/rootfs.sh plugin /out/mosquitto /usr/lib/mosquitto "$(dpkg -L mosquitto | grep '/mosquitto_dynamic_security\.so$')"
 
 FROM scratch AS runtime
 COPY --from=build /out/base/ /

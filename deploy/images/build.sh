@@ -25,7 +25,7 @@ stage=$out/stage
 # buildah keeps its own storage in the cache, apart from any on this host.
 buildah=(buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs)
 
-for tool in buildah ldd strip mosquitto; do
+for tool in buildah ldd strip mosquitto mosquitto_ctrl; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
     { echo "images: $tool is missing (e2e/prereqs.sh installs it)" >&2; exit 1; }
 done
@@ -41,7 +41,8 @@ sh "$root/deploy/images/rootfs.sh" base "$stage/out/base"
 for p in "${programs[@]}"; do
   sh "$root/deploy/images/rootfs.sh" program "$stage/out/$p" "$CARGO_TARGET_DIR/release/devicelink-$p"
 done
-sh "$root/deploy/images/rootfs.sh" program "$stage/out/mosquitto" "$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+sh "$root/deploy/images/rootfs.sh" program "$stage/out/mosquitto" "$(command -v mosquitto || echo /usr/sbin/mosquitto)" "$(command -v mosquitto_ctrl)"
+sh "$root/deploy/images/rootfs.sh" plugin "$stage/out/mosquitto" /usr/lib/mosquitto "$(dpkg -L mosquitto | grep '/mosquitto_dynamic_security\.so$')"
 
 for target in "${targets[@]}"; do
   image=$registry/$target:$version

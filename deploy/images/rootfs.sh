@@ -10,6 +10,9 @@
 #                                      debug info), with the shared libraries
 #                                      its loader resolves (as ldd lists
 #                                      them), at their paths
+#   rootfs.sh plugin DEST DIR LIB...   each LIB (a plugin a program loads
+#                                      by path) in DEST/DIR, with the
+#                                      libraries it needs in turn
 #
 # No shell, package manager or maintainer script ends up in an image: only
 # the files listed here.
@@ -38,21 +41,37 @@ program() {
     # Debug info off (a release build keeps line tables for profiling), the
     # symbols kept so that a backtrace still names functions.
     strip --strip-debug -o "$dest/usr/bin/$(basename "$binary")" "$binary"
-    # ldd prints "name => /path (addr)" for libraries and "/path (addr)"
-    # for the loader; the vDSO has no path.
-    ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
-      while read -r lib; do
-        mkdir -p "$dest$(dirname "$lib")"
-        cp -L "$lib" "$dest$lib"
-      done
+    needed "$dest" "$binary"
   done
 }
 
+plugin() {
+  dest=$1; dir=$2; shift 2
+  mkdir -p "$dest$dir"
+  for lib in "$@"; do
+    [ -f "$lib" ] || { echo "rootfs.sh: $lib does not exist" >&2; exit 1; }
+    strip --strip-debug -o "$dest$dir/$(basename "$lib")" "$lib"
+    needed "$dest" "$lib"
+  done
+}
+
+# The shared libraries the loader resolves for $2, into $1 at their paths.
+needed() {
+  # ldd prints "name => /path (addr)" for libraries and "/path (addr)"
+  # for the loader; the vDSO has no path.
+  ldd "$2" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
+    while read -r lib; do
+      mkdir -p "$1$(dirname "$lib")"
+      cp -L "$lib" "$1$lib"
+    done
+}
+
 what=${1:-}
-[ $# -ge 2 ] || { echo "usage: rootfs.sh base DEST | program DEST BINARY..." >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: rootfs.sh base DEST | program DEST BINARY... | plugin DEST DIR LIB..." >&2; exit 2; }
 shift
 case "$what" in
   base) base "$@" ;;
   program) program "$@" ;;
+  plugin) plugin "$@" ;;
   *) echo "rootfs.sh: unknown part '$what'" >&2; exit 2 ;;
 esac

@@ -17,11 +17,11 @@ use devicelink_e2e::{
 };
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::{Api, api::PostParams};
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 const ADMIN: (&str, &str) = ("admin", "admin-password");
+const LOCAL: &str = "127.0.0.1";
 const OTHER_NODE: &str = "e2e-identities-other";
 
 #[tokio::test]
@@ -78,11 +78,13 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
 
     // No anonymous client, nor a wrong password.
     assert!(
-        refused(connack(broker.port, None).await),
+        mqtt::admits(LOCAL, broker.port, None).await.is_err(),
         "an anonymous client must be refused"
     );
     assert!(
-        refused(connack(broker.port, Some(("devicelink-console/a", "guess"))).await),
+        mqtt::admits(LOCAL, broker.port, Some(("devicelink-console/a", "guess")))
+            .await
+            .is_err(),
         "a wrong password must be refused"
     );
 
@@ -142,11 +144,14 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     .await;
     assert_ne!(rotated.1, stolen.1, "a rotation gives a new password");
     eventually("the old password to be refused", WAIT, || async {
-        refused(connack(broker.port, Some((&stolen.0, &stolen.1))).await).then_some(())
+        mqtt::admits(LOCAL, broker.port, Some((&stolen.0, &stolen.1)))
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     assert_eq!(
-        connack(broker.port, Some((&rotated.0, &rotated.1))).await,
+        mqtt::admits(LOCAL, broker.port, Some((&rotated.0, &rotated.1))).await,
         Ok(()),
         "the new identity must be taken"
     );
@@ -193,34 +198,4 @@ async fn identity(secrets: &Api<Secret>, name: &str) -> (String, String) {
     let item =
         |key: &str| String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).expect("text");
     (item("username"), item("password"))
-}
-
-/// Whether the broker refused to let the client in (mosquitto's dynamic
-/// security plugin says "not authorized" for a wrong password too).
-fn refused(answer: Result<(), ConnectReturnCode>) -> bool {
-    matches!(
-        answer,
-        Err(ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword)
-    )
-}
-
-/// What the broker answers a CONNECT with these credentials.
-async fn connack(port: u16, user: Option<(&str, &str)>) -> Result<(), ConnectReturnCode> {
-    let mut options = MqttOptions::new(
-        format!("e2e-connack-{}", std::process::id()),
-        "127.0.0.1",
-        port,
-    );
-    if let Some((user, password)) = user {
-        options.set_credentials(user, password);
-    }
-    let (_client, mut events) = rumqttc::AsyncClient::new(options, 10);
-    loop {
-        match events.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-            Ok(_) => {}
-            Err(ConnectionError::ConnectionRefused(code)) => return Err(code),
-            Err(e) => panic!("connecting to the broker: {e}"),
-        }
-    }
 }

@@ -204,14 +204,60 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     })
     .await;
 
-    // The chart's broker, reached at its Service's address.
+    // The chart's broker, reached at its Service's address. It admits no
+    // one without an identity (broker.auth=managed by default); its admin
+    // is in the release's Secret, and makes a writer for this namespace as
+    // docs/operator.md shows.
     wait_deployment_ready(&client, "devicelink-mqtt", 1).await;
     let broker = service_address(&client, "devicelink-mqtt", 1883).await;
     let broker_host = broker.ip().to_string();
-    let mut messages = Subscriber::start_at(
+    let admin = secret_pair(&client, "devicelink-mqtt-admin").await;
+    let admin = (admin.0.as_str(), admin.1.as_str());
+    eventually_showing("the broker to admit its admin only", WAIT, || async {
+        let anonymous = mqtt::admits(&broker_host, broker.port(), None).await;
+        let known = mqtt::admits(&broker_host, broker.port(), Some(admin)).await;
+        (anonymous.is_err() && known.is_ok())
+            .then_some(())
+            .ok_or(format!("anonymous {anonymous:?}, admin {known:?}"))
+    })
+    .await;
+    let writer = ("plant-writer", "writer-s3cret");
+    let write_topics = format!("cattle.io/octopus/{namespace}/+/set");
+    for command in [
+        vec!["createClient", writer.0, "-p", writer.1],
+        vec!["createRole", writer.0],
+        vec![
+            "addRoleACL",
+            writer.0,
+            "publishClientSend",
+            &write_topics,
+            "allow",
+        ],
+        vec!["addClientRole", writer.0, writer.0],
+    ] {
+        let port = broker.port().to_string();
+        let ran = std::process::Command::new("mosquitto_ctrl")
+            .args([
+                "-h",
+                &broker_host,
+                "-p",
+                &port,
+                "-u",
+                admin.0,
+                "-P",
+                admin.1,
+                "dynsec",
+            ])
+            .args(&command)
+            .output()
+            .expect("run mosquitto_ctrl");
+        assert!(ran.status.success(), "mosquitto_ctrl {command:?}: {ran:?}");
+    }
+    let mut messages = Subscriber::start_at_as(
         &broker_host,
         broker.port(),
         &format!("cattle.io/octopus/{namespace}/#"),
+        Some(admin),
     )
     .await;
 
@@ -418,10 +464,12 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         })
         .await;
 
-    // A write published on the broker reaches the Modbus device.
-    mqtt::publish_at(
+    // A write published on the broker (by the writer the admin made; the
+    // adaptor's identity is the operator's) reaches the Modbus device.
+    mqtt::publish_at_as(
         &broker_host,
         broker.port(),
+        Some(writer),
         &format!("cattle.io/octopus/{namespace}/thermometer/set"),
         br#"{"high-temperature-limit": 35}"#,
     )
@@ -530,6 +578,8 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         &values_file,
         &[
             "--set",
+            "broker.auth=files",
+            "--set",
             "broker.passwordSecret=mqtt-users",
             "--set",
             "broker.aclSecret=mqtt-users",
@@ -593,6 +643,17 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         left.is_empty().then_some(()).ok_or(left.join(", "))
     })
     .await;
+}
+
+/// The username and password in a Secret of the system namespace.
+async fn secret_pair(client: &kube::Client, name: &str) -> (String, String) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let secret = secrets.get(name).await.expect("the Secret");
+    let item = |key: &str| {
+        String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("text")
+    };
+    (item("username"), item("password"))
 }
 
 /// `helm install` or `upgrade` of the chart as release `devicelink` in the
