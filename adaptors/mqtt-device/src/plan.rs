@@ -157,6 +157,22 @@ impl Plan {
         }
     }
 
+    /// Where the adaptor publishes to the device: the topics of the
+    /// properties it may write.
+    pub fn command_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = Vec::new();
+        for p in self.points.iter().filter(|p| p.write != WriteMode::Never) {
+            let topic = match self.pattern {
+                MqttDevicePattern::AttributedMessage => self.command_topic.clone(),
+                MqttDevicePattern::AttributedTopic => p.command_topic.clone(),
+            };
+            if let Some(topic) = topic.filter(|t| !topics.contains(t)) {
+                topics.push(topic);
+            }
+        }
+        topics
+    }
+
     /// The properties as writes from MQTT see them.
     pub fn properties(&self) -> Vec<Property> {
         self.points

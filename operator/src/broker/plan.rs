@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use devicelink_api::{DeviceLink, adaptor};
+use devicelink_adaptor_mqtt::plan::Plan;
+use devicelink_api::{DeviceLink, adaptor, mqtt_device::MqttDeviceSpec};
 use devicelink_mqtt::{
     TopicContext,
     identity::{DeviceTopics, device_topics, uses_identity},
@@ -128,6 +129,7 @@ pub fn roles<'a>(links: impl IntoIterator<Item = &'a DeviceLink>, console: bool)
         };
         let pod = Identity::Adaptor(adaptor_pod::pod_name(kind, &link.spec.adaptor.node));
         let adaptor_acls = roles.entry(pod).or_default();
+        adaptor_acls.extend(device_protocol_grants(link));
         let Some(topics) = managed_topics(link) else {
             continue;
         };
@@ -156,6 +158,47 @@ pub fn adaptor_grants(topics: &DeviceTopics) -> Vec<Acl> {
     acls
 }
 
+/// What the adaptor of an MQTTDevice on the managed broker (with no
+/// credentials of its own) may do with the device itself: take what it
+/// publishes on the topics the spec names, and publish to the properties
+/// it may write.
+pub fn device_protocol_grants(link: &DeviceLink) -> Vec<Acl> {
+    if link.spec.model.kind != "MQTTDevice" {
+        return Vec::new();
+    }
+    let Some(spec) = link.spec.template.spec.clone() else {
+        return Vec::new();
+    };
+    let Ok(spec) = serde_json::from_value::<MqttDeviceSpec>(spec) else {
+        return Vec::new(); // the adaptor reports what does not parse
+    };
+    if !uses_identity(&spec.protocol.options.client) {
+        return Vec::new();
+    }
+    let Ok(plan) = Plan::new(&spec, &context_of(link)) else {
+        return Vec::new();
+    };
+    let mut acls: Vec<Acl> = plan
+        .filters()
+        .into_iter()
+        .map(|(topic, _)| Acl::new("subscribeLiteral", topic))
+        .collect();
+    acls.extend(
+        plan.command_topics()
+            .into_iter()
+            .map(|topic| Acl::new("publishClientSend", topic)),
+    );
+    acls
+}
+
+fn context_of(link: &DeviceLink) -> TopicContext {
+    TopicContext {
+        namespace: link.namespace().unwrap_or_default(),
+        name: link.name_any(),
+        uid: link.uid().unwrap_or_default(),
+    }
+}
+
 /// The topics of a DeviceLink that is on the managed broker with no
 /// credentials of its own (its adaptor connects with its identity).
 pub fn managed_topics(link: &DeviceLink) -> Option<DeviceTopics> {
@@ -163,13 +206,8 @@ pub fn managed_topics(link: &DeviceLink) -> Option<DeviceTopics> {
     if !uses_identity(&options.client) {
         return None;
     }
-    let context = TopicContext {
-        namespace: link.namespace().unwrap_or_default(),
-        name: link.name_any(),
-        uid: link.uid().unwrap_or_default(),
-    };
     // A topic that does not render is the adaptor's to report.
-    device_topics(&options, &context).ok()
+    device_topics(&options, &context_of(link)).ok()
 }
 
 #[cfg(test)]
@@ -235,6 +273,37 @@ mod tests {
                 "cattle.io/octopus/plant/pump/$write"
             ])
         );
+    }
+
+    #[test]
+    fn the_mqtt_device_example_gets_its_own_topics_on_the_managed_broker() {
+        devicelink_mqtt::identity::set_managed_broker(&["tcp://broker.devicelink:1883".into()])
+            .unwrap();
+        let example = include_str!("../../../deploy/examples/mqtt-device.yaml")
+            .replace("devicelink-mqtt.devicelink-system", "broker.devicelink");
+        let mut link: DeviceLink = serde_saphyr::from_str(&example).unwrap();
+        link.metadata.namespace = Some("default".into());
+        let mut granted: Vec<_> = device_protocol_grants(&link)
+            .into_iter()
+            .map(|a| format!("{} {}", a.kind, a.topic))
+            .collect();
+        granted.sort();
+        let light = "cattle.io/octopus/home";
+        assert_eq!(
+            granted,
+            [
+                format!("publishClientSend {light}/set/kitchen/light/gear"),
+                format!("publishClientSend {light}/set/kitchen/light/switch"),
+                format!("subscribeLiteral {light}/status/kitchen/light/gear"),
+                format!("subscribeLiteral {light}/status/kitchen/light/manufacturer"),
+                format!("subscribeLiteral {light}/status/kitchen/light/parameter_power"),
+                format!("subscribeLiteral {light}/status/kitchen/light/switch"),
+            ]
+        );
+        // Its status mirror (the extension) as any device's.
+        let topics = managed_topics(&link).unwrap();
+        assert_eq!(topics.status, "cattle.io/octopus/default/kitchen-light");
+        assert_eq!(topics.write, "cattle.io/octopus/default/kitchen-light/set");
     }
 
     #[test]

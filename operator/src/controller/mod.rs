@@ -176,14 +176,16 @@ pub async fn run(
     let config_map_events = watches::metadata_of::<ConfigMap>(&client);
 
     let broker = BrokerAccess::new(&config);
-    // Keeps the managed broker's identities while this replica leads.
-    let broker_sync = (!config.managed_broker.is_empty()).then(|| {
-        tokio::spawn(crate::broker::run(
+    // Keeps the managed broker's identities while this replica leads: the
+    // task ends with this function, also when it is dropped (leadership
+    // lost).
+    let _broker_sync = (!config.managed_broker.is_empty()).then(|| {
+        AbortOnDrop(tokio::spawn(crate::broker::run(
             client.clone(),
             config.clone(),
             links.clone(),
             broker.clone(),
-        ))
+        )))
     });
     let ctx = Arc::new(Context {
         broker,
@@ -280,8 +282,13 @@ pub async fn run(
             }
         });
     tokio::join!(controller, ready_when_filled);
-    if let Some(task) = broker_sync {
-        task.abort();
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
