@@ -23,10 +23,53 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The broker as the chart runs it (broker.auth=managed): no anonymous
+# clients, the dynamic security plugin, whose admin the operator is. The
+# operator gives the adaptors and the console their identities; the kitchen
+# light (a device program) and you at this terminal get one each from the
+# admin, as docs/operator.md shows.
+managed=()
+mqtt_user=()
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  mosquitto -p "$port" >"$logs/mosquitto.log" 2>&1 & pids+=($!)
+  admin_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  # Not under the cache: mosquitto started as root drops to its own user,
+  # which must be able to replace the plugin's file.
+  dynsec=/tmp/devicelink-demo-dynsec
+  rm -rf "$dynsec" && mkdir -p "$dynsec" && chmod 0777 "$dynsec"
+  mosquitto_ctrl dynsec init "$dynsec/dynamic-security.json" devicelink-admin "$admin_password" >/dev/null
+  chmod 0666 "$dynsec/dynamic-security.json"
+  plugin=$(dpkg -L mosquitto | grep '/mosquitto_dynamic_security\.so$')
+  printf 'listener %s 127.0.0.1\nallow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' \
+    "$port" "$plugin" "$dynsec/dynamic-security.json" >"$logs/mosquitto.conf"
+  mosquitto -c "$logs/mosquitto.conf" >"$logs/mosquitto.log" 2>&1 & pids+=($!)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  kubectl -n devicelink-system create secret generic devicelink-mqtt-admin \
+    --from-literal=username=devicelink-admin --from-literal=password="$admin_password" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  managed=(--managed-broker "tcp://127.0.0.1:$port,tcp://localhost:$port")
+  dynsec_admin() { mosquitto_ctrl -p "$port" -u devicelink-admin -P "$admin_password" dynsec "$@" >/dev/null; }
+  # client ROLE-ACLS...: a client and a role of one name, with these allows.
+  client() {
+    local name=$1 password=$2; shift 2
+    dynsec_admin createClient "$name" -p "$password"
+    dynsec_admin createRole "$name"
+    while [ $# -gt 0 ]; do dynsec_admin addRoleACL "$name" "$1" "$2" allow; shift 2; done
+    dynsec_admin addClientRole "$name" "$name"
+  }
+  light_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  client kitchen-light "$light_password" \
+    publishClientSend 'cattle.io/octopus/home/status/kitchen/light/#' \
+    subscribePattern 'cattle.io/octopus/home/set/kitchen/light/#'
+  demo_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  client demo "$demo_password" \
+    subscribePattern 'cattle.io/#' subscribePattern 'factory/#' \
+    publishClientSend 'cattle.io/octopus/default/+/set' publishClientSend 'cattle.io/octopus/+/set' \
+    publishClientSend 'cattle.io/octopus/default/+/$write' publishClientSend 'factory/default/+/$write'
+  mqtt_user=(-u demo -P "$demo_password")
+  light_user=(--username kitchen-light --password "$light_password")
 else
-  echo "demo: using the MQTT broker already listening on 127.0.0.1:$port" >&2
+  echo "demo: using the MQTT broker already listening on 127.0.0.1:$port (its own rules apply)" >&2
+  light_user=()
 fi
 # The thermometer: 296.5 K and 45.5 % in input registers 0 and 1, the
 # temperature drifting as it is read.
@@ -46,7 +89,7 @@ echo '[{"name": "the.answer", "type": "Int32", "value": 0}, {"name": "myByteStri
 # The kitchen light: a device that speaks MQTT itself, a topic per property,
 # on the same broker.
 echo '{"switch": false, "gear": "low", "parameter_power": 3500, "manufacturer": "Rancher Octopus Fake Device"}' >"$logs/kitchen-light.json"
-"$DEVICELINK_CACHE/venv/bin/python" e2e/devices/mqtt_device.py --port "$port" --pattern topic \
+"$DEVICELINK_CACHE/venv/bin/python" e2e/devices/mqtt_device.py --port "$port" "${light_user[@]}" --pattern topic \
   --topic 'cattle.io/octopus/home/status/kitchen/light/{path}' \
   --command-topic 'cattle.io/octopus/home/set/kitchen/light/{path}' \
   --state "$logs/kitchen-light.json" --interval 5 >"$logs/kitchen-light.log" 2>&1 & pids+=($!)
@@ -67,7 +110,7 @@ done
 printf 'adaptors:\n  ble:\n    env:\n      - {name: DBUS_SYSTEM_BUS_ADDRESS, value: "%s"}\n      - {name: DEVICELINK_BLE_ADAPTER, value: hci0}\n' \
   "$ble_bus" >"$logs/adaptor-settings.yaml"
 "$CARGO_TARGET_DIR/debug/devicelink-operator" --adaptor-settings-file "$logs/adaptor-settings.yaml" \
-  >"$logs/operator.log" 2>&1 & pids+=($!)
+  --grant-console "${managed[@]}" >"$logs/operator.log" 2>&1 & pids+=($!)
 DEVICELINK_BIN_DIR="$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR/debug/local-kubelet" >"$logs/local-kubelet.log" 2>&1 & pids+=($!)
 
 # The console, as its ServiceAccount with the chart's rights (the RBAC of
@@ -85,8 +128,27 @@ kubectl config view --raw --minify >"$console_kubeconfig"
 KUBECONFIG=$console_kubeconfig kubectl config set-credentials devicelink-console \
   --token="$(kubectl -n devicelink-system create token devicelink-console --duration=24h)" >/dev/null
 KUBECONFIG=$console_kubeconfig kubectl config set-context --current --user=devicelink-console >/dev/null
+console_identity=()
+if [ ${#managed[@]} -gt 0 ]; then
+  # Its identity on the broker, which the operator makes (the chart grants
+  # reading it the same way).
+  kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: devicelink-console-mqtt, namespace: devicelink-system}
+rules:
+  - {apiGroups: [""], resources: [secrets], resourceNames: [devicelink-console-mqtt], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: devicelink-console-mqtt, namespace: devicelink-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: devicelink-console-mqtt}
+subjects: [{kind: ServiceAccount, name: devicelink-console, namespace: devicelink-system}]
+YAML
+  console_identity=("${managed[@]}" --broker-identity devicelink-system/devicelink-console-mqtt)
+fi
 KUBECONFIG=$console_kubeconfig "$CARGO_TARGET_DIR/debug/devicelink-console" --listen "127.0.0.1:$console_port" \
-  --allowed-brokers 127.0.0.1,localhost >"$logs/console.log" 2>&1 & pids+=($!)
+  --allowed-brokers 127.0.0.1,localhost "${console_identity[@]}" >"$logs/console.log" 2>&1 & pids+=($!)
 # Someone who may watch and write the examples' DeviceLinks through it.
 kubectl apply -f - <<'YAML'
 apiVersion: v1
@@ -126,13 +188,14 @@ kubectl wait --for=condition=DeviceConnected dl/living-room-fan dl/localhost-rob
   dl/packaging-line dl/xiaomi-thermometer dl/desk-lamp --timeout=120s
 kubectl get dl
 echo
-echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell:" >&2
+echo "Live MQTT messages on cattle.io/# and factory/# (Ctrl-C to stop). In another shell (as the demo's" >&2
+echo "broker user; the adaptors and the console have identities of their own the operator keeps):" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl patch dl living-room-fan --type=merge -p '{\"spec\":{\"template\":{\"spec\":{\"gear\":\"fast\"}}}}'" >&2
-echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
-echo "  mosquitto_pub -p $port -t cattle.io/octopus/default/kitchen-light/set -m '{\"gear\": \"high\"}'" >&2
-echo "  mosquitto_pub -p $port -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
-echo "  mosquitto_pub -p $port -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
-echo "  mosquitto_pub -p $port -t 'cattle.io/octopus/default/desk-lamp/\$write' -m '{\"power\": \"ON\"}'" >&2
+echo "  mosquitto_pub -p $port ${mqtt_user[*]} -t cattle.io/octopus/default/thermometer/set -m '{\"high-temperature-limit\": 35}'" >&2
+echo "  mosquitto_pub -p $port ${mqtt_user[*]} -t cattle.io/octopus/default/kitchen-light/set -m '{\"gear\": \"high\"}'" >&2
+echo "  mosquitto_pub -p $port ${mqtt_user[*]} -t cattle.io/octopus/\$(kubectl get dl localhost-robot -o jsonpath='{.metadata.uid}')/set -m '{\"friends\": [\"ann\", \"bob\"]}'" >&2
+echo "  mosquitto_pub -p $port ${mqtt_user[*]} -t 'factory/default/packaging-line/\$write' -m '{\"integer\": 7, \"bytes\": \"hello\"}'" >&2
+echo "  mosquitto_pub -p $port ${mqtt_user[*]} -t 'cattle.io/octopus/default/desk-lamp/\$write' -m '{\"power\": \"ON\"}'" >&2
 console_ready() {
   "$DEVICELINK_CACHE/venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
     "http://127.0.0.1:$console_port/readyz" 2>/dev/null
@@ -142,4 +205,4 @@ console_ready || { echo "demo: the console did not start; see $logs/console.log"
 echo "The console: http://127.0.0.1:$console_port/ (namespace default), with the token of" >&2
 echo "  eval \"\$(e2e/controlplane/cluster.sh env)\"; kubectl create token demo-operator --audience devicelink-console" >&2
 echo "Logs: $logs" >&2
-mosquitto_sub -p "$port" -t 'cattle.io/#' -t 'factory/#' -v
+mosquitto_sub -p "$port" "${mqtt_user[@]}" -t 'cattle.io/#' -t 'factory/#' -v
