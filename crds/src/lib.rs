@@ -7,6 +7,7 @@
 
 pub mod adaptor;
 pub mod ble;
+pub mod broker_credential;
 pub mod condition;
 pub mod credentials;
 pub mod devicelink;
@@ -45,6 +46,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         opcua::OPCUADevice::crd(),
         ble::BluetoothDevice::crd(),
         mqtt_device::MQTTDevice::crd(),
+        broker_credential::BrokerCredential::crd(),
     ]
 }
 

@@ -9,13 +9,18 @@
 use std::time::Duration;
 
 use devicelink_api::DeviceLink;
+use devicelink_api::broker_credential::BrokerCredential;
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
     delete_links_and_wait, dummy_link, eventually, kwok_node,
     mqtt::{self, Subscriber},
     process::{free_port, operator_sharing},
 };
-use k8s_openapi::api::core::v1::{Node, Secret};
+use devicelink_e2e::{client_as, eventually_showing};
+use k8s_openapi::api::{
+    core::v1::{Node, Secret},
+    rbac::v1::{Role, RoleBinding},
+};
 use kube::{Api, api::PostParams};
 use serde_json::json;
 
@@ -187,6 +192,210 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     .await;
     operator.stop().await;
     let _ = nodes.delete(OTHER_NODE, &Default::default()).await;
+}
+
+/// Who asks for credentials: Carol may update the DeviceLinks of the first
+/// namespace, Dave may only get them; both may create BrokerCredentials in
+/// both namespaces (the admission policy, not RBAC, decides).
+const CAROL: &str = "e2e-carol";
+const DAVE: &str = "e2e-dave";
+
+#[tokio::test]
+async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks() {
+    let namespace = "e2e-credentials";
+    let other = "e2e-credentials-other";
+    let (_guard, client) = begin(namespace).await;
+    devicelink_e2e::ensure_namespace(&client, other).await;
+    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
+    let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    apply(
+        &system,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
+                "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
+    )
+    .await;
+    let operator = operator_sharing(
+        "operator",
+        true,
+        &["--managed-broker", &broker.url(), "--grant-console"],
+    );
+    let _kubelet = LocalKubelet::start(client.clone());
+    let fan = |namespace: &str, name: &str| {
+        dummy_link(
+            namespace,
+            name,
+            "edge-worker",
+            json!({"spec": {
+                "protocol": {"location": "plant"}, "gear": "slow", "on": false,
+                "extension": {"mqtt": {
+                    "client": {"server": broker.url()},
+                    "message": {"topic": "cattle.io/octopus/:namespace/:name", "qos": 1},
+                }},
+            }}),
+        )
+    };
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let other_links: Api<DeviceLink> = Api::namespaced(client.clone(), other);
+    create_connected(&links, &fan(namespace, "fan")).await;
+    create_connected(&other_links, &fan(other, "boiler")).await;
+
+    for (ns, user, verbs) in [
+        (namespace, CAROL, json!(["get", "list", "watch", "update"])),
+        (namespace, DAVE, json!(["get", "list", "watch"])),
+    ] {
+        let role = format!("{user}-devicelinks");
+        apply(
+            &Api::<Role>::namespaced(client.clone(), ns),
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": role, "namespace": ns},
+                "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": verbs}]}),
+        )
+        .await;
+        apply(
+            &Api::<RoleBinding>::namespaced(client.clone(), ns),
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": role, "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+        )
+        .await;
+    }
+    for ns in [namespace, other] {
+        for user in [CAROL, DAVE] {
+            let name = format!("{user}-credentials");
+            apply(
+                &Api::<RoleBinding>::namespaced(client.clone(), ns),
+                &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": {"name": name, "namespace": ns},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": "devicelink-broker-credentials-edit"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+            )
+            .await;
+        }
+    }
+    let credential = |ns: &str, name: &str, access: &str| -> BrokerCredential {
+        serde_json::from_value(
+            json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "BrokerCredential",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"access": access}}),
+        )
+        .unwrap()
+    };
+    let create = PostParams::default();
+    let as_user = |user: &'static str, ns: &'static str| async move {
+        Api::<BrokerCredential>::namespaced(client_as(user).await, ns)
+    };
+
+    // Carol may update the first namespace's DeviceLinks: her writer is
+    // taken (once her Roles reach the authorizer). Dave may only get them,
+    // and Carol may not update the other namespace's: both are refused,
+    // saying why.
+    let carols = as_user(CAROL, namespace).await;
+    eventually_showing("Carol's writer credential to be taken", WAIT, || async {
+        carols
+            .create(&create, &credential(namespace, "carol", "Write"))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let refused = as_user(DAVE, namespace)
+        .await
+        .create(&create, &credential(namespace, "dave", "Write"))
+        .await;
+    let message = format!("{refused:?}");
+    assert!(
+        message.contains("e2e-dave may not update DeviceLinks in namespace e2e-credentials"),
+        "{message}"
+    );
+    let refused = as_user(CAROL, other)
+        .await
+        .create(&create, &credential(other, "carol", "Write"))
+        .await;
+    assert!(
+        format!("{refused:?}")
+            .contains("may not update DeviceLinks in namespace e2e-credentials-other"),
+        "{refused:?}"
+    );
+    // A reader is Dave's to have.
+    as_user(DAVE, namespace)
+        .await
+        .create(&create, &credential(namespace, "dave", "Read"))
+        .await
+        .expect("Dave's reader credential");
+
+    // The operator issues Carol's: a Secret in her namespace, named in the
+    // status. With it she writes her namespace's fan, not the other's boiler.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let carol = identity(&secrets, "carol-broker-credential").await;
+    let boiler_write = format!("cattle.io/octopus/{other}/boiler/$write");
+    let mut boiler_replies =
+        Subscriber::start_as(broker.port, &format!("{boiler_write}/$reply"), Some(ADMIN)).await;
+    let publish = |user: &(String, String), topic: &str, payload: &'static [u8]| {
+        let (user, topic, port) = (user.clone(), topic.to_string(), broker.port);
+        async move { mqtt::publish_as(port, Some((&user.0, &user.1)), &topic, payload).await }
+    };
+    let fan_write = format!("cattle.io/octopus/{namespace}/fan/$write");
+    // Everything she subscribes to brings her namespace's messages only
+    // (the boiler's retained status included, which would come first).
+    let mut seen_by_carol = Subscriber::start_as(
+        broker.port,
+        "cattle.io/octopus/#",
+        Some((&carol.0, &carol.1)),
+    )
+    .await;
+    let mut answer_for_carol = async |wanted: serde_json::Value| {
+        loop {
+            let m = seen_by_carol.next(WAIT).await;
+            assert!(
+                m.topic
+                    .starts_with(&format!("cattle.io/octopus/{namespace}/")),
+                "a credential must not receive another namespace's messages: {m:?}"
+            );
+            if m.topic == format!("{fan_write}/$reply") {
+                assert_eq!(m.payload["applied"], wanted, "{m:?}");
+                return;
+            }
+        }
+    };
+    let console = identity(&system, "devicelink-console-mqtt").await;
+    publish(&carol, &boiler_write, br#"{"gear": "fast"}"#).await;
+    publish(&console, &boiler_write, br#"{"gear": "middle"}"#).await;
+    assert_eq!(
+        boiler_replies.next(WAIT).await.payload["applied"],
+        json!({"gear": "middle"}),
+        "a credential of one namespace must not write another's device"
+    );
+    publish(&carol, &fan_write, br#"{"gear": "middle"}"#).await;
+    answer_for_carol(json!({"gear": "middle"})).await;
+    // A reader's write is refused: the next answer is to Carol's after it.
+    let dave = identity(&secrets, "dave-broker-credential").await;
+    publish(&dave, &fan_write, br#"{"gear": "fast"}"#).await;
+    publish(&carol, &fan_write, br#"{"gear": "slow"}"#).await;
+    answer_for_carol(json!({"gear": "slow"})).await;
+    drop(seen_by_carol);
+
+    // Withdrawn: its Secret and its username go.
+    Api::<BrokerCredential>::namespaced(client.clone(), namespace)
+        .delete("carol", &Default::default())
+        .await
+        .expect("delete the credential");
+    eventually(
+        "Carol's username to be refused",
+        Duration::from_secs(120),
+        || async {
+            mqtt::admits(LOCAL, broker.port, Some((&carol.0, &carol.1)))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+
+    delete_links_and_wait(&links, &["fan"]).await;
+    delete_links_and_wait(&other_links, &["boiler"]).await;
+    operator.stop().await;
 }
 
 /// The username and password an identity Secret holds now.

@@ -10,7 +10,7 @@ use devicelink_e2e::{
     SYSTEM_NAMESPACE, apply, begin, client_as, eventually_showing, kubectl::can_i,
 };
 use k8s_openapi::api::{
-    core::v1::{Pod, ServiceAccount},
+    core::v1::{Pod, Secret, ServiceAccount},
     rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
@@ -436,11 +436,94 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
         "devicelinks.edge.cattle.io",
         NAMESPACE
     ));
-    assert!(!operator_can("create", "secrets", NAMESPACE));
+    // It makes the Secrets of broker identities and BrokerCredentials in
+    // any namespace; devicelink-operator-secrets holds it to those (the
+    // next test).
+    assert!(!operator_can("update", "secrets", NAMESPACE));
     assert!(!operator_can("get", "pods", NAMESPACE));
 
     admin_bindings
         .delete(foreign, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_operator_account_writes_only_the_secrets_of_broker_identities() {
+    let (_guard, admin) = begin(NAMESPACE).await;
+    let operator = client_as(&operator_account()).await;
+    let create = PostParams::default();
+    // A tenant's Secret, which RBAC alone would let the operator rewrite or
+    // delete (it makes broker identities' Secrets in any namespace).
+    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
+    let _ = admin_secrets
+        .delete("plant-mqtt", &DeleteParams::default())
+        .await;
+    admin_secrets
+        .create(
+            &create,
+            &typed(
+                json!({"metadata": {"name": "plant-mqtt"}, "stringData": {"password": "s3cret"}}),
+            ),
+        )
+        .await
+        .expect("the admin creates a Secret");
+    let secrets: Api<Secret> = Api::namespaced(operator.clone(), NAMESPACE);
+    let message = eventually_showing("the operator secrets policy to refuse", WAIT, || async {
+        match secrets
+            .patch(
+                "plant-mqtt",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"password": "mallory"}})),
+            )
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.message.contains("devicelink-operator-secrets") => {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains("may write only the Secrets of broker identities and BrokerCredentials it made, not secret plant-mqtt"),
+        "{message}"
+    );
+    refusal_by(
+        "devicelink-operator-secrets",
+        "deleting a tenant's Secret",
+        secrets.delete("plant-mqtt", &DeleteParams::default()).await,
+    );
+    // Taking it over by labelling it as its own: the old object decides.
+    let mut labels = owned_meta("plant-mqtt", Some(NAMESPACE));
+    labels["labels"]["app.kubernetes.io/component"] = json!("broker-identity");
+    refusal_by(
+        "devicelink-operator-secrets",
+        "labelling a tenant's Secret as its own",
+        secrets
+            .patch(
+                "plant-mqtt",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": labels})),
+            )
+            .await,
+    );
+    // A Secret of its own shape is made and removed.
+    let mut meta = owned_meta("e2e-ops-broker-credential", Some(NAMESPACE));
+    meta["labels"]["app.kubernetes.io/component"] = json!("broker-identity");
+    secrets
+        .create(
+            &create,
+            &typed(json!({"metadata": meta, "stringData": {"password": "x"}})),
+        )
+        .await
+        .expect("a broker identity's Secret is admitted");
+    secrets
+        .delete("e2e-ops-broker-credential", &DeleteParams::default())
+        .await
+        .expect("and removed");
+    assert_eq!(
+        admin_secrets.get("plant-mqtt").await.unwrap().data.unwrap()["password"].0,
+        b"s3cret"
+    );
 }

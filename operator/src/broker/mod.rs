@@ -28,7 +28,13 @@ use std::{
 };
 
 use base64::Engine;
-use devicelink_api::{DeviceLink, labels};
+use devicelink_api::{
+    DeviceLink,
+    broker_credential::{BrokerAccessLevel, BrokerCredential, BrokerCredentialStatus},
+    labels,
+};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::{
     ByteString,
     api::{
@@ -37,9 +43,9 @@ use k8s_openapi::{
     },
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
-    runtime::reflector::Store,
+    runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
 };
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -107,6 +113,18 @@ pub async fn run(client: Client, config: Config, links: Store<DeviceLink>, acces
         tracing::error!(error = %e, "--managed-broker");
         return;
     }
+    // BrokerCredentials, as they are asked for and withdrawn.
+    let (credentials, writer) = reflector::store();
+    let watch = reflector(
+        writer,
+        watcher(
+            Api::<BrokerCredential>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| std::future::ready(()));
+    let _watching = AbortOnDrop(tokio::spawn(watch));
     let mut sync = Sync::new(client, config, access);
     let mut ticks = tokio::time::interval(PASS_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,7 +132,11 @@ pub async fn run(client: Client, config: Config, links: Store<DeviceLink>, acces
     loop {
         ticks.tick().await;
         let links = links.state();
-        match sync.pass(links.iter().map(|l| l.as_ref())).await {
+        let credentials = credentials.state();
+        match sync
+            .pass(links.iter().map(|l| l.as_ref()), &credentials)
+            .await
+        {
             Ok(()) => last_error.clear(),
             Err(e) => {
                 let e = e.to_string();
@@ -126,6 +148,14 @@ pub async fn run(client: Client, config: Config, links: Store<DeviceLink>, acces
                 sync.broker = None;
             }
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -183,16 +213,18 @@ impl Sync {
         }
     }
 
-    fn namespace_of(&self, identity: &Identity) -> &str {
+    fn namespace_of<'a>(&'a self, identity: &'a Identity) -> &'a str {
         match identity {
             Identity::Adaptor(_) => &self.config.adaptor_namespace,
             Identity::Console => &self.config.lease_namespace,
+            Identity::Credential(namespace, _) => namespace,
         }
     }
 
     async fn pass<'a>(
         &mut self,
         links: impl IntoIterator<Item = &'a DeviceLink>,
+        credentials: &[Arc<BrokerCredential>],
     ) -> Result<(), SyncError> {
         let full = self
             .last_full
@@ -222,10 +254,21 @@ impl Sync {
         if self.secrets.is_none() {
             self.secrets = Some(self.read_secrets().await?);
         }
-        let wanted = plan::roles(links, self.config.grant_console);
+        let requests: Vec<plan::CredentialRequest> = credentials
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .map(|c| {
+                (
+                    c.namespace().unwrap_or_default(),
+                    c.name_any(),
+                    c.spec.access == BrokerAccessLevel::Write,
+                )
+            })
+            .collect();
+        let wanted = plan::roles(links, self.config.grant_console, &requests);
         self.sync_roles(&wanted).await?;
         *self.access.granted.write().unwrap() = wanted.clone();
-        self.sync_identities(&wanted).await?;
+        self.sync_identities(&wanted, credentials).await?;
         if full {
             self.remove_unwanted(&wanted).await?;
         }
@@ -282,10 +325,11 @@ impl Sync {
                 continue;
             };
             let acls = list(&Some(role.clone()), "acls")
-                .filter(|a| a["allow"].as_bool() == Some(true))
                 .map(|a| Acl {
                     kind: a["acltype"].as_str().unwrap_or_default().into(),
                     topic: a["topic"].as_str().unwrap_or_default().into(),
+                    allow: a["allow"].as_bool().unwrap_or(false),
+                    priority: a["priority"].as_i64().unwrap_or(0),
                 })
                 .collect();
             state.roles.insert(name.to_string(), acls);
@@ -312,18 +356,12 @@ impl Sync {
     async fn read_secrets(&self) -> Result<BTreeMap<Identity, Credentials>, SyncError> {
         let mut found = BTreeMap::new();
         let selector = format!("{}={COMPONENT}", labels::COMPONENT);
-        let mut namespaces = vec![self.config.adaptor_namespace.clone()];
-        if self.config.lease_namespace != self.config.adaptor_namespace {
-            namespaces.push(self.config.lease_namespace.clone());
-        }
-        for namespace in namespaces {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            for secret in api.list(&ListParams::default().labels(&selector)).await? {
-                if let Some((identity, credentials)) = parse_secret(&secret)
-                    && self.namespace_of(&identity) == namespace
-                {
-                    found.insert(identity, credentials);
-                }
+        let api: Api<Secret> = Api::all(self.client.clone());
+        for secret in api.list(&ListParams::default().labels(&selector)).await? {
+            if let Some((identity, credentials)) = parse_secret(&secret)
+                && self.namespace_of(&identity) == secret.namespace().unwrap_or_default()
+            {
+                found.insert(identity, credentials);
             }
         }
         Ok(found)
@@ -335,7 +373,7 @@ impl Sync {
         let mut commands = Vec::new();
         for (identity, acls) in wanted {
             let name = identity.name();
-            match broker.roles.get(name) {
+            match broker.roles.get(&name) {
                 None => commands.push(json!({"command": "createRole", "rolename": name,
                     "acls": acls.iter().map(Acl::to_json).collect::<Vec<_>>()})),
                 Some(have) => {
@@ -349,6 +387,9 @@ impl Sync {
                         commands.push(json!({"command": "removeRoleACL", "rolename": name,
                             "acltype": acl.kind, "topic": acl.topic}));
                     }
+                    // An entry whose allow or priority changed is removed
+                    // (by kind and topic) before it is added again.
+                    commands.sort_by_key(|c| c["command"] != "removeRoleACL");
                 }
             }
         }
@@ -360,16 +401,18 @@ impl Sync {
         }
         let broker = self.broker.as_mut().expect("read");
         for (identity, acls) in wanted {
-            broker
-                .roles
-                .insert(identity.name().to_string(), acls.clone());
+            broker.roles.insert(identity.name(), acls.clone());
         }
         Ok(())
     }
 
     /// Gives every wanted identity a Secret, its username on the broker
     /// (rotating when due), and its reader Role.
-    async fn sync_identities(&mut self, wanted: &Roles) -> Result<(), SyncError> {
+    async fn sync_identities(
+        &mut self,
+        wanted: &Roles,
+        credentials: &[Arc<BrokerCredential>],
+    ) -> Result<(), SyncError> {
         let now = unix_now();
         let rotation = self.config.broker_identity_rotation.as_secs().max(1);
         for identity in wanted.keys() {
@@ -404,14 +447,20 @@ impl Sync {
                 for c in &commands {
                     let username = c["username"].as_str().unwrap_or_default().to_string();
                     let description = c["textdescription"].as_str().unwrap_or_default();
-                    broker.clients.insert(
-                        username,
-                        (description.to_string(), vec![identity.name().to_string()]),
-                    );
+                    broker
+                        .clients
+                        .insert(username, (description.to_string(), vec![identity.name()]));
                 }
             }
+            let owner = match identity {
+                Identity::Credential(namespace, name) => credentials
+                    .iter()
+                    .find(|c| c.namespace().as_deref() == Some(namespace) && c.name_any() == *name)
+                    .cloned(),
+                _ => None,
+            };
             if let Some(next) = next {
-                self.write_secret(identity, &next).await?;
+                self.write_secret(identity, &next, owner.as_deref()).await?;
                 if current.is_some() {
                     info!(
                         identity = identity.name(),
@@ -427,6 +476,9 @@ impl Sync {
                 self.grant_reading(identity).await?;
                 self.readable.insert(identity.clone());
             }
+            if let Some(owner) = owner {
+                report(&self.client, &owner, identity, &using).await?;
+            }
         }
         Ok(())
     }
@@ -436,11 +488,13 @@ impl Sync {
     fn client_command(&self, identity: &Identity, credentials: &Credentials) -> Option<Value> {
         let username = identity.username(credentials.slot);
         let description = fingerprint(&credentials.password);
-        let role = identity.name().to_string();
+        let role = identity.name();
         let broker = self.broker.as_ref().unwrap();
         let command = match broker.clients.get(&username) {
             None => "createClient",
-            Some((d, roles)) if *d == description && *roles == [role.clone()] => return None,
+            Some((d, roles)) if *d == description && roles.as_slice() == [role.clone()] => {
+                return None;
+            }
             // Changing a password disconnects who used the old one.
             Some(_) => "modifyClient",
         };
@@ -466,6 +520,7 @@ impl Sync {
         &self,
         identity: &Identity,
         credentials: &Credentials,
+        owner: Option<&BrokerCredential>,
     ) -> Result<(), SyncError> {
         let namespace = self.namespace_of(identity);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
@@ -474,6 +529,10 @@ impl Sync {
                 name: Some(identity.secret()),
                 namespace: Some(namespace.to_string()),
                 labels: Some(component_labels()),
+                // Goes with its BrokerCredential.
+                owner_references: owner
+                    .and_then(|o| o.controller_owner_ref(&()))
+                    .map(|o| vec![o]),
                 annotations: Some(
                     [(ROTATED_AT.to_string(), credentials.rotated_at.to_string())].into(),
                 ),
@@ -551,16 +610,16 @@ impl Sync {
     /// Removes the roles, usernames, Secrets and reader Roles of identities
     /// no DeviceLink calls for any more.
     async fn remove_unwanted(&mut self, wanted: &Roles) -> Result<(), SyncError> {
-        let names: BTreeSet<&str> = wanted.keys().map(Identity::name).collect();
+        let names: BTreeSet<String> = wanted.keys().map(Identity::name).collect();
         let broker = self.broker.as_ref().unwrap();
         let mut commands = Vec::new();
         for username in broker.clients.keys() {
-            if Identity::of_username(username).is_some_and(|(n, _)| !names.contains(n.as_str())) {
+            if Identity::of_username(username).is_some_and(|(n, _)| !names.contains(&n)) {
                 commands.push(json!({"command": "deleteClient", "username": username}));
             }
         }
         for role in broker.roles.keys() {
-            if !names.contains(role.as_str()) {
+            if !names.contains(role) {
                 commands.push(json!({"command": "deleteRole", "rolename": role}));
             }
         }
@@ -595,6 +654,51 @@ impl Sync {
     }
 }
 
+/// Tells the BrokerCredential's author where the credential is.
+async fn report(
+    client: &Client,
+    owner: &BrokerCredential,
+    identity: &Identity,
+    using: &Credentials,
+) -> Result<(), kube::Error> {
+    let secret_name = identity.secret();
+    let username = identity.username(using.slot);
+    let status = owner.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready
+        && status.secret_name.as_deref() == Some(secret_name.as_str())
+        && status.username.as_deref() == Some(username.as_str())
+    {
+        return Ok(());
+    }
+    let api: Api<BrokerCredential> =
+        Api::namespaced(client.clone(), &owner.namespace().unwrap_or_default());
+    let status = BrokerCredentialStatus {
+        secret_name: Some(secret_name.clone()),
+        username: Some(username),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Issued".into(),
+            message: format!(
+                "the broker takes the username and password in Secret {secret_name}; they change every rotation"
+            ),
+            last_transition_time: devicelink_api::condition::now(),
+            observed_generation: owner.metadata.generation,
+        }],
+    };
+    api.patch_status(
+        &owner.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -626,11 +730,7 @@ fn parse_secret(secret: &Secret) -> Option<(Identity, Credentials)> {
         String::from_utf8(bytes.0.clone()).ok()
     };
     let (name, slot) = Identity::of_username(&item("username")?)?;
-    let identity = if name == crate::adaptor_access::CONSOLE {
-        Identity::Console
-    } else {
-        Identity::Adaptor(name)
-    };
+    let identity = Identity::of_name(&name)?;
     if secret.name_any() != identity.secret() {
         return None;
     }

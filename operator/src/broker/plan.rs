@@ -22,6 +22,8 @@ pub enum Identity {
     Adaptor(String),
     /// The live console.
     Console,
+    /// A BrokerCredential: (namespace, name).
+    Credential(String, String),
 }
 
 /// Every identity has two usernames: the Secret names one, and a rotation
@@ -45,20 +47,43 @@ impl Slot {
 /// Names of ours on the broker (roles, usernames) start with this; the
 /// operator removes such names it no longer wants.
 pub const PREFIX: &str = "devicelink-";
+/// How BrokerCredentials' names start.
+const CREDENTIAL: &str = "devicelink-credential";
 
 impl Identity {
-    /// Its name: the adaptor pod's, or `devicelink-console`. Also the name
-    /// of its role on the broker.
-    pub fn name(&self) -> &str {
+    /// Its name: the adaptor pod's, `devicelink-console`, or
+    /// `devicelink-credential/<namespace>/<name>`. Also the name of its
+    /// role on the broker.
+    pub fn name(&self) -> String {
         match self {
-            Identity::Adaptor(pod) => pod,
-            Identity::Console => crate::adaptor_access::CONSOLE,
+            Identity::Adaptor(pod) => pod.clone(),
+            Identity::Console => crate::adaptor_access::CONSOLE.to_string(),
+            Identity::Credential(namespace, name) => {
+                format!("{CREDENTIAL}/{namespace}/{name}")
+            }
         }
     }
 
-    /// The Secret holding its current username and password.
+    /// The identity of a name of ours.
+    pub fn of_name(name: &str) -> Option<Identity> {
+        if name == crate::adaptor_access::CONSOLE {
+            return Some(Identity::Console);
+        }
+        if let Some(rest) = name.strip_prefix(&format!("{CREDENTIAL}/")) {
+            let (namespace, name) = rest.split_once('/')?;
+            return Some(Identity::Credential(namespace.into(), name.into()));
+        }
+        name.starts_with("devicelink-adaptor-")
+            .then(|| Identity::Adaptor(name.to_string()))
+    }
+
+    /// The Secret holding its current username and password (in the
+    /// adaptor namespace, the operator's, or the credential's own).
     pub fn secret(&self) -> String {
-        format!("{}-mqtt", self.name())
+        match self {
+            Identity::Credential(_, name) => format!("{name}-broker-credential"),
+            other => format!("{}-mqtt", other.name()),
+        }
     }
 
     pub fn username(&self, slot: Slot) -> String {
@@ -81,12 +106,16 @@ impl Identity {
     }
 }
 
-/// One ACL entry of a role (all allow).
+/// One ACL entry of a role.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Acl {
     /// The plugin's ACL type: publishClientSend, subscribeLiteral, ...
     pub kind: String,
     pub topic: String,
+    pub allow: bool,
+    /// Entries of higher priority are checked first; the first that
+    /// matches decides.
+    pub priority: i64,
 }
 
 impl Acl {
@@ -94,24 +123,45 @@ impl Acl {
         Acl {
             kind: kind.into(),
             topic: topic.into(),
+            allow: true,
+            priority: 0,
+        }
+    }
+
+    /// Nothing else of this kind (checked after every allow).
+    fn deny_the_rest(kind: &str) -> Acl {
+        Acl {
+            kind: kind.into(),
+            topic: "#".into(),
+            allow: false,
+            priority: -1,
         }
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"acltype": self.kind, "topic": self.topic, "allow": true})
+        json!({"acltype": self.kind, "topic": self.topic, "allow": self.allow,
+               "priority": self.priority})
     }
 }
 
 /// The role of every identity the DeviceLinks call for.
 pub type Roles = BTreeMap<Identity, BTreeSet<Acl>>;
 
+/// A BrokerCredential as the plan needs it: (namespace, name, writes).
+pub type CredentialRequest = (String, String, bool);
+
 /// The identities and roles `links` call for: one per adaptor pod serving
 /// any of them (its pod gets the identity whatever broker its devices
-/// use), and the console's if `console`. DeviceLinks on the managed broker
-/// without credentials of their own get their topics granted: to the
-/// adaptor, publishing status (and will) and answers, and taking writes; to
-/// the console, writing.
-pub fn roles<'a>(links: impl IntoIterator<Item = &'a DeviceLink>, console: bool) -> Roles {
+/// use), the console's if `console`, and one per BrokerCredential.
+/// DeviceLinks on the managed broker without credentials of their own get
+/// their topics granted: to the adaptor, publishing status (and will) and
+/// answers, and taking writes; to the console, writing; to a credential of
+/// their namespace, receiving status and answers, and writing if it may.
+pub fn roles<'a>(
+    links: impl IntoIterator<Item = &'a DeviceLink>,
+    console: bool,
+    credentials: &[CredentialRequest],
+) -> Roles {
     let mut roles = Roles::new();
     if console {
         // It follows every device's status and its writes' answers.
@@ -119,6 +169,16 @@ pub fn roles<'a>(links: impl IntoIterator<Item = &'a DeviceLink>, console: bool)
             .entry(Identity::Console)
             .or_default()
             .insert(Acl::new("subscribePattern", "#"));
+    }
+    for (namespace, name, _) in credentials {
+        // Any subscription, but only its devices' messages are delivered.
+        roles
+            .entry(Identity::Credential(namespace.clone(), name.clone()))
+            .or_default()
+            .extend([
+                Acl::new("subscribePattern", "#"),
+                Acl::deny_the_rest("publishClientReceive"),
+            ]);
     }
     for link in links {
         if link.metadata.deletion_timestamp.is_some() {
@@ -139,6 +199,19 @@ pub fn roles<'a>(links: impl IntoIterator<Item = &'a DeviceLink>, console: bool)
                 .entry(Identity::Console)
                 .or_default()
                 .insert(Acl::new("publishClientSend", topics.write.clone()));
+        }
+        let namespace = link.namespace().unwrap_or_default();
+        for (_, name, writes) in credentials.iter().filter(|c| c.0 == namespace) {
+            let acls = roles
+                .entry(Identity::Credential(namespace.clone(), name.clone()))
+                .or_default();
+            acls.extend([
+                Acl::new("publishClientReceive", topics.status.clone()),
+                Acl::new("publishClientReceive", format!("{}/+", topics.write)),
+            ]);
+            if *writes {
+                acls.insert(Acl::new("publishClientSend", topics.write.clone()));
+            }
         }
     }
     roles
@@ -245,7 +318,7 @@ mod tests {
             // Another broker.
             link("far", "edge-1", "tcp://elsewhere:1883", false),
         ];
-        let roles = roles(links.iter(), true);
+        let roles = roles(links.iter(), true, &[("plant".into(), "ops".into(), true)]);
         let edge1 = &roles[&Identity::Adaptor("devicelink-adaptor-dummy-edge-1".into())];
         let topics: BTreeSet<_> = edge1
             .iter()
@@ -307,6 +380,43 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_reaches_only_its_namespace_and_writes_only_if_it_may() {
+        devicelink_mqtt::identity::set_managed_broker(&["tcp://broker.devicelink:1883".into()])
+            .unwrap();
+        let mut elsewhere = link("boiler", "edge-1", "tcp://broker.devicelink:1883", false);
+        elsewhere.metadata.namespace = Some("other".into());
+        let links = [
+            link("fan", "edge-1", "tcp://broker.devicelink:1883", false),
+            elsewhere,
+        ];
+        let requests = [
+            ("plant".to_string(), "writer".to_string(), true),
+            ("plant".to_string(), "reader".to_string(), false),
+        ];
+        let roles = roles(links.iter(), false, &requests);
+        let shown = |name: &str| -> Vec<String> {
+            let mut acls: Vec<String> = roles[&Identity::Credential("plant".into(), name.into())]
+                .iter()
+                .map(|a| format!("{} {} {} {}", a.kind, a.topic, a.allow, a.priority))
+                .collect();
+            acls.sort();
+            acls
+        };
+        let fan = "cattle.io/octopus/plant/fan";
+        assert_eq!(
+            shown("reader"),
+            [
+                format!("publishClientReceive # false -1"),
+                format!("publishClientReceive {fan} true 0"),
+                format!("publishClientReceive {fan}/$write/+ true 0"),
+                format!("subscribePattern # true 0"),
+            ]
+        );
+        assert!(shown("writer").contains(&format!("publishClientSend {fan}/$write true 0")));
+        assert!(shown("writer").iter().all(|a| !a.contains("boiler")));
+    }
+
+    #[test]
     fn usernames_name_their_identity_and_slot() {
         let id = Identity::Adaptor("devicelink-adaptor-dummy-edge-1".into());
         let a = id.username(Slot::A);
@@ -316,6 +426,13 @@ mod tests {
             Some(("devicelink-adaptor-dummy-edge-1".into(), Slot::A))
         );
         assert_eq!(Identity::of_username("admin"), None);
+        let credential = Identity::Credential("plant".into(), "ops".into());
+        assert_eq!(
+            Identity::of_name(&credential.name()),
+            Some(credential.clone())
+        );
+        assert_eq!(credential.secret(), "ops-broker-credential");
+        assert_eq!(Identity::of_name(&id.name()), Some(id.clone()));
         assert_eq!(Identity::of_username("someone/a"), None);
     }
 }
