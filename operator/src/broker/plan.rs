@@ -406,10 +406,10 @@ mod tests {
         assert_eq!(
             shown("reader"),
             [
-                format!("publishClientReceive # false -1"),
+                "publishClientReceive # false -1".to_string(),
                 format!("publishClientReceive {fan} true 0"),
                 format!("publishClientReceive {fan}/$write/+ true 0"),
-                format!("subscribePattern # true 0"),
+                "subscribePattern # true 0".to_string(),
             ]
         );
         assert!(shown("writer").contains(&format!("publishClientSend {fan}/$write true 0")));
