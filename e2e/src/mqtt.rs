@@ -159,11 +159,27 @@ impl Subscriber {
         timeout: Duration,
         wanted: impl Fn(&serde_json::Value) -> bool,
     ) -> Received {
+        self.next_matching_unless(timeout, wanted, |_| false, "")
+            .await
+    }
+
+    /// Like [`Subscriber::next_matching`], and panics with `why` if a
+    /// message satisfying `forbidden` comes first (one connection gets
+    /// messages in the order the broker took them: what a broker should
+    /// have refused shows up before what was published after it).
+    pub async fn next_matching_unless(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+        forbidden: impl Fn(&serde_json::Value) -> bool,
+        why: &str,
+    ) -> Received {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = serde_json::Value::Null;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.try_next(left).await {
+                Some(m) if forbidden(&m.payload) => panic!("{why}: {m:?}"),
                 Some(m) if wanted(&m.payload) => return m,
                 Some(m) => last = m.payload,
                 None => panic!("no matching MQTT message within {timeout:?}; last: {last}"),

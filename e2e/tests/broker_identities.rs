@@ -33,15 +33,7 @@ const OTHER_NODE: &str = "e2e-identities-other";
 async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     let namespace = "e2e-identities";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
-    let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    apply(
-        &system,
-        &json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
-                "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
-    )
-    .await;
+    let (broker, system) = managed_broker(&client).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let _ = nodes
         .create(&PostParams::default(), &kwok_node(OTHER_NODE))
@@ -64,22 +56,8 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     // Two fans on two nodes, on the managed broker with no credentials of
     // their own: each adaptor connects with the identity it was given.
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
-    let fan = |name: &str, node: &str| {
-        dummy_link(
-            namespace,
-            name,
-            node,
-            json!({"spec": {
-                "protocol": {"location": "plant"}, "gear": "slow", "on": false,
-                "extension": {"mqtt": {
-                    "client": {"server": broker.url()},
-                    "message": {"topic": "cattle.io/octopus/:namespace/:name", "qos": 1},
-                }},
-            }}),
-        )
-    };
-    create_connected(&links, &fan("fan", "edge-worker")).await;
-    create_connected(&links, &fan("pump", OTHER_NODE)).await;
+    create_connected(&links, &fan(&broker, namespace, "fan", "edge-worker")).await;
+    create_connected(&links, &fan(&broker, namespace, "pump", OTHER_NODE)).await;
 
     // No anonymous client, nor a wrong password.
     assert!(
@@ -119,21 +97,14 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
         json!({"ok": true, "applied": {"gear": "middle"}}),
         "another node's adaptor identity must not write this device"
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let seen = status
-            .try_next(left)
-            .await
-            .expect("the status after the console's write within a minute");
-        assert_ne!(
-            seen.payload["gear"], "forged",
-            "another node's adaptor identity must not publish this device's status"
-        );
-        if seen.payload["gear"] == "middle" {
-            break;
-        }
-    }
+    status
+        .next_matching_unless(
+            WAIT,
+            |m| m["gear"] == "middle",
+            |m| m["gear"] == "forged",
+            "another node's adaptor identity must not publish this device's status",
+        )
+        .await;
 
     // Rotation: the Secret moves to the other username with a new password;
     // the adaptor follows and its device still takes writes, and a while
@@ -206,39 +177,17 @@ async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks
     let other = "e2e-credentials-other";
     let (_guard, client) = begin(namespace).await;
     devicelink_e2e::ensure_namespace(&client, other).await;
-    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
-    let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    apply(
-        &system,
-        &json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
-                "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
-    )
-    .await;
+    let (broker, system) = managed_broker(&client).await;
     let operator = operator_sharing(
         "operator",
         true,
         &["--managed-broker", &broker.url(), "--grant-console"],
     );
     let _kubelet = LocalKubelet::start(client.clone());
-    let fan = |namespace: &str, name: &str| {
-        dummy_link(
-            namespace,
-            name,
-            "edge-worker",
-            json!({"spec": {
-                "protocol": {"location": "plant"}, "gear": "slow", "on": false,
-                "extension": {"mqtt": {
-                    "client": {"server": broker.url()},
-                    "message": {"topic": "cattle.io/octopus/:namespace/:name", "qos": 1},
-                }},
-            }}),
-        )
-    };
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let other_links: Api<DeviceLink> = Api::namespaced(client.clone(), other);
-    create_connected(&links, &fan(namespace, "fan")).await;
-    create_connected(&other_links, &fan(other, "boiler")).await;
+    create_connected(&links, &fan(&broker, namespace, "fan", "edge-worker")).await;
+    create_connected(&other_links, &fan(&broker, other, "boiler", "edge-worker")).await;
 
     for (ns, user, verbs) in [
         (namespace, CAROL, json!(["get", "list", "watch", "update"])),
@@ -396,6 +345,38 @@ async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks
     delete_links_and_wait(&links, &["fan"]).await;
     delete_links_and_wait(&other_links, &["boiler"]).await;
     operator.stop().await;
+}
+
+/// mosquitto with the dynamic security plugin, and its admin's Secret where
+/// the operator looks for it (the system namespace's Secrets).
+async fn managed_broker(client: &kube::Client) -> (Mosquitto, Api<Secret>) {
+    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
+    let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    apply(
+        &system,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
+                "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
+    )
+    .await;
+    (broker, system)
+}
+
+/// A fan on `broker` with no credentials of its own: its adaptor connects
+/// with the identity the operator gave it.
+fn fan(broker: &Mosquitto, namespace: &str, name: &str, node: &str) -> DeviceLink {
+    dummy_link(
+        namespace,
+        name,
+        node,
+        json!({"spec": {
+            "protocol": {"location": "plant"}, "gear": "slow", "on": false,
+            "extension": {"mqtt": {
+                "client": {"server": broker.url()},
+                "message": {"topic": "cattle.io/octopus/:namespace/:name", "qos": 1},
+            }},
+        }}),
+    )
 }
 
 /// The username and password an identity Secret holds now.
