@@ -290,6 +290,21 @@ async fn clear_leftovers(client: &Client) {
             let _ = api.delete(name, &DeleteParams::default()).await;
         }
     }
+    // Broker identities an operator made (their Secrets and readers' Roles):
+    // a test that stopped early leaves them; the next operator makes its own.
+    let ours = ListParams::default().labels("app.kubernetes.io/component=broker-identity");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(client.clone());
+    if let Ok(left) = secrets.list_metadata(&ours).await {
+        for secret in left {
+            if let (Some(namespace), Some(name)) =
+                (&secret.metadata.namespace, &secret.metadata.name)
+            {
+                let api: Api<k8s_openapi::api::core::v1::Secret> =
+                    Api::namespaced(client.clone(), namespace);
+                let _ = api.delete(name, &DeleteParams::default()).await;
+            }
+        }
+    }
 }
 
 /// The start of an end-to-end test: this test alone on the control plane,

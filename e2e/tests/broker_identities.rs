@@ -26,6 +26,9 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 const ADMIN: (&str, &str) = ("admin", "admin-password");
+/// Not the chart's name for it: the Helm test installs the chart in the
+/// same namespace later.
+const ADMIN_SECRET: &str = "e2e-mqtt-admin";
 const LOCAL: &str = "127.0.0.1";
 const OTHER_NODE: &str = "e2e-identities-other";
 
@@ -44,6 +47,8 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
         &[
             "--managed-broker",
             &broker.url(),
+            "--managed-broker-admin-secret",
+            ADMIN_SECRET,
             "--grant-console",
             "--broker-identity-rotation",
             "40s",
@@ -162,6 +167,7 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     )
     .await;
     operator.stop().await;
+    remove_broker_identities(&client).await;
     let _ = nodes.delete(OTHER_NODE, &Default::default()).await;
 }
 
@@ -181,7 +187,13 @@ async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks
     let operator = operator_sharing(
         "operator",
         true,
-        &["--managed-broker", &broker.url(), "--grant-console"],
+        &[
+            "--managed-broker",
+            &broker.url(),
+            "--managed-broker-admin-secret",
+            ADMIN_SECRET,
+            "--grant-console",
+        ],
     );
     let _kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
@@ -345,6 +357,23 @@ async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks
     delete_links_and_wait(&links, &["fan"]).await;
     delete_links_and_wait(&other_links, &["boiler"]).await;
     operator.stop().await;
+    remove_broker_identities(&client).await;
+}
+
+/// Removes what the operator made for the broker in the system namespace
+/// (it removes identities no DeviceLink needs only while it runs) and the
+/// admin's Secret: the Helm test installs the chart there later.
+async fn remove_broker_identities(client: &kube::Client) {
+    let labels =
+        kube::api::ListParams::default().labels("app.kubernetes.io/component=broker-identity");
+    let params = kube::api::DeleteParams::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let _ = secrets.delete_collection(&params, &labels).await;
+    let _ = secrets.delete(ADMIN_SECRET, &params).await;
+    let roles: Api<Role> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let _ = roles.delete_collection(&params, &labels).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let _ = bindings.delete_collection(&params, &labels).await;
 }
 
 /// mosquitto with the dynamic security plugin, and its admin's Secret where
@@ -355,7 +384,7 @@ async fn managed_broker(client: &kube::Client) -> (Mosquitto, Api<Secret>) {
     apply(
         &system,
         &json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "devicelink-mqtt-admin", "namespace": SYSTEM_NAMESPACE},
+                "metadata": {"name": ADMIN_SECRET, "namespace": SYSTEM_NAMESPACE},
                 "stringData": {"username": ADMIN.0, "password": ADMIN.1}}),
     )
     .await;
