@@ -75,8 +75,27 @@ impl OpcuaServer {
     }
 
     /// Starts the server (again) with its initial variables and the same
-    /// certificate.
+    /// certificate. Its port may be held a moment by another socket (the
+    /// host's outgoing connections take ports from the same range): the
+    /// server is started again then, a few times.
     pub async fn restart(&mut self) {
+        for _ in 0..10 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(log) if log.contains("address already in use") => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "the OPC-UA server did not start; see opcua-{}.log",
+            self.port
+        );
+    }
+
+    /// One attempt to start the server: the tail of its log if it fails.
+    async fn launch(&mut self) -> Result<(), String> {
         self.stop().await;
         let dir = crate::log_dir();
         let variables = dir.join(format!("opcua-{}.json", self.port));
@@ -132,13 +151,15 @@ impl OpcuaServer {
             .await
             .expect("the OPC-UA server to start within 60 s")
             .unwrap();
-        assert_eq!(
-            ready.as_deref(),
-            Some("ready"),
-            "the OPC-UA server did not start; see opcua-{}.log",
-            self.port
-        );
+        if ready.as_deref() != Some("ready") {
+            let _ = child.kill().await;
+            let log = std::fs::read_to_string(dir.join(format!("opcua-{}.log", self.port)))
+                .unwrap_or_default();
+            let tail = log.len().saturating_sub(2000);
+            return Err(log[log.floor_char_boundary(tail)..].to_string());
+        }
         self.child = Some((child, stdin, lines));
+        Ok(())
     }
 
     /// Kills the server, as a power cut would.
