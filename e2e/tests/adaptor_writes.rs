@@ -15,6 +15,7 @@ use devicelink_e2e::{
 };
 use k8s_openapi::api::{
     core::v1::{Node, Pod, ServiceAccount},
+    events::v1::Event,
     rbac::v1::ClusterRoleBinding,
 };
 use kube::{
@@ -218,6 +219,47 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
     );
     assert!(
         message.contains("is assigned to dummy on far-node"),
+        "{message}"
+    );
+
+    // Its Events: about its own node's DeviceLinks only (a refused write
+    // reported on another node's device would mislead its operators).
+    let events: Api<Event> = Api::namespaced(adaptor.clone(), namespace);
+    let event = |kind: &str, about: &str| -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"generateName": "e2e-", "namespace": namespace},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "edge.cattle.io/devicelink-adaptor-dummy",
+            "reportingInstance": ACCOUNT, "action": "Write", "reason": "WriteRefused",
+            "type": "Warning", "note": "a write from MQTT was refused",
+            "regarding": {"apiVersion": "edge.cattle.io/v1alpha1", "kind": kind,
+                          "namespace": namespace, "name": about}}))
+        .unwrap()
+    };
+    events
+        .create(&create, &event("DeviceLink", "mine"))
+        .await
+        .expect("an Event about its own DeviceLink");
+    let message = refused(
+        events
+            .create(&create, &event("DeviceLink", "theirs"))
+            .await
+            .map(|_| ()),
+    );
+    assert!(
+        message.contains(&format!(
+            "{ACCOUNT} may record Events only about the DeviceLinks of its own adaptor kind and node; theirs is assigned to dummy on far-node"
+        )),
+        "{message}"
+    );
+    let message = refused(
+        events
+            .create(&create, &event("Secret", "mine"))
+            .await
+            .map(|_| ()),
+    );
+    assert!(
+        message.contains("may record Events only about DeviceLinks, in their namespace"),
         "{message}"
     );
 
