@@ -41,15 +41,9 @@ async fn each_adaptor_reaches_only_its_devices_and_its_identity_rotates() {
     let _ = nodes
         .create(&PostParams::default(), &kwok_node(OTHER_NODE))
         .await;
-    let operator = operator_sharing(
-        "operator",
-        true,
+    let operator = operator_of(
+        &broker,
         &[
-            "--managed-broker",
-            &broker.url(),
-            "--managed-broker-admin-secret",
-            ADMIN_SECRET,
-            "--grant-console",
             "--broker-identity-rotation",
             "40s",
             "--broker-identity-overlap",
@@ -184,17 +178,7 @@ async fn a_broker_credential_writes_only_where_its_author_may_update_devicelinks
     let (_guard, client) = begin(namespace).await;
     devicelink_e2e::ensure_namespace(&client, other).await;
     let (broker, system) = managed_broker(&client).await;
-    let operator = operator_sharing(
-        "operator",
-        true,
-        &[
-            "--managed-broker",
-            &broker.url(),
-            "--managed-broker-admin-secret",
-            ADMIN_SECRET,
-            "--grant-console",
-        ],
-    );
+    let operator = operator_of(&broker, &[]);
     let _kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let other_links: Api<DeviceLink> = Api::namespaced(client.clone(), other);
@@ -389,6 +373,21 @@ async fn managed_broker(client: &kube::Client) -> (Mosquitto, Api<Secret>) {
     )
     .await;
     (broker, system)
+}
+
+/// An operator managing `broker` (and the console's identity there), with
+/// `more` flags.
+fn operator_of(broker: &Mosquitto, more: &[&str]) -> devicelink_e2e::process::Operator {
+    let url = broker.url();
+    let mut args = vec![
+        "--managed-broker",
+        &url,
+        "--managed-broker-admin-secret",
+        ADMIN_SECRET,
+        "--grant-console",
+    ];
+    args.extend(more);
+    operator_sharing("operator", true, &args)
 }
 
 /// A fan on `broker` with no credentials of its own: its adaptor connects
