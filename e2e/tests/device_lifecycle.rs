@@ -491,3 +491,43 @@ async fn a_model_crd_that_is_not_established_is_named_with_why() {
     let _ = crds.delete(&second, &DeleteParams::default()).await;
     operator.stop().await;
 }
+
+/// Octopus's samples are YAML that kubectl reads as YAML 1.1, where an
+/// unquoted `no` (or OFF, YES, ON...) is a boolean: the device made from
+/// such a template is refused, and the DeviceLink says why and what to do.
+#[tokio::test]
+async fn a_yaml_1_1_boolean_where_text_is_wanted_is_explained() {
+    let namespace = "e2e-yaml-1-1";
+    let (_guard, client) = begin(namespace).await;
+    let operator = start_operator();
+    let _kubelet = devicelink_e2e::LocalKubelet::start(client.clone());
+    let manifest = format!(
+        "apiVersion: edge.cattle.io/v1alpha1
+kind: DeviceLink
+metadata: {{name: porch-fan, namespace: {namespace}}}
+spec:
+  adaptor: {{node: edge-worker, name: adaptors.edge.cattle.io/dummy}}
+  model: {{apiVersion: devices.edge.cattle.io/v1alpha1, kind: DummySpecialDevice}}
+  template:
+    spec:
+      protocol:
+        location: no
+      gear: slow
+"
+    );
+    let applied = devicelink_e2e::kubectl::kubectl(&["apply", "-f", "-"], Some(&manifest));
+    assert!(applied.success, "{}", applied.text);
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let condition =
+        devicelink_e2e::wait_reason(&links, "porch-fan", "DeviceCreated", "False", "Fail").await;
+    assert!(
+        condition.message.contains(
+            "spec.template.spec.protocol.location came as true or false where text is wanted: YAML 1.1"
+        ) && condition.message.contains("quote it"),
+        "{}",
+        condition.message
+    );
+    devicelink_e2e::wait_event(&client, namespace, "porch-fan", "Fail", "Warning").await;
+    devicelink_e2e::delete_link_and_wait(&links, "porch-fan").await;
+    operator.stop().await;
+}

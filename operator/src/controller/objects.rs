@@ -188,15 +188,91 @@ pub(super) async fn ensure_device(
         Err(kube::Error::Api(e)) => Outcome::fail(
             "Fail",
             format!(
-                "creating {} {namespace}/{} from spec.template: {}",
+                "creating {} {namespace}/{} from spec.template: {}{}",
                 model.kind,
                 link.name_any(),
-                e.message
+                e.message,
+                yaml_1_1_hint(&e.message).unwrap_or_default()
             ),
         ),
         Err(e) => Outcome::fail(
             "Fail",
             format!("creating {} from spec.template: {e}", model.kind),
         ),
+    }
+}
+
+/// What to say when the API server refused a boolean where a string is
+/// wanted: most likely YAML 1.1 at work. kubectl reads YAML 1.1, where an
+/// unquoted ON, OFF, YES, NO, Y or N is a boolean (Octopus samples have
+/// `defaultValue: OFF`), so the string never reaches the API server.
+fn yaml_1_1_hint(message: &str) -> Option<String> {
+    // How the API server says it: validating an object, and (as the
+    // operator applies server-side) building the typed patch.
+    const REFUSED: &str = ": Invalid value: \"boolean\": ";
+    const UNTYPED: &str = ": expected string, got &value.valueUnstructured{Value:";
+    let field_before = |at: usize| {
+        let field = message[..at].rsplit([' ', '\n']).next()?;
+        // The device's fields are the template's.
+        Some(format!("spec.template.{}", field.trim_start_matches('.')))
+    };
+    let validated = message.match_indices(REFUSED).filter(|(at, _)| {
+        message[*at..]
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("must be of type string"))
+    });
+    let typed = message.match_indices(UNTYPED).filter(|(at, _)| {
+        let value = &message[at + UNTYPED.len()..];
+        value.starts_with("true}") || value.starts_with("false}")
+    });
+    let fields: Vec<String> = validated
+        .chain(typed)
+        .filter_map(|(at, _)| field_before(at))
+        .collect();
+    if fields.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "; {} came as true or false where text is wanted: YAML 1.1 (which kubectl reads) takes an unquoted ON, OFF, YES, NO, Y or N for a boolean, so quote it (defaultValue: \"OFF\")",
+        fields.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::yaml_1_1_hint;
+
+    #[test]
+    fn a_boolean_refused_for_a_string_is_explained() {
+        // As the API server (1.34) refuses a BluetoothDevice applied with
+        // `defaultValue: OFF` unquoted.
+        let refused = "BluetoothDevice.devices.edge.cattle.io \"lamp\" is invalid: \n* spec.properties[0].visitor.defaultValue: Invalid value: \"boolean\": spec.properties[0].visitor.defaultValue in body must be of type string: \"boolean\"\n* <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+        let hint = yaml_1_1_hint(refused).unwrap();
+        assert!(
+            hint.starts_with(
+                "; spec.template.spec.properties[0].visitor.defaultValue came as true or false"
+            ),
+            "{hint}"
+        );
+        assert!(hint.contains("quote it"), "{hint}");
+        // As it refuses the operator's server-side apply of such a device.
+        let applied = "failed to create typed patch object (e2e-yaml-1-1/porch-fan; devices.edge.cattle.io/v1alpha1, Kind=DummySpecialDevice): .spec.protocol.location: expected string, got &value.valueUnstructured{Value:false}";
+        assert!(
+            yaml_1_1_hint(applied)
+                .unwrap()
+                .starts_with("; spec.template.spec.protocol.location came as true or false")
+        );
+        // Other refusals get no hint.
+        assert_eq!(
+            yaml_1_1_hint("spec.gear: Unsupported value: \"turbo\""),
+            None
+        );
+        assert_eq!(
+            yaml_1_1_hint(
+                "spec.count: Invalid value: \"boolean\": spec.count in body must be of type integer: \"boolean\""
+            ),
+            None
+        );
     }
 }
