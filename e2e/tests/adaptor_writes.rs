@@ -236,22 +236,32 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
                           "namespace": namespace, "name": about}}))
         .unwrap()
     };
-    events
-        .create(&create, &event("DeviceLink", "mine"))
-        .await
-        .expect("an Event about its own DeviceLink");
-    let message = refused(
+    // The policy sees DeviceLinks through its own watch: created just
+    // above, they reach it a moment later.
+    eventually_showing("an Event about its own DeviceLink", WAIT, || async {
         events
-            .create(&create, &event("DeviceLink", "theirs"))
+            .create(&create, &event("DeviceLink", "mine"))
             .await
-            .map(|_| ()),
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let expected = format!(
+        "{ACCOUNT} may record Events only about the DeviceLinks of its own adaptor kind and node; theirs is assigned to dummy on far-node"
     );
-    assert!(
-        message.contains(&format!(
-            "{ACCOUNT} may record Events only about the DeviceLinks of its own adaptor kind and node; theirs is assigned to dummy on far-node"
-        )),
-        "{message}"
-    );
+    eventually_showing(
+        "an Event about another node's DeviceLink refused",
+        WAIT,
+        || async {
+            match events.create(&create, &event("DeviceLink", "theirs")).await {
+                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(&expected) => {
+                    Ok(())
+                }
+                other => Err(format!("{:?}", other.map(|_| ()))),
+            }
+        },
+    )
+    .await;
     let message = refused(
         events
             .create(&create, &event("Secret", "mine"))
