@@ -133,10 +133,7 @@ pub async fn run(client: Client, config: Config, links: Store<DeviceLink>, acces
         ticks.tick().await;
         let links = links.state();
         let credentials = credentials.state();
-        match sync
-            .pass(links.iter().map(|l| l.as_ref()), &credentials)
-            .await
-        {
+        match sync.pass(&links, &credentials).await {
             Ok(()) => last_error.clear(),
             Err(e) => {
                 let e = e.to_string();
@@ -196,6 +193,11 @@ struct Sync {
     /// Identities whose Secret's reader Role is in place.
     readable: BTreeSet<Identity>,
     last_full: Option<tokio::time::Instant>,
+    /// The roles last planned, and a digest of what they were planned from
+    /// (each DeviceLink's and BrokerCredential's identity and generation):
+    /// planning renders every device's topics, so it is done only when
+    /// something changed.
+    planned: Option<(u64, Roles)>,
 }
 
 impl Sync {
@@ -210,6 +212,7 @@ impl Sync {
             secrets: None,
             readable: BTreeSet::new(),
             last_full: None,
+            planned: None,
         }
     }
 
@@ -221,9 +224,9 @@ impl Sync {
         }
     }
 
-    async fn pass<'a>(
+    async fn pass(
         &mut self,
-        links: impl IntoIterator<Item = &'a DeviceLink>,
+        links: &[Arc<DeviceLink>],
         credentials: &[Arc<BrokerCredential>],
     ) -> Result<(), SyncError> {
         let full = self
@@ -254,6 +257,41 @@ impl Sync {
         if self.secrets.is_none() {
             self.secrets = Some(self.read_secrets().await?);
         }
+        let wanted = self.plan(links, credentials);
+        self.sync_roles(&wanted).await?;
+        *self.access.granted.write().unwrap() = wanted.clone();
+        self.sync_identities(&wanted, credentials).await?;
+        if full {
+            self.remove_unwanted(&wanted).await?;
+        }
+        Ok(())
+    }
+
+    /// The roles the DeviceLinks and BrokerCredentials call for.
+    fn plan(&mut self, links: &[Arc<DeviceLink>], credentials: &[Arc<BrokerCredential>]) -> Roles {
+        use std::hash::{Hash, Hasher};
+        // A sum of each object's digest: the caches list them in no set
+        // order.
+        let digest = links
+            .iter()
+            .map(|l| &l.metadata)
+            .chain(credentials.iter().map(|c| &c.metadata))
+            .map(|meta| {
+                let mut one = std::collections::hash_map::DefaultHasher::new();
+                (
+                    &meta.uid,
+                    meta.generation,
+                    meta.deletion_timestamp.is_some(),
+                )
+                    .hash(&mut one);
+                one.finish()
+            })
+            .fold(0u64, u64::wrapping_add);
+        if let Some((planned, roles)) = &self.planned
+            && *planned == digest
+        {
+            return roles.clone();
+        }
         let requests: Vec<plan::CredentialRequest> = credentials
             .iter()
             .filter(|c| c.metadata.deletion_timestamp.is_none())
@@ -265,14 +303,13 @@ impl Sync {
                 )
             })
             .collect();
-        let wanted = plan::roles(links, self.config.grant_console, &requests);
-        self.sync_roles(&wanted).await?;
-        *self.access.granted.write().unwrap() = wanted.clone();
-        self.sync_identities(&wanted, credentials).await?;
-        if full {
-            self.remove_unwanted(&wanted).await?;
-        }
-        Ok(())
+        let roles = plan::roles(
+            links.iter().map(|l| l.as_ref()),
+            self.config.grant_console,
+            &requests,
+        );
+        self.planned = Some((digest, roles.clone()));
+        roles
     }
 
     async fn connect_admin(&self) -> Result<Dynsec, SyncError> {
@@ -387,12 +424,12 @@ impl Sync {
                         commands.push(json!({"command": "removeRoleACL", "rolename": name,
                             "acltype": acl.kind, "topic": acl.topic}));
                     }
-                    // An entry whose allow or priority changed is removed
-                    // (by kind and topic) before it is added again.
-                    commands.sort_by_key(|c| c["command"] != "removeRoleACL");
                 }
             }
         }
+        // An entry whose allow or priority changed is removed (by kind and
+        // topic) before it is added again.
+        commands.sort_by_key(|c| c["command"] != "removeRoleACL");
         if commands.is_empty() {
             return Ok(());
         }
