@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use devicelink_api::{DeviceLink, Outcome, adaptor, labels, mqtt::WithMqttExtension};
 use futures::{FutureExt, StreamExt, stream};
 use kube::{
@@ -76,6 +76,7 @@ impl<K> Model for K where
 /// Settings every adaptor takes, from flags or the environment (the operator
 /// sets them in the adaptor pod).
 #[derive(Parser, Debug, Clone)]
+#[command(version)]
 pub struct RuntimeConfig {
     /// The node this adaptor serves.
     #[arg(long, env = "NODE_NAME")]
@@ -311,7 +312,11 @@ impl Adaptor {
                 "adaptor {short_name} is registered for {model} (devicelink_api::adaptor) but does not drive it"
             );
         }
-        let config = RuntimeConfig::parse();
+        // Named as the program is, so `--version` says which adaptor it is.
+        let matches = RuntimeConfig::command()
+            .name(&*format!("devicelink-adaptor-{short_name}").leak())
+            .get_matches();
+        let config = RuntimeConfig::from_arg_matches(&matches)?;
         devicelink_mqtt::identity::set_managed_broker(&config.managed_broker)
             .map_err(|e| anyhow::anyhow!("--managed-broker: {e}"))?;
         anyhow::ensure!(
