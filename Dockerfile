@@ -10,6 +10,9 @@
 #   adaptor-ble       the BLE adaptor (talks to the node's BlueZ over D-Bus)
 #   mosquitto         Debian's mosquitto (with mosquitto_ctrl and the dynamic
 #                     security plugin), for the chart's optional broker
+#   device-simulators a Modbus thermometer, an OPC-UA server and an MQTT
+#                     device, to try devicelink with no hardware
+#                     (docs/quickstart.md); Python, not FROM scratch
 #
 # With registry access (docker, podman or buildah):
 #   docker build --target operator -t ghcr.io/devicelink/operator:0.1.0 .
@@ -17,14 +20,17 @@
 # pull: it compiles on the host and hands the result in as the `build`
 # stage (--build-context build=DIR), so only the FROM scratch stages run.
 #
-# Every image is FROM scratch: the program, the shared libraries it loads,
-# the CA bundle and a nonroot user (65532). No shell, no package manager.
+# Every image but the simulators is FROM scratch: the program, the shared
+# libraries it loads, the CA bundle and a nonroot user (65532). No shell,
+# no package manager.
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
+# make: jemalloc's build script runs it. libdbus: the BLE adaptor.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates pkg-config libdbus-1-dev mosquitto \
+ && apt-get install -y --no-install-recommends ca-certificates make pkg-config libdbus-1-dev mosquitto \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -79,3 +85,20 @@ COPY --from=build /out/mosquitto/ /
 EXPOSE 1883
 ENTRYPOINT ["/usr/bin/mosquitto"]
 CMD ["-c", "/mosquitto/config/mosquitto.conf"]
+
+FROM ${DEBIAN_IMAGE} AS device-simulators
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY e2e/devices/requirements.txt /opt/devicelink/requirements.txt
+# pip trusts the system's CAs, as apt and cargo do, so a build behind a
+# proxy that signs with a CA of its own works as the other stages do.
+RUN python3 -m venv /opt/devicelink/venv \
+ && PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/devicelink/venv/bin/pip install \
+      --no-cache-dir --disable-pip-version-check -r /opt/devicelink/requirements.txt
+COPY e2e/devices/modbus_server.py e2e/devices/opcua_server.py e2e/devices/mqtt_device.py /opt/devicelink/devices/
+WORKDIR /opt/devicelink/devices
+ENV PATH=/opt/devicelink/venv/bin:/usr/bin:/bin PYTHONUNBUFFERED=1
+USER 65532:65532
+# The program and its flags come from the pod: python3 modbus_server.py ...
+ENTRYPOINT ["python3"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine, only
 # if it is missing: mosquitto (broker and clients), openssl, socat, Go,
-# Rust, containerd, runc, CNI plugins, iptables and buildah (the real node
+# Rust, containerd, runc, CNI plugins, iptables, buildah and debootstrap (the real node
 # and the images), libdbus and dbus-daemon (BLE), chromium (the console
 # page), and pymodbus, asyncua,
 # paho-mqtt and BlueZoo (in a virtualenv under the cache).
@@ -20,6 +20,8 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptable
 command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || missing+=(conntrack)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v buildah >/dev/null || missing+=(buildah)
+# Local stand-ins for the Dockerfile's public base images (e2e/images/).
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v gcc >/dev/null || missing+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -n "$(ls /usr/lib/*/libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -48,9 +50,11 @@ fi
 # API emulated, with dbus-fast for the BLE peripheral program), in a
 # virtualenv of their own.
 venv=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/venv
-pymodbus_version=3.16.1
-asyncua_version=2.1.0
-paho_version=2.1.0
+requirements=$(dirname "$0")/devices/requirements.txt
+pin() { sed -n "s/^$1==//p" "$requirements"; }
+pymodbus_version=$(pin pymodbus)
+asyncua_version=$(pin asyncua)
+paho_version=$(pin paho-mqtt)
 bluezoo_version=1.0.2
 dbus_fast_version=5.2.0
 if ! "$venv/bin/python" -c "

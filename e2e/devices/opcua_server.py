@@ -154,6 +154,7 @@ async def bench(nodes, devices, items, millis):
 async def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every one)")
     parser.add_argument("--policies", default="None")
     parser.add_argument("--cert", type=Path, help="server certificate, PEM (generated if missing)")
     parser.add_argument("--key", type=Path, help="server private key, PEM (generated if missing)")
@@ -173,7 +174,7 @@ async def main():
     secured = passwords or user_cert
     server = Server(user_manager=Users(passwords, user_cert) if secured else None)
     await server.init()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/devicelink/")
+    server.set_endpoint(f"opc.tcp://{args.host}:{args.port}/devicelink/")
     server.set_server_name("devicelink test server")
     await server.set_application_uri(APP_URI)
     server.set_security_policy([POLICIES[p] for p in args.policies.split(",")])
