@@ -24,6 +24,8 @@ find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec r
 find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -atime +2 -mtime +2 -delete 2>/dev/null || true
 echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
 images=$("$root/deploy/images/build.sh")
+echo "== the Dockerfile as users build it (docker stood in for by buildah; cached in $DEVICELINK_CACHE/dockerfile-images)" >&2
+"$root/e2e/images/dockerfile.sh" registry.example.com/devicelink
 echo "== starting the control plane, and the real node with the images" >&2
 start_control_plane --real-node real-node edge-worker
 "$root/e2e/controlplane/node.sh" import "$images"/*.tar
