@@ -7,8 +7,18 @@ use crate::kubectl::Output;
 
 /// Runs `helm ARGS`.
 pub fn helm(args: &[&str]) -> Output {
+    Output::of(
+        Command::new(binary())
+            .args(args)
+            .output()
+            .expect("run helm"),
+    )
+}
+
+/// The helm binary (built once by e2e/helm.sh).
+pub fn binary() -> &'static str {
     static BINARY: OnceLock<String> = OnceLock::new();
-    let binary = BINARY.get_or_init(|| {
+    BINARY.get_or_init(|| {
         let script = crate::repo_root().join("e2e/helm.sh");
         let out = Command::new("bash")
             .arg(&script)
@@ -20,6 +30,5 @@ pub fn helm(args: &[&str]) -> Output {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    });
-    Output::of(Command::new(binary).args(args).output().expect("run helm"))
+    })
 }

@@ -638,17 +638,18 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         crds.printer_columns() >= 5,
         "the DeviceLink CRD is kept after helm uninstall"
     );
-    eventually_showing("nothing of devicelink left on the node", WAIT, || async {
-        let left = leftovers(&client).await;
-        left.is_empty().then_some(()).ok_or(left.join(", "))
-    })
-    .await;
+    wait_nothing_left(&client).await;
 }
 
 /// The username and password in a Secret of the system namespace.
 async fn secret_pair(client: &kube::Client, name: &str) -> (String, String) {
+    secret_pair_in(client, SYSTEM_NAMESPACE, name).await
+}
+
+/// The username and password of a Secret in `namespace`.
+async fn secret_pair_in(client: &kube::Client, namespace: &str, name: &str) -> (String, String) {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+        Api::namespaced(client.clone(), namespace);
     let secret = secrets.get(name).await.expect("the Secret");
     let item = |key: &str| {
         String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("text")
@@ -791,6 +792,16 @@ async fn wait_no_adaptor_pods(pods: &Api<Pod>) {
             .await
             .ok()?;
         list.items.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Waits until devicelink has left nothing behind (pods end a while after
+/// `helm uninstall` returns).
+async fn wait_nothing_left(client: &Client) {
+    eventually_showing("nothing of devicelink left on the node", WAIT, || async {
+        let left = leftovers(client).await;
+        left.is_empty().then_some(()).ok_or(left.join(", "))
     })
     .await;
 }
@@ -1172,5 +1183,280 @@ fn undo(args: &[&str], what: &str) {
     let out = kubectl(args, None);
     if !out.success {
         eprintln!("{what}: {}", out.text);
+    }
+}
+
+/// docs/quickstart.md as a user with their own cluster follows it: each of
+/// its `sh` blocks, as written and in order, on the real node. `docker` is
+/// e2e/images/docker: buildah through the Dockerfile's own stages from
+/// stand-ins for its public base images, and the node's containerd as the
+/// registry. Then what the page says one sees: Healthy devices from the
+/// images built so, their status on the chart's broker to the
+/// BrokerCredential's user, the console serving them to the token made;
+/// and the page's clean-up, which leaves nothing behind.
+#[tokio::test]
+async fn the_quick_start_runs_as_written() {
+    let (_guard, client) = begin("default").await;
+    let _rbac = ChartOwnsTheRbac::take();
+    let _crds = ChartOwnsTheCrds::take();
+    let _only_real = OnlyTheRealNodeSchedules::take();
+    let _release = UninstallOnFailure;
+    let _left = QuickStartLeftovers;
+    let page = std::fs::read_to_string(repo_root().join("docs/quickstart.md")).unwrap();
+    let (steps, clean_up) = page
+        .split_once("\n## Clean up\n")
+        .expect("docs/quickstart.md has a Clean up section");
+    // README's install steps are the page's first two, word for word.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let sh_block = |text: &str, n: usize| -> String {
+        let block = text.split("```sh\n").nth(n + 1).expect("an sh block");
+        block.split("```").next().unwrap().to_string()
+    };
+    let install = readme
+        .split_once("## Install on your cluster\n")
+        .expect("README.md has an Install section")
+        .1;
+    assert_eq!(
+        sh_block(install, 0),
+        sh_block(steps, 0) + &sh_block(steps, 1),
+        "README.md's install steps"
+    );
+    run_as_written(&shell_blocks(steps), "the quick start");
+
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    for name in QUICK_START_DEVICES {
+        wait_connected(&links, name).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let built = |target: &str| format!("registry.example.com/devicelink/{target}:{VERSION}");
+    for (pod, target) in [
+        ("devicelink-adaptor-dummy", "adaptor-dummy"),
+        ("devicelink-adaptor-modbus", "adaptor-modbus"),
+        ("devicelink-adaptor-opcua", "adaptor-opcua"),
+    ] {
+        let pod = pods.get(&format!("{pod}-{REAL_NODE}")).await.expect(pod);
+        assert_runs_on_the_node(&pod, &built(target));
+    }
+    for (deployment, target, replicas) in [
+        ("devicelink-operator", "operator", 2),
+        ("devicelink-mqtt", "mosquitto", 1),
+        ("devicelink-console", "console", 1),
+    ] {
+        for pod in wait_deployment_ready(&client, deployment, replicas).await {
+            assert_runs_on_the_node(&pod, &built(target));
+        }
+    }
+    // The simulators' thermometer, through Modbus: 296.5 K read as 23.35 C
+    // give or take the drift the simulator adds.
+    let thermometers: Api<ModbusDevice> = Api::namespaced(client.clone(), "default");
+    eventually_showing("the thermometer's temperature", WAIT, || async {
+        let device = thermometers
+            .get("thermometer")
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = serde_json::to_value(&device).unwrap()["status"].clone();
+        let value = property_field(&status, "temperature", "operatedValue");
+        value
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|c| (20.0..27.0).contains(c))
+            .map(|_| ())
+            .ok_or(format!("{value:?}"))
+    })
+    .await;
+
+    // The page's BrokerCredential reads every device's status.
+    let broker = service_address(&client, "devicelink-mqtt", 1883).await;
+    let (username, password) =
+        secret_pair_in(&client, "default", "quickstart-broker-credential").await;
+    let mut status = Subscriber::start_at_as(
+        &broker.ip().to_string(),
+        broker.port(),
+        "factory/default/packaging-line",
+        Some((&username, &password)),
+    )
+    .await;
+    let line = status.next(WAIT).await;
+    assert!(line.payload["properties"].is_array(), "{}", line.payload);
+
+    // The console serves the devices to the token the page made.
+    let console = service_address(&client, "devicelink-console", 8080).await;
+    let token = std::fs::read_to_string(repo_root().join("quickstart-viewer.token"))
+        .expect("the token the quick start wrote");
+    let (code, page) = http_get_at(console, "/").await.expect("the console page");
+    assert!(code == 200 && page.contains("<html"), "{code} {page}");
+    eventually_showing("the thermometer through the console", WAIT, || async {
+        let (code, body) = http_get_at_as(
+            console,
+            "/api/devicelinks/default/thermometer",
+            token.trim(),
+        )
+        .await
+        .ok_or("no answer")?;
+        (code == 200 && body.contains("temperature"))
+            .then_some(())
+            .ok_or(format!("{code} {body}"))
+    })
+    .await;
+
+    run_as_written(&shell_blocks(clean_up), "the quick start's clean-up");
+    assert!(
+        links
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the DeviceLinks are gone"
+    );
+    wait_nothing_left(&client).await;
+}
+
+/// The DeviceLinks of deploy/examples/quickstart.yaml.
+const QUICK_START_DEVICES: [&str; 3] = ["living-room-fan", "thermometer", "packaging-line"];
+
+/// The `sh` fenced blocks of a Markdown text, in order, as one script.
+fn shell_blocks(markdown: &str) -> String {
+    let mut script = String::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        match (inside, line.trim_end()) {
+            (false, "```sh") => inside = true,
+            (true, "```") => inside = false,
+            (true, line) => {
+                script.push_str(line);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!script.is_empty(), "no sh blocks in:\n{markdown}");
+    script
+}
+
+/// Runs `script` with bash (exit on the first failure) in the repository,
+/// as a user's shell would: kubectl and helm on PATH, and `docker` the
+/// stand-in (e2e/images/docker). NODE picks the real node.
+fn run_as_written(script: &str, what: &str) {
+    let helm = std::path::Path::new(devicelink_e2e::helm::binary());
+    let path = format!(
+        "{}:{}:{}",
+        repo_root().join("e2e/images").display(),
+        helm.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(repo_root())
+        .env("PATH", path)
+        .env("NODE", REAL_NODE)
+        .output()
+        .expect("run bash");
+    let log = log_dir().join(format!("{}.log", what.replace(' ', "-")));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::write(&log, &printed);
+    if !out.status.success() {
+        // Where each DeviceLink stands says why a wait ran out.
+        let stages = kubectl(
+            &[
+                "get",
+                "dl",
+                "-A",
+                "-o",
+                r#"jsonpath={range .items[*]}{.metadata.name}:{range .status.conditions[*]} {.type}={.status} {.reason} {.message};{end}{"\n"}{end}"#,
+            ],
+            None,
+        );
+        eprintln!("DeviceLinks:\n{}", stages.text);
+    }
+    assert!(
+        out.status.success(),
+        "{what}, as written, failed ({}); the last of what it printed:\n{}",
+        out.status,
+        printed
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// While kept, the fake (kwok) nodes take no pods: on a cluster of real
+/// nodes, as a user's is, the quick start's Deployments land on the real one.
+struct OnlyTheRealNodeSchedules;
+
+const FAKE_NODE_TAINT: &str = "e2e.devicelink/fake-node";
+
+impl OnlyTheRealNodeSchedules {
+    fn take() -> OnlyTheRealNodeSchedules {
+        let out = kubectl(
+            &[
+                "taint",
+                "nodes",
+                "-l",
+                "type=kwok",
+                "--overwrite",
+                &format!("{FAKE_NODE_TAINT}=true:NoSchedule"),
+            ],
+            None,
+        );
+        assert!(out.success, "taint the fake nodes: {}", out.text);
+        OnlyTheRealNodeSchedules
+    }
+}
+
+impl Drop for OnlyTheRealNodeSchedules {
+    fn drop(&mut self) {
+        undo(
+            &[
+                "taint",
+                "nodes",
+                "-l",
+                "type=kwok",
+                &format!("{FAKE_NODE_TAINT}-"),
+            ],
+            "untaint the fake nodes",
+        );
+    }
+}
+
+/// What the quick start makes goes with the test, passed or failed.
+struct QuickStartLeftovers;
+
+impl Drop for QuickStartLeftovers {
+    fn drop(&mut self) {
+        let examples = repo_root().join("deploy/examples");
+        for file in ["quickstart.yaml", "simulators.yaml"] {
+            let file = examples.join(file);
+            let _ = kubectl(
+                &[
+                    "delete",
+                    "--ignore-not-found",
+                    "--wait=false",
+                    "-f",
+                    file.to_str().unwrap(),
+                ],
+                None,
+            );
+        }
+        let _ = kubectl(
+            &[
+                "delete",
+                "--ignore-not-found",
+                "brokercredential/quickstart",
+                "rolebinding/quickstart-viewer",
+                "role/quickstart-viewer",
+                "serviceaccount/quickstart-viewer",
+            ],
+            None,
+        );
+        let _ = std::fs::remove_file(repo_root().join("quickstart-viewer.token"));
     }
 }
