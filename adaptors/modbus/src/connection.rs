@@ -39,6 +39,9 @@ pub enum Failure {
     Exception { request: String, code: u8 },
     #[error("{request} failed: {reason}")]
     Transport { request: String, reason: String },
+    /// The device closed the connection (many close one left idle).
+    #[error("{request} failed: the device closed the connection")]
+    Closed { request: String },
     #[error("{0}")]
     Settings(String),
 }
@@ -50,7 +53,7 @@ impl Failure {
             Failure::Connect { .. } => Reason::Unreachable,
             Failure::Timeout { .. } => Reason::Timeout,
             Failure::Exception { .. } => Reason::ExceptionResponse,
-            Failure::Transport { .. } => Reason::ConnectionLost,
+            Failure::Transport { .. } | Failure::Closed { .. } => Reason::ConnectionLost,
             Failure::Settings(_) => Reason::InvalidSettings,
         }
     }
@@ -58,6 +61,11 @@ impl Failure {
     /// Whether the device refused this one request (the connection is fine).
     pub fn is_exception(&self) -> bool {
         matches!(self, Failure::Exception { .. })
+    }
+
+    /// Whether the device closed the connection under the request.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Failure::Closed { .. })
     }
 
     /// Whether the device said the addresses do not exist.
@@ -160,6 +168,12 @@ impl Connection {
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether a TCP connection is open from an earlier session (the device
+    /// may have closed it since; serial lines do not close).
+    pub fn is_open(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Tcp { .. }) && self.tcp.is_some()
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) {
@@ -362,6 +376,9 @@ impl Session<'_> {
                 count(failure.reason().as_str());
                 return Err(failure);
             }
+            Ok(Err(tokio_modbus::Error::Transport(e))) if closed_by_peer(e.kind()) => {
+                Failure::Closed { request }
+            }
             Ok(Err(e)) => Failure::Transport {
                 request,
                 reason: e.to_string(),
@@ -383,6 +400,15 @@ async fn bounded<T>(
     tokio::time::timeout(timeout, request)
         .await
         .map_err(|_| timeout)
+}
+
+/// The ways a socket says the other end closed it.
+fn closed_by_peer(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
 
 fn lost(request: String) -> Failure {

@@ -145,7 +145,15 @@ impl Poller {
     /// One poll: writes pending spec values, then reads what is due.
     pub async fn cycle(&mut self) -> Result<(), Failure> {
         self.metrics.polls.inc();
-        let result = self.try_cycle().await;
+        let reused = self.connection.as_ref().is_ok_and(Connection::is_open);
+        let mut result = self.try_cycle().await;
+        if reused && result.as_ref().is_err_and(Failure::is_closed) {
+            // Many devices close a connection left idle for a while; the
+            // first request on it finds it gone. That is no fault: once
+            // more, at once, on a new connection.
+            debug!("the device closed the idle connection; connecting again");
+            result = self.try_cycle().await;
+        }
         if result.as_ref().is_err_and(|f| !f.is_exception()) {
             // The connection is gone: ReadOnce points are read again after
             // the next connect.
@@ -243,23 +251,20 @@ impl Poller {
         if !refused.is_empty() {
             return Err(refused);
         }
+        let not_written = |f: &Failure| {
+            planned
+                .iter()
+                .map(|(p, _)| Refusal::of(&p.name, format!("was not written: {f}")))
+                .collect::<Vec<_>>()
+        };
         let connection = match self.connection.as_mut() {
             Ok(c) => c,
-            Err(f) => {
-                return Err(planned
-                    .iter()
-                    .map(|(p, _)| Refusal::of(&p.name, format!("was not written: {f}")))
-                    .collect());
-            }
+            Err(f) => return Err(not_written(f)),
         };
+        let mut reused = connection.is_open();
         let mut session = match connection.session().await {
             Ok(s) => s,
-            Err(f) => {
-                return Err(planned
-                    .iter()
-                    .map(|(p, _)| Refusal::of(&p.name, format!("was not written: {f}")))
-                    .collect());
-            }
+            Err(f) => return Err(not_written(&f)),
         };
         let mut broken: Option<Failure> = None;
         for (point, value) in &planned {
@@ -267,7 +272,18 @@ impl Poller {
                 refused.push(Refusal::of(&point.name, format!("was not written: {f}")));
                 continue;
             }
-            if let Err(f) = write(&mut session, point, value).await {
+            let mut written = write(&mut session, point, value).await;
+            if reused && written.as_ref().is_err_and(Failure::is_closed) {
+                // As in a poll: an idle connection the device closed.
+                drop(session);
+                session = match connection.session().await {
+                    Ok(s) => s,
+                    Err(f) => return Err(not_written(&f)),
+                };
+                written = write(&mut session, point, value).await;
+            }
+            reused = false;
+            if let Err(f) = written {
                 refused.push(Refusal::of(&point.name, format!("was not written: {f}")));
                 if !f.is_exception() {
                     broken = Some(f);
