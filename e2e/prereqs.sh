@@ -31,6 +31,8 @@ python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 [ -n "$(ls /usr/lib/*/pkgconfig/dbus-1.pc 2>/dev/null)" ] || missing+=(libdbus-1-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+# The second Modbus implementation the adaptor is tested against (C).
+[ -f /usr/include/modbus/modbus.h ] || missing+=(libmodbus-dev)
 # The console page is tried in a real browser (e2e/src/browser.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

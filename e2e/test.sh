@@ -49,6 +49,10 @@ cargo test -p devicelink-e2e --locked --no-fail-fast --test '*' || failed=1
 DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-fast \
   --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
   --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices || failed=1
+# The Modbus tests again against a second implementation of Modbus TCP:
+# libmodbus (C) instead of pymodbus (docs/interop.md).
+DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test modbus_registers --test modbus_recovery --test modbus_thermometer || failed=1
 if [ "$failed" = 1 ]; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2

@@ -465,24 +465,34 @@ pub async fn delete_links_and_wait(links: &kube::Api<devicelink_api::DeviceLink>
 
 /// Waits for an Event with `reason` and `type_` about the named object.
 pub async fn wait_event(client: &Client, namespace: &str, object: &str, reason: &str, type_: &str) {
-    use k8s_openapi::api::core::v1::Event;
-    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
-    let fields = format!("involvedObject.name={object}");
     eventually(
         &format!("a {type_} event {reason} on {object}"),
         Duration::from_secs(60),
         || async {
-            let list = events
-                .list(&kube::api::ListParams::default().fields(&fields))
+            events_of(client, namespace, object)
                 .await
-                .ok()?;
-            list.items
                 .iter()
                 .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
                 .then_some(())
         },
     )
     .await;
+}
+
+/// The Events about `object` in `namespace` (none if they cannot be read).
+pub async fn events_of(
+    client: &Client,
+    namespace: &str,
+    object: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let fields = format!("involvedObject.name={object}");
+    events
+        .list(&kube::api::ListParams::default().fields(&fields))
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
 }
 
 /// Waits until the DeviceLink shows the whole pipeline True, NodeExisted

@@ -1,5 +1,7 @@
 //! Modbus devices for the tests: pymodbus servers (TCP, or RTU on one end
-//! of a socat pty pair), and a plain client to look at what they hold.
+//! of a socat pty pair), or over TCP libmodbus ones (the second
+//! implementation, `DEVICELINK_E2E_MODBUS_SERVER=libmodbus`), and a plain
+//! client to look at what they hold.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -33,6 +35,106 @@ fn server_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/modbus_server.py")
 }
 
+/// Which implementation serves the tests' Modbus TCP devices: pymodbus
+/// (Python) unless `DEVICELINK_E2E_MODBUS_SERVER=libmodbus` (C), with which
+/// `make test` runs the Modbus tests a second time (docs/interop.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    Pymodbus,
+    Libmodbus,
+}
+
+impl Implementation {
+    pub fn chosen() -> Implementation {
+        match std::env::var("DEVICELINK_E2E_MODBUS_SERVER").as_deref() {
+            Err(_) | Ok("pymodbus") => Implementation::Pymodbus,
+            Ok("libmodbus") => Implementation::Libmodbus,
+            Ok(other) => panic!("DEVICELINK_E2E_MODBUS_SERVER={other}: pymodbus or libmodbus"),
+        }
+    }
+}
+
+/// e2e/devices/libmodbus_server.c, compiled once against Debian's
+/// libmodbus (installed by `e2e/prereqs.sh`) into the cache.
+fn libmodbus_server() -> &'static PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/libmodbus_server.c");
+        // Named for its source, so a changed source is compiled again.
+        let text = std::fs::read(&source).expect("the libmodbus server's source");
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
+        };
+        let binary = python()
+            .parent()
+            .unwrap()
+            .join(format!("libmodbus_server-{digest:016x}"));
+        if binary.exists() {
+            return binary;
+        }
+        // Compiled aside and renamed: test processes may race here.
+        let partial = binary.with_extension(std::process::id().to_string());
+        let flags = std::process::Command::new("pkg-config")
+            .args(["--cflags", "--libs", "libmodbus"])
+            .output()
+            .expect("pkg-config (installed by make test)");
+        assert!(
+            flags.status.success(),
+            "libmodbus is missing: run `make test` (e2e/prereqs.sh installs libmodbus-dev)"
+        );
+        let flags = String::from_utf8(flags.stdout).unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&partial)
+            .arg(&source)
+            .args(flags.split_whitespace())
+            .output()
+            .expect("cc");
+        assert!(
+            built.status.success(),
+            "compiling {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        std::fs::rename(&partial, &binary).unwrap();
+        binary
+    })
+}
+
+/// The contents JSON as libmodbus_server.c reads them: a line per unit,
+/// value and hole.
+fn libmodbus_contents(units: &str, contents: &serde_json::Value) -> String {
+    let mut lines = String::new();
+    for unit in units.split(',') {
+        lines += &format!("unit {unit}\n");
+        let Some(tables) = contents.get(unit).and_then(|u| u.as_object()) else {
+            continue;
+        };
+        for (table, values) in tables.iter().filter(|(t, _)| *t != "holes") {
+            for (address, value) in values.as_object().into_iter().flatten() {
+                let value = value
+                    .as_i64()
+                    .unwrap_or(value.as_bool().map_or(0, i64::from));
+                lines += &format!("set {unit} {table} {address} {value}\n");
+            }
+        }
+        for (table, spans) in tables
+            .get("holes")
+            .and_then(|h| h.as_object())
+            .into_iter()
+            .flatten()
+        {
+            for span in spans.as_array().into_iter().flatten() {
+                lines += &format!("hole {unit} {table} {} {}\n", span[0], span[1]);
+            }
+        }
+    }
+    lines
+}
+
 /// Where a pymodbus server listens.
 #[derive(Debug, Clone)]
 pub enum Listen {
@@ -52,6 +154,8 @@ pub struct ModbusServer {
     contents: PathBuf,
     fail_flag: PathBuf,
     process: Option<Process>,
+    implementation: Implementation,
+    idle_close: Option<Duration>,
 }
 
 impl ModbusServer {
@@ -69,7 +173,41 @@ impl ModbusServer {
         ModbusServer::start(Listen::Tcp(address), units, contents).await
     }
 
+    /// A libmodbus TCP server, whatever DEVICELINK_E2E_MODBUS_SERVER says,
+    /// that closes a connection once it has been silent for `idle`, as many
+    /// devices and gateways do.
+    pub async fn closing_idle(
+        units: &[u8],
+        contents: serde_json::Value,
+        idle: Duration,
+    ) -> ModbusServer {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        ModbusServer::start_as(
+            Implementation::Libmodbus,
+            Some(idle),
+            Listen::Tcp(address),
+            units,
+            contents,
+        )
+        .await
+    }
+
     pub async fn start(listen: Listen, units: &[u8], contents: serde_json::Value) -> ModbusServer {
+        let implementation = match listen {
+            // libmodbus stands in over TCP; serial lines stay pymodbus's.
+            Listen::Rtu { .. } => Implementation::Pymodbus,
+            Listen::Tcp(_) => Implementation::chosen(),
+        };
+        ModbusServer::start_as(implementation, None, listen, units, contents).await
+    }
+
+    async fn start_as(
+        implementation: Implementation,
+        idle_close: Option<Duration>,
+        listen: Listen,
+        units: &[u8],
+        contents: serde_json::Value,
+    ) -> ModbusServer {
         let tag = match &listen {
             Listen::Tcp(address) => format!("tcp-{}", address.port()),
             Listen::Rtu { device, .. } => format!(
@@ -92,6 +230,8 @@ impl ModbusServer {
             contents: contents_file,
             fail_flag,
             process: None,
+            implementation,
+            idle_close,
         };
         server.restart().await;
         server
@@ -108,6 +248,29 @@ impl ModbusServer {
     /// Starts the server (again), with its initial contents.
     pub async fn restart(&mut self) {
         self.stop().await;
+        if let (Implementation::Libmodbus, Listen::Tcp(address)) =
+            (self.implementation, &self.listen)
+        {
+            let contents: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&self.contents).unwrap()).unwrap();
+            let lines = self.contents.with_extension("lines");
+            std::fs::write(&lines, libmodbus_contents(&self.units, &contents)).unwrap();
+            let mut command = Command::new(libmodbus_server());
+            command
+                .arg("--host")
+                .arg(address.ip().to_string())
+                .arg("--tcp")
+                .arg(address.port().to_string())
+                .arg("--contents")
+                .arg(&lines)
+                .arg("--fail-while")
+                .arg(&self.fail_flag);
+            if let Some(idle) = self.idle_close {
+                command.arg("--idle-close").arg(idle.as_secs().to_string());
+            }
+            self.spawn(command).await;
+            return;
+        }
         let mut command = Command::new(python());
         command.arg(server_script());
         match &self.listen {
@@ -135,6 +298,11 @@ impl ModbusServer {
             .arg(&self.contents)
             .arg("--fail-while")
             .arg(&self.fail_flag);
+        self.spawn(command).await;
+    }
+
+    /// Runs the server and waits until it listens.
+    async fn spawn(&mut self, command: Command) {
         let name = format!(
             "modbus-{}",
             self.contents.file_stem().unwrap().to_string_lossy()
@@ -156,6 +324,15 @@ impl ModbusServer {
             // The serial server opens its pty at once; give it a moment.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+
+    /// What the server has printed (every run of it, appended).
+    pub fn log(&self) -> String {
+        let name = format!(
+            "modbus-{}",
+            self.contents.file_stem().unwrap().to_string_lossy()
+        );
+        std::fs::read_to_string(crate::log_dir().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Kills the server, as a power cut would.

@@ -1,13 +1,16 @@
 //! Isolation and recovery of Modbus devices on the control plane, against
-//! pymodbus: a device that hangs delays none of nine others; a device whose
-//! server is killed, answers with an exception, or moves to a new endpoint
-//! shows why in DeviceConnected and recovers by itself.
+//! pymodbus or libmodbus (DEVICELINK_E2E_MODBUS_SERVER): a device that hangs
+//! delays none of nine others; a device whose server is killed, answers
+//! with an exception, or moves to a new endpoint shows why in
+//! DeviceConnected and recovers by itself; a device that closes idle
+//! connections is read on every poll without a fault.
 
 use std::{collections::HashMap, time::Duration};
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
     LocalKubelet, Mosquitto, begin, delete_link_and_wait, delete_links_and_wait, device_link,
+    kubectl::kubectl,
     modbus::{ModbusServer, Silent},
     mqtt::Subscriber,
     process::start_operator,
@@ -194,4 +197,73 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
 
     delete_link_and_wait(&links, name).await;
     operator.stop().await;
+}
+
+/// Many devices and gateways close a TCP connection silent for a while.
+/// Polled less often than that, every poll finds its connection closed:
+/// each is still read, on a new connection, and nothing is reported wrong.
+#[tokio::test]
+async fn a_device_that_closes_idle_connections_is_read_on_every_poll() {
+    let namespace = "e2e-modbus-idle";
+    let (_guard, client) = begin(namespace).await;
+    // Only this run's Events count.
+    let cleared = kubectl(&["delete", "events", "--all", "-n", namespace], None);
+    assert!(cleared.success, "{}", cleared.text);
+    let broker = Mosquitto::start().await;
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let server = ModbusServer::closing_idle(
+        &[1],
+        json!({"1": {"holding": {"0": 7}}}),
+        Duration::from_secs(1),
+    )
+    .await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let mut samples = Subscriber::start(broker.port, "e2e/modbus/+").await;
+    let name = "sleepy";
+    let mut link = thermometer(
+        namespace,
+        name,
+        &server.endpoint(),
+        1,
+        "2s",
+        Some(&broker.url()),
+    );
+    link.spec.template.spec.as_mut().unwrap()["parameters"]["syncInterval"] = json!("3s");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait_connected(&links, name).await;
+
+    // Three times the server closes the connection the adaptor left idle,
+    // and the polls after each still read the device.
+    let closed = || server.log().matches("closing a connection idle").count();
+    let mut read = 0;
+    while closed() < 3 {
+        let sample = samples.next(Duration::from_secs(10)).await;
+        assert_eq!(
+            sample.payload["properties"][0]["value"], "7",
+            "{}",
+            sample.payload
+        );
+        read += 1;
+        assert!(
+            read < 30,
+            "the server closed no idle connection:\n{}",
+            server.log()
+        );
+    }
+    let sample = samples.next(Duration::from_secs(10)).await;
+    assert_eq!(
+        sample.payload["properties"][0]["value"], "7",
+        "{}",
+        sample.payload
+    );
+    wait_connected_as(&links, name, "True", "Healthy").await;
+    let warnings: Vec<String> = devicelink_e2e::events_of(&client, namespace, name)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| format!("{:?}: {:?}", e.reason, e.message))
+        .collect();
+    assert!(warnings.is_empty(), "a fault was reported: {warnings:?}");
+    delete_link_and_wait(&links, name).await;
 }
