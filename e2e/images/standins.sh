@@ -12,7 +12,8 @@
 #
 # Each is made once and kept in the Dockerfile path's buildah store
 # (store.sh), and made again when this script changes. Prints the two
-# image names, one per line: Debian first. The toolchain must be the Rust the Dockerfile names.
+# image names, one per line: Debian first. The toolchain must be the Rust
+# the Dockerfile names.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -31,7 +32,7 @@ host_version=$(rustc --version | sed -n 's/^rustc \([0-9]*\.[0-9]*\).*/\1/p')
 # mistaken for the public images.
 debian=localhost/devicelink-standin/debian:bookworm-slim
 rust=localhost/devicelink-standin/rust:$rust_tag
-stamp=$(cat "$0" | sha256sum | cut -c1-16)-$(rustc --version | tr -c 'a-z0-9.\n' -)
+stamp=$(sha256sum <"$0" | cut -c1-16)-$(rustc --version | tr -c 'a-z0-9.\n' -)
 
 have() { "${buildah[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 if [ "$(cat "$cache/stamp" 2>/dev/null)" = "$stamp" ] && have "$debian" && have "$rust"; then
