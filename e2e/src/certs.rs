@@ -6,8 +6,9 @@ use crate::openssl;
 /// certificate, OPC-UA application certificates for the test server
 /// (`opcua-server`: its application URI first, then localhost and
 /// 127.0.0.1; `opcua-uri-last`: the URI after the names and addresses;
-/// `opcua-other-app`: another application's URI), and a second CA that
-/// signed none of them.
+/// `opcua-other-app`: another application's URI; `opcua-elsewhere`: the
+/// test server's URI, for another host name and address than loopback),
+/// and a second CA that signed none of them.
 pub fn certificates() -> tempdir::Dir {
     let dir = tempdir::Dir::new();
     let d = dir.path();
@@ -66,6 +67,14 @@ pub fn certificates() -> tempdir::Dir {
         format!("subjectAltName=DNS:localhost,IP:127.0.0.1,URI:urn:example:another-server\n{opcua_usage}"),
     )
     .unwrap();
+    std::fs::write(
+        d.join("opcua-elsewhere.ext"),
+        format!(
+            "subjectAltName=DNS:plc.example,IP:192.0.2.10,URI:{}\n{opcua_usage}",
+            crate::opcua::APP_URI
+        ),
+    )
+    .unwrap();
     for (name, ext) in [
         ("server", Some("server.ext")),
         ("named", Some("named.ext")),
@@ -73,6 +82,7 @@ pub fn certificates() -> tempdir::Dir {
         ("opcua-server", Some("opcua.ext")),
         ("opcua-uri-last", Some("opcua-uri-last.ext")),
         ("opcua-other-app", Some("opcua-other-app.ext")),
+        ("opcua-elsewhere", Some("opcua-elsewhere.ext")),
     ] {
         openssl(
             d,

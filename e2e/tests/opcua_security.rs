@@ -4,7 +4,7 @@
 //! over an unsecured endpoint; and the refusals, each with its reason on
 //! DeviceConnected: a wrong password, a server certificate nobody trusted
 //! (then trusted on first use when opted in), a policy the server does not
-//! offer.
+//! offer, a certificate for another application or another host.
 
 use std::time::Duration;
 
@@ -86,6 +86,8 @@ async fn secure_sessions_and_their_refusals() {
     // them; and a certificate for another application.
     let uri_last = signed_by_the_ca("opcua-uri-last").await;
     let other_app = signed_by_the_ca("opcua-other-app").await;
+    // A certificate for the plant's name and address, reached on loopback.
+    let elsewhere = signed_by_the_ca("opcua-elsewhere").await;
     let ca = |name: &str| read(&format!("{name}.pem"));
     let trusted = |server: &OpcuaServer| json!({"caFilePEM": server.cert_pem()});
     let password = |p: &str| json!({"username": "operator", "password": p});
@@ -188,6 +190,15 @@ async fn secure_sessions_and_their_refusals() {
             ),
             "InvalidServerCertificate",
             "announces the application URI \"urn:devicelink:test:opcua-server\", but its certificate holds the application URI urn:example:another-server",
+        ),
+        (
+            link(
+                "other-host",
+                json!({"endpoint": elsewhere.endpoint(), "securityPolicy": "Basic256Sha256", "securityMode": "SignAndEncrypt",
+            "basicAuth": password("s3cret"), "tlsConfig": {"caFilePEM": ca("ca")}}),
+            ),
+            "InvalidServerCertificate",
+            "does not name 127.0.0.1, the host of protocol.endpoint; it names plc.example, 192.0.2.10",
         ),
         (
             link("anonymous", json!({"endpoint": plant.endpoint()})),

@@ -211,6 +211,7 @@ impl Session {
             };
             trust::check(&cert, &trusted, settings.trust_on_first_use, pinned)?;
             trust::check_application_uri(&cert, endpoint.server.application_uri.as_ref())?;
+            trust::check_host(&cert, settings.endpoint.as_str())?;
             Some(cert)
         } else {
             None

@@ -211,6 +211,79 @@ pub fn check_application_uri(server: &X509, announced: &str) -> Result<(), Failu
     ))
 }
 
+/// Whether the server's certificate names the host the spec's endpoint
+/// reaches it by. Stacks put the names of the machine they run on in the
+/// certificates they make (node-opcua: its host name and addresses, not
+/// 127.0.0.1 or localhost), so a server reached by another name, a Service
+/// or an address it did not list, is refused; checked here, before the
+/// stack checks it again, so that the refusal says which names would do.
+pub fn check_host(server: &X509, endpoint: &str) -> Result<(), Failure> {
+    let Some(host) = host_of(endpoint) else {
+        return Ok(()); // not a URL the stack can use either: it says so
+    };
+    if server.is_hostname_valid(&host).is_ok() {
+        return Ok(());
+    }
+    let names = host_names(server);
+    let names = if names.is_empty() {
+        "no DNS name or address".to_string()
+    } else {
+        names.join(", ")
+    };
+    Err(Failure::new(
+        devicelink_adaptor_runtime::Reason::InvalidServerCertificate,
+        format!(
+            "the server's certificate does not name {host}, the host of protocol.endpoint; it \
+             names {names}: reach the server by one of those names, or give it a certificate \
+             that names {host}"
+        ),
+    ))
+}
+
+/// The host of an `opc.tcp://host:port/path` URL (an IPv6 address without
+/// its brackets).
+fn host_of(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// The DNS names and IP addresses among the certificate's subjectAltName
+/// entries, in order.
+fn host_names(server: &X509) -> Vec<String> {
+    use x509_cert::{
+        Certificate, der::Decode, ext::pkix::SubjectAltName, ext::pkix::name::GeneralName,
+    };
+    let Some(cert) = server
+        .to_der()
+        .ok()
+        .and_then(|d| Certificate::from_der(&d).ok())
+    else {
+        return Vec::new();
+    };
+    let Ok(Some((_, names))) = cert.tbs_certificate.get::<SubjectAltName>() else {
+        return Vec::new();
+    };
+    names
+        .0
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DnsName(dns) => Some(dns.to_string()),
+            GeneralName::IpAddress(ip) => match ip.as_bytes() {
+                &[a, b, c, d] => Some(std::net::Ipv4Addr::new(a, b, c, d).to_string()),
+                bytes => <[u8; 16]>::try_from(bytes)
+                    .ok()
+                    .map(|v6| std::net::Ipv6Addr::from(v6).to_string()),
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether `ca` signed `server`: `server` names `ca`'s subject as its
 /// issuer, `ca` may sign certificates (a CA by its basic constraints, and
 /// keyCertSign if it has key usage), and `ca`'s RSA key verifies the
@@ -402,6 +475,30 @@ mod tests {
         );
         let none = check_application_uri(&certificate_with(&[], false), "urn:plc").unwrap_err();
         assert!(none.message.contains("no URI"), "{}", none.message);
+    }
+
+    #[test]
+    fn a_server_reached_by_a_name_its_certificate_lacks_is_refused_naming_those_it_has() {
+        let cert = certificate_with(&["urn:plc"], false);
+        for endpoint in [
+            "opc.tcp://plc.example:4840/",
+            "opc.tcp://127.0.0.1:4840",
+            "opc.tcp://[::1]:4840/path",
+        ] {
+            check_host(&cert, endpoint).unwrap();
+        }
+        let refused = check_host(&cert, "opc.tcp://10.0.0.7:4840/plc").unwrap_err();
+        assert_eq!(
+            refused.reason,
+            devicelink_adaptor_runtime::Reason::InvalidServerCertificate
+        );
+        assert!(
+            refused
+                .message
+                .contains("does not name 10.0.0.7, the host of protocol.endpoint; it names plc.example, 127.0.0.1, ::1"),
+            "{}",
+            refused.message
+        );
     }
 
     fn pem(cert: &X509) -> String {
