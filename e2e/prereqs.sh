@@ -33,6 +33,9 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 # The second Modbus implementation the adaptor is tested against (C).
 [ -f /usr/include/modbus/modbus.h ] || missing+=(libmodbus-dev)
+# The second OPC-UA stack (node-opcua, from npm) runs on Node.js.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 # The console page is tried in a real browser (e2e/src/browser.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -68,4 +71,19 @@ sys.exit(m.version('pymodbus') != '$pymodbus_version' or m.version('asyncua') !=
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "pymodbus[serial]==$pymodbus_version" "asyncua==$asyncua_version" "paho-mqtt==$paho_version" \
     "bluezoo==$bluezoo_version" "dbus-fast==$dbus_fast_version"
+fi
+# The second OPC-UA stack the adaptor is tested against: node-opcua, at the
+# versions e2e/devices/node-opcua/package-lock.json pins, installed again
+# only when that file changes.
+node_opcua=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/node-opcua
+node_opcua_source=$(cd "$(dirname "$0")/devices/node-opcua" && pwd)
+if ! cmp -s "$node_opcua_source/package-lock.json" "$node_opcua/package-lock.json"; then
+  echo "prereqs: installing node-opcua (e2e/devices/node-opcua/package-lock.json) into $node_opcua" >&2
+  # Installed aside and moved in whole: an interrupted install is not taken
+  # for a finished one.
+  rm -rf "$node_opcua" "$node_opcua.partial"
+  mkdir -p "$node_opcua.partial"
+  cp "$node_opcua_source/package.json" "$node_opcua_source/package-lock.json" "$node_opcua.partial/"
+  (cd "$node_opcua.partial" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  mv "$node_opcua.partial" "$node_opcua"
 fi

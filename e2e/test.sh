@@ -53,6 +53,10 @@ DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-
 # libmodbus (C) instead of pymodbus (docs/interop.md).
 DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
   --test modbus_registers --test modbus_recovery --test modbus_thermometer || failed=1
+# The OPC-UA tests again against a second stack: node-opcua (JavaScript)
+# instead of asyncua (docs/interop.md).
+DEVICELINK_E2E_OPCUA_SERVER=node-opcua cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test opcua_example --test opcua_recovery --test opcua_security --test opcua_types || failed=1
 if [ "$failed" = 1 ]; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2

@@ -90,6 +90,15 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
+/// The cache `make test` fills outside the repository (the device servers'
+/// virtualenv, node-opcua, HiveMQ): `$DEVICELINK_CACHE` or
+/// `~/.cache/devicelink`, as e2e/prereqs.sh has it.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("DEVICELINK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/devicelink"))
+}
+
 /// Where the workspace's binaries are (built by `make test` before the tests).
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("DEVICELINK_BIN_DIR")

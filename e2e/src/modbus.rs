@@ -19,10 +19,7 @@ use crate::{Process, process::free_port};
 
 /// The Python that has pymodbus (installed by `e2e/prereqs.sh`).
 pub(crate) fn python() -> PathBuf {
-    let cache = std::env::var_os("DEVICELINK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/devicelink"));
-    let python = cache.join("venv/bin/python");
+    let python = crate::cache_dir().join("venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run `make test` (e2e/prereqs.sh installs pymodbus and asyncua there)",

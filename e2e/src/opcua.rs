@@ -1,5 +1,7 @@
 //! OPC-UA servers for the tests: asyncua (e2e/devices/opcua_server.py),
-//! with a line of JSON on its stdin to look at or change a variable.
+//! or node-opcua (e2e/devices/node-opcua/server.js, the second stack,
+//! `DEVICELINK_E2E_OPCUA_SERVER=node-opcua`), with a line of JSON on its
+//! stdin to look at or change a variable.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -30,10 +32,55 @@ pub struct ServerOptions {
     pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
-/// The test server's application URI (e2e/devices/opcua_server.py).
+/// Which stack serves the tests' OPC-UA devices: asyncua (Python) unless
+/// `DEVICELINK_E2E_OPCUA_SERVER=node-opcua` (JavaScript), with which `make
+/// test` runs the OPC-UA tests a second time (docs/interop.md). Both
+/// servers take the same command line and control lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    Asyncua,
+    NodeOpcua,
+}
+
+impl Implementation {
+    pub fn chosen() -> Implementation {
+        match std::env::var("DEVICELINK_E2E_OPCUA_SERVER").as_deref() {
+            Err(_) | Ok("asyncua") => Implementation::Asyncua,
+            Ok("node-opcua") => Implementation::NodeOpcua,
+            Ok(other) => panic!("DEVICELINK_E2E_OPCUA_SERVER={other}: asyncua or node-opcua"),
+        }
+    }
+
+    /// The command that starts this stack's server, before its arguments.
+    fn command(self) -> Command {
+        let devices = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices");
+        match self {
+            Implementation::Asyncua => {
+                let mut command = Command::new(python());
+                command.arg(devices.join("opcua_server.py"));
+                command
+            }
+            Implementation::NodeOpcua => {
+                let modules = crate::cache_dir().join("node-opcua/node_modules");
+                assert!(
+                    modules.join("node-opcua").exists(),
+                    "{} is missing: run `make test` (e2e/prereqs.sh installs node-opcua there)",
+                    modules.display()
+                );
+                let mut command = Command::new("node");
+                command
+                    .env("NODE_PATH", modules)
+                    .arg(devices.join("node-opcua/server.js"));
+                command
+            }
+        }
+    }
+}
+
+/// The test server's application URI (both stacks).
 pub const APP_URI: &str = "urn:devicelink:test:opcua-server";
 
-/// A running asyncua server; stopped when dropped.
+/// A running OPC-UA server; stopped when dropped.
 pub struct OpcuaServer {
     pub port: u16,
     options: ServerOptions,
@@ -105,9 +152,8 @@ impl OpcuaServer {
         } else {
             self.options.policies.join(",")
         };
-        let mut command = Command::new(python());
+        let mut command = Implementation::chosen().command();
         command
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/opcua_server.py"))
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--policies")
@@ -144,7 +190,7 @@ impl OpcuaServer {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .expect("start the asyncua server");
+            .expect("start the OPC-UA server");
         let stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
