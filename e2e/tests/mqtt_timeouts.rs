@@ -4,7 +4,7 @@
 //! byte) or whose connection is cut: pingTimeout and waitTimeout drop the
 //! stuck connection, say why, and the messages still arrive once the
 //! broker answers again; with autoReconnect false a lost connection stays
-//! down and says so.
+//! down and says so; a client that takes over the client ID is named.
 
 use std::{
     sync::{
@@ -16,7 +16,9 @@ use std::{
 
 use devicelink_api::property::MqttStatus;
 use devicelink_e2e::{
-    Mosquitto,
+    Broker,
+    broker::Implementation,
+    eventually_showing,
     mqtt::{Subscriber, test_publisher, wait_status},
 };
 use devicelink_mqtt::Publisher;
@@ -113,7 +115,7 @@ fn publisher(
 
 #[tokio::test]
 async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let front = Front::start(broker.port).await;
     let server = format!("tcp://127.0.0.1:{}", front.port);
     // The ping goes out every 2 s; an answer missing for 1 s is enough. A
@@ -137,7 +139,7 @@ async fn an_unanswered_ping_drops_the_connection_and_it_comes_back() {
 
 #[tokio::test]
 async fn an_unacknowledged_message_drops_the_connection_and_is_sent_again() {
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let front = Front::start(broker.port).await;
     let mut subscriber = Subscriber::start(broker.port, "e2e/wait/#").await;
     let server = format!("tcp://127.0.0.1:{}", front.port);
@@ -159,7 +161,7 @@ async fn an_unacknowledged_message_drops_the_connection_and_is_sent_again() {
 
 #[tokio::test]
 async fn without_auto_reconnect_a_lost_connection_stays_down_and_says_why() {
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let front = Front::start(broker.port).await;
     let server = format!("tcp://127.0.0.1:{}", front.port);
     let (_p, rx) = publisher(
@@ -174,4 +176,82 @@ async fn without_auto_reconnect_a_lost_connection_stays_down_and_says_why() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(front.accepted.load(Ordering::SeqCst), 1);
     assert!(!rx.borrow().as_ref().unwrap().connected);
+}
+
+/// A client of the test's own, connected to `port` as `client_id` (MQTT
+/// 5), polled until the broker ends its connection; it does not come back.
+async fn intruder(port: u16, client_id: &str) -> tokio::task::JoinHandle<String> {
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions, mqttbytes::v5::Packet};
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(client_id, "127.0.0.1", port), 10);
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let _client = client;
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(tx) = connected_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return e.to_string(),
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, connected)
+        .await
+        .expect("the intruder to connect")
+        .expect("the intruder's task");
+    handle
+}
+
+#[tokio::test]
+async fn a_client_that_takes_over_the_client_id_is_named_and_the_connection_comes_back() {
+    let broker = Broker::start().await;
+    let mut subscriber = Subscriber::start(broker.port, "e2e/takeover/#").await;
+    let (p, rx) = publisher(
+        json!({"server": broker.url(), "protocolVersion": 5, "clientID": "e2e-takeover"}),
+        "e2e/takeover/:name",
+    );
+    wait_status(&rx, true, None).await;
+    // Another client with the same ID: the broker ends the adaptor's
+    // connection. HiveMQ says why (MQTT 5 DISCONNECT, SessionTakenOver),
+    // and so does the status; mosquitto 2.0.11 only closes the connection
+    // (docs/interop.md). The adaptor connects again at once, taking the ID
+    // back, so the status is caught by its last error, which stays.
+    let intruder = intruder(broker.port, "e2e-takeover").await;
+    let (adaptor_sees, intruder_sees) = match broker.implementation {
+        Implementation::HiveMq => (
+            "another client connected with the same client ID (SessionTakenOver",
+            "SessionTakenOver",
+        ),
+        Implementation::Mosquitto => ("closed by peer", "closed by peer"),
+    };
+    eventually_showing("the status to say why the connection ended", WAIT, || {
+        let seen = rx.borrow().clone();
+        async move {
+            match seen {
+                Some(s)
+                    if s.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains(adaptor_sees)) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    wait_status(&rx, true, None).await;
+    let ended = tokio::time::timeout(WAIT, intruder)
+        .await
+        .expect("the intruder's connection to end")
+        .unwrap();
+    assert!(ended.contains(intruder_sees), "{ended}");
+    // What the adaptor publishes arrives again.
+    p.publish(br#"{"n":1}"#.to_vec());
+    let m = subscriber.next(WAIT).await;
+    assert_eq!(m.payload, json!({"n": 1}));
 }

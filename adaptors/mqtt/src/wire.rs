@@ -327,7 +327,7 @@ impl Connection {
                     Event,
                     mqttbytes::v5::{Packet, PubAckReason, PubRecReason},
                 };
-                Ok(match events.poll().await.map_err(|e| e.to_string())? {
+                Ok(match events.poll().await.map_err(ended_by_v5_broker)? {
                     Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
                         session_present: ack.session_present,
                         max_packet: ack
@@ -384,11 +384,64 @@ impl Connection {
     }
 }
 
+/// Why an MQTT 5 connection failed, in words for the status: a broker that
+/// ends the connection says why (DISCONNECT's reason code), and a session
+/// taken over (0x8E) means another client connected with the same client
+/// ID, which the broker allows one connection at a time.
+fn ended_by_v5_broker(e: rumqttc::v5::ConnectionError) -> String {
+    use rumqttc::v5::{
+        ConnectionError, StateError, mqttbytes::v5::DisconnectReasonCode::SessionTakenOver,
+    };
+    match e {
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => {
+            let said = reason_string.map_or(String::new(), |s| format!(" ({s})"));
+            if reason_code == SessionTakenOver {
+                format!(
+                    "the broker ended the connection: another client connected with the same \
+                     client ID (SessionTakenOver{said}); a client ID must be unique on its broker"
+                )
+            } else {
+                format!("the broker ended the connection: {reason_code:?}{said}")
+            }
+        }
+        e => e.to_string(),
+    }
+}
+
 fn outgoing(out: Outgoing) -> Seen {
     match out {
         Outgoing::Publish(pkid) => Seen::Sent(pkid),
         Outgoing::PingReq => Seen::PingSent,
         Outgoing::Disconnect => Seen::Disconnecting,
         _ => Seen::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::v5::{ConnectionError, StateError, mqttbytes::v5::DisconnectReasonCode};
+
+    fn ended(reason_code: DisconnectReasonCode, reason_string: Option<&str>) -> String {
+        ended_by_v5_broker(ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string: reason_string.map(String::from),
+        }))
+    }
+
+    #[test]
+    fn a_broker_that_ends_the_connection_is_quoted_and_a_takeover_explained() {
+        let taken = ended(DisconnectReasonCode::SessionTakenOver, None);
+        assert!(
+            taken.contains("another client connected with the same client ID (SessionTakenOver)"),
+            "{taken}"
+        );
+        assert_eq!(
+            ended(DisconnectReasonCode::AdministrativeAction, Some("kicked")),
+            "the broker ended the connection: AdministrativeAction (kicked)"
+        );
     }
 }
