@@ -4,7 +4,8 @@
 # Rust, containerd, runc, CNI plugins, iptables, buildah and debootstrap (the real node
 # and the images), libdbus and dbus-daemon (BLE), chromium (the console
 # page), and pymodbus, asyncua,
-# paho-mqtt and BlueZoo (in a virtualenv under the cache).
+# paho-mqtt and BlueZoo (in a virtualenv under the cache), node-opcua and
+# HiveMQ (the second OPC-UA stack and MQTT broker, under the cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -36,6 +37,9 @@ command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 # The second OPC-UA stack (node-opcua, from npm) runs on Node.js.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# The second MQTT broker (HiveMQ CE, from Maven Central) runs on Java.
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
 # The console page is tried in a real browser (e2e/src/browser.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -86,4 +90,20 @@ if ! cmp -s "$node_opcua_source/package-lock.json" "$node_opcua/package-lock.jso
   cp "$node_opcua_source/package.json" "$node_opcua_source/package-lock.json" "$node_opcua.partial/"
   (cd "$node_opcua.partial" && npm ci --no-audit --no-fund --loglevel=error >&2)
   mv "$node_opcua.partial" "$node_opcua"
+fi
+# The second MQTT broker the adaptors are tested against: HiveMQ Community
+# Edition, embedded by e2e/devices/hivemq/Broker.java, with the jars its
+# pom.xml names; built again only when either file changes.
+hivemq=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/hivemq
+hivemq_source=$(cd "$(dirname "$0")/devices/hivemq" && pwd)
+if ! { cmp -s "$hivemq_source/pom.xml" "$hivemq/pom.xml" &&
+  cmp -s "$hivemq_source/Broker.java" "$hivemq/Broker.java"; }; then
+  echo "prereqs: building the HiveMQ test broker (e2e/devices/hivemq) into $hivemq" >&2
+  rm -rf "$hivemq" "$hivemq.partial"
+  mkdir -p "$hivemq.partial/classes"
+  cp "$hivemq_source/pom.xml" "$hivemq_source/Broker.java" "$hivemq.partial/"
+  (cd "$hivemq.partial" &&
+    mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib >&2 &&
+    javac -cp 'lib/*' -d classes Broker.java >&2)
+  mv "$hivemq.partial" "$hivemq"
 fi

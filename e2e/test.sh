@@ -53,6 +53,12 @@ DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-
 # libmodbus (C) instead of pymodbus (docs/interop.md).
 DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
   --test modbus_registers --test modbus_recovery --test modbus_thermometer || failed=1
+# The MQTT tests again against a second broker: HiveMQ Community Edition
+# (Java) instead of mosquitto; tests that need mosquitto's own features
+# still get mosquitto (docs/interop.md).
+DEVICELINK_E2E_MQTT_BROKER=hivemq cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
+  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices || failed=1
 # The OPC-UA tests again against a second stack: node-opcua (JavaScript)
 # instead of asyncua (docs/interop.md).
 DEVICELINK_E2E_OPCUA_SERVER=node-opcua cargo test -p devicelink-e2e --locked --no-fail-fast \

@@ -6,6 +6,7 @@
 //! the command, environment and service account of the pod spec.
 
 pub mod ble;
+pub mod broker;
 pub mod browser;
 pub mod certs;
 pub mod console;
@@ -22,8 +23,9 @@ use std::{path::PathBuf, time::Duration};
 
 use kube::Client;
 
+pub use broker::Broker;
 pub use kubelet::LocalKubelet;
-pub use process::{Mosquitto, Process};
+pub use process::Process;
 
 /// Namespace the operator runs adaptor pods in.
 pub const SYSTEM_NAMESPACE: &str = "devicelink-system";

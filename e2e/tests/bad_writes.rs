@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, eventually_showing,
     modbus::{ModbusServer, coils, device_with_writes, holding},
     mqtt::{self, Subscriber},
     process::start_operator,
@@ -359,7 +359,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
 async fn bad_writes_get_their_exact_answer_and_change_nothing() {
     let namespace = "e2e-bad-writes";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
     let device = ModbusServer::tcp(

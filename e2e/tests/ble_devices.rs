@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, ble::BluetoothDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, apply, begin,
+    Broker, LocalKubelet, apply, begin,
     ble::{Bluezoo, Bus, Peripheral},
     delete_links_and_wait, device_link, eventually_showing,
     mqtt::{self, Subscriber},
@@ -180,7 +180,7 @@ async fn octopus_thermometer_sample_runs_unchanged() {
 async fn the_example_thermometer_and_lamp_publish_to_mqtt_and_take_writes() {
     let namespace = "e2e-ble-example";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let ble = start_ble("example", &client, 2).await;
     let thermometer =
         Peripheral::start(&ble.bus, "example-thermometer", 1, 1, &thermometer()).await;
@@ -262,7 +262,7 @@ async fn the_example_thermometer_and_lamp_publish_to_mqtt_and_take_writes() {
 async fn absent_failing_and_incomplete_devices_do_not_hold_back_another() {
     let namespace = "e2e-ble-trouble";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let ble = start_ble("trouble", &client, 2).await;
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let devices: Api<BluetoothDevice> = Api::namespaced(client.clone(), namespace);

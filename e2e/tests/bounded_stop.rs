@@ -13,7 +13,7 @@ use std::{
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    Mosquitto, Process, begin, device_link, kubeconfig_as, log_dir,
+    Broker, Process, begin, device_link, kubeconfig_as, log_dir,
     modbus::ModbusServer,
     process::{Operator, free_port, metric_at},
     wait_condition, wait_connected,
@@ -105,7 +105,7 @@ fn adaptor(kubeconfig: &Path, metrics_port: u16) -> Process {
 #[tokio::test]
 async fn sigterm_stops_operator_and_adaptor_with_api_server_and_broker_gone() {
     let (_guard, client) = begin(NAMESPACE).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let device = ModbusServer::tcp(&[1], json!({"1": {"holding": {"0": 2965}}})).await;
     let forwarder = Forwarder::start(api_server()).await;
     let mut operator = Operator::start_with_kubeconfig(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, apply, begin, create_connected, delete_link_and_wait, dummy_link,
+    Broker, LocalKubelet, apply, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{self, Subscriber},
     process::{free_port, start_operator},
 };
@@ -36,7 +36,7 @@ async fn with_the_documented_acl_only_the_adaptor_answers_and_only_writers_write
         "/../deploy/broker/mosquitto.acl"
     );
     std::fs::copy(example, &acl).expect("copy the example ACL");
-    let broker = Mosquitto::start_with(
+    let broker = Broker::mosquitto_with(
         free_port(),
         &[DEVICES, OPERATOR, VIEWER],
         &format!("acl_file {}", acl.display()),

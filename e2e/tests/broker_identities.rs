@@ -11,8 +11,8 @@ use std::time::Duration;
 use devicelink_api::DeviceLink;
 use devicelink_api::broker_credential::BrokerCredential;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
-    delete_links_and_wait, dummy_link, eventually, kwok_node,
+    Broker, LocalKubelet, SYSTEM_NAMESPACE, apply, begin, create_connected, delete_links_and_wait,
+    dummy_link, eventually, kwok_node,
     mqtt::{self, Subscriber},
     process::{free_port, operator_sharing},
 };
@@ -375,8 +375,8 @@ async fn remove_broker_identities(client: &kube::Client) {
 
 /// mosquitto with the dynamic security plugin, and its admin's Secret where
 /// the operator looks for it (the system namespace's Secrets).
-async fn managed_broker(client: &kube::Client) -> (Mosquitto, Api<Secret>) {
-    let broker = Mosquitto::start_dynsec(free_port(), ADMIN.1).await;
+async fn managed_broker(client: &kube::Client) -> (Broker, Api<Secret>) {
+    let broker = Broker::mosquitto_dynsec(free_port(), ADMIN.1).await;
     let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     apply(
         &system,
@@ -390,7 +390,7 @@ async fn managed_broker(client: &kube::Client) -> (Mosquitto, Api<Secret>) {
 
 /// An operator managing `broker` (and the console's identity there), with
 /// `more` flags.
-fn operator_of(broker: &Mosquitto, more: &[&str]) -> devicelink_e2e::process::Operator {
+fn operator_of(broker: &Broker, more: &[&str]) -> devicelink_e2e::process::Operator {
     let url = broker.url();
     let mut args = vec![
         "--managed-broker",
@@ -405,7 +405,7 @@ fn operator_of(broker: &Mosquitto, more: &[&str]) -> devicelink_e2e::process::Op
 
 /// A fan on `broker` with no credentials of its own: its adaptor connects
 /// with the identity the operator gave it.
-fn fan(broker: &Mosquitto, namespace: &str, name: &str, node: &str) -> DeviceLink {
+fn fan(broker: &Broker, namespace: &str, name: &str, node: &str) -> DeviceLink {
     dummy_link(
         namespace,
         name,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::Message;
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin,
+    Broker, LocalKubelet, begin,
     console::{Socket, get_json, install_rbac, next_frame, open_stream, open_stream_with, user},
     create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
     modbus::{ModbusServer, device_with_writes, holding},
@@ -31,7 +31,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     let broker_port = free_port();
     // Nothing dropped between the broker and the console: the flood below
     // checks what the console itself drops.
-    let broker = Mosquitto::start_with(broker_port, &[], "max_queued_messages 0").await;
+    let broker = Broker::mosquitto_with(broker_port, &[], "max_queued_messages 0").await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let _rbac = install_rbac();
@@ -410,7 +410,7 @@ async fn the_console_shows_devicelinks_and_streams_their_topics_to_who_may_see_t
     })
     .await;
     let restarted = k8s_openapi::jiff::Timestamp::now();
-    let _broker = Mosquitto::start_on(broker_port, &[]).await;
+    let _broker = Broker::start_on(broker_port, &[]).await;
     // Writes go through again once the console is back (503 until then),
     // and the open stream shows what the write changed.
     eventually("a write through the restarted broker", WAIT, || async {
@@ -518,7 +518,7 @@ async fn flood_topic(port: u16, topic: String, count: u64) {
 async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
     let namespace = "e2e-console-page";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let _rbac = install_rbac();
@@ -693,7 +693,7 @@ async fn the_console_follows_a_broker_whose_credentials_come_from_a_secret() {
     let namespace = "e2e-console-secrets";
     let (_guard, client) = begin(namespace).await;
     let broker_port = free_port();
-    let broker = Mosquitto::start_on(broker_port, &[("plant", "first-password")]).await;
+    let broker = Broker::start_on(broker_port, &[("plant", "first-password")]).await;
     let operator = Operator::start_with("e2e-console-secrets-operator", &[]);
     let _kubelet = LocalKubelet::start(client.clone());
     let _rbac = install_rbac();
@@ -800,7 +800,7 @@ async fn the_console_follows_a_broker_whose_credentials_come_from_a_secret() {
     // Secret says it. The console's old connection is refused; it follows
     // the Secret and connects with the new password by itself.
     broker.stop().await;
-    let _broker = Mosquitto::start_on(broker_port, &[("plant", "second-password")]).await;
+    let _broker = Broker::start_on(broker_port, &[("plant", "second-password")]).await;
     secrets
         .patch(
             "broker-auth",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummyProtocolDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_links_and_wait, eventually_showing,
+    Broker, LocalKubelet, begin, delete_links_and_wait, eventually_showing,
     mqtt::{self, Subscriber},
     process::start_operator,
     repo_root, wait_connected, yaml_documents,
@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn the_robot_reports_every_type_and_takes_writes_of_objects_and_arrays() {
     let namespace = "e2e-dummy-protocol";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
 

@@ -9,7 +9,7 @@ use std::{collections::HashMap, time::Duration};
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_link_and_wait, delete_links_and_wait, device_link,
+    Broker, LocalKubelet, begin, delete_link_and_wait, delete_links_and_wait, device_link,
     kubectl::kubectl,
     modbus::{ModbusServer, Silent},
     mqtt::Subscriber,
@@ -70,7 +70,7 @@ async fn wait_connected_as(
 async fn a_device_that_hangs_leaves_nine_others_on_schedule() {
     let namespace = "e2e-modbus-isolation";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let units: Vec<u8> = (1..=9).collect();
@@ -209,7 +209,7 @@ async fn a_device_that_closes_idle_connections_is_read_on_every_poll() {
     // Only this run's Events count.
     let cleared = kubectl(&["delete", "events", "--all", "-n", namespace], None);
     assert!(cleared.success, "{}", cleared.text);
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let _operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let server = ModbusServer::closing_idle(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, eventually_showing,
     modbus::{ModbusServer, coils, holding},
     mqtt::{self, Subscriber},
     process::{metric_at, start_operator},
@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn the_thermometer_example_reports_celsius_and_takes_a_limit_from_mqtt() {
     let namespace = "e2e-modbus-thermometer";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
     // 296.5 K, 45.5 %, the alarm on; the limit register starts at 0.

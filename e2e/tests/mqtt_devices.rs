@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, apply, begin,
+    Broker, LocalKubelet, apply, begin,
+    broker::{Settings, Tls},
     certs::certificates,
     delete_links_and_wait, eventually_showing,
     mqtt::{self, Subscriber},
@@ -70,7 +71,7 @@ async fn wait_json(devices: &Api<MQTTDevice>, name: &str, property: &str, want: 
 async fn a_light_by_message_takes_writes_from_the_spec_and_from_mqtt() {
     let namespace = "e2e-mqtt-light";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let light = MqttDevice::start(Options {
@@ -206,7 +207,7 @@ async fn a_monitor_by_topic_reports_every_type_and_outlives_a_broker_restart() {
     let namespace = "e2e-mqtt-monitor";
     let (_guard, client) = begin(namespace).await;
     let port = free_port();
-    let broker = Mosquitto::start_on(port, &[]).await;
+    let broker = Broker::start_on(port, &[]).await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let _monitor = MqttDevice::start(Options {
@@ -301,7 +302,7 @@ async fn a_monitor_by_topic_reports_every_type_and_outlives_a_broker_restart() {
     // again, and values flow once more.
     broker.stop().await;
     wait_reason(&links, name, "DeviceConnected", "False", "ConnectionLost").await;
-    let _broker = Mosquitto::start_on(port, &[]).await;
+    let _broker = Broker::start_on(port, &[]).await;
     wait_reason(&links, name, "DeviceConnected", "True", "Healthy").await;
     let before = counter().await.map(|(v, _)| v).unwrap_or_default();
     eventually_showing("the counter counting again", WAIT, || async {
@@ -322,14 +323,22 @@ async fn a_light_over_tls_with_credentials_from_a_secret_and_a_path_it_lacks() {
     let (_guard, client) = begin(namespace).await;
     let certs = certificates();
     let dir = certs.path();
-    let listener = format!(
-        "cafile {}\ncertfile {}\nkeyfile {}\n",
-        dir.join("ca.pem").display(),
-        dir.join("server.pem").display(),
-        dir.join("server.key").display(),
-    );
+    let tls = Tls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        require_client_cert: false,
+    };
     let port = free_port();
-    let _broker = Mosquitto::start_with(port, &[("plant", "s3cret")], &listener).await;
+    let _broker = Broker::start_configured(
+        port,
+        &Settings {
+            users: &[("plant", "s3cret")],
+            tls: Some(tls),
+            ..Default::default()
+        },
+    )
+    .await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let _light = MqttDevice::start(Options {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummyProtocolDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, delete_links_and_wait, dummy_link, eventually_showing, log_dir,
+    Broker, LocalKubelet, begin, delete_links_and_wait, dummy_link, eventually_showing, log_dir,
     modbus::Silent,
     mqtt::Subscriber,
     process::{Operator, metric_at},
@@ -51,7 +51,7 @@ fn hog(name: &str, server: &str) -> DeviceLink {
 #[tokio::test]
 async fn devices_whose_broker_never_answers_get_their_share_and_others_keep_publishing() {
     let (_guard, client) = begin(NAMESPACE).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let silent = Silent::start().await;
     let settings = log_dir().join("fairness-adaptor-settings.yaml");
     let sharing = std::env::var("DEVICELINK_E2E_MQTT_SHARING").as_deref() != Ok("off");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{Received, Subscriber},
     process::{free_port, metric_at, start_operator},
     wait_connected, wait_reason,
@@ -72,8 +72,8 @@ async fn with_the_file_store_an_adaptor_crash_in_the_outage_loses_nothing() {
 async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<i64>, Vec<i64>) {
     let (_guard, client) = begin(namespace).await;
     let port = free_port();
-    Mosquitto::forget_persisted(port);
-    let broker = Mosquitto::start_persistent(port).await;
+    Broker::forget_persisted(port);
+    let broker = Broker::start_persistent(port).await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
     let name = "kiln-fan";
@@ -128,7 +128,7 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
     }
     tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
     // What was on its way when the broker stopped is in its session.
-    let broker = Mosquitto::start_persistent(port).await;
+    let broker = Broker::start_persistent(port).await;
     let after = collect_until_quiet(&mut subscriber).await;
     wait_connected(&links, name).await;
     // The adaptor counted it: it reconnected, nothing was dropped (the
@@ -151,7 +151,7 @@ async fn outage(namespace: &str, store: serde_json::Value, crash: bool) -> (Vec<
     delete_link_and_wait(&links, name).await;
     operator.stop().await;
     broker.stop().await;
-    Mosquitto::forget_persisted(port);
+    Broker::forget_persisted(port);
     let after = speeds(after);
     let last_before = *before.last().unwrap();
     // Messages of the last moments before the stop may come again (QoS 1

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice, mqtt_device::MQTTDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_links_and_wait, dummy_link,
+    Broker, LocalKubelet, begin, create_connected, delete_links_and_wait, dummy_link,
     eventually_showing,
     mqtt::{self, Subscriber},
     mqtt_device,
@@ -125,8 +125,8 @@ async fn shared_counts(kubelet: &LocalKubelet, pod: &str, connections: u64, devi
     .await
 }
 
-async fn counting_broker(users: &[(&str, &str)]) -> Mosquitto {
-    Mosquitto::start_with(free_port(), users, "sys_interval 1").await
+async fn counting_broker(users: &[(&str, &str)]) -> Broker {
+    Broker::mosquitto_with(free_port(), users, "sys_interval 1").await
 }
 
 #[tokio::test]
@@ -289,8 +289,8 @@ async fn a_broker_outage_loses_nothing_of_any_fan_on_a_shared_connection() {
     let namespace = "e2e-mqtt-sharing-outage";
     let (_guard, client) = begin(namespace).await;
     let port = free_port();
-    Mosquitto::forget_persisted(port);
-    let broker = Mosquitto::start_persistent(port).await;
+    Broker::forget_persisted(port);
+    let broker = Broker::start_persistent(port).await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
@@ -327,7 +327,7 @@ async fn a_broker_outage_loses_nothing_of_any_fan_on_a_shared_connection() {
     }
     broker.stop().await;
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let _broker = Mosquitto::start_persistent(port).await;
+    let _broker = Broker::start_persistent(port).await;
     // The backlog, then live reports, until each fan has reported well
     // past the outage.
     let until = Instant::now() + Duration::from_secs(20);
@@ -355,7 +355,7 @@ async fn a_broker_outage_loses_nothing_of_any_fan_on_a_shared_connection() {
     }
     delete_links_and_wait(&links, &names).await;
     operator.stop().await;
-    Mosquitto::forget_persisted(port);
+    Broker::forget_persisted(port);
 }
 
 #[tokio::test]
@@ -408,7 +408,7 @@ async fn a_topic_the_broker_refuses_one_fan_does_not_take_the_others_down() {
     )
     .unwrap();
     let broker =
-        Mosquitto::start_with(free_port(), &[], &format!("acl_file {}", acl.display())).await;
+        Broker::mosquitto_with(free_port(), &[], &format!("acl_file {}", acl.display())).await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);

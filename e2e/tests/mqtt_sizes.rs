@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, apply, begin, create_connected, delete_link_and_wait, device_link,
-    eventually_showing,
+    Broker, LocalKubelet, apply, begin,
+    broker::Settings,
+    create_connected, delete_link_and_wait, device_link, eventually_showing,
     modbus::{ModbusServer, holding},
     mqtt::{self, Subscriber},
     process::{free_port, metric_at, start_operator},
@@ -67,7 +68,7 @@ async fn server() -> ModbusServer {
 async fn a_status_of_300_properties_reaches_mqtt_and_large_writes_are_answered() {
     let namespace = "e2e-mqtt-sizes";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let device = server().await;
     let _operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
@@ -159,7 +160,14 @@ async fn a_status_larger_than_an_mqtt_5_broker_takes_shows_on_the_device_until_o
     let namespace = "e2e-mqtt-sizes-limit";
     let (_guard, client) = begin(namespace).await;
     // The broker says its limit to MQTT 5 clients when they connect.
-    let broker = Mosquitto::start_with(free_port(), &[], "max_packet_size 4096").await;
+    let broker = Broker::start_configured(
+        free_port(),
+        &Settings {
+            max_packet_size: Some(4096),
+            ..Default::default()
+        },
+    )
+    .await;
     let device = server().await;
     let _operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use devicelink_api::property::MqttStatus;
 use devicelink_e2e::{
-    Mosquitto,
+    Broker,
+    broker::{Settings, Tls},
     certs::{certificates, tempdir},
     mqtt::{test_publisher, wait_status},
     process::free_port,
@@ -22,14 +23,21 @@ fn read(dir: &Path, file: &str) -> String {
 }
 
 /// A TLS broker presenting `cert`; `require_client` asks for a client certificate.
-async fn broker(dir: &Path, cert: &str, require_client: bool) -> Mosquitto {
-    let listener = format!(
-        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_client}\n",
-        dir.join("ca.pem").display(),
-        dir.join(format!("{cert}.pem")).display(),
-        dir.join(format!("{cert}.key")).display(),
-    );
-    Mosquitto::start_with(free_port(), &[], &listener).await
+async fn broker(dir: &Path, cert: &str, require_client: bool) -> Broker {
+    let tls = Tls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{cert}.pem")),
+        key: dir.join(format!("{cert}.key")),
+        require_client_cert: require_client,
+    };
+    Broker::start_configured(
+        free_port(),
+        &Settings {
+            tls: Some(tls),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// Starts a publisher with `client` options and waits until its status
@@ -138,7 +146,7 @@ async fn a_unix_socket_broker_is_reached_by_its_path() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let socket = dir.path().join("mqtt.sock");
-    let broker = Mosquitto::start_with(
+    let broker = Broker::mosquitto_with(
         free_port(),
         &[],
         &format!("listener 0 {}\n", socket.display()),
@@ -259,7 +267,7 @@ where
 
 #[tokio::test]
 async fn websockets_carry_mqtt_and_the_handshake_headers() {
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let (port, seen) = websocket_front(broker.port, None).await;
     let url = format!("ws://127.0.0.1:{port}/mqtt");
     connect(
@@ -284,7 +292,7 @@ async fn websockets_carry_mqtt_and_the_handshake_headers() {
 async fn secure_websockets_verify_the_server_and_carry_the_headers() {
     let certs = certificates();
     let d = certs.path();
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let (cert, key) = (read(d, "server.pem"), read(d, "server.key"));
     let (port, seen) = websocket_front(broker.port, Some((&cert, &key))).await;
     let url = format!("wss://127.0.0.1:{port}/mqtt");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, dummy_link,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::Subscriber, process::start_operator,
 };
 use kube::Api;
@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn the_will_reaches_subscribers_when_the_adaptor_is_killed() {
     let namespace = "e2e-mqtt-will";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, eventually_showing,
     modbus::{ModbusServer, device_with_writes, holding},
     mqtt::{self, Subscriber},
     process::start_operator,
@@ -100,7 +100,7 @@ fn mqtt_write<'a>(status: &'a Value, property: &str) -> Option<&'a Value> {
 async fn writes_from_mqtt_follow_write_once_write_many_and_say_when_they_override_the_spec() {
     let namespace = "e2e-mqtt-write-modes";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
     let device = ModbusServer::tcp(&[1], json!({"1": {"holding": {"0": 0}}})).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, apply, begin, create_connected, delete_link_and_wait, dummy_link,
+    Broker, LocalKubelet, apply, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{self, Received, Subscriber},
     process::start_operator,
     wait_event,
@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
     let namespace = "e2e-mqtt-writes";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
 
@@ -154,7 +154,7 @@ async fn next_matching(
 async fn mqtt_5_writes_are_answered_on_their_response_topic_with_their_correlation_data() {
     let namespace = "e2e-mqtt5-writes";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, opcua::OPCUADevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, eventually_showing,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, eventually_showing,
     mqtt::{self, Subscriber},
     opcua::{OpcuaServer, ServerOptions, wait_value},
     process::{metric_at, start_operator},
@@ -28,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn the_example_watches_the_clock_and_writes_an_int32_and_a_byte_string() {
     let namespace = "e2e-opcua-example";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let kubelet = LocalKubelet::start(client.clone());
     let mut server = OpcuaServer::start(ServerOptions {

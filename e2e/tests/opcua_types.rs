@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, begin, create_connected, delete_link_and_wait, device_link,
+    Broker, LocalKubelet, begin, create_connected, delete_link_and_wait, device_link,
     mqtt::{self, Subscriber},
     opcua::{OpcuaServer, ServerOptions, wait_value},
     process::start_operator,
@@ -133,7 +133,7 @@ fn cases() -> Vec<(
 async fn every_type_is_read_and_written() {
     let namespace = "e2e-opcua-types";
     let (_guard, client) = begin(namespace).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let mut variables: Vec<Value> = cases()

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, begin, create_connected,
-    delete_link_and_wait, dummy_link, eventually, eventually_showing, kubectl::can_i,
-    mqtt::Subscriber, process::start_operator,
+    Broker, LocalKubelet, SYSTEM_NAMESPACE, apply, begin, create_connected, delete_link_and_wait,
+    dummy_link, eventually, eventually_showing, kubectl::can_i, mqtt::Subscriber,
+    process::start_operator,
 };
 use k8s_openapi::{
     ByteString,
@@ -56,7 +56,7 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
 
     // The broker admits the fan only with the password in the Secret.
     let port = devicelink_e2e::process::free_port();
-    let broker = Mosquitto::start_on(port, &[("fan", "first"), ("watcher", "w")]).await;
+    let broker = Broker::start_on(port, &[("fan", "first"), ("watcher", "w")]).await;
     let _operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
 
@@ -147,7 +147,7 @@ async fn an_adaptor_reads_only_referenced_secrets_and_follows_their_rotation() {
     )
     .await;
     broker.stop().await;
-    let broker = Mosquitto::start_on(port, &[("fan", "second"), ("watcher", "w")]).await;
+    let broker = Broker::start_on(port, &[("fan", "second"), ("watcher", "w")]).await;
     let mut subscriber = Subscriber::start_as(port, &topic, Some(("watcher", "w"))).await;
     let after = subscriber.next(WAIT).await;
     assert_eq!(after.topic, topic);

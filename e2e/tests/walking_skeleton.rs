@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, dummy::DummySpecialDevice};
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, SYSTEM_NAMESPACE, apply, client, ensure_namespace, eventually,
-    exclusive, mqtt::Subscriber, process::start_operator, wait_connected,
+    Broker, LocalKubelet, SYSTEM_NAMESPACE, apply, client, ensure_namespace, eventually, exclusive,
+    mqtt::Subscriber, process::start_operator, wait_connected,
 };
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::{
@@ -64,7 +64,7 @@ fn kubectl(args: &[&str]) -> String {
 struct Scenario {
     _guard: tokio::sync::MutexGuard<'static, ()>,
     client: Client,
-    broker: Mosquitto,
+    broker: Broker,
     operator: devicelink_e2e::process::Operator,
     kubelet: LocalKubelet,
 }
@@ -76,7 +76,7 @@ impl Scenario {
         ensure_namespace(&client, namespace).await;
         Scenario {
             _guard: guard,
-            broker: Mosquitto::start().await,
+            broker: Broker::start().await,
             operator: start_operator(),
             kubelet: LocalKubelet::start(client.clone()),
             client,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto,
+    Broker, LocalKubelet,
     ble::{Bluezoo, Bus, Peripheral},
     client, create_all_connected, device_link, ensure_namespace, log_dir,
     mqtt::{counter, rate},
@@ -31,7 +31,7 @@ async fn main() {
     let [devices, every_ms, seconds] =
         devicelink_e2e::flags([("--devices", 50), ("--every-ms", 100), ("--seconds", 60)]);
     let devices = devices as usize;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let delivered = counter(broker.port, "bench/ble/#").await;
     let bus = Bus::start("bench").await;
     let _zoo = Bluezoo::start(&bus, "bench", devices).await;

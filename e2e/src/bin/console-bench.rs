@@ -21,7 +21,7 @@ use std::{
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    Mosquitto, client,
+    Broker, client,
     console::{install_rbac, next_frame, open_stream, user},
     dummy_link, ensure_namespace, eventually,
     process::{Console, cpu_seconds, http_get, http_get_as, rss_mib},
@@ -64,7 +64,7 @@ async fn main() {
     ensure_namespace(&kube, NAMESPACE).await;
     let _rbac = install_rbac();
     let viewer = user(NAMESPACE, "bench-viewer", &["get", "list", "watch"]);
-    let broker = Mosquitto::start_with(
+    let broker = Broker::mosquitto_with(
         devicelink_e2e::process::free_port(),
         &[],
         "max_queued_messages 0",

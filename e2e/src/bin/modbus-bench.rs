@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
+    Broker, LocalKubelet, client, create_all_connected, device_link, ensure_namespace,
     modbus::ModbusServer,
     process::{Operator, cpu_seconds, metric_at, print_footprint},
 };
@@ -116,7 +116,7 @@ async fn main() {
     let args = args();
     let client = client().await;
     ensure_namespace(&client, NAMESPACE).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     // Each server answers for any unit id; their contents are r0 = 0, ...
     let contents: serde_json::Map<String, serde_json::Value> = (0..args.registers)
         .map(|r| (r.to_string(), json!(r)))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, dummy_link, ensure_namespace,
+    Broker, LocalKubelet, client, create_all_connected, dummy_link, ensure_namespace,
     mqtt::{broker_clients, counter, rate},
     process::{cpu_seconds, free_port, metric_at, operator_sharing, print_footprint, rss_mib},
 };
@@ -84,7 +84,7 @@ async fn main() {
         devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60), ("--shared", 1)]);
     let (devices, shared) = (devices as usize, shared == 1);
     // $SYS every second: the broker's own count of connections.
-    let broker = Mosquitto::start_with(free_port(), &[], "sys_interval 1").await;
+    let broker = Broker::mosquitto_with(free_port(), &[], "sys_interval 1").await;
 
     let bare_rate = bare(broker.port, devices, seconds, shared).await;
     eprintln!("bare rumqttc: {bare_rate:.0} messages/s");

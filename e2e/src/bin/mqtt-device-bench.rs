@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, ensure_namespace,
+    Broker, LocalKubelet, client, create_all_connected, ensure_namespace,
     mqtt::{broker_clients, counter, rate},
     mqtt_device::{self, Layout, MqttDevice, Options},
     process::{cpu_seconds, free_port, metric_at, operator_sharing, print_footprint, rss_mib},
@@ -34,7 +34,7 @@ async fn main() {
         devicelink_e2e::flags([("--devices", 1000), ("--seconds", 60), ("--shared", 1)]);
     let (devices, shared) = (devices as usize, shared == 1);
     // $SYS every second: the broker's own count of connections.
-    let broker = Mosquitto::start_with(free_port(), &[], "sys_interval 1").await;
+    let broker = Broker::mosquitto_with(free_port(), &[], "sys_interval 1").await;
     let sent = counter(broker.port, "bench/device/+/state").await;
     let delivered = counter(broker.port, "bench/mirror/#").await;
     let _devices = MqttDevice::start(Options {

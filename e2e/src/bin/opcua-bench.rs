@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
-    LocalKubelet, Mosquitto, client, create_all_connected, device_link, ensure_namespace,
+    Broker, LocalKubelet, client, create_all_connected, device_link, ensure_namespace,
     mqtt::Subscriber,
     opcua::{OpcuaServer, ServerOptions},
     process::{Operator, cpu_seconds, metric_at, print_footprint},
@@ -89,7 +89,7 @@ async fn main() {
     let args = args();
     let client = client().await;
     ensure_namespace(&client, NAMESPACE).await;
-    let broker = Mosquitto::start().await;
+    let broker = Broker::start().await;
     let per_server = args.devices.div_ceil(args.servers);
     let mut servers = Vec::new();
     for _ in 0..args.servers {
