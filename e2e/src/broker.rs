@@ -198,7 +198,7 @@ impl Broker {
     /// Forgets what a persistent broker on `port` saved.
     pub fn forget_persisted(port: u16) {
         let _ = std::fs::remove_file(format!("/tmp/devicelink-e2e-mosquitto-{port}.db"));
-        let _ = std::fs::remove_dir_all(hivemq_home(port, true));
+        let _ = std::fs::remove_dir_all(hivemq_home(port));
     }
 
     pub fn url(&self) -> String {
@@ -244,14 +244,11 @@ async fn listening(what: &str, port: u16, within: Duration) {
     .await;
 }
 
-/// Where a HiveMQ broker on `port` keeps its configuration and data: kept
-/// across restarts when persistent.
-fn hivemq_home(port: u16, persistent: bool) -> PathBuf {
-    if persistent {
-        std::env::temp_dir().join(format!("devicelink-e2e-hivemq-{port}"))
-    } else {
-        crate::log_dir().join(format!("hivemq-{port}"))
-    }
+/// Where a HiveMQ broker on `port` keeps its configuration and, when
+/// persistent, its data (about 1 GB of file stores, gone with the log
+/// directory at the next `make test`).
+fn hivemq_home(port: u16) -> PathBuf {
+    crate::log_dir().join(format!("hivemq-{port}"))
 }
 
 /// HiveMQ CE (e2e/devices/hivemq/Broker.java, built by e2e/prereqs.sh into
@@ -263,7 +260,7 @@ async fn hivemq(port: u16, settings: &Settings<'_>) -> Broker {
         "{} is missing: run `make test` (e2e/prereqs.sh builds the HiveMQ test broker there)",
         installed.display()
     );
-    let home = hivemq_home(port, settings.persistent);
+    let home = hivemq_home(port);
     if !settings.persistent {
         let _ = std::fs::remove_dir_all(&home);
     }
@@ -295,10 +292,18 @@ async fn hivemq(port: u16, settings: &Settings<'_>) -> Broker {
     let packets = settings.max_packet_size.map_or(String::new(), |max| {
         format!("<mqtt><packets><max-packet-size>{max}</max-packet-size></packets></mqtt>")
     });
+    // Files only where they are kept across restarts: HiveMQ's file stores
+    // take about 1 GB per broker.
+    let persistence = if settings.persistent {
+        "file"
+    } else {
+        "in-memory"
+    };
     std::fs::write(
         conf.join("config.xml"),
         format!(
             "<?xml version=\"1.0\"?>\n<hivemq><listeners>{listener}</listeners>{packets}\
+             <persistence><mode>{persistence}</mode></persistence>\
              <anonymous-usage-statistics><enabled>false</enabled></anonymous-usage-statistics></hivemq>\n"
         ),
     )
