@@ -5,7 +5,10 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -66,6 +69,9 @@ const FINALIZER: &str = "edge.cattle.io/devicelink-operator";
 const RELEASE_CHECK: Duration = Duration::from_secs(5);
 /// How often a stage that is on its way (Unknown) is looked at again.
 const ON_ITS_WAY_CHECK: Duration = Duration::from_secs(10);
+/// How soon a DeviceLink woken before the caches were filled is looked at
+/// again.
+const CACHES_FILLING: Duration = Duration::from_millis(250);
 /// How often a stage that failed (False) is looked at again.
 const FAILED_CHECK: Duration = Duration::from_secs(60);
 /// The reason of DeviceCreated while the managed broker does not yet allow
@@ -84,6 +90,14 @@ struct Context {
     /// The Roles that give adaptor pods their referenced Secrets and
     /// ConfigMaps (metadata only: the grant digest is an annotation).
     roles: Store<PartialObjectMeta<Role>>,
+    /// Whether the caches above hold their first full list. A reflector
+    /// fills its store only when that list ends, after the list's events
+    /// have already woken the DeviceLinks they concern: judged before then,
+    /// a node or model CRD that exists reads as missing (NodeExisted or
+    /// ModelExisted False, NotFound), and nothing wakes the DeviceLink
+    /// again. (A flag set by the one task that waits for the stores: their
+    /// readiness future wakes only its latest waiter.)
+    caches_filled: AtomicBool,
     events: Events,
     metrics: Metrics,
     devices: DeviceCaches,
@@ -202,26 +216,22 @@ pub async fn run(
         crds,
         pods,
         roles,
+        caches_filled: AtomicBool::new(false),
     });
 
     let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
     let (by_secret, by_config_map, by_role) = (links.clone(), links.clone(), links.clone());
     let ready_when_filled = {
-        let (links, nodes, crds, pods, roles) = (
-            links,
-            ctx.nodes.clone(),
-            ctx.crds.clone(),
-            ctx.pods.clone(),
-            ctx.roles.clone(),
-        );
+        let ctx = ctx.clone();
         async move {
             let _ = tokio::join!(
                 links.wait_until_ready(),
-                nodes.wait_until_ready(),
-                crds.wait_until_ready(),
-                pods.wait_until_ready(),
-                roles.wait_until_ready()
+                ctx.nodes.wait_until_ready(),
+                ctx.crds.wait_until_ready(),
+                ctx.pods.wait_until_ready(),
+                ctx.roles.wait_until_ready()
             );
+            ctx.caches_filled.store(true, Ordering::Release);
             readiness.set(true);
             info!("caches filled; ready");
         }
@@ -296,6 +306,9 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
+    if !ctx.caches_filled.load(Ordering::Acquire) {
+        return Ok(Action::requeue(CACHES_FILLING));
+    }
     if ctx.cache_is_behind(&link) {
         // The watch event of our own last write brings us back.
         return Ok(Action::await_change());

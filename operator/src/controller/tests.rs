@@ -80,6 +80,7 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
         crds,
         pods,
         roles,
+        caches_filled: std::sync::atomic::AtomicBool::new(true),
     };
     let caches = Caches {
         links: links_writer,
