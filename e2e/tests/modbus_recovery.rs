@@ -11,8 +11,8 @@ use devicelink_api::{DeviceLink, modbus::ModbusDevice};
 use devicelink_e2e::{
     Broker, LocalKubelet, begin, delete_link_and_wait, delete_links_and_wait, device_link,
     kubectl::kubectl,
-    modbus::{ModbusServer, Silent},
-    mqtt::Subscriber,
+    modbus::{ModbusServer, Silent, holding},
+    mqtt::{self, Subscriber},
     process::start_operator,
     wait_connected, wait_event, wait_property, wait_reason,
 };
@@ -261,6 +261,74 @@ async fn a_device_that_closes_idle_connections_is_read_on_every_poll() {
     // A lost connection is what the closing would be taken for. (Other
     // Warnings, such as the operator's first look at the CRDs, are not
     // this test's.)
+    let lost: Vec<String> = devicelink_e2e::events_of(&client, namespace, name)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ConnectionLost"))
+        .map(|e| format!("{:?}", e.message))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "the closing was taken for a fault: {lost:?}"
+    );
+    delete_link_and_wait(&links, name).await;
+}
+
+/// A write from MQTT that finds the connection closed by the device while
+/// idle is made on a new one and answered as done, not refused as a lost
+/// connection (the poller's retry on the write path).
+#[tokio::test]
+async fn a_write_after_the_device_closed_the_idle_connection_is_made() {
+    let namespace = "e2e-modbus-idle-write";
+    let (_guard, client) = begin(namespace).await;
+    let cleared = kubectl(&["delete", "events", "--all", "-n", namespace], None);
+    assert!(cleared.success, "{}", cleared.text);
+    let broker = Broker::start().await;
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let server = ModbusServer::closing_idle(
+        &[1],
+        json!({"1": {"holding": {"0": 7, "1": 0}}}),
+        Duration::from_secs(1),
+    )
+    .await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let name = "sleepy-valve";
+    let mut link = thermometer(
+        namespace,
+        name,
+        &server.endpoint(),
+        1,
+        "2s",
+        Some(&broker.url()),
+    );
+    let spec = link.spec.template.spec.as_mut().unwrap();
+    // Read once a minute: the device closes the connection in between.
+    spec["parameters"]["syncInterval"] = json!("60s");
+    spec["properties"].as_array_mut().unwrap().push(json!(
+        {"name": "setpoint", "type": "uint16", "visitor": {"register": "HoldingRegister", "offset": 1}}
+    ));
+    let mut replies =
+        Subscriber::start(broker.port, &format!("e2e/modbus/{name}/$write/$reply")).await;
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait_connected(&links, name).await;
+    devicelink_e2e::eventually(
+        "the device to close the first read's connection",
+        Duration::from_secs(30),
+        || async { (server.log().matches("closing a connection idle").count() >= 1).then_some(()) },
+    )
+    .await;
+
+    mqtt::publish(
+        broker.port,
+        &format!("e2e/modbus/{name}/$write"),
+        br#"{"setpoint": 42}"#,
+    )
+    .await;
+    let reply = replies.next(Duration::from_secs(30)).await.payload;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let mut check = server.client(1).await;
+    assert_eq!(holding(&mut check, 1, 1).await, vec![42]);
     let lost: Vec<String> = devicelink_e2e::events_of(&client, namespace, name)
         .await
         .into_iter()
