@@ -68,7 +68,8 @@ pub struct DeviceLinkSpec {
 }
 
 /// Where in a device spec a `*Ref` field can be, for every model: the MQTT
-/// extension, MQTTDevice's own client options and OPC-UA's credentials. The
+/// extension, MQTTDevice's own client options and OPC-UA's credentials and
+/// certificates (a test checks this list against the models' types). The
 /// DeviceLink schema types these paths (and only these) inside the otherwise
 /// free-form `template.spec`, so that the API server can check that each
 /// names an entry of `spec.references`.
@@ -88,6 +89,7 @@ pub const REFERENCE_PATHS: &[&str] = &[
     "protocol.certificateAuth.certFilePEMRef",
     "protocol.certificateAuth.keyFilePEMRef",
     "protocol.issuedTokenAuth.tokenRef",
+    "protocol.tlsConfig.caFilePEMRef",
     "protocol.tlsConfig.certFilePEMRef",
     "protocol.tlsConfig.keyFilePEMRef",
 ];
@@ -441,5 +443,65 @@ mod tests {
         assert_eq!(names(MQTT_EXTENSION_REFERENCE_PATHS), ["broker", "ca"]);
         assert_eq!(names("protocol."), ["server"]);
         assert_eq!(names(""), ["broker", "ca", "server"]);
+    }
+}
+
+#[cfg(test)]
+mod reference_paths {
+    use std::collections::BTreeSet;
+
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray,
+    };
+
+    use super::REFERENCE_PATHS;
+
+    /// The paths, under `path`, of every field typed as a [`super::ReferenceItem`]
+    /// (arrays marked `[]`).
+    fn references(schema: &JSONSchemaProps, path: &str, found: &mut BTreeSet<String>) {
+        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
+            references(items, &format!("{path}[]"), found);
+        }
+        for (name, field) in schema.properties.iter().flatten() {
+            let here = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            let is_reference = field
+                .properties
+                .as_ref()
+                .is_some_and(|p| p.len() == 2 && p.contains_key("name") && p.contains_key("item"));
+            if is_reference {
+                found.insert(here);
+            } else {
+                references(field, &here, found);
+            }
+        }
+    }
+
+    #[test]
+    fn reference_paths_are_every_reference_field_of_every_model() {
+        let mut found = BTreeSet::new();
+        for crd in crate::all_crds()
+            .iter()
+            .filter(|c| c.spec.group == "devices.edge.cattle.io")
+        {
+            for version in &crd.spec.versions {
+                let spec = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .and_then(|s| s.properties.as_ref())
+                    .and_then(|p| p.get("spec"))
+                    .expect("a model has a spec");
+                references(spec, "", &mut found);
+            }
+        }
+        let listed: BTreeSet<String> = REFERENCE_PATHS.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            listed, found,
+            "REFERENCE_PATHS must list every *Ref field of the models' specs, and only those"
+        );
     }
 }
