@@ -199,6 +199,22 @@ async fn a_device_recovers_from_a_restart_an_exception_and_a_new_endpoint() {
     operator.stop().await;
 }
 
+/// A lost connection is what a device closing an idle one would be taken
+/// for. (Other Warnings, such as the operator's first look at the CRDs,
+/// are not these tests'.)
+async fn assert_no_connection_lost(client: &kube::Client, namespace: &str, name: &str) {
+    let lost: Vec<String> = devicelink_e2e::events_of(client, namespace, name)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ConnectionLost"))
+        .map(|e| format!("{:?}", e.message))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "the closing was taken for a fault: {lost:?}"
+    );
+}
+
 /// Many devices and gateways close a TCP connection silent for a while.
 /// Polled less often than that, every poll finds its connection closed:
 /// each is still read, on a new connection, and nothing is reported wrong.
@@ -258,19 +274,7 @@ async fn a_device_that_closes_idle_connections_is_read_on_every_poll() {
         sample.payload
     );
     wait_connected_as(&links, name, "True", "Healthy").await;
-    // A lost connection is what the closing would be taken for. (Other
-    // Warnings, such as the operator's first look at the CRDs, are not
-    // this test's.)
-    let lost: Vec<String> = devicelink_e2e::events_of(&client, namespace, name)
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("ConnectionLost"))
-        .map(|e| format!("{:?}", e.message))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "the closing was taken for a fault: {lost:?}"
-    );
+    assert_no_connection_lost(&client, namespace, name).await;
     delete_link_and_wait(&links, name).await;
 }
 
@@ -329,15 +333,6 @@ async fn a_write_after_the_device_closed_the_idle_connection_is_made() {
     assert_eq!(reply["ok"], true, "{reply}");
     let mut check = server.client(1).await;
     assert_eq!(holding(&mut check, 1, 1).await, vec![42]);
-    let lost: Vec<String> = devicelink_e2e::events_of(&client, namespace, name)
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("ConnectionLost"))
-        .map(|e| format!("{:?}", e.message))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "the closing was taken for a fault: {lost:?}"
-    );
+    assert_no_connection_lost(&client, namespace, name).await;
     delete_link_and_wait(&links, name).await;
 }
