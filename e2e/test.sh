@@ -47,29 +47,45 @@ cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --
 # pass runs whatever fails (--no-fail-fast), so one failure does not hide
 # another.
 failed=0
-cargo test -p devicelink-e2e --locked --no-fail-fast --test '*' || failed=1
-DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-fast \
+# Each pass's output is kept too, so the run can end by naming every failed
+# test: CI shows only the end of the output.
+results="$CARGO_TARGET_DIR/e2e-results"
+rm -rf "$results" && mkdir -p "$results"
+pass() { # NAME COMMAND...: runs one pass of end-to-end tests
+  local name=$1
+  shift
+  "$@" 2>&1 | tee "$results/$name.txt" || failed=1
+}
+pass default cargo test -p devicelink-e2e --locked --no-fail-fast --test '*'
+pass sharing-off env DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-fast \
   --test mqtt_outage --test mqtt_sizes \
-  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices || failed=1
+  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices
 # The Modbus tests again against a second implementation of Modbus TCP:
 # libmodbus (C) instead of pymodbus (docs/interop.md).
-DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test modbus_registers --test modbus_recovery --test modbus_thermometer || failed=1
+pass libmodbus env DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test modbus_registers --test modbus_recovery --test modbus_thermometer
 # The MQTT tests again against a second broker: HiveMQ Community Edition
 # (Java) instead of mosquitto; tests that need mosquitto's own features
 # still get mosquitto (docs/interop.md).
-DEVICELINK_E2E_MQTT_BROKER=hivemq cargo test -p devicelink-e2e --locked --no-fail-fast \
+pass hivemq env DEVICELINK_E2E_MQTT_BROKER=hivemq cargo test -p devicelink-e2e --locked --no-fail-fast \
   --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
-  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices || failed=1
+  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices
 # The OPC-UA tests again against a second stack: node-opcua (JavaScript)
 # instead of asyncua (docs/interop.md).
-DEVICELINK_E2E_OPCUA_SERVER=node-opcua cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test opcua_example --test opcua_recovery --test opcua_security --test opcua_types || failed=1
+pass node-opcua env DEVICELINK_E2E_OPCUA_SERVER=node-opcua cargo test -p devicelink-e2e --locked --no-fail-fast \
+  --test opcua_example --test opcua_recovery --test opcua_security --test opcua_types
 if [ "$failed" = 1 ]; then
   for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
     echo "== last lines of $log" >&2
     tail -n 40 "$log" >&2
   done
-  echo "== some end-to-end tests failed: see the 'failures:' lists above" >&2
+  # On both streams: whichever one the reader keeps ends with the names.
+  summary=$(for out in "$results"/*.txt; do
+    awk -v pass="$(basename "$out" .txt)" '$1 == "Running" { file = $2 }
+      /^test .* FAILED$/ { print "   " pass "  " file "  " $2 }' "$out"
+  done)
+  printf '== failed (pass, test file, test):\n%s\n' "$summary"
+  printf '== failed (pass, test file, test):\n%s\n' "$summary" >&2
+  echo "== some end-to-end tests failed: the 'failures:' lists above say why" >&2
   exit 1
 fi
