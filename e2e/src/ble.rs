@@ -152,7 +152,7 @@ impl Peripheral {
         let mut command = Command::new(python());
         command
             .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/ble_peripheral.py"))
+            .arg(crate::devices_dir().join("ble_peripheral.py"))
             .arg("--adapter")
             .arg(format!("hci{adapter}"))
             .arg("--count")

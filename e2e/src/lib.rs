@@ -122,6 +122,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(manifest_dir).join("..")
 }
 
+/// The device programs and their sources (`e2e/devices/`), found at run
+/// time as [`repo_root`] is.
+pub fn devices_dir() -> PathBuf {
+    repo_root().join("e2e/devices")
+}
+
 /// A kubeconfig for the test control plane that authenticates as a
 /// ServiceAccount of the system namespace (a fresh token from `kubectl
 /// create token`), written to the log directory as `<file>.kubeconfig`.

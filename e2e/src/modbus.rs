@@ -29,7 +29,7 @@ pub(crate) fn python() -> PathBuf {
 }
 
 fn server_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/modbus_server.py")
+    crate::devices_dir().join("modbus_server.py")
 }
 
 /// Which implementation serves the tests' Modbus TCP devices: pymodbus
@@ -56,7 +56,7 @@ impl Implementation {
 fn libmodbus_server() -> &'static PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BINARY.get_or_init(|| {
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/libmodbus_server.c");
+        let source = crate::devices_dir().join("libmodbus_server.c");
         // Named for its source, so a changed source is compiled again.
         let text = std::fs::read(&source).expect("the libmodbus server's source");
         let digest = {

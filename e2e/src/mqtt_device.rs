@@ -61,7 +61,7 @@ impl MqttDevice {
         let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut command = Command::new(python());
         command
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices/mqtt_device.py"))
+            .arg(crate::devices_dir().join("mqtt_device.py"))
             .arg("--port")
             .arg(options.port.to_string())
             .arg("--pattern")

@@ -53,7 +53,7 @@ impl Implementation {
 
     /// The command that starts this stack's server, before its arguments.
     fn command(self) -> Command {
-        let devices = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("devices");
+        let devices = crate::devices_dir();
         match self {
             Implementation::Asyncua => {
                 let mut command = Command::new(python());

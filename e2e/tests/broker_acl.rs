@@ -13,6 +13,7 @@ use devicelink_e2e::{
     Broker, LocalKubelet, apply, begin, create_connected, delete_link_and_wait, dummy_link,
     mqtt::{self, Subscriber},
     process::{free_port, start_operator},
+    repo_root,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -31,11 +32,8 @@ async fn with_the_documented_acl_only_the_adaptor_answers_and_only_writers_write
     let (_guard, client) = begin(namespace).await;
     // mosquitto drops to its own user, which may not read the checkout.
     let acl = std::env::temp_dir().join("devicelink-e2e-mosquitto.acl");
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/broker/mosquitto.acl"
-    );
-    std::fs::copy(example, &acl).expect("copy the example ACL");
+    let example = repo_root().join("deploy/broker/mosquitto.acl");
+    std::fs::copy(&example, &acl).expect("copy the example ACL");
     let broker = Broker::mosquitto_with(
         free_port(),
         &[DEVICES, OPERATOR, VIEWER],
