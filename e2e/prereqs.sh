@@ -5,7 +5,8 @@
 # and the images), libdbus and dbus-daemon (BLE), chromium (the console
 # page), and pymodbus, asyncua,
 # paho-mqtt and BlueZoo (in a virtualenv under the cache), node-opcua and
-# HiveMQ (the second OPC-UA stack and MQTT broker, under the cache).
+# HiveMQ (the second OPC-UA stack and MQTT broker, under the cache), and
+# Apache Kafka (under the cache).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -37,7 +38,7 @@ command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 # The second OPC-UA stack (node-opcua, from npm) runs on Node.js.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-# The second MQTT broker (HiveMQ CE, from Maven Central) runs on Java.
+# The second MQTT broker (HiveMQ CE) and Kafka, from Maven Central, run on Java.
 command -v javac >/dev/null || missing+=(default-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 # The console page is tried in a real browser (e2e/src/browser.rs).
@@ -91,19 +92,27 @@ if ! cmp -s "$node_opcua_source/package-lock.json" "$node_opcua/package-lock.jso
   (cd "$node_opcua.partial" && npm ci --no-audit --no-fund --loglevel=error >&2)
   mv "$node_opcua.partial" "$node_opcua"
 fi
+# Java programs the tests run, each from e2e/devices/NAME: a pom.xml naming
+# the jars from Maven Central, and sources compiled against them, built into
+# the cache (lib/, classes/, and the files as they were in source/) again
+# only when a file there changes.
+java_program() { # NAME
+  local target=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/$1
+  local source
+  source=$(cd "$(dirname "$0")/devices/$1" && pwd)
+  diff -rq "$source" "$target/source" >/dev/null 2>&1 && return
+  echo "prereqs: building e2e/devices/$1 into $target" >&2
+  rm -rf "$target" "$target.partial"
+  mkdir -p "$target.partial/classes"
+  cp -r "$source" "$target.partial/source"
+  (cd "$target.partial" &&
+    mvn -q -B -f source/pom.xml dependency:copy-dependencies -DoutputDirectory="$target.partial/lib" >&2 &&
+    javac -cp 'lib/*' -d classes source/*.java >&2)
+  mv "$target.partial" "$target"
+}
 # The second MQTT broker the adaptors are tested against: HiveMQ Community
-# Edition, embedded by e2e/devices/hivemq/Broker.java, with the jars its
-# pom.xml names; built again only when either file changes.
-hivemq=${DEVICELINK_CACHE:-$HOME/.cache/devicelink}/hivemq
-hivemq_source=$(cd "$(dirname "$0")/devices/hivemq" && pwd)
-if ! { cmp -s "$hivemq_source/pom.xml" "$hivemq/pom.xml" &&
-  cmp -s "$hivemq_source/Broker.java" "$hivemq/Broker.java"; }; then
-  echo "prereqs: building the HiveMQ test broker (e2e/devices/hivemq) into $hivemq" >&2
-  rm -rf "$hivemq" "$hivemq.partial"
-  mkdir -p "$hivemq.partial/classes"
-  cp "$hivemq_source/pom.xml" "$hivemq_source/Broker.java" "$hivemq.partial/"
-  (cd "$hivemq.partial" &&
-    mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib >&2 &&
-    javac -cp 'lib/*' -d classes Broker.java >&2)
-  mv "$hivemq.partial" "$hivemq"
-fi
+# Edition, embedded by Broker.java.
+java_program hivemq
+# Apache Kafka (KRaft), which the bridge delivers to, and Consume.java, an
+# independent reader of what arrived.
+java_program kafka
