@@ -1,10 +1,9 @@
-//! Events about DeviceLinks (events.k8s.io/v1), as the operator and the
-//! adaptors record them.
+//! Events about DeviceLinks and devicelink's other objects
+//! (events.k8s.io/v1), as the operator, the adaptors and the bridge record
+//! them.
 
 use k8s_openapi::{api::events::v1::Event, apimachinery::pkg::apis::meta::v1::MicroTime};
 use kube::{Resource, ResourceExt, api::ObjectMeta};
-
-use crate::DeviceLink;
 
 /// Who records an event: the controller's name and the process.
 #[derive(Debug, Clone)]
@@ -13,7 +12,7 @@ pub struct Reporter {
     pub instance: String,
 }
 
-/// What happened to a DeviceLink.
+/// What happened to an object.
 #[derive(Debug, Clone)]
 pub struct Happening<'a> {
     pub warning: bool,
@@ -24,9 +23,10 @@ pub struct Happening<'a> {
     pub note: &'a str,
 }
 
-/// An Event about `link`; created with `generateName` `<name>-` (names
-/// from `<name>.` are refused by the API server).
-pub fn about(link: &DeviceLink, what: &Happening, by: &Reporter) -> Event {
+/// An Event about `link` (a DeviceLink, a KafkaBridge...); created with
+/// `generateName` `<name>-` (names from `<name>.` are refused by the API
+/// server).
+pub fn about<K: Resource<DynamicType = ()>>(link: &K, what: &Happening, by: &Reporter) -> Event {
     Event {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", link.name_any())),

@@ -157,6 +157,12 @@ pub fn objects_of(link: &DeviceLink) -> Vec<ObjectKey> {
     objects_in(link, link.spec.references.iter())
 }
 
+/// The Secrets and ConfigMaps that `references`, the references of an
+/// object in `namespace` (a KafkaBridge), name.
+pub fn objects_referenced(namespace: &str, references: &[DeviceLinkReference]) -> Vec<ObjectKey> {
+    objects_in_namespace(namespace, references.iter())
+}
+
 /// The Secrets and ConfigMaps of the references that the DeviceLink's
 /// template uses at `*Ref` fields under `prefix` (such as
 /// [`devicelink_api::devicelink::MQTT_EXTENSION_REFERENCE_PATHS`]).
@@ -168,9 +174,15 @@ fn objects_in<'a>(
     link: &DeviceLink,
     references: impl Iterator<Item = &'a DeviceLinkReference>,
 ) -> Vec<ObjectKey> {
-    let namespace = link.namespace().unwrap_or_default();
+    objects_in_namespace(&link.namespace().unwrap_or_default(), references)
+}
+
+fn objects_in_namespace<'a>(
+    namespace: &str,
+    references: impl Iterator<Item = &'a DeviceLinkReference>,
+) -> Vec<ObjectKey> {
     let key = |kind, name: &str| ObjectKey {
-        namespace: namespace.clone(),
+        namespace: namespace.to_string(),
         kind,
         name: name.to_string(),
     };
@@ -211,9 +223,25 @@ pub(crate) type Followed = HashMap<ObjectKey, Read>;
 
 /// Resolves a DeviceLink's references against the followed objects.
 fn resolve(link: &DeviceLink, objects: &Followed) -> References {
-    let namespace = link.namespace().unwrap_or_default();
+    let owner = serde_json::to_value(link).unwrap_or_default();
+    resolve_in(
+        &link.namespace().unwrap_or_default(),
+        &link.spec.references,
+        &owner,
+        objects,
+    )
+}
+
+/// Resolves `references` of `owner` (an object in `namespace`, whose fields
+/// downwardAPI items name) against the followed objects.
+fn resolve_in(
+    namespace: &str,
+    references: &[DeviceLinkReference],
+    owner: &Value,
+    objects: &Followed,
+) -> References {
     let mut entries = BTreeMap::new();
-    for r in &link.spec.references {
+    for r in references {
         let source = r
             .secret
             .as_ref()
@@ -221,19 +249,18 @@ fn resolve(link: &DeviceLink, objects: &Followed) -> References {
             .or(r.config_map.as_ref().map(|c| (ObjectKind::ConfigMap, c)));
         let entry = if let Some((kind, source)) = source {
             let key = ObjectKey {
-                namespace: namespace.clone(),
+                namespace: namespace.to_string(),
                 kind,
                 name: source.name.clone(),
             };
             entry_of(&key, objects, &source.items)
         } else if let Some(downward) = &r.downward_api {
-            let object = serde_json::to_value(link).unwrap_or_default();
             Entry::Items(
                 downward
                     .items
                     .iter()
                     .filter_map(|i| {
-                        let value = field(&object, &i.field_ref.field_path)?;
+                        let value = field(owner, &i.field_ref.field_path)?;
                         Some((i.name.clone(), value.into_bytes()))
                     })
                     .collect(),
@@ -360,6 +387,19 @@ impl Following {
     /// sees it).
     pub fn is_identity(&self, key: &ObjectKey) -> bool {
         self.identity.as_ref() == Some(key)
+    }
+
+    /// The references of `owner`, an object of `namespace` that is not a
+    /// DeviceLink (a KafkaBridge), resolved against what is followed;
+    /// downwardAPI items name fields of `owner`. The reader's broker
+    /// identity is not offered: it is for the DeviceLinks of its node.
+    pub fn resolve_for(
+        &self,
+        namespace: &str,
+        references: &[DeviceLinkReference],
+        owner: &Value,
+    ) -> References {
+        resolve_in(namespace, references, owner, &self.followed)
     }
 
     /// The DeviceLink's references, resolved against what is followed.

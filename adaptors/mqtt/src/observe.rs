@@ -3,11 +3,11 @@
 //! same code the adaptors publish with, so both always agree on topics and
 //! connection settings.
 
-use devicelink_api::mqtt::MqttOptions;
+use devicelink_api::mqtt::{MqttClientOptions, MqttOptions};
 
 use crate::{
     PublisherError,
-    publisher::{Resolve, render, write_topic_of},
+    publisher::{Resolve, client_options, render, write_topic_of},
     sharing::dial_and_digest,
     topic::TopicContext,
     wire::{Dial, Version},
@@ -51,6 +51,29 @@ pub fn observe(
         status_topic,
         write_topic,
     })
+}
+
+/// For a reader that must not lose a message (the Kafka bridge): how to
+/// reach the broker `client` names as `client_id`, keeping a session (what
+/// arrives while the reader is away waits in it) and acknowledging each
+/// message only when the reader says it is handled. `owner` stands for the
+/// object whose settings these are, as a DeviceLink does for a device.
+pub fn durable_reader(
+    client: &MqttClientOptions,
+    owner: &TopicContext,
+    resolve: Resolve,
+    client_id: String,
+) -> Result<Dial, PublisherError> {
+    let options = MqttOptions {
+        client: client.clone(),
+        message: Default::default(),
+    };
+    let mut dial = client_options(&options, owner, resolve)?;
+    dial.client_id = client_id;
+    dial.clean = false;
+    dial.will = None;
+    dial.manual_acks = true;
+    Ok(dial)
 }
 
 #[cfg(test)]

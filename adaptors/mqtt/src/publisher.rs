@@ -827,6 +827,7 @@ pub(crate) fn client_options(
         credentials,
         headers,
         will: None,
+        manual_acks: false,
         inflight: 100,
         connect_timeout: Duration::from_secs(10),
     })

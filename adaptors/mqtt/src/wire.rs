@@ -37,6 +37,10 @@ pub struct Dial {
     /// Messages in flight at once.
     pub inflight: u16,
     pub connect_timeout: Duration,
+    /// Received QoS 1 and 2 messages are acknowledged only when the
+    /// receiver says so ([`Client::ack`]): what is not acknowledged stays
+    /// the broker's to deliver again.
+    pub manual_acks: bool,
 }
 
 /// Sends to the broker.
@@ -70,6 +74,8 @@ pub enum Seen {
     Refused(u16, String),
     PingSent,
     PingAnswered,
+    /// SUBACK: the broker has the subscriptions of a SUBSCRIBE.
+    Subscribed,
     Received(Incoming),
     /// The client said goodbye.
     Disconnecting,
@@ -86,6 +92,16 @@ pub struct Incoming {
     /// MQTT 5: where the sender wants the answer, and what to quote.
     pub response_topic: Option<String>,
     pub correlation: Option<Vec<u8>>,
+    /// With manual acknowledgements, what [`Client::ack`] takes to
+    /// acknowledge it (QoS 1 and 2 only).
+    pub ack: Option<Ack>,
+}
+
+/// A received message still to be acknowledged.
+#[derive(Debug)]
+pub enum Ack {
+    V4(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
 }
 
 /// The largest packet taken from a broker. Far above any write
@@ -134,6 +150,7 @@ impl Dial {
                     o.set_last_will(rumqttc::LastWill::new(w.topic, w.payload, w.qos, w.retain));
                 }
                 o.set_inflight(self.inflight);
+                o.set_manual_acks(self.manual_acks);
                 o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
                 if !self.headers.is_empty() {
                     let headers = self.headers;
@@ -166,6 +183,7 @@ impl Dial {
                     ));
                 }
                 o.set_outgoing_inflight_upper_limit(self.inflight);
+                o.set_manual_acks(self.manual_acks);
                 // Sent to the broker, which sends nothing larger.
                 o.set_max_packet_size(Some(MAX_INCOMING_PACKET as u32));
                 if !self.headers.is_empty() {
@@ -290,6 +308,17 @@ impl Client {
         };
     }
 
+    /// Acknowledges a received message (see [`Dial::manual_acks`]); false
+    /// if the client's queue is full.
+    pub fn try_ack(&self, ack: &Ack) -> bool {
+        match (self, ack) {
+            (Client::V4(c), Ack::V4(p)) => c.try_ack(p).is_ok(),
+            (Client::V5(c), Ack::V5(p)) => c.try_ack(p).is_ok(),
+            // An ack belongs to the connection that received the message.
+            _ => false,
+        }
+    }
+
     pub fn try_disconnect(&self) {
         let _ = match self {
             Client::V4(c) => c.try_disconnect().is_ok(),
@@ -311,7 +340,14 @@ impl Connection {
                     Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
                     Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
                     Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
+                    Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
                     Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
+                        ack: (p.qos != QoS::AtMostOnce).then(|| {
+                            // Only the packet id and QoS are acknowledged.
+                            let mut ack = rumqttc::Publish::new("", p.qos, Vec::new());
+                            ack.pkid = p.pkid;
+                            Ack::V4(ack)
+                        }),
                         topic: p.topic,
                         retained: p.retain,
                         payload: p.payload.to_vec(),
@@ -352,7 +388,18 @@ impl Connection {
                     }
                     Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
                     Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
+                    Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
                     Event::Incoming(Packet::Publish(p)) => {
+                        let ack = (p.qos != rumqttc::v5::mqttbytes::QoS::AtMostOnce).then(|| {
+                            let mut ack = rumqttc::v5::mqttbytes::v5::Publish::new(
+                                "",
+                                p.qos,
+                                Vec::new(),
+                                None,
+                            );
+                            ack.pkid = p.pkid;
+                            Ack::V5(ack)
+                        });
                         let (response_topic, correlation) = match p.properties {
                             Some(props) => (
                                 props.response_topic,
@@ -366,6 +413,7 @@ impl Connection {
                             payload: p.payload.to_vec(),
                             response_topic,
                             correlation,
+                            ack,
                         })
                     }
                     Event::Outgoing(out) => outgoing(out),
