@@ -15,6 +15,7 @@ pub mod dummy;
 pub mod duration;
 pub mod events;
 pub mod finalizer;
+pub mod kafka_bridge;
 pub mod labels;
 pub mod modbus;
 pub mod mqtt;
@@ -47,6 +48,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ble::BluetoothDevice::crd(),
         mqtt_device::MQTTDevice::crd(),
         broker_credential::BrokerCredential::crd(),
+        kafka_bridge::KafkaBridge::crd(),
     ]
 }
 

@@ -81,3 +81,47 @@ pub fn labels(_: &mut SchemaGenerator) -> Schema {
         }],
     })
 }
+
+/// A regular expression of a KafkaBridge mapping. The API server compiles it
+/// (CEL's `matches` with the pattern as the expression: RE2, as the bridge's
+/// own regex crate reads it) and refuses one that does not compile: the
+/// rule is true for any pattern that compiles, and an error otherwise (both
+/// sides fail; `|| true` would absorb the error).
+pub fn pattern(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128,
+        "description": "A regular expression (RE2 syntax) looked for in the level.",
+        "x-kubernetes-validations": [{
+            "rule": "''.matches(self) || !''.matches(self)",
+            "message": "must be a regular expression (RE2 syntax)",
+        }],
+    })
+}
+
+/// A Kafka topic name, as Kafka accepts it.
+pub fn kafka_topic(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 249,
+        "x-kubernetes-validations": [{
+            "rule": "self.matches('^[A-Za-z0-9._-]+$') && self != '.' && self != '..'",
+            "message": "must be a Kafka topic name: letters, digits, '.', '_' and '-', not '.' or '..'",
+        }],
+    })
+}
+
+/// A mapping policy's headers: level index to header name.
+pub fn level_headers(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128},
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, k.matches('^(0|[1-9][0-9]?)$'))",
+            "message": "keys must be level indexes 0 to 99, e.g. \"0\"",
+        }],
+    })
+}

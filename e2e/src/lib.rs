@@ -11,6 +11,7 @@ pub mod browser;
 pub mod certs;
 pub mod console;
 pub mod helm;
+pub mod kafka;
 pub mod kubectl;
 pub mod kubelet;
 pub mod modbus;

@@ -8,7 +8,7 @@
 //! would each send the Secret somewhere its author chose); an update of
 //! the metadata alone is still taken.
 
-use devicelink_api::DeviceLink;
+use devicelink_api::{DeviceLink, kafka_bridge::KafkaBridge};
 use devicelink_e2e::{apply, begin, client_as, device_link, eventually_showing};
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
@@ -67,6 +67,40 @@ fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> String {
     }
 }
 
+/// Lets the tenant do anything with `resource` (of edge.cattle.io) in
+/// `namespace`, and nothing else; and binds the role `read-plant-mqtt`
+/// (made by [`allow_reading_the_secret`]) to them.
+async fn tenant_may_write(namespace: &str, admin: &kube::Client, resource: &str) {
+    let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
+    let author = format!("{resource}-author");
+    apply(
+        &roles,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": author, "namespace": namespace},
+        "rules": [{"apiGroups": ["edge.cattle.io"], "resources": [resource], "verbs": ["*"]}]}),
+    )
+    .await;
+    for role in [author.as_str(), "read-plant-mqtt"] {
+        apply(&bindings, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": role, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})).await;
+    }
+}
+
+/// The role `read-plant-mqtt`: `get` of that one Secret, by name.
+async fn allow_reading_the_secret(roles: &Api<Role>, namespace: &str) {
+    apply(
+        roles,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "read-plant-mqtt", "namespace": namespace},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                   "resourceNames": ["plant-mqtt"]}]}),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn only_who_may_read_a_secret_may_reference_it() {
     let namespace = "e2e-tenant-references";
@@ -74,7 +108,6 @@ async fn only_who_may_read_a_secret_may_reference_it() {
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), namespace);
     let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
-    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
     let admin_links: Api<DeviceLink> = Api::namespaced(admin.clone(), namespace);
     let _ = admin_links
         .delete("porch-fan", &DeleteParams::default())
@@ -98,15 +131,7 @@ async fn only_who_may_read_a_secret_may_reference_it() {
     )
     .await;
     // The tenant may do anything with DeviceLinks here, and nothing else.
-    apply(&roles, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "devicelink-author", "namespace": namespace},
-        "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": ["*"]}]})).await;
-    for role in ["devicelink-author", "read-plant-mqtt"] {
-        apply(&bindings, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": role, "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})).await;
-    }
+    tenant_may_write(namespace, &admin, "devicelinks").await;
     let tenant_links: Api<DeviceLink> = Api::namespaced(client_as(TENANT).await, namespace);
     let create = PostParams::default();
 
@@ -133,14 +158,7 @@ async fn only_who_may_read_a_secret_may_reference_it() {
     );
 
     // Allowed to read that one Secret (by name): the same DeviceLink is taken.
-    apply(
-        &roles,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "read-plant-mqtt", "namespace": namespace},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-                   "resourceNames": ["plant-mqtt"]}]}),
-    )
-    .await;
+    allow_reading_the_secret(&roles, namespace).await;
     eventually_showing(
         "the DeviceLink to be taken once the Secret may be read",
         WAIT,
@@ -246,4 +264,96 @@ async fn only_who_may_read_a_secret_may_reference_it() {
         .delete("porch-fan", &DeleteParams::default())
         .await
         .expect("delete the DeviceLink");
+}
+
+/// The same holds for a KafkaBridge: the bridge reads what its
+/// spec.references name on its author's behalf and sends it to the broker
+/// its spec names.
+#[tokio::test]
+async fn only_who_may_read_a_secret_may_reference_it_from_a_kafka_bridge() {
+    let namespace = "e2e-tenant-bridge";
+    let (_guard, admin) = begin(namespace).await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
+    apply(
+        &secrets,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "plant-mqtt", "namespace": namespace},
+        "stringData": {"password": "s3cret"}}),
+    )
+    .await;
+    tenant_may_write(namespace, &admin, "kafkabridges").await;
+    let bridge = |server: &str| -> KafkaBridge {
+        serde_json::from_value(json!({
+            "apiVersion": "edge.cattle.io/v1alpha1", "kind": "KafkaBridge",
+            "metadata": {"name": "plant-data", "namespace": namespace},
+            "spec": {
+                "references": [{"name": "creds", "secret": {"name": "plant-mqtt"}}],
+                "source": {"client": {"server": server, "basicAuth": {"username": "plant",
+                    "passwordRef": {"name": "creds", "item": "password"}}}, "topics": ["plant/#"]},
+                "sink": {"bootstrapServers": ["kafka.plant:9092"], "topic": "plant"},
+            },
+        }))
+        .unwrap()
+    };
+    let tenant_bridges: Api<KafkaBridge> = Api::namespaced(client_as(TENANT).await, namespace);
+    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
+        match tenant_bridges
+            .create(&PostParams::default(), &bridge("tcp://broker.example:1883"))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(
+            "e2e-tenant may not get every Secret this KafkaBridge references (plant-mqtt)"
+        ) && message.contains("since the bridge reads it on their behalf"),
+        "{message}"
+    );
+    allow_reading_the_secret(&roles, namespace).await;
+    eventually_showing(
+        "the KafkaBridge to be taken once the Secret may be read",
+        WAIT,
+        || async {
+            tenant_bridges
+                .create(&PostParams::default(), &bridge("tcp://broker.example:1883"))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    roles
+        .delete("read-plant-mqtt", &DeleteParams::default())
+        .await
+        .expect("withdraw the tenant's access to the Secret");
+    let message = eventually_showing("another broker to be refused", WAIT, || async {
+        match tenant_bridges
+            .patch(
+                "plant-data",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"source": {"client": {"server": "tcp://127.0.0.1:18999"}}}}),
+                ),
+            )
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 403 => Ok(e.message),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains("change the spec of a KafkaBridge that does"),
+        "{message}"
+    );
+    Api::<KafkaBridge>::namespaced(admin, namespace)
+        .delete("plant-data", &DeleteParams::default())
+        .await
+        .expect("delete the KafkaBridge");
 }

@@ -1,0 +1,136 @@
+//! One bridge at work: messages from its MQTT subscriptions become records,
+//! and each message is acknowledged to the broker only once Kafka has its
+//! record. What Kafka has not taken stays unacknowledged, so the broker
+//! delivers it again after a restart or a reconnection (at least once).
+
+use std::time::Duration;
+
+use devicelink_mqtt::wire::{Ack, Client, Dial, Seen};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesOrdered};
+use rumqttc::QoS;
+use tokio::sync::watch;
+
+use crate::{
+    record::Recorder,
+    sink::{Refused, Sink},
+};
+
+/// What a running bridge reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub source: SourceState,
+    /// Records Kafka acknowledged.
+    pub delivered: u64,
+    /// Records Kafka refused for good (their messages were acknowledged:
+    /// retrying cannot help), and the last refusal.
+    pub refused: u64,
+    pub last_refusal: Option<String>,
+}
+
+/// The MQTT side's connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SourceState {
+    #[default]
+    Connecting,
+    Connected,
+    /// Why the last attempt failed.
+    Unreachable(String),
+}
+
+/// How a bridge reads from its broker.
+pub struct Source {
+    pub dial: Dial,
+    /// Topic filters as the broker gets them (shared among the replicas).
+    pub filters: Vec<String>,
+}
+
+/// The subscription of `filter` shared by every replica of a bridge:
+/// the broker hands each message to one of them.
+pub fn shared(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
+/// A message whose record is on its way, and how to acknowledge it.
+type Pending = BoxFuture<'static, (Result<(i32, i64), Refused>, Option<(u64, Ack)>)>;
+
+/// Runs until the task is aborted (the bridge changed or went away).
+pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::Sender<Progress>) {
+    // Requests the client may queue: acknowledgements and subscriptions.
+    const QUEUE: usize = 4096;
+    let (client, mut connection) = source.dial.connect(QUEUE);
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Acknowledgements name packet ids, which are the connection's own:
+    // a message received before a reconnection is delivered again by the
+    // broker and acknowledged then, never by an id a new message may have.
+    let mut connection_number = 0u64;
+    loop {
+        tokio::select! {
+            // Deliveries complete in the order the messages came, and are
+            // acknowledged in that order, as MQTT asks.
+            Some((result, ack)) = pending.next(), if !pending.is_empty() => {
+                settle(&report, result);
+                if let Some((number, ack)) = ack
+                    && number == connection_number
+                {
+                    acknowledge(&client, &ack);
+                }
+            }
+            seen = connection.poll() => match seen {
+                Ok(Seen::Connected { .. }) => {
+                    connection_number += 1;
+                    let filters: Vec<(String, QoS)> = source
+                        .filters
+                        .iter()
+                        .map(|f| (f.clone(), QoS::AtLeastOnce))
+                        .collect();
+                    client.try_subscribe_many(&filters);
+                }
+                // Connected once the broker has the subscriptions: from
+                // then on nothing published is missed.
+                Ok(Seen::Subscribed) => {
+                    report.send_if_modified(|p| replace(&mut p.source, SourceState::Connected));
+                }
+                Ok(Seen::Received(message)) => {
+                    let ack = message.ack.map(|a| (connection_number, a));
+                    let record = recorder.record(&message.topic, message.payload);
+                    let delivery = sink.send(record).await;
+                    pending.push_back(Box::pin(async move { (delivery.await, ack) }));
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    tracing::warn!(%why, "MQTT connection");
+                    report.send_if_modified(|p| replace(&mut p.source, SourceState::Unreachable(why)));
+                    // The next poll connects again.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+}
+
+fn settle(report: &watch::Sender<Progress>, result: Result<(i32, i64), Refused>) {
+    report.send_modify(|p| match result {
+        Ok(_) => p.delivered += 1,
+        Err(refused) => {
+            tracing::warn!(%refused, "a record was refused; its message is acknowledged");
+            p.refused += 1;
+            p.last_refusal = Some(refused.to_string());
+        }
+    });
+}
+
+/// Acknowledges. The client's queue is far longer than the messages a
+/// broker sends unacknowledged; if it is full anyway, the message is
+/// delivered again on the next connection (a duplicate, not a loss). Not
+/// waiting for room: this task is also the one that empties the queue.
+fn acknowledge(client: &Client, ack: &Ack) {
+    if !client.try_ack(ack) {
+        tracing::warn!("the MQTT client's queue is full; a message will come again");
+    }
+}
+
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    let changed = *slot != value;
+    *slot = value;
+    changed
+}

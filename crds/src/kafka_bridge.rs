@@ -1,0 +1,271 @@
+//! KafkaBridge, `edge.cattle.io/v1alpha1` (devicelink's own): takes MQTT
+//! messages from a broker and delivers them into Kafka, at least once, with
+//! topics and headers mapped from the MQTT topic's levels (docs/bridge.md).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{devicelink::DeviceLinkReference, mqtt::MqttClientOptions};
+
+/// Where in a KafkaBridge's spec a `*Ref` field can be; each must name an
+/// entry of `spec.references` (the API server checks it).
+pub const REFERENCE_PATHS: &[&str] = &[
+    "source.client.basicAuth.usernameRef",
+    "source.client.basicAuth.passwordRef",
+    "source.client.tlsConfig.caFilePEMRef",
+    "source.client.tlsConfig.certFilePEMRef",
+    "source.client.tlsConfig.keyFilePEMRef",
+];
+
+/// One CEL rule per [`REFERENCE_PATHS`] entry.
+fn reference_rules() -> serde_json::Value {
+    REFERENCE_PATHS
+        .iter()
+        .map(|path| {
+            let optional = path
+                .split('.')
+                .fold("self".to_string(), |acc, seg| format!("{acc}.?{seg}"));
+            serde_json::json!({
+                "rule": format!(
+                    "!{optional}.?name.hasValue() || (has(self.references) && self.references.exists(r, r.name == self.{path}.name))"
+                ),
+                "messageExpression": format!(
+                    "'names \\'' + self.{path}.name + '\\', which is not an entry of spec.references'"
+                ),
+                "fieldPath": format!(".{path}.name"),
+                "reason": "FieldValueInvalid",
+            })
+        })
+        .collect()
+}
+
+/// Desired state of a KafkaBridge.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "edge.cattle.io",
+    version = "v1alpha1",
+    kind = "KafkaBridge",
+    namespaced,
+    status = "KafkaBridgeStatus",
+    shortname = "kb",
+    doc = "KafkaBridge delivers the MQTT messages of some topics into Kafka, at least once, with Kafka topics and headers mapped from the MQTT topic's levels.",
+    printcolumn(
+        name = "KAFKA",
+        type_ = "string",
+        json_path = ".spec.sink.bootstrapServers[0]"
+    ),
+    printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "DELIVERED", type_ = "integer", json_path = ".status.delivered"),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = reference_rules()))]
+pub struct KafkaBridgeSpec {
+    /// Secrets and ConfigMaps the `*Ref` fields refer to with `{name,
+    /// item}`, as a DeviceLink's do: whoever writes them must be allowed to
+    /// read those objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub references: Vec<DeviceLinkReference>,
+    /// Where the messages come from.
+    pub source: BridgeSource,
+    /// How MQTT topics become Kafka topics and headers. Without it every
+    /// message goes to `sink.topic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<TopicMapping>,
+    /// Where they go.
+    pub sink: KafkaSink,
+}
+
+/// An MQTT broker and the topics taken from it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeSource {
+    /// How to connect, as a DeviceLink's MQTT extension says it. The bridge
+    /// keeps a session (cleanSession is ignored): what arrives while Kafka
+    /// is away waits in it.
+    pub client: MqttClientOptions,
+    /// Topic filters (MQTT wildcards `+` and `#` allowed), taken at QoS 1.
+    #[schemars(length(min = 1, max = 64))]
+    pub topics: Vec<TopicFilter>,
+}
+
+/// An MQTT topic filter.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(transparent)]
+pub struct TopicFilter(
+    #[schemars(length(min = 1, max = 1024), extend("x-kubernetes-validations" = [
+        {
+            "rule": "!self.matches('(^|/)#.|[^/]#|[^/]\\\\+|\\\\+[^/]')",
+            "message": "must be an MQTT topic filter: '#' only as the whole last level, '+' only as a whole level",
+        },
+        {
+            "rule": "!self.startsWith('$share/')",
+            "message": "must not be a shared subscription: the bridge shares its subscriptions among its replicas itself",
+        },
+    ]))]
+    pub String,
+);
+
+/// A Kafka cluster and how records are made for it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSink {
+    /// `host:port` of some of the cluster's brokers.
+    #[schemars(length(min = 1, max = 16))]
+    pub bootstrap_servers: Vec<BootstrapServer>,
+    /// The topic of messages the mapping does not route (of every message
+    /// without a mapping).
+    #[schemars(schema_with = "crate::schema::kafka_topic")]
+    pub topic: String,
+    /// What each record's key is: the MQTT topic (the default: the messages
+    /// of one topic keep their order in one partition) or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RecordKey>,
+    /// How batches are compressed. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// `host:port` of a Kafka broker.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(transparent)]
+pub struct BootstrapServer(
+    #[schemars(length(min = 3, max = 261), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[^:/ ]+:[0-9]{1,5}$') || self.matches('^\\\\[[0-9a-fA-F:.]+\\\\]:[0-9]{1,5}$')",
+        "message": "must be host:port, e.g. kafka.plant.svc:9092",
+    }]))]
+    pub String,
+);
+
+/// What a record's key is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecordKey {
+    /// The MQTT topic the message came on.
+    MqttTopic,
+    /// No key: records spread over the partitions.
+    None,
+}
+
+/// Kafka's batch compression codecs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The name Kafka clients configure it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// How MQTT topics become Kafka topics and headers. Levels are counted
+/// from the first non-empty one (`/a/b` and `a/b` both have `a` at 0). The
+/// level at `matchIndex` picks a policy: the first route whose pattern
+/// matches it. The policy's `topicIndex` level picks the Kafka topic: the
+/// first of its `topics` whose pattern matches it. Patterns are regular
+/// expressions found anywhere in the level (`gate` matches `gateway`):
+/// anchor them with `^` and `$` to match whole levels. A message no route
+/// or topic pattern takes goes to `sink.topic`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.routes.all(r, self.policies.exists(p, p.name == r.policy))",
+    "message": "every route must name an entry of policies",
+    "fieldPath": ".routes",
+    "reason": "FieldValueInvalid",
+}]))]
+pub struct TopicMapping {
+    /// The level whose value is matched against `routes`. Default 0.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 64))]
+    pub match_index: i32,
+    /// Tried in order; the first whose pattern matches picks the policy.
+    #[schemars(length(min = 1, max = 16))]
+    pub routes: Vec<MappingRoute>,
+    /// The policies the routes name.
+    #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub policies: Vec<MappingPolicy>,
+}
+
+/// A level pattern and the policy it picks.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct MappingRoute {
+    /// A regular expression (RE2 syntax) looked for in the level.
+    #[schemars(schema_with = "crate::schema::pattern")]
+    pub pattern: String,
+    /// The name of an entry of `policies`.
+    #[schemars(length(min = 1, max = 63))]
+    pub policy: String,
+}
+
+/// Which level picks the Kafka topic, and which levels become headers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingPolicy {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// The level whose value is matched against `topics`.
+    #[schemars(range(min = 0, max = 64))]
+    pub topic_index: i32,
+    /// Tried in order; the first whose pattern matches names the topic.
+    #[schemars(length(min = 1, max = 16))]
+    pub topics: Vec<TopicRoute>,
+    /// Level index (`"0"`, `"1"`, ...) to the name of the header that
+    /// carries that level's value. Levels a topic lacks are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::schema::level_headers")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A level pattern and the Kafka topic it picks.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TopicRoute {
+    /// A regular expression (RE2 syntax) looked for in the level.
+    #[schemars(schema_with = "crate::schema::pattern")]
+    pub pattern: String,
+    /// The Kafka topic.
+    #[schemars(schema_with = "crate::schema::kafka_topic")]
+    pub topic: String,
+}
+
+/// What the bridge reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaBridgeStatus {
+    /// The generation of the spec the bridge runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Records Kafka acknowledged since the bridge started this spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<i64>,
+    /// `SourceConnected` (the MQTT broker), `SinkConnected` (Kafka) and
+    /// `Ready` (both, and the spec is usable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,295 @@
+//! Apache Kafka for the bridge's tests: a single-node KRaft broker
+//! (e2e/devices/kafka, built into the cache by e2e/prereqs.sh) on free
+//! loopback ports, and [`Consumer`], Kafka's own Java consumer reading what
+//! arrived, so what the bridge delivered is checked by a client it does not
+//! share code with.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+use crate::process::{Process, free_port};
+
+/// A running broker; stopped when dropped. Its data lives in the log
+/// directory, so [`Kafka::restart`] brings back what it held (an outage).
+pub struct Kafka {
+    pub port: u16,
+    dir: PathBuf,
+    process: Option<Process>,
+}
+
+fn installed() -> PathBuf {
+    let dir = crate::cache_dir().join("kafka");
+    assert!(
+        dir.join("classes/Consume.class").exists(),
+        "{} is missing: run `make test` (e2e/prereqs.sh builds Kafka there)",
+        dir.display()
+    );
+    dir
+}
+
+fn class_path() -> String {
+    let dir = installed();
+    format!(
+        "{}/*:{}",
+        dir.join("lib").display(),
+        dir.join("classes").display()
+    )
+}
+
+fn java(log4j: &str) -> Command {
+    let mut command = Command::new("java");
+    command
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            installed().join("source").join(log4j).display()
+        ))
+        .arg("-cp")
+        .arg(class_path());
+    command
+}
+
+impl Kafka {
+    /// Formats a fresh data directory and starts the broker on free ports.
+    pub async fn start() -> Kafka {
+        let (port, controller) = (free_port(), free_port());
+        let dir = crate::log_dir().join(format!("kafka-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("server.properties"),
+            format!(
+                "process.roles=broker,controller\n\
+                 node.id=1\n\
+                 controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 inter.broker.listener.name=PLAINTEXT\n\
+                 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+                 log.dirs={data}\n\
+                 num.partitions=3\n\
+                 offsets.topic.replication.factor=1\n\
+                 transaction.state.log.replication.factor=1\n\
+                 transaction.state.log.min.isr=1\n\
+                 share.coordinator.state.topic.replication.factor=1\n\
+                 share.coordinator.state.topic.min.isr=1\n\
+                 group.initial.rebalance.delay.ms=0\n\
+                 log.cleaner.dedupe.buffer.size=16777216\n",
+                data = dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let cluster_id = java("log4j2-tools.xml")
+            .args(["kafka.tools.StorageTool", "random-uuid"])
+            .output()
+            .await
+            .expect("run Kafka's storage tool");
+        let cluster_id = String::from_utf8_lossy(&cluster_id.stdout)
+            .trim()
+            .to_string();
+        let status = java("log4j2-tools.xml")
+            .args(["kafka.tools.StorageTool", "format", "--standalone", "-t"])
+            .arg(&cluster_id)
+            .arg("-c")
+            .arg(dir.join("server.properties"))
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .expect("run Kafka's storage tool");
+        assert!(
+            status.success(),
+            "formatting Kafka's storage failed: {status}"
+        );
+        let mut kafka = Kafka {
+            port,
+            dir,
+            process: None,
+        };
+        kafka.run().await;
+        kafka
+    }
+
+    /// `127.0.0.1:port`, for bootstrap servers.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn run(&mut self) {
+        let name = format!("kafka-{}", self.port);
+        let log = crate::log_dir().join(format!("{name}.log"));
+        let already = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(STARTED)
+            .count();
+        let mut command = java("log4j2.xml");
+        command
+            // Small and quick: a heap of 192 MiB (the log cleaner's buffer is
+            // set down to 16 MiB to fit), serial GC, no optimizing compiler.
+            .args([
+                "-Xms128m",
+                "-Xmx192m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+            ])
+            .arg("kafka.Kafka")
+            .arg(self.dir.join("server.properties"));
+        self.process = Some(Process::spawn(&name, command));
+        crate::eventually("Kafka to start", Duration::from_secs(90), || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).ok()?;
+                (text.matches(STARTED).count() > already).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops the broker (SIGTERM, as an orderly shutdown).
+    pub async fn stop(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.stop().await;
+        }
+    }
+
+    /// Starts it again on the same ports with the data it had.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.run().await;
+    }
+}
+
+const STARTED: &str = "Kafka Server started";
+
+/// A replica of the bridge (`devicelink-bridge`), run here against the
+/// test control plane as its administrator.
+pub struct Bridge {
+    pub process: Process,
+    pub health_port: u16,
+}
+
+impl Bridge {
+    /// Serves the KafkaBridges of `namespace` as replica `instance`, once
+    /// it has listed them.
+    pub async fn start(namespace: &str, instance: &str) -> Bridge {
+        let health_port = free_port();
+        let mut command = Command::new(crate::bin("devicelink-bridge"));
+        command
+            .env("RUST_LOG", "info,devicelink_bridge=debug")
+            .arg("--namespace")
+            .arg(namespace)
+            .arg("--instance")
+            .arg(instance)
+            .arg("--health-addr")
+            .arg(format!("127.0.0.1:{health_port}"));
+        let bridge = Bridge {
+            process: Process::spawn(&format!("bridge-{instance}"), command),
+            health_port,
+        };
+        crate::eventually(
+            "the bridge to be ready",
+            Duration::from_secs(30),
+            || async {
+                let (code, _) = crate::process::http_get(health_port, "/readyz").await?;
+                (code == 200).then_some(())
+            },
+        )
+        .await;
+        bridge
+    }
+
+    /// SIGKILL: the replica dies mid-stream, acknowledging nothing more.
+    pub async fn kill(mut self) {
+        self.process.kill().await;
+    }
+
+    pub async fn stop(self) {
+        self.process.stop().await;
+    }
+}
+
+/// One record as [`Consumer`] read it (key, value and header values as
+/// UTF-8).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: Vec<(String, Option<String>)>,
+}
+
+impl Record {
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// Kafka's Java consumer (e2e/devices/kafka/Consume.java) in a group of its
+/// own, reading the given topics from their start.
+pub struct Consumer {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Consumer {
+    pub fn start(kafka: &Kafka, topics: &[&str]) -> Consumer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(crate::log_dir().join(format!("kafka-consumer-{}.log", kafka.port)))
+            .unwrap();
+        let mut child = java("log4j2-tools.xml")
+            .arg("Consume")
+            .arg(kafka.bootstrap())
+            .arg(topics.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start Kafka's consumer");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Consumer { child, lines }
+    }
+
+    /// The next record, if one arrives within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Record> {
+        let line = tokio::time::timeout(within, self.lines.next_line())
+            .await
+            .ok()?
+            .expect("read the consumer's output")?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+    }
+
+    /// Records until `count` have arrived or `within` has passed.
+    pub async fn take(&mut self, count: usize, within: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + within;
+        let mut records = Vec::new();
+        while records.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(record) => records.push(record),
+                None => break,
+            }
+        }
+        records
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,0 +1,344 @@
+//! The Kafka bridge against a real Apache Kafka (KRaft, from Maven Central)
+//! and a real broker, with what arrived read by Kafka's own Java consumer:
+//! the mapping of docs/bridge.md, keys and headers, a Kafka outage that
+//! loses and reorders nothing, and bad mappings refused by the API server.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use devicelink_api::kafka_bridge::KafkaBridge;
+use devicelink_e2e::{
+    Broker, apply, begin, eventually_showing,
+    kafka::{Bridge, Consumer, Kafka, Record},
+    mqtt,
+};
+use kube::{Api, api::PostParams};
+use serde_json::{Value, json};
+
+/// The worked example of docs/bridge.md (issue 34's), as a KafkaBridge.
+fn example(namespace: &str, broker: &Broker, kafka: &Kafka) -> Value {
+    let topics = json!([
+        {"pattern": "iphone|xiaomi|oppo|pixel", "topic": "iot_phone"},
+        {"pattern": ".*", "topic": "iot_other"},
+    ]);
+    json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "KafkaBridge",
+        "metadata": {"name": "plant-data", "namespace": namespace},
+        "spec": {
+            "source": {"client": {"server": broker.url()}, "topics": ["gateway/#", "/gateway/#", "direct/#", "plant/#"]},
+            "mapping": {
+                "matchIndex": 0,
+                "routes": [
+                    {"pattern": "gate*", "policy": "gateway"},
+                    {"pattern": "dir*", "policy": "direct"},
+                ],
+                "policies": [
+                    {"name": "direct", "topicIndex": 1, "topics": topics,
+                     "headers": {"0": "direct", "1": "device", "2": "status"}},
+                    {"name": "gateway", "topicIndex": 2, "topics": topics,
+                     "headers": {"0": "gateway", "1": "gatewayID", "2": "device", "3": "status"}},
+                ],
+            },
+            "sink": {"bootstrapServers": [kafka.bootstrap()], "topic": "iot_unrouted"},
+        },
+    })
+}
+
+/// Waits until the KafkaBridge says Ready True.
+async fn ready(api: &Api<KafkaBridge>, name: &str) {
+    eventually_showing(
+        &format!("KafkaBridge {name} to be Ready"),
+        Duration::from_secs(90),
+        || async {
+            let bridge = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = bridge.status.map(|s| s.conditions).unwrap_or_default();
+            if conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+            {
+                Ok(())
+            } else {
+                Err(format!("{conditions:?}"))
+            }
+        },
+    )
+    .await
+}
+
+fn headers(record: &Record) -> BTreeMap<&str, &str> {
+    record
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_worked_examples_reach_kafka_with_their_topics_headers_and_keys() {
+    let namespace = "kafka-mapping";
+    let (_guard, client) = begin(namespace).await;
+    let (broker, kafka) = (Broker::start().await, Kafka::start().await);
+    let bridge = Bridge::start(namespace, "mapping-0").await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    apply(&api, &example(namespace, &broker, &kafka)).await;
+    ready(&api, "plant-data").await;
+
+    let sent = [
+        ("gateway/gate123/iphone/log", "iot_phone"),
+        ("direct/xiaomi/status", "iot_phone"),
+        ("direct/tv/log", "iot_other"),
+        // Levels count from the first non-empty one.
+        ("/gateway/gate9/pixel/log", "iot_phone"),
+        // No route takes it: the sink's topic.
+        ("plant/line1/fan", "iot_unrouted"),
+    ];
+    for (topic, _) in sent {
+        mqtt::publish(broker.port, topic, format!("from {topic}").as_bytes()).await;
+    }
+    let mut consumer = Consumer::start(&kafka, &["iot_phone", "iot_other", "iot_unrouted"]);
+    let records = consumer.take(sent.len(), Duration::from_secs(60)).await;
+    let by_mqtt_topic: BTreeMap<&str, &Record> = records
+        .iter()
+        .map(|r| (r.header("mqtt.topic").unwrap_or_default(), r))
+        .collect();
+    assert_eq!(
+        by_mqtt_topic.len(),
+        sent.len(),
+        "one record per message: {records:#?}"
+    );
+    for (topic, kafka_topic) in sent {
+        let record = by_mqtt_topic[topic];
+        assert_eq!(record.topic, kafka_topic, "{topic}");
+        assert_eq!(
+            record.key.as_deref(),
+            Some(topic),
+            "keyed by the MQTT topic"
+        );
+        assert_eq!(
+            record.value.as_deref(),
+            Some(format!("from {topic}").as_str())
+        );
+        assert_eq!(
+            record.header("devicelink.bridge"),
+            Some("kafka-mapping/plant-data")
+        );
+    }
+    let expect = |pairs: &[(&'static str, &'static str)]| -> BTreeMap<&'static str, &'static str> {
+        let mut all: BTreeMap<_, _> = pairs.iter().copied().collect();
+        all.insert("devicelink.bridge", "kafka-mapping/plant-data");
+        all
+    };
+    let mut gateway = expect(&[
+        ("gateway", "gateway"),
+        ("gatewayID", "gate123"),
+        ("device", "iphone"),
+        ("status", "log"),
+    ]);
+    gateway.insert("mqtt.topic", "gateway/gate123/iphone/log");
+    assert_eq!(
+        headers(by_mqtt_topic["gateway/gate123/iphone/log"]),
+        gateway
+    );
+    let mut xiaomi = expect(&[
+        ("direct", "direct"),
+        ("device", "xiaomi"),
+        ("status", "status"),
+    ]);
+    xiaomi.insert("mqtt.topic", "direct/xiaomi/status");
+    assert_eq!(headers(by_mqtt_topic["direct/xiaomi/status"]), xiaomi);
+    let mut tv = expect(&[("direct", "direct"), ("device", "tv"), ("status", "log")]);
+    tv.insert("mqtt.topic", "direct/tv/log");
+    assert_eq!(headers(by_mqtt_topic["direct/tv/log"]), tv);
+    assert_eq!(
+        headers(by_mqtt_topic["/gateway/gate9/pixel/log"]).get("gatewayID"),
+        Some(&"gate9")
+    );
+    let mut unrouted = expect(&[]);
+    unrouted.insert("mqtt.topic", "plant/line1/fan");
+    assert_eq!(headers(by_mqtt_topic["plant/line1/fan"]), unrouted);
+
+    let status = api.get("plant-data").await.unwrap().status.unwrap();
+    eventually_showing("the delivered count", Duration::from_secs(10), || async {
+        let delivered = api
+            .get("plant-data")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.delivered)
+            .unwrap_or(0);
+        (delivered >= sent.len() as i64)
+            .then_some(())
+            .ok_or(format!("{delivered}"))
+    })
+    .await;
+    drop(status);
+    consumer.stop().await;
+    api.delete("plant-data", &Default::default()).await.unwrap();
+    bridge.stop().await;
+}
+
+/// Three devices publish numbered messages at QoS 1 while Kafka is away
+/// for 30 s: all arrive, each device's in order (a duplicate, which at
+/// least once allows, is counted and shown).
+#[tokio::test]
+async fn a_kafka_outage_loses_and_reorders_nothing() {
+    let namespace = "kafka-outage";
+    let (_guard, client) = begin(namespace).await;
+    let (broker, mut kafka) = (Broker::start().await, Kafka::start().await);
+    let bridge = Bridge::start(namespace, "outage-0").await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    let mut object = example(namespace, &broker, &kafka);
+    object["spec"]["mapping"] = Value::Null;
+    object["spec"]["sink"]["topic"] = json!("readings");
+    apply(&api, &object).await;
+    ready(&api, "plant-data").await;
+
+    const EACH: u32 = 60;
+    let devices = ["plant/fan", "plant/pump", "plant/press"];
+    let publish = |from: u32, to: u32| async move {
+        for n in from..to {
+            for device in devices {
+                mqtt::publish(broker.port, device, n.to_string().as_bytes()).await;
+            }
+        }
+    };
+    publish(0, EACH / 3).await;
+    kafka.stop().await;
+    let away = tokio::time::Instant::now();
+    publish(EACH / 3, 2 * EACH / 3).await;
+    tokio::time::sleep_until(away + Duration::from_secs(30)).await;
+    kafka.restart().await;
+    publish(2 * EACH / 3, EACH).await;
+
+    let mut consumer = Consumer::start(&kafka, &["readings"]);
+    let wanted = devices.len() * EACH as usize;
+    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.values().map(|v| unique(v)).sum::<usize>() < wanted {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(record) = consumer.next(left).await else {
+            break;
+        };
+        let n: u32 = record.value.as_deref().unwrap().parse().unwrap();
+        seen.entry(record.key.clone().unwrap()).or_default().push(n);
+    }
+    for device in devices {
+        let numbers = seen.get(device).cloned().unwrap_or_default();
+        let duplicates = numbers.len() - unique(&numbers);
+        eprintln!(
+            "{device}: {} records, {duplicates} duplicate(s)",
+            numbers.len()
+        );
+        let mut first_seen: Vec<u32> = Vec::new();
+        for n in &numbers {
+            if !first_seen.contains(n) {
+                first_seen.push(*n);
+            }
+        }
+        assert_eq!(
+            first_seen,
+            (0..EACH).collect::<Vec<_>>(),
+            "{device}: every message, in order ({numbers:?})"
+        );
+    }
+    consumer.stop().await;
+    api.delete("plant-data", &Default::default()).await.unwrap();
+    bridge.stop().await;
+}
+
+fn unique(numbers: &[u32]) -> usize {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.len()
+}
+
+#[tokio::test]
+async fn bad_mappings_are_refused_by_the_api_server_naming_the_field() {
+    let namespace = "kafka-refused";
+    let (_guard, client) = begin(namespace).await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    let base = json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "KafkaBridge",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": {
+            "source": {"client": {"server": "tcp://broker:1883"}, "topics": ["plant/#"]},
+            "mapping": {
+                "routes": [{"pattern": "^plant$", "policy": "plant"}],
+                "policies": [{"name": "plant", "topicIndex": 1,
+                              "topics": [{"pattern": ".", "topic": "plant"}],
+                              "headers": {"1": "line"}}],
+            },
+            "sink": {"bootstrapServers": ["kafka:9092"], "topic": "devices"},
+        },
+    });
+    let create = |object: Value| {
+        let api = api.clone();
+        async move {
+            let object: KafkaBridge = serde_json::from_value(object).unwrap();
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {
+                    api.delete("bad", &Default::default()).await.unwrap();
+                    String::new()
+                }
+                Err(kube::Error::Api(status)) => status.message,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(
+        create(base.clone()).await,
+        "",
+        "the base object is accepted"
+    );
+    let cases: [(&str, Value, &[&str]); 5] = [
+        (
+            "a route naming no policy",
+            json!({"routes": [{"pattern": "^plant$", "policy": "hall"}]}),
+            &[
+                "spec.mapping.routes",
+                "every route must name an entry of policies",
+            ],
+        ),
+        (
+            "a pattern that is not a regular expression",
+            json!({"routes": [{"pattern": "(plant", "policy": "plant"}]}),
+            &["spec.mapping.routes[0].pattern"],
+        ),
+        (
+            "a header key that is not a level",
+            json!({"policies": [{"name": "plant", "topicIndex": 1,
+                   "topics": [{"pattern": ".", "topic": "plant"}], "headers": {"line": "line"}}]}),
+            &["spec.mapping.policies[0].headers", "level indexes"],
+        ),
+        (
+            "a Kafka topic Kafka does not allow",
+            json!({"policies": [{"name": "plant", "topicIndex": 1,
+                   "topics": [{"pattern": ".", "topic": "plant data"}]}]}),
+            &[
+                "spec.mapping.policies[0].topics[0].topic",
+                "Kafka topic name",
+            ],
+        ),
+        (
+            "a bootstrap server without a port",
+            json!(null),
+            &["spec.sink.bootstrapServers[0]", "host:port"],
+        ),
+    ];
+    for (what, mapping_change, expected) in cases {
+        let mut object = base.clone();
+        if mapping_change.is_null() {
+            object["spec"]["sink"]["bootstrapServers"] = json!(["kafka"]);
+        } else {
+            for (k, v) in mapping_change.as_object().unwrap() {
+                object["spec"]["mapping"][k] = v.clone();
+            }
+        }
+        let message = create(object).await;
+        for part in expected {
+            assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
+        }
+    }
+}
