@@ -160,6 +160,8 @@ async fn allow(
 }
 
 /// Names from a URL are Kubernetes names, or the request goes no further.
+// The error is the response the handler answers with, as it is.
+#[allow(clippy::result_large_err)]
 fn checked_names(namespace: Option<&str>, names: &[&str]) -> Result<(), Response> {
     namespace
         .and_then(namespace_problem)

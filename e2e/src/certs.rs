@@ -135,6 +135,12 @@ pub mod tempdir {
     /// A directory under the system's temporary directory, removed on drop.
     pub struct Dir(std::path::PathBuf);
 
+    impl Default for Dir {
+        fn default() -> Dir {
+            Dir::new()
+        }
+    }
+
     impl Dir {
         pub fn new() -> Dir {
             static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -220,6 +220,8 @@ where
     use futures::{SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    // tungstenite's handshake callback returns its own large error type.
+    #[allow(clippy::result_large_err)]
     let record = |request: &Request, mut response: Response| {
         let headers = request
             .headers()

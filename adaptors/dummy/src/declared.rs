@@ -315,7 +315,7 @@ fn made_up(shape: &Shape, path: &str, syncs: u64) -> Value {
         Shape::Int => Value::from(count),
         Shape::Float => Value::from(count as f64 / 4.0),
         Shape::Text => Value::from(format!("{path}-{syncs}")),
-        Shape::Boolean => Value::from(count % 2 == 0),
+        Shape::Boolean => Value::from(count.is_multiple_of(2)),
         Shape::List(item) => Value::Array(
             (0..ARRAY_ITEMS)
                 .map(|i| made_up(item, &format!("{path}[{i}]"), syncs))

@@ -186,17 +186,18 @@ impl Plan {
     }
 }
 
+/// Renders a property's (status topic, write topic) from its own topic
+/// template, operator and path.
+type RenderTopics<'a> =
+    &'a dyn Fn(Option<&str>, Option<&MqttTopicOperator>, &str) -> Result<(String, String), String>;
+
 fn point(
     p: &MqttDeviceProperty,
     index: usize,
     pattern: MqttDevicePattern,
     qos: i32,
     retain: bool,
-    render: &dyn Fn(
-        Option<&str>,
-        Option<&MqttTopicOperator>,
-        &str,
-    ) -> Result<(String, String), String>,
+    render: RenderTopics,
 ) -> Result<Point, String> {
     let field = format!("spec.properties[{index}] ({})", p.name);
     // Read-only unless it says otherwise, as in Octopus.

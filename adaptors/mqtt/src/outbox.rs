@@ -463,13 +463,13 @@ impl Outbox {
             .iter()
             .take(handed)
             .position(|e| e.pkid == Some(pkid))
-            .and_then(|i| {
+            .map(|i| {
                 let topic = inner.entries[i].message.topic.clone();
                 if !delivered {
                     self.metrics.failed.inc();
                 }
                 inner.complete(i, delivered, &self.metrics);
-                Some(topic)
+                topic
             });
         self.drained_maybe(&mut inner);
         inner.feed();

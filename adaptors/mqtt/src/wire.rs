@@ -97,11 +97,13 @@ pub struct Incoming {
     pub ack: Option<Ack>,
 }
 
-/// A received message still to be acknowledged.
-#[derive(Debug)]
-pub enum Ack {
-    V4(rumqttc::Publish),
-    V5(rumqttc::v5::mqttbytes::v5::Publish),
+/// A received message still to be acknowledged: what its
+/// acknowledgement names.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    version: Version,
+    pkid: u16,
+    qos: QoS,
 }
 
 /// The largest packet taken from a broker. Far above any write
@@ -311,9 +313,19 @@ impl Client {
     /// Acknowledges a received message (see [`Dial::manual_acks`]); false
     /// if the client's queue is full.
     pub fn try_ack(&self, ack: &Ack) -> bool {
-        match (self, ack) {
-            (Client::V4(c), Ack::V4(p)) => c.try_ack(p).is_ok(),
-            (Client::V5(c), Ack::V5(p)) => c.try_ack(p).is_ok(),
+        // rumqttc acknowledges a publish by its packet id and QoS alone.
+        match (self, ack.version) {
+            (Client::V4(c), Version::V4) => {
+                let mut publish = rumqttc::Publish::new("", ack.qos, Vec::new());
+                publish.pkid = ack.pkid;
+                c.try_ack(&publish).is_ok()
+            }
+            (Client::V5(c), Version::V5) => {
+                let mut publish =
+                    rumqttc::v5::mqttbytes::v5::Publish::new("", qos5(ack.qos), Vec::new(), None);
+                publish.pkid = ack.pkid;
+                c.try_ack(&publish).is_ok()
+            }
             // An ack belongs to the connection that received the message.
             _ => false,
         }
@@ -342,11 +354,10 @@ impl Connection {
                     Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
                     Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
                     Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
-                        ack: (p.qos != QoS::AtMostOnce).then(|| {
-                            // Only the packet id and QoS are acknowledged.
-                            let mut ack = rumqttc::Publish::new("", p.qos, Vec::new());
-                            ack.pkid = p.pkid;
-                            Ack::V4(ack)
+                        ack: (p.qos != QoS::AtMostOnce).then_some(Ack {
+                            version: Version::V4,
+                            pkid: p.pkid,
+                            qos: p.qos,
                         }),
                         topic: p.topic,
                         retained: p.retain,
@@ -390,15 +401,15 @@ impl Connection {
                     Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
                     Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
                     Event::Incoming(Packet::Publish(p)) => {
-                        let ack = (p.qos != rumqttc::v5::mqttbytes::QoS::AtMostOnce).then(|| {
-                            let mut ack = rumqttc::v5::mqttbytes::v5::Publish::new(
-                                "",
-                                p.qos,
-                                Vec::new(),
-                                None,
-                            );
-                            ack.pkid = p.pkid;
-                            Ack::V5(ack)
+                        let qos = match p.qos {
+                            rumqttc::v5::mqttbytes::QoS::AtMostOnce => None,
+                            rumqttc::v5::mqttbytes::QoS::AtLeastOnce => Some(QoS::AtLeastOnce),
+                            rumqttc::v5::mqttbytes::QoS::ExactlyOnce => Some(QoS::ExactlyOnce),
+                        };
+                        let ack = qos.map(|qos| Ack {
+                            version: Version::V5,
+                            pkid: p.pkid,
+                            qos,
                         });
                         let (response_topic, correlation) = match p.properties {
                             Some(props) => (

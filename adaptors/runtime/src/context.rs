@@ -73,6 +73,10 @@ pub struct DeviceContext<K: Model> {
 pub(crate) type SharedWrites = Arc<tokio::sync::Mutex<mpsc::Receiver<Box<WriteRequest>>>>;
 
 impl<K: Model> DeviceContext<K> {
+    // Each argument is one of the device's own channels or shared handles,
+    // made in one place (registry.rs); a struct of them would only be
+    // taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         device: watch::Receiver<Arc<K>>,
         references: watch::Receiver<Arc<References>>,

@@ -203,6 +203,9 @@ impl<K> Drop for Running<K> {
     }
 }
 
+// One update is in hand at a time: boxing every DeviceLink event would cost
+// an allocation each for no memory saved.
+#[allow(clippy::large_enum_variant)]
 enum Update<K> {
     Device(watcher::Result<watcher::Event<K>>),
     Link(watcher::Result<watcher::Event<DeviceLink>>),
@@ -223,9 +226,12 @@ enum Update<K> {
 pub struct Adaptor {
     short_name: String,
     kind: Option<&'static adaptor::AdaptorKind>,
-    register: Vec<Box<dyn FnOnce(&mut prometheus_client::registry::Registry)>>,
+    register: Vec<Registration>,
     models: Vec<(String, ModelLoop)>,
 }
+
+/// Registers a protocol's own metrics once the adaptor's registry exists.
+type Registration = Box<dyn FnOnce(&mut prometheus_client::registry::Registry)>;
 
 /// Starts the loop of one model, given what every loop shares.
 type ModelLoop = Box<dyn FnOnce(Env) -> futures::future::BoxFuture<'static, ()>>;

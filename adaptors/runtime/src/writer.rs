@@ -184,16 +184,18 @@ mod tests {
     const STATUS_PATH: &str =
         "/apis/devices.edge.cattle.io/v1alpha1/namespaces/ns/dummyspecialdevices/fan/status";
 
-    /// A writer for the fan `ns/fan` on a mocked API server, with the
-    /// senders of what it writes.
-    fn start(
-        status_interval: Duration,
-    ) -> (
+    /// The mocked API server, the senders of the reported status and of
+    /// the MQTT status, and the writer's task.
+    type Started = (
         ApiServer,
         watch::Sender<Option<String>>,
         watch::Sender<Option<MqttStatus>>,
         tokio::task::JoinHandle<()>,
-    ) {
+    );
+
+    /// A writer for the fan `ns/fan` on a mocked API server, with the
+    /// senders of what it writes.
+    fn start(status_interval: Duration) -> Started {
         let (service, server) = tower_test::mock::pair();
         let (reported, reported_rx) = watch::channel(None);
         let (mqtt, mqtt_rx) = watch::channel(None);
