@@ -50,11 +50,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "prereqs: Rust (cargo) is required; install it with rustup" >&2; exit 1; }
-# The format check of make test's fast tier.
-if ! cargo fmt --version >/dev/null 2>&1; then
-  command -v rustup >/dev/null && rustup component add rustfmt >&2 ||
-    { echo "prereqs: rustfmt is required (rustup component add rustfmt)" >&2; exit 1; }
-fi
+# The format and lint checks of make test's fast tier.
+for component in rustfmt clippy; do
+  command=${component/rustfmt/fmt}
+  if ! cargo "$command" --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null && rustup component add "$component" >&2 ||
+      { echo "prereqs: $component is required (rustup component add $component)" >&2; exit 1; }
+  fi
+done
 # Device servers written by others (pymodbus, asyncua), the MQTT client
 # MQTT-native device programs use (paho-mqtt), and BlueZoo (BlueZ's D-Bus
 # API emulated, with dbus-fast for the BLE peripheral program), in a
