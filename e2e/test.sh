@@ -28,6 +28,8 @@ find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec r
 # So do builds no longer used (each change leaves a copy of every binary
 # and library depending on it): not read or written for two days.
 find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -atime +2 -mtime +2 -delete 2>/dev/null || true
+echo "== unit and crate tests (no cluster)" >&2
+cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --no-fail-fast
 echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
 images=$("$root/deploy/images/build.sh")
 echo "== the Dockerfile as users build it (docker stood in for by buildah; cached in $DEVICELINK_CACHE/dockerfile-images)" >&2
@@ -41,10 +43,8 @@ echo "== the chart's objects, as the API server sees them (server-side dry run)"
   --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users --set broker.aclSecret=mqtt-users \
   --set console.enabled=true 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
-echo "== running tests" >&2
+echo "== end-to-end tests" >&2
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"
-# Unit and crate tests first, then the end-to-end tests (whose summary closes the run).
-cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --no-fail-fast
 # On failure, the last lines of each process the tests started say why.
 # The MQTT extension's tests, and the MQTT-native devices', run again with
 # the adaptors' shared connections off: sharing must not change what a
