@@ -13,6 +13,8 @@
 //! (`--grant-console`), gets the same kind of Role per namespace, naming
 //! only the objects the MQTT extensions there reference: it follows device
 //! topics on those brokers and needs their credentials, and nothing else.
+//! The Kafka bridge (`--grant-bridge`) gets one naming the objects the
+//! KafkaBridges there reference.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,6 +90,8 @@ pub fn identity(
 /// The console's ServiceAccount (in the operator's namespace) and the name
 /// of its Role and RoleBinding in each namespace it is granted objects in.
 pub const CONSOLE: &str = "devicelink-console";
+/// The same for the Kafka bridge.
+pub const BRIDGE: &str = "devicelink-bridge";
 
 /// Who a grant of referenced Secrets and ConfigMaps is for.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -99,6 +103,8 @@ pub enum Grantee {
     },
     /// The live console.
     Console,
+    /// The Kafka bridge.
+    Bridge,
 }
 
 impl Grantee {
@@ -107,15 +113,16 @@ impl Grantee {
         match self {
             Grantee::AdaptorPod { adaptor, node } => name(adaptor, node),
             Grantee::Console => CONSOLE.to_string(),
+            Grantee::Bridge => BRIDGE.to_string(),
         }
     }
 
     fn subject(&self, config: &Config) -> Subject {
         match self {
             Grantee::AdaptorPod { adaptor, node } => subject(config, adaptor, node),
-            Grantee::Console => Subject {
+            Grantee::Console | Grantee::Bridge => Subject {
                 kind: "ServiceAccount".into(),
-                name: CONSOLE.into(),
+                name: self.name(),
                 namespace: Some(config.lease_namespace.clone()),
                 api_group: None,
             },
@@ -125,9 +132,9 @@ impl Grantee {
     fn meta(&self, namespace: &str) -> ObjectMeta {
         let labels = match self {
             Grantee::AdaptorPod { adaptor, node } => adaptor_pod::pod_labels(adaptor, node),
-            Grantee::Console => BTreeMap::from([
+            Grantee::Console | Grantee::Bridge => BTreeMap::from([
                 (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-                (labels::COMPONENT.to_string(), CONSOLE.to_string()),
+                (labels::COMPONENT.to_string(), self.name()),
             ]),
         };
         ObjectMeta {

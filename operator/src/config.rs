@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "DEVICELINK_GRANT_CONSOLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub grant_console: bool,
 
+    /// The Kafka bridge is installed (as the ServiceAccount devicelink-bridge
+    /// in this namespace): grant it, per namespace, read access to exactly the
+    /// Secrets and ConfigMaps that KafkaBridges there reference.
+    #[arg(long, env = "DEVICELINK_GRANT_BRIDGE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub grant_bridge: bool,
+
     /// The servers (URLs, comma-separated) of a mosquitto broker with the
     /// dynamic security plugin that the operator manages (the chart's own
     /// broker): it gives each adaptor pod and the console an identity there,

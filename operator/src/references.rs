@@ -25,6 +25,12 @@ pub fn referenced_objects(link: &DeviceLink) -> (BTreeSet<String>, BTreeSet<Stri
     objects_in(&link.spec.references)
 }
 
+/// The Secrets and ConfigMaps, by name, that a list of references names
+/// (a KafkaBridge's).
+pub fn objects_of(references: &[DeviceLinkReference]) -> (BTreeSet<String>, BTreeSet<String>) {
+    objects_in(references)
+}
+
 /// The Secrets and ConfigMaps, by name, of the references that the
 /// DeviceLink's template uses at `*Ref` fields under `prefix`.
 pub fn objects_used_under(link: &DeviceLink, prefix: &str) -> (BTreeSet<String>, BTreeSet<String>) {

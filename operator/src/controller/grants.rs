@@ -56,6 +56,7 @@ impl AccessKey {
                             .is_some_and(|a| a.short_name == adaptor.short_name)
                 }
                 Grantee::Console => true,
+                Grantee::Bridge => false,
             }
     }
 }

@@ -50,6 +50,7 @@ use crate::{
     references, stages, watch_filter,
 };
 
+mod bridge_grants;
 mod deletion;
 mod grants;
 mod objects;
@@ -199,6 +200,13 @@ pub async fn run(
             config.clone(),
             links.clone(),
             broker.clone(),
+        )))
+    });
+    // The Kafka bridge's grants, also only while this replica leads.
+    let _bridge_grants = config.grant_bridge.then(|| {
+        AbortOnDrop(tokio::spawn(bridge_grants::run(
+            client.clone(),
+            config.clone(),
         )))
     });
     let ctx = Arc::new(Context {
