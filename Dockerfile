@@ -3,6 +3,7 @@
 #
 #   operator          the operator
 #   console           the live console (off in the chart unless console.enabled)
+#   bridge            the Kafka bridge (off in the chart unless bridge.enabled)
 #   adaptor-dummy     the dummy adaptor (simulated devices)
 #   adaptor-modbus    the Modbus adaptor (TCP and RTU)
 #   adaptor-opcua     the OPC-UA adaptor
@@ -28,7 +29,9 @@ ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
-# make: jemalloc's build script runs it. libdbus: the BLE adaptor.
+# make: jemalloc's and librdkafka's builds run it (librdkafka, for the
+# bridge, is built from the source its crate bundles). libdbus: the BLE
+# adaptor.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates make pkg-config libdbus-1-dev mosquitto \
  && rm -rf /var/lib/apt/lists/*
@@ -38,7 +41,7 @@ COPY . .
 # list of them is those targets.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    programs=$(sed -n 's/^FROM runtime AS \(operator\|console\|adaptor-[a-z0-9-]*\)$/\1/p' Dockerfile) \
+    programs=$(sed -n 's/^FROM runtime AS \(operator\|console\|bridge\|adaptor-[a-z0-9-]*\)$/\1/p' Dockerfile) \
  && cargo build --release --locked $(for p in $programs; do echo --bin devicelink-$p; done) \
  && sh deploy/images/rootfs.sh base /out/base \
  && for program in $programs; do \
@@ -59,6 +62,10 @@ ENTRYPOINT ["/usr/bin/devicelink-operator"]
 FROM runtime AS console
 COPY --from=build /out/console/ /
 ENTRYPOINT ["/usr/bin/devicelink-console"]
+
+FROM runtime AS bridge
+COPY --from=build /out/bridge/ /
+ENTRYPOINT ["/usr/bin/devicelink-bridge"]
 
 FROM runtime AS adaptor-dummy
 COPY --from=build /out/adaptor-dummy/ /

@@ -16,6 +16,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Delivers MQTT messages into Kafka as KafkaBridge objects say.
 #[derive(Parser, Debug)]
+#[command(version)]
 struct Flags {
     /// Serve only the KafkaBridges of this namespace (all by default).
     #[arg(long, env = "DEVICELINK_BRIDGE_NAMESPACE")]
