@@ -21,6 +21,8 @@ use crate::process::{Process, free_port};
 /// A running broker; stopped when dropped. Its data lives in the log
 /// directory, so [`Kafka::restart`] brings back what it held (an outage).
 pub struct Kafka {
+    /// The address its client listener is on (and advertises).
+    pub host: std::net::Ipv4Addr,
     pub port: u16,
     dir: PathBuf,
     process: Option<Process>,
@@ -58,8 +60,15 @@ fn java(log4j: &str) -> Command {
 }
 
 impl Kafka {
-    /// Formats a fresh data directory and starts the broker on free ports.
+    /// Formats a fresh data directory and starts the broker on free
+    /// loopback ports.
     pub async fn start() -> Kafka {
+        Kafka::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// The same, with its client listener on `host` (an address pods
+    /// reach); its controller stays on loopback.
+    pub async fn start_on(host: std::net::Ipv4Addr) -> Kafka {
         let (port, controller) = (free_port(), free_port());
         let dir = crate::log_dir().join(format!("kafka-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -70,8 +79,8 @@ impl Kafka {
                 "process.roles=broker,controller\n\
                  node.id=1\n\
                  controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n\
-                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 advertised.listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}\n\
                  controller.listener.names=CONTROLLER\n\
                  inter.broker.listener.name=PLAINTEXT\n\
                  listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
@@ -110,6 +119,7 @@ impl Kafka {
             "formatting Kafka's storage failed: {status}"
         );
         let mut kafka = Kafka {
+            host,
             port,
             dir,
             process: None,
@@ -118,9 +128,9 @@ impl Kafka {
         kafka
     }
 
-    /// `127.0.0.1:port`, for bootstrap servers.
+    /// `host:port`, for bootstrap servers.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     async fn run(&mut self) {

@@ -9,7 +9,9 @@
 //! carries the examples' messages; the operator starts each adaptor pod on
 //! the node from its adaptor image, the pod turns Ready, its devices connect,
 //! publish and take writes from MQTT; an adaptor that cannot list its devices
-//! keeps AdaptorExisted False with the reason; the broker with a password
+//! keeps AdaptorExisted False with the reason; the Kafka bridge delivers a
+//! device's status into Kafka with only its references granted; the broker
+//! with a password
 //! file admits only its users; and uninstalling leaves no pod,
 //! ServiceAccount, binding or finalizer behind.
 
@@ -20,7 +22,8 @@ use devicelink_e2e::{
     NODE_ADDRESS, REAL_NODE, SYSTEM_NAMESPACE, begin, delete_links_and_wait, device_link,
     dummy_link, eventually, eventually_showing,
     helm::helm,
-    kubectl::kubectl,
+    kafka::{Consumer, Kafka},
+    kubectl::{can_i, kubectl},
     log_dir,
     modbus::{AbsentUart, Listen, ModbusServer, SerialCable, holding},
     mqtt::{self, Subscriber},
@@ -31,7 +34,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     coordination::v1::Lease,
     core::v1::{Pod, Service, ServiceAccount},
-    rbac::v1::{ClusterRoleBinding, RoleBinding},
+    rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -62,6 +65,10 @@ broker:
 console:
   enabled: true
   nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+bridge:
+  enabled: true
+  nodeSelector: {{kubernetes.io/hostname: {REAL_NODE}}}
+  logLevel: info,devicelink_bridge=debug
 metrics:
   serviceMonitor: {{enabled: true, labels: {{release: prometheus}}}}
   podMonitor: {{enabled: true}}
@@ -326,6 +333,8 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
     .await;
     let (code, _) = http_get_at(console, &fan_path).await.expect("an answer");
     assert_eq!(code, 401, "nothing without a token");
+
+    bridge_delivers_into_kafka(&client, namespace).await;
 
     // Serial devices from the settings: the RTU meter on the pty line is
     // read from inside the container; on the UART the open reaches the
@@ -639,6 +648,136 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
         "the DeviceLink CRD is kept after helm uninstall"
     );
     wait_nothing_left(&client).await;
+}
+
+/// The Kafka bridge, from its image on the node: one KafkaBridge, reading
+/// the chart's broker with a BrokerCredential of the namespace (Read), puts
+/// the fan's status into Kafka (on this host, where pods reach it) with its
+/// topic levels as headers. The operator grants the bridge that
+/// credential's Secret and nothing else, and takes it back with the
+/// KafkaBridge.
+async fn bridge_delivers_into_kafka(client: &Client, namespace: &str) {
+    let bridges = wait_deployment_ready(client, "devicelink-bridge", 1).await;
+    assert_runs_on_the_node(&bridges[0], &format!("ghcr.io/devicelink/bridge:{VERSION}"));
+    let kafka = Kafka::start_on(NODE_ADDRESS).await;
+    let credential = format!(
+        "apiVersion: edge.cattle.io/v1alpha1
+kind: BrokerCredential
+metadata: {{name: kafka-bridge, namespace: {namespace}}}
+spec: {{access: Read}}
+"
+    );
+    let applied = kubectl(&["apply", "-f", "-"], Some(&credential));
+    assert!(applied.success, "the BrokerCredential: {}", applied.text);
+    let bridge = format!(
+        "apiVersion: edge.cattle.io/v1alpha1
+kind: KafkaBridge
+metadata: {{name: plant-data, namespace: {namespace}}}
+spec:
+  references:
+    - {{name: broker, secret: {{name: kafka-bridge-broker-credential}}}}
+  source:
+    client:
+      server: tcp://devicelink-mqtt.{SYSTEM_NAMESPACE}:1883
+      basicAuth:
+        usernameRef: {{name: broker, item: username}}
+        passwordRef: {{name: broker, item: password}}
+    topics: [cattle.io/octopus/{namespace}/#]
+  mapping:
+    matchIndex: 0
+    routes: [{{pattern: cattle.io, policy: devices}}]
+    policies:
+      - name: devices
+        topicIndex: 3
+        topics: [{{pattern: \".*-fan\", topic: fans}}]
+        headers: {{\"2\": namespace, \"3\": device}}
+  sink:
+    bootstrapServers: [\"{}\"]
+    topic: unrouted
+    compression: zstd
+",
+        kafka.bootstrap()
+    );
+    let applied = kubectl(&["apply", "-f", "-"], Some(&bridge));
+    assert!(applied.success, "the KafkaBridge: {}", applied.text);
+    let mut consumer = Consumer::start(&kafka, &["fans"]);
+    let fan_topic = format!("cattle.io/octopus/{namespace}/living-room-fan");
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut others = Vec::new();
+    let record = loop {
+        match consumer
+            .next(deadline.saturating_duration_since(std::time::Instant::now()))
+            .await
+        {
+            Some(r) if r.header("mqtt.topic") == Some(fan_topic.as_str()) => break r,
+            Some(r) => others.push(r),
+            None => {
+                let status = kubectl(
+                    &[
+                        "get",
+                        "-n",
+                        namespace,
+                        "kafkabridge/plant-data",
+                        "-o",
+                        "yaml",
+                    ],
+                    None,
+                );
+                panic!(
+                    "no record of the fan in Kafka within {WAIT:?}; other records: {others:?}\n{}",
+                    status.text
+                )
+            }
+        }
+    };
+    assert_eq!(record.header("namespace"), Some(namespace));
+    assert_eq!(record.header("device"), Some("living-room-fan"));
+    let value: Value = serde_json::from_str(record.value.as_deref().unwrap_or_default())
+        .expect("the fan's status as JSON");
+    assert!(value["gear"].is_string(), "{value}");
+    consumer.stop().await;
+
+    // It may read the credential's Secret, and no other.
+    let account = format!("system:serviceaccount:{SYSTEM_NAMESPACE}:devicelink-bridge");
+    eventually_showing("the bridge granted its reference", WAIT, || async {
+        can_i(
+            &account,
+            "get",
+            "secret/kafka-bridge-broker-credential",
+            namespace,
+        )
+        .then_some(())
+        .ok_or_else(|| "not granted".to_string())
+    })
+    .await;
+    for (secret, in_namespace) in [
+        ("secrets", namespace),
+        ("secret/devicelink-mqtt-admin", SYSTEM_NAMESPACE),
+    ] {
+        assert!(
+            !can_i(&account, "get", secret, in_namespace),
+            "the bridge may get {secret} in {in_namespace}"
+        );
+    }
+    let deleted = kubectl(
+        &[
+            "delete",
+            "-n",
+            namespace,
+            "kafkabridge/plant-data",
+            "brokercredential/kafka-bridge",
+        ],
+        None,
+    );
+    assert!(deleted.success, "{}", deleted.text);
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    eventually_showing("the bridge's grant taken back", WAIT, || async {
+        match roles.get_opt("devicelink-bridge").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
 
 /// The username and password in a Secret of the system namespace.
