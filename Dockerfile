@@ -31,9 +31,9 @@ ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 # make: jemalloc's and librdkafka's builds run it (librdkafka, for the
 # bridge, is built from the source its crate bundles). libdbus: the BLE
-# adaptor.
+# adaptor. libssl: the bridge's TLS and SASL SCRAM to Kafka.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates make pkg-config libdbus-1-dev mosquitto \
+ && apt-get install -y --no-install-recommends ca-certificates make pkg-config libdbus-1-dev libssl-dev mosquitto \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -25,7 +25,7 @@ use crate::{
     mapping::Mapping,
     pipeline::{self, Progress, Source, shared},
     record::Recorder,
-    sink::{Sink, SinkState},
+    sink::{Sasl, Security, Sink, SinkState, Tls},
     status::{self, Blocked},
 };
 
@@ -157,7 +157,12 @@ async fn start(
     };
     tracing::info!(%namespace, %name, "KafkaBridge started");
     let (sink_state, sink_states) = watch::channel(SinkState::Connecting);
-    let sink = match Sink::new(&bridge.spec.sink, &prepared.client_id, sink_state) {
+    let sink = match Sink::new(
+        &bridge.spec.sink,
+        &prepared.security,
+        &prepared.client_id,
+        sink_state,
+    ) {
         Ok(sink) => sink,
         Err(e) => {
             let blocked = Blocked::InvalidSink(e.to_string());
@@ -180,6 +185,7 @@ async fn start(
 struct Prepared {
     source: Source,
     recorder: Recorder,
+    security: Security,
     client_id: String,
 }
 
@@ -233,6 +239,7 @@ fn prepare_with(
     };
     let dial = durable_reader(&source.client, &owner, resolve, client_id.clone())
         .map_err(|e| Blocked::InvalidSource(e.to_string()))?;
+    let security = sink_security(&bridge.spec.sink, resolve).map_err(Blocked::InvalidSink)?;
     let group = format!("devicelink-bridge-{uid}");
     Ok(Prepared {
         source: Source {
@@ -240,6 +247,51 @@ fn prepare_with(
             filters: source.topics.iter().map(|t| shared(&group, &t.0)).collect(),
         },
         recorder: Recorder::new(mapping, &bridge.spec.sink, format!("{namespace}/{name}")),
+        security,
         client_id,
     })
+}
+
+/// The sink's TLS and SASL settings with their `*Ref` values.
+fn sink_security(
+    sink: &devicelink_api::kafka_bridge::KafkaSink,
+    resolve: devicelink_mqtt::publisher::Resolve,
+) -> Result<Security, String> {
+    let value = |inline: &Option<String>,
+                 by_ref: &Option<devicelink_api::devicelink::ReferenceItem>,
+                 field: &str| {
+        match (inline, by_ref) {
+            (Some(v), _) => Ok(Some(v.clone())),
+            (None, Some(item)) => resolve(item).map(Some).map_err(|e| format!("{field}: {e}")),
+            (None, None) => Ok(None),
+        }
+    };
+    let tls = match &sink.tls {
+        None => None,
+        Some(tls) => {
+            let ca = value(&tls.ca_file_pem, &tls.ca_file_pem_ref, "tls.caFilePEMRef")?;
+            let cert = value(
+                &tls.cert_file_pem,
+                &tls.cert_file_pem_ref,
+                "tls.certFilePEMRef",
+            )?;
+            let key = value(&None, &tls.key_file_pem_ref, "tls.keyFilePEMRef")?;
+            Some(Tls {
+                ca,
+                client: cert.zip(key),
+                verify: !tls.insecure_skip_verify.unwrap_or(false),
+            })
+        }
+    };
+    let sasl = match &sink.sasl {
+        None => None,
+        Some(sasl) => Some(Sasl {
+            mechanism: sasl.mechanism,
+            username: value(&sasl.username, &sasl.username_ref, "sasl.usernameRef")?
+                .unwrap_or_default(),
+            password: value(&None, &Some(sasl.password_ref.clone()), "sasl.passwordRef")?
+                .unwrap_or_default(),
+        }),
+    };
+    Ok(Security { tls, sasl })
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use devicelink_api::kafka_bridge::KafkaSink;
+use devicelink_api::kafka_bridge::{KafkaSink, SaslMechanism};
 use futures::{FutureExt, future::BoxFuture};
 use rdkafka::{
     ClientConfig, ClientContext, Statistics,
@@ -56,6 +56,7 @@ impl ClientContext for Observer {
                 | Some(RDKafkaErrorCode::BrokerTransportFailure)
                 | Some(RDKafkaErrorCode::Resolve)
                 | Some(RDKafkaErrorCode::Authentication)
+                | Some(RDKafkaErrorCode::SSL)
         ) {
             let why = format!("{error}: {reason}");
             self.state.send_if_modified(|s| {
@@ -76,6 +77,64 @@ pub struct Refused {
     pub error: KafkaError,
 }
 
+/// How the producer proves who it is and checks the brokers, with the
+/// values its `*Ref` fields took.
+#[derive(Debug, Default, Clone)]
+pub struct Security {
+    pub tls: Option<Tls>,
+    pub sasl: Option<Sasl>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Tls {
+    /// PEM of the CAs to trust; the system's when `None`.
+    pub ca: Option<String>,
+    /// PEM of a client certificate and its key.
+    pub client: Option<(String, String)>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl Security {
+    /// librdkafka's settings for it.
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let protocol = match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        let mut settings = vec![("security.protocol", protocol.to_string())];
+        if let Some(tls) = &self.tls {
+            match &tls.ca {
+                Some(ca) => settings.push(("ssl.ca.pem", ca.clone())),
+                // The usual places of a system's CA bundle.
+                None => settings.push(("ssl.ca.location", "probe".to_string())),
+            }
+            if let Some((cert, key)) = &tls.client {
+                settings.push(("ssl.certificate.pem", cert.clone()));
+                settings.push(("ssl.key.pem", key.clone()));
+            }
+            if !tls.verify {
+                settings.push(("enable.ssl.certificate.verification", "false".into()));
+                settings.push(("ssl.endpoint.identification.algorithm", "none".into()));
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            settings.push(("sasl.mechanism", sasl.mechanism.as_str().to_string()));
+            settings.push(("sasl.username", sasl.username.clone()));
+            settings.push(("sasl.password", sasl.password.clone()));
+        }
+        settings
+    }
+}
+
 /// The producer of one bridge.
 pub struct Sink {
     producer: FutureProducer<Observer>,
@@ -86,6 +145,7 @@ impl Sink {
     /// quotas. The state of its connection goes to `state`.
     pub fn new(
         sink: &KafkaSink,
+        security: &Security,
         client_id: &str,
         state: watch::Sender<SinkState>,
     ) -> Result<Sink, KafkaError> {
@@ -95,7 +155,11 @@ impl Sink {
             .map(|s| s.0.as_str())
             .collect();
         let compression = sink.compression.map_or("none", |c| c.as_str());
-        let producer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        for (name, value) in security.settings() {
+            config.set(name, value);
+        }
+        let producer = config
             .set("bootstrap.servers", servers.join(","))
             .set("client.id", client_id)
             // At least once, in order: every in-sync replica has it before
@@ -161,5 +225,45 @@ impl Sink {
                 }),
             })
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_follows_tls_and_sasl() {
+        let protocol = |security: &Security| {
+            security
+                .settings()
+                .into_iter()
+                .find(|(name, _)| *name == "security.protocol")
+                .map(|(_, value)| value)
+                .unwrap()
+        };
+        let sasl = Sasl {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "bridge".into(),
+            password: "s3cret".into(),
+        };
+        let tls = Tls {
+            verify: true,
+            ..Default::default()
+        };
+        assert_eq!(protocol(&Security::default()), "plaintext");
+        let both = Security {
+            tls: Some(tls.clone()),
+            sasl: Some(sasl.clone()),
+        };
+        assert_eq!(protocol(&both), "sasl_ssl");
+        let settings = both.settings();
+        assert!(settings.contains(&("sasl.mechanism", "SCRAM-SHA-512".into())));
+        assert!(settings.contains(&("ssl.ca.location", "probe".into())));
+        let sasl_only = Security {
+            tls: None,
+            sasl: Some(sasl),
+        };
+        assert_eq!(protocol(&sasl_only), "sasl_plaintext");
     }
 }

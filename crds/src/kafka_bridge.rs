@@ -9,7 +9,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{devicelink::DeviceLinkReference, mqtt::MqttClientOptions};
+use crate::{
+    devicelink::{DeviceLinkReference, ReferenceItem},
+    mqtt::MqttClientOptions,
+};
 
 /// Where in a KafkaBridge's spec a `*Ref` field can be; each must name an
 /// entry of `spec.references` (the API server checks it).
@@ -19,6 +22,11 @@ pub const REFERENCE_PATHS: &[&str] = &[
     "source.client.tlsConfig.caFilePEMRef",
     "source.client.tlsConfig.certFilePEMRef",
     "source.client.tlsConfig.keyFilePEMRef",
+    "sink.tls.caFilePEMRef",
+    "sink.tls.certFilePEMRef",
+    "sink.tls.keyFilePEMRef",
+    "sink.sasl.usernameRef",
+    "sink.sasl.passwordRef",
 ];
 
 /// One CEL rule per [`REFERENCE_PATHS`] entry.
@@ -137,6 +145,115 @@ pub struct KafkaSink {
     /// How batches are compressed. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// TLS to the brokers. Without it the connection is plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+    /// SASL authentication (over TLS when `tls` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// TLS to Kafka's brokers, named as a DeviceLink's MQTT `tlsConfig` is. The
+/// brokers are verified against the system's CAs, or against `caFilePEM`
+/// when given, unless `insecureSkipVerify` is true. A client certificate is
+/// for brokers that require one (`ssl.client.auth=required`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.caFilePEM) && has(self.caFilePEMRef))",
+        "message": "set caFilePEM or caFilePEMRef, not both",
+    },
+    {
+        "rule": "!(has(self.certFilePEM) && has(self.certFilePEMRef))",
+        "message": "set certFilePEM or certFilePEMRef, not both",
+    },
+    {
+        "rule": "(has(self.certFilePEM) || has(self.certFilePEMRef)) == has(self.keyFilePEMRef)",
+        "message": "a client certificate (certFilePEM or certFilePEMRef) and its key (keyFilePEMRef) go together",
+    },
+]))]
+pub struct KafkaTls {
+    /// PEM of the CAs that sign the brokers' certificates.
+    #[serde(default, rename = "caFilePEM", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_file_pem: Option<String>,
+    /// The CA PEM, from an item of `spec.references`.
+    #[serde(
+        default,
+        rename = "caFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca_file_pem_ref: Option<ReferenceItem>,
+    /// PEM of the client certificate.
+    #[serde(
+        default,
+        rename = "certFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 65536))]
+    pub cert_file_pem: Option<String>,
+    /// The client certificate PEM, from an item of `spec.references`.
+    #[serde(
+        default,
+        rename = "certFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cert_file_pem_ref: Option<ReferenceItem>,
+    /// The client certificate's private key (PEM), from an item of
+    /// `spec.references` (a Secret's): never written in the spec.
+    #[serde(
+        default,
+        rename = "keyFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_file_pem_ref: Option<ReferenceItem>,
+    /// Accept any certificate and name: for trials only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// SASL authentication to Kafka. The password comes from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.username) != has(self.usernameRef)",
+    "message": "set username or usernameRef, one of them",
+}]))]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub username: Option<String>,
+    /// The username, from an item of `spec.references`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_ref: Option<ReferenceItem>,
+    /// The password, from an item of `spec.references`.
+    pub password_ref: ReferenceItem,
+}
+
+/// The SASL mechanisms the bridge speaks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SaslMechanism {
+    /// The password in the clear (use it over TLS).
+    #[default]
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The name Kafka clients configure it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// `host:port` of a Kafka broker.

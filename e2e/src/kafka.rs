@@ -24,6 +24,9 @@ pub struct Kafka {
     /// The address its client listener is on (and advertises).
     pub host: std::net::Ipv4Addr,
     pub port: u16,
+    /// With [`Kafka::start_secured`]: the SASL_SSL and the SSL (client
+    /// certificate required) listeners' ports.
+    secured_ports: Option<(u16, u16)>,
     dir: PathBuf,
     process: Option<Process>,
 }
@@ -69,21 +72,84 @@ impl Kafka {
     /// The same, with its client listener on `host` (an address pods
     /// reach); its controller stays on loopback.
     pub async fn start_on(host: std::net::Ipv4Addr) -> Kafka {
+        Kafka::start_with(host, None).await
+    }
+
+    /// The same on loopback, with two more listeners besides the plaintext
+    /// one (which [`Consumer`] reads through): `SASL_SSL` (PLAIN,
+    /// SCRAM-SHA-256 and SCRAM-SHA-512 for [`SASL_USER`]) and `SSL` that
+    /// requires a client certificate, both with the server certificate of
+    /// `certs` ([`crate::certs::certificates`]: for 127.0.0.1, by its CA).
+    pub async fn start_secured(certs: &std::path::Path) -> Kafka {
+        Kafka::start_with(std::net::Ipv4Addr::LOCALHOST, Some(certs)).await
+    }
+
+    async fn start_with(host: std::net::Ipv4Addr, certs: Option<&std::path::Path>) -> Kafka {
         let (port, controller) = (free_port(), free_port());
         let dir = crate::log_dir().join(format!("kafka-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let mut listeners = vec![
+            format!("PLAINTEXT://{host}:{port}"),
+            format!("CONTROLLER://127.0.0.1:{controller}"),
+        ];
+        let mut protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_string();
+        let mut secured = String::new();
+        let mut secured_ports = None;
+        if let Some(certs) = certs {
+            let (sasl, mtls) = (free_port(), free_port());
+            secured_ports = Some((sasl, mtls));
+            listeners.push(format!("SASL_SSL://{host}:{sasl}"));
+            listeners.push(format!("SSL://{host}:{mtls}"));
+            protocols.push_str(",SASL_SSL:SASL_SSL,SSL:SSL");
+            // Kafka reads its key from a PKCS#12 store; it trusts client
+            // certificates of the test CA.
+            crate::openssl(
+                certs,
+                &[
+                    "pkcs12",
+                    "-export",
+                    "-in",
+                    "server.pem",
+                    "-inkey",
+                    "server.key",
+                    "-name",
+                    "kafka",
+                    "-out",
+                    "kafka.p12",
+                    "-passout",
+                    "pass:kafka-store",
+                ],
+            );
+            let (user, password) = SASL_USER;
+            secured = format!(
+                "ssl.keystore.type=PKCS12\n\
+                 ssl.keystore.location={store}\n\
+                 ssl.keystore.password=kafka-store\n\
+                 ssl.key.password=kafka-store\n\
+                 ssl.truststore.type=PEM\n\
+                 ssl.truststore.location={ca}\n\
+                 listener.name.ssl.ssl.client.auth=required\n\
+                 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n\
+                 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";\n\
+                 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+                 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+                store = certs.join("kafka.p12").display(),
+                ca = certs.join("ca.pem").display(),
+            );
+        }
+        let listeners = listeners.join(",");
         std::fs::write(
             dir.join("server.properties"),
             format!(
                 "process.roles=broker,controller\n\
                  node.id=1\n\
                  controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n\
-                 listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 listeners={listeners}\n\
+                 advertised.listeners={listeners}\n\
                  controller.listener.names=CONTROLLER\n\
                  inter.broker.listener.name=PLAINTEXT\n\
-                 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+                 listener.security.protocol.map={protocols}\n\
                  log.dirs={data}\n\
                  num.partitions=3\n\
                  offsets.topic.replication.factor=1\n\
@@ -92,7 +158,8 @@ impl Kafka {
                  share.coordinator.state.topic.replication.factor=1\n\
                  share.coordinator.state.topic.min.isr=1\n\
                  group.initial.rebalance.delay.ms=0\n\
-                 log.cleaner.dedupe.buffer.size=16777216\n",
+                 log.cleaner.dedupe.buffer.size=16777216\n\
+                 {secured}",
                 data = dir.join("data").display()
             ),
         )
@@ -105,11 +172,23 @@ impl Kafka {
         let cluster_id = String::from_utf8_lossy(&cluster_id.stdout)
             .trim()
             .to_string();
-        let status = java("log4j2-tools.xml")
+        let mut format = java("log4j2-tools.xml");
+        format
             .args(["kafka.tools.StorageTool", "format", "--standalone", "-t"])
             .arg(&cluster_id)
             .arg("-c")
-            .arg(dir.join("server.properties"))
+            .arg(dir.join("server.properties"));
+        if certs.is_some() {
+            // SCRAM credentials live in the cluster's metadata, written
+            // with the storage.
+            let (user, password) = SASL_USER;
+            for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                format
+                    .arg("--add-scram")
+                    .arg(format!("{mechanism}=[name={user},password={password}]"));
+            }
+        }
+        let status = format
             .stdout(Stdio::null())
             .status()
             .await
@@ -121,11 +200,25 @@ impl Kafka {
         let mut kafka = Kafka {
             host,
             port,
+            secured_ports,
             dir,
             process: None,
         };
         kafka.run().await;
         kafka
+    }
+
+    /// `127.0.0.1:port` of the SASL_SSL listener.
+    pub fn sasl_ssl(&self) -> String {
+        let (port, _) = self.secured_ports.expect("started with start_secured");
+        format!("{}:{port}", self.host)
+    }
+
+    /// `127.0.0.1:port` of the SSL listener that requires a client
+    /// certificate.
+    pub fn mutual_tls(&self) -> String {
+        let (_, port) = self.secured_ports.expect("started with start_secured");
+        format!("{}:{port}", self.host)
     }
 
     /// `host:port`, for bootstrap servers.
@@ -178,6 +271,10 @@ impl Kafka {
 }
 
 const STARTED: &str = "Kafka Server started";
+
+/// The user [`Kafka::start_secured`] knows on its SASL listener, with every
+/// mechanism.
+pub const SASL_USER: (&str, &str) = ("bridge", "bridge-s3cret");
 
 /// A replica of the bridge (`devicelink-bridge`), run here against the
 /// test control plane as its administrator.

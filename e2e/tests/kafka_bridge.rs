@@ -1,16 +1,20 @@
 //! The Kafka bridge against a real Apache Kafka (KRaft, from Maven Central)
 //! and a real broker, with what arrived read by Kafka's own Java consumer:
 //! the mapping of docs/bridge.md, keys and headers, a Kafka outage that
-//! loses and reorders nothing, and bad mappings refused by the API server.
+//! loses and reorders nothing, TLS and SASL to Kafka, and bad mappings
+//! refused by the API server.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use devicelink_api::kafka_bridge::KafkaBridge;
 use devicelink_e2e::{
-    Broker, apply, begin, eventually_showing,
-    kafka::{Bridge, Consumer, Kafka, Record},
+    Broker, apply, begin,
+    certs::certificates,
+    eventually_showing,
+    kafka::{Bridge, Consumer, Kafka, Record, SASL_USER},
     mqtt,
 };
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
@@ -339,4 +343,195 @@ async fn bad_mappings_are_refused_by_the_api_server_naming_the_field() {
             assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
         }
     }
+    let sink_cases: [(&str, Value, &[&str]); 3] = [
+        (
+            "a username both written and referenced",
+            json!({"sasl": {"mechanism": "PLAIN", "username": "bridge",
+                   "usernameRef": {"name": "kafka", "item": "username"},
+                   "passwordRef": {"name": "kafka", "item": "password"}}}),
+            &["spec.sink.sasl", "set username or usernameRef, one of them"],
+        ),
+        (
+            "a password from no reference",
+            json!({"sasl": {"mechanism": "SCRAM-SHA-256", "username": "bridge",
+                   "passwordRef": {"name": "vault", "item": "password"}}}),
+            &[
+                "spec.sink.sasl.passwordRef.name",
+                "names 'vault', which is not an entry of spec.references",
+            ],
+        ),
+        (
+            "a client certificate without its key",
+            json!({"tls": {"certFilePEM": "-----BEGIN CERTIFICATE-----"}}),
+            &["spec.sink.tls", "go together"],
+        ),
+    ];
+    for (what, sink_change, expected) in sink_cases {
+        let mut object = base.clone();
+        object["spec"]["references"] = json!([{"name": "kafka", "secret": {"name": "kafka-auth"}}]);
+        for (k, v) in sink_change.as_object().unwrap() {
+            object["spec"]["sink"][k] = v.clone();
+        }
+        let message = create(object).await;
+        for part in expected {
+            assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
+        }
+    }
+}
+
+/// Waits until the KafkaBridge's SinkConnected condition is False, and
+/// returns its message.
+async fn sink_refused(api: &Api<KafkaBridge>, name: &str) -> String {
+    eventually_showing(
+        &format!("KafkaBridge {name}: SinkConnected False"),
+        Duration::from_secs(90),
+        || async {
+            let bridge = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = bridge.status.map(|s| s.conditions).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == "SinkConnected") {
+                Some(c) if c.status == "False" => Ok(c.message.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// TLS and SASL to Kafka, the values from a Secret: over TLS with each
+/// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), and with a client
+/// certificate where the listener requires one, the bridge delivers. A
+/// wrong password, and brokers whose certificate is not of the CA given,
+/// leave SinkConnected False saying why, and deliver nothing.
+#[tokio::test]
+async fn the_sink_speaks_tls_and_sasl_and_refuses_what_it_should() {
+    let namespace = "kafka-secured";
+    let (_guard, client) = begin(namespace).await;
+    let certs = certificates();
+    let (broker, kafka) = (
+        Broker::start().await,
+        Kafka::start_secured(certs.path()).await,
+    );
+    let pem = |file: &str| std::fs::read_to_string(certs.path().join(file)).unwrap();
+    let (user, password) = SASL_USER;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    apply(
+        &secrets,
+        &json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-auth", "namespace": namespace},
+            "stringData": {
+                "username": user,
+                "password": password,
+                "wrong-password": "guess",
+                "ca.pem": pem("ca.pem"),
+                "other-ca.pem": pem("other-ca.pem"),
+                "client.pem": pem("client.pem"),
+                "client.key": pem("client.key"),
+            },
+        }),
+    )
+    .await;
+    let bridge = Bridge::start(namespace, "secured-0").await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    let item = |item: &str| json!({"name": "kafka", "item": item});
+    let object = |name: &str, sink: Value| {
+        let mut sink = sink;
+        sink["topic"] = json!(name);
+        json!({
+            "apiVersion": "edge.cattle.io/v1alpha1",
+            "kind": "KafkaBridge",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "references": [{"name": "kafka", "secret": {"name": "kafka-auth"}}],
+                "source": {"client": {"server": broker.url()}, "topics": [format!("{name}/#")]},
+                "sink": sink,
+            },
+        })
+    };
+    let sasl = |mechanism: &str, password: &str| {
+        json!({
+            "bootstrapServers": [kafka.sasl_ssl()],
+            "tls": {"caFilePEMRef": item("ca.pem")},
+            "sasl": {"mechanism": mechanism, "usernameRef": item("username"),
+                     "passwordRef": item(password)},
+        })
+    };
+    let delivering = [
+        ("plain", {
+            // The username written in the spec, the CA too.
+            let mut sink = sasl("PLAIN", "password");
+            sink["sasl"]["username"] = json!(user);
+            sink["sasl"].as_object_mut().unwrap().remove("usernameRef");
+            sink["tls"] = json!({"caFilePEM": pem("ca.pem")});
+            sink
+        }),
+        ("scram-256", sasl("SCRAM-SHA-256", "password")),
+        ("scram-512", sasl("SCRAM-SHA-512", "password")),
+        (
+            "client-cert",
+            json!({
+                "bootstrapServers": [kafka.mutual_tls()],
+                "tls": {"caFilePEMRef": item("ca.pem"), "certFilePEMRef": item("client.pem"),
+                        "keyFilePEMRef": item("client.key")},
+            }),
+        ),
+    ];
+    let refused = [
+        ("wrong-password", sasl("SCRAM-SHA-256", "wrong-password")),
+        ("untrusted", {
+            let mut sink = sasl("SCRAM-SHA-256", "password");
+            sink["tls"]["caFilePEMRef"] = item("other-ca.pem");
+            sink
+        }),
+    ];
+    for (name, sink) in delivering.iter().chain(&refused) {
+        apply(&api, &object(name, sink.clone())).await;
+    }
+    for (name, _) in &delivering {
+        ready(&api, name).await;
+    }
+    let mut why = BTreeMap::new();
+    for (name, _) in &refused {
+        why.insert(*name, sink_refused(&api, name).await);
+    }
+    for (name, _) in delivering.iter().chain(&refused) {
+        let topic = format!("{name}/reading");
+        mqtt::publish(broker.port, &topic, name.as_bytes()).await;
+    }
+    let topics: Vec<&str> = delivering
+        .iter()
+        .chain(&refused)
+        .map(|(name, _)| *name)
+        .collect();
+    let mut consumer = Consumer::start(&kafka, &topics);
+    let mut records = consumer
+        .take(delivering.len(), Duration::from_secs(60))
+        .await;
+    // Anything from the refused ones would come with the others.
+    records.extend(consumer.take(1, Duration::from_secs(5)).await);
+    let arrived: BTreeMap<&str, &str> = records
+        .iter()
+        .map(|r| (r.topic.as_str(), r.value.as_deref().unwrap_or_default()))
+        .collect();
+    let expected: BTreeMap<&str, &str> = delivering.iter().map(|(n, _)| (*n, *n)).collect();
+    assert_eq!(
+        arrived, expected,
+        "one record from each bridge that could connect, none from the others: {records:#?}"
+    );
+    assert!(
+        why["wrong-password"].contains("Authentication failed"),
+        "a wrong password: {}",
+        why["wrong-password"]
+    );
+    assert!(
+        why["untrusted"].contains("certificate verify failed"),
+        "a broker certificate of another CA: {}",
+        why["untrusted"]
+    );
+    consumer.stop().await;
+    for (name, _) in delivering.iter().chain(&refused) {
+        api.delete(name, &Default::default()).await.unwrap();
+    }
+    bridge.stop().await;
 }
