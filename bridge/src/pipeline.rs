@@ -3,7 +3,10 @@
 //! record. What Kafka has not taken stays unacknowledged, so the broker
 //! delivers it again after a restart or a reconnection (at least once).
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use devicelink_mqtt::wire::{Ack, Client, Dial, Seen};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesOrdered};
@@ -21,6 +24,10 @@ pub struct Progress {
     pub source: SourceState,
     /// Records Kafka acknowledged.
     pub delivered: u64,
+    /// Messages taken from MQTT whose records Kafka has not acknowledged,
+    /// and when the oldest of them came.
+    pub in_flight: u64,
+    pub oldest_in_flight: Option<std::time::Instant>,
     /// Records Kafka refused for good (their messages were acknowledged:
     /// retrying cannot help), and the last refusal.
     pub refused: u64,
@@ -59,6 +66,8 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
     const QUEUE: usize = 4096;
     let (client, mut connection) = source.dial.connect(QUEUE);
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // When each pending message came, in the same order.
+    let mut arrivals: VecDeque<Instant> = VecDeque::new();
     // Acknowledgements name packet ids, which are the connection's own:
     // a message received before a reconnection is delivered again by the
     // broker and acknowledged then, never by an id a new message may have.
@@ -68,7 +77,8 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
             // Deliveries complete in the order the messages came, and are
             // acknowledged in that order, as MQTT asks.
             Some((result, ack)) = pending.next(), if !pending.is_empty() => {
-                settle(&report, result);
+                arrivals.pop_front();
+                settle(&report, result, &arrivals);
                 if let Some((number, ack)) = ack
                     && number == connection_number
                 {
@@ -95,6 +105,8 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
                     let record = recorder.record(&message.topic, message.payload);
                     let delivery = sink.send(record).await;
                     pending.push_back(Box::pin(async move { (delivery.await, ack) }));
+                    arrivals.push_back(Instant::now());
+                    report.send_modify(|p| waiting(p, &arrivals));
                 }
                 Ok(_) => {}
                 Err(why) => {
@@ -108,15 +120,28 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
     }
 }
 
-fn settle(report: &watch::Sender<Progress>, result: Result<(i32, i64), Refused>) {
-    report.send_modify(|p| match result {
-        Ok(_) => p.delivered += 1,
-        Err(refused) => {
-            tracing::warn!(%refused, "a record was refused; its message is acknowledged");
-            p.refused += 1;
-            p.last_refusal = Some(refused.to_string());
+fn settle(
+    report: &watch::Sender<Progress>,
+    result: Result<(i32, i64), Refused>,
+    arrivals: &VecDeque<Instant>,
+) {
+    report.send_modify(|p| {
+        waiting(p, arrivals);
+        match result {
+            Ok(_) => p.delivered += 1,
+            Err(refused) => {
+                tracing::warn!(%refused, "a record was refused; its message is acknowledged");
+                p.refused += 1;
+                p.last_refusal = Some(refused.to_string());
+            }
         }
     });
+}
+
+/// The lag: what waits for Kafka, and since when.
+fn waiting(progress: &mut Progress, arrivals: &VecDeque<Instant>) {
+    progress.in_flight = arrivals.len() as u64;
+    progress.oldest_in_flight = arrivals.front().copied();
 }
 
 /// Acknowledges. The client's queue is far longer than the messages a

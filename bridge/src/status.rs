@@ -1,13 +1,17 @@
 //! A KafkaBridge's status: `SourceConnected`, `SinkConnected` and `Ready`
-//! conditions and the count of delivered records, written by server-side
-//! apply at most once a second; and why a bridge did not start, also as a
-//! Warning Event.
+//! conditions, written by server-side apply at most once a second, and
+//! this replica's entry of `status.replicas` (delivered, rate, lag),
+//! written with them and otherwise every few seconds while it changes; and
+//! why a bridge did not start, also as a Warning Event.
+//!
+//! Each replica applies as a field manager of its own, so that its entry
+//! of `replicas` (a list map keyed by name) leaves the others' in place.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use devicelink_api::{
     events::{Happening, Reporter, about},
-    kafka_bridge::KafkaBridge,
+    kafka_bridge::{BridgeReplicaStatus, KafkaBridge},
 };
 use k8s_openapi::{
     api::events::v1::Event,
@@ -26,8 +30,15 @@ use crate::{
     sink::SinkState,
 };
 
-/// The field manager of status writes, and the Events' reporting controller.
+/// The Events' reporting controller, and with the replica's name the field
+/// manager of its status writes.
 pub const MANAGER: &str = "devicelink-bridge";
+/// How often a replica's counters alone are written.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
+/// How often a replica renews its entry when nothing changed.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+/// An entry this old belongs to a replica that is gone.
+const STALE: Duration = Duration::from_secs(120);
 
 /// Why a bridge is not running.
 #[derive(Debug, thiserror::Error)]
@@ -115,24 +126,42 @@ impl Writer {
         mut progress: watch::Receiver<Progress>,
         mut sink: watch::Receiver<SinkState>,
     ) {
-        let mut written: Option<(Vec<Said>, u64)> = None;
+        let mut written: Option<Vec<Said>> = None;
+        // When this replica's entry was written, with its counters then.
+        let mut entry_written: Option<(Instant, Progress)> = None;
         loop {
             let (seen, sink_seen) = (progress.borrow().clone(), sink.borrow().clone());
-            let now = (conditions(&seen, &sink_seen), seen.delivered);
-            if written.as_ref() != Some(&now) {
-                self.apply(&now.0, Some(&seen)).await;
-                written = Some(now);
+            let said = conditions(&seen, &sink_seen);
+            let due = match &entry_written {
+                None => true,
+                Some((at, before)) => {
+                    let counting = (before.delivered, before.refused, before.in_flight)
+                        != (seen.delivered, seen.refused, seen.in_flight);
+                    at.elapsed() >= HEARTBEAT || (counting && at.elapsed() >= COUNTERS_EVERY)
+                }
+            };
+            if written.as_ref() != Some(&said) || due {
+                let entry = replica_entry(
+                    &self.reporter.instance,
+                    &seen,
+                    &sink_seen,
+                    entry_written.as_ref(),
+                );
+                self.apply(&said, Some(entry)).await;
+                written = Some(said);
+                entry_written = Some((Instant::now(), seen));
             }
-            // At most once a second, and only on a change.
+            // At most once a second, and only on a change or a heartbeat.
             tokio::time::sleep(Duration::from_secs(1)).await;
             tokio::select! {
                 changed = progress.changed() => if changed.is_err() { return },
                 changed = sink.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(HEARTBEAT) => {}
             }
         }
     }
 
-    async fn apply(&mut self, said: &[Said], progress: Option<&Progress>) {
+    async fn apply(&mut self, said: &[Said], entry: Option<BridgeReplicaStatus>) {
         let now = Time(Timestamp::now());
         let conditions: Vec<Condition> = said
             .iter()
@@ -158,22 +187,104 @@ impl Writer {
             "conditions": &conditions,
         });
         self.written = conditions;
-        if let Some(p) = progress {
-            status["delivered"] = json!(i64::try_from(p.delivered).unwrap_or(i64::MAX));
+        if let Some(entry) = entry {
+            status["replicas"] = json!([entry]);
         }
         let patch = json!({
             "apiVersion": "edge.cattle.io/v1alpha1",
             "kind": "KafkaBridge",
             "status": status,
         });
-        let params = PatchParams::apply(MANAGER).force();
-        if let Err(e) = self
+        let manager = format!("{MANAGER}-{}", self.reporter.instance);
+        let params = PatchParams::apply(&manager).force();
+        match self
             .api
             .patch_status(&self.bridge.name_any(), &params, &Patch::Apply(&patch))
             .await
         {
-            tracing::warn!(error = %e, bridge = %self.bridge.name_any(), "cannot write the status");
+            Ok(written) => self.remove_stale(written).await,
+            Err(e) => {
+                tracing::warn!(error = %e, bridge = %self.bridge.name_any(), "cannot write the status")
+            }
         }
+    }
+
+    /// Removes the entries of replicas that stopped renewing them (gone
+    /// for good: a replica scaled away, a pod replaced under a new name).
+    /// Each removal is guarded by the entry's name and time, so an entry
+    /// renewed meanwhile stays.
+    async fn remove_stale(&self, mut bridge: KafkaBridge) {
+        let stale_before = Timestamp::now() - STALE;
+        // One at a time: each removal shifts the entries after it.
+        for _ in 0..8 {
+            let replicas = bridge.status.map(|s| s.replicas).unwrap_or_default();
+            let Some((i, gone)) = replicas
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.name != self.reporter.instance && r.updated_at.0 < stale_before)
+            else {
+                return;
+            };
+            let patch: json_patch::Patch = match serde_json::from_value(json!([
+                {"op": "test", "path": format!("/status/replicas/{i}/name"), "value": gone.name},
+                {"op": "test", "path": format!("/status/replicas/{i}/updatedAt"), "value": gone.updated_at},
+                {"op": "remove", "path": format!("/status/replicas/{i}")},
+            ])) {
+                Ok(patch) => patch,
+                Err(_) => return,
+            };
+            match self
+                .api
+                .patch_status(
+                    &self.bridge.name_any(),
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(patch),
+                )
+                .await
+            {
+                Ok(after) => {
+                    tracing::info!(replica = %gone.name, "removed the status of a replica gone for two minutes");
+                    bridge = after;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "removing a gone replica's status; another replica may have");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// This replica's entry of `status.replicas`; `before` is its previous one
+/// (the rate is counted since).
+fn replica_entry(
+    instance: &str,
+    progress: &Progress,
+    sink: &SinkState,
+    before: Option<&(Instant, Progress)>,
+) -> BridgeReplicaStatus {
+    let rate = match before {
+        Some((at, then)) if at.elapsed() > Duration::ZERO => {
+            progress.delivered.saturating_sub(then.delivered) as f64 / at.elapsed().as_secs_f64()
+        }
+        _ => 0.0,
+    };
+    let last_error = match sink {
+        SinkState::Unreachable(why) => Some(why.clone()),
+        _ => progress.last_refusal.clone(),
+    };
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    BridgeReplicaStatus {
+        name: instance.to_string(),
+        delivered: count(progress.delivered),
+        refused: count(progress.refused),
+        records_per_second: format!("{rate:.1}"),
+        in_flight: count(progress.in_flight),
+        lag_seconds: progress
+            .oldest_in_flight
+            .map_or(0, |oldest| count(oldest.elapsed().as_secs())),
+        last_error,
+        updated_at: Time(Timestamp::now()),
     }
 }
 

@@ -71,7 +71,12 @@ fn reference_rules() -> serde_json::Value {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "DELIVERED", type_ = "integer", json_path = ".status.delivered"),
+    printcolumn(
+        name = "DELIVERED",
+        type_ = "string",
+        description = "records each replica delivered",
+        json_path = ".status.replicas[*].delivered"
+    ),
     printcolumn(
         name = "AGE",
         type_ = "date",
@@ -370,6 +375,36 @@ pub struct TopicRoute {
     pub topic: String,
 }
 
+/// One replica's delivery.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeReplicaStatus {
+    /// The replica (its pod's name).
+    pub name: String,
+    /// Records Kafka acknowledged since the replica started this spec.
+    pub delivered: i64,
+    /// Records Kafka refused for good (their messages were acknowledged).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: i64,
+    /// Records delivered per second since its previous report, as a
+    /// decimal (e.g. "12.5").
+    pub records_per_second: String,
+    /// Lag: messages taken from MQTT whose records Kafka has not yet
+    /// acknowledged...
+    pub in_flight: i64,
+    /// ...and how long the oldest of them has waited, in seconds.
+    pub lag_seconds: i64,
+    /// The last record Kafka refused, or why Kafka is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the replica last wrote this entry (at least every 30 s).
+    pub updated_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 /// What the bridge reports.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -377,9 +412,12 @@ pub struct KafkaBridgeStatus {
     /// The generation of the spec the bridge runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Records Kafka acknowledged since the bridge started this spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered: Option<i64>,
+    /// What each replica of the bridge delivers, each written by that
+    /// replica. An entry not renewed for two minutes (its replica is gone)
+    /// is removed by the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub replicas: Vec<BridgeReplicaStatus>,
     /// `SourceConnected` (the MQTT broker), `SinkConnected` (Kafka) and
     /// `Ready` (both, and the spec is usable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
