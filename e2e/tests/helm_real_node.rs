@@ -657,8 +657,16 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
 /// credential's Secret and nothing else, and takes it back with the
 /// KafkaBridge.
 async fn bridge_delivers_into_kafka(client: &Client, namespace: &str) {
-    let bridges = wait_deployment_ready(client, "devicelink-bridge", 1).await;
-    assert_runs_on_the_node(&bridges[0], &format!("ghcr.io/devicelink/bridge:{VERSION}"));
+    // A StatefulSet: its replica is devicelink-bridge-0.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let bridge_pod = eventually_showing("devicelink-bridge-0 Ready", WAIT, || async {
+        match pods.get_opt("devicelink-bridge-0").await {
+            Ok(Some(pod)) if is_ready(&pod) => Ok(pod),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_runs_on_the_node(&bridge_pod, &format!("ghcr.io/devicelink/bridge:{VERSION}"));
     let kafka = Kafka::start_on(NODE_ADDRESS).await;
     let credential = format!(
         "apiVersion: edge.cattle.io/v1alpha1
@@ -984,6 +992,7 @@ async fn leftovers(client: &Client) -> Vec<String> {
     let release = "app.kubernetes.io/instance=devicelink,app.kubernetes.io/managed-by=Helm";
     for kind in [
         "deployments",
+        "statefulsets",
         "services",
         "configmaps",
         "serviceaccounts",

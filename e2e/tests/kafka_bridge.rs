@@ -161,17 +161,12 @@ async fn the_worked_examples_reach_kafka_with_their_topics_headers_and_keys() {
     unrouted.insert("mqtt.topic", "plant/line1/fan");
     assert_eq!(headers(by_mqtt_topic["plant/line1/fan"]), unrouted);
 
-    eventually_showing("the delivered count", Duration::from_secs(10), || async {
-        let delivered = api
-            .get("plant-data")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .and_then(|s| s.delivered)
-            .unwrap_or(0);
-        (delivered >= sent.len() as i64)
+    // The replica's entry counts them (counters are written every 10 s).
+    eventually_showing("the delivered count", Duration::from_secs(30), || async {
+        let delivered = delivered_by(&api, "plant-data").await;
+        (delivered.get("mapping-0") == Some(&(sent.len() as i64)))
             .then_some(())
-            .ok_or(format!("{delivered}"))
+            .ok_or(format!("{delivered:?}"))
     })
     .await;
     consumer.stop().await;
@@ -231,14 +226,8 @@ async fn a_kafka_outage_loses_and_reorders_nothing() {
             "{device}: {} records, {duplicates} duplicate(s)",
             numbers.len()
         );
-        let mut first_seen: Vec<u32> = Vec::new();
-        for n in &numbers {
-            if !first_seen.contains(n) {
-                first_seen.push(*n);
-            }
-        }
         assert_eq!(
-            first_seen,
+            first_arrivals(&numbers),
             (0..EACH).collect::<Vec<_>>(),
             "{device}: every message, in order ({numbers:?})"
         );
@@ -246,6 +235,117 @@ async fn a_kafka_outage_loses_and_reorders_nothing() {
     consumer.stop().await;
     api.delete("plant-data", &Default::default()).await.unwrap();
     bridge.stop().await;
+}
+
+/// What each replica says it delivered, by replica.
+async fn delivered_by(api: &Api<KafkaBridge>, name: &str) -> BTreeMap<String, i64> {
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|b| b.status)
+        .map(|s| {
+            s.replicas
+                .into_iter()
+                .map(|r| (r.name, r.delivered))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Two replicas share a bridge's messages (an MQTT shared subscription),
+/// each showing its part in `status.replicas`. One of them, killed
+/// mid-stream (SIGKILL: it acknowledges nothing more) and started again
+/// under its name (as the chart's StatefulSet does), loses nothing: every
+/// message arrives; duplicates, which at least once allows, are counted
+/// and shown. (With two replicas a device's messages are spread over both,
+/// so their order in Kafka is not asserted here: docs/bridge.md.)
+#[tokio::test]
+async fn replicas_share_the_load_and_a_killed_one_loses_nothing() {
+    let namespace = "kafka-replicas";
+    let (_guard, client) = begin(namespace).await;
+    let (broker, kafka) = (Broker::start().await, Kafka::start().await);
+    let first = Bridge::start(namespace, "replica-0").await;
+    let second = Bridge::start(namespace, "replica-1").await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    let mut object = example(namespace, &broker, &kafka);
+    object["spec"]["mapping"] = Value::Null;
+    object["spec"]["sink"]["topic"] = json!("readings");
+    apply(&api, &object).await;
+    ready(&api, "plant-data").await;
+
+    const EACH: u32 = 90;
+    let devices = ["plant/fan", "plant/pump", "plant/press"];
+    let publish = |from: u32, to: u32| async move {
+        for n in from..to {
+            for device in devices {
+                mqtt::publish(broker.port, device, n.to_string().as_bytes()).await;
+            }
+        }
+    };
+    publish(0, EACH / 3).await;
+    let shares = eventually_showing(
+        "both replicas delivering",
+        Duration::from_secs(60),
+        || async {
+            let delivered = delivered_by(&api, "plant-data").await;
+            (delivered.len() == 2 && delivered.values().all(|n| *n > 0))
+                .then_some(delivered.clone())
+                .ok_or(format!("{delivered:?}"))
+        },
+    )
+    .await;
+    eprintln!("shares of the first third: {shares:?}");
+    // Killed while the second third is being published; the last third
+    // comes while it is away (its share waits in its session).
+    let publishing = tokio::spawn(publish(EACH / 3, 2 * EACH / 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    second.kill().await;
+    publishing.await.unwrap();
+    publish(2 * EACH / 3, EACH).await;
+    let second = Bridge::start(namespace, "replica-1").await;
+
+    let mut consumer = Consumer::start(&kafka, &["readings"]);
+    let wanted = devices.len() * EACH as usize;
+    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.values().map(|v| unique(v)).sum::<usize>() < wanted {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(record) = consumer.next(left).await else {
+            break;
+        };
+        let n: u32 = record.value.as_deref().unwrap().parse().unwrap();
+        seen.entry(record.key.clone().unwrap()).or_default().push(n);
+    }
+    for device in devices {
+        let numbers = seen.get(device).cloned().unwrap_or_default();
+        eprintln!(
+            "{device}: {} records, {} duplicate(s)",
+            numbers.len(),
+            numbers.len() - unique(&numbers)
+        );
+        let mut arrived = first_arrivals(&numbers);
+        arrived.sort_unstable();
+        assert_eq!(
+            arrived,
+            (0..EACH).collect::<Vec<_>>(),
+            "{device}: every message ({numbers:?})"
+        );
+    }
+    consumer.stop().await;
+    api.delete("plant-data", &Default::default()).await.unwrap();
+    first.stop().await;
+    second.stop().await;
+}
+
+/// The numbers in the order each first came.
+fn first_arrivals(numbers: &[u32]) -> Vec<u32> {
+    let mut first: Vec<u32> = Vec::new();
+    for n in numbers {
+        if !first.contains(n) {
+            first.push(*n);
+        }
+    }
+    first
 }
 
 fn unique(numbers: &[u32]) -> usize {
