@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble bench-console
+.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble bench-console bench-kafka
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -54,3 +54,7 @@ bench-ble:
 # The console: 1,000 devices publishing once a second streamed to 50 WebSocket clients; see docs/benchmarks.md.
 bench-console:
 	bash e2e/bench-console.sh
+
+# The Kafka bridge: 10,000 MQTT messages/s into Kafka through one replica, next to a bare producer; see docs/benchmarks.md.
+bench-kafka:
+	bash e2e/bench-kafka.sh --rate 10000 --devices 1000 --seconds 30
