@@ -210,47 +210,37 @@ impl Writer {
     }
 
     /// Removes the entries of replicas that stopped renewing them (gone
-    /// for good: a replica scaled away, a pod replaced under a new name).
-    /// Each removal is guarded by the entry's name and time, so an entry
-    /// renewed meanwhile stays.
+    /// for good: a replica scaled away). The write names the version it
+    /// read, so if any replica wrote meanwhile it is refused (409) and
+    /// waits for the next turn.
     async fn remove_stale(&self, mut bridge: KafkaBridge) {
         let stale_before = Timestamp::now() - STALE;
-        // One at a time: each removal shifts the entries after it.
-        for _ in 0..8 {
-            let replicas = bridge.status.map(|s| s.replicas).unwrap_or_default();
-            let Some((i, gone)) = replicas
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.name != self.reporter.instance && r.updated_at.0 < stale_before)
-            else {
-                return;
-            };
-            let patch: json_patch::Patch = match serde_json::from_value(json!([
-                {"op": "test", "path": format!("/status/replicas/{i}/name"), "value": gone.name},
-                {"op": "test", "path": format!("/status/replicas/{i}/updatedAt"), "value": gone.updated_at},
-                {"op": "remove", "path": format!("/status/replicas/{i}")},
-            ])) {
-                Ok(patch) => patch,
-                Err(_) => return,
-            };
-            match self
-                .api
-                .patch_status(
-                    &self.bridge.name_any(),
-                    &PatchParams::default(),
-                    &Patch::<()>::Json(patch),
-                )
-                .await
-            {
-                Ok(after) => {
-                    tracing::info!(replica = %gone.name, "removed the status of a replica gone for two minutes");
-                    bridge = after;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "removing a gone replica's status; another replica may have");
-                    return;
-                }
-            }
+        let Some(status) = bridge.status.as_mut() else {
+            return;
+        };
+        let before = status.replicas.len();
+        status
+            .replicas
+            .retain(|r| r.name == self.reporter.instance || r.updated_at.0 >= stale_before);
+        if status.replicas.len() == before {
+            return;
+        }
+        // Left out, the server keeps every manager's fields as they are.
+        bridge.metadata.managed_fields = None;
+        let params = PostParams {
+            field_manager: Some(format!("{MANAGER}-{}", self.reporter.instance)),
+            ..Default::default()
+        };
+        match self
+            .api
+            .replace_status(&self.bridge.name_any(), &params, &bridge)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                removed = before - bridge.status.map_or(0, |s| s.replicas.len()),
+                "removed the status of replicas gone for two minutes"
+            ),
+            Err(e) => tracing::debug!(error = %e, "removing gone replicas' status; next time"),
         }
     }
 }
