@@ -30,10 +30,11 @@ ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
 # make: jemalloc's and librdkafka's builds run it (librdkafka, for the
-# bridge, is built from the source its crate bundles). libdbus: the BLE
-# adaptor. libssl: the bridge's TLS and SASL SCRAM to Kafka.
+# bridge, is built from the source its crate bundles; its configure also
+# insists on a C++ compiler, g++). libdbus: the BLE adaptor. libssl: the
+# bridge's TLS and SASL SCRAM to Kafka.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates make pkg-config libdbus-1-dev libssl-dev mosquitto \
+ && apt-get install -y --no-install-recommends ca-certificates make g++ pkg-config libdbus-1-dev libssl-dev mosquitto \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -32,8 +32,10 @@ python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 # tests run BlueZoo on a private bus of their own.
 [ -n "$(ls /usr/lib/*/pkgconfig/dbus-1.pc 2>/dev/null)" ] || missing+=(libdbus-1-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-# The bridge's librdkafka does TLS and SASL SCRAM with OpenSSL.
+# The bridge's librdkafka does TLS and SASL SCRAM with OpenSSL; its
+# configure script insists on a C++ compiler.
 [ -n "$(ls /usr/lib/*/pkgconfig/openssl.pc 2>/dev/null)" ] || missing+=(libssl-dev)
+command -v c++ >/dev/null || missing+=(g++)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 # The second Modbus implementation the adaptor is tested against (C).
 [ -f /usr/include/modbus/modbus.h ] || missing+=(libmodbus-dev)
