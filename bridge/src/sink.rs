@@ -29,6 +29,9 @@ pub enum SinkState {
 /// Reports the connection from librdkafka's callbacks (its own thread).
 struct Observer {
     state: watch::Sender<SinkState>,
+    /// The last refused login or TLS handshake: "all brokers down", which
+    /// follows it, says less.
+    cause: std::sync::Mutex<Option<String>>,
 }
 
 impl ClientContext for Observer {
@@ -40,6 +43,7 @@ impl ClientContext for Observer {
             .values()
             .any(|b| b.state == "UP" && b.nodeid >= 0);
         if up {
+            *self.cause.lock().unwrap() = None;
             self.state.send_if_modified(|s| {
                 let changed = *s != SinkState::Connected;
                 *s = SinkState::Connected;
@@ -50,15 +54,26 @@ impl ClientContext for Observer {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka");
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown)
-                | Some(RDKafkaErrorCode::BrokerTransportFailure)
-                | Some(RDKafkaErrorCode::Resolve)
-                | Some(RDKafkaErrorCode::Authentication)
-                | Some(RDKafkaErrorCode::SSL)
-        ) {
-            let why = format!("{error}: {reason}");
+        let code = error.rdkafka_error_code();
+        let refused = matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication) | Some(RDKafkaErrorCode::SSL)
+        );
+        if refused {
+            *self.cause.lock().unwrap() = Some(reason.to_string());
+        }
+        if refused
+            || matches!(
+                code,
+                Some(RDKafkaErrorCode::AllBrokersDown)
+                    | Some(RDKafkaErrorCode::BrokerTransportFailure)
+                    | Some(RDKafkaErrorCode::Resolve)
+            )
+        {
+            let why = match (refused, self.cause.lock().unwrap().as_deref()) {
+                (false, Some(cause)) => format!("{error}: {reason}; the last refusal: {cause}"),
+                _ => format!("{error}: {reason}"),
+            };
             self.state.send_if_modified(|s| {
                 let changed = *s != SinkState::Unreachable(why.clone());
                 *s = SinkState::Unreachable(why);
@@ -174,7 +189,10 @@ impl Sink {
             .set("compression.type", compression)
             .set("linger.ms", "5")
             .set("statistics.interval.ms", "1000")
-            .create_with_context(Observer { state })?;
+            .create_with_context(Observer {
+                state,
+                cause: Default::default(),
+            })?;
         Ok(Sink { producer })
     }
 

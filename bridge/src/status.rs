@@ -132,15 +132,7 @@ impl Writer {
         loop {
             let (seen, sink_seen) = (progress.borrow().clone(), sink.borrow().clone());
             let said = conditions(&seen, &sink_seen);
-            let due = match &entry_written {
-                None => true,
-                Some((at, before)) => {
-                    let counting = (before.delivered, before.refused, before.in_flight)
-                        != (seen.delivered, seen.refused, seen.in_flight);
-                    at.elapsed() >= HEARTBEAT || (counting && at.elapsed() >= COUNTERS_EVERY)
-                }
-            };
-            if written.as_ref() != Some(&said) || due {
+            if written.as_ref() != Some(&said) || due_in(entry_written.as_ref(), &seen).is_zero() {
                 let entry = replica_entry(
                     &self.reporter.instance,
                     &seen,
@@ -151,12 +143,14 @@ impl Writer {
                 written = Some(said);
                 entry_written = Some((Instant::now(), seen));
             }
-            // At most once a second, and only on a change or a heartbeat.
+            // At most once a second; then on a change, or when the entry
+            // falls due.
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let wait = due_in(entry_written.as_ref(), &progress.borrow());
             tokio::select! {
                 changed = progress.changed() => if changed.is_err() { return },
                 changed = sink.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -243,6 +237,19 @@ impl Writer {
             Err(e) => tracing::debug!(error = %e, "removing gone replicas' status; next time"),
         }
     }
+}
+
+/// How long until this replica's entry is due, given when it was written
+/// and with what: counters that moved are written `COUNTERS_EVERY`, an
+/// unchanged entry renewed every `HEARTBEAT`.
+fn due_in(written: Option<&(Instant, Progress)>, now: &Progress) -> Duration {
+    let Some((at, before)) = written else {
+        return Duration::ZERO;
+    };
+    let counting = (before.delivered, before.refused, before.in_flight)
+        != (now.delivered, now.refused, now.in_flight);
+    let every = if counting { COUNTERS_EVERY } else { HEARTBEAT };
+    every.saturating_sub(at.elapsed())
 }
 
 /// This replica's entry of `status.replicas`; `before` is its previous one
