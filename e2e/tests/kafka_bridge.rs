@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use devicelink_api::kafka_bridge::KafkaBridge;
 use devicelink_e2e::{
     Broker, apply, begin,
+    broker::Implementation,
     certs::certificates,
     eventually_showing,
     kafka::{Bridge, Consumer, Kafka, Record, SASL_USER},
@@ -283,17 +284,28 @@ async fn replicas_share_the_load_and_a_killed_one_loses_nothing() {
         }
     };
     publish(0, EACH / 3).await;
+    // Both replicas report; together they delivered every message.
+    let first_third = 3 * (EACH / 3) as i64;
     let shares = eventually_showing(
-        "both replicas delivering",
+        "both replicas reporting, every message delivered",
         Duration::from_secs(60),
         || async {
             let delivered = delivered_by(&api, "plant-data").await;
-            (delivered.len() == 2 && delivered.values().all(|n| *n > 0))
+            (delivered.len() == 2 && delivered.values().sum::<i64>() == first_third)
                 .then_some(delivered.clone())
                 .ok_or(format!("{delivered:?}"))
         },
     )
     .await;
+    // How a shared subscription spreads messages is the broker's choice
+    // (MQTT leaves it open): mosquitto takes its members in turn; HiveMQ
+    // may give one member all of a light load.
+    if Implementation::chosen() == Implementation::Mosquitto {
+        assert!(
+            shares.values().all(|n| *n > 0),
+            "mosquitto shares the messages in turn: {shares:?}"
+        );
+    }
     eprintln!("shares of the first third: {shares:?}");
     // Killed while the second third is being published; the last third
     // comes while it is away (its share waits in its session).

@@ -128,7 +128,7 @@ async fn the_operator_account_manages_adaptor_identities_and_nothing_else() {
     .await;
     assert!(
         message.contains(
-            "devicelink-operator may create, change and delete only adaptor identities (named devicelink-adaptor-<kind>-<node>) and the console grants (Roles and RoleBindings named devicelink-console), not clusterrolebindings e2e-plant-viewers"
+            "devicelink-operator may create, change and delete only adaptor identities (named devicelink-adaptor-<kind>-<node>) and the console and bridge grants (Roles and RoleBindings named devicelink-console or devicelink-bridge), not clusterrolebindings e2e-plant-viewers"
         ),
         "{message}"
     );
