@@ -209,17 +209,7 @@ async fn a_kafka_outage_loses_and_reorders_nothing() {
     publish(2 * EACH / 3, EACH).await;
 
     let mut consumer = Consumer::start(&kafka, &["readings"]);
-    let wanted = devices.len() * EACH as usize;
-    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while seen.values().map(|v| unique(v)).sum::<usize>() < wanted {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(record) = consumer.next(left).await else {
-            break;
-        };
-        let n: u32 = record.value.as_deref().unwrap().parse().unwrap();
-        seen.entry(record.key.clone().unwrap()).or_default().push(n);
-    }
+    let seen = numbers_by_key(&mut consumer, devices.len() * EACH as usize).await;
     for device in devices {
         let numbers = seen.get(device).cloned().unwrap_or_default();
         let duplicates = numbers.len() - unique(&numbers);
@@ -317,17 +307,7 @@ async fn replicas_share_the_load_and_a_killed_one_loses_nothing() {
     let second = Bridge::start(namespace, "replica-1").await;
 
     let mut consumer = Consumer::start(&kafka, &["readings"]);
-    let wanted = devices.len() * EACH as usize;
-    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while seen.values().map(|v| unique(v)).sum::<usize>() < wanted {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(record) = consumer.next(left).await else {
-            break;
-        };
-        let n: u32 = record.value.as_deref().unwrap().parse().unwrap();
-        seen.entry(record.key.clone().unwrap()).or_default().push(n);
-    }
+    let seen = numbers_by_key(&mut consumer, devices.len() * EACH as usize).await;
     for device in devices {
         let numbers = seen.get(device).cloned().unwrap_or_default();
         eprintln!(
@@ -358,6 +338,22 @@ fn first_arrivals(numbers: &[u32]) -> Vec<u32> {
         }
     }
     first
+}
+
+/// The numbered records the consumer reads, by key, until `wanted`
+/// different ones have come (or two minutes have passed).
+async fn numbers_by_key(consumer: &mut Consumer, wanted: usize) -> BTreeMap<String, Vec<u32>> {
+    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.values().map(|v| unique(v)).sum::<usize>() < wanted {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(record) = consumer.next(left).await else {
+            break;
+        };
+        let n: u32 = record.value.as_deref().unwrap().parse().unwrap();
+        seen.entry(record.key.clone().unwrap()).or_default().push(n);
+    }
+    seen
 }
 
 fn unique(numbers: &[u32]) -> usize {
