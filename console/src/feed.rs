@@ -11,16 +11,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS};
 use devicelink_mqtt::{
     TopicContext,
+    answers::{Answers, answer_route},
     observe::{Observed, observe},
     wire::{self, Seen, Version},
 };
@@ -28,10 +26,7 @@ use devicelink_references::{Following, ObjectKey, References, Update, objects_us
 use futures::{StreamExt, stream::BoxStream};
 use kube::{Client, ResourceExt};
 use rumqttc::QoS;
-use tokio::{
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -48,15 +43,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Which DeviceLinks each status topic of a connection belongs to.
 type Topics = Arc<Mutex<HashMap<String, Vec<LinkKey>>>>;
-
-/// Writes waiting for their answer, by the topic the answer comes on.
-type Waiters = Arc<Mutex<HashMap<String, Vec<Waiter>>>>;
-
-struct Waiter {
-    /// What the answer quotes (MQTT 5); None takes the next answer.
-    correlation: Option<Vec<u8>>,
-    answer: oneshot::Sender<Vec<u8>>,
-}
 
 /// How a write reaches each followed DeviceLink's device; shared with the
 /// API.
@@ -88,7 +74,7 @@ struct Channel {
     version: Version,
     /// The tail of the console's answer topics on this connection.
     reply_to: String,
-    waiters: Waiters,
+    answers: Answers,
     /// Answer topics subscribed to, again on every reconnect.
     reply_topics: Arc<Mutex<HashSet<String>>>,
     /// Up, or why not.
@@ -112,24 +98,15 @@ impl Route {
             Version::V4 => Some(self.one_at_a_time.lock().await),
             Version::V5 => None,
         };
-        let (reply_topic, correlation) = match self.channel.version {
-            Version::V5 => (
-                format!("{}/$reply/{}", self.write_topic, self.channel.reply_to),
-                Some(next_correlation()),
-            ),
-            Version::V4 => (format!("{}/$reply", self.write_topic), None),
-        };
-        let (answer, answered) = oneshot::channel();
-        self.channel
-            .waiters
-            .lock()
-            .unwrap()
-            .entry(reply_topic.clone())
-            .or_default()
-            .push(Waiter {
-                correlation: correlation.clone(),
-                answer,
-            });
+        let (reply_topic, correlation) = answer_route(
+            &self.write_topic,
+            self.channel.version,
+            &self.channel.reply_to,
+        );
+        let answered = self
+            .channel
+            .answers
+            .expect(&reply_topic, correlation.clone());
         // Queued before the write on the same connection, so the broker
         // has the subscription when the answer comes.
         if self
@@ -159,9 +136,7 @@ impl Route {
             None
         };
         // Forget a waiter that got nothing.
-        if let Some(waiting) = self.channel.waiters.lock().unwrap().get_mut(&reply_topic) {
-            waiting.retain(|w| !w.answer.is_closed());
-        }
+        self.channel.answers.forget_abandoned(&reply_topic);
         match (sent, answer) {
             (false, _) => Err(WriteError::NotConnected(
                 "its queue of requests is full".into(),
@@ -171,20 +146,6 @@ impl Route {
         }
     }
 }
-
-/// Correlation data no other write of this process has.
-fn next_correlation() -> Vec<u8> {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let started = *STARTED;
-    format!("{started:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into_bytes()
-}
-
-static STARTED: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
-});
 
 /// A connection to one broker, shared by the DeviceLinks that reach it
 /// with equal settings.
@@ -420,7 +381,7 @@ impl BrokerConnection {
             client: client.clone(),
             version,
             reply_to,
-            waiters: Waiters::default(),
+            answers: Answers::default(),
             reply_topics: Arc::default(),
             state: Arc::new(Mutex::new(Err("connecting".to_string()))),
         });
@@ -494,17 +455,7 @@ impl Shared {
 
     /// Hands an answer to the write waiting for it; false if it is not one.
     fn answered(&self, m: &wire::Incoming) -> bool {
-        let mut waiters = self.channel.waiters.lock().unwrap();
-        let Some(waiting) = waiters.get_mut(&m.topic) else {
-            return false;
-        };
-        if let Some(i) = waiting
-            .iter()
-            .position(|w| w.correlation.is_none() || w.correlation == m.correlation)
-        {
-            let _ = waiting.remove(i).answer.send(m.payload.clone());
-        }
-        true
+        self.channel.answers.hand_over(m)
     }
 }
 

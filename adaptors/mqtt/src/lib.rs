@@ -1,6 +1,7 @@
 //! The v1alpha1 MQTT extension as every adaptor uses it: topic templates and
 //! a per-device publisher.
 
+pub mod answers;
 pub mod budget;
 mod connection;
 mod delivery;

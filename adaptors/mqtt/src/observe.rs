@@ -3,7 +3,7 @@
 //! same code the adaptors publish with, so both always agree on topics and
 //! connection settings.
 
-use devicelink_api::mqtt::{MqttClientOptions, MqttOptions};
+use devicelink_api::mqtt::{MqttClientOptions, MqttMessageOptions, MqttOptions};
 
 use crate::{
     PublisherError,
@@ -36,8 +36,7 @@ pub fn observe(
     resolve: Resolve,
     client_id: &str,
 ) -> Result<Observed, PublisherError> {
-    let status_topic = render(&options.message.topic, &options.message, link)?;
-    let write_topic = write_topic_of(&options.message, link, &status_topic);
+    let (status_topic, write_topic) = device_topics(&options.message, link)?;
     // The same settings make the same connection as an adaptor's shared
     // one (a rotated password is another connection).
     let (mut dial, connection) = dial_and_digest(options, link, resolve)?;
@@ -51,6 +50,17 @@ pub fn observe(
         status_topic,
         write_topic,
     })
+}
+
+/// Where the adaptor of a DeviceLink whose messages `message` configures
+/// publishes its status, and where it takes writes.
+pub fn device_topics(
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+) -> Result<(String, String), PublisherError> {
+    let status_topic = render(&message.topic, message, link)?;
+    let write_topic = write_topic_of(message, link, &status_topic);
+    Ok((status_topic, write_topic))
 }
 
 /// For a reader that must not lose a message (the Kafka bridge): how to
