@@ -22,8 +22,10 @@ use kube::{
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    commands,
+    devices::{self, Directory},
     mapping::Mapping,
-    pipeline::{self, Progress, Source, shared},
+    pipeline::{self, Progress, Source},
     record::Recorder,
     sink::{Sasl, Security, Sink, SinkState, Tls},
     status::{self, Blocked},
@@ -171,19 +173,45 @@ async fn start(
         }
     };
     let (progress, progresses) = watch::channel(Progress::default());
-    vec![
-        tokio::spawn(pipeline::run(
-            prepared.source,
-            prepared.recorder,
-            sink,
-            progress,
-        )),
-        tokio::spawn(writer.follow(progresses, sink_states)),
-    ]
+    let (directory, devices) = watch::channel(Arc::new(Directory::default()));
+    let mut tasks = Vec::new();
+    if let Some(selector) = prepared.selector {
+        let follow = devices::follow(client.clone(), namespace, selector, directory);
+        tasks.push(tokio::spawn(follow));
+    }
+    if let Some((settings, dial)) = prepared.commands {
+        tasks.push(tokio::spawn(commands::run(
+            settings,
+            dial,
+            bridge.spec.sink.clone(),
+            prepared.security,
+            sink.clone(),
+            devices.clone(),
+        )));
+    }
+    let source = Source {
+        dial: prepared.dial,
+        group: prepared.group,
+        filters: prepared.filters,
+        devices,
+    };
+    tasks.push(tokio::spawn(pipeline::run(
+        source,
+        prepared.recorder,
+        sink,
+        progress,
+    )));
+    tasks.push(tokio::spawn(writer.follow(progresses, sink_states)));
+    tasks
 }
 
 struct Prepared {
-    source: Source,
+    dial: devicelink_mqtt::wire::Dial,
+    group: String,
+    filters: Vec<String>,
+    /// Which DeviceLinks' status to take, with `source.deviceLinks`.
+    selector: Option<kube::core::Selector>,
+    commands: Option<(commands::Settings, devicelink_mqtt::wire::Dial)>,
     recorder: Recorder,
     security: Security,
     client_id: String,
@@ -240,12 +268,43 @@ fn prepare_with(
     let dial = durable_reader(&source.client, &owner, resolve, client_id.clone())
         .map_err(|e| Blocked::InvalidSource(e.to_string()))?;
     let security = sink_security(&bridge.spec.sink, resolve).map_err(Blocked::InvalidSink)?;
+    let selector = source
+        .device_links
+        .as_ref()
+        .map(|d| devices::selector(&d.selector))
+        .transpose()
+        .map_err(Blocked::InvalidSource)?;
     let group = format!("devicelink-bridge-{uid}");
+    let commands = match bridge.spec.commands.clone() {
+        None => None,
+        Some(commands) => {
+            // Writes and their answers go over a connection of their own,
+            // with no session: an answer to a write from before a restart
+            // has nobody waiting for it.
+            let mut dial = durable_reader(
+                &source.client,
+                &owner,
+                resolve,
+                format!("{client_id}-commands"),
+            )
+            .map_err(|e| Blocked::InvalidSource(e.to_string()))?;
+            dial.clean = true;
+            dial.manual_acks = false;
+            let settings = commands::Settings {
+                commands,
+                namespace: namespace.clone(),
+                bridge: format!("{namespace}/{name}"),
+                group: group.clone(),
+            };
+            Some((settings, dial))
+        }
+    };
     Ok(Prepared {
-        source: Source {
-            dial,
-            filters: source.topics.iter().map(|t| shared(&group, &t.0)).collect(),
-        },
+        dial,
+        filters: source.topics.iter().map(|t| t.0.clone()).collect(),
+        group,
+        selector,
+        commands,
         recorder: Recorder::new(mapping, &bridge.spec.sink, format!("{namespace}/{name}")),
         security,
         client_id,

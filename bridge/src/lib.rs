@@ -7,7 +7,9 @@
 //!        record (mapping + key + headers), sink (Kafka producer)
 //!   -> status (conditions and Events)
 
+pub mod commands;
 pub mod controller;
+pub mod devices;
 pub mod mapping;
 pub mod pipeline;
 pub mod record;

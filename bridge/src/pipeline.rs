@@ -4,7 +4,8 @@
 //! delivers it again after a restart or a reconnection (at least once).
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,6 +15,7 @@ use rumqttc::QoS;
 use tokio::sync::watch;
 
 use crate::{
+    devices::Directory,
     record::Recorder,
     sink::{Refused, Sink},
 };
@@ -47,8 +49,23 @@ pub enum SourceState {
 /// How a bridge reads from its broker.
 pub struct Source {
     pub dial: Dial,
-    /// Topic filters as the broker gets them (shared among the replicas).
+    /// The subscriptions' group: every replica's are shared in it.
+    pub group: String,
+    /// Topic filters, as written.
     pub filters: Vec<String>,
+    /// The selected DeviceLinks (none without `source.deviceLinks`): their
+    /// status topics are subscribed to as well.
+    pub devices: watch::Receiver<Arc<Directory>>,
+}
+
+/// Everything to subscribe to now, as written (not yet shared).
+fn wanted(filters: &[String], devices: &watch::Receiver<Arc<Directory>>) -> BTreeSet<String> {
+    let devices = devices.borrow();
+    filters
+        .iter()
+        .cloned()
+        .chain(devices.status_topics().map(str::to_string))
+        .collect()
 }
 
 /// The subscription of `filter` shared by every replica of a bridge:
@@ -64,7 +81,13 @@ type Pending = BoxFuture<'static, (Result<(i32, i64), Refused>, Option<(u64, Ack
 pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::Sender<Progress>) {
     // Requests the client may queue: acknowledgements and subscriptions.
     const QUEUE: usize = 4096;
-    let (client, mut connection) = source.dial.connect(QUEUE);
+    let Source {
+        dial,
+        group,
+        filters,
+        mut devices,
+    } = source;
+    let (client, mut connection) = dial.connect(QUEUE);
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     // When each pending message came, in the same order.
     let mut arrivals: VecDeque<Instant> = VecDeque::new();
@@ -72,6 +95,8 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
     // a message received before a reconnection is delivered again by the
     // broker and acknowledged then, never by an id a new message may have.
     let mut connection_number = 0u64;
+    // What the broker was asked for on this connection.
+    let mut subscribed: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             // Deliveries complete in the order the messages came, and are
@@ -88,12 +113,8 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
             seen = connection.poll() => match seen {
                 Ok(Seen::Connected { .. }) => {
                     connection_number += 1;
-                    let filters: Vec<(String, QoS)> = source
-                        .filters
-                        .iter()
-                        .map(|f| (f.clone(), QoS::AtLeastOnce))
-                        .collect();
-                    client.try_subscribe_many(&filters);
+                    subscribed = wanted(&filters, &devices);
+                    subscribe(&client, &group, &subscribed);
                 }
                 // Connected once the broker has the subscriptions: from
                 // then on nothing published is missed.
@@ -102,7 +123,10 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
                 }
                 Ok(Seen::Received(message)) => {
                     let ack = message.ack.map(|a| (connection_number, a));
-                    let record = recorder.record(&message.topic, message.payload);
+                    let record = {
+                        let directory = devices.borrow();
+                        recorder.record(&message.topic, message.payload, directory.by_topic(&message.topic))
+                    };
                     let delivery = sink.send(record).await;
                     pending.push_back(Box::pin(async move { (delivery.await, ack) }));
                     arrivals.push_back(Instant::now());
@@ -110,14 +134,34 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
                 }
                 Ok(_) => {}
                 Err(why) => {
+                    subscribed.clear();
                     tracing::warn!(%why, "MQTT connection");
                     report.send_if_modified(|p| replace(&mut p.source, SourceState::Unreachable(why)));
                     // The next poll connects again.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            // DeviceLinks selected or let go: their status topics follow
+            // (once connected; a connection subscribes to all at its start).
+            Ok(()) = devices.changed(), if connection_number > 0 => {
+                let now = wanted(&filters, &devices);
+                let added = now.difference(&subscribed).cloned().collect();
+                subscribe(&client, &group, &added);
+                for gone in subscribed.difference(&now) {
+                    client.try_unsubscribe(&shared(&group, gone));
+                }
+                subscribed = now;
+            }
         }
     }
+}
+
+fn subscribe(client: &Client, group: &str, filters: &BTreeSet<String>) {
+    let shared: Vec<(String, QoS)> = filters
+        .iter()
+        .map(|f| (shared(group, f), QoS::AtLeastOnce))
+        .collect();
+    client.try_subscribe_many(&shared);
 }
 
 fn settle(

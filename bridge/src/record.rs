@@ -4,20 +4,27 @@
 
 use devicelink_api::kafka_bridge::{KafkaSink, RecordKey};
 
-use crate::mapping::Mapping;
+use crate::{devices::Device, mapping::Mapping};
 
 /// The header that carries the MQTT topic a record's message came on.
 pub const MQTT_TOPIC_HEADER: &str = "mqtt.topic";
 /// The header that carries the KafkaBridge (`namespace/name`) that made it.
 pub const BRIDGE_HEADER: &str = "devicelink.bridge";
+/// Headers of a DeviceLink's status: its namespace, name and UID, and the
+/// client ID and username its MQTT extension gives (where it gives them).
+pub const NAMESPACE_HEADER: &str = "devicelink.namespace";
+pub const NAME_HEADER: &str = "devicelink.name";
+pub const UID_HEADER: &str = "devicelink.uid";
+pub const CLIENT_ID_HEADER: &str = "mqtt.clientID";
+pub const USERNAME_HEADER: &str = "mqtt.username";
 
 /// A record to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub topic: String,
     pub key: Option<Vec<u8>>,
-    /// Mapped headers first, in level order, then [`MQTT_TOPIC_HEADER`]
-    /// and [`BRIDGE_HEADER`].
+    /// Mapped headers first, in level order, then [`MQTT_TOPIC_HEADER`],
+    /// [`BRIDGE_HEADER`] and, for a DeviceLink's status, its own.
     pub headers: Vec<(String, Vec<u8>)>,
     pub payload: Vec<u8>,
 }
@@ -37,12 +44,14 @@ impl Recorder {
         Recorder {
             mapping,
             default_topic: sink.topic.clone(),
-            key: sink.key.unwrap_or(RecordKey::MqttTopic),
+            key: sink.key.unwrap_or(RecordKey::DeviceLinkUid),
             bridge,
         }
     }
 
-    pub fn record(&self, mqtt_topic: &str, payload: Vec<u8>) -> Record {
+    /// The record of a message on `mqtt_topic`, the status of `device`
+    /// where it is one.
+    pub fn record(&self, mqtt_topic: &str, payload: Vec<u8>, device: Option<&Device>) -> Record {
         let routed = self.mapping.as_ref().and_then(|m| m.route(mqtt_topic));
         let (topic, mut headers) = match routed {
             Some(routed) => (
@@ -57,9 +66,26 @@ impl Recorder {
         };
         headers.push((MQTT_TOPIC_HEADER.into(), mqtt_topic.as_bytes().to_vec()));
         headers.push((BRIDGE_HEADER.into(), self.bridge.as_bytes().to_vec()));
-        let key = match self.key {
-            RecordKey::MqttTopic => Some(mqtt_topic.as_bytes().to_vec()),
-            RecordKey::None => None,
+        if let Some(device) = device {
+            let known = [
+                (NAMESPACE_HEADER, Some(&device.namespace)),
+                (NAME_HEADER, Some(&device.name)),
+                (UID_HEADER, Some(&device.uid)),
+                (CLIENT_ID_HEADER, device.client_id.as_ref()),
+                (USERNAME_HEADER, device.username.as_ref()),
+            ];
+            for (name, value) in known {
+                if let Some(value) = value {
+                    headers.push((name.into(), value.as_bytes().to_vec()));
+                }
+            }
+        }
+        let key = match (self.key, device) {
+            (RecordKey::DeviceLinkUid, Some(device)) => Some(device.uid.as_bytes().to_vec()),
+            (RecordKey::DeviceLinkUid | RecordKey::MqttTopic, _) => {
+                Some(mqtt_topic.as_bytes().to_vec())
+            }
+            (RecordKey::None, _) => None,
         };
         Record {
             topic,
@@ -87,7 +113,7 @@ mod tests {
             "plant/feed".into(),
         );
         assert_eq!(
-            recorder.record("/plant/fan/status", b"{}".to_vec()),
+            recorder.record("/plant/fan/status", b"{}".to_vec(), None),
             Record {
                 topic: "devices".into(),
                 key: Some(b"/plant/fan/status".to_vec()),
@@ -114,7 +140,7 @@ mod tests {
             &sink(json!({"bootstrapServers": ["k:9092"], "topic": "devices", "key": "None"})),
             "plant/feed".into(),
         );
-        let record = recorder.record("line1/press", b"1".to_vec());
+        let record = recorder.record("line1/press", b"1".to_vec(), None);
         assert_eq!(record.topic, "lines");
         assert_eq!(record.key, None);
         assert_eq!(
@@ -123,6 +149,52 @@ mod tests {
         );
         assert_eq!(record.headers.len(), 3);
         // Not routed: the sink's topic, with the default headers only.
-        assert_eq!(recorder.record("hall/door", Vec::new()).topic, "devices");
+        assert_eq!(
+            recorder.record("hall/door", Vec::new(), None).topic,
+            "devices"
+        );
+    }
+
+    #[test]
+    fn a_devicelinks_status_is_keyed_by_its_uid_and_says_whose_it_is() {
+        let device = Device {
+            namespace: "plant".into(),
+            name: "fan".into(),
+            uid: "u-1".into(),
+            status_topic: "plant/fan".into(),
+            write_topic: "plant/fan/$write".into(),
+            client_id: None,
+            username: Some("line".into()),
+        };
+        let by_default = Recorder::new(
+            None,
+            &sink(json!({"bootstrapServers": ["k:9092"], "topic": "devices"})),
+            "plant/feed".into(),
+        );
+        let record = by_default.record("plant/fan", b"{}".to_vec(), Some(&device));
+        assert_eq!(record.key, Some(b"u-1".to_vec()));
+        let named: Vec<(&str, &[u8])> = record
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            named[2..],
+            [
+                ("devicelink.namespace", &b"plant"[..]),
+                ("devicelink.name", b"fan"),
+                ("devicelink.uid", b"u-1"),
+                ("mqtt.username", b"line"),
+            ]
+        );
+        let by_topic = Recorder::new(
+            None,
+            &sink(json!({"bootstrapServers": ["k:9092"], "topic": "devices", "key": "MqttTopic"})),
+            "plant/feed".into(),
+        );
+        assert_eq!(
+            by_topic.record("plant/fan", Vec::new(), Some(&device)).key,
+            Some(b"plant/fan".to_vec())
+        );
     }
 }

@@ -150,7 +150,24 @@ impl Security {
     }
 }
 
-/// The producer of one bridge.
+/// librdkafka's settings to reach `sink`'s cluster, for its producer and
+/// the commands' consumer alike.
+pub fn client_config(sink: &KafkaSink, security: &Security) -> ClientConfig {
+    let servers: Vec<&str> = sink
+        .bootstrap_servers
+        .iter()
+        .map(|s| s.0.as_str())
+        .collect();
+    let mut config = ClientConfig::new();
+    for (name, value) in security.settings() {
+        config.set(name, value);
+    }
+    config.set("bootstrap.servers", servers.join(","));
+    config
+}
+
+/// The producer of one bridge (a handle: clones share it).
+#[derive(Clone)]
 pub struct Sink {
     producer: FutureProducer<Observer>,
 }
@@ -164,18 +181,8 @@ impl Sink {
         client_id: &str,
         state: watch::Sender<SinkState>,
     ) -> Result<Sink, KafkaError> {
-        let servers: Vec<&str> = sink
-            .bootstrap_servers
-            .iter()
-            .map(|s| s.0.as_str())
-            .collect();
         let compression = sink.compression.map_or("none", |c| c.as_str());
-        let mut config = ClientConfig::new();
-        for (name, value) in security.settings() {
-            config.set(name, value);
-        }
-        let producer = config
-            .set("bootstrap.servers", servers.join(","))
+        let producer = client_config(sink, security)
             .set("client.id", client_id)
             // At least once, in order: every in-sync replica has it before
             // it counts, and the producer's retries neither duplicate nor

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     devicelink::{DeviceLinkReference, ReferenceItem},
+    duration::Duration,
     mqtt::MqttClientOptions,
 };
 
@@ -84,7 +85,7 @@ fn reference_rules() -> serde_json::Value {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = reference_rules()))]
+#[schemars(extend("x-kubernetes-validations" = spec_rules()))]
 pub struct KafkaBridgeSpec {
     /// Secrets and ConfigMaps the `*Ref` fields refer to with `{name,
     /// item}`, as a DeviceLink's do: whoever writes them must be allowed to
@@ -100,19 +101,111 @@ pub struct KafkaBridgeSpec {
     pub mapping: Option<TopicMapping>,
     /// Where they go.
     pub sink: KafkaSink,
+    /// Writes from Kafka to the DeviceLinks `source.deviceLinks` selects,
+    /// and their answers back into Kafka. None without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<KafkaCommands>,
 }
 
-/// An MQTT broker and the topics taken from it.
+/// The spec's rules: its `*Ref` fields name entries of `references`, and
+/// commands only go to DeviceLinks the source selects.
+fn spec_rules() -> serde_json::Value {
+    let mut rules = reference_rules();
+    if let Some(rules) = rules.as_array_mut() {
+        rules.push(serde_json::json!({
+            "rule": "!has(self.commands) || has(self.source.deviceLinks)",
+            "message": "commands are written to the DeviceLinks source.deviceLinks selects: set it",
+            "fieldPath": ".commands",
+            "reason": "FieldValueInvalid",
+        }));
+    }
+    rules
+}
+
+/// An MQTT broker and what is taken from it: topic filters, the status
+/// topics of some DeviceLinks, or both.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.topics) && size(self.topics) > 0) || has(self.deviceLinks)",
+    "message": "set topics, deviceLinks or both: the bridge needs something to take",
+}]))]
 pub struct BridgeSource {
     /// How to connect, as a DeviceLink's MQTT extension says it. The bridge
     /// keeps a session (cleanSession is ignored): what arrives while Kafka
     /// is away waits in it.
     pub client: MqttClientOptions,
     /// Topic filters (MQTT wildcards `+` and `#` allowed), taken at QoS 1.
-    #[schemars(length(min = 1, max = 64))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub topics: Vec<TopicFilter>,
+    /// The DeviceLinks of the bridge's namespace whose status topics are
+    /// taken (those with an MQTT extension, on this source's broker).
+    /// Their records carry the DeviceLink's namespace, name and UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_links: Option<DeviceLinkSelection>,
+}
+
+/// Which DeviceLinks of the bridge's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceLinkSelection {
+    /// A label selector, as a Deployment's (`matchLabels`,
+    /// `matchExpressions`); empty or absent selects every DeviceLink of the
+    /// namespace.
+    #[serde(default)]
+    pub selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+}
+
+/// Writes read from a Kafka topic, made on the DeviceLinks' write topics,
+/// and their answers written to another.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.topic != self.replyTopic",
+    "message": "replyTopic must differ from topic: answers would be read as commands",
+    "fieldPath": ".replyTopic",
+    "reason": "FieldValueInvalid",
+}]))]
+pub struct KafkaCommands {
+    /// The topic of commands: each record's key is a DeviceLink's
+    /// `namespace/name` (of the bridge's namespace, selected by
+    /// `source.deviceLinks`), its value a JSON write as the DeviceLink's
+    /// write topic takes it (`{"on": true}`).
+    #[schemars(schema_with = "crate::schema::kafka_topic")]
+    pub topic: String,
+    /// The topic of answers: the command's key, the adaptor's answer (or
+    /// the bridge's refusal) as value, and a `devicelink.correlation`
+    /// header.
+    #[schemars(schema_with = "crate::schema::kafka_topic")]
+    pub reply_topic: String,
+    /// How long to wait for the adaptor's answer. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// A command older than this when the bridge reads it (by its record's
+    /// timestamp) is refused, not written: a device should not act on an
+    /// order given long ago. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<Duration>,
+}
+
+impl KafkaCommands {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    pub const DEFAULT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .as_ref()
+            .and_then(Duration::to_std)
+            .unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+
+    pub fn expire_after(&self) -> std::time::Duration {
+        self.expire_after
+            .as_ref()
+            .and_then(Duration::to_std)
+            .unwrap_or(Self::DEFAULT_EXPIRY)
+    }
 }
 
 /// An MQTT topic filter.
@@ -143,8 +236,10 @@ pub struct KafkaSink {
     /// without a mapping).
     #[schemars(schema_with = "crate::schema::kafka_topic")]
     pub topic: String,
-    /// What each record's key is: the MQTT topic (the default: the messages
-    /// of one topic keep their order in one partition) or none.
+    /// What each record's key is: the DeviceLink's UID where the message is
+    /// a DeviceLink's status, otherwise the MQTT topic (the default: one
+    /// device's messages keep their order in one partition); always the
+    /// MQTT topic; or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<RecordKey>,
     /// How batches are compressed. Default none.
@@ -275,6 +370,10 @@ pub struct BootstrapServer(
 /// What a record's key is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RecordKey {
+    /// The UID of the DeviceLink whose status the message is; the MQTT
+    /// topic for other messages.
+    #[serde(rename = "DeviceLinkUID")]
+    DeviceLinkUid,
     /// The MQTT topic the message came on.
     MqttTopic,
     /// No key: records spread over the partitions.
