@@ -1,8 +1,9 @@
 //! Apache Kafka for the bridge's tests: a single-node KRaft broker
 //! (e2e/devices/kafka, built into the cache by e2e/prereqs.sh) on free
-//! loopback ports, and [`Consumer`], Kafka's own Java consumer reading what
+//! loopback ports, [`Consumer`], Kafka's own Java consumer reading what
 //! arrived, so what the bridge delivered is checked by a client it does not
-//! share code with.
+//! share code with, and [`Producer`], its Java producer, writing what the
+//! bridge reads.
 
 use std::{
     path::PathBuf,
@@ -12,8 +13,8 @@ use std::{
 
 use serde::Deserialize;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
 };
 
 use crate::process::{Process, free_port};
@@ -34,7 +35,7 @@ pub struct Kafka {
 fn installed() -> PathBuf {
     let dir = crate::cache_dir().join("kafka");
     assert!(
-        dir.join("classes/Consume.class").exists(),
+        dir.join("classes/Produce.class").exists(),
         "{} is missing: run `make test` (e2e/prereqs.sh builds Kafka there)",
         dir.display()
     );
@@ -394,6 +395,74 @@ impl Consumer {
             }
         }
         records
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// One record for [`Producer::send`].
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// Milliseconds since the epoch; the producer's clock without it.
+    pub timestamp: Option<i64>,
+}
+
+/// Kafka's Java producer (e2e/devices/kafka/Produce.java) writing to one
+/// topic.
+pub struct Producer {
+    child: Child,
+    input: ChildStdin,
+    acks: Lines<BufReader<ChildStdout>>,
+}
+
+impl Producer {
+    pub fn start(kafka: &Kafka, topic: &str) -> Producer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(crate::log_dir().join(format!("kafka-producer-{}.log", kafka.port)))
+            .unwrap();
+        let mut child = java("log4j2-tools.xml")
+            .arg("Produce")
+            .arg(kafka.bootstrap())
+            .arg(topic)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start Kafka's producer");
+        let input = child.stdin.take().unwrap();
+        let acks = BufReader::new(child.stdout.take().unwrap()).lines();
+        Producer { child, input, acks }
+    }
+
+    /// Sends `record` and waits until Kafka acknowledged it.
+    pub async fn send(&mut self, record: &Outgoing<'_>) {
+        let mut line = format!("{}\t{}", record.key, record.value);
+        for (name, value) in &record.headers {
+            line.push_str(&format!("\th:{name}={value}"));
+        }
+        if let Some(millis) = record.timestamp {
+            line.push_str(&format!("\tt:{millis}"));
+        }
+        assert!(!record.value.contains(['\t', '\n']), "one line per record");
+        line.push('\n');
+        self.input.write_all(line.as_bytes()).await.unwrap();
+        self.input.flush().await.unwrap();
+        let ack = tokio::time::timeout(Duration::from_secs(60), self.acks.next_line())
+            .await
+            .expect("Kafka to acknowledge a record within 60 s")
+            .expect("read the producer's output");
+        assert!(
+            ack.as_deref().is_some_and(|a| a.starts_with("sent ")),
+            "the producer said {ack:?}"
+        );
     }
 
     pub async fn stop(mut self) {

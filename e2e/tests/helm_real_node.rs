@@ -652,8 +652,8 @@ async fn helm_install_runs_the_examples_on_a_real_node() {
 
 /// The Kafka bridge, from its image on the node: one KafkaBridge, reading
 /// the chart's broker with a BrokerCredential of the namespace (Read), puts
-/// the fan's status into Kafka (on this host, where pods reach it) with its
-/// topic levels as headers. The operator grants the bridge that
+/// the status of the namespace's DeviceLinks into Kafka (on this host,
+/// where pods reach it), keyed by UID, with its topic levels as headers. The operator grants the bridge that
 /// credential's Secret and nothing else, and takes it back with the
 /// KafkaBridge.
 async fn bridge_delivers_into_kafka(client: &Client, namespace: &str) {
@@ -690,7 +690,7 @@ spec:
       basicAuth:
         usernameRef: {{name: broker, item: username}}
         passwordRef: {{name: broker, item: password}}
-    topics: [cattle.io/octopus/{namespace}/#]
+    deviceLinks: {{selector: {{}}}}
   mapping:
     matchIndex: 0
     routes: [{{pattern: cattle.io, policy: devices}}]
@@ -740,6 +740,24 @@ spec:
     };
     assert_eq!(record.header("namespace"), Some(namespace));
     assert_eq!(record.header("device"), Some("living-room-fan"));
+    let uid = kubectl(
+        &[
+            "get",
+            "-n",
+            namespace,
+            "devicelink/living-room-fan",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    assert!(uid.success, "{}", uid.text);
+    assert_eq!(
+        record.key.as_deref(),
+        Some(uid.text.trim()),
+        "keyed by the DeviceLink's UID"
+    );
+    assert_eq!(record.header("devicelink.name"), Some("living-room-fan"));
     let value: Value = serde_json::from_str(record.value.as_deref().unwrap_or_default())
         .expect("the fan's status as JSON");
     assert!(value["gear"].is_string(), "{value}");

@@ -6,17 +6,21 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use devicelink_api::kafka_bridge::KafkaBridge;
+use devicelink_api::{DeviceLink, kafka_bridge::KafkaBridge};
 use devicelink_e2e::{
-    Broker, apply, begin,
+    Broker, LocalKubelet, apply, begin,
     broker::Implementation,
     certs::certificates,
-    eventually_showing,
-    kafka::{Bridge, Consumer, Kafka, Record, SASL_USER},
+    create_connected, delete_links_and_wait, dummy_link, eventually_showing,
+    kafka::{Bridge, Consumer, Kafka, Outgoing, Producer, Record, SASL_USER},
     mqtt,
+    process::start_operator,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, api::PostParams};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
 
 /// The worked example of docs/bridge.md (issue 34's), as a KafkaBridge.
@@ -485,6 +489,35 @@ async fn bad_mappings_are_refused_by_the_api_server_naming_the_field() {
             assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
         }
     }
+    // What is taken, and commands back.
+    let spec_cases: [(&str, Value, &[&str]); 3] = [
+        (
+            "a source taking nothing",
+            json!({"source": {"client": {"server": "tcp://broker:1883"}}}),
+            &["spec.source", "set topics, deviceLinks or both"],
+        ),
+        (
+            "commands with no DeviceLinks selected",
+            json!({"commands": {"topic": "commands", "replyTopic": "answers"}}),
+            &["spec.commands", "set it"],
+        ),
+        (
+            "answers on the commands' own topic",
+            json!({"source": {"client": {"server": "tcp://broker:1883"}, "deviceLinks": {}},
+                   "commands": {"topic": "commands", "replyTopic": "commands"}}),
+            &["spec.commands.replyTopic", "must differ from topic"],
+        ),
+    ];
+    for (what, spec_change, expected) in spec_cases {
+        let mut object = base.clone();
+        for (k, v) in spec_change.as_object().unwrap() {
+            object["spec"][k] = v.clone();
+        }
+        let message = create(object).await;
+        for part in expected {
+            assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
+        }
+    }
 }
 
 /// Waits until the KafkaBridge's SinkConnected condition is False, and
@@ -642,4 +675,351 @@ async fn the_sink_speaks_tls_and_sasl_and_refuses_what_it_should() {
         api.delete(name, &Default::default()).await.unwrap();
     }
     bridge.stop().await;
+}
+
+/// A dummy fan whose adaptor publishes its status on `plant/<name>/status`
+/// and takes writes on `plant/<name>/set`, labelled `line`.
+fn fan(namespace: &str, name: &str, line: &str, broker: &Broker) -> DeviceLink {
+    let mut link = dummy_link(
+        namespace,
+        name,
+        "edge-worker",
+        json!({"spec": {
+            "protocol": {"location": name}, "gear": "slow", "on": false,
+            "extension": {"mqtt": {
+                "client": {"server": broker.url()},
+                "message": {"topic": "plant/:name/:operator",
+                            "operator": {"read": "set", "write": "status"}},
+            }},
+        }}),
+    );
+    link.metadata.labels = Some([("line".to_string(), line.to_string())].into());
+    link
+}
+
+/// The names of the DeviceLinks whose status records arrive within
+/// `window`, with how many of each.
+async fn names_within(consumer: &mut Consumer, window: Duration) -> BTreeMap<String, usize> {
+    let mut names = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Some(record) = consumer
+        .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        let name = record.header("devicelink.name").unwrap_or("?").to_string();
+        *names.entry(name).or_default() += 1;
+    }
+    names
+}
+
+/// Reads `consumer` until `enough` says the records read (since the call)
+/// are enough, or fails after `within`, showing what came.
+async fn read_until(
+    consumer: &mut Consumer,
+    what: &str,
+    within: Duration,
+    enough: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut read = Vec::new();
+    while !enough(&read) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match consumer.next(left).await {
+            Some(record) => read.push(record),
+            None => panic!("{what}: not within {within:?}; read {read:#?}"),
+        }
+    }
+    read
+}
+
+/// `source.deviceLinks`: the status of the DeviceLinks a label selector
+/// picks reaches Kafka keyed by their UIDs, with their namespace, name and
+/// UID as headers, following the selector as labels change. `commands`:
+/// writes from a Kafka topic reach the selected DeviceLinks' adaptors and
+/// their answers come back keyed and correlated; commands for DeviceLinks
+/// of another namespace, not selected, or too old are refused by the
+/// bridge with the reason, and written to no device.
+#[tokio::test]
+async fn devicelinks_by_label_reach_kafka_and_take_commands_back() {
+    let namespace = "kafka-devices";
+    let (_guard, client) = begin(namespace).await;
+    let (broker, kafka) = (Broker::start().await, Kafka::start().await);
+    let operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let mut uids = BTreeMap::new();
+    for (name, line) in [("fan-a", "1"), ("fan-b", "1"), ("fan-c", "2")] {
+        let link = create_connected(&links, &fan(namespace, name, line, &broker)).await;
+        uids.insert(name, link.metadata.uid.unwrap());
+    }
+    let bridge = Bridge::start(namespace, "devices-0").await;
+    let api: Api<KafkaBridge> = Api::namespaced(client, namespace);
+    apply(
+        &api,
+        &json!({
+            "apiVersion": "edge.cattle.io/v1alpha1",
+            "kind": "KafkaBridge",
+            "metadata": {"name": "line-1", "namespace": namespace},
+            "spec": {
+                "source": {"client": {"server": broker.url()},
+                           "deviceLinks": {"selector": {"matchLabels": {"line": "1"}}}},
+                "sink": {"bootstrapServers": [kafka.bootstrap()], "topic": "fans"},
+                "commands": {"topic": "fan-commands", "replyTopic": "fan-answers", "timeout": "5s"},
+            },
+        }),
+    )
+    .await;
+    ready(&api, "line-1").await;
+
+    // Line 1's fans, keyed by UID, saying whose status they are.
+    let mut status = Consumer::start(&kafka, &["fans"]);
+    let names = |records: &[Record]| -> BTreeMap<String, Record> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    r.header("devicelink.name").unwrap_or("?").to_string(),
+                    r.clone(),
+                )
+            })
+            .collect()
+    };
+    let first = read_until(
+        &mut status,
+        "a record of each of line 1's fans",
+        Duration::from_secs(60),
+        |read| names(read).len() >= 2,
+    )
+    .await;
+    let seen = names(&first);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["fan-a", "fan-b"],
+        "line 1 only"
+    );
+    for name in ["fan-a", "fan-b"] {
+        let record = &seen[name];
+        assert_eq!(
+            record.key.as_deref(),
+            Some(uids[name].as_str()),
+            "keyed by UID"
+        );
+        assert_eq!(record.header("devicelink.namespace"), Some(namespace));
+        assert_eq!(record.header("devicelink.uid"), Some(uids[name].as_str()));
+        assert_eq!(
+            record.header("mqtt.topic"),
+            Some(format!("plant/{name}/status").as_str())
+        );
+        assert_eq!(
+            record.header("devicelink.bridge"),
+            Some("kafka-devices/line-1")
+        );
+    }
+
+    // The selector is followed: fan-b leaves line 1, fan-c joins it.
+    let relabel = |line: &str| json!({"metadata": {"labels": {"line": line}}});
+    for (name, line) in [("fan-b", "3"), ("fan-c", "1")] {
+        links
+            .patch(name, &PatchParams::default(), &Patch::Merge(relabel(line)))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let names = names_within(&mut status, Duration::from_secs(4)).await;
+        if names.contains_key("fan-c") && !names.contains_key("fan-b") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a window with fan-c's status and not fan-b's, within 90 s: {names:?}"
+        );
+    }
+
+    // Commands. The bridge's consumer joins its group at the end of the
+    // topic: a first command is sent again until its answer comes.
+    let mut fan_b_writes = mqtt::Subscriber::start(broker.port, "plant/fan-b/set").await;
+    let mut commands = Producer::start(&kafka, "fan-commands");
+    let mut answers = Consumer::start(&kafka, &["fan-answers"]);
+    let key_a = format!("{namespace}/fan-a");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let probe = format!("probe-{}", now_millis());
+        commands
+            .send(&Outgoing {
+                key: &key_a,
+                value: r#"{"gear": "slow"}"#,
+                headers: vec![("devicelink.correlation", &probe)],
+                timestamp: None,
+            })
+            .await;
+        let answered = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_until(
+                &mut answers,
+                "the probe's answer",
+                // The timeout around it ends the wait.
+                Duration::from_secs(3600),
+                |read| {
+                    read.iter()
+                        .any(|r| r.header("devicelink.correlation") == Some(probe.as_str()))
+                },
+            ),
+        )
+        .await;
+        if answered.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bridge to answer a first command within 90 s"
+        );
+    }
+
+    let cases: [(String, &str, &str, Option<i64>); 5] = [
+        (
+            key_a.clone(),
+            r#"{"on": true, "gear": "fast"}"#,
+            "turn-on",
+            None,
+        ),
+        (key_a.clone(), r#"{"speed": 3}"#, "unknown-property", None),
+        (
+            "elsewhere/fan-a".into(),
+            r#"{"on": true}"#,
+            "other-namespace",
+            None,
+        ),
+        (
+            format!("{namespace}/fan-b"),
+            r#"{"on": true}"#,
+            "not-selected",
+            None,
+        ),
+        (
+            key_a.clone(),
+            r#"{"on": false}"#,
+            "too-old",
+            Some(now_millis() - 600_000),
+        ),
+    ];
+    for (key, value, correlation, timestamp) in &cases {
+        commands
+            .send(&Outgoing {
+                key,
+                value,
+                headers: vec![("devicelink.correlation", correlation)],
+                timestamp: *timestamp,
+            })
+            .await;
+    }
+    let read = read_until(
+        &mut answers,
+        "an answer to each command",
+        Duration::from_secs(60),
+        |read| {
+            cases.iter().all(|(_, _, c, _)| {
+                read.iter()
+                    .any(|r| r.header("devicelink.correlation") == Some(c))
+            })
+        },
+    )
+    .await;
+    let by_correlation: BTreeMap<&str, Record> = read
+        .into_iter()
+        .filter_map(|r| {
+            let c = cases
+                .iter()
+                .map(|(_, _, c, _)| *c)
+                .find(|c| r.header("devicelink.correlation") == Some(c))?;
+            Some((c, r))
+        })
+        .collect();
+    for (key, _, correlation, _) in &cases {
+        assert_eq!(
+            by_correlation[correlation].key.as_deref(),
+            Some(key.as_str()),
+            "{correlation}: the command's key"
+        );
+    }
+    let value = |c: &str| -> Value {
+        serde_json::from_str(by_correlation[c].value.as_deref().unwrap()).unwrap()
+    };
+    let by = |c: &str| {
+        by_correlation[c]
+            .header("devicelink.answeredBy")
+            .map(str::to_string)
+    };
+    assert_eq!(
+        value("turn-on"),
+        json!({"ok": true, "applied": {"on": true, "gear": "fast"}})
+    );
+    assert_eq!(by("turn-on").as_deref(), Some("adaptor"));
+    assert_eq!(
+        by_correlation["turn-on"].header("devicelink.uid"),
+        Some(uids["fan-a"].as_str())
+    );
+    assert_eq!(
+        value("unknown-property")["ok"],
+        false,
+        "the adaptor's refusal"
+    );
+    assert_eq!(by("unknown-property").as_deref(), Some("adaptor"));
+    let refusal = |c: &str| {
+        value(c)["refused"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (correlation, reason) in [
+        (
+            "other-namespace",
+            "only to DeviceLinks of namespace kafka-devices",
+        ),
+        (
+            "not-selected",
+            "is not one the bridge's source.deviceLinks selects",
+        ),
+        ("too-old", "older than expireAfter"),
+    ] {
+        assert_eq!(by(correlation).as_deref(), Some("bridge"), "{correlation}");
+        assert!(
+            refusal(correlation).contains(reason),
+            "{correlation}: {}",
+            refusal(correlation)
+        );
+    }
+    // The write reached the fan: its status in Kafka says so; fan-b, not
+    // selected, was not written.
+    read_until(
+        &mut status,
+        "fan-a's status to say gear fast",
+        Duration::from_secs(60),
+        |read| {
+            read.iter().any(|r| {
+                let v: Value =
+                    serde_json::from_str(r.value.as_deref().unwrap_or("null")).unwrap_or_default();
+                r.header("devicelink.name") == Some("fan-a") && v["gear"] == "fast"
+            })
+        },
+    )
+    .await;
+    // Refused before anything was published: fan-b got no write.
+    let written = fan_b_writes.try_next(Duration::from_secs(1)).await;
+    assert!(written.is_none(), "{written:?}");
+
+    commands.stop().await;
+    answers.stop().await;
+    status.stop().await;
+    api.delete("line-1", &Default::default()).await.unwrap();
+    bridge.stop().await;
+    delete_links_and_wait(&links, &["fan-a", "fan-b", "fan-c"]).await;
+    operator.stop().await;
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
