@@ -157,6 +157,7 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
 }
 
 fn subscribe(client: &Client, group: &str, filters: &BTreeSet<String>) {
+    tracing::debug!(?filters, "subscribing");
     let shared: Vec<(String, QoS)> = filters
         .iter()
         .map(|f| (shared(group, f), QoS::AtLeastOnce))

@@ -677,7 +677,8 @@ async fn the_sink_speaks_tls_and_sasl_and_refuses_what_it_should() {
     bridge.stop().await;
 }
 
-/// A dummy fan whose adaptor publishes its status on `plant/<name>/status`
+/// A dummy fan, turned on so that it publishes its status every tick (a
+/// shared subscription gets no retained status), on `plant/<name>/status`
 /// and takes writes on `plant/<name>/set`, labelled `line`.
 fn fan(namespace: &str, name: &str, line: &str, broker: &Broker) -> DeviceLink {
     let mut link = dummy_link(
@@ -685,7 +686,7 @@ fn fan(namespace: &str, name: &str, line: &str, broker: &Broker) -> DeviceLink {
         name,
         "edge-worker",
         json!({"spec": {
-            "protocol": {"location": name}, "gear": "slow", "on": false,
+            "protocol": {"location": name}, "gear": "slow", "on": true,
             "extension": {"mqtt": {
                 "client": {"server": broker.url()},
                 "message": {"topic": "plant/:name/:operator",
