@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::{
     devices::Directory,
+    pipeline::Progress,
     record::{BRIDGE_HEADER, Record, UID_HEADER},
     sink::{Security, Sink, client_config},
 };
@@ -111,6 +112,7 @@ pub async fn run(
     security: Security,
     producer: Sink,
     devices: watch::Receiver<Arc<Directory>>,
+    report: watch::Sender<Progress>,
 ) {
     let consumer: StreamConsumer = match client_config(&sink, &security)
         .set("group.id", &settings.group)
@@ -156,8 +158,8 @@ pub async fn run(
                     // One device's commands one after another, in order.
                     let (done, turn) = oneshot::channel();
                     let previous = command.key.clone().and_then(|k| turns.insert(k, turn));
-                    let (writer, producer, settings) =
-                        (writer.clone(), producer.clone(), settings.clone());
+                    let (writer, producer, settings, report) =
+                        (writer.clone(), producer.clone(), settings.clone(), report.clone());
                     pending.push_back(Box::pin(async move {
                         if let Some(previous) = previous {
                             let _ = previous.await;
@@ -165,6 +167,10 @@ pub async fn run(
                         let place = command.place.clone();
                         let answer = writer.carry_out(&settings, &command).await;
                         let _ = done.send(());
+                        report.send_modify(|p| match answer.by_adaptor {
+                            true => p.commands_answered += 1,
+                            false => p.commands_refused += 1,
+                        });
                         reply(&producer, &settings, &command, answer).await;
                         place
                     }));

@@ -187,6 +187,7 @@ async fn start(
             prepared.security,
             sink.clone(),
             devices.clone(),
+            progress.clone(),
         )));
     }
     let source = Source {

@@ -34,6 +34,10 @@ pub struct Progress {
     /// retrying cannot help), and the last refusal.
     pub refused: u64,
     pub last_refusal: Option<String>,
+    /// Commands from Kafka answered by their adaptors, and answered by
+    /// the bridge (not written, or no answer came).
+    pub commands_answered: u64,
+    pub commands_refused: u64,
 }
 
 /// The MQTT side's connection.

@@ -246,8 +246,16 @@ fn due_in(written: Option<&(Instant, Progress)>, now: &Progress) -> Duration {
     let Some((at, before)) = written else {
         return Duration::ZERO;
     };
-    let counting = (before.delivered, before.refused, before.in_flight)
-        != (now.delivered, now.refused, now.in_flight);
+    let counters = |p: &Progress| {
+        (
+            p.delivered,
+            p.refused,
+            p.in_flight,
+            p.commands_answered,
+            p.commands_refused,
+        )
+    };
+    let counting = counters(before) != counters(now);
     let every = if counting { COUNTERS_EVERY } else { HEARTBEAT };
     every.saturating_sub(at.elapsed())
 }
@@ -280,6 +288,8 @@ fn replica_entry(
         lag_seconds: progress
             .oldest_in_flight
             .map_or(0, |oldest| count(oldest.elapsed().as_secs())),
+        commands_answered: count(progress.commands_answered),
+        commands_refused: count(progress.commands_refused),
         last_error,
         updated_at: Time(Timestamp::now()),
     }

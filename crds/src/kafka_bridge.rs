@@ -493,6 +493,13 @@ pub struct BridgeReplicaStatus {
     pub in_flight: i64,
     /// ...and how long the oldest of them has waited, in seconds.
     pub lag_seconds: i64,
+    /// Commands from Kafka this replica wrote and their adaptors answered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commands_answered: i64,
+    /// Commands this replica answered itself: not written (another
+    /// namespace, not selected, expired) or not answered in time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commands_refused: i64,
     /// The last record Kafka refused, or why Kafka is unreachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

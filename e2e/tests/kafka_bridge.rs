@@ -1005,6 +1005,17 @@ async fn devicelinks_by_label_reach_kafka_and_take_commands_back() {
         },
     )
     .await;
+    // The replica counts them (its counters are written every 10 s).
+    eventually_showing("the commands counted", Duration::from_secs(30), || async {
+        let bridge = api.get("line-1").await.map_err(|e| e.to_string())?;
+        let replicas = bridge.status.map(|s| s.replicas).unwrap_or_default();
+        replicas
+            .iter()
+            .any(|r| r.commands_answered >= 3 && r.commands_refused >= 3)
+            .then_some(())
+            .ok_or(format!("{replicas:?}"))
+    })
+    .await;
     // Refused before anything was published: fan-b got no write.
     let written = fan_b_writes.try_next(Duration::from_secs(1)).await;
     assert!(written.is_none(), "{written:?}");
