@@ -447,7 +447,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod reference_paths {
+pub(crate) mod reference_paths {
     use std::collections::BTreeSet;
 
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -458,7 +458,7 @@ mod reference_paths {
 
     /// The paths, under `path`, of every field typed as a [`super::ReferenceItem`]
     /// (arrays marked `[]`).
-    fn references(schema: &JSONSchemaProps, path: &str, found: &mut BTreeSet<String>) {
+    pub(crate) fn references(schema: &JSONSchemaProps, path: &str, found: &mut BTreeSet<String>) {
         if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
             references(items, &format!("{path}[]"), found);
         }

@@ -530,3 +530,33 @@ pub struct KafkaBridgeStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use kube::CustomResourceExt;
+
+    use super::{KafkaBridge, REFERENCE_PATHS};
+
+    #[test]
+    fn reference_paths_are_every_reference_field_of_the_spec() {
+        let crd = KafkaBridge::crd();
+        let mut found = BTreeSet::new();
+        for version in &crd.spec.versions {
+            let spec = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| s.properties.as_ref())
+                .and_then(|p| p.get("spec"))
+                .expect("a KafkaBridge has a spec");
+            crate::devicelink::reference_paths::references(spec, "", &mut found);
+        }
+        let listed: BTreeSet<String> = REFERENCE_PATHS.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            listed, found,
+            "REFERENCE_PATHS must list every *Ref field of a KafkaBridge's spec, and only those"
+        );
+    }
+}
