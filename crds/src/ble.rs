@@ -58,12 +58,19 @@ pub struct BluetoothDeviceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BluetoothParameters {
-    /// How often readable characteristics are read.
+    /// How often readable characteristics are read. Default 15s; zero
+    /// means the default, less than 100ms is taken as 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_interval: Option<Duration>,
     /// How long to wait for the peripheral.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+}
+
+impl BluetoothParameters {
+    /// The sync interval when none is given (or zero): see
+    /// [`crate::duration::sync_interval`].
+    pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 }
 
 /// How to find and connect to the peripheral.
@@ -108,7 +115,7 @@ pub struct BluetoothProtocol {
     #[schemars(range(min = 23, max = 515))]
     pub connection_mtu: Option<i32>,
     /// How often readable characteristics are read. Default:
-    /// parameters.syncInterval, else 15s.
+    /// parameters.syncInterval, else 15s (zero means not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_interval: Option<Duration>,
     /// Reconnect after losing the peripheral, backing off from 1s. Default true.

@@ -145,10 +145,17 @@ impl DummyProtocolDeviceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DummyProtocolParameters {
-    /// How often read-only properties take new values. Default 2s.
+    /// How often read-only properties take new values. Default 2s; zero
+    /// means the default, less than 100ms is taken as 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "2s"))]
     pub sync_interval: Option<crate::duration::Duration>,
+}
+
+impl DummyProtocolParameters {
+    /// The sync interval when none is given (or zero): see
+    /// [`crate::duration::sync_interval`].
+    pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 }
 
 /// Where the simulated device is.

@@ -87,6 +87,29 @@ pub fn keep_alive_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// The shortest sync interval any adaptor keeps: a device read more often
+/// than every 100 ms is a typing mistake more likely than a wish, and would
+/// take a core for nothing.
+pub const FASTEST_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How often a device is synced, by one rule for every model: the first
+/// of `given` that is set (a model's protocol-level `syncInterval` before
+/// its `parameters.syncInterval`, where it has both), else the model's
+/// `default`. Zero counts as not set (so does text that is not a duration,
+/// which the API server refuses); a value under [`FASTEST_SYNC`] is raised
+/// to it.
+pub fn sync_interval(
+    given: &[Option<&Duration>],
+    default: std::time::Duration,
+) -> std::time::Duration {
+    given
+        .iter()
+        .flatten()
+        .find_map(|d| d.to_std().filter(|d| !d.is_zero()))
+        .unwrap_or(default)
+        .max(FASTEST_SYNC)
+}
+
 /// Parses a Go-style duration such as `30s`, `1m30s`, `500ms` or `1h`;
 /// `None` for anything else, and for more than [`MAX`].
 pub fn parse(text: &str) -> Option<std::time::Duration> {
@@ -124,6 +147,35 @@ pub fn parse(text: &str) -> Option<std::time::Duration> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sync_interval_is_the_first_set_then_the_default_never_under_the_fastest() {
+        use std::time::Duration as Std;
+        let (five, zero, fast) = (
+            Duration::from("5s"),
+            Duration::from("0"),
+            Duration::from("1ms"),
+        );
+        let default = Std::from_secs(15);
+        assert_eq!(
+            super::sync_interval(&[Some(&five), None], default),
+            Std::from_secs(5)
+        );
+        assert_eq!(
+            super::sync_interval(&[None, Some(&five)], default),
+            Std::from_secs(5)
+        );
+        assert_eq!(
+            super::sync_interval(&[Some(&zero), Some(&five)], default),
+            Std::from_secs(5)
+        );
+        assert_eq!(super::sync_interval(&[Some(&zero)], default), default);
+        assert_eq!(super::sync_interval(&[], default), default);
+        assert_eq!(
+            super::sync_interval(&[Some(&fast)], default),
+            super::FASTEST_SYNC
+        );
+    }
+
     use super::*;
     use std::time::Duration as Std;
 
@@ -158,5 +210,69 @@ mod tests {
         fn any_text_parses_or_not(text in "[0-9.hmsuµn]{0,64}") {
             let _ = parse(&text);
         }
+    }
+
+    /// The `default` each model's schema shows for `syncInterval` is the
+    /// constant its adaptor falls back on.
+    #[test]
+    fn schema_defaults_of_sync_intervals_are_the_adaptors() {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+        fn defaults(schema: &JSONSchemaProps, path: &str, found: &mut Vec<(String, String)>) {
+            for (name, field) in schema.properties.iter().flatten() {
+                let here = format!("{path}.{name}");
+                if name == "syncInterval"
+                    && let Some(default) = &field.default
+                {
+                    found.push((here.clone(), default.0.as_str().unwrap_or_default().into()));
+                }
+                defaults(field, &here, found);
+            }
+        }
+        let constants = [
+            (
+                "DummyProtocolDevice",
+                crate::dummy::DummyProtocolParameters::DEFAULT_SYNC_INTERVAL,
+            ),
+            (
+                "ModbusDevice",
+                crate::modbus::ModbusParameters::DEFAULT_SYNC_INTERVAL,
+            ),
+            (
+                "OPCUADevice",
+                crate::opcua::OpcuaParameters::DEFAULT_SYNC_INTERVAL,
+            ),
+            (
+                "BluetoothDevice",
+                crate::ble::BluetoothParameters::DEFAULT_SYNC_INTERVAL,
+            ),
+            (
+                "MQTTDevice",
+                crate::mqtt_device::MqttDeviceProtocol::DEFAULT_SYNC_INTERVAL,
+            ),
+        ];
+        let mut checked = 0;
+        for crd in crate::all_crds() {
+            let mut found = Vec::new();
+            for version in &crd.spec.versions {
+                if let Some(schema) = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                {
+                    defaults(schema, "", &mut found);
+                }
+            }
+            let kind = crd.spec.names.kind.as_str();
+            let constant = constants.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c);
+            for (path, default) in &found {
+                assert_eq!(
+                    parse(default),
+                    constant,
+                    "{kind}{path}: the schema's default {default:?} is not the adaptor's"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "only {checked} schema defaults found");
     }
 }

@@ -63,7 +63,8 @@ pub struct ModbusDeviceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusParameters {
-    /// How often the properties are read. Default 15s.
+    /// How often the properties are read. Default 15s; zero means the
+    /// default, less than 100ms is taken as 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "15s"))]
     pub sync_interval: Option<Duration>,
@@ -71,6 +72,12 @@ pub struct ModbusParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "10s"))]
     pub timeout: Option<Duration>,
+}
+
+impl ModbusParameters {
+    /// The sync interval when none is given (or zero): see
+    /// [`crate::duration::sync_interval`].
+    pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 }
 
 /// How to reach a Modbus device.

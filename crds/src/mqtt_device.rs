@@ -86,10 +86,17 @@ pub struct MqttDeviceProtocol {
     pub schema: Option<MqttDeviceSchema>,
     /// Least time between two writes of the device's status to the API
     /// server (every message still reaches MQTT), and how often WriteMany
-    /// values are published. Default 10s.
+    /// values are published. Default 10s; zero means the default, less
+    /// than 100ms is taken as 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "10s"))]
     pub sync_interval: Option<Duration>,
+}
+
+impl MqttDeviceProtocol {
+    /// The sync interval when none is given (or zero): see
+    /// [`crate::duration::sync_interval`].
+    pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 }
 
 /// How a device lays out its properties on topics.

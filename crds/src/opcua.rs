@@ -70,7 +70,8 @@ pub struct OpcuaDeviceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaParameters {
-    /// How often the server samples the variables. Default 15s.
+    /// How often the server samples the variables. Default 15s; zero
+    /// means the default, less than 100ms is taken as 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "15s"))]
     pub sync_interval: Option<Duration>,
@@ -78,6 +79,12 @@ pub struct OpcuaParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "10s"))]
     pub timeout: Option<Duration>,
+}
+
+impl OpcuaParameters {
+    /// The sync interval when none is given (or zero): see
+    /// [`crate::duration::sync_interval`].
+    pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 }
 
 /// How to reach and authenticate to an OPC-UA server.
@@ -141,7 +148,8 @@ pub struct OpcuaProtocol {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_config: Option<OpcuaTlsConfig>,
 
-    /// Sampling interval; when set, it is used instead of parameters.syncInterval.
+    /// Sampling interval; when set (and not zero), it is used instead of
+    /// parameters.syncInterval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_interval: Option<Duration>,
 

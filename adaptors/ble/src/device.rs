@@ -21,7 +21,8 @@ use devicelink_adaptor_runtime::{
 };
 use devicelink_api::{
     Outcome,
-    ble::{BluetoothDevice, BluetoothDeviceSpec},
+    ble::{BluetoothDevice, BluetoothDeviceSpec, BluetoothParameters},
+    duration::sync_interval,
     property::{DeviceStatus, PropertyStatus},
 };
 use futures::StreamExt;
@@ -71,10 +72,12 @@ impl Settings {
                 &parameters.timeout,
                 Duration::from_secs(10),
             ),
-            sync: pick(
-                &protocol.sync_interval,
-                &parameters.sync_interval,
-                Duration::from_secs(15),
+            sync: sync_interval(
+                &[
+                    protocol.sync_interval.as_ref(),
+                    parameters.sync_interval.as_ref(),
+                ],
+                BluetoothParameters::DEFAULT_SYNC_INTERVAL,
             ),
             reconnect: protocol.auto_reconnect.unwrap_or(true),
             max_backoff: pick(

@@ -18,15 +18,10 @@ use std::{collections::BTreeMap, time::Duration};
 use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Writes};
 use devicelink_api::dummy::{
     DummyPropType, DummyProtocolDevice, DummyProtocolDeviceSpec, DummyProtocolDeviceStatus,
-    DummyProtocolProp, DummyProtocolValue,
+    DummyProtocolParameters, DummyProtocolProp, DummyProtocolValue,
 };
 use serde_json::{Map, Value};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
-
-/// How often read-only properties change unless the spec says.
-const DEFAULT_SYNC: Duration = Duration::from_secs(2);
-/// The fastest sync taken: a simulation has no reason to spin.
-const FASTEST_SYNC: Duration = Duration::from_millis(100);
 
 /// Runs one device until it is removed.
 pub async fn run(mut ctx: DeviceContext<DummyProtocolDevice>) {
@@ -75,12 +70,13 @@ fn report(ctx: &DeviceContext<DummyProtocolDevice>, device: &Device) {
 }
 
 fn sync_interval(spec: &DummyProtocolDeviceSpec) -> Duration {
-    spec.parameters
-        .as_ref()
-        .and_then(|p| p.sync_interval.as_ref())
-        .and_then(|d| d.to_std())
-        .unwrap_or(DEFAULT_SYNC)
-        .max(FASTEST_SYNC)
+    devicelink_api::duration::sync_interval(
+        &[spec
+            .parameters
+            .as_ref()
+            .and_then(|p| p.sync_interval.as_ref())],
+        DummyProtocolParameters::DEFAULT_SYNC_INTERVAL,
+    )
 }
 
 /// Deepest nesting of declarations taken; a device is a handful of levels.

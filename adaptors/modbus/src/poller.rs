@@ -9,7 +9,8 @@ use devicelink_adaptor_runtime::{
     arithmetic,
 };
 use devicelink_api::{
-    modbus::ModbusDeviceSpec,
+    duration::sync_interval,
+    modbus::{ModbusDeviceSpec, ModbusParameters},
     property::{AccessMode, DeviceStatus, PropertyStatus},
 };
 use serde_json::{Map, Value};
@@ -23,8 +24,6 @@ use crate::{
     point::{Point, is_bits},
 };
 
-/// Default `parameters.syncInterval`.
-pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(15);
 /// Default `parameters.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,7 +66,7 @@ impl Poller {
             connection: Err(Failure::Settings("not configured".into())),
             points: Points::default(),
             invalid: vec![],
-            interval: DEFAULT_SYNC_INTERVAL,
+            interval: ModbusParameters::DEFAULT_SYNC_INTERVAL,
             last_failure: None,
             metrics,
         };
@@ -79,11 +78,10 @@ impl Poller {
     /// is written in the next cycle; values of unchanged points are kept.
     pub fn apply(&mut self, spec: &ModbusDeviceSpec) {
         let parameters = spec.parameters.clone().unwrap_or_default();
-        self.interval = parameters
-            .sync_interval
-            .and_then(|d| d.to_std())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        self.interval = sync_interval(
+            &[parameters.sync_interval.as_ref()],
+            ModbusParameters::DEFAULT_SYNC_INTERVAL,
+        );
         let timeout = parameters
             .timeout
             .and_then(|d| d.to_std())

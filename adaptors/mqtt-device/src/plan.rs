@@ -11,17 +11,16 @@ use devicelink_adaptor_runtime::{
     arithmetic,
 };
 use devicelink_api::{
+    duration::sync_interval,
     mqtt::MqttTopicOperator,
-    mqtt_device::{MqttDevicePattern, MqttDeviceProperty, MqttDeviceSpec, MqttValueType},
+    mqtt_device::{
+        MqttDevicePattern, MqttDeviceProperty, MqttDeviceProtocol, MqttDeviceSpec, MqttValueType,
+    },
     property::{AccessMode, ArithmeticOperation},
 };
 use devicelink_mqtt::{Topic, TopicContext, topic::is_publishable};
 
 use crate::{codec, path::JsonPath};
-
-/// How often the status is written and WriteMany values are published,
-/// unless the protocol says.
-pub const DEFAULT_SYNC: Duration = Duration::from_secs(10);
 
 /// One property, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,12 +126,10 @@ impl Plan {
             command_topic,
             qos: message.qos_or_default(),
             retain: message.retained_or_default(),
-            sync: protocol
-                .sync_interval
-                .as_ref()
-                .and_then(|d| d.to_std())
-                .filter(|d| !d.is_zero())
-                .unwrap_or(DEFAULT_SYNC),
+            sync: sync_interval(
+                &[protocol.sync_interval.as_ref()],
+                MqttDeviceProtocol::DEFAULT_SYNC_INTERVAL,
+            ),
         })
     }
 

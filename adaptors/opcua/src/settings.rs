@@ -6,7 +6,7 @@ use std::time::Duration;
 use devicelink_adaptor_runtime::References;
 use devicelink_api::{
     duration::Duration as SpecDuration,
-    opcua::{OpcuaDeviceSpec, SecurityMode, SecurityPolicy},
+    opcua::{OpcuaDeviceSpec, OpcuaParameters, SecurityMode, SecurityPolicy},
 };
 
 /// Everything a session needs. Compared on a spec change: a session is
@@ -115,12 +115,13 @@ impl Settings {
             (None, None) => None,
             _ => return Err("protocol.tlsConfig: the client certificate needs its key".into()),
         };
-        let sync_interval = duration("protocol.syncInterval", p.sync_interval.as_ref())?
-            .or(duration(
-                "parameters.syncInterval",
+        let sync_interval = devicelink_api::duration::sync_interval(
+            &[
+                p.sync_interval.as_ref(),
                 params.and_then(|p| p.sync_interval.as_ref()),
-            )?)
-            .unwrap_or(Duration::from_secs(15));
+            ],
+            OpcuaParameters::DEFAULT_SYNC_INTERVAL,
+        );
         let request_timeout = duration("protocol.requestTimeout", p.request_timeout.as_ref())?
             .or(duration(
                 "parameters.timeout",
