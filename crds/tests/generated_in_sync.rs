@@ -68,3 +68,34 @@ fn every_adaptor_kind_has_an_image() {
         );
     }
 }
+
+/// The chart's values schema takes pod settings for exactly the adaptor
+/// kinds there are (a kind missing there could not be tuned by the chart).
+#[test]
+fn the_values_schema_has_pod_settings_for_every_adaptor_kind() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let text = fs::read_to_string(
+        Path::new(&manifest_dir).join("../charts/devicelink/values.schema.json"),
+    )
+    .expect("read the chart's values.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).expect("values.schema.json is JSON");
+    let kinds = &schema["properties"]["adaptors"]["properties"]["settings"]["properties"]["adaptors"]
+        ["properties"];
+    let mut in_schema: Vec<&str> = kinds
+        .as_object()
+        .expect("adaptors.settings.adaptors lists the kinds")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut defined: Vec<&str> = devicelink_api::adaptor::ADAPTORS
+        .iter()
+        .map(|k| k.short_name)
+        .collect();
+    in_schema.sort();
+    defined.sort();
+    assert_eq!(
+        in_schema, defined,
+        "adaptors.settings.adaptors in values.schema.json"
+    );
+}
