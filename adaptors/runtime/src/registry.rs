@@ -41,7 +41,7 @@ use devicelink_mqtt::{
     BufferBudget, MqttMetrics,
     publisher::{DeviceMqtt, WriteRequest},
 };
-use devicelink_references::{Following, References, objects_of};
+use devicelink_references::{Following, ObjectKey, References, Update as ObjectUpdate, objects_of};
 
 /// A device model an adaptor drives: any namespaced device resource that
 /// carries the MQTT extension.
@@ -286,21 +286,9 @@ impl Adaptor {
         self
     }
 
-    /// Sets up logging, reads flags and environment, serves metrics and
-    /// health, and runs every model's loop until the process is told to
-    /// stop. Fails at once if the adaptor kind is unknown or a model is not
-    /// one its kind names (`devicelink_api::adaptor`).
-    pub async fn run(self) -> anyhow::Result<()> {
-        // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
-        // by default.
-        let _ = tracing_subscriber::fmt()
-            // Colours only for a person at a terminal, not in container logs.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .try_init();
+    /// The adaptor's kind, if its models are exactly those the kind names
+    /// (`devicelink_api::adaptor`).
+    fn checked_kind(&self) -> anyhow::Result<&'static adaptor::AdaptorKind> {
         let short_name = &self.short_name;
         let kind = self
             .kind
@@ -318,24 +306,27 @@ impl Adaptor {
                 "adaptor {short_name} is registered for {model} (devicelink_api::adaptor) but does not drive it"
             );
         }
-        // Named as the program is, so `--version` says which adaptor it is.
-        let matches = RuntimeConfig::command()
-            .name(&*format!("devicelink-adaptor-{short_name}").leak())
-            .get_matches();
-        let config = RuntimeConfig::from_arg_matches(&matches)?;
-        devicelink_mqtt::identity::set_managed_broker(&config.managed_broker)
-            .map_err(|e| anyhow::anyhow!("--managed-broker: {e}"))?;
-        anyhow::ensure!(
-            config.managed_broker.is_empty() || config.broker_identity.is_some(),
-            "--managed-broker needs --broker-identity (the Secret with this adaptor's identity)"
-        );
-        anyhow::ensure!(
-            config
-                .broker_identity
-                .as_deref()
-                .is_none_or(|i| i.contains('/')),
-            "--broker-identity: write namespace/name"
-        );
+        Ok(kind)
+    }
+
+    /// Sets up logging, reads flags and environment, serves metrics and
+    /// health, and runs every model's loop until the process is told to
+    /// stop. Fails at once if the adaptor kind is unknown or a model is not
+    /// one its kind names (`devicelink_api::adaptor`).
+    pub async fn run(self) -> anyhow::Result<()> {
+        // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
+        // by default.
+        let _ = tracing_subscriber::fmt()
+            // Colours only for a person at a terminal, not in container logs.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init();
+        let short_name = &self.short_name;
+        let kind = self.checked_kind()?;
+        let config = RuntimeConfig::read(short_name)?;
         let kubeconfig = kube::Config::infer().await?;
         let client = Client::try_from(kubeconfig.clone())?;
         // The devices' writes (status, conditions, Events) go through a
@@ -347,28 +338,7 @@ impl Adaptor {
             .with_layer(&tower::limit::ConcurrencyLimitLayer::new(WRITES_AT_ONCE))
             .build();
         info!(node = %config.node, adaptor = kind.name, "adaptor starting");
-        let metrics = MqttMetrics::default();
-        let shared = Arc::new(Shared {
-            metrics: metrics.clone(),
-            reporter: Arc::new(Reporter {
-                controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
-                instance: std::env::var("POD_NAME")
-                    .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
-            }),
-            manager: format!("devicelink-adaptor-{short_name}").into(),
-            status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
-            buffer_budget: Arc::new(BufferBudget::new(config.mqtt_buffer_budget())),
-            connections: config.share_mqtt_connections.then(|| {
-                devicelink_mqtt::Connections::new(
-                    format!(
-                        "devicelink-{short_name}-{}",
-                        devicelink_api::labels::node_label_value(&config.node)
-                    ),
-                    metrics.clone(),
-                )
-            }),
-            config: config.clone(),
-        });
+        let shared = Arc::new(Shared::new(short_name, config.clone()));
         let mut health = Health::default();
         let loops: Vec<_> = self
             .models
@@ -425,8 +395,60 @@ where
         health,
         shutdown,
     } = env;
-    let config = &shared.config;
-    let drive = Arc::new(drive);
+    let mut updates = updates::<K>(&client, kind, &shared.config);
+    let (mut following, mut object_updates) = Following::new(client.clone());
+    if let Some((namespace, name)) = shared
+        .config
+        .broker_identity
+        .as_deref()
+        .and_then(|i| i.split_once('/'))
+    {
+        following.follow_identity(namespace, name);
+    }
+    let mut table = Table {
+        running: HashMap::new(),
+        releasing: HashMap::new(),
+        links: Links {
+            known: HashMap::new(),
+            following,
+        },
+        seen_in_relist: HashSet::new(),
+        links_in_relist: HashSet::new(),
+        writer,
+        shared,
+        drive: Arc::new(drive),
+        health: health.clone(),
+    };
+    let mut shutdown = shutdown;
+    let mut beat = tokio::time::interval(health::BEAT);
+    loop {
+        health.beat();
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = beat.tick() => {}
+            u = updates.next() => match u {
+                Some(Update::Device(Ok(event))) => table.on_device(event),
+                Some(Update::Link(Ok(event))) => table.on_link(event),
+                Some(Update::Device(Err(e)) | Update::Link(Err(e))) => {
+                    tracing::warn!(error = %e, "watch failed; retrying")
+                }
+                None => break,
+            },
+            Some((key, update)) = object_updates.recv() => table.on_reference(&key, update),
+        }
+    }
+    info!(model = %K::kind(&()), "adaptor stopping");
+    table.close().await;
+}
+
+/// The watches of this adaptor's devices of model `K` and of their
+/// DeviceLinks, as one stream. Each object is kept only with what the
+/// runtime reads of it.
+fn updates<K: Model>(
+    client: &Client,
+    kind: &adaptor::AdaptorKind,
+    config: &RuntimeConfig,
+) -> stream::BoxStream<'static, Update<K>> {
     let devices = watcher(
         Api::<K>::all(client.clone()),
         watcher::Config::default().labels(&format!(
@@ -448,8 +470,7 @@ where
         meta.labels = None;
         meta.annotations = None;
     })
-    .map(Update::Device)
-    .boxed();
+    .map(Update::Device);
     let links = watcher(
         Api::<DeviceLink>::all(client.clone()),
         watcher::Config::default().fields(&format!(
@@ -470,173 +491,186 @@ where
         meta.annotations = None;
         l.spec.template.spec = None;
     })
-    .map(Update::Link)
-    .boxed();
-    let mut updates = stream::select(devices, links);
+    .map(Update::Link);
+    stream::select(devices, links).boxed()
+}
 
-    let mut running: HashMap<String, Running<K>> = HashMap::new();
-    // Deleted devices being let go of (see release.rs).
-    let mut releasing: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let (mut following, mut object_updates) = Following::new(client.clone());
-    if let Some((namespace, name)) = config
-        .broker_identity
-        .as_deref()
-        .and_then(|i| i.split_once('/'))
-    {
-        following.follow_identity(namespace, name);
-    }
-    let mut links = Links {
-        known: HashMap::new(),
-        following,
-    };
-    let mut seen_in_relist: HashSet<String> = HashSet::new();
-    let mut links_in_relist: HashSet<String> = HashSet::new();
+/// What one model's loop owns: the devices it drives, those it lets go of,
+/// and their DeviceLinks. Only the loop touches it, so it needs no locks.
+struct Table<K, F> {
+    running: HashMap<String, Running<K>>,
+    /// Deleted devices being let go of (see release.rs).
+    releasing: HashMap<String, JoinHandle<()>>,
+    links: Links,
+    /// What a relist in progress has seen so far, of each watch.
+    seen_in_relist: HashSet<String>,
+    links_in_relist: HashSet<String>,
+    writer: Client,
+    shared: Arc<Shared>,
+    drive: Arc<F>,
+    health: Arc<LoopHealth>,
+}
 
-    let mut shutdown = shutdown;
-    let mut beat = tokio::time::interval(health::BEAT);
-    loop {
-        health.beat();
-        let update = tokio::select! {
-            () = &mut shutdown => break,
-            _ = beat.tick() => continue,
-            u = updates.next() => match u { Some(u) => u, None => break },
-            Some((key, update)) = object_updates.recv() => {
-                // A referenced Secret or ConfigMap changed (or could not be
-                // read): the devices whose DeviceLinks use it see it.
-                links.following.record(&key, update);
-                for (k, r) in &running {
-                    let uses = |l: &DeviceLink| {
-                        links.following.is_identity(&key) || objects_of(l).contains(&key)
-                    };
-                    if links.known.get(k).is_some_and(|l| uses(l)) {
-                        let now = links.references(k);
-                        r.references.send_if_modified(|old| replace_if_changed(old, now));
-                    }
-                }
-                continue;
+impl<K, F, Fut> Table<K, F>
+where
+    K: Model,
+    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn on_device(&mut self, event: watcher::Event<K>) {
+        match event {
+            watcher::Event::Init => self.seen_in_relist.clear(),
+            watcher::Event::InitApply(device) | watcher::Event::Apply(device)
+                if device.meta().deletion_timestamp.is_some() =>
+            {
+                self.seen_in_relist.insert(key(&device));
+                self.release(device);
             }
-        };
-        match update {
-            Update::Device(Err(e)) | Update::Link(Err(e)) => {
-                tracing::warn!(error = %e, "watch failed; retrying")
+            watcher::Event::InitApply(device) => {
+                self.seen_in_relist.insert(key(&device));
+                self.upsert(device);
             }
-            Update::Device(Ok(event)) => match event {
-                watcher::Event::Init => seen_in_relist.clear(),
-                watcher::Event::InitApply(device) | watcher::Event::Apply(device)
-                    if device.meta().deletion_timestamp.is_some() =>
-                {
-                    seen_in_relist.insert(key(&device));
-                    let k = key(&device);
-                    if releasing.get(&k).is_some_and(|t| !t.is_finished()) {
-                        continue;
-                    }
-                    let (publisher, mqtt) = match running.remove(&k) {
-                        Some(r) => (r.publisher.lock().unwrap().take(), r.mqtt.clone()),
-                        // Not driven here yet (the adaptor restarted): connect
-                        // just to clear the retained status.
-                        None => {
-                            let mqtt = Arc::new(shared.device_mqtt().0);
-                            let publisher = context::start_publisher(
-                                &device,
-                                &context::topic_context(&device),
-                                &links.references(&k),
-                                &mqtt,
-                            )
-                            .ok()
-                            .flatten();
-                            (publisher, mqtt)
-                        }
-                    };
-                    info!(device = %k, "device deleted; stopped, releasing it");
-                    let api = Api::<K>::namespaced(
-                        writer.clone(),
-                        &device.namespace().unwrap_or_default(),
-                    );
-                    releasing.insert(
-                        k,
-                        tokio::spawn(release::release(api, Arc::new(device), publisher, mqtt)),
-                    );
-                }
-                watcher::Event::InitApply(device) => {
-                    seen_in_relist.insert(key(&device));
-                    upsert(&mut running, &links, device, &writer, &shared, &drive);
-                }
-                watcher::Event::InitDone => {
-                    running.retain(|k, _| seen_in_relist.contains(k));
-                    health.devices_listed();
-                }
-                watcher::Event::Apply(device) => {
-                    upsert(&mut running, &links, device, &writer, &shared, &drive);
-                }
-                watcher::Event::Delete(device) => {
-                    releasing.remove(&key(&device));
-                    if running.remove(&key(&device)).is_some() {
-                        info!(device = %key(&device), "device removed; stopped");
-                    }
-                }
-            },
-            Update::Link(Ok(event)) => {
-                // Which device's references may have changed: one for a
-                // change, all after a (re)list, none while listing.
-                let touched: Option<Option<String>> = match event {
-                    watcher::Event::Init => {
-                        links_in_relist.clear();
-                        None
-                    }
-                    watcher::Event::InitApply(link) => {
-                        let k = key(&link);
-                        links_in_relist.insert(k.clone());
-                        know_link(&mut links, &running, k, link);
-                        None
-                    }
-                    watcher::Event::Apply(link) => {
-                        let k = key(&link);
-                        know_link(&mut links, &running, k.clone(), link);
-                        Some(Some(k))
-                    }
-                    watcher::Event::InitDone => {
-                        links.known.retain(|k, _| links_in_relist.contains(k));
-                        health.links_listed();
-                        Some(None)
-                    }
-                    watcher::Event::Delete(link) => {
-                        let k = key(&link);
-                        links.known.remove(&k);
-                        Some(Some(k))
-                    }
-                };
-                if let Some(touched) = touched {
-                    links.follow_referenced();
-                    for (k, r) in &running {
-                        if touched.as_ref().is_none_or(|t| t == k) {
-                            let now = links.references(k);
-                            r.references
-                                .send_if_modified(|old| replace_if_changed(old, now));
-                        }
-                    }
+            watcher::Event::InitDone => {
+                let seen = &self.seen_in_relist;
+                self.running.retain(|k, _| seen.contains(k));
+                self.health.devices_listed();
+            }
+            watcher::Event::Apply(device) => self.upsert(device),
+            watcher::Event::Delete(device) => {
+                self.releasing.remove(&key(&device));
+                if self.running.remove(&key(&device)).is_some() {
+                    info!(device = %key(&device), "device removed; stopped");
                 }
             }
         }
     }
-    info!(model = %K::kind(&()), "adaptor stopping");
-    // Messages in flight get disconnectQuiesce to reach the broker, but
-    // not beyond what stopping may take (a quiesce is the user's to set).
-    let closing: Vec<_> = running
-        .drain()
-        .filter_map(|(_, r)| r.publisher.lock().unwrap().take())
-        .map(|p| p.close())
-        .collect();
-    if tokio::time::timeout(CLOSE_WITHIN, futures::future::join_all(closing))
-        .await
-        .is_err()
-    {
-        tracing::warn!(within = ?CLOSE_WITHIN, "MQTT connections not closed in time; abandoned");
+
+    fn upsert(&mut self, device: K) {
+        upsert(
+            &mut self.running,
+            &self.links,
+            device,
+            &self.writer,
+            &self.shared,
+            &self.drive,
+        );
     }
-    // Messages still waiting are on their way to the File store; let the
-    // writer finish them (off the async threads), within what is left.
-    let flushed = tokio::task::spawn_blocking(|| devicelink_mqtt::store::flush(FLUSH_WITHIN)).await;
-    if !matches!(flushed, Ok(true)) {
-        tracing::warn!(within = ?FLUSH_WITHIN, "File store writes not finished in time; abandoned");
+
+    /// A device being deleted: its task stops, and it is let go of
+    /// (release.rs) once, however often its deletion is seen.
+    fn release(&mut self, device: K) {
+        let k = key(&device);
+        if self.releasing.get(&k).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (publisher, mqtt) = match self.running.remove(&k) {
+            Some(r) => (r.publisher.lock().unwrap().take(), r.mqtt.clone()),
+            // Not driven here yet (the adaptor restarted): connect just to
+            // clear the retained status.
+            None => {
+                let mqtt = Arc::new(self.shared.device_mqtt().0);
+                let publisher = context::start_publisher(
+                    &device,
+                    &context::topic_context(&device),
+                    &self.links.references(&k),
+                    &mqtt,
+                )
+                .ok()
+                .flatten();
+                (publisher, mqtt)
+            }
+        };
+        info!(device = %k, "device deleted; stopped, releasing it");
+        let api =
+            Api::<K>::namespaced(self.writer.clone(), &device.namespace().unwrap_or_default());
+        let releasing = release::release(api, Arc::new(device), publisher, mqtt);
+        self.releasing.insert(k, tokio::spawn(releasing));
+    }
+
+    fn on_link(&mut self, event: watcher::Event<DeviceLink>) {
+        // Which device's references may have changed: one for a change,
+        // all after a (re)list, none while listing.
+        let touched: Option<Option<String>> = match event {
+            watcher::Event::Init => {
+                self.links_in_relist.clear();
+                None
+            }
+            watcher::Event::InitApply(link) => {
+                let k = key(&link);
+                self.links_in_relist.insert(k.clone());
+                know_link(&mut self.links, &self.running, k, link);
+                None
+            }
+            watcher::Event::Apply(link) => {
+                let k = key(&link);
+                know_link(&mut self.links, &self.running, k.clone(), link);
+                Some(Some(k))
+            }
+            watcher::Event::InitDone => {
+                let seen = &self.links_in_relist;
+                self.links.known.retain(|k, _| seen.contains(k));
+                self.health.links_listed();
+                Some(None)
+            }
+            watcher::Event::Delete(link) => {
+                let k = key(&link);
+                self.links.known.remove(&k);
+                Some(Some(k))
+            }
+        };
+        if let Some(touched) = touched {
+            self.links.follow_referenced();
+            for (k, r) in &self.running {
+                if touched.as_ref().is_none_or(|t| t == k) {
+                    let now = self.links.references(k);
+                    r.references
+                        .send_if_modified(|old| replace_if_changed(old, now));
+                }
+            }
+        }
+    }
+
+    /// A referenced Secret or ConfigMap changed (or could not be read):
+    /// the devices whose DeviceLinks use it see it.
+    fn on_reference(&mut self, object: &ObjectKey, update: ObjectUpdate) {
+        let links = &mut self.links;
+        links.following.record(object, update);
+        for (k, r) in &self.running {
+            let uses = |l: &DeviceLink| {
+                links.following.is_identity(object) || objects_of(l).contains(object)
+            };
+            if links.known.get(k).is_some_and(|l| uses(l)) {
+                let now = links.references(k);
+                r.references
+                    .send_if_modified(|old| replace_if_changed(old, now));
+            }
+        }
+    }
+
+    /// Stopping: messages in flight get disconnectQuiesce to reach the
+    /// broker, but not beyond what stopping may take (a quiesce is the
+    /// user's to set); then the File store's pending writes.
+    async fn close(mut self) {
+        let closing: Vec<_> = self
+            .running
+            .drain()
+            .filter_map(|(_, r)| r.publisher.lock().unwrap().take())
+            .map(|p| p.close())
+            .collect();
+        if tokio::time::timeout(CLOSE_WITHIN, futures::future::join_all(closing))
+            .await
+            .is_err()
+        {
+            tracing::warn!(within = ?CLOSE_WITHIN, "MQTT connections not closed in time; abandoned");
+        }
+        // Messages still waiting are on their way to the File store; let
+        // the writer finish them (off the async threads), within what is
+        // left.
+        let flushed =
+            tokio::task::spawn_blocking(|| devicelink_mqtt::store::flush(FLUSH_WITHIN)).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!(within = ?FLUSH_WITHIN, "File store writes not finished in time; abandoned");
+        }
     }
 }
 
@@ -695,6 +729,8 @@ fn replace_if_changed(old: &mut Arc<References>, now: Arc<References>) -> bool {
     changed
 }
 
+/// Hands a new spec to the device's task, or starts one for a device new
+/// here.
 fn upsert<K, F, Fut>(
     running: &mut HashMap<String, Running<K>>,
     links: &Links,
@@ -715,6 +751,25 @@ fn upsert<K, F, Fut>(
         return;
     }
     info!(device = %k, "device assigned; starting");
+    let started = start(&k, device, links, writer, shared, drive);
+    running.insert(k, started);
+}
+
+/// Starts a device's two tasks: its protocol code (supervised) and the
+/// writer of what it reports to the API server.
+fn start<K, F, Fut>(
+    k: &str,
+    mut device: K,
+    links: &Links,
+    writer: &Client,
+    shared: &Shared,
+    drive: &Arc<F>,
+) -> Running<K>
+where
+    K: Model,
+    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     // The status is the runtime's to write and it keeps its own state, so
     // the copy of the device kept for the task has none; what the runtime
     // needs from it (the ledger of writes from MQTT) is read once, now.
@@ -722,11 +777,10 @@ fn upsert<K, F, Fut>(
         &serde_json::to_value(&device).unwrap_or_default(),
     )));
     *device.status_mut() = None;
-    let namespace = device.namespace().unwrap_or_default();
-    let name = device.name_any();
+    let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
     let (device_tx, device_rx) = watch::channel(Arc::new(device));
-    let (link_tx, link_rx) = watch::channel(links.known.get(&k).cloned());
-    let (references_tx, references_rx) = watch::channel(links.references(&k));
+    let (link_tx, link_rx) = watch::channel(links.known.get(k).cloned());
+    let (references_tx, references_rx) = watch::channel(links.references(k));
     let (status_tx, status_rx) = watch::channel(None);
     let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
     let (status_tx, connected_tx) = (Arc::new(status_tx), Arc::new(connected_tx));
@@ -758,44 +812,70 @@ fn upsert<K, F, Fut>(
             )
         }
     };
+    let supervised = supervise::supervise(k.to_string(), context, drive.clone(), connected_tx);
+    let seen = Seen {
+        reported: status_rx,
+        mqtt: mqtt_rx,
+        link: link_rx,
+        connected: connected_rx,
+        refusals,
+    };
     let tasks = vec![
-        tokio::spawn(supervise::supervise(
-            k.clone(),
-            context,
-            drive.clone(),
-            connected_tx,
-        )),
-        tokio::spawn(
-            Writer {
-                client: writer.clone(),
-                namespace,
-                name,
-                manager: shared.manager.clone(),
-                reporter: shared.reporter.clone(),
-                status_interval: shared.config.status_interval,
-                budget: shared.status_budget.clone(),
-                model: std::marker::PhantomData::<K>,
-            }
-            .run(Seen {
-                reported: status_rx,
-                mqtt: mqtt_rx,
-                link: link_rx,
-                connected: connected_rx,
-                refusals,
-            }),
-        ),
+        tokio::spawn(supervised),
+        tokio::spawn(status_writer::<K>(writer, shared, namespace, name).run(seen)),
     ];
-    running.insert(
-        k,
-        Running {
-            device: device_tx,
-            link: link_tx,
-            references: references_tx,
-            publisher,
-            mqtt,
-            tasks,
-        },
-    );
+    Running {
+        device: device_tx,
+        link: link_tx,
+        references: references_tx,
+        publisher,
+        mqtt,
+        tasks,
+    }
+}
+
+/// The writer of one device's status, DeviceConnected and Events.
+fn status_writer<K: Model>(
+    writer: &Client,
+    shared: &Shared,
+    namespace: String,
+    name: String,
+) -> Writer<K> {
+    Writer {
+        client: writer.clone(),
+        namespace,
+        name,
+        manager: shared.manager.clone(),
+        reporter: shared.reporter.clone(),
+        status_interval: shared.config.status_interval,
+        budget: shared.status_budget.clone(),
+        model: std::marker::PhantomData::<K>,
+    }
+}
+
+impl RuntimeConfig {
+    /// The flags and environment of adaptor `short_name`, checked.
+    fn read(short_name: &str) -> anyhow::Result<RuntimeConfig> {
+        // Named as the program is, so `--version` says which adaptor it is.
+        let matches = RuntimeConfig::command()
+            .name(&*format!("devicelink-adaptor-{short_name}").leak())
+            .get_matches();
+        let config = RuntimeConfig::from_arg_matches(&matches)?;
+        devicelink_mqtt::identity::set_managed_broker(&config.managed_broker)
+            .map_err(|e| anyhow::anyhow!("--managed-broker: {e}"))?;
+        anyhow::ensure!(
+            config.managed_broker.is_empty() || config.broker_identity.is_some(),
+            "--managed-broker needs --broker-identity (the Secret with this adaptor's identity)"
+        );
+        anyhow::ensure!(
+            config
+                .broker_identity
+                .as_deref()
+                .is_none_or(|i| i.contains('/')),
+            "--broker-identity: write namespace/name"
+        );
+        Ok(config)
+    }
 }
 
 /// What every device of the adaptor shares.
@@ -815,6 +895,31 @@ struct Shared {
 
 impl Shared {
     /// A new device's MQTT state (see [`DeviceMqtt::new`]).
+    fn new(short_name: &str, config: RuntimeConfig) -> Shared {
+        let metrics = MqttMetrics::default();
+        Shared {
+            metrics: metrics.clone(),
+            reporter: Arc::new(Reporter {
+                controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
+                instance: std::env::var("POD_NAME")
+                    .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
+            }),
+            manager: format!("devicelink-adaptor-{short_name}").into(),
+            status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
+            buffer_budget: Arc::new(BufferBudget::new(config.mqtt_buffer_budget())),
+            connections: config.share_mqtt_connections.then(|| {
+                devicelink_mqtt::Connections::new(
+                    format!(
+                        "devicelink-{short_name}-{}",
+                        devicelink_api::labels::node_label_value(&config.node)
+                    ),
+                    metrics,
+                )
+            }),
+            config,
+        }
+    }
+
     fn device_mqtt(
         &self,
     ) -> (
