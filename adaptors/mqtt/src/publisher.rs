@@ -265,24 +265,7 @@ impl Publisher {
         let retained_will = will.as_ref().filter(|w| w.retain).map(|w| w.topic.clone());
         dial.will = will;
         let depth = client.message_channel_depth.unwrap_or(100).max(1) as usize;
-        let store = match client
-            .store
-            .as_ref()
-            .filter(|s| s.type_ == Some(MqttStoreType::File))
-        {
-            Some(s) => {
-                let dir = store_dir(&device.data_dir, s, link)?;
-                let dir = match second {
-                    Some(suffix) => dir.join(suffix),
-                    None => dir,
-                };
-                Some(
-                    FileStore::open(dir.clone())
-                        .map_err(|e| PublisherError::Store(format!("{}: {e}", dir.display())))?,
-                )
-            }
-            None => None,
-        };
+        let store = open_store(client, &device.data_dir, link, second)?;
         let max_bytes = client
             .message_channel_bytes
             .map_or(crate::outbox::DEFAULT_MAX_BYTES, |b| b.max(1) as usize);
@@ -323,23 +306,7 @@ impl Publisher {
                     id,
                 }
             }
-            None => {
-                // Sized from the device's own options: its window of
-                // messages in flight, and room for control packets
-                // (subscribe, disconnect) besides.
-                let window = crate::outbox::window_for(depth);
-                dial.inflight = window as u16;
-                dial.connect_timeout = timing.connect;
-                let connection = Connection::start(Plan {
-                    dial,
-                    server: client.server.clone(),
-                    capacity: window + 8,
-                    resume_subs: client.resume_subs.unwrap_or(false),
-                    timing,
-                });
-                let id = connection.join(member);
-                On::Own(connection, id)
-            }
+            None => own_connection(dial, client, timing, depth, member),
         };
         Ok(Publisher {
             on,
@@ -570,6 +537,55 @@ fn store_dir(
     Ok(dir.join(&link.namespace).join(&link.name))
 }
 
+/// The device's File store (`client.store` of type File), if it has one;
+/// `second` sets a second connection's apart.
+fn open_store(
+    client: &MqttClientOptions,
+    data_dir: &std::path::Path,
+    link: &TopicContext,
+    second: Option<&str>,
+) -> Result<Option<FileStore>, PublisherError> {
+    let Some(store) = client
+        .store
+        .as_ref()
+        .filter(|s| s.type_ == Some(MqttStoreType::File))
+    else {
+        return Ok(None);
+    };
+    let dir = store_dir(data_dir, store, link)?;
+    let dir = match second {
+        Some(suffix) => dir.join(suffix),
+        None => dir,
+    };
+    FileStore::open(dir.clone())
+        .map(Some)
+        .map_err(|e| PublisherError::Store(format!("{}: {e}", dir.display())))
+}
+
+/// A connection of the device's own, with `member` on it.
+fn own_connection(
+    mut dial: Dial,
+    client: &MqttClientOptions,
+    timing: Timing,
+    depth: usize,
+    member: Member,
+) -> On {
+    // Sized from the device's own options: its window of messages in
+    // flight, and room for control packets (subscribe, disconnect) besides.
+    let window = crate::outbox::window_for(depth);
+    dial.inflight = window as u16;
+    dial.connect_timeout = timing.connect;
+    let connection = Connection::start(Plan {
+        dial,
+        server: client.server.clone(),
+        capacity: window + 8,
+        resume_subs: client.resume_subs.unwrap_or(false),
+        timing,
+    });
+    let id = connection.join(member);
+    On::Own(connection, id)
+}
+
 /// The topic writes are received on: the topic template rendered with the
 /// read operator; where that is the status topic itself (no read operator,
 /// or no `:operator` in the template), the status topic followed by
@@ -724,33 +740,7 @@ pub(crate) fn client_options(
         // 3 (MQTT 3.1) is refused by the API server already.
         other => return Err(PublisherError::ProtocolVersion(other)),
     };
-    let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
-    let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
-    let host =
-        || Ok::<_, PublisherError>(url.host_str().ok_or_else(|| bad("no host"))?.to_string());
-    // (address, port, transport); a unix socket's address is its path.
-    let (address, port, transport) = match url.scheme() {
-        "tcp" => (host()?, url.port().unwrap_or(1883), Transport::Tcp),
-        "ssl" | "tls" | "tcps" => (host()?, url.port().unwrap_or(8883), Transport::Tls),
-        "unix" if !url.path().is_empty() => (url.path().to_string(), 0, Transport::Unix),
-        // Websockets dial the whole URL (its path is the broker's endpoint).
-        "ws" => (
-            client.server.clone(),
-            url.port_or_known_default().unwrap_or(80),
-            Transport::Ws,
-        ),
-        "wss" => (
-            client.server.clone(),
-            url.port_or_known_default().unwrap_or(443),
-            Transport::Wss,
-        ),
-        "unix" => return Err(bad("no socket path; write unix:///path/to/socket")),
-        other => {
-            return Err(bad(&format!(
-                "scheme {other} is not supported; use tcp, ssl, tls, tcps, ws, wss or unix"
-            )));
-        }
-    };
+    let (address, port, transport) = endpoint(client)?;
     // Stored before the API server refused them, or on a cluster whose CRDs
     // are older: a reserved ID could take over another connection.
     if let Some(id) = client.client_id.as_deref()
@@ -773,41 +763,8 @@ pub(crate) fn client_options(
         ),
         None => None,
     };
-    let credentials = match &client.basic_auth {
-        None if crate::identity::uses_identity(client) => {
-            Some(crate::identity::credentials(resolve)?)
-        }
-        Some(auth) => {
-            // The API server requires one of each pair.
-            let user = pick(
-                "basicAuth.usernameRef",
-                &auth.username,
-                &auth.username_ref,
-                resolve,
-            )?;
-            let password = pick(
-                "basicAuth.passwordRef",
-                &auth.password,
-                &auth.password_ref,
-                resolve,
-            )?;
-            Some((user.unwrap_or_default(), password.unwrap_or_default()))
-        }
-        None => None,
-    };
-    let transport = match transport {
-        Transport::Tcp => rumqttc::Transport::Tcp,
-        Transport::Tls => {
-            let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
-        }
-        Transport::Unix => rumqttc::Transport::unix(),
-        Transport::Ws => rumqttc::Transport::Ws,
-        Transport::Wss => {
-            let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
-        }
-    };
+    let credentials = credentials(client, resolve)?;
+    let transport = rumqttc_transport(transport, client, resolve)?;
     let headers = if matches!(
         transport,
         rumqttc::Transport::Ws | rumqttc::Transport::Wss(_)
@@ -830,6 +787,89 @@ pub(crate) fn client_options(
         manual_acks: false,
         inflight: 100,
         connect_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Where `client.server` is: address (a unix socket's is its path), port
+/// and how to reach it.
+fn endpoint(client: &MqttClientOptions) -> Result<(String, u16, Transport), PublisherError> {
+    let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
+    let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
+    let host =
+        || Ok::<_, PublisherError>(url.host_str().ok_or_else(|| bad("no host"))?.to_string());
+    Ok(match url.scheme() {
+        "tcp" => (host()?, url.port().unwrap_or(1883), Transport::Tcp),
+        "ssl" | "tls" | "tcps" => (host()?, url.port().unwrap_or(8883), Transport::Tls),
+        "unix" if !url.path().is_empty() => (url.path().to_string(), 0, Transport::Unix),
+        // Websockets dial the whole URL (its path is the broker's endpoint).
+        "ws" => (
+            client.server.clone(),
+            url.port_or_known_default().unwrap_or(80),
+            Transport::Ws,
+        ),
+        "wss" => (
+            client.server.clone(),
+            url.port_or_known_default().unwrap_or(443),
+            Transport::Wss,
+        ),
+        "unix" => return Err(bad("no socket path; write unix:///path/to/socket")),
+        other => {
+            return Err(bad(&format!(
+                "scheme {other} is not supported; use tcp, ssl, tls, tcps, ws, wss or unix"
+            )));
+        }
+    })
+}
+
+/// The username and password to connect with: `basicAuth`'s, or the
+/// adaptor's own identity on the managed broker.
+fn credentials(
+    client: &MqttClientOptions,
+    resolve: Resolve,
+) -> Result<Option<(String, String)>, PublisherError> {
+    match &client.basic_auth {
+        None if crate::identity::uses_identity(client) => {
+            Ok(Some(crate::identity::credentials(resolve)?))
+        }
+        Some(auth) => {
+            // The API server requires one of each pair.
+            let user = pick(
+                "basicAuth.usernameRef",
+                &auth.username,
+                &auth.username_ref,
+                resolve,
+            )?;
+            let password = pick(
+                "basicAuth.passwordRef",
+                &auth.password,
+                &auth.password_ref,
+                resolve,
+            )?;
+            Ok(Some((
+                user.unwrap_or_default(),
+                password.unwrap_or_default(),
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+/// rumqttc's transport, with TLS as `tlsConfig` says where it is used.
+fn rumqttc_transport(
+    transport: Transport,
+    client: &MqttClientOptions,
+    resolve: Resolve,
+) -> Result<rumqttc::Transport, PublisherError> {
+    let tls = || -> Result<rumqttc::TlsConfiguration, PublisherError> {
+        let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
+        Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+    };
+    Ok(match transport {
+        Transport::Tcp => rumqttc::Transport::Tcp,
+        Transport::Tls => rumqttc::Transport::tls_with_config(tls()?),
+        Transport::Unix => rumqttc::Transport::unix(),
+        Transport::Ws => rumqttc::Transport::Ws,
+        Transport::Wss => rumqttc::Transport::wss_with_config(tls()?),
     })
 }
 
