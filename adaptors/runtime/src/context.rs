@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    Reason, References, registry::Model, write_events::Refusals, write_ledger::WriteLedger,
+    Reason, References, model::Model, write_events::Refusals, write_ledger::WriteLedger,
     write_rate::WriteRate,
 };
 

@@ -15,6 +15,7 @@ mod context;
 mod health;
 mod link_status;
 mod metrics;
+mod model;
 mod registry;
 mod release;
 mod status_budget;
@@ -34,7 +35,8 @@ pub use devicelink_mqtt::{
     write::{Accepts, Property, Refusal, Writes, decode as decode_write},
 };
 pub use devicelink_references::{ReferenceError, References};
-pub use registry::{Adaptor, Model, RuntimeConfig};
+pub use model::Model;
+pub use registry::{Adaptor, RuntimeConfig};
 
 /// Every adaptor allocates in many small pieces per device, and most at
 /// once while its devices start. jemalloc gives the memory of that start

@@ -14,13 +14,12 @@ use std::{
 };
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use devicelink_api::{DeviceLink, Outcome, adaptor, labels, mqtt::WithMqttExtension};
+use devicelink_api::{DeviceLink, Outcome, adaptor, labels};
 use futures::{FutureExt, StreamExt, stream};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use serde::{Serialize, de::DeserializeOwned};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -30,7 +29,9 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
-    metrics, release,
+    metrics,
+    model::Model,
+    release,
     status_budget::StatusBudget,
     supervise, write_events,
     write_ledger::WriteLedger,
@@ -42,36 +43,6 @@ use devicelink_mqtt::{
     publisher::{DeviceMqtt, WriteRequest},
 };
 use devicelink_references::{Following, ObjectKey, References, Update as ObjectUpdate, objects_of};
-
-/// A device model an adaptor drives: any namespaced device resource that
-/// carries the MQTT extension.
-pub trait Model:
-    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-    + kube::core::object::HasStatus
-    + WithMqttExtension
-    + Clone
-    + Debug
-    + DeserializeOwned
-    + Serialize
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Model for K where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + kube::core::object::HasStatus
-        + WithMqttExtension
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Serialize
-        + Send
-        + Sync
-        + 'static
-{
-}
 
 /// Settings every adaptor takes, from flags or the environment (the operator
 /// sets them in the adaptor pod).

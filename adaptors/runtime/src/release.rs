@@ -16,7 +16,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::registry::Model;
+use crate::model::Model;
 
 /// Clears the device's retained status through `publisher` (its own
 /// connection, with its own credentials), then removes the finalizer.

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use devicelink_api::property::MqttStatus;
 
-use crate::registry::Model;
+use crate::model::Model;
 
 /// What became of a status write.
 pub(crate) enum Written {

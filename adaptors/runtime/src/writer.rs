@@ -21,7 +21,7 @@ use tokio::{sync::watch, time::Instant};
 use crate::{
     connected::with_delivery,
     link_status,
-    registry::Model,
+    model::Model,
     status_budget::{StatusBudget, Turn},
     status_writer::{self, Written},
     write_events::{self, Refusals},
