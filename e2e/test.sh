@@ -17,6 +17,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings || {
   echo "== clippy found the problems above: fix them (an allow needs a comment saying why)" >&2
   exit 1
 }
+echo "== module structure (no import circles in the runtime and the MQTT library)" >&2
+python3 "$root/e2e/import-cycles.py" "$root/adaptors/runtime/src" "$root/adaptors/mqtt/src" || {
+  echo "== move what both modules need into a module of its own (see docs/architecture.md)" >&2
+  exit 1
+}
 echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
 "$("$root/e2e/helm.sh")" lint --strict "$root/charts/devicelink"
 "$root/e2e/manifests.sh" --check

@@ -25,15 +25,13 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
 use crate::{
-    delivery::Delivery,
-    outbox::{Handoff, Message, SharedOutbox},
-    publisher::{Received, StatusSender, WriteRequest, reply_topic},
-    subscriptions::Subscriptions,
+    delivery::{Delivery, StatusSender},
+    inbound::{Received, WriteRequest, reply_topic},
+    message::Message,
+    outbox::{Handoff, SharedOutbox},
+    subscriptions::{MemberId, Subscriptions},
     wire::{self, Seen},
 };
-
-/// A member's place on its connection.
-pub(crate) type MemberId = u64;
 
 /// What a connection does with the messages the broker sends a member.
 pub(crate) enum Inbound {

@@ -15,7 +15,17 @@ use std::sync::{
     atomic::{AtomicU8, AtomicUsize, Ordering},
 };
 
-use crate::{outbox::Message, publisher::StatusSender, wire};
+use devicelink_api::property::MqttStatus;
+
+use crate::{
+    message::{Message, publish_size},
+    wire,
+};
+
+/// Where a publisher reports its effective settings and connection state
+/// (shown as the device's `status.extension.mqtt`); outlives publishers, as
+/// a device's publisher is replaced when its options change.
+pub type StatusSender = Arc<tokio::sync::watch::Sender<Option<MqttStatus>>>;
 
 fn over_limit(what: &str, limit: usize) -> String {
     format!("{what} not sent: the broker takes packets of at most {limit} bytes")
@@ -56,12 +66,12 @@ impl Delivery {
 
     /// Whether the broker takes `m`.
     pub(crate) fn fits(&self, m: &Message) -> bool {
-        wire::publish_size(m) <= self.limit.load(Ordering::Relaxed)
+        publish_size(m) <= self.limit.load(Ordering::Relaxed)
     }
 
     /// Why `m` is not sent, for the status and the log.
     pub(crate) fn too_large(&self, m: &Message) -> String {
-        let size = wire::publish_size(m);
+        let size = publish_size(m);
         over_limit(&format!("a message of {size} bytes is"), self.limit())
     }
 

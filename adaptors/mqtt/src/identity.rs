@@ -15,8 +15,8 @@ use devicelink_api::{
 };
 
 use crate::{
-    publisher::{PublisherError, Resolve, render, will_topic, write_topic_of},
-    topic::TopicContext,
+    error::{PublisherError, Resolve},
+    topic::{TopicContext, render, will_topic, write_topic_of},
 };
 
 /// The addresses (scheme family, host, port) the managed broker is reached

@@ -6,10 +6,10 @@
 use devicelink_api::mqtt::{MqttClientOptions, MqttMessageOptions, MqttOptions};
 
 use crate::{
-    PublisherError,
-    publisher::{Resolve, client_options, render, write_topic_of},
+    error::{PublisherError, Resolve},
+    options::client_options,
     sharing::dial_and_digest,
-    topic::TopicContext,
+    topic::{TopicContext, render, write_topic_of},
     wire::{Dial, Version},
 };
 

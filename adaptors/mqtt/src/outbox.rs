@@ -30,27 +30,16 @@ use rumqttc::QoS;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
+pub use crate::message::Message;
 use crate::{
     budget::{BufferBudget, Share},
+    delivery::StatusSender,
     metrics::MqttMetrics,
-    publisher::StatusSender,
     store::{FileStore, Saved},
 };
 
 /// `messageChannelBytes` unless the options say otherwise.
 pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
-
-/// One MQTT message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub topic: String,
-    pub qos: QoS,
-    pub retain: bool,
-    pub payload: Vec<u8>,
-    /// MQTT 5 correlation data, for the answer to a request that had some
-    /// (never stored: answers are not).
-    pub correlation: Option<Vec<u8>>,
-}
 
 /// Hands a message to the connected client without waiting; false if it
 /// cannot take it now.
@@ -658,7 +647,7 @@ impl Inner {
         let handed = self.handed;
         let mut i = handed;
         while i < self.entries.len() {
-            if crate::wire::publish_size(&self.entries[i].message) > max_packet {
+            if crate::message::publish_size(&self.entries[i].message) > max_packet {
                 let entry = self.entries.remove(i).expect("within the entries");
                 self.release(size(&entry.message));
                 if entry.stored

@@ -7,10 +7,8 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use devicelink_api::{
-    devicelink::ReferenceItem,
     mqtt::{
-        MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType,
-        PayloadEncode, RESERVED_CLIENT_ID_MESSAGE, RESERVED_CLIENT_ID_PREFIX,
+        MqttClientOptions, MqttMessageOptions, MqttOptions, MqttStore, MqttStoreType, PayloadEncode,
     },
     property::MqttStatus,
 };
@@ -20,57 +18,22 @@ use tracing::warn;
 
 use crate::{
     MqttMetrics,
-    connection::{Connection, Inbound, Member, MemberId, Plan, Timing},
+    connection::{Connection, Inbound, Member, Plan, Timing},
     delivery::Delivery,
-    outbox::{Message, SharedOutbox},
+    message::Message,
+    outbox::SharedOutbox,
     sharing::Connections,
     store::FileStore,
-    topic::{Topic, TopicContext, is_publishable},
-    wire::{Dial, Version},
+    subscriptions::MemberId,
+    topic::{TopicContext, render, will_topic, write_topic_of},
+    wire::Dial,
 };
-
-/// Why a connection cannot be made from the options; the text names the
-/// field below the options (`client.server ...`), which the caller puts
-/// under where the options are (`spec.extension.mqtt.`, `spec.protocol.`).
-#[derive(Debug, thiserror::Error)]
-pub enum PublisherError {
-    #[error("client.server {0:?}: {1}")]
-    Server(String, String),
-    #[error("message.topic renders to {0:?}, which cannot be published to (empty, or has + or #)")]
-    Topic(String),
-    #[error("message.qos {0} is not 0, 1 or 2")]
-    Qos(i32),
-    #[error(
-        "client.{0} {1:?} is not a duration it takes (such as 30s or 1m; keepAlive at most 65535s, the others at most 8760h)"
-    )]
-    Duration(&'static str, String),
-    #[error("client.{0}: {1}")]
-    Reference(&'static str, String),
-    #[error("message.will.content is not base64: {0}")]
-    Will(String),
-    #[error("client.{0}: {1}")]
-    Tls(&'static str, String),
-    #[error("client.httpHeaders[{0:?}]: {1}")]
-    Header(String, String),
-    #[error("client.protocolVersion {0}: set 4 (MQTT 3.1.1, the default) or 5 (MQTT 5)")]
-    ProtocolVersion(i32),
-    #[error("client.store: {0}")]
-    Store(String),
-    #[error("client.clientID {0:?} {RESERVED_CLIENT_ID_MESSAGE}")]
-    ClientId(String),
-    #[error(
-        "client.server is the managed broker and basicAuth is not set, so the adaptor connects with its own broker identity, which it cannot read: {0}"
-    )]
-    Identity(String),
-}
-
-/// Looks up the value of a `*Ref` field in the DeviceLink's references.
-pub type Resolve<'a> = &'a dyn Fn(&ReferenceItem) -> Result<String, String>;
-
-/// Where a publisher reports its effective settings and connection state
-/// (shown as the device's `status.extension.mqtt`); outlives publishers, as
-/// a device's publisher is replaced when its options change.
-pub type StatusSender = Arc<tokio::sync::watch::Sender<Option<MqttStatus>>>;
+// Where users of a publisher have always found them.
+pub use crate::{
+    delivery::StatusSender,
+    error::{PublisherError, Resolve},
+    inbound::{Received, WriteRequest, reply_topic},
+};
 
 /// What a device keeps across its publishers (a publisher is replaced when
 /// the device's options or the values they refer to change).
@@ -118,40 +81,6 @@ impl DeviceMqtt {
         };
         (mqtt, state_rx, writes_rx)
     }
-}
-
-/// A message an MQTT-native device published, on one of the topics its
-/// connection subscribes to.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub topic: String,
-    pub payload: Vec<u8>,
-}
-
-/// A write received on the device's write topic.
-#[derive(Debug, Clone)]
-pub struct WriteRequest {
-    pub payload: Vec<u8>,
-    /// Where the answer goes: the MQTT 5 response topic the writer gave,
-    /// or `<write topic>/$reply`.
-    pub reply_topic: String,
-    /// MQTT 5 correlation data the writer gave, quoted in the answer.
-    pub correlation: Option<Vec<u8>>,
-}
-
-/// Where a write's answer goes: the writer's MQTT 5 response topic if it
-/// lies under the write topic (`<write topic>/...`), else
-/// `<write topic>/$reply`. Answers are never published elsewhere: a
-/// response topic is chosen by whoever writes, and could otherwise be
-/// another device's status topic.
-pub fn reply_topic(write_topic: &str, response_topic: Option<String>) -> String {
-    response_topic
-        .filter(|t| is_publishable(t))
-        .filter(|t| {
-            t.strip_prefix(write_topic)
-                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
-        })
-        .unwrap_or_else(|| format!("{write_topic}/$reply"))
 }
 
 /// Publishes one device's status and receives its writes.
@@ -586,113 +515,12 @@ fn own_connection(
     On::Own(connection, id)
 }
 
-/// The topic writes are received on: the topic template rendered with the
-/// read operator; where that is the status topic itself (no read operator,
-/// or no `:operator` in the template), the status topic followed by
-/// `/$write`.
-pub(crate) fn write_topic_of(
-    message: &MqttMessageOptions,
-    link: &TopicContext,
-    status_topic: &str,
-) -> String {
-    let topic = Topic::new(
-        &message.topic,
-        link,
-        message.path.as_deref(),
-        message.operator.as_ref().and_then(|o| o.read.as_deref()),
-        message.operator.as_ref().and_then(|o| o.write.as_deref()),
-    )
-    .for_subscribe();
-    if topic == status_topic || !is_publishable(&topic) {
-        format!("{status_topic}/$write")
-    } else {
-        topic
-    }
-}
-
-/// How the publisher reaches its broker.
-enum Transport {
-    Tcp,
-    Tls,
-    Unix,
-    Ws,
-    Wss,
-}
-
-/// `httpHeaders`, checked: added to the websocket handshake request.
-fn http_headers(
-    headers: &std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, PublisherError> {
-    let mut out = Vec::new();
-    for (name, values) in headers {
-        let header = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| PublisherError::Header(name.clone(), e.to_string()))?;
-        for value in values {
-            let value = http::HeaderValue::from_str(value)
-                .map_err(|e| PublisherError::Header(name.clone(), e.to_string()))?;
-            out.push((header.clone(), value));
-        }
-    }
-    Ok(out)
-}
-
-/// A setting given inline or by reference to `spec.references` (`field`
-/// names the reference field in errors).
-pub(crate) fn pick(
-    field: &'static str,
-    inline: &Option<String>,
-    by_ref: &Option<ReferenceItem>,
-    resolve: Resolve,
-) -> Result<Option<String>, PublisherError> {
-    match (inline, by_ref) {
-        (Some(v), _) => Ok(Some(v.clone())),
-        (None, Some(r)) => resolve(r)
-            .map(Some)
-            .map_err(|e| PublisherError::Reference(field, e)),
-        (None, None) => Ok(None),
-    }
-}
-
-/// Renders a topic template of the message options for publishing.
-pub(crate) fn render(
-    template: &str,
-    message: &MqttMessageOptions,
-    link: &TopicContext,
-) -> Result<String, PublisherError> {
-    let topic = Topic::new(
-        template,
-        link,
-        message.path.as_deref(),
-        message.operator.as_ref().and_then(|o| o.read.as_deref()),
-        message.operator.as_ref().and_then(|o| o.write.as_deref()),
-    )
-    .for_publish();
-    if !is_publishable(&topic) {
-        return Err(PublisherError::Topic(topic));
-    }
-    Ok(topic)
-}
-
 fn qos_of(qos: i32) -> Result<QoS, PublisherError> {
     match qos {
         0 => Ok(QoS::AtMostOnce),
         1 => Ok(QoS::AtLeastOnce),
         2 => Ok(QoS::ExactlyOnce),
         other => Err(PublisherError::Qos(other)),
-    }
-}
-
-/// Where a will goes: `will.topic` (a template like the message topic) or
-/// the status topic followed by `/$will`.
-pub(crate) fn will_topic(
-    will: &devicelink_api::mqtt::MqttWill,
-    message: &MqttMessageOptions,
-    link: &TopicContext,
-    status_topic: &str,
-) -> Result<String, PublisherError> {
-    match &will.topic {
-        Some(template) => render(template, message, link),
-        None => Ok(format!("{status_topic}/$will")),
     }
 }
 
@@ -728,154 +556,11 @@ fn last_will(
     }))
 }
 
-pub(crate) fn client_options(
-    options: &MqttOptions,
-    link: &TopicContext,
-    resolve: Resolve,
-) -> Result<Dial, PublisherError> {
-    let client = &options.client;
-    let version = match client.protocol_version.unwrap_or(4) {
-        4 => Version::V4,
-        5 => Version::V5,
-        // 3 (MQTT 3.1) is refused by the API server already.
-        other => return Err(PublisherError::ProtocolVersion(other)),
-    };
-    let (address, port, transport) = endpoint(client)?;
-    // Stored before the API server refused them, or on a cluster whose CRDs
-    // are older: a reserved ID could take over another connection.
-    if let Some(id) = client.client_id.as_deref()
-        && id.starts_with(RESERVED_CLIENT_ID_PREFIX)
-    {
-        return Err(PublisherError::ClientId(id.to_string()));
-    }
-    // Stable across restarts, unique per DeviceLink.
-    let client_id = client
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("{RESERVED_CLIENT_ID_PREFIX}{}", link.uid));
-    let keep_alive = match &client.keep_alive {
-        Some(k) => Some(
-            k.to_std()
-                // MQTT carries it in 16 bits of seconds.
-                .filter(|d| d.as_secs() <= u64::from(u16::MAX))
-                .ok_or_else(|| PublisherError::Duration("keepAlive", k.as_str().to_string()))?
-                .max(Duration::from_secs(1)),
-        ),
-        None => None,
-    };
-    let credentials = credentials(client, resolve)?;
-    let transport = rumqttc_transport(transport, client, resolve)?;
-    let headers = if matches!(
-        transport,
-        rumqttc::Transport::Ws | rumqttc::Transport::Wss(_)
-    ) {
-        http_headers(&client.http_headers)?
-    } else {
-        Vec::new()
-    };
-    Ok(Dial {
-        version,
-        client_id,
-        address,
-        port,
-        transport,
-        clean: client.clean_session.unwrap_or(true),
-        keep_alive,
-        credentials,
-        headers,
-        will: None,
-        manual_acks: false,
-        inflight: 100,
-        connect_timeout: Duration::from_secs(10),
-    })
-}
-
-/// Where `client.server` is: address (a unix socket's is its path), port
-/// and how to reach it.
-fn endpoint(client: &MqttClientOptions) -> Result<(String, u16, Transport), PublisherError> {
-    let bad = |why: &str| PublisherError::Server(client.server.clone(), why.to_string());
-    let url = url::Url::parse(&client.server).map_err(|e| bad(&e.to_string()))?;
-    let host =
-        || Ok::<_, PublisherError>(url.host_str().ok_or_else(|| bad("no host"))?.to_string());
-    Ok(match url.scheme() {
-        "tcp" => (host()?, url.port().unwrap_or(1883), Transport::Tcp),
-        "ssl" | "tls" | "tcps" => (host()?, url.port().unwrap_or(8883), Transport::Tls),
-        "unix" if !url.path().is_empty() => (url.path().to_string(), 0, Transport::Unix),
-        // Websockets dial the whole URL (its path is the broker's endpoint).
-        "ws" => (
-            client.server.clone(),
-            url.port_or_known_default().unwrap_or(80),
-            Transport::Ws,
-        ),
-        "wss" => (
-            client.server.clone(),
-            url.port_or_known_default().unwrap_or(443),
-            Transport::Wss,
-        ),
-        "unix" => return Err(bad("no socket path; write unix:///path/to/socket")),
-        other => {
-            return Err(bad(&format!(
-                "scheme {other} is not supported; use tcp, ssl, tls, tcps, ws, wss or unix"
-            )));
-        }
-    })
-}
-
-/// The username and password to connect with: `basicAuth`'s, or the
-/// adaptor's own identity on the managed broker.
-fn credentials(
-    client: &MqttClientOptions,
-    resolve: Resolve,
-) -> Result<Option<(String, String)>, PublisherError> {
-    match &client.basic_auth {
-        None if crate::identity::uses_identity(client) => {
-            Ok(Some(crate::identity::credentials(resolve)?))
-        }
-        Some(auth) => {
-            // The API server requires one of each pair.
-            let user = pick(
-                "basicAuth.usernameRef",
-                &auth.username,
-                &auth.username_ref,
-                resolve,
-            )?;
-            let password = pick(
-                "basicAuth.passwordRef",
-                &auth.password,
-                &auth.password_ref,
-                resolve,
-            )?;
-            Ok(Some((
-                user.unwrap_or_default(),
-                password.unwrap_or_default(),
-            )))
-        }
-        None => Ok(None),
-    }
-}
-
-/// rumqttc's transport, with TLS as `tlsConfig` says where it is used.
-fn rumqttc_transport(
-    transport: Transport,
-    client: &MqttClientOptions,
-    resolve: Resolve,
-) -> Result<rumqttc::Transport, PublisherError> {
-    let tls = || -> Result<rumqttc::TlsConfiguration, PublisherError> {
-        let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
-        Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
-    };
-    Ok(match transport {
-        Transport::Tcp => rumqttc::Transport::Tcp,
-        Transport::Tls => rumqttc::Transport::tls_with_config(tls()?),
-        Transport::Unix => rumqttc::Transport::unix(),
-        Transport::Ws => rumqttc::Transport::Ws,
-        Transport::Wss => rumqttc::Transport::wss_with_config(tls()?),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{options::client_options, wire::Version};
+    use devicelink_api::devicelink::ReferenceItem;
 
     #[test]
     fn answers_go_only_under_the_write_topic() {

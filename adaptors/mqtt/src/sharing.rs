@@ -20,8 +20,10 @@ use devicelink_api::mqtt::{MqttClientOptions, MqttOptions};
 
 use crate::{
     MqttMetrics,
-    connection::{Connection, Member, MemberId, Plan, Timing},
-    publisher::{PublisherError, Resolve, client_options},
+    connection::{Connection, Member, Plan, Timing},
+    error::{PublisherError, Resolve},
+    options::client_options,
+    subscriptions::MemberId,
     topic::TopicContext,
     wire::Dial,
 };

@@ -26,7 +26,7 @@ use std::{
 use rumqttc::QoS;
 use tracing::warn;
 
-use crate::outbox::Message;
+use crate::message::Message;
 
 /// Records with lengths and a checksum.
 const MAGIC: &[u8; 4] = b"DLM2";

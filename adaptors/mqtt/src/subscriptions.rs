@@ -22,7 +22,8 @@ use std::{
 
 use rumqttc::QoS;
 
-use crate::connection::MemberId;
+/// A member's place on its connection (a device on it).
+pub(crate) type MemberId = u64;
 
 /// The subscriptions of one connection.
 #[derive(Default)]

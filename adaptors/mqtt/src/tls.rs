@@ -18,7 +18,7 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
 };
 
-use crate::publisher::{PublisherError, Resolve, pick};
+use crate::error::{PublisherError, Resolve, pick};
 
 fn tls_error(field: &'static str, why: impl ToString) -> PublisherError {
     PublisherError::Tls(field, why.to_string())

@@ -6,6 +6,10 @@
 //! without a value, and an empty segment, disappear, so `a//:path/b` with no
 //! path is `a/b`.
 
+use devicelink_api::mqtt::MqttMessageOptions;
+
+use crate::error::PublisherError;
+
 /// The DeviceLink a topic belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicContext {
@@ -80,6 +84,64 @@ impl Topic {
 /// Whether a topic may be published to: not empty and no wildcards.
 pub fn is_publishable(topic: &str) -> bool {
     !topic.is_empty() && !topic.contains(['+', '#'])
+}
+
+/// Renders a topic template of the message options for publishing.
+pub(crate) fn render(
+    template: &str,
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+) -> Result<String, PublisherError> {
+    let topic = Topic::new(
+        template,
+        link,
+        message.path.as_deref(),
+        message.operator.as_ref().and_then(|o| o.read.as_deref()),
+        message.operator.as_ref().and_then(|o| o.write.as_deref()),
+    )
+    .for_publish();
+    if !is_publishable(&topic) {
+        return Err(PublisherError::Topic(topic));
+    }
+    Ok(topic)
+}
+
+/// Where a will goes: `will.topic` (a template like the message topic) or
+/// the status topic followed by `/$will`.
+pub(crate) fn will_topic(
+    will: &devicelink_api::mqtt::MqttWill,
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+    status_topic: &str,
+) -> Result<String, PublisherError> {
+    match &will.topic {
+        Some(template) => render(template, message, link),
+        None => Ok(format!("{status_topic}/$will")),
+    }
+}
+
+/// The topic writes are received on: the topic template rendered with the
+/// read operator; where that is the status topic itself (no read operator,
+/// or no `:operator` in the template), the status topic followed by
+/// `/$write`.
+pub(crate) fn write_topic_of(
+    message: &MqttMessageOptions,
+    link: &TopicContext,
+    status_topic: &str,
+) -> String {
+    let topic = Topic::new(
+        &message.topic,
+        link,
+        message.path.as_deref(),
+        message.operator.as_ref().and_then(|o| o.read.as_deref()),
+        message.operator.as_ref().and_then(|o| o.write.as_deref()),
+    )
+    .for_subscribe();
+    if topic == status_topic || !is_publishable(&topic) {
+        format!("{status_topic}/$write")
+    } else {
+        topic
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use rumqttc::{Outgoing, QoS};
 
-use crate::outbox::Message;
+use crate::message::Message;
 
 /// Which MQTT the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,14 +118,6 @@ pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 /// bytes and its fixed header): what is sent is bounded by the API object
 /// it comes from, and by the broker when it says its own limit (MQTT 5).
 pub const MAX_OUTGOING_PACKET: usize = 268_435_455 + 5;
-
-/// The size of the PUBLISH packet that carries `m`: the fixed header, the
-/// topic, the packet id, MQTT 5's properties (correlation data) and the
-/// payload; a few bytes over, never under.
-pub fn publish_size(m: &Message) -> usize {
-    let properties = 4 + m.correlation.as_ref().map_or(0, |c| 3 + c.len());
-    5 + 2 + m.topic.len() + 2 + properties + m.payload.len()
-}
 
 /// How long a MQTT 5 session outlives its connection when clean is off:
 /// as long as the broker allows, as a 3.1.1 persistent session does.
