@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings || {
   exit 1
 }
 echo "== module structure (no import circles in the runtime and the MQTT library)" >&2
-python3 "$root/e2e/import-cycles.py" "$root/adaptors/runtime/src" "$root/adaptors/mqtt/src" || {
+python3 "$root/e2e/import-cycles.py" "$root/adaptors/runtime/src" "$root/mqtt/src" || {
   echo "== move what both modules need into a module of its own (see docs/architecture.md)" >&2
   exit 1
 }

@@ -1,31 +1,13 @@
-//! The v1alpha1 MQTT extension as every adaptor uses it: topic templates and
-//! a per-device publisher.
+//! The MQTT adaptor: devices that speak MQTT themselves (MQTTDevice).
+//!
+//! `path` finds a value in a device's JSON message, `codec` turns what a
+//! device sends into property values and back, `plan` resolves a spec into
+//! topics and properties, `state` keeps what the device said, and `device`
+//! is a device's task in the adaptor runtime; `metrics` counts.
 
-pub mod answers;
-pub mod budget;
-mod connection;
-mod delivery;
-pub mod error;
-pub mod identity;
-pub mod inbound;
-pub mod message;
+pub mod codec;
+pub mod device;
 pub mod metrics;
-pub mod observe;
-mod options;
-pub mod outbox;
-pub mod publisher;
-pub mod sharing;
-pub mod store;
-mod subscriptions;
-mod tls;
-pub mod topic;
-pub mod wire;
-pub mod write;
-
-pub use budget::BufferBudget;
-pub use metrics::MqttMetrics;
-pub use outbox::{Outbox, SharedOutbox};
-pub use publisher::{Publisher, PublisherError};
-pub use sharing::Connections;
-pub use store::FileStore;
-pub use topic::{Topic, TopicContext};
+pub mod path;
+pub mod plan;
+pub mod state;
