@@ -14,8 +14,8 @@ use std::{
 
 use devicelink_api::kafka_bridge::{KafkaCommands, KafkaSink};
 use devicelink_mqtt::{
-    answers::{Answers, answer_route},
-    wire::{self, Dial, Seen, Version},
+    answers::{Requested, Requests},
+    wire::{self, Dial, Seen},
     write::{Refusal, answer},
 };
 use futures::{StreamExt, future::BoxFuture, stream::FuturesOrdered};
@@ -24,7 +24,6 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::{BorrowedMessage, Headers},
 };
-use rumqttc::QoS;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
@@ -235,12 +234,8 @@ async fn reply(producer: &Sink, settings: &Settings, command: &Command, answer: 
 /// Publishes writes and receives their answers over one connection.
 struct Writer {
     client: wire::Client,
-    version: Version,
-    /// The tail of this replica's answer topics (MQTT 5).
-    reply_to: String,
-    answers: Arc<Answers>,
-    /// Answer topics to subscribe to again on every connection.
-    reply_topics: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// The writes made, waiting for their answers.
+    requests: Arc<Requests>,
     connected: watch::Receiver<bool>,
     devices: watch::Receiver<Arc<Directory>>,
     /// Drives the connection; ends with the writer.
@@ -256,24 +251,13 @@ impl Drop for Writer {
 impl Writer {
     fn start(dial: Dial, devices: watch::Receiver<Arc<Directory>>) -> Writer {
         const QUEUE: usize = 1024;
-        let (version, reply_to) = (dial.version, dial.client_id.clone());
+        let requests = Arc::new(Requests::new(dial.version, dial.client_id.clone()));
         let (client, connection) = dial.connect(QUEUE);
-        let answers = Arc::new(Answers::default());
-        let reply_topics = Arc::new(std::sync::Mutex::new(Default::default()));
         let (up, connected) = watch::channel(false);
-        let task = tokio::spawn(drive(
-            connection,
-            client.clone(),
-            answers.clone(),
-            reply_topics.clone(),
-            up,
-        ));
+        let task = tokio::spawn(drive(connection, client.clone(), requests.clone(), up));
         Writer {
             client,
-            version,
-            reply_to,
-            answers,
-            reply_topics,
+            requests,
             connected,
             devices,
             task,
@@ -290,42 +274,22 @@ impl Writer {
                 return Answer::refusal(why);
             }
         };
-        let (reply_topic, correlation) = answer_route(&device.1, self.version, &self.reply_to);
-        let answered = self.answers.expect(&reply_topic, correlation.clone());
-        if self
-            .reply_topics
-            .lock()
-            .unwrap()
-            .insert(reply_topic.clone())
-        {
-            self.client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+        if !*self.connected.borrow() {
+            return Answer::refusal("the bridge is not connected to the MQTT broker");
         }
-        let response_topic = correlation.is_some().then(|| reply_topic.clone());
         let within = settings.commands.timeout();
-        let sent = *self.connected.borrow()
-            && self.client.try_request(
-                &device.1,
-                command.payload.clone(),
-                response_topic,
-                correlation,
-            );
-        let answer = if sent {
-            tokio::time::timeout(within, answered)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        } else {
-            None
-        };
-        self.answers.forget_abandoned(&reply_topic);
-        match (sent, answer) {
-            (true, Some(payload)) => Answer {
+        let requested = self
+            .requests
+            .request(&self.client, &device.1, command.payload.clone(), within)
+            .await;
+        match requested {
+            Requested::Answered(payload) => Answer {
                 by_adaptor: true,
                 payload,
                 uid: Some(device.0),
             },
-            (false, _) => Answer::refusal("the bridge is not connected to the MQTT broker"),
-            (true, None) => Answer::refusal(format!(
+            Requested::NotSent => Answer::refusal("the bridge's MQTT queue is full; not written"),
+            Requested::NoAnswer(reply_topic) => Answer::refusal(format!(
                 "no answer on {reply_topic} within {within:?}: is the DeviceLink's adaptor running?"
             )),
         }
@@ -380,24 +344,17 @@ fn age_of(millis: i64) -> Option<Duration> {
 async fn drive(
     mut connection: wire::Connection,
     client: wire::Client,
-    answers: Arc<Answers>,
-    reply_topics: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    requests: Arc<Requests>,
     up: watch::Sender<bool>,
 ) {
     loop {
         match connection.poll().await {
             Ok(Seen::Connected { .. }) => {
-                let topics: Vec<(String, QoS)> = reply_topics
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|t| (t.clone(), QoS::AtLeastOnce))
-                    .collect();
-                client.try_subscribe_many(&topics);
+                requests.resubscribe(&client);
                 up.send_replace(true);
             }
             Ok(Seen::Received(m)) => {
-                answers.hand_over(&m);
+                requests.hand_over(&m);
             }
             Ok(_) => {}
             Err(why) => {

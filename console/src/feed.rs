@@ -18,7 +18,7 @@ use std::{
 use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS};
 use devicelink_mqtt::{
     TopicContext,
-    answers::{Answers, answer_route},
+    answers::{Requested, Requests},
     observe::{Observed, observe},
     wire::{self, Seen, Version},
 };
@@ -71,12 +71,8 @@ pub struct Route {
 /// writes routed over it.
 struct Channel {
     client: wire::Client,
-    version: Version,
-    /// The tail of the console's answer topics on this connection.
-    reply_to: String,
-    answers: Answers,
-    /// Answer topics subscribed to, again on every reconnect.
-    reply_topics: Arc<Mutex<HashSet<String>>>,
+    /// The writes made over it, waiting for their answers.
+    requests: Requests,
     /// Up, or why not.
     state: Arc<Mutex<Result<(), String>>>,
 }
@@ -94,55 +90,21 @@ impl Route {
         if let Err(why) = self.channel.state.lock().unwrap().clone() {
             return Err(WriteError::NotConnected(why));
         }
-        let _turn = match self.channel.version {
+        let _turn = match self.channel.requests.version() {
             Version::V4 => Some(self.one_at_a_time.lock().await),
             Version::V5 => None,
         };
-        let (reply_topic, correlation) = answer_route(
-            &self.write_topic,
-            self.channel.version,
-            &self.channel.reply_to,
-        );
-        let answered = self
+        let requested = self
             .channel
-            .answers
-            .expect(&reply_topic, correlation.clone());
-        // Queued before the write on the same connection, so the broker
-        // has the subscription when the answer comes.
-        if self
-            .channel
-            .reply_topics
-            .lock()
-            .unwrap()
-            .insert(reply_topic.clone())
-        {
-            self.channel
-                .client
-                .try_subscribe(&reply_topic, QoS::AtLeastOnce);
-        }
-        let response_topic = correlation.is_some().then(|| reply_topic.clone());
-        let sent = self.channel.client.try_request(
-            &self.write_topic,
-            payload,
-            response_topic,
-            correlation,
-        );
-        let answer = if sent {
-            tokio::time::timeout(within, answered)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        } else {
-            None
-        };
-        // Forget a waiter that got nothing.
-        self.channel.answers.forget_abandoned(&reply_topic);
-        match (sent, answer) {
-            (false, _) => Err(WriteError::NotConnected(
+            .requests
+            .request(&self.channel.client, &self.write_topic, payload, within)
+            .await;
+        match requested {
+            Requested::Answered(answer) => Ok(answer),
+            Requested::NotSent => Err(WriteError::NotConnected(
                 "its queue of requests is full".into(),
             )),
-            (true, Some(answer)) => Ok(answer),
-            (true, None) => Err(WriteError::NoAnswer(reply_topic)),
+            Requested::NoAnswer(reply_topic) => Err(WriteError::NoAnswer(reply_topic)),
         }
     }
 }
@@ -375,14 +337,11 @@ fn observed(
 
 impl BrokerConnection {
     fn start(dial: wire::Dial, catalog: Arc<Catalog>, hub: Arc<Hub>) -> BrokerConnection {
-        let (version, reply_to) = (dial.version, dial.client_id.clone());
+        let requests = Requests::new(dial.version, dial.client_id.clone());
         let (client, connection) = dial.connect(REQUESTS);
         let channel = Arc::new(Channel {
             client: client.clone(),
-            version,
-            reply_to,
-            answers: Answers::default(),
-            reply_topics: Arc::default(),
+            requests,
             state: Arc::new(Mutex::new(Err("connecting".to_string()))),
         });
         let topics = Topics::default();
@@ -455,7 +414,7 @@ impl Shared {
 
     /// Hands an answer to the write waiting for it; false if it is not one.
     fn answered(&self, m: &wire::Incoming) -> bool {
-        self.channel.answers.hand_over(m)
+        self.channel.requests.hand_over(m)
     }
 }
 
@@ -472,9 +431,7 @@ async fn drive(mut connection: wire::Connection, client: wire::Client, shared: S
                 for topic in shared.topics.lock().unwrap().keys() {
                     client.try_subscribe(topic, QoS::AtMostOnce);
                 }
-                for topic in shared.channel.reply_topics.lock().unwrap().iter() {
-                    client.try_subscribe(topic, QoS::AtLeastOnce);
-                }
+                shared.channel.requests.resubscribe(&client);
                 shared.set_state(Ok(()));
             }
             Ok(Seen::Received(m)) => {

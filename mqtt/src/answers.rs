@@ -3,16 +3,112 @@
 //! write that waits for it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
+use rumqttc::QoS;
 use tokio::sync::oneshot;
 
-use crate::wire::{Incoming, Version};
+use crate::wire::{Client, Incoming, Version};
+
+/// Writes to devices over one connection, each waiting for its answer.
+pub struct Requests {
+    version: Version,
+    /// The tail of this writer's answer topics (MQTT 5): its client ID.
+    reply_to: String,
+    answers: Answers,
+    /// Answer topics subscribed to, to subscribe again on every connection.
+    reply_topics: Mutex<HashSet<String>>,
+}
+
+/// What became of a write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// The answer's payload.
+    Answered(Vec<u8>),
+    /// The client's queue of requests was full: nothing was sent.
+    NotSent,
+    /// Sent, and no answer came on this topic in time.
+    NoAnswer(String),
+}
+
+impl Requests {
+    /// Writes over a connection of `version` whose client ID is `reply_to`.
+    pub fn new(version: Version, reply_to: String) -> Requests {
+        Requests {
+            version,
+            reply_to,
+            answers: Answers::default(),
+            reply_topics: Mutex::default(),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Publishes `payload` on `write_topic` over `client` and waits up to
+    /// `within` for the adaptor's answer ([`answer_route`] says where it
+    /// comes). The answer topic is subscribed to first, on the same
+    /// connection, so the broker has the subscription when the answer
+    /// comes.
+    pub async fn request(
+        &self,
+        client: &Client,
+        write_topic: &str,
+        payload: Vec<u8>,
+        within: Duration,
+    ) -> Requested {
+        let (reply_topic, correlation) = answer_route(write_topic, self.version, &self.reply_to);
+        let answered = self.answers.expect(&reply_topic, correlation.clone());
+        if self
+            .reply_topics
+            .lock()
+            .unwrap()
+            .insert(reply_topic.clone())
+        {
+            client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+        }
+        let response_topic = correlation.is_some().then(|| reply_topic.clone());
+        let sent = client.try_request(write_topic, payload, response_topic, correlation);
+        let answer = match sent {
+            true => tokio::time::timeout(within, answered)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            false => None,
+        };
+        self.answers.forget_abandoned(&reply_topic);
+        match (sent, answer) {
+            (false, _) => Requested::NotSent,
+            (true, Some(answer)) => Requested::Answered(answer),
+            (true, None) => Requested::NoAnswer(reply_topic),
+        }
+    }
+
+    /// Hands `m` to the write waiting for it; false if it is no answer.
+    pub fn hand_over(&self, m: &Incoming) -> bool {
+        self.answers.hand_over(m)
+    }
+
+    /// Subscribes `client` again to every answer topic (a new connection
+    /// with a clean session has none).
+    pub fn resubscribe(&self, client: &Client) {
+        let topics: Vec<(String, QoS)> = self
+            .reply_topics
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (t.clone(), QoS::AtLeastOnce))
+            .collect();
+        client.try_subscribe_many(&topics);
+    }
+}
 
 /// Where a writer's answers come and what tells them apart: with MQTT 5 a
 /// topic of the writer's own under the write topic and correlation data
