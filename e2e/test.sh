@@ -4,28 +4,32 @@
 source "$(dirname "$0")/common.sh"
 cd "$root"
 
+# Each phase is announced with the time since the start, so a slow run
+# shows where its time went.
+phase() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*" >&2; }
+
 # The fast tier first: a change that is not formatted, or that clippy
 # faults, fails in seconds (minutes on a fresh machine),
 # not after the end-to-end suite.
-echo "== format (cargo fmt --check)" >&2
+phase "format (cargo fmt --check)"
 cargo fmt --all -- --check || {
   echo "== the code is not formatted as rustfmt would: run cargo fmt --all" >&2
   exit 1
 }
-echo "== lint (cargo clippy, warnings are errors)" >&2
+phase "lint (cargo clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings || {
   echo "== clippy found the problems above: fix them (an allow needs a comment saying why)" >&2
   exit 1
 }
-echo "== module structure (no import circles in the runtime and the MQTT library)" >&2
+phase "module structure (no import circles in the runtime and the MQTT library)"
 python3 "$root/e2e/import-cycles.py" "$root/adaptors/runtime/src" "$root/mqtt/src" || {
   echo "== move what both modules need into a module of its own (see docs/architecture.md)" >&2
   exit 1
 }
-echo "== the Helm chart: lint, and deploy/manifests/ rendered from it" >&2
+phase "the Helm chart: lint, and deploy/manifests/ rendered from it"
 "$("$root/e2e/helm.sh")" lint --strict "$root/charts/devicelink"
 "$root/e2e/manifests.sh" --check
-echo "== building (cached in $CARGO_TARGET_DIR)" >&2
+phase "building (cached in $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked
 # Incremental state of crate builds no longer made piles up (tens of GiB
 # over weeks on a shared cache); what was not touched for two days goes.
@@ -33,22 +37,22 @@ find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec r
 # So do builds no longer used (each change leaves a copy of every binary
 # and library depending on it): not read or written for two days.
 find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -atime +2 -mtime +2 -delete 2>/dev/null || true
-echo "== unit and crate tests (no cluster)" >&2
+phase "unit and crate tests (no cluster)"
 cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --no-fail-fast
-echo "== images (make images; cached in $DEVICELINK_CACHE/images)" >&2
+phase "images (make images; cached in $DEVICELINK_CACHE/images)"
 images=$("$root/deploy/images/build.sh")
-echo "== the Dockerfile as users build it (docker stood in for by buildah; cached in $DEVICELINK_CACHE/dockerfile-images)" >&2
+phase "the Dockerfile as users build it (docker stood in for by buildah; cached in $DEVICELINK_CACHE/dockerfile-images)"
 "$root/e2e/images/dockerfile.sh" registry.example.com/devicelink
-echo "== starting the control plane, and the real node with the images" >&2
+phase "starting the control plane, and the real node with the images"
 start_control_plane --real-node real-node edge-worker
 "$root/e2e/controlplane/node.sh" import "$images"/*.tar
-echo "== the chart's objects, as the API server sees them (server-side dry run)" >&2
+phase "the chart's objects, as the API server sees them (server-side dry run)"
 "$("$root/e2e/helm.sh")" template devicelink "$root/charts/devicelink" --namespace devicelink-system \
   --set 'adaptors.settings.adaptors.dummy.resources.limits.memory=48Mi' \
   --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users --set broker.aclSecret=mqtt-users \
   --set console.enabled=true 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
-echo "== end-to-end tests" >&2
+phase "end-to-end tests"
 rm -rf "$CARGO_TARGET_DIR/e2e-logs"
 # On failure, the last lines of each process the tests started say why.
 # The MQTT extension's tests, and the MQTT-native devices', run again with
@@ -65,6 +69,7 @@ rm -rf "$results" && mkdir -p "$results"
 pass() { # NAME COMMAND...: runs one pass of end-to-end tests
   local name=$1
   shift
+  phase "end-to-end pass: $name"
   "$@" 2>&1 | tee "$results/$name.txt" || failed=1
 }
 pass default cargo test -p devicelink-e2e --locked --no-fail-fast --test '*'
@@ -102,3 +107,4 @@ if [ "$failed" = 1 ]; then
   echo "== some end-to-end tests failed: the 'failures:' lists above say why" >&2
   exit 1
 fi
+phase "all passed"
