@@ -274,10 +274,18 @@ impl Writer {
                 return Answer::refusal(why);
             }
         };
-        if !*self.connected.borrow() {
-            return Answer::refusal("the bridge is not connected to the MQTT broker");
-        }
         let within = settings.commands.timeout();
+        // A connection coming back is waited for, as long as an answer is.
+        let mut connected = self.connected.clone();
+        let up = matches!(
+            tokio::time::timeout(within, connected.wait_for(|up| *up)).await,
+            Ok(Ok(_))
+        );
+        if !up {
+            return Answer::refusal(format!(
+                "the bridge could not reach the MQTT broker within {within:?}: not written"
+            ));
+        }
         let requested = self
             .requests
             .request(&self.client, &device.1, command.payload.clone(), within)

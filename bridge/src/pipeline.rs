@@ -78,8 +78,9 @@ pub fn shared(group: &str, filter: &str) -> String {
     format!("$share/{group}/{filter}")
 }
 
-/// A message whose record is on its way, and how to acknowledge it.
-type Pending = BoxFuture<'static, (Result<(i32, i64), Refused>, Option<(u64, Ack)>)>;
+/// A message whose record is on its way (none for a message not taken),
+/// and how to acknowledge it.
+type Pending = BoxFuture<'static, (Option<Result<(i32, i64), Refused>>, Option<(u64, Ack)>)>;
 
 /// Runs until the task is aborted (the bridge changed or went away).
 pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::Sender<Progress>) {
@@ -129,10 +130,31 @@ pub async fn run(source: Source, recorder: Recorder, sink: Sink, report: watch::
                     let ack = message.ack.map(|a| (connection_number, a));
                     let record = {
                         let directory = devices.borrow();
-                        recorder.record(&message.topic, message.payload, directory.by_topic(&message.topic))
+                        let device = directory.by_topic(&message.topic);
+                        let taken = device.is_some()
+                            || filters.iter().any(|f| rumqttc::matches(&message.topic, f));
+                        taken.then(|| recorder.record(&message.topic, message.payload, device))
                     };
-                    let delivery = sink.send(record).await;
-                    pending.push_back(Box::pin(async move { (delivery.await, ack) }));
+                    let delivery = match record {
+                        Some(record) => Some(sink.send(record).await),
+                        None => {
+                            // The broker keeps a session's subscriptions
+                            // across restarts: this one is left from a
+                            // DeviceLink no longer selected, or a filter
+                            // since removed. Not delivered; acknowledged
+                            // in turn, and unsubscribed where it was a
+                            // DeviceLink's topic.
+                            client.try_unsubscribe(&shared(&group, &message.topic));
+                            None
+                        }
+                    };
+                    pending.push_back(Box::pin(async move {
+                        let delivered = match delivery {
+                            Some(delivery) => Some(delivery.await),
+                            None => None,
+                        };
+                        (delivered, ack)
+                    }));
                     arrivals.push_back(Instant::now());
                     report.send_modify(|p| waiting(p, &arrivals));
                 }
@@ -171,14 +193,15 @@ fn subscribe(client: &Client, group: &str, filters: &BTreeSet<String>) {
 
 fn settle(
     report: &watch::Sender<Progress>,
-    result: Result<(i32, i64), Refused>,
+    result: Option<Result<(i32, i64), Refused>>,
     arrivals: &VecDeque<Instant>,
 ) {
     report.send_modify(|p| {
         waiting(p, arrivals);
         match result {
-            Ok(_) => p.delivered += 1,
-            Err(refused) => {
+            None => {}
+            Some(Ok(_)) => p.delivered += 1,
+            Some(Err(refused)) => {
                 tracing::warn!(%refused, "a record was refused; its message is acknowledged");
                 p.refused += 1;
                 p.last_refusal = Some(refused.to_string());

@@ -699,7 +699,8 @@ fn fan(namespace: &str, name: &str, line: &str, broker: &Broker) -> DeviceLink {
 }
 
 /// The names of the DeviceLinks whose status records arrive within
-/// `window`, with how many of each.
+/// `window` (the MQTT topic of a record that names none), with how many
+/// of each.
 async fn names_within(consumer: &mut Consumer, window: Duration) -> BTreeMap<String, usize> {
     let mut names = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + window;
@@ -707,7 +708,12 @@ async fn names_within(consumer: &mut Consumer, window: Duration) -> BTreeMap<Str
         .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
         .await
     {
-        let name = record.header("devicelink.name").unwrap_or("?").to_string();
+        // A record with no DeviceLink's headers goes by its MQTT topic.
+        let name = record
+            .header("devicelink.name")
+            .or(record.header("mqtt.topic"))
+            .unwrap_or("?")
+            .to_string();
         *names.entry(name).or_default() += 1;
     }
     names
@@ -1019,6 +1025,34 @@ async fn devicelinks_by_label_reach_kafka_and_take_commands_back() {
     // Refused before anything was published: fan-b got no write.
     let written = fan_b_writes.try_next(Duration::from_secs(1)).await;
     assert!(written.is_none(), "{written:?}");
+
+    // A DeviceLink let go of while the bridge is away stays subscribed in
+    // the session the broker keeps for it: its messages still come, and
+    // must not reach Kafka.
+    bridge.stop().await;
+    links
+        .patch(
+            "fan-c",
+            &PatchParams::default(),
+            &Patch::Merge(relabel("9")),
+        )
+        .await
+        .unwrap();
+    let bridge = Bridge::start(namespace, "devices-0").await;
+    let mut windows = 0;
+    loop {
+        let names = names_within(&mut status, Duration::from_secs(4)).await;
+        windows += 1;
+        // The first window may still hold what came before the restart.
+        assert!(
+            windows == 1 || !names.keys().any(|n| n.contains("fan-c")),
+            "fan-c, no longer selected, reached Kafka after the bridge came back: {names:?}"
+        );
+        if windows >= 3 && names.contains_key("fan-a") {
+            break;
+        }
+        assert!(windows < 20, "fan-a's status within 80 s: {names:?}");
+    }
 
     commands.stop().await;
     answers.stop().await;
