@@ -458,7 +458,7 @@ pub(crate) mod reference_paths {
 
     /// The paths, under `path`, of every field typed as a [`super::ReferenceItem`]
     /// (arrays marked `[]`).
-    pub(crate) fn references(schema: &JSONSchemaProps, path: &str, found: &mut BTreeSet<String>) {
+    fn references(schema: &JSONSchemaProps, path: &str, found: &mut BTreeSet<String>) {
         if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
             references(items, &format!("{path}[]"), found);
         }
@@ -480,6 +480,23 @@ pub(crate) mod reference_paths {
         }
     }
 
+    /// The paths of the reference fields of `crd`'s spec, in every version.
+    pub(crate) fn spec_references(
+        crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        found: &mut BTreeSet<String>,
+    ) {
+        for version in &crd.spec.versions {
+            let spec = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| s.properties.as_ref())
+                .and_then(|p| p.get("spec"))
+                .expect("the resource has a spec");
+            references(spec, "", found);
+        }
+    }
+
     #[test]
     fn reference_paths_are_every_reference_field_of_every_model() {
         let mut found = BTreeSet::new();
@@ -487,16 +504,7 @@ pub(crate) mod reference_paths {
             .iter()
             .filter(|c| c.spec.group == "devices.edge.cattle.io")
         {
-            for version in &crd.spec.versions {
-                let spec = version
-                    .schema
-                    .as_ref()
-                    .and_then(|s| s.open_api_v3_schema.as_ref())
-                    .and_then(|s| s.properties.as_ref())
-                    .and_then(|p| p.get("spec"))
-                    .expect("a model has a spec");
-                references(spec, "", &mut found);
-            }
+            spec_references(crd, &mut found);
         }
         let listed: BTreeSet<String> = REFERENCE_PATHS.iter().map(|p| p.to_string()).collect();
         assert_eq!(
