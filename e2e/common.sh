@@ -8,9 +8,28 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$DEVICELINK_CACHE/target}
 
 "$root/e2e/prereqs.sh"
 
-start_control_plane() { # [--real-node NAME] NODE...
+# Control planes started here, stopped at exit (each: cluster.sh's state
+# directory, its API server's port and its etcd's port, empty for defaults).
+control_planes=()
+stop_control_planes() {
+  local plane dir port etcd
+  for plane in "${control_planes[@]}"; do
+    IFS='|' read -r dir port etcd <<<"$plane"
+    env ${dir:+DEVICELINK_CLUSTER_DIR=$dir} ${port:+DEVICELINK_APISERVER_PORT=$port} \
+      ${etcd:+DEVICELINK_ETCD_PORT=$etcd} "$root/e2e/controlplane/cluster.sh" down || true
+  done
+}
+trap stop_control_planes EXIT
+
+# Starts a control plane (cluster.sh up ARGS), installs devicelink's CRDs
+# and RBAC into it, and leaves KUBECONFIG and PATH set for it.
+#   start_control_plane [--real-node NAME] NODE...
+# With cluster.sh's defaults it is the usual one; DEVICELINK_CLUSTER_DIR,
+# DEVICELINK_APISERVER_PORT and DEVICELINK_ETCD_PORT in the environment
+# choose another, beside it.
+start_control_plane() {
+  control_planes+=("${DEVICELINK_CLUSTER_DIR:-}|${DEVICELINK_APISERVER_PORT:-}|${DEVICELINK_ETCD_PORT:-}")
   eval "$("$root/e2e/controlplane/cluster.sh" up "$@")"
-  trap '"$root/e2e/controlplane/cluster.sh" down' EXIT
   kubectl apply -f "$root/crds/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
   # The RBAC the chart installs (rendered into deploy/manifests/rbac.yaml).

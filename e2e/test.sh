@@ -43,7 +43,15 @@ phase "images (make images; cached in $DEVICELINK_CACHE/images)"
 images=$("$root/deploy/images/build.sh")
 phase "the Dockerfile as users build it (docker stood in for by buildah; cached in $DEVICELINK_CACHE/dockerfile-images)"
 "$root/e2e/images/dockerfile.sh" registry.example.com/devicelink
-phase "starting the control plane, and the real node with the images"
+phase "starting the control planes: one with the real node and the images, one beside it"
+# The end-to-end tests run two test files at a time, each on a control
+# plane of its own, so that they never see each other's objects.
+control_planes+=("$DEVICELINK_CACHE/cluster-2|17443|13379")
+(
+  export DEVICELINK_CLUSTER_DIR=$DEVICELINK_CACHE/cluster-2 DEVICELINK_APISERVER_PORT=17443 DEVICELINK_ETCD_PORT=13379
+  start_control_plane edge-worker
+)
+second_kubeconfig=$DEVICELINK_CACHE/cluster-2/kubeconfig
 start_control_plane --real-node real-node edge-worker
 "$root/e2e/controlplane/node.sh" import "$images"/*.tar
 phase "the chart's objects, as the API server sees them (server-side dry run)"
@@ -52,58 +60,20 @@ phase "the chart's objects, as the API server sees them (server-side dry run)"
   --set broker.enabled=true --set broker.persistence.enabled=true --set broker.passwordSecret=mqtt-users --set broker.aclSecret=mqtt-users \
   --set console.enabled=true 2>/dev/null |
   kubectl apply --dry-run=server -f - >/dev/null
-phase "end-to-end tests"
-rm -rf "$CARGO_TARGET_DIR/e2e-logs"
-# On failure, the last lines of each process the tests started say why.
-# The MQTT extension's tests, and the MQTT-native devices', run again with
-# the adaptors' shared connections off: sharing must not change what a
-# device does. (mqtt_timeouts and mqtt_transports drive the MQTT library
-# directly, not through an adaptor: sharing does not reach them.) Every
-# pass runs whatever fails (--no-fail-fast), so one failure does not hide
-# another.
-failed=0
-# Each pass's output is kept too, so the run can end by naming every failed
-# test: CI shows only the end of the output.
+phase "end-to-end tests (the passes and which files each runs: e2e/run-e2e.py)"
+# Every pass runs whatever fails, so one failure does not hide another;
+# each test file's output is kept, and the run ends by naming every failed
+# test (CI shows only the end of the output).
+rm -rf "$CARGO_TARGET_DIR"/e2e-logs*
 results="$CARGO_TARGET_DIR/e2e-results"
-rm -rf "$results" && mkdir -p "$results"
-pass() { # NAME COMMAND...: runs one pass of end-to-end tests
-  local name=$1
-  shift
-  phase "end-to-end pass: $name"
-  "$@" 2>&1 | tee "$results/$name.txt" || failed=1
-}
-pass default cargo test -p devicelink-e2e --locked --no-fail-fast --test '*'
-pass sharing-off env DEVICELINK_E2E_MQTT_SHARING=off cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test mqtt_outage --test mqtt_sizes \
-  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices
-# The Modbus tests again against a second implementation of Modbus TCP:
-# libmodbus (C) instead of pymodbus (docs/interop.md).
-pass libmodbus env DEVICELINK_E2E_MODBUS_SERVER=libmodbus cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test modbus_registers --test modbus_recovery --test modbus_thermometer
-# The MQTT tests again against a second broker: HiveMQ Community Edition
-# (Java) instead of mosquitto; tests that need mosquitto's own features
-# still get mosquitto (docs/interop.md). The bridge's TLS and SASL to Kafka
-# do not touch the MQTT side: that test runs once.
-pass hivemq env DEVICELINK_E2E_MQTT_BROKER=hivemq cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test mqtt_outage --test mqtt_sizes --test mqtt_timeouts --test mqtt_transports \
-  --test mqtt_will --test mqtt_write_modes --test mqtt_writes --test mqtt_devices \
-  --test kafka_bridge -- --skip the_sink_speaks_tls_and_sasl
-# The OPC-UA tests again against a second stack: node-opcua (JavaScript)
-# instead of asyncua (docs/interop.md).
-pass node-opcua env DEVICELINK_E2E_OPCUA_SERVER=node-opcua cargo test -p devicelink-e2e --locked --no-fail-fast \
-  --test opcua_example --test opcua_recovery --test opcua_security --test opcua_types
-if [ "$failed" = 1 ]; then
-  for log in "$CARGO_TARGET_DIR"/e2e-logs/*.log; do
+rm -rf "$results"
+if ! python3 "$root/e2e/run-e2e.py" "$results" "1=$KUBECONFIG:real-node" "2=$second_kubeconfig"; then
+  # The last lines of each process the tests started say why.
+  for log in "$CARGO_TARGET_DIR"/e2e-logs-*/*.log; do
     echo "== last lines of $log" >&2
     tail -n 40 "$log" >&2
   done
-  # On both streams: whichever one the reader keeps ends with the names.
-  summary=$(for out in "$results"/*.txt; do
-    awk -v pass="$(basename "$out" .txt)" '$1 == "Running" { file = $2 }
-      /^test .* FAILED$/ { print "   " pass "  " file "  " $2 }' "$out"
-  done)
-  printf '== failed (pass, test file, test):\n%s\n' "$summary"
-  printf '== failed (pass, test file, test):\n%s\n' "$summary" >&2
+  python3 "$root/e2e/run-e2e.py" --summary "$results"
   echo "== some end-to-end tests failed: the 'failures:' lists above say why" >&2
   exit 1
 fi

@@ -13,6 +13,10 @@
 #   cluster.sh env            print the environment for a running cluster
 #
 # Everything lives in $DEVICELINK_CLUSTER_DIR (default ~/.cache/devicelink/cluster).
+# Another control plane can run beside it with its own directory and ports
+# (DEVICELINK_APISERVER_PORT, DEVICELINK_ETCD_PORT; the controller manager,
+# scheduler and kwok take the three ports after the API server's); only
+# one of them may have the real node.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${DEVICELINK_CLUSTER_DIR:-$HOME/.cache/devicelink/cluster}
@@ -68,7 +72,13 @@ stop_all() {
     [ -f "$dir/pids/$p" ] && kill "$(cat "$dir/pids/$p")" 2>/dev/null
     rm -f "$dir/pids/$p"
   done
-  "$here/node.sh" down
+  # The node is this host's one (its containerd, iptables chains): only the
+  # control plane that started it stops it, not another beside it. The
+  # default one always does, for a node left by an older layout.
+  if [ -e "$dir/real-node" ] || [ "$dir" = "$HOME/.cache/devicelink/cluster" ]; then
+    "$here/node.sh" down
+    rm -f "$dir/real-node"
+  fi
   local pids=()
   for f in "$dir"/pids/*; do
     [ -e "$f" ] || continue
@@ -205,7 +215,10 @@ YAML
   for node in "$@"; do
     wait_ready kwok "$bin/kubectl" --kubeconfig "$dir/kubeconfig" wait --for=condition=Ready "node/$node" --timeout=5s
   done
-  [ -z "$real_node" ] || DEVICELINK_APISERVER_PORT=$port "$here/node.sh" up "$real_node"
+  if [ -n "$real_node" ]; then
+    touch "$dir/real-node"
+    DEVICELINK_APISERVER_PORT=$port "$here/node.sh" up "$real_node"
+  fi
   log "ready: https://$address:$port, nodes: ${*:-none}${real_node:+, real node: $real_node}"
   print_env
 }

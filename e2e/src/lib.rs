@@ -86,9 +86,13 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// Where logs of the processes a test starts go.
+/// Where logs of the processes a test starts go: `DEVICELINK_E2E_LOG_DIR`
+/// (one per control plane when test files run side by side), else
+/// `<target>/e2e-logs`.
 pub fn log_dir() -> PathBuf {
-    let dir = target_dir().join("e2e-logs");
+    let dir = std::env::var_os("DEVICELINK_E2E_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("e2e-logs"));
     std::fs::create_dir_all(&dir).expect("create e2e log directory");
     dir
 }

@@ -12,7 +12,7 @@ pub struct Process {
 
 impl Process {
     /// Starts `command`; its output is appended to
-    /// `<target>/e2e-logs/<name>.log` (several scenarios start an operator).
+    /// `<log dir>/<name>.log` (several scenarios start an operator).
     pub fn spawn(name: &str, command: Command) -> Process {
         Self::start(name, command, Stdio::null())
     }
