@@ -12,7 +12,6 @@ use std::{
 use axum::{Router, http::StatusCode, routing::get};
 use clap::Parser;
 use devicelink_bridge::controller::{self, Serving};
-use tracing_subscriber::EnvFilter;
 
 /// Delivers MQTT messages into Kafka as KafkaBridge objects say.
 #[derive(Parser, Debug)]
@@ -32,12 +31,7 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    devicelink_process::init_logging();
     let flags = Flags::parse();
     let client = kube::Client::try_default().await?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -86,11 +80,6 @@ async fn flag(flag: Arc<AtomicBool>, otherwise: &'static str) -> (StatusCode, &'
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    devicelink_process::stop_signal().await;
     tracing::info!("stopping");
 }

@@ -12,16 +12,10 @@ use devicelink_console::{
     feed::Feed,
     hub::Hub,
 };
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    devicelink_process::init_logging();
     let config = Config::parse();
     let identity = config.identity()?;
     let client = kube::Client::try_default().await?;
@@ -96,11 +90,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    devicelink_process::stop_signal().await;
     tracing::info!("stopping");
 }

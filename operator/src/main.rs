@@ -3,19 +3,11 @@
 
 use clap::Parser;
 use devicelink_operator::{config::Config, controller, http, leader, metrics::Metrics};
-use futures::FutureExt;
 use kube::runtime::reflector;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        // Colours only for a person at a terminal, not in container logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    devicelink_process::init_logging();
     let config = Config::parse().load_settings()?;
     let (links, links_writer) = reflector::store();
     let metrics = Metrics::new(links);
@@ -35,21 +27,9 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let shutdown = shutdown_signal().boxed().shared();
     // Stopping is bounded: what has not finished by then (a reconcile
-    // waiting on an API server that went away) is abandoned. A thread, not
-    // a task: a runtime that cannot stop cannot stop it either.
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.await;
-            std::thread::spawn(|| {
-                std::thread::sleep(STOP_WITHIN);
-                tracing::warn!(within = ?STOP_WITHIN, "not stopped in time; exiting");
-                std::process::exit(1);
-            });
-        }
-    });
+    // waiting on an API server that went away) is abandoned.
+    let shutdown = devicelink_process::bounded_stop(STOP_WITHIN);
     let run_controller = {
         let (client, config, metrics, shutdown) = (
             client.clone(),
@@ -83,13 +63,3 @@ async fn main() -> anyhow::Result<()> {
 /// How long the operator takes at most to stop after SIGTERM or Ctrl-C:
 /// within the pod's default grace period (30 s).
 const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}

@@ -285,16 +285,7 @@ impl Adaptor {
     /// stop. Fails at once if the adaptor kind is unknown or a model is not
     /// one its kind names (`devicelink_api::adaptor`).
     pub async fn run(self) -> anyhow::Result<()> {
-        // Logs as RUST_LOG says (the operator sets it on adaptor pods), info
-        // by default.
-        let _ = tracing_subscriber::fmt()
-            // Colours only for a person at a terminal, not in container logs.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .try_init();
+        devicelink_process::init_logging();
         let short_name = &self.short_name;
         let kind = self.checked_kind()?;
         let config = RuntimeConfig::read(short_name)?;
@@ -327,14 +318,7 @@ impl Adaptor {
                 registers.into_iter().for_each(|r| r(registry))
             },
         );
-        let shutdown = shutdown_signal().boxed().shared();
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.await;
-                exit_unless_stopped_within(STOP_WITHIN);
-            }
-        });
+        let shutdown = devicelink_process::bounded_stop(STOP_WITHIN);
         let running = loops.into_iter().map(|(health, start)| {
             start(Env {
                 client: client.clone(),
@@ -659,17 +643,6 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(7);
 /// Then how long File store writes already asked for may take.
 const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
-/// Ends the process if it is still running `within` from now. A thread of
-/// its own, not a task: a runtime that cannot stop (a task that does not
-/// yield, a blocking call that does not return) cannot stop it either.
-fn exit_unless_stopped_within(within: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(within);
-        tracing::warn!(?within, "not stopped in time; exiting");
-        std::process::exit(1);
-    });
-}
-
 fn key(obj: &impl Resource) -> String {
     format!(
         "{}/{}",
@@ -903,16 +876,6 @@ impl Shared {
         mqtt.connections = self.connections.clone();
         mqtt.outbox.share_budget(self.buffer_budget.clone());
         (mqtt, state, writes)
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM (what a pod gets when it is deleted).
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("can install a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
