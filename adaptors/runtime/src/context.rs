@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    Reason, References, model::Model, write_events::Refusals, write_ledger::WriteLedger,
-    write_rate::WriteRate,
+    Reason, References, model::Model, write_ledger::WriteLedger, write_rate::WriteRate,
+    writer::Report,
 };
 
 /// A connection to the broker of a device that speaks MQTT itself
@@ -58,9 +58,9 @@ pub struct DeviceContext<K: Model> {
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
     writes: SharedWrites,
-    refusals: Arc<Refusals>,
-    status: Arc<watch::Sender<Option<String>>>,
-    connected: Arc<watch::Sender<Option<Outcome>>>,
+    /// What the adaptor writes to the API server about the device: its
+    /// status, DeviceConnected, refused writes (writer.rs).
+    report: Arc<Report>,
     write_rate: Mutex<WriteRate>,
     /// Kept across runs of the device's task: read from the device's
     /// status once, when it starts (the copy of the device kept after that
@@ -83,9 +83,7 @@ impl<K: Model> DeviceContext<K> {
         publisher: SharedPublisher,
         mqtt: Arc<DeviceMqtt>,
         writes: SharedWrites,
-        refusals: Arc<Refusals>,
-        status: Arc<watch::Sender<Option<String>>>,
-        connected: Arc<watch::Sender<Option<Outcome>>>,
+        report: Arc<Report>,
         ledger: Arc<Mutex<WriteLedger>>,
     ) -> Self {
         let link = topic_context(device.borrow().as_ref());
@@ -98,9 +96,7 @@ impl<K: Model> DeviceContext<K> {
             publisher,
             mqtt,
             writes,
-            refusals,
-            status,
-            connected,
+            report,
             write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
             ledger,
         };
@@ -272,7 +268,7 @@ impl<K: Model> DeviceContext<K> {
                     .collect::<Vec<_>>()
                     .join("; ");
                 warn!(device = %self.key(), reason = %why, "write from MQTT refused");
-                self.refusals.add(why);
+                self.report.refused(why);
             }
         }
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
@@ -297,25 +293,13 @@ impl<K: Model> DeviceContext<K> {
         if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
             publisher.publish(text.clone().into_bytes());
         }
-        self.status.send_if_modified(|current| {
-            let changed = current.as_deref() != Some(text.as_str());
-            if changed {
-                *current = Some(text);
-            }
-            changed
-        });
+        self.report.report(text);
     }
 
     /// Sets the DeviceConnected condition on the DeviceLink (written only
     /// when it changes).
     pub fn set_connected(&self, outcome: Outcome) {
-        self.connected.send_if_modified(|current| {
-            let changed = current.as_ref() != Some(&outcome);
-            if changed {
-                *current = Some(outcome);
-            }
-            changed
-        });
+        self.report.set_connected(outcome);
     }
 
     /// (Re)connects to the broker when the MQTT options (or, with

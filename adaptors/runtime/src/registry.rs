@@ -1,8 +1,9 @@
 //! Watches the devices assigned to this adaptor and runs one task per device.
 //!
 //! One loop owns the table of devices, so there are no locks: device events
-//! start, update or stop tasks; DeviceLink events are passed to the task of
-//! the device with the same namespace and name.
+//! start, update or stop tasks; DeviceLink events are passed to the task
+//! and to the report (writer.rs) of the device with the same namespace and
+//! name.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,7 +15,7 @@ use std::{
 };
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use devicelink_api::{DeviceLink, Outcome, adaptor, labels};
+use devicelink_api::{DeviceLink, adaptor, labels};
 use futures::{FutureExt, StreamExt, stream};
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -33,9 +34,9 @@ use crate::{
     model::Model,
     release,
     status_budget::StatusBudget,
-    supervise, write_events,
+    supervise,
     write_ledger::WriteLedger,
-    writer::{Seen, Writer},
+    writer::{self, Report, Writer},
 };
 use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
@@ -132,11 +133,10 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 struct Running<K> {
     device: watch::Sender<Arc<K>>,
-    link: watch::Sender<Option<Arc<DeviceLink>>>,
     references: watch::Sender<Arc<References>>,
+    report: Arc<Report>,
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
@@ -166,11 +166,9 @@ impl Links {
 
 impl<K> Drop for Running<K> {
     fn drop(&mut self) {
-        // The device task sees its watch close and returns; its writer may
-        // be waiting on the API server, so it is stopped outright.
-        for t in self.tasks.drain(1..) {
-            t.abort();
-        }
+        // The device task sees its watch close and returns; nothing more
+        // of it is written.
+        self.report.close();
     }
 }
 
@@ -297,7 +295,9 @@ impl Adaptor {
         // hundreds of connections to the API server, each with its
         // buffers. The watches keep theirs open on the other client.
         let writer = kube::client::ClientBuilder::try_from(kubeconfig)?
-            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(WRITES_AT_ONCE))
+            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+                writer::WRITES_AT_ONCE,
+            ))
             .build();
         info!(node = %config.node, adaptor = kind.name, "adaptor starting");
         let shared = Arc::new(Shared::new(short_name, config.clone()));
@@ -369,6 +369,13 @@ where
         },
         seen_in_relist: HashSet::new(),
         links_in_relist: HashSet::new(),
+        writes: Writer::start::<K>(writer::Settings {
+            client: writer.clone(),
+            manager: shared.manager.clone(),
+            reporter: shared.reporter.clone(),
+            status_interval: shared.config.status_interval,
+            budget: shared.status_budget.clone(),
+        }),
         writer,
         shared,
         drive: Arc::new(drive),
@@ -460,6 +467,9 @@ struct Table<K, F> {
     /// What a relist in progress has seen so far, of each watch.
     seen_in_relist: HashSet<String>,
     links_in_relist: HashSet<String>,
+    /// What the devices write to the API server, all written by one task.
+    writes: Writer,
+    /// The client of the devices' writes (the release's too).
     writer: Client,
     shared: Arc<Shared>,
     drive: Arc<F>,
@@ -505,7 +515,7 @@ where
             &mut self.running,
             &self.links,
             device,
-            &self.writer,
+            &self.writes,
             &self.shared,
             &self.drive,
         );
@@ -629,12 +639,6 @@ where
     }
 }
 
-/// Most API requests the devices' writes make at once; the others wait
-/// their turn. Enough to keep a busy API server's pipeline full (a write
-/// can take a good part of a second while thousands of devices start),
-/// few enough that their connections cost little.
-const WRITES_AT_ONCE: usize = 64;
-
 /// How long an adaptor takes at most to stop after SIGTERM or Ctrl-C,
 /// whatever is unreachable: well within a pod's default grace (30 s).
 const STOP_WITHIN: Duration = Duration::from_secs(10);
@@ -660,7 +664,7 @@ fn know_link<K>(
 ) {
     let link = Arc::new(link);
     if let Some(r) = running.get(&k) {
-        r.link.send_replace(Some(link.clone()));
+        r.report.set_link(link.clone());
     }
     links.known.insert(k, link);
 }
@@ -679,7 +683,7 @@ fn upsert<K, F, Fut>(
     running: &mut HashMap<String, Running<K>>,
     links: &Links,
     device: K,
-    writer: &Client,
+    writes: &Writer,
     shared: &Shared,
     drive: &Arc<F>,
 ) where
@@ -695,17 +699,17 @@ fn upsert<K, F, Fut>(
         return;
     }
     info!(device = %k, "device assigned; starting");
-    let started = start(&k, device, links, writer, shared, drive);
+    let started = start(&k, device, links, writes, shared, drive);
     running.insert(k, started);
 }
 
-/// Starts a device's two tasks: its protocol code (supervised) and the
-/// writer of what it reports to the API server.
+/// Starts a device: its task running its protocol code (supervised), and
+/// its report to the adaptor's writer.
 fn start<K, F, Fut>(
     k: &str,
     mut device: K,
     links: &Links,
-    writer: &Client,
+    writes: &Writer,
     shared: &Shared,
     drive: &Arc<F>,
 ) -> Running<K>
@@ -723,25 +727,19 @@ where
     *device.status_mut() = None;
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
     let (device_tx, device_rx) = watch::channel(Arc::new(device));
-    let (link_tx, link_rx) = watch::channel(links.known.get(k).cloned());
     let (references_tx, references_rx) = watch::channel(links.references(k));
-    let (status_tx, status_rx) = watch::channel(None);
-    let (connected_tx, connected_rx) = watch::channel::<Option<Outcome>>(None);
-    let (status_tx, connected_tx) = (Arc::new(status_tx), Arc::new(connected_tx));
     let publisher = SharedPublisher::default();
     let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
     let mqtt = Arc::new(mqtt);
+    let report = writes.report(namespace, name, mqtt_rx);
+    if let Some(link) = links.known.get(k) {
+        report.set_link(link.clone());
+    }
     let writes: SharedWrites = Arc::new(tokio::sync::Mutex::new(writes_rx));
-    let refusals = Arc::new(write_events::Refusals::default());
 
     // A new context for each run of the device's task (see supervise).
     let context = {
-        let (publisher, mqtt, connected_tx, refusals) = (
-            publisher.clone(),
-            mqtt.clone(),
-            connected_tx.clone(),
-            refusals.clone(),
-        );
+        let (publisher, mqtt, report) = (publisher.clone(), mqtt.clone(), report.clone());
         move || {
             DeviceContext::new(
                 device_rx.clone(),
@@ -749,51 +747,28 @@ where
                 publisher.clone(),
                 mqtt.clone(),
                 writes.clone(),
-                refusals.clone(),
-                status_tx.clone(),
-                connected_tx.clone(),
+                report.clone(),
                 ledger.clone(),
             )
         }
     };
-    let supervised = supervise::supervise(k.to_string(), context, drive.clone(), connected_tx);
-    let seen = Seen {
-        reported: status_rx,
-        mqtt: mqtt_rx,
-        link: link_rx,
-        connected: connected_rx,
-        refusals,
+    let connected = {
+        let report = report.clone();
+        move |outcome| report.set_connected(outcome)
     };
-    let tasks = vec![
-        tokio::spawn(supervised),
-        tokio::spawn(status_writer::<K>(writer, shared, namespace, name).run(seen)),
-    ];
+    // Not kept: the task ends when the device's watch closes.
+    tokio::spawn(supervise::supervise(
+        k.to_string(),
+        context,
+        drive.clone(),
+        connected,
+    ));
     Running {
         device: device_tx,
-        link: link_tx,
         references: references_tx,
+        report,
         publisher,
         mqtt,
-        tasks,
-    }
-}
-
-/// The writer of one device's status, DeviceConnected and Events.
-fn status_writer<K: Model>(
-    writer: &Client,
-    shared: &Shared,
-    namespace: String,
-    name: String,
-) -> Writer<K> {
-    Writer {
-        client: writer.clone(),
-        namespace,
-        name,
-        manager: shared.manager.clone(),
-        reporter: shared.reporter.clone(),
-        status_interval: shared.config.status_interval,
-        budget: shared.status_budget.clone(),
-        model: std::marker::PhantomData::<K>,
     }
 }
 
@@ -876,54 +851,5 @@ impl Shared {
         mqtt.connections = self.connections.clone();
         mqtt.outbox.share_budget(self.buffer_budget.clone());
         (mqtt, state, writes)
-    }
-}
-
-#[cfg(test)]
-mod footprint {
-    use super::*;
-    use devicelink_api::dummy::DummySpecialDevice;
-
-    /// Each device has these tasks for as long as it runs, waiting nearly
-    /// all the time: their futures' sizes are memory per device (an API
-    /// call awaited unboxed would add its whole size to them). Prints the
-    /// sizes (docs/benchmarks.md quotes them).
-    #[tokio::test]
-    async fn per_device_tasks_stay_small_while_they_wait() {
-        let (service, _server) = tower_test::mock::pair::<
-            axum::http::Request<kube::client::Body>,
-            axum::http::Response<kube::client::Body>,
-        >();
-        let client = Client::new(service, "default");
-        let (_status, status_rx) = watch::channel(None);
-        let (_mqtt, mqtt_rx) = watch::channel(None);
-        let (_link, link_rx) = watch::channel(None);
-        let (_connected, connected_rx) = watch::channel(None);
-        let reporter = Reporter {
-            controller: "c".into(),
-            instance: "i".into(),
-        };
-        let writer = Writer {
-            client,
-            namespace: "ns".into(),
-            name: "n".into(),
-            manager: "m".into(),
-            reporter: Arc::new(reporter),
-            model: std::marker::PhantomData::<DummySpecialDevice>,
-            status_interval: Duration::from_secs(1),
-            budget: Arc::new(StatusBudget::new(1.0)),
-        }
-        .run(Seen {
-            reported: status_rx,
-            mqtt: mqtt_rx,
-            link: link_rx,
-            connected: connected_rx,
-            refusals: Default::default(),
-        });
-        let sizes = [("device writer", std::mem::size_of_val(&writer))];
-        eprintln!("per-device task futures, bytes: {sizes:?}");
-        for (task, size) in sizes {
-            assert!(size <= 2048, "the {task}'s future takes {size} bytes");
-        }
     }
 }

@@ -1,13 +1,12 @@
 //! A device's `status` as written to the API server: what the device task
 //! reported, with the device's MQTT connection state as
 //! `status.extension.mqtt`. When and how often it is written is the
-//! device writer's (writer.rs).
+//! writer's (writer.rs).
 
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
 };
-use tokio::sync::watch;
 use tracing::warn;
 
 use devicelink_api::property::MqttStatus;
@@ -56,15 +55,12 @@ pub(crate) async fn write<K: Model>(
 /// The status to write now, as JSON text: the device's, with its MQTT
 /// connection's state as `extension.mqtt` (part of the device's status, not
 /// of the samples published on MQTT).
-pub(crate) fn current(
-    reported: &watch::Receiver<Option<String>>,
-    mqtt: &watch::Receiver<Option<MqttStatus>>,
-) -> Option<String> {
-    let reported = reported.borrow().clone()?;
-    let Some(state) = mqtt.borrow().clone() else {
-        return Some(reported);
+pub(crate) fn current(reported: Option<&str>, mqtt: Option<&MqttStatus>) -> Option<String> {
+    let reported = reported?;
+    let Some(state) = mqtt else {
+        return Some(reported.to_string());
     };
-    let mut status: serde_json::Value = serde_json::from_str(&reported).ok()?;
+    let mut status: serde_json::Value = serde_json::from_str(reported).ok()?;
     if let Some(fields) = status.as_object_mut() {
         fields.insert("extension".into(), serde_json::json!({ "mqtt": state }));
     }

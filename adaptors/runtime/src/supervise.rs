@@ -11,7 +11,6 @@ use std::{any::Any, future::Future, panic::AssertUnwindSafe, sync::Arc};
 
 use devicelink_api::Outcome;
 use futures::FutureExt;
-use tokio::sync::watch;
 use tracing::error;
 
 use crate::{Backoff, Reason};
@@ -23,7 +22,7 @@ pub(crate) async fn supervise<C, F, Fut>(
     device: String,
     make: impl Fn() -> C,
     drive: Arc<F>,
-    connected: Arc<watch::Sender<Option<Outcome>>>,
+    connected: impl Fn(Outcome),
 ) where
     F: Fn(C) -> Fut,
     Fut: Future<Output = ()>,
@@ -38,10 +37,10 @@ pub(crate) async fn supervise<C, F, Fut>(
         };
         let wait = backoff.after_failure();
         error!(%device, %panic, retry_in = ?wait, "the device's task panicked; starting it again");
-        connected.send_replace(Some(Reason::InternalError.outcome(format!(
+        connected(Reason::InternalError.outcome(format!(
             "the adaptor's task for this device failed ({panic}); started again in {}s",
             wait.as_secs()
-        ))));
+        )));
         tokio::time::sleep(wait).await;
     }
 }
@@ -64,6 +63,7 @@ mod tests {
         sync::atomic::{AtomicUsize, Ordering},
         time::Duration,
     };
+    use tokio::sync::watch;
 
     /// How long a test waits for what it asserts.
     const WAIT: Duration = Duration::from_secs(30);
@@ -72,7 +72,6 @@ mod tests {
     async fn a_panicking_task_is_reported_and_started_again() {
         let runs = Arc::new(AtomicUsize::new(0));
         let (connected, mut seen) = watch::channel(None);
-        let connected = Arc::new(connected);
         let counted = runs.clone();
         // Panics on its first two runs, then returns (its device removed).
         let drive = Arc::new(move |run: usize| async move {
@@ -82,7 +81,9 @@ mod tests {
             "ns/fan".into(),
             move || counted.fetch_add(1, Ordering::SeqCst),
             drive,
-            connected.clone(),
+            move |outcome| {
+                connected.send_replace(Some(outcome));
+            },
         ));
         let outcome = tokio::time::timeout(WAIT, async {
             seen.changed().await.unwrap();
@@ -127,7 +128,9 @@ mod tests {
             "ns/fan".into(),
             || (),
             drive,
-            Arc::new(connected),
+            move |outcome| {
+                connected.send_replace(Some(outcome));
+            },
         ));
         tokio::task::yield_now().await;
         supervisor.abort();

@@ -1,9 +1,16 @@
-//! What a device's adaptor writes to the API server about it, in one task
-//! per device: its status (status_writer.rs), its DeviceLink's
-//! DeviceConnected condition with an Event per change (link_status.rs), and
-//! Events for the writes from MQTT it refused (write_events.rs). One task,
-//! not one per kind of write: an adaptor keeps one for each of thousands of
-//! devices, all the time.
+//! One writer for all devices of a model: what the adaptor writes to the
+//! API server about its devices. That is each device's status
+//! (status_writer.rs), its DeviceLink's DeviceConnected condition with an
+//! Event per change (link_status.rs), and Events for the writes from MQTT
+//! it refused (write_events.rs).
+//!
+//! A device has a [`Report`]: what its writes are made of and when they
+//! are due, as data. A device puts its report on the writer's queue when
+//! something in it changes; the writer works out what is due, keeps a
+//! timer for what is due later, and makes at most [`WRITES_AT_ONCE`]
+//! writes at once, one at a time for each device. A device that waits
+//! (nearly all of them, nearly all the time) costs its report, not a task
+//! with a future the size of the writes it might make.
 //!
 //! The status is written only when it changed, at most once per
 //! `--status-interval` for the device and within the adaptor's budget
@@ -12,11 +19,23 @@
 //! condition and Events are not held back by the status: they are rare and
 //! say what a user waits for.
 
-use std::{marker::PhantomData, sync::Arc, time::Duration};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+    marker::PhantomData,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use devicelink_api::{DeviceLink, Outcome, events::Reporter, property::MqttStatus};
+use futures::{StreamExt, stream::FuturesUnordered};
 use kube::{Api, Client};
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 
 use crate::{
     connected::with_delivery,
@@ -24,144 +43,497 @@ use crate::{
     model::Model,
     status_budget::{StatusBudget, Turn},
     status_writer::{self, Written},
-    write_events::{self, Refusals},
+    write_events::{self, Refused},
 };
 
-/// Where and how a device's writes go. (The `Api`s are made for each
-/// write: each is a few hundred bytes, kept for every device otherwise.)
-pub(crate) struct Writer<K: Model> {
+/// Most API writes the writer makes at once; the others wait their turn
+/// in a queue (a device's place in it, not a write's future). Enough to
+/// keep a busy API server's pipeline full (a write can take a good part of
+/// a second while thousands of devices start), few enough that their
+/// connections and futures cost little.
+pub(crate) const WRITES_AT_ONCE: usize = 64;
+
+/// What the writer needs to write: where, as whom, and how often.
+pub(crate) struct Settings {
     pub(crate) client: Client,
-    pub(crate) namespace: String,
-    /// The device's (and its DeviceLink's) name.
-    pub(crate) name: String,
     /// Field manager of status writes.
     pub(crate) manager: Arc<str>,
     pub(crate) reporter: Arc<Reporter>,
-    /// Least time between two status writes of the device.
+    /// Least time between two status writes of one device.
     pub(crate) status_interval: Duration,
     pub(crate) budget: Arc<StatusBudget>,
-    pub(crate) model: PhantomData<K>,
 }
 
-/// What the writes are made of, as the device task and the registry see it.
-pub(crate) struct Seen {
+/// The writer of one model's devices: a task, and the queue devices put
+/// their reports on. Dropping it stops the task.
+pub(crate) struct Writer {
+    queue: mpsc::UnboundedSender<Arc<Report>>,
+    watch_mqtt: mpsc::UnboundedSender<MqttWatch>,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer of devices of model `K`.
+    pub(crate) fn start<K: Model>(settings: Settings) -> Writer {
+        let (queue, queued) = mpsc::unbounded_channel();
+        let (watch_mqtt, mqtt_watches) = mpsc::unbounded_channel();
+        let desk = Desk::<K> {
+            settings,
+            queued,
+            mqtt_watches,
+            watching: FuturesUnordered::new(),
+            timers: BinaryHeap::new(),
+            waiting: VecDeque::new(),
+            writing: FuturesUnordered::new(),
+            model: PhantomData,
+        };
+        Writer {
+            queue,
+            watch_mqtt,
+            task: tokio::spawn(desk.run()),
+        }
+    }
+
+    /// The report of device `namespace/name`, whose MQTT connection state
+    /// (part of its status, and of its condition) is `mqtt`.
+    pub(crate) fn report(
+        &self,
+        namespace: String,
+        name: String,
+        mqtt: watch::Receiver<Option<MqttStatus>>,
+    ) -> Arc<Report> {
+        let report = Arc::new(Report {
+            namespace,
+            name,
+            state: Mutex::new(State::new(mqtt.clone())),
+            queue: self.queue.clone(),
+        });
+        let _ = self.watch_mqtt.send((report.clone(), mqtt));
+        report
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one device's writes are made of, and where they stand. Its
+/// device's task and the registry fill it; the writer empties it.
+pub(crate) struct Report {
+    namespace: String,
+    /// The device's (and its DeviceLink's) name.
+    name: String,
+    state: Mutex<State>,
+    queue: mpsc::UnboundedSender<Arc<Report>>,
+}
+
+struct State {
     /// The status the device task reported last, as JSON text.
-    pub(crate) reported: watch::Receiver<Option<String>>,
-    /// The device's MQTT connection state.
-    pub(crate) mqtt: watch::Receiver<Option<MqttStatus>>,
-    /// The DeviceLink as last seen.
-    pub(crate) link: watch::Receiver<Option<Arc<DeviceLink>>>,
+    reported: Option<String>,
     /// What the device task says of DeviceConnected.
-    pub(crate) connected: watch::Receiver<Option<Outcome>>,
-    pub(crate) refusals: Arc<Refusals>,
+    connected: Option<Outcome>,
+    /// The DeviceLink as last seen.
+    link: Option<Arc<DeviceLink>>,
+    /// The device's MQTT connection state.
+    mqtt: watch::Receiver<Option<MqttStatus>>,
+    /// Refused writes not yet recorded in an Event.
+    refused: Option<Refused>,
+    /// A digest of the status last written, not its text: the reported
+    /// text is kept already, and this is for every device.
+    written: Option<u64>,
+    /// The status changed since it was last written.
+    status_changed: bool,
+    /// The condition may no longer say what it should.
+    condition_stale: bool,
+    status_rests_until: Instant,
+    turn: Option<Turn>,
+    refusals_quiet_until: Instant,
+    /// The earliest timer the writer holds for it.
+    timer: Option<Instant>,
+    /// On the writer's queue, or waiting for a free write: not put there
+    /// twice.
+    queued: bool,
+    waiting: bool,
+    /// One of its writes is being made.
+    writing: bool,
+    /// The device is gone: nothing more is written.
+    gone: bool,
 }
 
-impl<K: Model> Writer<K> {
-    /// Writes what changes until the device is gone (its senders dropped).
-    pub(crate) async fn run(self, mut seen: Seen) {
-        // A digest of the status last written, not its text: the reported
-        // text is kept already, and this is for every device.
-        let mut written: Option<u64> = None;
-        // What to write: the status changed since it was last written, and
-        // the condition may no longer say what it should.
-        let (mut status_changed, mut condition_stale) = (false, true);
-        let mut status_rests_until = Instant::now();
-        let mut turn: Option<Turn> = None;
-        let mut refusals_quiet_until = Instant::now();
-        loop {
-            if condition_stale {
-                condition_stale = false;
-                let link = seen.link.borrow().clone();
-                let outcome = seen.connected.borrow().clone();
-                // Boxed, as every write here, with what it is made of:
-                // this task waits for changes nearly all the time;
-                // unboxed, its size would be the largest write's, kept for
-                // every device.
-                if let (Some(link), Some(outcome)) = (link, outcome) {
-                    let mqtt = seen.mqtt.borrow().clone();
-                    let this = &self;
-                    Box::pin(async move {
-                        let outcome = with_delivery(outcome, mqtt.as_ref());
-                        let (links, events) = (this.api(), this.api());
-                        link_status::update(&links, &events, &this.reporter, &link, outcome).await
+/// A write to make, with what it is made of. (One is in hand at a time,
+/// moved into its write's future: boxing the large variant would only add
+/// an allocation.)
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Condition(Arc<DeviceLink>, Outcome, Option<MqttStatus>),
+    Refused(Arc<DeviceLink>, Refused),
+    /// The status's digest and text.
+    Status(u64, String),
+}
+
+/// What is next for a device: a write now, or a look again later.
+#[allow(clippy::large_enum_variant)] // As Work.
+enum Due {
+    Now(Work),
+    Later(Instant),
+    Nothing,
+}
+
+/// What became of a write.
+enum Done {
+    Condition,
+    Refused,
+    Status(u64, Written),
+}
+
+impl State {
+    fn new(mqtt: watch::Receiver<Option<MqttStatus>>) -> State {
+        let now = Instant::now();
+        State {
+            reported: None,
+            connected: None,
+            link: None,
+            mqtt,
+            refused: None,
+            written: None,
+            status_changed: false,
+            condition_stale: true,
+            status_rests_until: now,
+            turn: None,
+            refusals_quiet_until: now,
+            timer: None,
+            queued: false,
+            waiting: false,
+            writing: false,
+            gone: false,
+        }
+    }
+
+    /// What is due at `now`, in order: the condition, refused writes'
+    /// Event, the status (taking a turn in the budget once it may write).
+    fn due(&mut self, now: Instant, budget: &Arc<StatusBudget>) -> Due {
+        if self.condition_stale {
+            self.condition_stale = false;
+            if let (Some(link), Some(outcome)) = (&self.link, &self.connected) {
+                let mqtt = self.mqtt.borrow().clone();
+                return Due::Now(Work::Condition(link.clone(), outcome.clone(), mqtt));
+            }
+        }
+        let mut later: Option<Instant> = None;
+        if self.refused.is_some() {
+            if now < self.refusals_quiet_until {
+                later = Some(self.refusals_quiet_until);
+            } else if let Some(link) = &self.link {
+                let refused = self.refused.take().expect("checked above");
+                return Due::Now(Work::Refused(link.clone(), refused));
+            }
+        }
+        if self.status_changed && self.turn.is_none() && now >= self.status_rests_until {
+            self.turn = Some(budget.reserve());
+        }
+        let status_at = match &self.turn {
+            Some(turn) if turn.at() <= now => {
+                self.turn = None;
+                self.status_changed = false;
+                // The newest, including what changed while it waited.
+                let mqtt = self.mqtt.borrow().clone();
+                let status = status_writer::current(self.reported.as_deref(), mqtt.as_ref())
+                    .map(|s| (digest(&s), s));
+                if let Some((now, status)) = status.filter(|(d, _)| self.written != Some(*d)) {
+                    return Due::Now(Work::Status(now, status));
+                }
+                None
+            }
+            Some(turn) => Some(turn.at()),
+            None => self.status_changed.then_some(self.status_rests_until),
+        };
+        match later.into_iter().chain(status_at).min() {
+            Some(at) => Due::Later(at),
+            None => Due::Nothing,
+        }
+    }
+
+    /// A write of it was made.
+    fn done(&mut self, done: Done, status_interval: Duration) {
+        let now = Instant::now();
+        match done {
+            Done::Condition => {}
+            Done::Refused => self.refusals_quiet_until = now + write_events::AT_MOST_EVERY,
+            Done::Status(digest, written) => {
+                match written {
+                    Written::Yes => self.written = Some(digest),
+                    Written::Gone => {}
+                    Written::No => self.status_changed = true,
+                }
+                self.status_rests_until = now + status_interval;
+            }
+        }
+    }
+}
+
+impl Report {
+    /// A sample's status (JSON text): written when it differs from the last.
+    pub(crate) fn report(self: &Arc<Self>, text: String) {
+        self.change(|s| {
+            let changed = s.reported.as_deref() != Some(text.as_str());
+            if changed {
+                s.reported = Some(text);
+                s.status_changed = true;
+            }
+            changed
+        });
+    }
+
+    /// What DeviceConnected should say.
+    pub(crate) fn set_connected(self: &Arc<Self>, outcome: Outcome) {
+        self.change(|s| {
+            let changed = s.connected.as_ref() != Some(&outcome);
+            if changed {
+                s.connected = Some(outcome);
+                s.condition_stale = true;
+            }
+            changed
+        });
+    }
+
+    /// The DeviceLink as now seen: its condition is looked at again (a
+    /// write that lost to another writer is made again on the new version).
+    pub(crate) fn set_link(self: &Arc<Self>, link: Arc<DeviceLink>) {
+        self.change(|s| {
+            s.link = Some(link);
+            s.condition_stale = true;
+            true
+        });
+    }
+
+    /// A write from MQTT was refused, and why: gathered into the device's
+    /// next Event about refused writes.
+    pub(crate) fn refused(self: &Arc<Self>, why: String) {
+        self.change(|s| {
+            match s.refused.as_mut() {
+                Some(r) => {
+                    r.count += 1;
+                    r.last = why;
+                }
+                None => {
+                    s.refused = Some(Refused {
+                        count: 1,
+                        last: why,
                     })
-                    .await;
                 }
             }
-            if status_changed && turn.is_none() && Instant::now() >= status_rests_until {
-                turn = Some(self.budget.reserve());
-            }
-            // One timer: the device's turn, or the end of its rest.
-            let wake = match &turn {
-                Some(turn) => Some(turn.at()),
-                None => status_changed.then_some(status_rests_until),
-            };
+            true
+        });
+    }
+
+    /// The device is gone: nothing more of it is written.
+    pub(crate) fn close(&self) {
+        self.state.lock().unwrap().gone = true;
+    }
+
+    /// Applies `change`; if it changed anything, the report goes on the
+    /// writer's queue (once).
+    fn change(self: &Arc<Self>, change: impl FnOnce(&mut State) -> bool) {
+        let mut state = self.state.lock().unwrap();
+        if change(&mut state) && !state.queued && !state.gone {
+            state.queued = true;
+            drop(state);
+            let _ = self.queue.send(self.clone());
+        }
+    }
+}
+
+/// A device's MQTT connection state, watched for the device.
+type MqttWatch = (Arc<Report>, watch::Receiver<Option<MqttStatus>>);
+type Watching = Pin<Box<dyn Future<Output = Option<MqttWatch>> + Send>>;
+type Writing = Pin<Box<dyn Future<Output = (Arc<Report>, Done)> + Send>>;
+
+/// The writer's task and everything it owns.
+struct Desk<K> {
+    settings: Settings,
+    queued: mpsc::UnboundedReceiver<Arc<Report>>,
+    mqtt_watches: mpsc::UnboundedReceiver<MqttWatch>,
+    /// A small future per device with MQTT state, not a task: a change
+    /// marks the status and condition.
+    watching: FuturesUnordered<Watching>,
+    /// When to look at a device again, soonest first.
+    timers: BinaryHeap<Reverse<Timer>>,
+    /// Devices with something to write, waiting for a free write.
+    waiting: VecDeque<Arc<Report>>,
+    writing: FuturesUnordered<Writing>,
+    model: PhantomData<K>,
+}
+
+struct Timer {
+    at: Instant,
+    report: Arc<Report>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+impl<K: Model> Desk<K> {
+    async fn run(mut self) {
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse(t)| t.at);
             tokio::select! {
-                r = seen.link.changed() => {
-                    if r.is_err() { return }
-                    condition_stale = true;
+                Some(report) = self.queued.recv() => {
+                    report.state.lock().unwrap().queued = false;
+                    self.look_at(report);
                 }
-                r = seen.connected.changed() => {
-                    if r.is_err() { return }
-                    condition_stale = true;
+                Some((report, mqtt)) = self.mqtt_watches.recv() => {
+                    self.watching.push(watch(report, mqtt));
                 }
-                r = seen.mqtt.changed() => {
-                    if r.is_err() { return }
-                    (status_changed, condition_stale) = (true, true);
+                Some(Some((report, mqtt))) = self.watching.next() => {
+                    report.change(|s| {
+                        (s.status_changed, s.condition_stale) = (true, true);
+                        true
+                    });
+                    self.watching.push(watch(report, mqtt));
                 }
-                r = seen.reported.changed() => {
-                    if r.is_err() { return }
-                    status_changed = true;
-                }
-                // Not boxed: made on every wake-up, and small.
-                refused = async {
-                    tokio::time::sleep_until(refusals_quiet_until).await;
-                    seen.refusals.next().await
-                } => {
-                    let link = seen.link.borrow().clone();
-                    if let Some(link) = link {
-                        Box::pin(async {
-                            write_events::record(&self.api(), &self.reporter, &link, refused).await
-                        })
-                        .await;
-                        refusals_quiet_until = Instant::now() + write_events::AT_MOST_EVERY;
+                Some((report, done)) = self.writing.next() => {
+                    {
+                        let mut state = report.state.lock().unwrap();
+                        state.writing = false;
+                        state.done(done, self.settings.status_interval);
                     }
+                    self.look_at(report);
                 }
-                () = tokio::time::sleep_until(wake.unwrap_or(status_rests_until)), if wake.is_some() => {
-                    // The rest ended: the loop takes a turn.
-                    if turn.take().is_none() {
-                        continue;
-                    }
-                    status_changed = false;
-                    // The newest, including what changed while it waited.
-                    let status = status_writer::current(&seen.reported, &seen.mqtt)
-                        .map(|s| (digest(&s), s));
-                    if let Some((now, status)) = status.filter(|(now, _)| written != Some(*now)) {
-                        self.budget.wrote();
-                        let result = Box::pin(async {
-                            status_writer::write(&self.api::<K>(), &self.name, &self.manager, &status).await
-                        })
-                        .await;
-                        match result {
-                            Written::Yes => written = Some(now),
-                            Written::Gone => {}
-                            Written::No => status_changed = true,
-                        }
-                        status_rests_until = Instant::now() + self.status_interval;
-                    }
+                () = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    self.timers_due();
                 }
+                else => return,
+            }
+            self.start_waiting();
+        }
+    }
+
+    /// Looks at the devices whose timers are due.
+    fn timers_due(&mut self) {
+        let now = Instant::now();
+        while self.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+            let Reverse(Timer { at, report }) = self.timers.pop().expect("peeked");
+            let mut state = report.state.lock().unwrap();
+            // Only the timer it holds: an earlier one replaced later ones.
+            if state.timer == Some(at) {
+                state.timer = None;
+                drop(state);
+                self.look_at(report);
             }
         }
     }
 
-    /// The API of kind `T` in the device's namespace.
-    fn api<T>(&self) -> Api<T>
-    where
-        T: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-        T::DynamicType: Default,
-    {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    /// Starts what is due for a device, or has it wait for a free write,
+    /// or sets a timer for when something will be due.
+    fn look_at(&mut self, report: Arc<Report>) {
+        let mut state = report.state.lock().unwrap();
+        if state.gone || state.writing || state.waiting {
+            return; // Looked at again when its write is made or starts.
+        }
+        if self.writing.len() >= WRITES_AT_ONCE {
+            // Looked at when a write is free, whatever it then needs.
+            state.waiting = true;
+            drop(state);
+            self.waiting.push_back(report);
+            return;
+        }
+        match state.due(Instant::now(), &self.settings.budget) {
+            Due::Now(work) => {
+                state.writing = true;
+                drop(state);
+                self.writing.push(self.write(report, work));
+            }
+            // Only a timer sooner than the one it holds.
+            Due::Later(at) if state.timer.is_none_or(|t| at < t) => {
+                state.timer = Some(at);
+                drop(state);
+                self.timers.push(Reverse(Timer { at, report }));
+            }
+            Due::Later(_) | Due::Nothing => {}
+        }
     }
+
+    /// Devices that waited for a free write, in turn, while there is one.
+    fn start_waiting(&mut self) {
+        while self.writing.len() < WRITES_AT_ONCE {
+            let Some(report) = self.waiting.pop_front() else {
+                return;
+            };
+            report.state.lock().unwrap().waiting = false;
+            self.look_at(report);
+        }
+    }
+
+    /// The write of `work`, boxed: only writes being made have a future.
+    fn write(&self, report: Arc<Report>, work: Work) -> Writing {
+        let settings = &self.settings;
+        let (client, reporter, manager) = (
+            settings.client.clone(),
+            settings.reporter.clone(),
+            settings.manager.clone(),
+        );
+        let budget = settings.budget.clone();
+        Box::pin(async move {
+            let namespace = report.namespace.as_str();
+            let done = match work {
+                Work::Condition(link, outcome, mqtt) => {
+                    let outcome = with_delivery(outcome, mqtt.as_ref());
+                    let (links, events) = (api(&client, namespace), api(&client, namespace));
+                    link_status::update(&links, &events, &reporter, &link, outcome).await;
+                    Done::Condition
+                }
+                Work::Refused(link, refused) => {
+                    let events = api(&client, namespace);
+                    write_events::record(&events, &reporter, &link, refused).await;
+                    Done::Refused
+                }
+                Work::Status(digest, status) => {
+                    budget.wrote();
+                    let devices: Api<K> = api(&client, namespace);
+                    let written =
+                        status_writer::write(&devices, &report.name, &manager, &status).await;
+                    Done::Status(digest, written)
+                }
+            };
+            (report, done)
+        })
+    }
+}
+
+/// The API of kind `T` in `namespace`. (Made for each write: each is a few
+/// hundred bytes, kept for every device otherwise.)
+fn api<T>(client: &Client, namespace: &str) -> Api<T>
+where
+    T: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    T::DynamicType: Default,
+{
+    Api::namespaced(client.clone(), namespace)
+}
+
+/// Waits for a change of a device's MQTT state; `None` once the device or
+/// its connection is gone.
+fn watch(report: Arc<Report>, mut mqtt: watch::Receiver<Option<MqttStatus>>) -> Watching {
+    Box::pin(async move {
+        mqtt.changed().await.ok()?;
+        let gone = report.state.lock().unwrap().gone;
+        (!gone).then_some((report, mqtt))
+    })
 }
 
 fn digest(status: &str) -> u64 {
@@ -180,31 +552,19 @@ mod tests {
     use serde_json::{Value, json};
 
     type ApiServer = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+    type Respond = tower_test::mock::SendResponse<Response<Body>>;
 
-    const STATUS_PATH: &str =
-        "/apis/devices.edge.cattle.io/v1alpha1/namespaces/ns/dummyspecialdevices/fan/status";
+    fn status_path(name: &str) -> String {
+        format!(
+            "/apis/devices.edge.cattle.io/v1alpha1/namespaces/ns/dummyspecialdevices/{name}/status"
+        )
+    }
 
-    /// The mocked API server, the senders of the reported status and of
-    /// the MQTT status, and the writer's task.
-    type Started = (
-        ApiServer,
-        watch::Sender<Option<String>>,
-        watch::Sender<Option<MqttStatus>>,
-        tokio::task::JoinHandle<()>,
-    );
-
-    /// A writer for the fan `ns/fan` on a mocked API server, with the
-    /// senders of what it writes.
-    fn start(status_interval: Duration) -> Started {
+    /// A writer of fans on a mocked API server.
+    fn start(status_interval: Duration) -> (ApiServer, Writer) {
         let (service, server) = tower_test::mock::pair();
-        let (reported, reported_rx) = watch::channel(None);
-        let (mqtt, mqtt_rx) = watch::channel(None);
-        let (link, link_rx) = watch::channel(None);
-        let (connected, connected_rx) = watch::channel(None);
-        let writer = Writer {
+        let writer = Writer::start::<DummySpecialDevice>(Settings {
             client: Client::new(service, "default"),
-            namespace: "ns".into(),
-            name: "fan".into(),
             manager: "m".into(),
             reporter: Arc::new(Reporter {
                 controller: "c".into(),
@@ -212,107 +572,213 @@ mod tests {
             }),
             status_interval,
             budget: Arc::new(StatusBudget::new(100.0)),
-            model: PhantomData::<DummySpecialDevice>,
-        };
-        let task = tokio::spawn(async move {
-            // Held: the writer ends when they are dropped.
-            let _held = (link, connected);
-            writer
-                .run(Seen {
-                    reported: reported_rx,
-                    mqtt: mqtt_rx,
-                    link: link_rx,
-                    connected: connected_rx,
-                    refusals: Default::default(),
-                })
-                .await
         });
-        (server, reported, mqtt, task)
+        (server, writer)
     }
 
-    /// Answers the next request, which must write the fan's status; the
-    /// status written.
-    async fn status_written(server: &mut ApiServer) -> Value {
+    /// The report of fan `ns/name`, with the sender of its MQTT state.
+    fn fan(writer: &Writer, name: &str) -> (Arc<Report>, watch::Sender<Option<MqttStatus>>) {
+        let (mqtt, mqtt_rx) = watch::channel(None);
+        (writer.report("ns".into(), name.into(), mqtt_rx), mqtt)
+    }
+
+    /// The next request: its method, path and body, and its answer.
+    async fn next(server: &mut ApiServer) -> (String, String, Value, Respond) {
         let (request, respond) = server.next_request().await.expect("the writer is alive");
-        assert_eq!(
-            (request.method().as_str(), request.uri().path()),
-            ("PATCH", STATUS_PATH)
+        let (method, path) = (
+            request.method().to_string(),
+            request.uri().path().to_string(),
         );
-        let sent = request.into_body().collect_bytes().await.unwrap();
-        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (method, path, body, respond)
+    }
+
+    /// Answers `respond` with `status` and `body`.
+    fn answer(respond: Respond, status: StatusCode, body: &Value) {
+        respond.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(body).unwrap()))
+                .unwrap(),
+        );
+    }
+
+    /// Answers the next request, which must write the status of fan
+    /// `name`, as the API server would; the status written.
+    async fn status_written(server: &mut ApiServer, name: &str) -> Value {
+        let (method, path, sent, respond) = next(server).await;
+        assert_eq!((method.as_str(), path), ("PATCH", status_path(name)));
         let stored = json!({
             "apiVersion": "devices.edge.cattle.io/v1alpha1",
             "kind": "DummySpecialDevice",
-            "metadata": {"name": "fan", "namespace": "ns"},
+            "metadata": {"name": name, "namespace": "ns"},
             "spec": {"protocol": {"location": "attic"}},
             "status": sent["status"],
         });
-        respond.send_response(
-            Response::builder()
-                .status(StatusCode::OK)
-                .body(Body::from(serde_json::to_vec(&stored).unwrap()))
-                .unwrap(),
-        );
+        answer(respond, StatusCode::OK, &stored);
         sent["status"].clone()
     }
 
-    fn speed(n: i64) -> Option<String> {
-        Some(json!({"rotatingSpeed": n}).to_string())
+    /// Whether a request comes within `wait`.
+    async fn quiet(server: &mut ApiServer, wait: Duration) -> bool {
+        tokio::time::timeout(wait, server.next_request())
+            .await
+            .is_err()
+    }
+
+    fn speed(n: i64) -> String {
+        json!({"rotatingSpeed": n}).to_string()
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_status_is_written_when_it_changed_at_most_once_per_interval_and_the_newest() {
-        let (mut server, reported, mqtt, _writer) = start(Duration::from_secs(5));
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (fan, mqtt) = fan(&writer, "fan");
         let start = Instant::now();
-        reported.send_replace(speed(1));
+        fan.report(speed(1));
         assert_eq!(
-            status_written(&mut server).await,
+            status_written(&mut server, "fan").await,
             json!({"rotatingSpeed": 1})
         );
 
         // Two changes within the interval: one write once it is over, of
         // the newest.
-        reported.send_replace(speed(2));
-        reported.send_replace(speed(3));
+        fan.report(speed(2));
+        fan.report(speed(3));
         assert_eq!(
-            status_written(&mut server).await,
+            status_written(&mut server, "fan").await,
             json!({"rotatingSpeed": 3})
         );
         assert!(Instant::now() - start >= Duration::from_secs(5));
 
         // The same again is not written.
-        reported.send_replace(speed(3));
-        let nothing = tokio::time::timeout(Duration::from_secs(30), server.next_request()).await;
-        assert!(nothing.is_err(), "an unchanged status was written again");
+        fan.report(speed(3));
+        assert!(
+            quiet(&mut server, Duration::from_secs(30)).await,
+            "an unchanged status was written again"
+        );
 
         // The MQTT connection's state is part of the status.
         mqtt.send_replace(Some(MqttStatus {
             connected: true,
             ..Default::default()
         }));
-        let written = status_written(&mut server).await;
+        let written = status_written(&mut server, "fan").await;
         assert_eq!(written["rotatingSpeed"], 3);
         assert_eq!(written["extension"]["mqtt"]["connected"], true, "{written}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_status_write_is_made_again_after_the_interval() {
-        let (mut server, reported, _mqtt, _writer) = start(Duration::from_secs(5));
-        reported.send_replace(speed(7));
-        let (_, respond) = server.next_request().await.expect("the writer is alive");
-        respond.send_response(
-            Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .body(Body::from(
-                    br#"{"kind":"Status","code":500,"message":"etcd"}"#.to_vec(),
-                ))
-                .unwrap(),
-        );
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (fan, _mqtt) = fan(&writer, "fan");
+        fan.report(speed(7));
+        let (_, _, _, respond) = next(&mut server).await;
+        let failure = json!({"kind": "Status", "code": 500, "message": "etcd"});
+        answer(respond, StatusCode::INTERNAL_SERVER_ERROR, &failure);
         let failed = Instant::now();
         assert_eq!(
-            status_written(&mut server).await,
+            status_written(&mut server, "fan").await,
             json!({"rotatingSpeed": 7})
         );
         assert!(Instant::now() - failed >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_device_whose_write_hangs_does_not_hold_back_another() {
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (slow, _slow_mqtt) = fan(&writer, "slow");
+        let (quick, _quick_mqtt) = fan(&writer, "quick");
+        slow.report(speed(1));
+        let (_, path, _, _unanswered) = next(&mut server).await;
+        assert_eq!(path, status_path("slow"));
+        // The slow fan's write is never answered; the quick one writes on.
+        for n in 1..=3 {
+            quick.report(speed(n));
+            assert_eq!(
+                status_written(&mut server, "quick").await,
+                json!({"rotatingSpeed": n})
+            );
+        }
+        // Nor does the slow fan write again while its write is out.
+        slow.report(speed(2));
+        assert!(
+            quiet(&mut server, Duration::from_secs(30)).await,
+            "a second write of the same device was made at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_writes_make_one_event_at_most_every_ten_seconds() {
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (fan, _mqtt) = fan(&writer, "fan");
+        let link: DeviceLink = serde_json::from_value(json!({
+            "metadata": {"name": "fan", "namespace": "ns", "uid": "u1"},
+            "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
+                     "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1",
+                               "kind": "DummySpecialDevice"},
+                     "template": {}},
+        }))
+        .unwrap();
+        fan.refused("one".into());
+        fan.refused("two".into());
+        // Kept until the DeviceLink is known, then gathered into one Event.
+        assert!(
+            quiet(&mut server, Duration::from_secs(1)).await,
+            "an Event without its DeviceLink"
+        );
+        fan.set_link(Arc::new(link));
+        let (method, path, event, respond) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events")
+        );
+        let note = event["note"].as_str().unwrap_or_default();
+        assert!(note.contains("2 writes") && note.contains("two"), "{note}");
+        answer(respond, StatusCode::CREATED, &event);
+        let first = Instant::now();
+
+        fan.refused("three".into());
+        let (_, _, event, _) = next(&mut server).await;
+        assert!(Instant::now() - first >= write_events::AT_MOST_EVERY);
+        let note = event["note"].as_str().unwrap_or_default();
+        assert!(note.contains("was refused: three"), "{note}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_written_for_a_device_that_is_gone() {
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (fan, _mqtt) = fan(&writer, "fan");
+        fan.close();
+        fan.report(speed(1));
+        assert!(
+            quiet(&mut server, Duration::from_secs(30)).await,
+            "a gone device's status was written"
+        );
+    }
+
+    /// Each device has its report for as long as it runs, and a future
+    /// watching its MQTT state: memory per device. Prints their sizes
+    /// (docs/benchmarks.md quotes them).
+    #[test]
+    fn what_a_waiting_device_costs_stays_small() {
+        let (_mqtt, mqtt_rx) = watch::channel(None);
+        let (queue, _queued) = mpsc::unbounded_channel();
+        let report = Arc::new(Report {
+            namespace: "ns".into(),
+            name: "n".into(),
+            state: Mutex::new(State::new(mqtt_rx.clone())),
+            queue,
+        });
+        let watching = watch(report, mqtt_rx);
+        let sizes = [
+            ("report", std::mem::size_of::<Report>()),
+            ("MQTT state watch", std::mem::size_of_val(&*watching)),
+        ];
+        eprintln!("per-device state, bytes: {sizes:?}");
+        for (what, size) in sizes {
+            assert!(size <= 512, "the {what} takes {size} bytes");
+        }
     }
 }
