@@ -342,6 +342,27 @@ pub struct DeviceLinkStatus {
     /// Kept for Octopus compatibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_template_generation: Option<i64>,
+
+    /// Writes from MQTT the adaptor refused (written by the adaptor, at
+    /// most every ten seconds; the operator records each rise as a
+    /// WriteRefused Event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_writes: Option<RefusedWrites>,
+}
+
+/// The writes from MQTT an adaptor refused for a device, all told.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedWrites {
+    /// How many, since the DeviceLink was created.
+    #[schemars(range(min = 0))]
+    pub count: i64,
+    /// Why the last one was refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_message: String,
+    /// When the last one was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<Time>,
 }
 
 /// One stage of the DeviceLink pipeline.

@@ -1,9 +1,11 @@
 //! Events about DeviceLinks and devicelink's other objects
-//! (events.k8s.io/v1), as the operator, the adaptors and the bridge record
-//! them.
+//! (events.k8s.io/v1), as the operator and the bridge record them.
 
-use k8s_openapi::{api::events::v1::Event, apimachinery::pkg::apis::meta::v1::MicroTime};
-use kube::{Resource, ResourceExt, api::ObjectMeta};
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+};
+use kube::{Resource, api::ObjectMeta};
 
 /// Who records an event: the controller's name and the process.
 #[derive(Debug, Clone)]
@@ -27,10 +29,17 @@ pub struct Happening<'a> {
 /// `generateName` `<name>-` (names from `<name>.` are refused by the API
 /// server).
 pub fn about<K: Resource<DynamicType = ()>>(link: &K, what: &Happening, by: &Reporter) -> Event {
+    about_ref(link.object_ref(&()), what, by)
+}
+
+/// An Event about the object `regarding` refers to (which must name it
+/// and its namespace), as [`about`].
+pub fn about_ref(regarding: ObjectReference, what: &Happening, by: &Reporter) -> Event {
+    let name = regarding.name.as_deref().unwrap_or_default();
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", link.name_any())),
-            namespace: link.namespace(),
+            generate_name: Some(format!("{name}-")),
+            namespace: regarding.namespace.clone(),
             ..Default::default()
         },
         event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
@@ -38,7 +47,7 @@ pub fn about<K: Resource<DynamicType = ()>>(link: &K, what: &Happening, by: &Rep
         reason: Some(what.reason.to_string()),
         action: Some(what.action.to_string()),
         note: Some(note_within_limit(what.note).to_string()),
-        regarding: Some(link.object_ref(&())),
+        regarding: Some(regarding),
         reporting_controller: Some(by.controller.clone()),
         reporting_instance: Some(by.instance.clone()),
         ..Default::default()

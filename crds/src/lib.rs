@@ -29,7 +29,9 @@ pub mod property;
 mod schema;
 
 pub use condition::{ConditionStatus, ConditionType, Outcome};
-pub use devicelink::{DeviceLink, DeviceLinkCondition, DeviceLinkSpec, DeviceLinkStatus};
+pub use devicelink::{
+    DeviceLink, DeviceLinkCondition, DeviceLinkSpec, DeviceLinkStatus, RefusedWrites,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

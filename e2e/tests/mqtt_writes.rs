@@ -1,13 +1,14 @@
 //! Writes from MQTT: a JSON object of property values published on the
 //! device's write topic changes the device; a write naming a read-only or
 //! unknown property, or one that is not JSON, is refused as a whole with a
-//! reply naming the reason, and a Warning Event on the DeviceLink.
+//! reply naming the reason, counted on the DeviceLink with a Warning Event.
 
 use std::time::Duration;
 
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     Broker, LocalKubelet, apply, begin, create_connected, delete_link_and_wait, dummy_link,
+    eventually_showing,
     mqtt::{self, Received, Subscriber},
     process::start_operator,
     wait_event,
@@ -107,6 +108,17 @@ async fn writes_on_the_write_topic_change_the_fan_and_bad_ones_get_a_reason() {
         still.payload["rotatingSpeed"].as_i64().unwrap() > 200,
         "{still:?}"
     );
+    // Counted on the DeviceLink (the first at once, the rest within ten
+    // seconds), each rise an Event the operator records.
+    eventually_showing("the four refused writes counted", WAIT, || async {
+        let link = links.get(name).await.map_err(|e| e.to_string())?;
+        let counted = link.status.and_then(|s| s.refused_writes);
+        match &counted {
+            Some(c) if c.count == 4 && c.last_message.contains("is not JSON") => Ok(()),
+            _ => Err(format!("{counted:?}")),
+        }
+    })
+    .await;
     wait_event(&client, namespace, name, "WriteRefused", "Warning").await;
 
     // A retained write is applied when it is published (subscribers that

@@ -1,5 +1,5 @@
-//! Events on DeviceLinks (events.k8s.io/v1), one per reconcile that changed
-//! conditions.
+//! Events on DeviceLinks (events.k8s.io/v1): one per reconcile that changed
+//! conditions, and those of what adaptors report (reported.rs).
 //!
 //! Written directly rather than through kube-runtime's Recorder: that keeps
 //! every event it sent for six minutes to count repeats, which at thousands
@@ -45,6 +45,28 @@ impl Events {
             .create(&PostParams::default(), &event)
             .await?;
         Ok(())
+    }
+
+    /// Records what an adaptor reported (see reported.rs); a failure is
+    /// logged (the status keeps what happened).
+    pub async fn record(&self, happened: crate::reported::Happened) {
+        let namespace = happened.regarding.namespace.clone().unwrap_or_default();
+        let event = devicelink_api::events::about_ref(
+            happened.regarding,
+            &Happening {
+                warning: happened.warning,
+                reason: &happened.reason,
+                action: happened.action,
+                note: &happened.note,
+            },
+            &self.reporter,
+        );
+        if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+        {
+            tracing::warn!(error = %e, reason = %happened.reason, "could not record an Event");
+        }
     }
 
     /// Its reason is that of the first condition that is not True, the one

@@ -23,5 +23,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 mod references;
+mod reported;
 mod stages;
 mod watch_filter;

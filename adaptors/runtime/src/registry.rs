@@ -38,7 +38,6 @@ use crate::{
     write_ledger::WriteLedger,
     writer::{self, Report, Writer},
 };
-use devicelink_api::events::Reporter;
 use devicelink_mqtt::{
     BufferBudget, MqttMetrics,
     publisher::{DeviceMqtt, WriteRequest},
@@ -372,7 +371,6 @@ where
         writes: Writer::start::<K>(writer::Settings {
             client: writer.clone(),
             manager: shared.manager.clone(),
-            reporter: shared.reporter.clone(),
             status_interval: shared.config.status_interval,
             budget: shared.status_budget.clone(),
         }),
@@ -800,7 +798,6 @@ impl RuntimeConfig {
 /// What every device of the adaptor shares.
 struct Shared {
     metrics: MqttMetrics,
-    reporter: Arc<Reporter>,
     /// Field manager of status writes.
     manager: Arc<str>,
     /// The MQTT connections devices share, unless sharing is off.
@@ -818,11 +815,6 @@ impl Shared {
         let metrics = MqttMetrics::default();
         Shared {
             metrics: metrics.clone(),
-            reporter: Arc::new(Reporter {
-                controller: format!("edge.cattle.io/devicelink-adaptor-{short_name}"),
-                instance: std::env::var("POD_NAME")
-                    .unwrap_or_else(|_| format!("{short_name}-{}", config.node)),
-            }),
             manager: format!("devicelink-adaptor-{short_name}").into(),
             status_budget: Arc::new(StatusBudget::new(config.status_writes_per_second)),
             buffer_budget: Arc::new(BufferBudget::new(config.mqtt_buffer_budget())),

@@ -1,8 +1,8 @@
 //! One writer for all devices of a model: what the adaptor writes to the
 //! API server about its devices. That is each device's status
-//! (status_writer.rs), its DeviceLink's DeviceConnected condition with an
-//! Event per change (link_status.rs), and Events for the writes from MQTT
-//! it refused (write_events.rs).
+//! (status_writer.rs), its DeviceLink's DeviceConnected condition
+//! (link_status.rs), and the count of writes from MQTT it refused on the
+//! DeviceLink (refused_writes.rs). (The operator records Events of both.)
 //!
 //! A device has a [`Report`]: what its writes are made of and when they
 //! are due, as data. A device puts its report on the writer's queue when
@@ -16,8 +16,8 @@
 //! `--status-interval` for the device and within the adaptor's budget
 //! (status_budget.rs), always the newest when its turn comes. (Per-sample
 //! status writes have taken API servers down; samples go to MQTT.) The
-//! condition and Events are not held back by the status: they are rare and
-//! say what a user waits for.
+//! condition and refused writes are not held back by the status: they are
+//! rare and say what a user waits for.
 
 use std::{
     cmp::Reverse,
@@ -28,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{DeviceLink, Outcome, events::Reporter, property::MqttStatus};
+use devicelink_api::{DeviceLink, Outcome, property::MqttStatus};
 use futures::{StreamExt, stream::FuturesUnordered};
 use kube::{Api, Client};
 use tokio::{
@@ -41,9 +41,9 @@ use crate::{
     connected::with_delivery,
     link_status,
     model::Model,
+    refused_writes::{self, Counted, Refused},
     status_budget::{StatusBudget, Turn},
     status_writer::{self, Written},
-    write_events::{self, Refused},
 };
 
 /// Most API writes the writer makes at once; the others wait their turn
@@ -58,7 +58,6 @@ pub(crate) struct Settings {
     pub(crate) client: Client,
     /// Field manager of status writes.
     pub(crate) manager: Arc<str>,
-    pub(crate) reporter: Arc<Reporter>,
     /// Least time between two status writes of one device.
     pub(crate) status_interval: Duration,
     pub(crate) budget: Arc<StatusBudget>,
@@ -138,7 +137,7 @@ struct State {
     link: Option<Arc<DeviceLink>>,
     /// The device's MQTT connection state.
     mqtt: watch::Receiver<Option<MqttStatus>>,
-    /// Refused writes not yet recorded in an Event.
+    /// Refused writes not yet counted on the DeviceLink.
     refused: Option<Refused>,
     /// A digest of the status last written, not its text: the reported
     /// text is kept already, and this is for every device.
@@ -184,7 +183,7 @@ enum Due {
 /// What became of a write.
 enum Done {
     Condition,
-    Refused,
+    Refused(Counted),
     Status(u64, Written),
 }
 
@@ -211,8 +210,8 @@ impl State {
         }
     }
 
-    /// What is due at `now`, in order: the condition, refused writes'
-    /// Event, the status (taking a turn in the budget once it may write).
+    /// What is due at `now`, in order: the condition, the count of
+    /// refused writes, the status (taking a turn in the budget once it may write).
     fn due(&mut self, now: Instant, budget: &Arc<StatusBudget>) -> Due {
         if self.condition_stale {
             self.condition_stale = false;
@@ -260,7 +259,13 @@ impl State {
         let now = Instant::now();
         match done {
             Done::Condition => {}
-            Done::Refused => self.refusals_quiet_until = now + write_events::AT_MOST_EVERY,
+            Done::Refused(Counted::Yes) => {
+                self.refusals_quiet_until = now + refused_writes::AT_MOST_EVERY;
+            }
+            Done::Refused(Counted::No(unwritten)) => {
+                Refused::put_back(&mut self.refused, unwritten);
+                self.refusals_quiet_until = now + refused_writes::AGAIN_AFTER_CONFLICT;
+            }
             Done::Status(digest, written) => {
                 match written {
                     Written::Yes => self.written = Some(digest),
@@ -308,22 +313,11 @@ impl Report {
         });
     }
 
-    /// A write from MQTT was refused, and why: gathered into the device's
-    /// next Event about refused writes.
+    /// A write from MQTT was refused, and why: added to the DeviceLink's
+    /// count with the others of the next ten seconds.
     pub(crate) fn refused(self: &Arc<Self>, why: String) {
         self.change(|s| {
-            match s.refused.as_mut() {
-                Some(r) => {
-                    r.count += 1;
-                    r.last = why;
-                }
-                None => {
-                    s.refused = Some(Refused {
-                        count: 1,
-                        last: why,
-                    })
-                }
-            }
+            Refused::add(&mut s.refused, why);
             true
         });
     }
@@ -483,25 +477,19 @@ impl<K: Model> Desk<K> {
     /// The write of `work`, boxed: only writes being made have a future.
     fn write(&self, report: Arc<Report>, work: Work) -> Writing {
         let settings = &self.settings;
-        let (client, reporter, manager) = (
-            settings.client.clone(),
-            settings.reporter.clone(),
-            settings.manager.clone(),
-        );
+        let (client, manager) = (settings.client.clone(), settings.manager.clone());
         let budget = settings.budget.clone();
         Box::pin(async move {
             let namespace = report.namespace.as_str();
             let done = match work {
                 Work::Condition(link, outcome, mqtt) => {
                     let outcome = with_delivery(outcome, mqtt.as_ref());
-                    let (links, events) = (api(&client, namespace), api(&client, namespace));
-                    link_status::update(&links, &events, &reporter, &link, outcome).await;
+                    link_status::update(&api(&client, namespace), &link, outcome).await;
                     Done::Condition
                 }
                 Work::Refused(link, refused) => {
-                    let events = api(&client, namespace);
-                    write_events::record(&events, &reporter, &link, refused).await;
-                    Done::Refused
+                    let links = api(&client, namespace);
+                    Done::Refused(refused_writes::count(&links, &link, refused).await)
                 }
                 Work::Status(digest, status) => {
                     budget.wrote();
@@ -566,10 +554,6 @@ mod tests {
         let writer = Writer::start::<DummySpecialDevice>(Settings {
             client: Client::new(service, "default"),
             manager: "m".into(),
-            reporter: Arc::new(Reporter {
-                controller: "c".into(),
-                instance: "i".into(),
-            }),
             status_interval,
             budget: Arc::new(StatusBudget::new(100.0)),
         });
@@ -709,41 +693,92 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn refused_writes_make_one_event_at_most_every_ten_seconds() {
-        let (mut server, writer) = start(Duration::from_secs(5));
-        let (fan, _mqtt) = fan(&writer, "fan");
-        let link: DeviceLink = serde_json::from_value(json!({
-            "metadata": {"name": "fan", "namespace": "ns", "uid": "u1"},
-            "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
-                     "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1",
-                               "kind": "DummySpecialDevice"},
-                     "template": {}},
-        }))
-        .unwrap();
-        fan.refused("one".into());
-        fan.refused("two".into());
-        // Kept until the DeviceLink is known, then gathered into one Event.
-        assert!(
-            quiet(&mut server, Duration::from_secs(1)).await,
-            "an Event without its DeviceLink"
-        );
-        fan.set_link(Arc::new(link));
-        let (method, path, event, respond) = next(&mut server).await;
+    /// A fan's DeviceLink at `version`, with `refused` writes counted.
+    fn link(version: &str, refused: i64) -> Arc<DeviceLink> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "fan", "namespace": "ns", "uid": "u1",
+                             "resourceVersion": version},
+                "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
+                         "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1",
+                                   "kind": "DummySpecialDevice"},
+                         "template": {}},
+                "status": {"refusedWrites": {"count": refused}},
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// The next request, which must count refused writes on the fan's
+    /// DeviceLink: the resourceVersion it was made at and what it counts.
+    async fn refusals_counted(server: &mut ApiServer) -> (String, Value, Respond) {
+        let (method, path, sent, respond) = next(server).await;
         assert_eq!(
             (method.as_str(), path.as_str()),
-            ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events")
+            (
+                "PATCH",
+                "/apis/edge.cattle.io/v1alpha1/namespaces/ns/devicelinks/fan/status"
+            )
         );
-        let note = event["note"].as_str().unwrap_or_default();
-        assert!(note.contains("2 writes") && note.contains("two"), "{note}");
-        answer(respond, StatusCode::CREATED, &event);
-        let first = Instant::now();
+        let version = sent["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        (
+            version.to_string(),
+            sent["status"]["refusedWrites"].clone(),
+            respond,
+        )
+    }
 
+    #[tokio::test(start_paused = true)]
+    async fn refused_writes_are_counted_at_most_every_ten_seconds_and_none_is_lost() {
+        let (mut server, writer) = start(Duration::from_secs(5));
+        let (fan, _mqtt) = fan(&writer, "fan");
+        fan.refused("one".into());
+        fan.refused("two".into());
+        // Kept until the DeviceLink is known, then counted in one write.
+        assert!(
+            quiet(&mut server, Duration::from_secs(1)).await,
+            "refusals counted without their DeviceLink"
+        );
+        fan.set_link(link("7", 5));
+        let (version, counted, respond) = refusals_counted(&mut server).await;
+        assert_eq!(version, "7");
+        assert_eq!(
+            (&counted["count"], &counted["lastMessage"]),
+            (&json!(7), &json!("two"))
+        );
+        // Someone wrote the DeviceLink first: counted again on the newest
+        // version, with what was refused meanwhile.
+        answer(
+            respond,
+            StatusCode::CONFLICT,
+            &json!({"kind": "Status", "code": 409}),
+        );
         fan.refused("three".into());
-        let (_, _, event, _) = next(&mut server).await;
-        assert!(Instant::now() - first >= write_events::AT_MOST_EVERY);
-        let note = event["note"].as_str().unwrap_or_default();
-        assert!(note.contains("was refused: three"), "{note}");
+        fan.set_link(link("8", 5));
+        let (version, counted, respond) = refusals_counted(&mut server).await;
+        assert_eq!(version, "8");
+        assert_eq!(
+            (&counted["count"], &counted["lastMessage"]),
+            (&json!(8), &json!("three"))
+        );
+        answer(
+            respond,
+            StatusCode::OK,
+            &serde_json::to_value(&*link("9", 8)).unwrap(),
+        );
+        let written = Instant::now();
+
+        fan.set_link(link("9", 8));
+        fan.refused("four".into());
+        let (version, counted, _) = refusals_counted(&mut server).await;
+        assert!(Instant::now() - written >= refused_writes::AT_MOST_EVERY);
+        assert_eq!(version, "9");
+        assert_eq!(
+            (&counted["count"], &counted["lastMessage"]),
+            (&json!(9), &json!("four"))
+        );
     }
 
     #[tokio::test(start_paused = true)]

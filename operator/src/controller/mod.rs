@@ -47,7 +47,9 @@ use crate::{
     events::Events,
     http::Readiness,
     metrics::Metrics,
-    references, stages, watch_filter,
+    references,
+    reported::{self, Reported},
+    stages, watch_filter,
 };
 
 mod bridge_grants;
@@ -170,11 +172,22 @@ pub async fn run(
     readiness.set(false);
     let links_api: Api<DeviceLink> = Api::all(client.clone());
     let reader = links.as_reader();
+    let events = Events::new(client.clone(), MANAGER, &config.identity());
+    // What adaptors report on DeviceLinks, recorded as Events while this
+    // replica leads.
+    let (happened, to_record) = tokio::sync::mpsc::unbounded_channel();
+    let _recorder = AbortOnDrop(tokio::spawn(reported::record(to_record, events.clone())));
+    let mut reported = Reported::default();
     let link_events = reflector(
         links,
         watcher(links_api, watcher::Config::default().any_semantic()).modify(watch_filter::slim),
     )
     .default_backoff()
+    .inspect(move |event| {
+        for h in event.iter().flat_map(|e| reported.observe(e)) {
+            let _ = happened.send(h);
+        }
+    })
     .applied_objects();
     // Bounded: each reconcile in flight holds a connection to the API server.
     let controller = Controller::for_stream(link_events, reader.clone())
@@ -211,7 +224,7 @@ pub async fn run(
     });
     let ctx = Arc::new(Context {
         broker,
-        events: Events::new(client.clone(), MANAGER, &config.identity()),
+        events,
         metrics,
         devices,
         applied: Mutex::default(),
