@@ -191,7 +191,9 @@ pub fn true_prefix(current: &[DeviceLinkCondition], stage: ConditionType) -> Opt
         .collect()
 }
 
-fn merge(
+/// The condition of `stage` once `outcome` is recorded over `existing`:
+/// `existing` itself if nothing changed, new timestamps only for what did.
+pub fn merge(
     existing: Option<&DeviceLinkCondition>,
     stage: ConditionType,
     outcome: &Outcome,

@@ -121,7 +121,8 @@ async fn an_adaptor_writes_only_its_own_nodes_devices_and_links() {
         },
     )
     .await;
-    // (DeviceConnected is written whole, with an update, as the adaptor does.)
+    // (The whole status, with an update; the adaptor itself patches
+    // DeviceConnected and its count of refused writes, below.)
     let with_condition = |mut link: DeviceLink| {
         link.status = serde_json::from_value(json!({"conditions": [{"type": "NodeExisted",
             "status": "True", "reason": "Success", "message": "",

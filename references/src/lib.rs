@@ -222,14 +222,37 @@ pub enum Update {
 pub(crate) type Followed = HashMap<ObjectKey, Read>;
 
 /// Resolves a DeviceLink's references against the followed objects.
-fn resolve(link: &DeviceLink, objects: &Followed) -> References {
-    let owner = serde_json::to_value(link).unwrap_or_default();
-    resolve_in(
-        &link.namespace().unwrap_or_default(),
-        &link.spec.references,
-        &owner,
-        objects,
-    )
+/// Of `owner` (a DeviceLink as JSON), only the fields that the downwardAPI
+/// items of `references` name, where they are: what resolving them needs.
+/// `Null` if they name none (nearly always).
+pub fn downward_fields(owner: &Value, references: &[DeviceLinkReference]) -> Value {
+    let mut kept = Value::Null;
+    let paths = references
+        .iter()
+        .filter_map(|r| r.downward_api.as_ref())
+        .flat_map(|d| d.items.iter().map(|i| i.field_ref.field_path.as_str()));
+    for path in paths {
+        let parts: Vec<&str> = match path.split_once("['") {
+            Some((head, _)) => head.split('.').collect(),
+            None => path.split('.').collect(),
+        };
+        let Some(value) = parts.iter().try_fold(owner, |v, p| v.get(p)) else {
+            continue;
+        };
+        let mut at = &mut kept;
+        for part in &parts {
+            if !at.is_object() {
+                *at = Value::Object(Default::default());
+            }
+            at = at
+                .as_object_mut()
+                .expect("made an object")
+                .entry(part.to_string())
+                .or_insert(Value::Null);
+        }
+        *at = value.clone();
+    }
+    kept
 }
 
 /// Resolves `references` of `owner` (an object in `namespace`, whose fields
@@ -404,7 +427,24 @@ impl Following {
 
     /// The DeviceLink's references, resolved against what is followed.
     pub fn resolve(&self, link: &DeviceLink) -> References {
-        let mut references = resolve(link, &self.followed);
+        let owner = serde_json::to_value(link).unwrap_or_default();
+        self.resolve_link_parts(
+            &link.namespace().unwrap_or_default(),
+            &link.spec.references,
+            &owner,
+        )
+    }
+
+    /// [`Self::resolve`] for a DeviceLink kept only in part: its namespace,
+    /// its references, and the fields their downwardAPI items name (as
+    /// [`downward_fields`] keeps them).
+    pub fn resolve_link_parts(
+        &self,
+        namespace: &str,
+        references: &[DeviceLinkReference],
+        owner: &Value,
+    ) -> References {
+        let mut references = resolve_in(namespace, references, owner, &self.followed);
         if let Some(key) = &self.identity {
             let entry = entry_of(key, &self.followed, &[]);
             references
@@ -526,6 +566,19 @@ fn config_map_data(config_map: ConfigMap) -> Data {
 
 #[cfg(test)]
 mod tests {
+    /// `link`'s references resolved against `objects`, from what is kept
+    /// of it (as an adaptor keeps it).
+    fn resolve(link: &DeviceLink, objects: &Followed) -> References {
+        let whole = serde_json::to_value(link).unwrap();
+        let owner = downward_fields(&whole, &link.spec.references);
+        resolve_in(
+            &link.namespace().unwrap_or_default(),
+            &link.spec.references,
+            &owner,
+            objects,
+        )
+    }
+
     use super::*;
 
     fn link(references: Value) -> DeviceLink {
@@ -668,5 +721,14 @@ mod tests {
         assert_eq!(refs.text(&item("self", "ns")).unwrap(), "plant");
         assert_eq!(refs.text(&item("self", "line")).unwrap(), "3");
         assert_eq!(refs.text(&item("self", "node")).unwrap(), "edge-1");
+        // Only what the items name is kept.
+        let whole = serde_json::to_value(&link).unwrap();
+        assert_eq!(
+            downward_fields(&whole, &link.spec.references),
+            serde_json::json!({
+                "metadata": {"namespace": "plant", "labels": {"line": "3"}},
+                "spec": {"adaptor": {"node": "edge-1"}},
+            })
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod bytes;
 mod connected;
 mod context;
 mod health;
+mod link;
 mod link_status;
 mod metrics;
 mod model;

@@ -11,10 +11,12 @@ use std::time::Duration;
 use devicelink_api::{DeviceLink, RefusedWrites};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{Patch, PatchParams},
 };
 use tracing::warn;
+
+use crate::link::Link;
 
 /// Least time between two such writes of one device.
 pub(crate) const AT_MOST_EVERY: Duration = Duration::from_secs(10);
@@ -70,24 +72,19 @@ pub(crate) enum Counted {
 /// Adds `refused` to the DeviceLink's count. The patch carries the
 /// resourceVersion the count was read at, so two writes never add to the
 /// same number.
-pub(crate) async fn count(api: &Api<DeviceLink>, link: &DeviceLink, refused: Refused) -> Counted {
-    let before = link
-        .status
-        .as_ref()
-        .and_then(|s| s.refused_writes.as_ref())
-        .map_or(0, |r| r.count);
+pub(crate) async fn count(api: &Api<DeviceLink>, link: &Link, refused: Refused) -> Counted {
     let total = RefusedWrites {
-        count: before + refused.count,
+        count: link.refused + refused.count,
         last_message: refused.last.clone(),
         last_time: Some(refused.at.clone()),
     };
     let patch = serde_json::json!({
-        "metadata": {"resourceVersion": link.resource_version()},
+        "metadata": {"resourceVersion": link.resource_version},
         "status": {"refusedWrites": total},
     });
-    let name = link.name_any();
+    let name = &link.name;
     match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => Counted::Yes,

@@ -30,6 +30,7 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites},
     health::{self, Health, LoopHealth},
+    link::Link,
     metrics,
     model::Model,
     release,
@@ -42,7 +43,7 @@ use devicelink_mqtt::{
     BufferBudget, MqttMetrics,
     publisher::{DeviceMqtt, WriteRequest},
 };
-use devicelink_references::{Following, ObjectKey, References, Update as ObjectUpdate, objects_of};
+use devicelink_references::{Following, ObjectKey, References, Update as ObjectUpdate};
 
 /// Settings every adaptor takes, from flags or the environment (the operator
 /// sets them in the adaptor pod).
@@ -141,7 +142,7 @@ struct Running<K> {
 /// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
 /// they reference.
 struct Links {
-    known: HashMap<String, Arc<DeviceLink>>,
+    known: HashMap<String, Arc<Link>>,
     following: Following,
 }
 
@@ -151,14 +152,17 @@ impl Links {
         Arc::new(
             self.known
                 .get(key)
-                .map(|l| self.following.resolve(l))
+                .map(|l| {
+                    self.following
+                        .resolve_link_parts(&l.namespace, &l.references, &l.downward)
+                })
                 .unwrap_or_else(References::awaiting_link),
         )
     }
 
     /// Follows exactly the objects the known DeviceLinks reference.
     fn follow_referenced(&mut self) {
-        let wanted = self.known.values().flat_map(|l| objects_of(l)).collect();
+        let wanted = self.known.values().flat_map(|l| l.objects()).collect();
         self.following.want(wanted);
     }
 }
@@ -441,16 +445,7 @@ fn updates<K: Model>(
         )),
     )
     .default_backoff()
-    // The template's spec is the device's spec, which the device watch
-    // brings; status writes (PUT on /status) take only the status from what
-    // is sent, so the metadata nobody here reads is dropped too.
-    .modify(|l| {
-        let meta = l.meta_mut();
-        meta.managed_fields = None;
-        meta.labels = None;
-        meta.annotations = None;
-        l.spec.template.spec = None;
-    })
+    // Each is kept as a Link (link.rs), reduced to what the runtime reads.
     .map(Update::Link);
     stream::select(devices, links).boxed()
 }
@@ -599,9 +594,8 @@ where
         let links = &mut self.links;
         links.following.record(object, update);
         for (k, r) in &self.running {
-            let uses = |l: &DeviceLink| {
-                links.following.is_identity(object) || objects_of(l).contains(object)
-            };
+            let uses =
+                |l: &Link| links.following.is_identity(object) || l.objects().contains(object);
             if links.known.get(k).is_some_and(|l| uses(l)) {
                 let now = links.references(k);
                 r.references
@@ -660,7 +654,7 @@ fn know_link<K>(
     k: String,
     link: DeviceLink,
 ) {
-    let link = Arc::new(link);
+    let link = Arc::new(Link::from(link));
     if let Some(r) = running.get(&k) {
         r.report.set_link(link.clone());
     }

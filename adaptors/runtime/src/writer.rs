@@ -28,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::{DeviceLink, Outcome, property::MqttStatus};
+use devicelink_api::{Outcome, property::MqttStatus};
 use futures::{StreamExt, stream::FuturesUnordered};
 use kube::{Api, Client};
 use tokio::{
@@ -39,6 +39,7 @@ use tokio::{
 
 use crate::{
     connected::with_delivery,
+    link::Link,
     link_status,
     model::Model,
     refused_writes::{self, Counted, Refused},
@@ -134,7 +135,7 @@ struct State {
     /// What the device task says of DeviceConnected.
     connected: Option<Outcome>,
     /// The DeviceLink as last seen.
-    link: Option<Arc<DeviceLink>>,
+    link: Option<Arc<Link>>,
     /// The device's MQTT connection state.
     mqtt: watch::Receiver<Option<MqttStatus>>,
     /// Refused writes not yet counted on the DeviceLink.
@@ -166,8 +167,8 @@ struct State {
 /// an allocation.)
 #[allow(clippy::large_enum_variant)]
 enum Work {
-    Condition(Arc<DeviceLink>, Outcome, Option<MqttStatus>),
-    Refused(Arc<DeviceLink>, Refused),
+    Condition(Arc<Link>, Outcome, Option<MqttStatus>),
+    Refused(Arc<Link>, Refused),
     /// The status's digest and text.
     Status(u64, String),
 }
@@ -305,7 +306,7 @@ impl Report {
 
     /// The DeviceLink as now seen: its condition is looked at again (a
     /// write that lost to another writer is made again on the new version).
-    pub(crate) fn set_link(self: &Arc<Self>, link: Arc<DeviceLink>) {
+    pub(crate) fn set_link(self: &Arc<Self>, link: Arc<Link>) {
         self.change(|s| {
             s.link = Some(link);
             s.condition_stale = true;
@@ -694,9 +695,9 @@ mod tests {
     }
 
     /// A fan's DeviceLink at `version`, with `refused` writes counted.
-    fn link(version: &str, refused: i64) -> Arc<DeviceLink> {
-        Arc::new(
-            serde_json::from_value(json!({
+    fn link(version: &str, refused: i64) -> Arc<Link> {
+        Arc::new(Link::from(
+            serde_json::from_value::<devicelink_api::DeviceLink>(json!({
                 "metadata": {"name": "fan", "namespace": "ns", "uid": "u1",
                              "resourceVersion": version},
                 "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
@@ -706,7 +707,7 @@ mod tests {
                 "status": {"refusedWrites": {"count": refused}},
             }))
             .unwrap(),
-        )
+        ))
     }
 
     /// The next request, which must count refused writes on the fan's
@@ -763,11 +764,13 @@ mod tests {
             (&counted["count"], &counted["lastMessage"]),
             (&json!(8), &json!("three"))
         );
-        answer(
-            respond,
-            StatusCode::OK,
-            &serde_json::to_value(&*link("9", 8)).unwrap(),
-        );
+        let stored = json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+            "metadata": {"name": "fan", "namespace": "ns", "resourceVersion": "9"},
+            "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
+                     "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1",
+                               "kind": "DummySpecialDevice"},
+                     "template": {}}});
+        answer(respond, StatusCode::OK, &stored);
         let written = Instant::now();
 
         fan.set_link(link("9", 8));
