@@ -45,15 +45,23 @@ pub enum Change<K> {
     Write(WriteRequest),
 }
 
+/// A device's spec and the values of its references, as the registry
+/// hands them to its task (one channel for both).
+pub(crate) struct Spec<K> {
+    pub(crate) device: Arc<K>,
+    pub(crate) references: Arc<References>,
+}
+
 /// Handed to each device task. Dropping it stops nothing; the task ends when
 /// [`DeviceContext::changed`] returns `None`.
 pub struct DeviceContext<K: Model> {
-    device: watch::Receiver<Arc<K>>,
+    spec: watch::Receiver<Spec<K>>,
     /// The device whose spec the task was last handed ([`Change::Spec`], or
     /// at the start): a spec that arrives while the task is busy is told
     /// at its next [`DeviceContext::changed`], measured against this.
     acted_on: Arc<K>,
-    references: watch::Receiver<Arc<References>>,
+    /// The references' values the task was last handed.
+    references_acted_on: Arc<References>,
     link: TopicContext,
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
@@ -78,20 +86,25 @@ impl<K: Model> DeviceContext<K> {
     // taken apart here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        device: watch::Receiver<Arc<K>>,
-        references: watch::Receiver<Arc<References>>,
+        spec: watch::Receiver<Spec<K>>,
         publisher: SharedPublisher,
         mqtt: Arc<DeviceMqtt>,
         writes: SharedWrites,
         report: Arc<Report>,
         ledger: Arc<Mutex<WriteLedger>>,
     ) -> Self {
-        let link = topic_context(device.borrow().as_ref());
-        let acted_on = device.borrow().clone();
+        let (link, acted_on, references_acted_on) = {
+            let now = spec.borrow();
+            (
+                topic_context(now.device.as_ref()),
+                now.device.clone(),
+                now.references.clone(),
+            )
+        };
         let mut ctx = DeviceContext {
-            device,
+            spec,
             acted_on,
-            references,
+            references_acted_on,
             link,
             publisher,
             mqtt,
@@ -108,7 +121,7 @@ impl<K: Model> DeviceContext<K> {
     /// kept (the runtime writes it from what the task reports, see
     /// [`DeviceContext::report`]), so it reads as none.
     pub fn device(&self) -> Arc<K> {
-        self.device.borrow().clone()
+        self.spec.borrow().device.clone()
     }
 
     /// `namespace/name` of the device (and of its DeviceLink).
@@ -119,7 +132,7 @@ impl<K: Model> DeviceContext<K> {
     /// The values of the DeviceLink's `spec.references`, for the `*Ref`
     /// fields of the device's settings.
     pub fn references(&self) -> Arc<References> {
-        self.references.borrow().clone()
+        self.spec.borrow().references.clone()
     }
 
     /// The DeviceLink as topic templates see it (`:namespace`, `:name`,
@@ -173,19 +186,20 @@ impl<K: Model> DeviceContext<K> {
         let mut writes = writes.lock().await;
         loop {
             tokio::select! {
-                r = self.device.changed() => {
+                r = self.spec.changed() => {
                     r.ok()?;
+                    let references = self.references();
+                    if !Arc::ptr_eq(&references, &self.references_acted_on) {
+                        self.references_acted_on = references;
+                        let now = self.new_spec().map_or_else(|| self.device(), |(now, _)| now);
+                        // A rotated credential: reconnect with it.
+                        self.configure_mqtt(None, true);
+                        return Some(Change::Spec(now));
+                    }
                     if let Some(now) = self.new_spec() {
                         self.configure_mqtt(Some(now.1.as_ref()), false);
                         return Some(Change::Spec(now.0));
                     }
-                }
-                r = self.references.changed() => {
-                    r.ok()?;
-                    let now = self.new_spec().map_or_else(|| self.device(), |(now, _)| now);
-                    // A rotated credential: reconnect with it.
-                    self.configure_mqtt(None, true);
-                    return Some(Change::Spec(now));
                 }
                 Some(w) = writes.recv() => return Some(Change::Write(*w)),
             }
@@ -246,7 +260,7 @@ impl<K: Model> DeviceContext<K> {
     }
 
     /// Answers a write on its reply topic: what was applied, or why not
-    /// (refusals are also logged and recorded as an Event).
+    /// (refusals are also logged and counted on the DeviceLink).
     pub fn answer_write(
         &self,
         request: &WriteRequest,

@@ -28,7 +28,7 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    context::{self, DeviceContext, SharedPublisher, SharedWrites},
+    context::{self, DeviceContext, SharedPublisher, SharedWrites, Spec},
     health::{self, Health, LoopHealth},
     link::Link,
     metrics,
@@ -132,8 +132,9 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 struct Running<K> {
-    device: watch::Sender<Arc<K>>,
-    references: watch::Sender<Arc<References>>,
+    /// The device's spec and the values of its references, together: one
+    /// channel a device, not one for each.
+    spec: watch::Sender<Spec<K>>,
     report: Arc<Report>,
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
@@ -581,8 +582,8 @@ where
             for (k, r) in &self.running {
                 if touched.as_ref().is_none_or(|t| t == k) {
                     let now = self.links.references(k);
-                    r.references
-                        .send_if_modified(|old| replace_if_changed(old, now));
+                    r.spec
+                        .send_if_modified(|s| replace_if_changed(&mut s.references, now));
                 }
             }
         }
@@ -598,8 +599,8 @@ where
                 |l: &Link| links.following.is_identity(object) || l.objects().contains(object);
             if links.known.get(k).is_some_and(|l| uses(l)) {
                 let now = links.references(k);
-                r.references
-                    .send_if_modified(|old| replace_if_changed(old, now));
+                r.spec
+                    .send_if_modified(|s| replace_if_changed(&mut s.references, now));
             }
         }
     }
@@ -687,7 +688,7 @@ fn upsert<K, F, Fut>(
     let mut device = device;
     if let Some(r) = running.get(&k) {
         *device.status_mut() = None;
-        r.device.send_replace(Arc::new(device));
+        r.spec.send_modify(|s| s.device = Arc::new(device));
         return;
     }
     info!(device = %k, "device assigned; starting");
@@ -718,8 +719,10 @@ where
     )));
     *device.status_mut() = None;
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
-    let (device_tx, device_rx) = watch::channel(Arc::new(device));
-    let (references_tx, references_rx) = watch::channel(links.references(k));
+    let (spec_tx, spec_rx) = watch::channel(Spec {
+        device: Arc::new(device),
+        references: links.references(k),
+    });
     let publisher = SharedPublisher::default();
     let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
     let mqtt = Arc::new(mqtt);
@@ -734,8 +737,7 @@ where
         let (publisher, mqtt, report) = (publisher.clone(), mqtt.clone(), report.clone());
         move || {
             DeviceContext::new(
-                device_rx.clone(),
-                references_rx.clone(),
+                spec_rx.clone(),
                 publisher.clone(),
                 mqtt.clone(),
                 writes.clone(),
@@ -756,8 +758,7 @@ where
         connected,
     ));
     Running {
-        device: device_tx,
-        references: references_tx,
+        spec: spec_tx,
         report,
         publisher,
         mqtt,
