@@ -26,6 +26,11 @@ python3 "$root/e2e/import-cycles.py" "$root/adaptors/runtime/src" "$root/mqtt/sr
   echo "== move what both modules need into a module of its own (see docs/architecture.md)" >&2
   exit 1
 }
+phase "function length (at most 80 lines in the runtime and the MQTT library)"
+python3 "$root/e2e/long-functions.py" "$root/adaptors/runtime/src" "$root/mqtt/src" || {
+  echo "== split the functions above into parts with names that say what each does" >&2
+  exit 1
+}
 phase "the Helm chart: lint, and deploy/manifests/ rendered from it"
 "$("$root/e2e/helm.sh")" lint --strict "$root/charts/devicelink"
 "$root/e2e/manifests.sh" --check

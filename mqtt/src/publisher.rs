@@ -193,27 +193,18 @@ impl Publisher {
         // again (or when the device goes away) it is no longer true.
         let retained_will = will.as_ref().filter(|w| w.retain).map(|w| w.topic.clone());
         dial.will = will;
-        let depth = client.message_channel_depth.unwrap_or(100).max(1) as usize;
-        let store = open_store(client, &device.data_dir, link, second)?;
-        let max_bytes = client
-            .message_channel_bytes
-            .map_or(crate::outbox::DEFAULT_MAX_BYTES, |b| b.max(1) as usize);
-        device.outbox.configure(depth, max_bytes, store);
-        device.outbox.detach();
+        let depth = configure_outbox(client, device, link, second)?;
         let client_id = match &shared {
             Some(connections) => connections.client_id(&digest),
             None => dial.client_id.clone(),
         };
-        device.state.send_replace(Some(MqttStatus {
-            server: Some(client.server.clone()),
+        let settings = MqttStatus {
             client_id: Some(client_id),
             topic: Some(topic.clone()),
             write_topic: inbound.write_topic(),
-            qos: Some(qos as i32),
-            retained: Some(retain),
-            connected: false,
-            ..Default::default()
-        }));
+            ..settings_shown(client, qos, retain)
+        };
+        device.state.send_replace(Some(settings));
         device.outbox.refresh_notice();
         let delivery = Delivery::new(device.state.clone());
         let member = Member {
@@ -528,6 +519,36 @@ fn qos_of(qos: i32) -> Result<QoS, PublisherError> {
 /// a goodbye: on `will.topic` (a template like the message topic) or the
 /// status topic followed by `/$will`, with the message's qos and retained
 /// unless the will sets its own.
+/// The connection's settings as the device's status shows them, not yet
+/// connected.
+fn settings_shown(client: &MqttClientOptions, qos: QoS, retain: bool) -> MqttStatus {
+    MqttStatus {
+        server: Some(client.server.clone()),
+        qos: Some(qos as i32),
+        retained: Some(retain),
+        connected: false,
+        ..Default::default()
+    }
+}
+
+/// Sets the device's outbox to the client options' bounds and File store
+/// and takes it off any connection it was on; the depth it bounds.
+fn configure_outbox(
+    client: &MqttClientOptions,
+    device: &DeviceMqtt,
+    link: &TopicContext,
+    second: Option<&str>,
+) -> Result<usize, PublisherError> {
+    let depth = client.message_channel_depth.unwrap_or(100).max(1) as usize;
+    let store = open_store(client, &device.data_dir, link, second)?;
+    let max_bytes = client
+        .message_channel_bytes
+        .map_or(crate::outbox::DEFAULT_MAX_BYTES, |b| b.max(1) as usize);
+    device.outbox.configure(depth, max_bytes, store);
+    device.outbox.detach();
+    Ok(depth)
+}
+
 fn last_will(
     message: &MqttMessageOptions,
     link: &TopicContext,

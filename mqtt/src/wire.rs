@@ -335,93 +335,12 @@ impl Connection {
     pub async fn poll(&mut self) -> Result<Seen, String> {
         match self {
             Connection::V4(events) => {
-                use rumqttc::{Event, Packet};
-                Ok(match events.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
-                        session_present: ack.session_present,
-                        max_packet: None,
-                    },
-                    Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
-                    Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
-                    Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
-                    Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
-                    Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
-                        ack: (p.qos != QoS::AtMostOnce).then_some(Ack {
-                            version: Version::V4,
-                            pkid: p.pkid,
-                            qos: p.qos,
-                        }),
-                        topic: p.topic,
-                        retained: p.retain,
-                        payload: p.payload.to_vec(),
-                        response_topic: None,
-                        correlation: None,
-                    }),
-                    Event::Outgoing(out) => outgoing(out),
-                    Event::Incoming(_) => Seen::Other,
-                })
+                let event = events.poll().await.map_err(|e| e.to_string())?;
+                Ok(seen_v4(event))
             }
             Connection::V5(events) => {
-                use rumqttc::v5::{
-                    Event,
-                    mqttbytes::v5::{Packet, PubAckReason, PubRecReason},
-                };
-                Ok(match events.poll().await.map_err(ended_by_v5_broker)? {
-                    Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
-                        session_present: ack.session_present,
-                        max_packet: ack
-                            .properties
-                            .and_then(|p| p.max_packet_size)
-                            .map(|n| n as usize),
-                    },
-                    Event::Incoming(Packet::PubAck(ack)) => match ack.reason {
-                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
-                            Seen::Acked(ack.pkid)
-                        }
-                        reason => Seen::Refused(ack.pkid, format!("{reason:?}")),
-                    },
-                    // QoS 2: a refusal comes in PUBREC, and ends the exchange.
-                    Event::Incoming(Packet::PubRec(rec))
-                        if !matches!(
-                            rec.reason,
-                            PubRecReason::Success | PubRecReason::NoMatchingSubscribers
-                        ) =>
-                    {
-                        Seen::Refused(rec.pkid, format!("{:?}", rec.reason))
-                    }
-                    Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
-                    Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
-                    Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
-                    Event::Incoming(Packet::Publish(p)) => {
-                        let qos = match p.qos {
-                            rumqttc::v5::mqttbytes::QoS::AtMostOnce => None,
-                            rumqttc::v5::mqttbytes::QoS::AtLeastOnce => Some(QoS::AtLeastOnce),
-                            rumqttc::v5::mqttbytes::QoS::ExactlyOnce => Some(QoS::ExactlyOnce),
-                        };
-                        let ack = qos.map(|qos| Ack {
-                            version: Version::V5,
-                            pkid: p.pkid,
-                            qos,
-                        });
-                        let (response_topic, correlation) = match p.properties {
-                            Some(props) => (
-                                props.response_topic,
-                                props.correlation_data.map(|c| c.to_vec()),
-                            ),
-                            None => (None, None),
-                        };
-                        Seen::Received(Incoming {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            retained: p.retain,
-                            payload: p.payload.to_vec(),
-                            response_topic,
-                            correlation,
-                            ack,
-                        })
-                    }
-                    Event::Outgoing(out) => outgoing(out),
-                    Event::Incoming(_) => Seen::Other,
-                })
+                let event = events.poll().await.map_err(ended_by_v5_broker)?;
+                Ok(seen_v5(event))
             }
         }
     }
@@ -468,6 +387,103 @@ fn outgoing(out: Outgoing) -> Seen {
         Outgoing::PingReq => Seen::PingSent,
         Outgoing::Disconnect => Seen::Disconnecting,
         _ => Seen::Other,
+    }
+}
+
+/// What an MQTT 3.1.1 event means to a connection.
+fn seen_v4(event: rumqttc::Event) -> Seen {
+    use rumqttc::{Event, Packet};
+    match event {
+        Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
+            session_present: ack.session_present,
+            max_packet: None,
+        },
+        Event::Incoming(Packet::PubAck(ack)) => Seen::Acked(ack.pkid),
+        Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
+        Event::Incoming(Packet::PingResp) => Seen::PingAnswered,
+        Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
+        Event::Incoming(Packet::Publish(p)) => Seen::Received(Incoming {
+            ack: (p.qos != QoS::AtMostOnce).then_some(Ack {
+                version: Version::V4,
+                pkid: p.pkid,
+                qos: p.qos,
+            }),
+            topic: p.topic,
+            retained: p.retain,
+            payload: p.payload.to_vec(),
+            response_topic: None,
+            correlation: None,
+        }),
+        Event::Outgoing(out) => outgoing(out),
+        Event::Incoming(_) => Seen::Other,
+    }
+}
+
+/// What an MQTT 5 event means to a connection: refusals come as reason
+/// codes in the acknowledgements.
+fn seen_v5(event: rumqttc::v5::Event) -> Seen {
+    use rumqttc::v5::{
+        Event,
+        mqttbytes::v5::{Packet, PubAckReason, PubRecReason},
+    };
+    match event {
+        Event::Incoming(Packet::ConnAck(ack)) => Seen::Connected {
+            session_present: ack.session_present,
+            max_packet: ack
+                .properties
+                .and_then(|p| p.max_packet_size)
+                .map(|n| n as usize),
+        },
+        Event::Incoming(Packet::PubAck(ack)) => match ack.reason {
+            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Seen::Acked(ack.pkid),
+            reason => Seen::Refused(ack.pkid, format!("{reason:?}")),
+        },
+        // QoS 2: a refusal comes in PUBREC, and ends the exchange.
+        Event::Incoming(Packet::PubRec(rec))
+            if !matches!(
+                rec.reason,
+                PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+            ) =>
+        {
+            Seen::Refused(rec.pkid, format!("{:?}", rec.reason))
+        }
+        Event::Incoming(Packet::PubComp(ack)) => Seen::Acked(ack.pkid),
+        Event::Incoming(Packet::PingResp(_)) => Seen::PingAnswered,
+        Event::Incoming(Packet::SubAck(_)) => Seen::Subscribed,
+        Event::Incoming(Packet::Publish(p)) => Seen::Received(received_v5(p)),
+        Event::Outgoing(out) => outgoing(out),
+        Event::Incoming(_) => Seen::Other,
+    }
+}
+
+/// A message an MQTT 5 broker delivered, with its response topic and
+/// correlation data.
+fn received_v5(p: rumqttc::v5::mqttbytes::v5::Publish) -> Incoming {
+    use rumqttc::v5::mqttbytes::QoS as V5QoS;
+    let qos = match p.qos {
+        V5QoS::AtMostOnce => None,
+        V5QoS::AtLeastOnce => Some(QoS::AtLeastOnce),
+        V5QoS::ExactlyOnce => Some(QoS::ExactlyOnce),
+    };
+    let ack = qos.map(|qos| Ack {
+        version: Version::V5,
+        pkid: p.pkid,
+        qos,
+    });
+    let (response_topic, correlation) = match p.properties {
+        Some(props) => (
+            props.response_topic,
+            props.correlation_data.map(|c| c.to_vec()),
+        ),
+        None => (None, None),
+    };
+    Incoming {
+        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        retained: p.retain,
+        payload: p.payload.to_vec(),
+        response_topic,
+        correlation,
+        ack,
     }
 }
 
