@@ -14,7 +14,7 @@ images:
 	bash deploy/images/build.sh
 
 # Regenerate the CRD YAML and the chart's list of adaptor kinds from the Rust
-# types (crds/src/adaptor.rs), and deploy/manifests/crds.yaml with them.
+# types (api/src/adaptor.rs), and deploy/manifests/crds.yaml with them.
 crds:
 	cargo run -p devicelink-api --bin crdgen
 	bash e2e/manifests.sh

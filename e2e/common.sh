@@ -30,7 +30,7 @@ trap stop_control_planes EXIT
 start_control_plane() {
   control_planes+=("${DEVICELINK_CLUSTER_DIR:-}|${DEVICELINK_APISERVER_PORT:-}|${DEVICELINK_ETCD_PORT:-}")
   eval "$("$root/e2e/controlplane/cluster.sh" up "$@")"
-  kubectl apply -f "$root/crds/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null
+  kubectl apply -f "$root/api/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
   # The RBAC the chart installs (rendered into deploy/manifests/rbac.yaml).
   kubectl apply -f "$root/deploy/manifests/rbac.yaml" >/dev/null

@@ -82,7 +82,7 @@ impl AdaptorKind {
 /// resources (plurals) its adaptor pods may read and write.
 pub fn chart_file() -> String {
     let mut out = String::from(
-        "# Generated from crds/src/adaptor.rs by `make crds`; do not edit.\n\
+        "# Generated from api/src/adaptor.rs by `make crds`; do not edit.\n\
          # Each adaptor kind and the device resources its pods drive (the chart\n\
          # gives each kind a ClusterRole over them).\n",
     );

@@ -2,7 +2,7 @@
 //! `devices.edge.cattle.io/v1alpha1` device models, wire-compatible with
 //! Rancher Octopus v1alpha1.
 //!
-//! The CRD YAML under `crds/generated/` is produced from these types by the
+//! The CRD YAML under `api/generated/` is produced from these types by the
 //! `crdgen` binary; a test fails when the committed YAML drifts from them.
 
 // kube's `printcolumn(name = .., type_ = "string", ..)` arguments repeat

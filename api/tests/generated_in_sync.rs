@@ -15,19 +15,19 @@ fn committed_crd_yaml_matches_the_types() {
         let committed = fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
             committed == devicelink_api::crd_yaml(&crd),
-            "crds/generated/{name} is out of date: run `cargo run -p devicelink-api --bin crdgen`"
+            "api/generated/{name} is out of date: run `cargo run -p devicelink-api --bin crdgen`"
         );
         expected_files.push(name);
     }
     let mut present: Vec<String> = fs::read_dir(&dir)
-        .expect("crds/generated exists")
+        .expect("api/generated exists")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     present.sort();
     expected_files.sort();
     assert_eq!(
         present, expected_files,
-        "crds/generated holds a CRD the types no longer define"
+        "api/generated holds a CRD the types no longer define"
     );
 }
 

@@ -314,7 +314,7 @@ async fn a_model_crd_installed_late_is_picked_up() {
     );
 
     // Installing the CRD is all it takes.
-    let path = devicelink_e2e::repo_root().join(format!("crds/generated/{crd_name}.yaml"));
+    let path = devicelink_e2e::repo_root().join(format!("api/generated/{crd_name}.yaml"));
     let crd: CustomResourceDefinition =
         serde_json::from_value(devicelink_e2e::yaml_documents(&path).remove(0)).unwrap();
     crds.create(&PostParams::default(), &crd)

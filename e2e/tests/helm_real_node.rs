@@ -1133,7 +1133,7 @@ struct ChartOwnsTheCrds(std::path::PathBuf);
 
 impl ChartOwnsTheCrds {
     fn take() -> ChartOwnsTheCrds {
-        let crds = repo_root().join("crds/generated");
+        let crds = repo_root().join("api/generated");
         let out = kubectl(
             &[
                 "delete",
@@ -1187,7 +1187,7 @@ impl ChartOwnsTheCrds {
 
 impl Drop for ChartOwnsTheCrds {
     fn drop(&mut self) {
-        let crds = repo_root().join("crds/generated");
+        let crds = repo_root().join("api/generated");
         undo(
             &[
                 "apply",

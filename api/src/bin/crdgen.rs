@@ -2,14 +2,14 @@
 //! chart's list of adaptor kinds.
 //!
 //! `crdgen` (run from the repository root) writes one file per CRD into
-//! `crds/generated` and the adaptor kinds into `charts/devicelink/adaptors.yaml`;
+//! `api/generated` and the adaptor kinds into `charts/devicelink/adaptors.yaml`;
 //! `crdgen --check` writes nothing and fails if any of them differs.
 
 use std::{fs, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
     let check = std::env::args().nth(1).is_some_and(|a| a == "--check");
-    let dir = PathBuf::from("crds/generated");
+    let dir = PathBuf::from("api/generated");
     let mut files: Vec<(PathBuf, String)> = devicelink_api::all_crds()
         .iter()
         .map(|crd| {

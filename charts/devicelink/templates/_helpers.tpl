@@ -8,7 +8,7 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 
 {{/*
 The adaptor kinds devicelink ships and the device resources each drives,
-generated from crds/src/adaptor.rs (adaptors.yaml, `make crds`). The
+generated from api/src/adaptor.rs (adaptors.yaml, `make crds`). The
 operator binds every adaptor pod to the ClusterRole of its kind.
 */}}
 {{- define "devicelink.adaptorKinds" -}}
