@@ -416,6 +416,11 @@ impl Connection {
         } else {
             roster.subscriptions.all()
         };
+        // Subscribed before any member's message is handed over: a client
+        // that sees a device's first status may write to it at once, and
+        // the broker drops a write that comes before the subscription (as
+        // join does for a member of a live connection).
+        self.subscribe(subscriptions);
         for (id, joined) in roster.members.iter_mut() {
             let member = &joined.member;
             set_connected(&member.state, true, None);
@@ -433,7 +438,6 @@ impl Connection {
             }
             joined.generation = Some(self.hand_over(*id, member, max_packet, resumed));
         }
-        self.subscribe(subscriptions);
     }
 
     /// The connection is down: members keep their messages for the next.
