@@ -93,11 +93,11 @@ pub struct MqttClientOptions {
 
     /// Username and password, inline or from `spec.references`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
+    pub basic_auth: Option<Box<BasicAuth>>,
 
     /// TLS settings for ssl, tls, tcps and wss servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_config: Option<MqttTlsConfig>,
+    pub tls_config: Option<Box<MqttTlsConfig>>,
 
     /// Start a clean session on connect. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,7 +105,7 @@ pub struct MqttClientOptions {
 
     /// Where messages not yet acknowledged by the broker are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store: Option<MqttStore>,
+    pub store: Option<Box<MqttStore>>,
 
     /// Resume stored subscriptions on reconnect; needs cleanSession false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,7 +331,7 @@ pub struct MqttMessageOptions {
 
     /// Message the broker publishes when the adaptor goes away unannounced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub will: Option<MqttWill>,
+    pub will: Option<Box<MqttWill>>,
 }
 
 /// `:operator` values.

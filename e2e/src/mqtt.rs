@@ -322,7 +322,7 @@ pub fn test_publisher(
         serde_json::from_value(options).expect("valid MQTT options");
     let data = crate::log_dir().join("data").join("publishers");
     let (device, status, _writes) =
-        devicelink_mqtt::publisher::DeviceMqtt::new(Default::default(), data);
+        devicelink_mqtt::publisher::DeviceMqtt::new(Default::default(), data.into());
     let link = devicelink_mqtt::TopicContext {
         namespace: "ns".into(),
         name: "fan".into(),

@@ -146,7 +146,7 @@ fn rumqttc_transport(
     resolve: Resolve,
 ) -> Result<rumqttc::Transport, PublisherError> {
     let tls = || -> Result<rumqttc::TlsConfiguration, PublisherError> {
-        let config = crate::tls::client_config(client.tls_config.as_ref(), resolve)?;
+        let config = crate::tls::client_config(client.tls_config.as_deref(), resolve)?;
         Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
     };
     Ok(match transport {

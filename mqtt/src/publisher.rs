@@ -4,7 +4,11 @@
 //! Publishing never blocks the device, and a message that does not fit the
 //! bounded queue is dropped and counted.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use devicelink_api::{
     mqtt::{
@@ -42,9 +46,10 @@ pub struct DeviceMqtt {
     pub state: StatusSender,
     /// Messages not yet acknowledged by the broker.
     pub outbox: SharedOutbox,
-    /// The adaptor's data directory; the File store keeps a device's
-    /// messages in `<dataDir>/<directoryPrefix or mqtt>/<namespace>/<name>`.
-    pub data_dir: PathBuf,
+    /// The adaptor's data directory (one for all devices); the File store
+    /// keeps a device's messages in
+    /// `<dataDir>/<directoryPrefix or mqtt>/<namespace>/<name>`.
+    pub data_dir: Arc<Path>,
     /// Where writes received on the device's write topic go (boxed: a
     /// channel allocates its first block of slots up front, and every
     /// device has one).
@@ -59,7 +64,7 @@ impl DeviceMqtt {
     /// write channels.
     pub fn new(
         metrics: MqttMetrics,
-        data_dir: PathBuf,
+        data_dir: Arc<Path>,
     ) -> (
         DeviceMqtt,
         tokio::sync::watch::Receiver<Option<MqttStatus>>,

@@ -801,6 +801,8 @@ struct Shared {
     status_budget: Arc<StatusBudget>,
     /// The memory all devices' MQTT buffers share.
     buffer_budget: Arc<BufferBudget>,
+    /// `config.data_dir`, one copy for all devices.
+    data_dir: Arc<std::path::Path>,
     config: RuntimeConfig,
 }
 
@@ -822,6 +824,7 @@ impl Shared {
                     metrics,
                 )
             }),
+            data_dir: config.data_dir.as_path().into(),
             config,
         }
     }
@@ -834,7 +837,7 @@ impl Shared {
         mpsc::Receiver<Box<WriteRequest>>,
     ) {
         let (mut mqtt, state, writes) =
-            DeviceMqtt::new(self.metrics.clone(), self.config.data_dir.clone());
+            DeviceMqtt::new(self.metrics.clone(), self.data_dir.clone());
         mqtt.connections = self.connections.clone();
         mqtt.outbox.share_budget(self.buffer_budget.clone());
         (mqtt, state, writes)
