@@ -41,6 +41,40 @@ where
     })
 }
 
+/// `events` without their errors, each logged. A watch retries by itself
+/// (its own backoff); an error handed to the controller would pause every
+/// watch the controller merges (kube's trigger backoff, up to 30 s at a
+/// time), so one model whose CRD is not installed kept the DeviceLinks'
+/// own watch from listing, and the operator from becoming ready.
+pub fn errors_logged<K: Send>(
+    events: impl Stream<Item = Result<K, watcher::Error>> + Send,
+    watch: &'static str,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send {
+    events.filter_map(move |event| {
+        std::future::ready(match event {
+            Ok(object) => Some(Ok(object)),
+            Err(e) => {
+                if not_served(&e) {
+                    tracing::debug!(watch, error = %e, "not served (its CRD is not installed); retrying");
+                } else {
+                    tracing::warn!(watch, error = %e, "watch failed; retrying");
+                }
+                None
+            }
+        })
+    })
+}
+
+/// Whether the API server does not serve the watched kind (404).
+fn not_served(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        _ => false,
+    }
+}
+
 /// What every signature includes: which object it is (a re-created object
 /// has a new UID), its generation, and whether it is being deleted.
 pub fn identity(meta: &kube::api::ObjectMeta) -> (Option<String>, Option<i64>, bool) {

@@ -189,6 +189,7 @@ pub async fn run(
         }
     })
     .applied_objects();
+    let link_events = watch_filter::errors_logged(link_events, "devicelinks");
     // Bounded: each reconcile in flight holds a connection to the API server.
     let controller = Controller::for_stream(link_events, reader.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency));
@@ -257,28 +258,36 @@ pub async fn run(
             info!("caches filled; ready");
         }
     };
+    use watch_filter::errors_logged as quiet;
     let mut controller = controller
-        .watches_stream(node_events, move |node: Node| {
+        .watches_stream(quiet(node_events, "nodes"), move |node: Node| {
             let name = node.name_any();
             matching(&by_node, move |l| l.spec.adaptor.node == name)
         })
-        .watches_stream(crd_events, move |crd: CustomResourceDefinition| {
-            matching(&by_model, move |l| {
-                l.spec.model.kind == crd.spec.names.kind
-                    && l.spec.model.api_version.split('/').next() == Some(crd.spec.group.as_str())
-            })
-        })
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_stream(
+            quiet(crd_events, "crds"),
+            move |crd: CustomResourceDefinition| {
+                matching(&by_model, move |l| {
+                    l.spec.model.kind == crd.spec.names.kind
+                        && l.spec.model.api_version.split('/').next()
+                            == Some(crd.spec.group.as_str())
+                })
+            },
+        )
+        .watches_stream(quiet(pod_events, "adaptor pods"), move |pod: Pod| {
             let pod_labels = pod.labels().clone();
             matching(&by_pod, move |l| served_by(l, &pod_labels))
         })
-        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
-            referencing(&by_secret, &secret.metadata, |l| {
-                references::referenced_objects(l).0
-            })
-        })
         .watches_stream(
-            config_map_events,
+            quiet(secret_events, "secrets"),
+            move |secret: PartialObjectMeta<Secret>| {
+                referencing(&by_secret, &secret.metadata, |l| {
+                    references::referenced_objects(l).0
+                })
+            },
+        )
+        .watches_stream(
+            quiet(config_map_events, "configmaps"),
             move |cm: PartialObjectMeta<ConfigMap>| {
                 referencing(&by_config_map, &cm.metadata, |l| {
                     references::referenced_objects(l).1
@@ -286,22 +295,26 @@ pub async fn run(
             },
         )
         // A grant Role changed or deleted by hand is put back.
-        .watches_stream(role_events, move |role: PartialObjectMeta<Role>| {
-            let role_labels = role.labels().clone();
-            let namespace = role.namespace();
-            let console = role.name_any() == adaptor_access::CONSOLE;
-            matching(&by_role, move |l| {
-                l.namespace() == namespace
-                    && if console {
-                        !grants::read_by(Reader::Console, l).is_empty()
-                    } else {
-                        served_by(l, &role_labels)
-                    }
-            })
-        })
+        .watches_stream(
+            quiet(role_events, "grant roles"),
+            move |role: PartialObjectMeta<Role>| {
+                let role_labels = role.labels().clone();
+                let namespace = role.namespace();
+                let console = role.name_any() == adaptor_access::CONSOLE;
+                matching(&by_role, move |l| {
+                    l.namespace() == namespace
+                        && if console {
+                            !grants::read_by(Reader::Console, l).is_empty()
+                        } else {
+                            served_by(l, &role_labels)
+                        }
+                })
+            },
+        )
         .graceful_shutdown_on(shutdown);
     // A device deleted or edited by hand is put back from the template.
     for (model, events) in device_events {
+        let events = quiet(events, "devices");
         controller = controller.watches_stream_with(events, |d| device_watch::owner(&d), model);
     }
     let controller = controller
