@@ -396,6 +396,11 @@ impl DeviceLink {
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default()
     }
+
+    /// The writes from MQTT its adaptor refused, if any were.
+    pub fn refused_writes(&self) -> Option<&RefusedWrites> {
+        self.status.as_ref()?.refused_writes.as_ref()
+    }
 }
 
 /// Where the MQTT extension's `*Ref` fields are: the settings of the broker

@@ -81,17 +81,7 @@ impl Events {
             .iter()
             .find(|c| c.status != "True")
             .or(changed.last())?;
-        let note = changed
-            .iter()
-            .map(|c| {
-                if c.message.is_empty() {
-                    format!("{} is {} ({})", c.type_, c.status, c.reason)
-                } else {
-                    format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
+        let note = changed.iter().map(describe).collect::<Vec<_>>().join("; ");
         // A node that is not Ready keeps NodeExisted True (the node exists)
         // but is as much a warning as a stage that failed.
         let warning = changed
@@ -107,5 +97,15 @@ impl Events {
             },
             &self.reporter,
         ))
+    }
+}
+
+/// A condition as an Event's note tells it: `DeviceConnected is False
+/// (Unreachable): <message>`.
+pub fn describe(c: &DeviceLinkCondition) -> String {
+    if c.message.is_empty() {
+        format!("{} is {} ({})", c.type_, c.status, c.reason)
+    } else {
+        format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
     }
 }

@@ -139,37 +139,23 @@ fn seen(link: &DeviceLink) -> Seen {
     let connected = condition::find(link.conditions(), ConditionType::DeviceConnected)
         .filter(|c| !(c.status == pending.status.as_str() && c.reason == pending.reason))
         .map(|c| digest(&(&c.status, &c.reason)));
-    let refused = link
-        .status
-        .as_ref()
-        .and_then(|s| s.refused_writes.as_ref())
-        .map_or(0, |r| r.count);
+    let refused = link.refused_writes().map_or(0, |r| r.count);
     Seen { connected, refused }
 }
 
 fn connected_event(link: &DeviceLink, c: &DeviceLinkCondition) -> Happened {
-    let note = if c.message.is_empty() {
-        format!("DeviceConnected is {} ({})", c.status, c.reason)
-    } else {
-        format!(
-            "DeviceConnected is {} ({}): {}",
-            c.status, c.reason, c.message
-        )
-    };
     Happened {
         regarding: link.object_ref(&()),
         warning: c.status == "False",
         reason: c.reason.clone(),
         action: "DeviceConnected",
-        note,
+        note: crate::events::describe(c),
     }
 }
 
 fn refused_event(link: &DeviceLink, count: i64) -> Happened {
     let last = link
-        .status
-        .as_ref()
-        .and_then(|s| s.refused_writes.as_ref())
+        .refused_writes()
         .map(|r| r.last_message.as_str())
         .unwrap_or_default();
     let note = if count == 1 {

@@ -56,11 +56,7 @@ impl From<DeviceLink> for Link {
             .position(|c| c.type_ == ConditionType::DeviceConnected.as_str())
             .map(|i| (i, all[i].clone()));
         let conditions = all.len();
-        let refused = link
-            .status
-            .as_ref()
-            .and_then(|s| s.refused_writes.as_ref())
-            .map_or(0, |r| r.count);
+        let refused = link.refused_writes().map_or(0, |r| r.count);
         Link {
             namespace: link.namespace().unwrap_or_default(),
             name: link.name_any(),
