@@ -15,6 +15,7 @@ pub mod broker_credential;
 pub mod condition;
 pub mod credentials;
 pub mod devicelink;
+pub mod discovery;
 pub mod dummy;
 pub mod duration;
 pub mod events;
@@ -55,6 +56,8 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         mqtt_device::MQTTDevice::crd(),
         broker_credential::BrokerCredential::crd(),
         kafka_bridge::KafkaBridge::crd(),
+        discovery::DeviceDiscovery::crd(),
+        discovery::DiscoveredDevice::crd(),
     ]
 }
 

@@ -7,6 +7,9 @@ exception 0x02. Initial contents come from a JSON file:
   {"1": {"coils": {"0": true}, "holding": {"0": 2965}, ...}, "2": {...}}
 (tables: coils, discrete, input, holding), and optionally addresses the
 unit does not have: "holes": {"holding": [[10, 12]]} (first and last).
+A top-level "identity" names the server to Read Device Identification
+(function 43/14): {"identity": {"VendorName": "Acme", "ProductCode":
+"PM-200", "MajorMinorRevision": "1.4", "ProductName": ..., "ModelName": ...}}.
 With --fail-while FILE every
 request is answered with exception 0x04 (server device failure) while FILE
 exists, so a test can switch a device's failure on and off. With
@@ -22,6 +25,7 @@ import os
 import random
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -92,8 +96,11 @@ async def main():
         device(int(unit), contents.get(unit.strip(), {}), args.fail_while, args.wander)
         for unit in args.units.split(",")
     ]
+    identity = None
+    if "identity" in contents:
+        identity = ModbusDeviceIdentification(info_name=contents["identity"])
     if args.tcp:
-        server = ModbusTcpServer(devices, address=(args.host, args.tcp))
+        server = ModbusTcpServer(devices, address=(args.host, args.tcp), identity=identity)
     else:
         server = ModbusSerialServer(
             devices,

@@ -189,6 +189,17 @@ impl ModbusServer {
         .await
     }
 
+    /// A TCP server of the given implementation at `address` (discovery
+    /// scans several on one port at different loopback addresses).
+    pub async fn tcp_as(
+        implementation: Implementation,
+        address: SocketAddr,
+        units: &[u8],
+        contents: serde_json::Value,
+    ) -> ModbusServer {
+        ModbusServer::start_as(implementation, None, Listen::Tcp(address), units, contents).await
+    }
+
     pub async fn start(listen: Listen, units: &[u8], contents: serde_json::Value) -> ModbusServer {
         let implementation = match listen {
             // libmodbus stands in over TCP; serial lines stay pymodbus's.
@@ -206,7 +217,7 @@ impl ModbusServer {
         contents: serde_json::Value,
     ) -> ModbusServer {
         let tag = match &listen {
-            Listen::Tcp(address) => format!("tcp-{}", address.port()),
+            Listen::Tcp(address) => format!("tcp-{}-{}", address.ip(), address.port()),
             Listen::Rtu { device, .. } => format!(
                 "rtu-{}",
                 device.file_name().unwrap_or_default().to_string_lossy()
@@ -477,7 +488,12 @@ pub struct Silent {
 
 impl Silent {
     pub async fn start() -> Silent {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Silent::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// At `address` (port 0: a free one).
+    pub async fn start_on(address: SocketAddr) -> Silent {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();

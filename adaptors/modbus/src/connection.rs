@@ -22,7 +22,7 @@ use tokio::{net::TcpStream, sync::OwnedMutexGuard, time::Instant};
 use tokio_modbus::{
     ExceptionCode, Slave,
     client::{Context, Reader, Writer},
-    prelude::SlaveContext,
+    prelude::{ReadCode, ReadDeviceIdentificationResponse, SlaveContext},
 };
 
 use crate::metrics::{ModbusMetrics, RequestLabels};
@@ -178,6 +178,17 @@ impl Connection {
 
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+    }
+
+    /// Addresses another unit on the same connection or line (discovery
+    /// asks every unit id of an address on one connection).
+    pub fn set_unit(&mut self, to: u8) {
+        match &mut self.endpoint {
+            Endpoint::Tcp { unit, .. } | Endpoint::Rtu { unit, .. } => *unit = to,
+        }
+        if let Some(ctx) = self.tcp.as_mut() {
+            ctx.set_slave(Slave(to));
+        }
     }
 
     /// Connects if needed and returns a session for some requests; on a
@@ -343,6 +354,23 @@ impl Session<'_> {
             bounded(timeout, ctx.write_multiple_coils(start, bits)).await
         };
         self.settle(answer, request, "write", started)
+    }
+
+    /// Read Device Identification (43/14): one page of a stream of
+    /// objects from `first`.
+    pub async fn identify(
+        &mut self,
+        stream: ReadCode,
+        first: u8,
+    ) -> Result<ReadDeviceIdentificationResponse, Failure> {
+        let request = format!("reading the device identification from object {first:#04x}");
+        let timeout = self.timeout;
+        let started = Instant::now();
+        let Some(ctx) = self.slot.get().as_mut() else {
+            return Err(lost(request));
+        };
+        let answer = bounded(timeout, ctx.read_device_identification(stream, first)).await;
+        self.settle(answer, request, "identify", started)
     }
 
     /// Turns an answer into a result, counted; a timeout or a broken

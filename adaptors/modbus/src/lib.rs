@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod connection;
 pub mod device;
+pub mod discovery;
 pub mod metrics;
 pub mod plan;
 pub mod point;

@@ -1,0 +1,368 @@
+//! DeviceDiscovery and DiscoveredDevice, `edge.cattle.io/v1alpha1`
+//! (devicelink's own): what to look for on a node's network, and each
+//! device found there, with the DeviceLink it would become
+//! (docs/discovery.md).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{duration::Duration, modbus::RegisterKind, mqtt::DeviceExtension};
+
+/// Annotation a person sets on a DiscoveredDevice to adopt it: the
+/// operator then creates its DeviceLink.
+pub const ADOPT: &str = "edge.cattle.io/adopt";
+/// Label of a DiscoveredDevice, and of a DeviceLink made from one: the
+/// discovery that found it.
+pub const DISCOVERY_LABEL: &str = "edge.cattle.io/discovery";
+/// Label of a DeviceLink made from a DiscoveredDevice: which one.
+pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
+
+/// What to look for, where, how often and how gently.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "edge.cattle.io",
+    version = "v1alpha1",
+    kind = "DeviceDiscovery",
+    namespaced,
+    status = "DeviceDiscoveryStatus",
+    shortname = "discovery",
+    doc = "DeviceDiscovery scans a node's network for devices of one protocol; each device found becomes a DiscoveredDevice, which a person (or a template match) turns into a DeviceLink.",
+    printcolumn(name = "NODE", type_ = "string", json_path = ".spec.node"),
+    printcolumn(name = "ADOPTION", type_ = "string", json_path = ".spec.adoption"),
+    printcolumn(name = "FOUND", type_ = "integer", json_path = ".status.lastScan.found"),
+    printcolumn(
+        name = "SCANNED",
+        type_ = "date",
+        json_path = ".status.lastScan.finished"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    selectable = ".spec.node"
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.modbus)",
+    "message": "set modbus: the protocol to look for (Modbus TCP is the one discovery scans so far)",
+}]))]
+pub struct DeviceDiscoverySpec {
+    /// The node whose adaptor scans: its network is the one searched, and
+    /// DeviceLinks made from finds run there.
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be a node name: lower-case letters, digits, '-' and '.'",
+    }]))]
+    pub node: String,
+    /// How finds become DeviceLinks: `Manual` (a person adopts each, with
+    /// the `edge.cattle.io/adopt` annotation) or `Automatic` (each find is
+    /// adopted when it is found). Default Manual.
+    #[serde(default)]
+    pub adoption: Adoption,
+    /// Time between the start of one scan and the next. Default 10m, at
+    /// least 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        crate::duration::rule(crate::duration::MAX_TEXT),
+        {"rule": "!self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self) >= duration('10s')",
+         "message": "must be at least 10s: a scan is not a poll"},
+    ]))]
+    pub interval: Option<Duration>,
+    /// Modbus TCP devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modbus: Option<ModbusDiscovery>,
+    /// What every DeviceLink adopted from this discovery gets beside what
+    /// its find says: its device's extensions (publishing to MQTT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_links: Option<AdoptedDefaults>,
+}
+
+impl DeviceDiscoverySpec {
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval
+            .as_ref()
+            .and_then(Duration::to_std)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Self::DEFAULT_INTERVAL)
+    }
+}
+
+/// How finds become DeviceLinks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Adoption {
+    #[default]
+    Manual,
+    Automatic,
+}
+
+/// Where and how to look for Modbus TCP devices.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModbusDiscovery {
+    /// Address ranges, each within what the cluster's administrator lets
+    /// discovery scan (the API server refuses others).
+    #[schemars(length(min = 1, max = 16))]
+    pub targets: Vec<ModbusTarget>,
+    /// Unit ids asked at each address that takes a connection. Default [1].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [{
+        "rule": "self.all(u, u >= 1 && u <= 247)",
+        "message": "unit ids are 1 to 247",
+    }]))]
+    pub unit_ids: Vec<i32>,
+    /// Requests a second, the whole scan together, connects included.
+    /// Default 10, at most 100: a scan must not load a plant network or
+    /// its devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub requests_per_second: Option<i32>,
+    /// How long a connect or a request may take. Default 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule("1m")]))]
+    pub timeout: Option<Duration>,
+    /// Register addresses at which each table is tried. Default [0].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), extend("x-kubernetes-validations" = [{
+        "rule": "self.all(a, a >= 0 && a <= 65535)",
+        "message": "register addresses are 0 to 65535",
+    }]))]
+    pub start_addresses: Vec<i32>,
+}
+
+impl ModbusDiscovery {
+    pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn unit_ids(&self) -> Vec<u8> {
+        let ids: Vec<u8> = self
+            .unit_ids
+            .iter()
+            .filter_map(|&u| u8::try_from(u).ok())
+            .collect();
+        if ids.is_empty() { vec![1] } else { ids }
+    }
+
+    pub fn requests_per_second(&self) -> u32 {
+        self.requests_per_second
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(Self::DEFAULT_REQUESTS_PER_SECOND)
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .as_ref()
+            .and_then(Duration::to_std)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+
+    pub fn start_addresses(&self) -> Vec<u16> {
+        let at: Vec<u16> = self
+            .start_addresses
+            .iter()
+            .filter_map(|&a| u16::try_from(a).ok())
+            .collect();
+        if at.is_empty() { vec![0] } else { at }
+    }
+}
+
+/// A range of addresses and the ports tried on each.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModbusTarget {
+    /// Addresses in CIDR notation (`192.168.10.0/24`; one address is
+    /// `/32`), at most 4,096 of them (an IPv4 prefix of at least /20, an
+    /// IPv6 one of at least /116).
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = [
+        {"rule": "isCIDR(self)", "message": "must be an address range in CIDR notation, such as 192.168.10.0/24"},
+        {"rule": "!isCIDR(self) || cidr(self).prefixLength() >= (cidr(self).ip().family() == 4 ? 20 : 116)",
+         "message": "is more than 4096 addresses: split it, or scan a smaller range"},
+    ]))]
+    pub cidr: String,
+    /// TCP ports tried on each address. Default [502].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), extend("x-kubernetes-validations" = [{
+        "rule": "self.all(p, p >= 1 && p <= 65535)",
+        "message": "ports are 1 to 65535",
+    }]))]
+    pub ports: Vec<i32>,
+}
+
+impl ModbusTarget {
+    pub const DEFAULT_PORT: u16 = 502;
+
+    pub fn ports(&self) -> Vec<u16> {
+        let ports: Vec<u16> = self
+            .ports
+            .iter()
+            .filter_map(|&p| u16::try_from(p).ok())
+            .collect();
+        if ports.is_empty() {
+            vec![Self::DEFAULT_PORT]
+        } else {
+            ports
+        }
+    }
+}
+
+/// What adopted DeviceLinks get beside what their find says.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptedDefaults {
+    /// The device's extensions, as a device model's `extension`: e.g. an
+    /// MQTT broker and topic for every adopted device. (`*Ref` fields need
+    /// references, which adoption does not make: use a broker that takes
+    /// the adaptor's own credentials, docs/broker.md.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<DeviceExtension>,
+    /// How often adopted devices are read. Default as the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule(crate::duration::MAX_TEXT)]))]
+    pub sync_interval: Option<Duration>,
+}
+
+/// What the latest scans did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceDiscoveryStatus {
+    /// `Scanned`: whether the latest scan ran to its end, and if not why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The latest scan that ran to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scan: Option<ScanSummary>,
+    /// The spec's generation the latest scan ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One scan, in numbers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanSummary {
+    pub started: Time,
+    pub finished: Time,
+    /// Socket addresses (address and port) tried.
+    pub addresses: i64,
+    /// Requests made, connects included.
+    pub requests: i64,
+    /// Devices that answered.
+    pub found: i64,
+}
+
+/// A device a discovery found: where, what it says it is, and what
+/// answered.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "edge.cattle.io",
+    version = "v1alpha1",
+    kind = "DiscoveredDevice",
+    namespaced,
+    status = "DiscoveredDeviceStatus",
+    shortname = "found",
+    doc = "DiscoveredDevice is one device a DeviceDiscovery found, written by the adaptor that scanned; annotate it edge.cattle.io/adopt=true to have its DeviceLink created.",
+    printcolumn(name = "ADDRESS", type_ = "string", json_path = ".spec.address"),
+    printcolumn(name = "UNIT", type_ = "integer", json_path = ".spec.unitId"),
+    printcolumn(
+        name = "VENDOR",
+        type_ = "string",
+        json_path = ".status.identity.vendorName"
+    ),
+    printcolumn(
+        name = "PRODUCT",
+        type_ = "string",
+        json_path = ".status.identity.productCode"
+    ),
+    printcolumn(name = "GONE", type_ = "boolean", json_path = ".status.gone"),
+    printcolumn(
+        name = "DEVICELINK",
+        type_ = "string",
+        json_path = ".status.adoptedAs"
+    ),
+    selectable = ".spec.discovery"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredDeviceSpec {
+    /// The discovery that found it (its owner).
+    pub discovery: String,
+    /// The node it was found from.
+    pub node: String,
+    /// `modbus`.
+    pub protocol: DiscoveredProtocol,
+    /// Where it answered: `address:port`.
+    pub address: String,
+    /// The unit id it answered as (Modbus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<i32>,
+}
+
+/// The protocol a device was found by.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveredProtocol {
+    #[default]
+    Modbus,
+}
+
+/// What the scans learned of a device.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredDeviceStatus {
+    /// What it says it is. Modbus: the objects of Read Device
+    /// Identification (43/14) it answers, by name (`vendorName`,
+    /// `productCode`, `revision`, `vendorUrl`, `productName`, `modelName`,
+    /// `userApplicationName`); empty for a device without the function.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identity: BTreeMap<String, String>,
+    /// Where its tables answered (Modbus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registers: Vec<AnsweredRange>,
+    /// When a scan first found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Time>,
+    /// When a scan last found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+    /// True when the latest scan did not find it (the discovery keeps it,
+    /// and its DeviceLink if adopted, until someone deletes them).
+    #[serde(default)]
+    pub gone: bool,
+    /// The DeviceLink made from it, once adopted (of the same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_as: Option<String>,
+    /// `Adopted`: whether its DeviceLink was created, and if not why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Entries of one table that answered a read: `count` from `offset`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredRange {
+    /// The table, named as a ModbusDevice property's `visitor.register`.
+    pub register: RegisterKind,
+    pub offset: i32,
+    pub count: i32,
+}
+
+/// The names identity objects are shown by, by Read Device Identification
+/// object id.
+pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
+    (0x00, "vendorName"),
+    (0x01, "productCode"),
+    (0x02, "revision"),
+    (0x03, "vendorUrl"),
+    (0x04, "productName"),
+    (0x05, "modelName"),
+    (0x06, "userApplicationName"),
+];
