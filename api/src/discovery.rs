@@ -33,7 +33,11 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
     doc = "DeviceDiscovery scans a node's network for devices of one protocol; each device found becomes a DiscoveredDevice, which a person (or a template match) turns into a DeviceLink.",
     printcolumn(name = "NODE", type_ = "string", json_path = ".spec.node"),
     printcolumn(name = "ADOPTION", type_ = "string", json_path = ".spec.adoption"),
-    printcolumn(name = "FOUND", type_ = "integer", json_path = ".status.lastScan.found"),
+    printcolumn(
+        name = "FOUND",
+        type_ = "integer",
+        json_path = ".status.lastScan.found"
+    ),
     printcolumn(
         name = "SCANNED",
         type_ = "date",
@@ -283,11 +287,7 @@ pub struct ScanSummary {
         json_path = ".status.identity.productCode"
     ),
     printcolumn(name = "GONE", type_ = "boolean", json_path = ".status.gone"),
-    printcolumn(
-        name = "DEVICELINK",
-        type_ = "string",
-        json_path = ".status.adoptedAs"
-    ),
+    printcolumn(name = "DEVICELINK", type_ = "string", json_path = ".status.adoptedAs"),
     selectable = ".spec.discovery"
 )]
 #[serde(rename_all = "camelCase")]
@@ -366,3 +366,170 @@ pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
     (0x05, "modelName"),
     (0x06, "userApplicationName"),
 ];
+
+/// The name of a DiscoveredDevice: its discovery, address and unit, as
+/// one DNS label (so that its DeviceLink, named alike, fits everywhere a
+/// DeviceLink's name goes). The same find always gets the same name: a
+/// rescan updates it instead of adding another.
+pub fn found_name(discovery: &str, address: &str, unit: Option<i32>) -> String {
+    let mut name = format!("{discovery}-{address}");
+    if let Some(unit) = unit {
+        name = format!("{name}-{unit}");
+    }
+    let name: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    crate::labels::node_label_value(name.trim_matches('-'))
+}
+
+/// Entries of each answered range a proposed DeviceLink reads: enough to
+/// see the device live, few enough that a person reading the proposal
+/// sees what it is. Its properties are read-only: a device found on the
+/// network is not written until someone says what its registers mean.
+pub const PROPOSED_PER_RANGE: i32 = 4;
+
+/// The DeviceLink a find becomes when adopted: the discovery's node and
+/// the find's protocol settings, its answered ranges' first entries as
+/// read-only properties, and the discovery's defaults.
+pub fn proposed_link(
+    found: &DiscoveredDevice,
+    discovery: &DeviceDiscovery,
+) -> Result<crate::DeviceLink, String> {
+    use kube::ResourceExt;
+    let DiscoveredProtocol::Modbus = found.spec.protocol;
+    let registers = found
+        .status
+        .as_ref()
+        .map(|s| s.registers.as_slice())
+        .unwrap_or_default();
+    if registers.is_empty() {
+        return Err("nothing of it answered a read: there is nothing to propose".into());
+    }
+    let properties: Vec<serde_json::Value> = registers
+        .iter()
+        .flat_map(|range| {
+            let (prefix, type_) = match range.register {
+                RegisterKind::HoldingRegister => ("holding", "uint16"),
+                RegisterKind::InputRegister => ("input", "uint16"),
+                RegisterKind::CoilRegister => ("coil", "boolean"),
+                RegisterKind::DiscreteInputRegister => ("discrete", "boolean"),
+            };
+            (range.offset..range.offset + range.count.min(PROPOSED_PER_RANGE)).map(move |at| {
+                serde_json::json!({
+                    "name": format!("{prefix}-{at}"),
+                    "type": type_,
+                    "readOnly": true,
+                    "visitor": {"register": range.register, "offset": at},
+                })
+            })
+        })
+        .collect();
+    let defaults = discovery.spec.device_links.clone().unwrap_or_default();
+    let mut spec = serde_json::json!({
+        "protocol": {"tcp": {"endpoint": found.spec.address, "workerID": found.spec.unit_id.unwrap_or(1)}},
+        "properties": properties,
+    });
+    if let Some(every) = &defaults.sync_interval {
+        spec["parameters"] = serde_json::json!({"syncInterval": every});
+    }
+    if let Some(extension) = &defaults.extension {
+        spec["extension"] = serde_json::to_value(extension).map_err(|e| e.to_string())?;
+    }
+    let name = found.name_any();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "DeviceLink",
+        "metadata": {
+            "name": name,
+            "namespace": found.namespace(),
+            "labels": {
+                DISCOVERY_LABEL: crate::labels::node_label_value(&discovery.name_any()),
+                DISCOVERED_LABEL: name,
+            },
+        },
+        "spec": {
+            "adaptor": {"node": discovery.spec.node, "name": "adaptors.edge.cattle.io/modbus"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "template": {"spec": spec},
+        },
+    }))
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_find_is_named_for_its_discovery_address_and_unit() {
+        assert_eq!(
+            found_name("plant-a", "192.168.10.7:502", Some(1)),
+            "plant-a-192-168-10-7-502-1"
+        );
+        assert_eq!(
+            found_name("plant-a", "[fd00::7]:502", Some(3)),
+            "plant-a--fd00--7--502-3"
+        );
+    }
+
+    #[test]
+    fn a_find_proposes_its_first_entries_read_only_on_the_discoverys_node() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant-a-10-0-0-7-502-1", "namespace": "ns"},
+            "spec": {"discovery": "plant-a", "node": "edge-1", "protocol": "modbus",
+                     "address": "10.0.0.7:502", "unitId": 1},
+            "status": {"registers": [
+                {"register": "HoldingRegister", "offset": 0, "count": 125},
+                {"register": "CoilRegister", "offset": 10, "count": 2},
+            ]},
+        }))
+        .unwrap();
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant-a", "namespace": "ns"},
+            "spec": {"node": "edge-1", "modbus": {"targets": [{"cidr": "10.0.0.0/24"}]},
+                     "deviceLinks": {"syncInterval": "5s"}},
+        }))
+        .unwrap();
+        let link = proposed_link(&found, &discovery).unwrap();
+        assert_eq!(link.spec.adaptor.node, "edge-1");
+        assert_eq!(link.spec.model.kind, "ModbusDevice");
+        let spec = link.spec.template.spec.unwrap();
+        assert_eq!(spec["protocol"]["tcp"]["endpoint"], "10.0.0.7:502");
+        assert_eq!(spec["parameters"]["syncInterval"], "5s");
+        let names: Vec<&str> = spec["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "holding-0",
+                "holding-1",
+                "holding-2",
+                "holding-3",
+                "coil-10",
+                "coil-11"
+            ]
+        );
+        assert!(
+            spec["properties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["readOnly"] == true)
+        );
+    }
+
+    #[test]
+    fn a_long_name_fits_a_dns_label_and_stays_apart() {
+        let long = "d".repeat(60);
+        let a = found_name(&long, "10.0.0.1:502", Some(1));
+        let b = found_name(&long, "10.0.0.2:502", Some(1));
+        assert!(a.len() <= 63, "{a}");
+        assert_ne!(a, b);
+    }
+}

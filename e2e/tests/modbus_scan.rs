@@ -17,8 +17,8 @@ use devicelink_adaptor_modbus::{
 };
 use devicelink_api::modbus::RegisterKind;
 use devicelink_e2e::{
-    process::free_port,
     modbus::{Implementation, ModbusServer, Silent},
+    process::free_port,
 };
 use serde_json::json;
 

@@ -12,6 +12,8 @@ pub mod arithmetic;
 pub mod bytes;
 mod connected;
 mod context;
+mod discovery;
+mod found;
 mod health;
 mod link;
 mod link_status;
@@ -36,6 +38,8 @@ pub use devicelink_mqtt::{
     write::{Accepts, Property, Refusal, Writes, decode as decode_write},
 };
 pub use devicelink_references::{ReferenceError, References};
+pub use discovery::Discoverer;
+pub use found::{Found, Scan};
 pub use model::Model;
 pub use registry::{Adaptor, RuntimeConfig};
 

@@ -29,6 +29,7 @@ use tracing::info;
 
 use crate::{
     context::{self, DeviceContext, SharedPublisher, SharedWrites, Spec},
+    discovery::Discoverer,
     health::{self, Health, LoopHealth},
     link::Link,
     metrics,
@@ -201,6 +202,7 @@ pub struct Adaptor {
     kind: Option<&'static adaptor::AdaptorKind>,
     register: Vec<Registration>,
     models: Vec<(String, ModelLoop)>,
+    discoverer: Option<Arc<dyn Discoverer>>,
 }
 
 /// Registers a protocol's own metrics once the adaptor's registry exists.
@@ -230,7 +232,15 @@ impl Adaptor {
             kind: adaptor::find_short(short_name),
             register: Vec::new(),
             models: Vec::new(),
+            discoverer: None,
         }
+    }
+
+    /// Scans the DeviceDiscoveries of this adaptor's node that `discoverer`
+    /// takes (docs/discovery.md).
+    pub fn discover(mut self, discoverer: impl Discoverer) -> Adaptor {
+        self.discoverer = Some(Arc::new(discoverer));
+        self
     }
 
     /// Registers the adaptor's own metrics (under the `devicelink_adaptor`
@@ -333,6 +343,21 @@ impl Adaptor {
                 shutdown: shutdown.clone(),
             })
         });
+        if let Some(discoverer) = self.discoverer {
+            let discovering = crate::discovery::run(
+                client.clone(),
+                config.node.clone(),
+                shared.manager.clone(),
+                discoverer,
+            );
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = discovering => {}
+                    () = stop => {}
+                }
+            });
+        }
         futures::future::join_all(running).await;
         Ok(())
     }

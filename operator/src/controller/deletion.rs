@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use devicelink_api::{
-    DeviceLink, condition,
+    DeviceLink,
+    adaptor::AdaptorKind,
+    condition,
     finalizer::{self, DEVICE_FINALIZER},
 };
 use k8s_openapi::api::{
@@ -71,35 +73,53 @@ pub(super) async fn cleanup(link: &DeviceLink, ctx: &Context) -> Result<Cleanup>
     }
 
     if let Some(adaptor) = devicelink_api::adaptor::find(&link.spec.adaptor.name) {
-        let node = &link.spec.adaptor.node;
-        let still_needed = ctx.links.state().iter().any(|other| {
-            other.uid() != link.uid()
-                && other.metadata.deletion_timestamp.is_none()
-                && other.spec.adaptor.node == *node
-                && other.spec.adaptor.name == link.spec.adaptor.name
-        });
-        if !still_needed {
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace);
-            let name = adaptor_pod::pod_name(adaptor, node);
-            info!(pod = %name, "no DeviceLink needs this adaptor pod any more; removing it");
-            delete_ignoring_missing(&api, &name).await?;
-            let account = adaptor_access::name(adaptor, node);
-            delete_ignoring_missing(
-                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-                &account,
-            )
+        let uid = link.uid();
+        remove_adaptor_pod_unless_needed(adaptor, &link.spec.adaptor.node, uid.as_deref(), ctx)
             .await?;
-            delete_ignoring_missing(
-                &Api::<ServiceAccount>::namespaced(
-                    ctx.client.clone(),
-                    &ctx.config.adaptor_namespace,
-                ),
-                &account,
-            )
-            .await?;
-        }
     }
     Ok(Cleanup::Done)
+}
+
+/// Removes the adaptor pod of `adaptor` on `node`, and its identity, unless
+/// a DeviceLink or a DeviceDiscovery other than the one going away
+/// (`going`, a uid) still needs it.
+pub(super) async fn remove_adaptor_pod_unless_needed(
+    adaptor: &AdaptorKind,
+    node: &str,
+    going: Option<&str>,
+    ctx: &Context,
+) -> Result<()> {
+    let other = |uid: Option<String>| uid.as_deref() != going;
+    let by_link = ctx.links.state().iter().any(|l| {
+        other(l.uid())
+            && l.metadata.deletion_timestamp.is_none()
+            && l.spec.adaptor.node == node
+            && l.spec.adaptor.name == adaptor.name
+    });
+    let by_discovery = ctx.discoveries.state().iter().any(|d| {
+        other(d.uid())
+            && d.metadata.deletion_timestamp.is_none()
+            && d.spec.node == node
+            && super::discovery::adaptor_of(&d.spec).is_some_and(|a| a.name == adaptor.name)
+    });
+    if by_link || by_discovery {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace);
+    let name = adaptor_pod::pod_name(adaptor, node);
+    info!(pod = %name, "nothing needs this adaptor pod any more; removing it");
+    delete_ignoring_missing(&api, &name).await?;
+    let account = adaptor_access::name(adaptor, node);
+    delete_ignoring_missing(
+        &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+        &account,
+    )
+    .await?;
+    delete_ignoring_missing(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ctx.config.adaptor_namespace),
+        &account,
+    )
+    .await
 }
 
 /// A device being deleted is released by its adaptor, which stops it and

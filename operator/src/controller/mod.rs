@@ -54,6 +54,7 @@ use crate::{
 
 mod bridge_grants;
 mod deletion;
+mod discovery;
 mod grants;
 mod objects;
 mod watches;
@@ -90,6 +91,9 @@ struct Context {
     nodes: Store<Node>,
     crds: Store<CustomResourceDefinition>,
     pods: Store<Pod>,
+    /// DeviceDiscoveries: each needs the adaptor pod of its protocol on
+    /// its node, as a DeviceLink does.
+    discoveries: Store<devicelink_api::discovery::DeviceDiscovery>,
     /// The Roles that give adaptor pods their referenced Secrets and
     /// ConfigMaps (metadata only: the grant digest is an annotation).
     roles: Store<PartialObjectMeta<Role>>,
@@ -200,6 +204,7 @@ pub async fn run(
     let (crds, crd_events) = watches::crds(&client);
     let (pods, pod_events) = watches::adaptor_pods(&client, &config.adaptor_namespace);
     let (roles, role_events) = watches::grant_roles(&client);
+    let (discoveries, discovery_events) = discovery::discoveries(&client);
     let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
     let secret_events = watches::metadata_of::<Secret>(&client);
     let config_map_events = watches::metadata_of::<ConfigMap>(&client);
@@ -237,9 +242,12 @@ pub async fn run(
         nodes,
         crds,
         pods,
+        discoveries,
         roles,
         caches_filled: AtomicBool::new(false),
     });
+    // Discoveries' adaptor pods and adoptions, also only while leading.
+    let _discovery = AbortOnDrop(tokio::spawn(discovery::run(ctx.clone(), discovery_events)));
 
     let (by_node, by_model, by_pod) = (links.clone(), links.clone(), links.clone());
     let (by_secret, by_config_map, by_role) = (links.clone(), links.clone(), links.clone());
@@ -251,6 +259,7 @@ pub async fn run(
                 ctx.nodes.wait_until_ready(),
                 ctx.crds.wait_until_ready(),
                 ctx.pods.wait_until_ready(),
+                ctx.discoveries.wait_until_ready(),
                 ctx.roles.wait_until_ready()
             );
             ctx.caches_filled.store(true, Ordering::Release);

@@ -79,6 +79,7 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
         nodes,
         crds,
         pods,
+        discoveries: reflector::store().0,
         roles,
         caches_filled: std::sync::atomic::AtomicBool::new(true),
     };

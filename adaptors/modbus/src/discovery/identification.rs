@@ -101,6 +101,8 @@ mod tests {
         assert!(!has_regular(ConformityLevel::BasicIdentificationStreamOnly));
         assert!(!has_regular(ConformityLevel::BasicIdentification));
         assert!(has_regular(ConformityLevel::RegularIdentification));
-        assert!(has_regular(ConformityLevel::ExtendedIdentificationStreamOnly));
+        assert!(has_regular(
+            ConformityLevel::ExtendedIdentificationStreamOnly
+        ));
     }
 }

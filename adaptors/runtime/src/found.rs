@@ -1,0 +1,229 @@
+//! What a scan found, written down: a DiscoveredDevice per find (made or
+//! updated, never a second one), those the scan no longer found marked
+//! gone, and the discovery's status saying how the scan went.
+//!
+//! All by server-side apply as the adaptor's field manager, so that what
+//! the operator writes of the same objects (adoption) stays its own.
+
+use std::collections::{BTreeMap, HashMap};
+
+use devicelink_api::discovery::{
+    AnsweredRange, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice, DiscoveredDeviceStatus,
+    DiscoveredProtocol, found_name,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use serde_json::json;
+use tracing::warn;
+
+/// What one scan found, and what it cost.
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    pub finds: Vec<Found>,
+    /// Addresses (with port) tried.
+    pub addresses: u64,
+    /// Requests made, connects included.
+    pub requests: u64,
+}
+
+/// One device that answered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    /// `address:port`.
+    pub address: String,
+    pub unit_id: Option<i32>,
+    /// What it says it is, by name (`vendorName`, `productCode`, ...).
+    pub identity: BTreeMap<String, String>,
+    pub registers: Vec<AnsweredRange>,
+}
+
+/// Writes the finds of `scan` and marks gone the ones it did not find; an
+/// error says what could not be written.
+pub(crate) async fn record(
+    client: &Client,
+    manager: &str,
+    discovery: &DeviceDiscovery,
+    protocol: DiscoveredProtocol,
+    scan: &Scan,
+    now: &Time,
+) -> Result<(), String> {
+    let namespace = discovery.namespace().unwrap_or_default();
+    let api: Api<DiscoveredDevice> = Api::namespaced(client.clone(), &namespace);
+    let mut known: HashMap<String, DiscoveredDevice> = api
+        .list(&ListParams::default().fields(&format!("spec.discovery={}", discovery.name_any())))
+        .await
+        .map_err(|e| format!("listing its DiscoveredDevices: {e}"))?
+        .items
+        .into_iter()
+        .filter(|d| owned_by(d, discovery))
+        .map(|d| (d.name_any(), d))
+        .collect();
+    let apply = PatchParams::apply(manager).force();
+    for found in &scan.finds {
+        let name = found_name(&discovery.name_any(), &found.address, found.unit_id);
+        let before = known.remove(&name);
+        let object = object(discovery, protocol, &name, found);
+        api.patch(&name, &apply, &Patch::Apply(object))
+            .await
+            .map_err(|e| format!("writing DiscoveredDevice {name}: {e}"))?;
+        let first_seen = before
+            .and_then(|b| b.status.and_then(|s| s.first_seen))
+            .unwrap_or_else(|| now.clone());
+        let status = DiscoveredDeviceStatus {
+            identity: found.identity.clone(),
+            registers: found.registers.clone(),
+            first_seen: Some(first_seen),
+            last_seen: Some(now.clone()),
+            gone: false,
+            ..Default::default()
+        };
+        write_status(&api, &apply, &name, status).await?;
+    }
+    for (name, gone) in known {
+        let Some(mut status) = gone.status.filter(|s| !s.gone) else {
+            continue;
+        };
+        status.gone = true;
+        // The operator's fields are its own (they are not applied here).
+        (status.adopted_as, status.conditions) = (None, Vec::new());
+        write_status(&api, &apply, &name, status).await?;
+    }
+    Ok(())
+}
+
+/// Whether `found` is the discovery's (and not one of an older discovery
+/// of the same name).
+fn owned_by(found: &DiscoveredDevice, discovery: &DeviceDiscovery) -> bool {
+    let uid = discovery.uid();
+    found
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
+}
+
+/// The DiscoveredDevice of a find, without its status.
+fn object(
+    discovery: &DeviceDiscovery,
+    protocol: DiscoveredProtocol,
+    name: &str,
+    found: &Found,
+) -> serde_json::Value {
+    let mut owner = discovery
+        .controller_owner_ref(&())
+        .expect("a discovery read from the API server has a name and uid");
+    // Blocking the owner's deletion would need rights on the discovery's
+    // finalizers that an adaptor has no use for.
+    owner.block_owner_deletion = None;
+    json!({
+        "apiVersion": DiscoveredDevice::api_version(&()),
+        "kind": DiscoveredDevice::kind(&()),
+        "metadata": {
+            "name": name,
+            "labels": {
+                DISCOVERY_LABEL: devicelink_api::labels::node_label_value(&discovery.name_any()),
+            },
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "discovery": discovery.name_any(),
+            "node": discovery.spec.node,
+            "protocol": protocol,
+            "address": found.address,
+            "unitId": found.unit_id,
+        },
+    })
+}
+
+async fn write_status(
+    api: &Api<DiscoveredDevice>,
+    apply: &PatchParams,
+    name: &str,
+    status: DiscoveredDeviceStatus,
+) -> Result<(), String> {
+    let patch = json!({
+        "apiVersion": DiscoveredDevice::api_version(&()),
+        "kind": DiscoveredDevice::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, apply, &Patch::Apply(patch))
+        .await
+        .map(drop)
+        .map_err(|e| format!("writing the status of DiscoveredDevice {name}: {e}"))
+}
+
+/// Writes how the scan went into the discovery's status: its numbers, and
+/// the `Scanned` condition (False, with why, if its finds could not all
+/// be written).
+pub(crate) async fn summarize(
+    client: &Client,
+    manager: &str,
+    discovery: &DeviceDiscovery,
+    scan: &Scan,
+    started: Time,
+    finished: Time,
+    recorded: Result<(), String>,
+) {
+    let (status, reason, message) = match &recorded {
+        Ok(()) => (
+            "True",
+            "Scanned",
+            format!(
+                "{} addresses, {} requests, {} found",
+                scan.addresses,
+                scan.requests,
+                scan.finds.len()
+            ),
+        ),
+        Err(why) => ("False", "WriteFailed", why.clone()),
+    };
+    let api: Api<DeviceDiscovery> =
+        Api::namespaced(client.clone(), &discovery.namespace().unwrap_or_default());
+    // The condition as now written, for when it last changed.
+    let Ok(Some(now)) = api.get_opt(&discovery.name_any()).await else {
+        return; // Gone meanwhile (or unreadable: the next scan writes).
+    };
+    let before = now.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Scanned" && c.status == status)
+    });
+    let since = before.map_or_else(|| finished.clone(), |c| c.last_transition_time.clone());
+    let patch = json!({
+        "apiVersion": DeviceDiscovery::api_version(&()),
+        "kind": DeviceDiscovery::kind(&()),
+        "status": {
+            "observedGeneration": discovery.metadata.generation,
+            "lastScan": {
+                "started": started,
+                "finished": finished,
+                "addresses": scan.addresses,
+                "requests": scan.requests,
+                "found": scan.finds.len(),
+            },
+            "conditions": [{
+                "type": "Scanned",
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since,
+                "observedGeneration": discovery.metadata.generation,
+            }],
+        },
+    });
+    if let Err(e) = api
+        .patch_status(
+            &discovery.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+    {
+        warn!(discovery = %discovery.name_any(), error = %e, "could not write the scan's status");
+    }
+    if let Err(why) = recorded {
+        warn!(discovery = %discovery.name_any(), error = %why, "could not record what the scan found");
+    }
+}
