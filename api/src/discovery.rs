@@ -237,7 +237,9 @@ pub struct AdoptedDefaults {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceDiscoveryStatus {
-    /// `Scanned`: whether the latest scan ran to its end, and if not why.
+    /// `AdaptorExisted` (the operator's): whether the adaptor pod that
+    /// scans runs on the node. `Scanned` (the adaptor's): whether the
+    /// latest scan's finds were all written, and if not why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

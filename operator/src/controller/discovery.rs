@@ -110,10 +110,46 @@ async fn reconcile_discovery(discovery: Arc<DeviceDiscovery>, ctx: Arc<Context>)
     // Until the pod is Ready (a pod's changes wake DeviceLinks, not
     // discoveries), look again now and then.
     let pod = ensure_adaptor_pod(adaptor, node, &ctx).await?;
-    Ok(match pod.status {
-        devicelink_api::ConditionStatus::True => Action::requeue(Duration::from_secs(300)),
-        _ => Action::requeue(Duration::from_secs(10)),
-    })
+    let again = match pod.status {
+        devicelink_api::ConditionStatus::True => Duration::from_secs(300),
+        _ => Duration::from_secs(10),
+    };
+    record_adaptor(&api, &discovery, pod).await?;
+    Ok(Action::requeue(again))
+}
+
+/// Says in the discovery's status whether its adaptor pod runs
+/// (`AdaptorExisted`, as a DeviceLink's): until it does, nothing scans.
+/// Written only when it changed.
+async fn record_adaptor(
+    api: &Api<DeviceDiscovery>,
+    discovery: &DeviceDiscovery,
+    pod: devicelink_api::Outcome,
+) -> Result<()> {
+    let status = pod.status.as_str();
+    let now = discovery
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "AdaptorExisted"));
+    if now.is_some_and(|c| c.status == status && c.reason == pod.reason && c.message == pod.message)
+    {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "DeviceDiscovery",
+        "status": {"conditions": [{
+            "type": "AdaptorExisted", "status": status, "reason": pod.reason,
+            "message": pod.message, "lastTransitionTime": devicelink_api::condition::now(),
+        }]},
+    });
+    api.patch_status(
+        &discovery.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Creates the DeviceLink of a find that is to be adopted, and says so in
