@@ -611,14 +611,67 @@ pub fn flags<const N: usize>(defaults: [(&str, u64); N]) -> [u64; N] {
     values
 }
 
+/// How long a benchmark's DeviceLinks took to be created and connected.
+pub struct Onboarded {
+    /// From the first create until the last create returned.
+    pub created: Duration,
+    /// From the first create until all were DeviceConnected True.
+    pub all_connected: Duration,
+    /// Each DeviceLink's own wait, from its creationTimestamp to its
+    /// DeviceConnected lastTransitionTime.
+    pub connected: Spread,
+    /// The operator's part of it: until DeviceCreated (the rest is the
+    /// adaptor's).
+    pub device_created: Spread,
+}
+
+/// The median and the slowest of some waits (whole seconds, as the API
+/// server keeps times).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spread {
+    pub median: u64,
+    pub slowest: u64,
+}
+
+impl Spread {
+    fn of(mut waits: Vec<u64>) -> Spread {
+        waits.sort_unstable();
+        Spread {
+            median: waits.get(waits.len() / 2).copied().unwrap_or_default(),
+            slowest: waits.last().copied().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "median {} s, slowest {} s", self.median, self.slowest)
+    }
+}
+
+impl std::fmt::Display for Onboarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "created in {:.1}s, all DeviceConnected {:.1}s after the first create; \
+             each from its own creation: DeviceCreated {}, DeviceConnected {}",
+            self.created.as_secs_f64(),
+            self.all_connected.as_secs_f64(),
+            self.device_created,
+            self.connected,
+        )
+    }
+}
+
 /// Creates DeviceLinks, 16 requests in flight, and waits until the
 /// operator counts all of them DeviceConnected True (benchmarks: the
-/// operator must run with its metrics port). Returns how long it took.
+/// operator must run with its metrics port). Returns how long it took,
+/// overall and for each DeviceLink from its own creation.
 pub async fn create_all_connected(
     links: &kube::Api<devicelink_api::DeviceLink>,
     all: Vec<devicelink_api::DeviceLink>,
     operator: &process::Operator,
-) -> Duration {
+) -> Onboarded {
     use futures::StreamExt;
     let n = all.len();
     let start = std::time::Instant::now();
@@ -632,18 +685,51 @@ pub async fn create_all_connected(
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
+    let created = start.elapsed();
     let connected = "devicelink_operator_devicelinks{phase=\"DeviceConnected\",status=\"True\"}";
-    loop {
+    let all_connected = loop {
         let seen = operator.metric(connected).await.unwrap_or(0.0) as usize;
         if seen >= n {
-            return start.elapsed();
+            break start.elapsed();
         }
         assert!(
             start.elapsed() < Duration::from_secs(900),
             "only {seen} of {n} devices connected after 15 minutes"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let list = links
+        .list(&Default::default())
+        .await
+        .expect("list DeviceLinks");
+    let waits = |stage: &str| {
+        Spread::of(
+            list.items
+                .iter()
+                .filter_map(|link| became_true_after_creation(link, stage))
+                .collect(),
+        )
+    };
+    Onboarded {
+        created,
+        all_connected,
+        connected: waits("DeviceConnected"),
+        device_created: waits("DeviceCreated"),
     }
+}
+
+/// Seconds from a DeviceLink's creation until condition `stage` last
+/// became True, if it is.
+fn became_true_after_creation(link: &devicelink_api::DeviceLink, stage: &str) -> Option<u64> {
+    let created = link.metadata.creation_timestamp.as_ref()?.0;
+    let at = link
+        .conditions()
+        .iter()
+        .find(|c| c.type_ == stage && c.status == "True")?
+        .last_transition_time
+        .as_ref()?
+        .0;
+    Some((at.as_second() - created.as_second()).max(0) as u64)
 }
 
 /// A property's field in a device's status JSON (`properties[]` by name),

@@ -83,6 +83,7 @@ impl Writer {
             mqtt_watches,
             watching: FuturesUnordered::new(),
             timers: BinaryHeap::new(),
+            urgent: VecDeque::new(),
             waiting: VecDeque::new(),
             writing: FuturesUnordered::new(),
             model: PhantomData,
@@ -156,6 +157,8 @@ struct State {
     /// twice.
     queued: bool,
     waiting: bool,
+    /// Waiting among the devices whose condition is due.
+    waiting_urgent: bool,
     /// One of its writes is being made.
     writing: bool,
     /// The device is gone: nothing more is written.
@@ -206,9 +209,15 @@ impl State {
             timer: None,
             queued: false,
             waiting: false,
+            waiting_urgent: false,
             writing: false,
             gone: false,
         }
+    }
+
+    /// Whether DeviceConnected is to be written now.
+    fn condition_due(&self) -> bool {
+        self.condition_stale && self.link.is_some() && self.connected.is_some()
     }
 
     /// What is due at `now`, in order: the condition, the count of
@@ -355,7 +364,11 @@ struct Desk<K> {
     watching: FuturesUnordered<Watching>,
     /// When to look at a device again, soonest first.
     timers: BinaryHeap<Reverse<Timer>>,
-    /// Devices with something to write, waiting for a free write.
+    /// Devices whose DeviceConnected is due, waiting for a free write:
+    /// they go first (what a user waits for, against a status that only
+    /// says a value again).
+    urgent: VecDeque<Arc<Report>>,
+    /// Devices with something else to write, waiting for a free write.
     waiting: VecDeque<Arc<Report>>,
     writing: FuturesUnordered<Writing>,
     model: PhantomData<K>,
@@ -438,14 +451,28 @@ impl<K: Model> Desk<K> {
     /// or sets a timer for when something will be due.
     fn look_at(&mut self, report: Arc<Report>) {
         let mut state = report.state.lock().unwrap();
+        let urgent = state.condition_due();
+        if state.waiting && urgent && !state.waiting_urgent {
+            // Became urgent while waiting among the others: it goes ahead
+            // (its older place is passed over once it has been served).
+            state.waiting_urgent = true;
+            drop(state);
+            self.urgent.push_back(report);
+            return;
+        }
         if state.gone || state.writing || state.waiting {
             return; // Looked at again when its write is made or starts.
         }
-        if self.writing.len() >= WRITES_AT_ONCE {
+        let full = self.writing.len() >= WRITES_AT_ONCE;
+        if full || (!urgent && !self.urgent.is_empty()) {
             // Looked at when a write is free, whatever it then needs.
             state.waiting = true;
+            state.waiting_urgent = urgent;
             drop(state);
-            self.waiting.push_back(report);
+            match urgent {
+                true => self.urgent.push_back(report),
+                false => self.waiting.push_back(report),
+            }
             return;
         }
         match state.due(Instant::now(), &self.settings.budget) {
@@ -464,13 +491,17 @@ impl<K: Model> Desk<K> {
         }
     }
 
-    /// Devices that waited for a free write, in turn, while there is one.
+    /// Devices that waited for a free write, in turn, while there is one:
+    /// those whose condition is due first.
     fn start_waiting(&mut self) {
         while self.writing.len() < WRITES_AT_ONCE {
-            let Some(report) = self.waiting.pop_front() else {
+            let Some(report) = self.urgent.pop_front().or_else(|| self.waiting.pop_front()) else {
                 return;
             };
-            report.state.lock().unwrap().waiting = false;
+            {
+                let mut state = report.state.lock().unwrap();
+                (state.waiting, state.waiting_urgent) = (false, false);
+            }
             self.look_at(report);
         }
     }
@@ -781,6 +812,67 @@ mod tests {
         assert_eq!(
             (&counted["count"], &counted["lastMessage"]),
             (&json!(9), &json!("four"))
+        );
+    }
+
+    /// Fan `name`'s DeviceLink with every stage before DeviceConnected
+    /// done: its condition is the adaptor's to write.
+    fn ready_link(name: &str) -> Arc<Link> {
+        let stages = [
+            "NodeExisted",
+            "ModelExisted",
+            "AdaptorExisted",
+            "DeviceCreated",
+        ]
+        .map(|t| json!({"type": t, "status": "True"}));
+        Arc::new(Link::from(
+            serde_json::from_value::<devicelink_api::DeviceLink>(json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": name,
+                             "resourceVersion": "1"},
+                "spec": {"adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
+                         "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1",
+                                   "kind": "DummySpecialDevice"},
+                         "template": {}},
+                "status": {"conditions": stages},
+            }))
+            .unwrap(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_condition_is_written_before_statuses_that_waited_longer() {
+        let (mut server, writer) = start(Duration::from_secs(5));
+        // Every write the writer makes at once is out, unanswered.
+        let mut busy = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..WRITES_AT_ONCE {
+            let (fan, mqtt) = fan(&writer, &format!("busy-{i}"));
+            fan.report(speed(1));
+            out.push(next(&mut server).await.3);
+            busy.push((fan, mqtt));
+        }
+        // Statuses wait first, then one device's DeviceConnected.
+        let mut waiting = Vec::new();
+        for i in 0..3 {
+            let (fan, mqtt) = fan(&writer, &format!("status-{i}"));
+            fan.report(speed(1));
+            waiting.push((fan, mqtt));
+        }
+        let (connecting, _mqtt) = fan(&writer, "connecting");
+        connecting.set_link(ready_link("connecting"));
+        connecting.set_connected(Outcome::ok("Connected"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // One write is free: the condition takes it.
+        answer(out.pop().unwrap(), StatusCode::OK, &json!({}));
+        let (method, path, sent, _) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            (
+                "PATCH",
+                "/apis/edge.cattle.io/v1alpha1/namespaces/ns/devicelinks/connecting/status"
+            ),
+            "a status went before the DeviceConnected that was due: {sent}"
         );
     }
 

@@ -141,10 +141,11 @@ async fn main() {
         })
         .collect();
     let took = create_all_connected(&links, all, &operator).await;
+    eprintln!("{took}");
     eprintln!(
         "{} devices created and connected in {:.1}s; settling 10 s, then measuring {} s",
         args.devices,
-        took.as_secs_f64(),
+        took.all_connected.as_secs_f64(),
         args.seconds
     );
     let (pid, port) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;

@@ -113,7 +113,7 @@ async fn main() {
         })
         .collect();
     let took = create_all_connected(&links, all, &operator).await;
-    eprintln!("{} fans connected in {:.1}s", devices, took.as_secs_f64());
+    eprintln!("{devices} fans: {took}");
     let (pid, _) = kubelet.settled_adaptor(POD, Duration::from_secs(10)).await;
     let metrics = kubelet
         .metrics_port(POD)
@@ -159,6 +159,22 @@ async fn main() {
     println!("| adaptor status writes to the API server | {writes_per_second:.1}/s |");
     println!("| devices waiting for their turn to write their status, at the end | {waiting:.0} |");
     println!("| broker connections from the adaptor | {connections} |");
+    println!(
+        "| DeviceLinks created in | {:.1} s |",
+        took.created.as_secs_f64()
+    );
+    println!(
+        "| DeviceLinks created until all DeviceConnected | {:.1} s |",
+        took.all_connected.as_secs_f64()
+    );
+    println!(
+        "| each DeviceLink from its creation: DeviceCreated (the operator) | {} |",
+        took.device_created
+    );
+    println!(
+        "| each DeviceLink from its creation: DeviceConnected | {} |",
+        took.connected
+    );
 
     drop(kubelet);
     operator.stop().await;

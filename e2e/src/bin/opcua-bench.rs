@@ -117,11 +117,12 @@ async fn main() {
         })
         .collect();
     let took = create_all_connected(&links, all, &operator).await;
+    eprintln!("{took}");
     eprintln!(
         "{} devices x {} items connected in {:.1}s; settling 10 s, then measuring {} s",
         args.devices,
         args.items,
-        took.as_secs_f64(),
+        took.all_connected.as_secs_f64(),
         args.seconds
     );
     let mut messages = Subscriber::start(broker.port, "bench/opcua/+").await;
