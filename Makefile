@@ -1,4 +1,4 @@
-.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble bench-console bench-kafka
+.PHONY: demo test images crds manifests coverage bench bench-modbus bench-mqtt bench-opcua bench-mqtt-device bench-ble bench-console bench-kafka bench-discovery
 
 # The whole system with live MQTT output; Ctrl-C stops it.
 demo:
@@ -34,6 +34,10 @@ bench:
 # The Modbus adaptor polling 1,000 devices x 20 registers at 1 s; see docs/benchmarks.md.
 bench-modbus:
 	bash e2e/bench-modbus.sh
+
+# What a discovery scan of a /24 costs; see docs/benchmarks.md.
+bench-discovery:
+	bash e2e/bench-discovery.sh
 
 # One adaptor's MQTT path: 10,000 devices on shared connections next to bare rumqttc; see docs/benchmarks.md.
 bench-mqtt:
