@@ -4,9 +4,10 @@
 //! (found.rs). A changed spec starts its scan again; a deleted discovery
 //! stops it (its finds go with it: they are owned by it).
 
-use std::{collections::HashMap, sync::Arc};
-
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use devicelink_api::discovery::{DeviceDiscovery, DeviceDiscoverySpec, DiscoveredProtocol};
 use futures::{StreamExt, future::BoxFuture};
