@@ -218,10 +218,19 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
 
     // Deleting the discovery lets it go (the operator's finalizer) and its
     // finds with it; the DeviceLink adopted from one stays.
-    discoveries.delete("plant", &Default::default()).await.unwrap();
+    discoveries
+        .delete("plant", &Default::default())
+        .await
+        .unwrap();
     eventually_showing("the discovery and its finds gone", WAIT, || async {
-        let left = found.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let discovery = discoveries.get_opt("plant").await.map_err(|e| e.to_string())?;
+        let left = found
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let discovery = discoveries
+            .get_opt("plant")
+            .await
+            .map_err(|e| e.to_string())?;
         (discovery.is_none() && left.items.is_empty())
             .then_some(())
             .ok_or(format!("{} finds left", left.items.len()))

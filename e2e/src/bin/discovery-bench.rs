@@ -60,7 +60,9 @@ async fn main() {
 
     let rate = whole.requests_per_second();
     let timeout = whole.timeout().as_secs_f64();
-    println!("| a /24 of Modbus TCP addresses, defaults ({rate} requests/s, {timeout} s timeout, unit 1) | |");
+    println!(
+        "| a /24 of Modbus TCP addresses, defaults ({rate} requests/s, {timeout} s timeout, unit 1) | |"
+    );
     println!("|---|---|");
     println!("| addresses tried | {} |", scanned.addresses);
     println!("| devices found | {} |", scanned.finds.len());

@@ -2,7 +2,7 @@
 //! released (by the adaptor, or by the operator when no adaptor can), then
 //! the adaptor pod and its identity if nothing else needs them.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use devicelink_api::{
     DeviceLink,
@@ -96,12 +96,16 @@ pub(super) async fn remove_adaptor_pod_unless_needed(
             && l.spec.adaptor.node == node
             && l.spec.adaptor.name == adaptor.name
     });
-    let by_discovery = ctx.discoveries.state().iter().any(|d| {
-        other(d.uid())
-            && d.metadata.deletion_timestamp.is_none()
-            && d.spec.node == node
-            && super::discovery::adaptor_of(&d.spec).is_some_and(|a| a.name == adaptor.name)
-    });
+    // Before the discoveries are known only DeviceLinks count; a pod a
+    // discovery still needs is made again at its next look.
+    let discoveries_known = ctx.discoveries_filled.load(Ordering::Acquire);
+    let by_discovery = discoveries_known
+        && ctx.discoveries.state().iter().any(|d| {
+            other(d.uid())
+                && d.metadata.deletion_timestamp.is_none()
+                && d.spec.node == node
+                && super::discovery::adaptor_of(&d.spec).is_some_and(|a| a.name == adaptor.name)
+        });
     if by_link || by_discovery {
         return Ok(());
     }

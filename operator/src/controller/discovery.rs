@@ -3,7 +3,10 @@
 //! DeviceLink does (the adaptor scans), and each DiscoveredDevice someone
 //! adopts (or any find, with `adoption: Automatic`) gets its DeviceLink.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use devicelink_api::{
     DeviceLink,
@@ -57,17 +60,31 @@ pub(super) fn discoveries(
 /// Runs both controllers until the operator stops leading.
 pub(super) async fn run(ctx: Arc<Context>, discoveries: Changes<DeviceDiscovery>) {
     let store = ctx.discoveries.clone();
+    let filled = {
+        let ctx = ctx.clone();
+        async move {
+            let _ = ctx.discoveries.wait_until_ready().await;
+            ctx.discoveries_filled.store(true, Ordering::Release);
+        }
+    };
     let scanning = Controller::for_stream(
         crate::watch_filter::errors_logged(discoveries, "devicediscoveries"),
         store,
     )
     .run(reconcile_discovery, retry, ctx.clone())
-    .for_each(|_| async {});
+    .for_each(|r| async move { logged("discovery", r) });
     let found: Api<DiscoveredDevice> = Api::all(ctx.client.clone());
     let adopting = Controller::new(found, watcher::Config::default())
         .run(reconcile_found, retry, ctx)
-        .for_each(|_| async {});
-    tokio::join!(scanning, adopting);
+        .for_each(|r| async move { logged("find", r) });
+    tokio::join!(scanning, adopting, filled);
+}
+
+fn logged<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: std::result::Result<T, E>) {
+    match result {
+        Ok(object) => tracing::debug!(?object, "{what} reconciled"),
+        Err(e) => tracing::debug!(error = %e, "{what} reconcile failed"),
+    }
 }
 
 fn retry<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
@@ -80,6 +97,10 @@ fn retry<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
 /// A discovery's adaptor pod, made as a DeviceLink's is; once the
 /// discovery is deleted, removed if nothing else needs it.
 async fn reconcile_discovery(discovery: Arc<DeviceDiscovery>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.caches_filled.load(Ordering::Acquire) {
+        // Whether a pod is needed is judged on the DeviceLinks' full list.
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let namespace = discovery.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DeviceDiscovery> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(adaptor) = adaptor_of(&discovery.spec) else {
@@ -155,6 +176,9 @@ async fn record_adaptor(
 /// Creates the DeviceLink of a find that is to be adopted, and says so in
 /// its status (or why not).
 async fn reconcile_found(found: Arc<DiscoveredDevice>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.discoveries_filled.load(Ordering::Acquire) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let namespace = found.namespace().ok_or(Error::NotNamespaced)?;
     let adopted = found.status.as_ref().and_then(|s| s.adopted_as.as_ref());
     if adopted.is_some() || found.metadata.deletion_timestamp.is_some() {

@@ -94,6 +94,10 @@ struct Context {
     /// DeviceDiscoveries: each needs the adaptor pod of its protocol on
     /// its node, as a DeviceLink does.
     discoveries: Store<devicelink_api::discovery::DeviceDiscovery>,
+    /// Whether `discoveries` holds its first full list: apart from
+    /// `caches_filled`, so that a cluster without the discovery CRDs still
+    /// runs its DeviceLinks.
+    discoveries_filled: AtomicBool,
     /// The Roles that give adaptor pods their referenced Secrets and
     /// ConfigMaps (metadata only: the grant digest is an annotation).
     roles: Store<PartialObjectMeta<Role>>,
@@ -243,6 +247,7 @@ pub async fn run(
         crds,
         pods,
         discoveries,
+        discoveries_filled: AtomicBool::new(false),
         roles,
         caches_filled: AtomicBool::new(false),
     });
@@ -259,7 +264,6 @@ pub async fn run(
                 ctx.nodes.wait_until_ready(),
                 ctx.crds.wait_until_ready(),
                 ctx.pods.wait_until_ready(),
-                ctx.discoveries.wait_until_ready(),
                 ctx.roles.wait_until_ready()
             );
             ctx.caches_filled.store(true, Ordering::Release);

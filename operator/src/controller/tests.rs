@@ -80,6 +80,7 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
         crds,
         pods,
         discoveries: reflector::store().0,
+        discoveries_filled: std::sync::atomic::AtomicBool::new(true),
         roles,
         caches_filled: std::sync::atomic::AtomicBool::new(true),
     };
