@@ -22,7 +22,7 @@ use devicelink_e2e::{
     repo_root, wait_connected, wait_property, yaml_documents,
 };
 use k8s_openapi::api::{
-    core::v1::ConfigMap,
+    admissionregistration::v1::ValidatingAdmissionPolicy,
     rbac::v1::{ClusterRoleBinding, RoleBinding},
 };
 use kube::{
@@ -38,18 +38,48 @@ fn at(last: u8, port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, last], port))
 }
 
-/// Lets discovery scan `ranges` (the administrator's ConfigMap, which
-/// deploy/manifests/rbac.yaml makes empty).
+/// Lets discovery scan `ranges` (comma-separated), as an administrator
+/// who installed the plain manifests would: the policy
+/// devicelink-discovery-ranges holds them in its first variable (none in
+/// deploy/manifests/rbac.yaml). Waits until the API server takes a
+/// discovery of the first (it reads policies through a cache of its own).
 async fn allow_ranges(client: &kube::Client, ranges: &str) {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "devicelink-system");
-    config_maps
-        .patch(
-            "devicelink-discovery-ranges",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"ranges": ranges}})),
-        )
+    let listed: Vec<&str> = ranges.split(',').filter(|r| !r.is_empty()).collect();
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let mut policy = policies
+        .get("devicelink-discovery-ranges")
         .await
-        .expect("the discovery ranges ConfigMap (deploy/manifests/rbac.yaml)");
+        .expect("the discovery ranges policy (deploy/manifests/rbac.yaml)");
+    let variables = policy
+        .spec
+        .as_mut()
+        .and_then(|s| s.variables.as_mut())
+        .expect("the policy's variables");
+    assert_eq!(variables[0].name, "allowed");
+    variables[0].expression = format!("{}.map(r, string(r))", json!(listed));
+    policies
+        .replace("devicelink-discovery-ranges", &Default::default(), &policy)
+        .await
+        .expect("replace the discovery ranges policy");
+    let Some(first) = listed.first() else {
+        return;
+    };
+    let probe = discovery("default", "e2e-ranges-probe", first, 502);
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), "default");
+    eventually_showing(&format!("the policy to allow {first}"), WAIT, || async {
+        discoveries
+            .create(
+                &kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &serde_json::from_value(probe.clone()).unwrap(),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
 }
 
 /// The example (deploy/examples/modbus-discovery.yaml) on `cidr` and
