@@ -479,6 +479,42 @@ impl Drop for AbsentUart {
     }
 }
 
+/// The devices discovery's tests scan, at 127.0.0.2 to .5 on `port` (on
+/// loopback: never any other address): a meter (pymodbus, identified by
+/// Read Device Identification, regular stream included; 2301 in holding
+/// register 0), a drive (pymodbus, identified, units 1 and 2), a plain
+/// device (libmodbus: no function 43) and one that accepts connections
+/// and never answers. Stopped when dropped.
+pub struct Plant {
+    pub meter: ModbusServer,
+    pub drive: ModbusServer,
+    pub plain: ModbusServer,
+    pub hung: Silent,
+}
+
+impl Plant {
+    pub async fn start(port: u16) -> Plant {
+        let at = |last: u8| SocketAddr::from(([127, 0, 0, last], port));
+        let meter = serde_json::json!({
+            "identity": {"VendorName": "Acme", "ProductCode": "PM-200",
+                         "MajorMinorRevision": "1.4", "ProductName": "Power meter",
+                         "ModelName": "PM-200-EU"},
+            "1": {"holding": {"0": 2301}},
+        });
+        let drive = serde_json::json!({
+            "identity": {"VendorName": "Initech", "ProductCode": "VFD-7",
+                         "MajorMinorRevision": "2.0"},
+        });
+        let plain = serde_json::json!({"1": {"holding": {"0": 7}}});
+        Plant {
+            meter: ModbusServer::tcp_as(Implementation::Pymodbus, at(2), &[1], meter).await,
+            drive: ModbusServer::tcp_as(Implementation::Pymodbus, at(3), &[1, 2], drive).await,
+            plain: ModbusServer::tcp_as(Implementation::Libmodbus, at(4), &[1], plain).await,
+            hung: Silent::start_on(at(5)).await,
+        }
+    }
+}
+
 /// A TCP endpoint that accepts connections and never answers, as a device
 /// that hangs does; stops when dropped.
 pub struct Silent {

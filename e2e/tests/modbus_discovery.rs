@@ -17,7 +17,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin, client_as, eventually_showing,
-    modbus::{Implementation, ModbusServer, Silent},
+    modbus::Plant,
     process::{free_port, start_operator},
     repo_root, wait_connected, wait_property, yaml_documents,
 };
@@ -135,31 +135,7 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
     let _operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let port = free_port();
-    let _meter = ModbusServer::tcp_as(
-        Implementation::Pymodbus,
-        at(2, port),
-        &[1],
-        json!({"identity": {"VendorName": "Acme", "ProductCode": "PM-200",
-                            "MajorMinorRevision": "1.4"},
-               "1": {"holding": {"0": 2301}}}),
-    )
-    .await;
-    let mut drive = ModbusServer::tcp_as(
-        Implementation::Pymodbus,
-        at(3, port),
-        &[1],
-        json!({"identity": {"VendorName": "Initech", "ProductCode": "VFD-7",
-                            "MajorMinorRevision": "2.0"}}),
-    )
-    .await;
-    let _plain = ModbusServer::tcp_as(
-        Implementation::Libmodbus,
-        at(4, port),
-        &[1],
-        json!({"1": {"holding": {"0": 7}}}),
-    )
-    .await;
-    let _hung = Silent::start_on(at(5, port)).await;
+    let mut plant_devices = Plant::start(port).await;
 
     let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
     let found: Api<DiscoveredDevice> = Api::namespaced(client.clone(), namespace);
@@ -210,7 +186,7 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
     assert_eq!(finds(&found, "plant", 3).await.len(), 3);
 
     // The drive goes away: its find is marked gone at the next scan.
-    drive.stop().await;
+    plant_devices.drive.stop().await;
     let drive_name = all[1].metadata.name.clone().unwrap();
     eventually_showing("the drive marked gone", WAIT, || async {
         let f = found.get(&drive_name).await.map_err(|e| e.to_string())?;

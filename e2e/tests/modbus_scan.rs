@@ -17,7 +17,7 @@ use devicelink_adaptor_modbus::{
 };
 use devicelink_api::modbus::RegisterKind;
 use devicelink_e2e::{
-    modbus::{Implementation, ModbusServer, Silent},
+    modbus::{Implementation, ModbusServer, Plant},
     process::free_port,
 };
 use serde_json::json;
@@ -51,32 +51,7 @@ fn find(scanned: &[Find], address: SocketAddr, unit: u8) -> &Find {
 #[tokio::test]
 async fn a_scan_finds_each_answering_unit_once_with_what_it_says() {
     let port = free_port();
-    let _meter = ModbusServer::tcp_as(
-        Implementation::Pymodbus,
-        at(2, port),
-        &[1],
-        json!({"identity": {"VendorName": "Acme", "ProductCode": "PM-200",
-                            "MajorMinorRevision": "1.4", "ProductName": "Power meter",
-                            "ModelName": "PM-200-EU"},
-               "1": {"holding": {"0": 2301}}}),
-    )
-    .await;
-    let _drive = ModbusServer::tcp_as(
-        Implementation::Pymodbus,
-        at(3, port),
-        &[1, 2],
-        json!({"identity": {"VendorName": "Initech", "ProductCode": "VFD-7",
-                            "MajorMinorRevision": "2.0"}}),
-    )
-    .await;
-    let _plain = ModbusServer::tcp_as(
-        Implementation::Libmodbus,
-        at(4, port),
-        &[1],
-        json!({"1": {"holding": {"0": 7}}}),
-    )
-    .await;
-    let _hung = Silent::start_on(at(5, port)).await;
+    let _plant = Plant::start(port).await;
 
     let scanned = scan(&settings(port, &[1, 2]), &ModbusMetrics::default()).await;
     let shown: Vec<String> = scanned
