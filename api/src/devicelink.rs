@@ -129,10 +129,7 @@ fn reference_rules() -> serde_json::Value {
 pub struct DeviceAdaptor {
     /// Name of the node whose adaptor reaches the device. May change: the
     /// device then moves to the adaptor on the new node.
-    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
-        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
-        "message": "must be a node name: lower-case letters, digits, '-' and '.'",
-    }]))]
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [crate::schema::node_name_rule()]))]
     pub node: String,
 
     /// Name of the adaptor, for example `adaptors.edge.cattle.io/modbus`.

@@ -58,10 +58,7 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
 pub struct DeviceDiscoverySpec {
     /// The node whose adaptor scans: its network is the one searched, and
     /// DeviceLinks made from finds run there.
-    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [{
-        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
-        "message": "must be a node name: lower-case letters, digits, '-' and '.'",
-    }]))]
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [crate::schema::node_name_rule()]))]
     pub node: String,
     /// How finds become DeviceLinks: `Manual` (a person adopts each, with
     /// the `edge.cattle.io/adopt` annotation) or `Automatic` (each find is
@@ -73,7 +70,7 @@ pub struct DeviceDiscoverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [
         crate::duration::rule(crate::duration::MAX_TEXT),
-        {"rule": "!self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self) >= duration('10s')",
+        {"rule": format!("!self.matches('{}') || duration(self) >= duration('10s')", crate::duration::PATTERN),
          "message": "must be at least 10s: a scan is not a poll"},
     ]))]
     pub interval: Option<Duration>,

@@ -125,3 +125,12 @@ pub fn level_headers(_: &mut SchemaGenerator) -> Schema {
         }],
     })
 }
+
+/// The CEL rule of a field that names a node (a DeviceLink's
+/// `spec.adaptor.node`, a DeviceDiscovery's `spec.node`).
+pub fn node_name_rule() -> Value {
+    json!({
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be a node name: lower-case letters, digits, '-' and '.'",
+    })
+}
