@@ -42,6 +42,8 @@ find "$CARGO_TARGET_DIR"/*/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec r
 # So do builds no longer used (each change leaves a copy of every binary
 # and library depending on it): not read or written for two days.
 find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -atime +2 -mtime +2 -delete 2>/dev/null || true
+# And within the day, older builds of the workspace's own crates.
+python3 "$root/e2e/prune-builds.py" "$CARGO_TARGET_DIR"
 phase "unit and crate tests (no cluster)"
 cargo test --workspace --exclude devicelink-e2e --locked --lib --bins --tests --no-fail-fast
 phase "images (make images; cached in $DEVICELINK_CACHE/images)"
