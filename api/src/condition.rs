@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::devicelink::DeviceLinkCondition;
@@ -299,5 +299,94 @@ mod tests {
             &at(1),
         );
         assert!(true_prefix(&out, ConditionType::DeviceConnected).is_none());
+    }
+}
+
+/// A Kubernetes condition (`metav1.Condition`, as devicelink's own kinds
+/// beside DeviceLink keep them) of `type_` as it should now read, its
+/// `lastTransitionTime` kept from `current` while its status stays; `None`
+/// if `current` already reads so (nothing to write).
+pub fn kube_condition(
+    current: &[Condition],
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+    observed_generation: Option<i64>,
+) -> Option<Condition> {
+    let status = status.as_str();
+    let before = current.iter().find(|c| c.type_ == type_);
+    if before.is_some_and(|c| {
+        c.status == status
+            && c.reason == reason
+            && c.message == message
+            && c.observed_generation == observed_generation
+    }) {
+        return None;
+    }
+    let since = before
+        .filter(|c| c.status == status)
+        .map_or_else(now, |c| c.last_transition_time.clone());
+    Some(Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: since,
+        observed_generation,
+    })
+}
+
+#[cfg(test)]
+mod kube_condition_tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_stays() {
+        let first = kube_condition(
+            &[],
+            "Scanned",
+            ConditionStatus::True,
+            "Scanned",
+            "1 found",
+            None,
+        )
+        .expect("new");
+        let mut earlier = first.clone();
+        earlier.last_transition_time =
+            Time(first.last_transition_time.0 - k8s_openapi::jiff::SignedDuration::from_secs(60));
+        let current = [earlier.clone()];
+        assert_eq!(
+            kube_condition(
+                &current,
+                "Scanned",
+                ConditionStatus::True,
+                "Scanned",
+                "1 found",
+                None
+            ),
+            None,
+            "the same again is nothing to write"
+        );
+        let reworded = kube_condition(
+            &current,
+            "Scanned",
+            ConditionStatus::True,
+            "Scanned",
+            "2 found",
+            None,
+        )
+        .unwrap();
+        assert_eq!(reworded.last_transition_time, earlier.last_transition_time);
+        let failed = kube_condition(
+            &current,
+            "Scanned",
+            ConditionStatus::False,
+            "WriteFailed",
+            "no",
+            None,
+        )
+        .unwrap();
+        assert_ne!(failed.last_transition_time, earlier.last_transition_time);
     }
 }

@@ -123,6 +123,15 @@ async fn scan_loop(
     discovery: DeviceDiscovery,
 ) {
     let interval = discovery.spec.interval();
+    // The Scanned condition as this task last wrote it (the operator's
+    // AdaptorExisted is its own to keep).
+    let mut scanned: Vec<_> = discovery
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ == "Scanned")
+        .cloned()
+        .collect();
     loop {
         let began = tokio::time::Instant::now();
         let started = devicelink_api::condition::now();
@@ -145,7 +154,13 @@ async fn scan_loop(
         )
         .await;
         found::summarize(
-            &client, &manager, &discovery, &scan, started, finished, recorded,
+            &client,
+            &manager,
+            &discovery,
+            &scan,
+            (started, finished),
+            recorded,
+            &mut scanned,
         )
         .await;
         tokio::time::sleep_until(began + interval).await;

@@ -11,7 +11,8 @@ use devicelink_api::discovery::{
     AnsweredRange, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice, DiscoveredDeviceStatus,
     DiscoveredProtocol, found_name,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use devicelink_api::{ConditionStatus, condition::kube_condition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -65,10 +66,14 @@ pub(crate) async fn record(
     for found in &scan.finds {
         let name = found_name(&discovery.name_any(), &found.address, found.unit_id);
         let before = known.remove(&name);
-        let object = object(discovery, protocol, &name, found);
-        api.patch(&name, &apply, &Patch::Apply(object))
-            .await
-            .map_err(|e| format!("writing DiscoveredDevice {name}: {e}"))?;
+        // Written once: a rescan writes only the status of what it found
+        // again (the spec says where, and that does not change).
+        if before.is_none() {
+            let object = object(discovery, protocol, &name, found);
+            api.patch(&name, &apply, &Patch::Apply(object))
+                .await
+                .map_err(|e| format!("writing DiscoveredDevice {name}: {e}"))?;
+        }
         let first_seen = before
             .and_then(|b| b.status.and_then(|s| s.first_seen))
             .unwrap_or_else(|| now.clone());
@@ -156,19 +161,21 @@ async fn write_status(
 
 /// Writes how the scan went into the discovery's status: its numbers, and
 /// the `Scanned` condition (False, with why, if its finds could not all
-/// be written).
+/// be written). `written` is the condition as this task last wrote it
+/// (read from the discovery when the task started), for when it last
+/// changed.
 pub(crate) async fn summarize(
     client: &Client,
     manager: &str,
     discovery: &DeviceDiscovery,
     scan: &Scan,
-    started: Time,
-    finished: Time,
+    (started, finished): (Time, Time),
     recorded: Result<(), String>,
+    written: &mut Vec<Condition>,
 ) {
     let (status, reason, message) = match &recorded {
         Ok(()) => (
-            "True",
+            ConditionStatus::True,
             "Scanned",
             format!(
                 "{} addresses, {} requests, {} found",
@@ -177,25 +184,18 @@ pub(crate) async fn summarize(
                 scan.finds.len()
             ),
         ),
-        Err(why) => ("False", "WriteFailed", why.clone()),
+        Err(why) => (ConditionStatus::False, "WriteFailed", why.clone()),
     };
-    let api: Api<DeviceDiscovery> =
-        Api::namespaced(client.clone(), &discovery.namespace().unwrap_or_default());
-    // The condition as now written, for when it last changed.
-    let Ok(Some(now)) = api.get_opt(&discovery.name_any()).await else {
-        return; // Gone meanwhile (or unreadable: the next scan writes).
-    };
-    let before = now.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Scanned" && c.status == status)
-    });
-    let since = before.map_or_else(|| finished.clone(), |c| c.last_transition_time.clone());
+    let generation = discovery.metadata.generation;
+    if let Some(changed) = kube_condition(written, "Scanned", status, reason, &message, generation)
+    {
+        *written = vec![changed];
+    }
     let patch = json!({
         "apiVersion": DeviceDiscovery::api_version(&()),
         "kind": DeviceDiscovery::kind(&()),
         "status": {
-            "observedGeneration": discovery.metadata.generation,
+            "observedGeneration": generation,
             "lastScan": {
                 "started": started,
                 "finished": finished,
@@ -203,16 +203,11 @@ pub(crate) async fn summarize(
                 "requests": scan.requests,
                 "found": scan.finds.len(),
             },
-            "conditions": [{
-                "type": "Scanned",
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since,
-                "observedGeneration": discovery.metadata.generation,
-            }],
+            "conditions": written,
         },
     });
+    let api: Api<DeviceDiscovery> =
+        Api::namespaced(client.clone(), &discovery.namespace().unwrap_or_default());
     if let Err(e) = api
         .patch_status(
             &discovery.name_any(),

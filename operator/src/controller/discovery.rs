@@ -9,8 +9,9 @@ use std::{
 };
 
 use devicelink_api::{
-    DeviceLink,
+    ConditionStatus, DeviceLink,
     adaptor::{self, AdaptorKind},
+    condition::kube_condition,
     discovery::{
         ADOPT, Adoption, DISCOVERED_LABEL, DeviceDiscovery, DeviceDiscoverySpec, DiscoveredDevice,
         proposed_link,
@@ -147,22 +148,21 @@ async fn record_adaptor(
     discovery: &DeviceDiscovery,
     pod: devicelink_api::Outcome,
 ) -> Result<()> {
-    let status = pod.status.as_str();
-    let now = discovery
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "AdaptorExisted"));
-    if now.is_some_and(|c| c.status == status && c.reason == pod.reason && c.message == pod.message)
-    {
+    let current = discovery.status.as_ref().map(|s| s.conditions.as_slice());
+    let Some(condition) = kube_condition(
+        current.unwrap_or_default(),
+        "AdaptorExisted",
+        pod.status,
+        &pod.reason,
+        &pod.message,
+        None,
+    ) else {
         return Ok(());
-    }
+    };
     let patch = json!({
         "apiVersion": "edge.cattle.io/v1alpha1",
         "kind": "DeviceDiscovery",
-        "status": {"conditions": [{
-            "type": "AdaptorExisted", "status": status, "reason": pod.reason,
-            "message": pod.message, "lastTransitionTime": devicelink_api::condition::now(),
-        }]},
+        "status": {"conditions": [condition]},
     });
     api.patch_status(
         &discovery.name_any(),
@@ -264,31 +264,34 @@ async fn record_adoption(
     let (adopted_as, status, reason, message) = match outcome {
         Ok(name) => (
             Some(name.clone()),
-            "True",
+            ConditionStatus::True,
             "Adopted",
             format!("DeviceLink {name} was made from it"),
         ),
         Err((reason, why)) => {
             warn!(found = %found.name_any(), reason, error = %why, "could not adopt");
-            (None, "False", reason, why)
+            (None, ConditionStatus::False, reason, why)
         }
     };
-    // The same condition again keeps its time: an unchanged apply writes
-    // nothing, and wakes nobody (this reconcile included).
-    let before = found.status.as_ref().and_then(|s| {
-        s.conditions.iter().find(|c| {
-            c.type_ == "Adopted" && c.status == status && c.reason == reason && c.message == message
-        })
-    });
-    let since = before.map_or_else(devicelink_api::condition::now, |c| {
-        c.last_transition_time.clone()
-    });
-    let mut written = json!({
-        "conditions": [{
-            "type": "Adopted", "status": status, "reason": reason,
-            "message": message, "lastTransitionTime": since,
-        }],
-    });
+    let current = found
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let changed = kube_condition(current, "Adopted", status, reason, &message, None);
+    // The same refusal again is not written: the write would wake this
+    // reconcile, which would refuse again. (What is applied must hold the
+    // condition still, or server-side apply would drop it.)
+    let condition = match (changed, &adopted_as) {
+        (Some(changed), _) => changed,
+        (None, None) => return Ok(()),
+        (None, Some(_)) => current
+            .iter()
+            .find(|c| c.type_ == "Adopted")
+            .cloned()
+            .expect("kube_condition found it unchanged"),
+    };
+    let mut written = json!({"conditions": [condition]});
     if let Some(name) = adopted_as {
         written["adoptedAs"] = json!(name);
     }
