@@ -94,15 +94,23 @@ pub const REFERENCE_PATHS: &[&str] = &[
     "protocol.tlsConfig.keyFilePEMRef",
 ];
 
+/// `path` of the template's spec as a CEL optional chain from the object
+/// holding `template` (`self.template.?spec.?extension...`): it has a
+/// value only when every step is set.
+pub(crate) fn optional_template_path(path: &str) -> String {
+    path.split('.')
+        .fold("self.template.?spec".to_string(), |acc, seg| {
+            format!("{acc}.?{seg}")
+        })
+}
+
 /// One CEL rule per [`REFERENCE_PATHS`] entry: if the template sets it, its
 /// `name` must be an entry of `spec.references`.
 fn reference_rules() -> serde_json::Value {
     let rules: Vec<serde_json::Value> = REFERENCE_PATHS
         .iter()
         .map(|path| {
-            let optional = path.split('.').fold("self.template.?spec".to_string(), |acc, seg| {
-                format!("{acc}.?{seg}")
-            });
+            let optional = optional_template_path(path);
             serde_json::json!({
                 "rule": format!(
                     "!{optional}.?name.hasValue() || (has(self.references) && self.references.exists(r, r.name == self.template.spec.{path}.name))"

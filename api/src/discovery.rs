@@ -61,8 +61,10 @@ pub struct DeviceDiscoverySpec {
     #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [crate::schema::node_name_rule()]))]
     pub node: String,
     /// How finds become DeviceLinks: `Manual` (a person adopts each, with
-    /// the `edge.cattle.io/adopt` annotation) or `Automatic` (each find is
-    /// adopted when it is found). Default Manual.
+    /// the `edge.cattle.io/adopt` annotation), `Matched` (a find a
+    /// DeviceTemplate matches is adopted when found; others wait for a
+    /// person) or `Automatic` (every find is adopted when found, from its
+    /// template if one matches). Default Manual.
     #[serde(default)]
     pub adoption: Adoption,
     /// Time between the start of one scan and the next. Default 10m, at
@@ -100,7 +102,20 @@ impl DeviceDiscoverySpec {
 pub enum Adoption {
     #[default]
     Manual,
+    Matched,
     Automatic,
+}
+
+impl Adoption {
+    /// Whether a find is adopted without a person asking, given whether a
+    /// template matches it.
+    pub fn adopts_unasked(self, matched: bool) -> bool {
+        match self {
+            Adoption::Manual => false,
+            Adoption::Matched => matched,
+            Adoption::Automatic => true,
+        }
+    }
 }
 
 /// Where and how to look for Modbus TCP devices.
@@ -285,6 +300,7 @@ pub struct ScanSummary {
         type_ = "string",
         json_path = ".status.identity.productCode"
     ),
+    printcolumn(name = "TEMPLATE", type_ = "string", json_path = ".status.template"),
     printcolumn(name = "GONE", type_ = "boolean", json_path = ".status.gone"),
     printcolumn(name = "DEVICELINK", type_ = "string", json_path = ".status.adoptedAs"),
     selectable = ".spec.discovery"
@@ -335,6 +351,10 @@ pub struct DiscoveredDeviceStatus {
     /// and its DeviceLink if adopted, until someone deletes them).
     #[serde(default)]
     pub gone: bool,
+    /// The DeviceTemplate of its namespace that says what it is, if one
+    /// matches (written by the operator; kept as adopted once adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// The DeviceLink made from it, once adopted (of the same namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted_as: Option<String>,
@@ -383,21 +403,86 @@ pub fn found_name(discovery: &str, address: &str, unit: Option<i32>) -> String {
     crate::labels::node_label_value(name.trim_matches('-'))
 }
 
-/// Entries of each answered range a proposed DeviceLink reads: enough to
-/// see the device live, few enough that a person reading the proposal
+/// Entries of each answered range a proposal without a template reads:
+/// enough to see the device live, few enough that a person reading it
 /// sees what it is. Its properties are read-only: a device found on the
 /// network is not written until someone says what its registers mean.
 pub const PROPOSED_PER_RANGE: i32 = 4;
 
-/// The DeviceLink a find becomes when adopted: the discovery's node and
-/// the find's protocol settings, its answered ranges' first entries as
-/// read-only properties, and the discovery's defaults.
+/// The DeviceLink a find becomes when adopted, named as the find: on the
+/// discovery's node, at the find's address and unit, with the device
+/// object of `template` (the find's match, if any) or else its answered
+/// ranges' first entries as read-only properties; the discovery's
+/// defaults fill what that leaves unset.
 pub fn proposed_link(
     found: &DiscoveredDevice,
     discovery: &DeviceDiscovery,
+    template: Option<&crate::catalog::DeviceTemplate>,
 ) -> Result<crate::DeviceLink, String> {
     use kube::ResourceExt;
     let DiscoveredProtocol::Modbus = found.spec.protocol;
+    let name = found.name_any();
+    let mut labels = serde_json::json!({
+        DISCOVERY_LABEL: crate::labels::node_label_value(&discovery.name_any()),
+        DISCOVERED_LABEL: name,
+    });
+    let device = match template {
+        Some(template) => {
+            labels[crate::catalog::TEMPLATE_LABEL] =
+                serde_json::json!(crate::labels::node_label_value(&template.name_any()));
+            template.device_for(found)?
+        }
+        None => crate::devicelink::DeviceTemplate {
+            metadata: None,
+            spec: Some(serde_json::json!({"properties": first_entries(found)?})),
+        },
+    };
+    let mut spec = match device.spec {
+        Some(serde_json::Value::Object(spec)) => serde_json::Value::Object(spec),
+        _ => serde_json::json!({}),
+    };
+    // Where the device is comes from the find alone; a template's other
+    // TCP settings stay.
+    let mut tcp = spec
+        .pointer("/protocol/tcp")
+        .cloned()
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    tcp["endpoint"] = serde_json::json!(found.spec.address);
+    tcp["workerID"] = serde_json::json!(found.spec.unit_id.unwrap_or(1));
+    spec["protocol"] = serde_json::json!({"tcp": tcp});
+    let defaults = discovery.spec.device_links.clone().unwrap_or_default();
+    if let Some(every) = &defaults.sync_interval
+        && spec.pointer("/parameters/syncInterval").is_none()
+    {
+        match spec.get_mut("parameters").and_then(|p| p.as_object_mut()) {
+            Some(parameters) => {
+                parameters.insert("syncInterval".into(), serde_json::json!(every));
+            }
+            None => spec["parameters"] = serde_json::json!({"syncInterval": every}),
+        }
+    }
+    if let Some(extension) = &defaults.extension
+        && spec.get("extension").is_none()
+    {
+        spec["extension"] = serde_json::to_value(extension).map_err(|e| e.to_string())?;
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "edge.cattle.io/v1alpha1",
+        "kind": "DeviceLink",
+        "metadata": {"name": name, "namespace": found.namespace(), "labels": labels},
+        "spec": {
+            "adaptor": {"node": discovery.spec.node, "name": "adaptors.edge.cattle.io/modbus"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "template": {"metadata": device.metadata, "spec": spec},
+        },
+    }))
+    .map_err(|e| e.to_string())
+}
+
+/// The first entries of each range of `found` that answered, as read-only
+/// properties named for their table and address (`holding-0`).
+fn first_entries(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
     let registers = found
         .status
         .as_ref()
@@ -406,7 +491,7 @@ pub fn proposed_link(
     if registers.is_empty() {
         return Err("nothing of it answered a read: there is nothing to propose".into());
     }
-    let properties: Vec<serde_json::Value> = registers
+    Ok(registers
         .iter()
         .flat_map(|range| {
             let (prefix, type_) = match range.register {
@@ -424,37 +509,7 @@ pub fn proposed_link(
                 })
             })
         })
-        .collect();
-    let defaults = discovery.spec.device_links.clone().unwrap_or_default();
-    let mut spec = serde_json::json!({
-        "protocol": {"tcp": {"endpoint": found.spec.address, "workerID": found.spec.unit_id.unwrap_or(1)}},
-        "properties": properties,
-    });
-    if let Some(every) = &defaults.sync_interval {
-        spec["parameters"] = serde_json::json!({"syncInterval": every});
-    }
-    if let Some(extension) = &defaults.extension {
-        spec["extension"] = serde_json::to_value(extension).map_err(|e| e.to_string())?;
-    }
-    let name = found.name_any();
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "edge.cattle.io/v1alpha1",
-        "kind": "DeviceLink",
-        "metadata": {
-            "name": name,
-            "namespace": found.namespace(),
-            "labels": {
-                DISCOVERY_LABEL: crate::labels::node_label_value(&discovery.name_any()),
-                DISCOVERED_LABEL: name,
-            },
-        },
-        "spec": {
-            "adaptor": {"node": discovery.spec.node, "name": "adaptors.edge.cattle.io/modbus"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
-            "template": {"spec": spec},
-        },
-    }))
-    .map_err(|e| e.to_string())
+        .collect())
 }
 
 #[cfg(test)]
@@ -491,7 +546,7 @@ mod tests {
                      "deviceLinks": {"syncInterval": "5s"}},
         }))
         .unwrap();
-        let link = proposed_link(&found, &discovery).unwrap();
+        let link = proposed_link(&found, &discovery, None).unwrap();
         assert_eq!(link.spec.adaptor.node, "edge-1");
         assert_eq!(link.spec.model.kind, "ModbusDevice");
         let spec = link.spec.template.spec.unwrap();
@@ -520,6 +575,59 @@ mod tests {
                 .unwrap()
                 .iter()
                 .all(|p| p["readOnly"] == true)
+        );
+    }
+
+    #[test]
+    fn a_template_supplies_the_device_and_the_find_its_address() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant-a-10-0-0-7-502-3", "namespace": "ns"},
+            "spec": {"discovery": "plant-a", "node": "edge-1", "protocol": "modbus",
+                     "address": "10.0.0.7:502", "unitId": 3},
+            "status": {"identity": {"vendorName": "Acme"}},
+        }))
+        .unwrap();
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant-a", "namespace": "ns"},
+            "spec": {"node": "edge-1", "modbus": {"targets": [{"cidr": "10.0.0.0/24"}]},
+                     "deviceLinks": {"syncInterval": "5s",
+                                     "extension": {"mqtt": {"client": {"server": "tcp://site:1883"},
+                                                            "message": {"topic": "site/:name"}}}}},
+        }))
+        .unwrap();
+        let template: crate::catalog::DeviceTemplate = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "acme-meter", "namespace": "ns"},
+            "spec": {"protocol": "modbus", "identity": {"vendorName": "Acme"}, "template": {
+                "metadata": {"labels": {"kind": "meter"}},
+                "spec": {
+                    "protocol": {"tcp": {"endpoint": "ignored:1", "workerID": 9}},
+                    "parameters": {"timeout": "2s"},
+                    "properties": [{"name": "voltage", "type": "float",
+                                    "visitor": {"register": "HoldingRegister", "offset": 0}}],
+                    "extension": {"mqtt": {"client": {"server": "tcp://own:1883"}}},
+                },
+            }},
+        }))
+        .unwrap();
+        let link = proposed_link(&found, &discovery, Some(&template)).unwrap();
+        assert_eq!(
+            link.metadata.labels.unwrap()[crate::catalog::TEMPLATE_LABEL],
+            "acme-meter"
+        );
+        assert_eq!(link.spec.template.metadata.unwrap().labels["kind"], "meter");
+        let spec = link.spec.template.spec.unwrap();
+        assert_eq!(
+            spec["protocol"],
+            serde_json::json!({"tcp": {"endpoint": "10.0.0.7:502", "workerID": 3}})
+        );
+        assert_eq!(spec["properties"][0]["name"], "voltage");
+        assert_eq!(
+            spec["parameters"],
+            serde_json::json!({"timeout": "2s", "syncInterval": "5s"})
+        );
+        assert_eq!(
+            spec["extension"]["mqtt"]["client"]["server"], "tcp://own:1883",
+            "the template's own extension is kept"
         );
     }
 

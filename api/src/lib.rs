@@ -12,6 +12,7 @@
 pub mod adaptor;
 pub mod ble;
 pub mod broker_credential;
+pub mod catalog;
 pub mod condition;
 pub mod credentials;
 pub mod devicelink;
@@ -58,6 +59,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         kafka_bridge::KafkaBridge::crd(),
         discovery::DeviceDiscovery::crd(),
         discovery::DiscoveredDevice::crd(),
+        catalog::DeviceTemplate::crd(),
     ]
 }
 

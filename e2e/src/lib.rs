@@ -10,6 +10,7 @@ pub mod broker;
 pub mod browser;
 pub mod certs;
 pub mod console;
+pub mod discovery;
 pub mod helm;
 pub mod kafka;
 pub mod kubectl;
@@ -751,13 +752,27 @@ pub async fn wait_property<K>(devices: &kube::Api<K>, name: &str, property: &str
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
+    wait_property_field(devices, name, property, "value", want).await
+}
+
+/// Waits until `field` of the status of property `property` of device
+/// `name` is `want` (`value` as read, `operatedValue` after arithmetic).
+pub async fn wait_property_field<K>(
+    devices: &kube::Api<K>,
+    name: &str,
+    property: &str,
+    field: &str,
+    want: &str,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
     eventually_showing(
-        &format!("{name}.{property} = {want}"),
+        &format!("{name}.{property}.{field} = {want}"),
         Duration::from_secs(60),
         || async {
             let d = devices.get(name).await.map_err(|e| e.to_string())?;
             let status = serde_json::to_value(&d).unwrap()["status"].clone();
-            let value = property_field(&status, property, "value");
+            let value = property_field(&status, property, field);
             (value == Some(want))
                 .then_some(())
                 .ok_or(format!("{value:?}"))

@@ -481,10 +481,12 @@ impl Drop for AbsentUart {
 
 /// The devices discovery's tests scan, at 127.0.0.2 to .5 on `port` (on
 /// loopback: never any other address): a meter (pymodbus, identified by
-/// Read Device Identification, regular stream included; 2301 in holding
-/// register 0), a drive (pymodbus, identified, units 1 and 2), a plain
-/// device (libmodbus: no function 43) and one that accepts connections
-/// and never answers. Stopped when dropped.
+/// Read Device Identification, regular stream included), a drive
+/// (pymodbus, identified, units 1 and 2), a plain device (libmodbus: no
+/// function 43) and one that accepts connections and never answers. The
+/// meter and the drive hold what their catalog entries
+/// (deploy/catalog/) say: 230.1 V, 15.2 A and 123.456 kWh on a CT ratio
+/// of 40; a drive running at 49.8 Hz towards 50. Stopped when dropped.
 pub struct Plant {
     pub meter: ModbusServer,
     pub drive: ModbusServer,
@@ -499,11 +501,13 @@ impl Plant {
             "identity": {"VendorName": "Acme", "ProductCode": "PM-200",
                          "MajorMinorRevision": "1.4", "ProductName": "Power meter",
                          "ModelName": "PM-200-EU"},
-            "1": {"holding": {"0": 2301}},
+            // 123,456 Wh is 0x0001_E240.
+            "1": {"input": {"0": 2301, "1": 1520, "2": 1, "3": 0xE240}, "holding": {"0": 40}},
         });
         let drive = serde_json::json!({
             "identity": {"VendorName": "Initech", "ProductCode": "VFD-7",
                          "MajorMinorRevision": "2.0"},
+            "1": {"coils": {"0": true}, "holding": {"0": 500}, "input": {"0": 498}},
         });
         let plain = serde_json::json!({"1": {"holding": {"0": 7}}});
         Plant {

@@ -8,7 +8,7 @@
 //! cluster's administrator did not allow is refused by the API server, and
 //! a tenant may annotate a find but not move it to another address.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use devicelink_api::{
     DeviceLink,
@@ -16,15 +16,14 @@ use devicelink_api::{
     modbus::ModbusDevice,
 };
 use devicelink_e2e::{
-    LocalKubelet, apply, begin, client_as, eventually_showing,
+    LocalKubelet, apply, begin, client_as,
+    discovery::{allow_ranges, at, discovery, finds, last_scan},
+    eventually_showing,
     modbus::Plant,
     process::{free_port, start_operator},
-    repo_root, wait_connected, wait_property, yaml_documents,
+    wait_connected, wait_property,
 };
-use k8s_openapi::api::{
-    admissionregistration::v1::ValidatingAdmissionPolicy,
-    rbac::v1::{ClusterRoleBinding, RoleBinding},
-};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
@@ -33,99 +32,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
 const TENANT: &str = "plant-engineer";
-
-fn at(last: u8, port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, last], port))
-}
-
-/// Lets discovery scan `ranges` (comma-separated), as an administrator
-/// who installed the plain manifests would: the policy
-/// devicelink-discovery-ranges holds them in its first variable (none in
-/// deploy/manifests/rbac.yaml). Waits until the API server takes a
-/// discovery of the first (it reads policies through a cache of its own).
-async fn allow_ranges(client: &kube::Client, ranges: &str) {
-    let listed: Vec<&str> = ranges.split(',').filter(|r| !r.is_empty()).collect();
-    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
-    let mut policy = policies
-        .get("devicelink-discovery-ranges")
-        .await
-        .expect("the discovery ranges policy (deploy/manifests/rbac.yaml)");
-    let variables = policy
-        .spec
-        .as_mut()
-        .and_then(|s| s.variables.as_mut())
-        .expect("the policy's variables");
-    assert_eq!(variables[0].name, "allowed");
-    variables[0].expression = format!("{}.map(r, string(r))", json!(listed));
-    policies
-        .replace("devicelink-discovery-ranges", &Default::default(), &policy)
-        .await
-        .expect("replace the discovery ranges policy");
-    let Some(first) = listed.first() else {
-        return;
-    };
-    let probe = discovery("default", "e2e-ranges-probe", first, 502);
-    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), "default");
-    eventually_showing(&format!("the policy to allow {first}"), WAIT, || async {
-        discoveries
-            .create(
-                &kube::api::PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                },
-                &serde_json::from_value(probe.clone()).unwrap(),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    })
-    .await;
-}
-
-/// The example (deploy/examples/modbus-discovery.yaml) on `cidr` and
-/// `port`, scanning every 10 s, without its MQTT extension (no broker
-/// here).
-fn discovery(namespace: &str, name: &str, cidr: &str, port: u16) -> serde_json::Value {
-    let mut d =
-        yaml_documents(&repo_root().join("deploy/examples/modbus-discovery.yaml")).remove(0);
-    d["metadata"] = json!({"name": name, "namespace": namespace});
-    d["spec"]["interval"] = json!("10s");
-    d["spec"]["modbus"]["targets"] = json!([{"cidr": cidr, "ports": [port]}]);
-    d["spec"]["modbus"]["requestsPerSecond"] = json!(100);
-    d["spec"]["modbus"]["timeout"] = json!("500ms");
-    d["spec"]["deviceLinks"] = json!({"syncInterval": "1s"});
-    d
-}
-
-/// The finds of discovery `name`, by address, once there are `count`.
-async fn finds(api: &Api<DiscoveredDevice>, name: &str, count: usize) -> Vec<DiscoveredDevice> {
-    eventually_showing(&format!("{count} finds of {name}"), WAIT, || async {
-        let list = api
-            .list(&ListParams::default().fields(&format!("spec.discovery={name}")))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut found = list.items;
-        found.sort_by(|a, b| a.spec.address.cmp(&b.spec.address));
-        let seen: Vec<&str> = found.iter().map(|f| f.spec.address.as_str()).collect();
-        (found.len() == count && found.iter().all(|f| f.status.is_some()))
-            .then_some(found.clone())
-            .ok_or(format!("{seen:?}"))
-    })
-    .await
-}
-
-/// When the discovery's latest scan ended, once it has one.
-async fn last_scan(api: &Api<DeviceDiscovery>, name: &str) -> (String, i64) {
-    eventually_showing(&format!("a scan of {name}"), WAIT, || async {
-        let d = api.get(name).await.map_err(|e| e.to_string())?;
-        let scan = d
-            .status
-            .and_then(|s| s.last_scan)
-            .ok_or("no scan yet".to_string())?;
-        Ok((scan.finished.0.to_string(), scan.found))
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
@@ -212,7 +118,7 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
         meter_name
     );
     let devices: Api<ModbusDevice> = Api::namespaced(client.clone(), namespace);
-    wait_property(&devices, &meter_name, "holding-0", "2301").await;
+    wait_property(&devices, &meter_name, "input-0", "2301").await;
     eventually_showing("the find names its DeviceLink", WAIT, || async {
         let f = found.get(&meter_name).await.map_err(|e| e.to_string())?;
         let adopted = f.status.and_then(|s| s.adopted_as);
@@ -243,7 +149,6 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
     })
     .await;
     assert!(links.get_opt(&meter_name).await.unwrap().is_some());
-    allow_ranges(&client, "").await;
 }
 
 #[tokio::test]
@@ -287,7 +192,6 @@ async fn a_range_the_administrator_did_not_allow_is_refused() {
         matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("more than 4096 addresses")),
         "{refused:?}"
     );
-    allow_ranges(&client, "").await;
 }
 
 /// A client as the Modbus adaptor of `node` (its ServiceAccount, bound to

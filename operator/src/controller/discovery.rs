@@ -1,7 +1,8 @@
 //! Discovery, the operator's part (docs/discovery.md): each
 //! DeviceDiscovery gets the adaptor pod of its protocol on its node, as a
-//! DeviceLink does (the adaptor scans), and each DiscoveredDevice someone
-//! adopts (or any find, with `adoption: Automatic`) gets its DeviceLink.
+//! DeviceLink does (the adaptor scans), and each DiscoveredDevice gets the
+//! DeviceTemplate that says what it is and, once someone adopts it (or its
+//! discovery's `adoption` does), its DeviceLink.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -11,18 +12,24 @@ use std::{
 use devicelink_api::{
     ConditionStatus, DeviceLink,
     adaptor::{self, AdaptorKind},
+    catalog::{DeviceTemplate, best_match},
     condition::kube_condition,
     discovery::{
-        ADOPT, Adoption, DISCOVERED_LABEL, DeviceDiscovery, DeviceDiscoverySpec, DiscoveredDevice,
+        ADOPT, DISCOVERED_LABEL, DeviceDiscovery, DeviceDiscoverySpec, DiscoveredDevice,
         proposed_link,
     },
     finalizer,
+    modbus::ModbusDevice,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
-    runtime::{Controller, WatchStreamExt, controller::Action, reflector::Store, watcher},
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+    core::ApiResource,
+    runtime::{
+        Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, reflector::Store,
+        watcher,
+    },
 };
 use serde_json::json;
 use tracing::{info, warn};
@@ -42,18 +49,26 @@ pub(super) fn adaptor_of(spec: &DeviceDiscoverySpec) -> Option<&'static AdaptorK
     spec.modbus.as_ref().and(adaptor::find_short("modbus"))
 }
 
-/// DeviceDiscoveries, with their cache (the DeviceLinks' cleanup asks it
-/// whether an adaptor pod is still needed).
-pub(super) fn discoveries(
-    client: &kube::Client,
-) -> (Store<DeviceDiscovery>, Changes<DeviceDiscovery>) {
+/// Objects of kind `K` in every namespace, with their cache: the
+/// DeviceDiscoveries (the DeviceLinks' cleanup asks it whether an adaptor
+/// pod is still needed) and the DeviceTemplates.
+pub(super) fn cached<K>(client: &kube::Client) -> (Store<K>, Changes<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = kube::runtime::reflector::store();
     let events = kube::runtime::reflector(
         writer,
         watcher(Api::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
-    .applied_objects()
+    .touched_objects()
     .boxed();
     (store, events)
 }
@@ -75,8 +90,24 @@ pub(super) async fn run(ctx: Arc<Context>, discoveries: Changes<DeviceDiscovery>
     .run(reconcile_discovery, retry, ctx.clone())
     .for_each(|r| async move { logged("discovery", r) });
     let found: Api<DiscoveredDevice> = Api::all(ctx.client.clone());
-    let adopting = Controller::new(found, watcher::Config::default())
-        .run(reconcile_found, retry, ctx)
+    let (templates, template_events) = cached::<DeviceTemplate>(&ctx.client);
+    let adopting = Controller::new(found, watcher::Config::default());
+    // A template that comes or changes may say what the finds of its
+    // namespace are.
+    let finds = adopting.store();
+    let adopting = adopting
+        .watches_stream(
+            crate::watch_filter::errors_logged(template_events, "devicetemplates"),
+            move |template| {
+                let namespace = template.namespace();
+                finds
+                    .state()
+                    .into_iter()
+                    .filter(move |f| f.namespace() == namespace)
+                    .map(|f| ObjectRef::from_obj(&*f))
+            },
+        )
+        .run(reconcile_found, retry, Arc::new(Catalog { ctx, templates }))
         .for_each(|r| async move { logged("find", r) });
     tokio::join!(scanning, adopting, filled);
 }
@@ -88,7 +119,7 @@ fn logged<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: std::res
     }
 }
 
-fn retry<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
+fn retry<K, C>(_: Arc<K>, err: &Error, _: Arc<C>) -> Action {
     if !err.is_conflict() {
         warn!(error = %err, "discovery reconcile failed; retrying");
     }
@@ -173,10 +204,27 @@ async fn record_adaptor(
     Ok(())
 }
 
-/// Creates the DeviceLink of a find that is to be adopted, and says so in
-/// its status (or why not).
-async fn reconcile_found(found: Arc<DiscoveredDevice>, ctx: Arc<Context>) -> Result<Action> {
-    if !ctx.discoveries_filled.load(Ordering::Acquire) {
+/// What the adoption of finds reads: the operator's context and the
+/// catalog's templates.
+struct Catalog {
+    ctx: Arc<Context>,
+    templates: Store<DeviceTemplate>,
+}
+
+/// Why a find has no DeviceLink (yet): a reason and a message for its
+/// `Adopted` condition.
+type NotAdopted = (&'static str, String);
+
+/// Says which template matches a find and, when it is to be adopted,
+/// creates its DeviceLink; its status says so (or why not).
+async fn reconcile_found(found: Arc<DiscoveredDevice>, catalog: Arc<Catalog>) -> Result<Action> {
+    let ctx = &catalog.ctx;
+    let templates_filled = catalog
+        .templates
+        .wait_until_ready()
+        .now_or_never()
+        .is_some();
+    if !ctx.discoveries_filled.load(Ordering::Acquire) || !templates_filled {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let namespace = found.namespace().ok_or(Error::NotNamespaced)?;
@@ -189,42 +237,75 @@ async fn reconcile_found(found: Arc<DiscoveredDevice>, ctx: Arc<Context>) -> Res
     }) else {
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
+    let templates = catalog.templates.state();
+    let template = best_match(templates.iter().map(|t| &**t), &found);
     let asked = found.annotations().get(ADOPT).is_some_and(|v| v == "true");
-    if !asked && discovery.spec.adoption != Adoption::Automatic {
-        return Ok(Action::await_change());
-    }
-    // Only what the discovery's own scan wrote is adopted: a find must be
-    // owned by it and found from its node.
+    let outcome = if asked || discovery.spec.adoption.adopts_unasked(template.is_some()) {
+        adopt(ctx, &found, &discovery, template).await?
+    } else {
+        Err(waiting(&discovery))
+    };
+    record(ctx, &found, template.map(|t| t.name_any()), outcome).await?;
+    Ok(Action::await_change())
+}
+
+/// Why a find the discovery does not adopt by itself waits.
+fn waiting(discovery: &DeviceDiscovery) -> NotAdopted {
+    (
+        "AwaitingApproval",
+        format!(
+            "discovery {} adopts {}: annotate it {ADOPT}=true to create its DeviceLink",
+            discovery.name_any(),
+            match discovery.spec.adoption {
+                devicelink_api::discovery::Adoption::Matched =>
+                    "the finds a DeviceTemplate matches",
+                _ => "only the finds a person approves",
+            }
+        ),
+    )
+}
+
+/// Creates the DeviceLink of `found`, from `template` if one matches.
+/// Only what the discovery's own scan wrote is adopted: a find must be
+/// owned by it and found from its node.
+async fn adopt(
+    ctx: &Context,
+    found: &DiscoveredDevice,
+    discovery: &DeviceDiscovery,
+    template: Option<&DeviceTemplate>,
+) -> Result<std::result::Result<String, NotAdopted>> {
     let owned = found
         .owner_references()
         .iter()
         .any(|o| Some(&o.uid) == discovery.metadata.uid.as_ref());
-    let outcome = if !owned || found.spec.node != discovery.spec.node {
-        Err((
+    if !owned || found.spec.node != discovery.spec.node {
+        return Ok(Err((
             "NotItsDiscovery",
             format!(
                 "it was not found by discovery {} (not owned by it, or found from another node)",
                 discovery.name_any()
             ),
-        ))
-    } else {
-        match proposed_link(&found, &discovery) {
-            Ok(link) => create_link(&ctx, &namespace, &link).await?,
-            Err(why) => Err(("NothingToPropose", why)),
-        }
+        )));
+    }
+    let link = match proposed_link(found, discovery, template) {
+        Ok(link) => link,
+        Err(why) if template.is_some() => return Ok(Err(("TemplateInvalid", why))),
+        Err(why) => return Ok(Err(("NothingToPropose", why))),
     };
-    record_adoption(&ctx, &found, &namespace, outcome).await?;
-    Ok(Action::await_change())
+    if let Err(why) = device_refused(ctx, &link).await? {
+        return Ok(Err(("DeviceRefused", why)));
+    }
+    create_link(ctx, &link).await
 }
 
 /// Creates `link`, or finds it made already (by an earlier adoption whose
 /// status write was lost); another DeviceLink of its name is not touched.
 async fn create_link(
     ctx: &Context,
-    namespace: &str,
     link: &DeviceLink,
-) -> Result<std::result::Result<String, (&'static str, String)>> {
-    let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), namespace);
+) -> Result<std::result::Result<String, NotAdopted>> {
+    let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = link.name_any();
     match api.create(&PostParams::default(), link).await {
         Ok(_) => {
@@ -253,13 +334,42 @@ async fn create_link(
     }
 }
 
-/// Writes `adoptedAs` and the `Adopted` condition (the operator's fields
-/// of the status; the adaptor applies the others).
-async fn record_adoption(
+/// Whether the API server would take the device object of `link`, asked
+/// by a dry run: a template the model's schema refuses is then named on
+/// the find, before any DeviceLink is made from it.
+async fn device_refused(
+    ctx: &Context,
+    link: &DeviceLink,
+) -> Result<std::result::Result<(), String>> {
+    let model = ApiResource::erase::<ModbusDevice>(&());
+    let desired = crate::device::desired(link, &model, "modbus");
+    let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &model);
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: Some(MANAGER.into()),
+    };
+    match api.create(&dry_run, &desired).await {
+        // 409: made by an earlier adoption whose status write was lost.
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Ok(())),
+        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => Ok(Err(format!(
+            "the API server refuses its {}: {}",
+            model.kind, e.message
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the operator's part of a find's status: `template`,
+/// `adoptedAs` and the `Adopted` condition, when any changed. (Each apply
+/// holds all three: server-side apply drops what its manager no longer
+/// sends.)
+async fn record(
     ctx: &Context,
     found: &DiscoveredDevice,
-    namespace: &str,
-    outcome: std::result::Result<String, (&'static str, String)>,
+    template: Option<String>,
+    outcome: std::result::Result<String, NotAdopted>,
 ) -> Result<()> {
     let (adopted_as, status, reason, message) = match outcome {
         Ok(name) => (
@@ -269,29 +379,36 @@ async fn record_adoption(
             format!("DeviceLink {name} was made from it"),
         ),
         Err((reason, why)) => {
-            warn!(found = %found.name_any(), reason, error = %why, "could not adopt");
+            if reason != "AwaitingApproval" {
+                warn!(found = %found.name_any(), reason, error = %why, "could not adopt");
+            }
             (None, ConditionStatus::False, reason, why)
         }
     };
-    let current = found
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let changed = kube_condition(current, "Adopted", status, reason, &message, None);
-    // The same refusal again is not written: the write would wake this
-    // reconcile, which would refuse again. (What is applied must hold the
-    // condition still, or server-side apply would drop it.)
-    let condition = match (changed, &adopted_as) {
-        (Some(changed), _) => changed,
-        (None, None) => return Ok(()),
-        (None, Some(_)) => current
+    let before = found.status.clone().unwrap_or_default();
+    let changed = kube_condition(
+        &before.conditions,
+        "Adopted",
+        status,
+        reason,
+        &message,
+        None,
+    );
+    if changed.is_none() && adopted_as == before.adopted_as && template == before.template {
+        // Written already: writing again would wake this reconcile.
+        return Ok(());
+    }
+    let condition = changed.or_else(|| {
+        before
+            .conditions
             .iter()
             .find(|c| c.type_ == "Adopted")
             .cloned()
-            .expect("kube_condition found it unchanged"),
-    };
-    let mut written = json!({"conditions": [condition]});
+    });
+    let mut written = json!({"conditions": condition.into_iter().collect::<Vec<_>>()});
+    if let Some(template) = template {
+        written["template"] = json!(template);
+    }
     if let Some(name) = adopted_as {
         written["adoptedAs"] = json!(name);
     }
@@ -300,7 +417,8 @@ async fn record_adoption(
         "kind": "DiscoveredDevice",
         "status": written,
     });
-    let api: Api<DiscoveredDevice> = Api::namespaced(ctx.client.clone(), namespace);
+    let namespace = found.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<DiscoveredDevice> = Api::namespaced(ctx.client.clone(), &namespace);
     api.patch_status(
         &found.name_any(),
         &PatchParams::apply(MANAGER).force(),

@@ -208,7 +208,7 @@ pub async fn run(
     let (crds, crd_events) = watches::crds(&client);
     let (pods, pod_events) = watches::adaptor_pods(&client, &config.adaptor_namespace);
     let (roles, role_events) = watches::grant_roles(&client);
-    let (discoveries, discovery_events) = discovery::discoveries(&client);
+    let (discoveries, discovery_events) = discovery::cached(&client);
     let (devices, device_events) = device_watch::watch(&client, device_watch::shipped_models());
     let secret_events = watches::metadata_of::<Secret>(&client);
     let config_map_events = watches::metadata_of::<ConfigMap>(&client);
