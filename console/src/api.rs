@@ -71,6 +71,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/devicelinks/{namespace}/{name}/write", post(write))
         .route("/api/devicelinks/{namespace}/{name}/events", get(events))
         .route("/api/stream", get(stream))
+        .route("/api/discovereddevices", get(crate::discovered::list))
+        .route(
+            "/api/discovereddevices/{namespace}/{name}/adopt",
+            post(crate::discovered::adopt),
+        )
         .with_state(app)
 }
 
@@ -133,7 +138,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .and_then(|t| String::from_utf8(t).ok())
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
@@ -146,7 +151,7 @@ fn no_such_link(namespace: &str, name: &str) -> Response {
 
 /// Ok if the API server says the request's user may do `access`; the
 /// answer to send otherwise. `from` is the client's address.
-async fn allow(
+pub(crate) async fn allow(
     app: &App,
     headers: &HeaderMap,
     from: IpAddr,
@@ -162,7 +167,7 @@ async fn allow(
 /// Names from a URL are Kubernetes names, or the request goes no further.
 // The error is the response the handler answers with, as it is.
 #[allow(clippy::result_large_err)]
-fn checked_names(namespace: Option<&str>, names: &[&str]) -> Result<(), Response> {
+pub(crate) fn checked_names(namespace: Option<&str>, names: &[&str]) -> Result<(), Response> {
     namespace
         .and_then(namespace_problem)
         .or_else(|| names.iter().find_map(|n| name_problem(n)))
@@ -198,7 +203,7 @@ fn refused(refusal: Refusal) -> Response {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    namespace: Option<String>,
+    pub namespace: Option<String>,
 }
 
 async fn list(
@@ -749,6 +754,8 @@ mod tests {
             "/api/devicelinks/{namespace}/{name}",
             "/api/devicelinks/{namespace}/{name}/write",
             "/api/stream",
+            "/api/discovereddevices",
+            "/api/discovereddevices/{namespace}/{name}/adopt",
         ] {
             assert!(paths.contains(&route), "{route} is described");
         }

@@ -19,9 +19,12 @@ use k8s_openapi::api::{
 use kube::{Api, Client, api::PostParams};
 use tracing::{debug, warn};
 
-/// What a request does to DeviceLinks.
+/// What a request does to DeviceLinks (or to another resource of
+/// `edge.cattle.io`, such as the DiscoveredDevices a person adopts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Access {
+    /// The resource's plural name in `edge.cattle.io`.
+    pub resource: &'static str,
     pub verb: &'static str,
     /// None: in every namespace.
     pub namespace: Option<String>,
@@ -31,7 +34,18 @@ pub struct Access {
 
 impl Access {
     pub fn new(verb: &'static str, namespace: Option<&str>, name: Option<&str>) -> Access {
+        Access::to("devicelinks", verb, namespace, name)
+    }
+
+    /// `verb` on `resource` of `edge.cattle.io`.
+    pub fn to(
+        resource: &'static str,
+        verb: &'static str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Access {
         Access {
+            resource,
             verb,
             namespace: namespace.map(str::to_string),
             name: name.map(str::to_string),
@@ -42,8 +56,8 @@ impl Access {
 impl std::fmt::Display for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.name {
-            Some(name) => format!("devicelinks.edge.cattle.io {name:?}"),
-            None => "devicelinks.edge.cattle.io".to_string(),
+            Some(name) => format!("{}.edge.cattle.io {name:?}", self.resource),
+            None => format!("{}.edge.cattle.io", self.resource),
         };
         match &self.namespace {
             Some(ns) => write!(f, "{} {what} in namespace {ns:?}", self.verb),
@@ -231,7 +245,7 @@ impl Gate {
                 resource_attributes: Some(ResourceAttributes {
                     group: Some("edge.cattle.io".into()),
                     version: Some("v1alpha1".into()),
-                    resource: Some("devicelinks".into()),
+                    resource: Some(access.resource.into()),
                     verb: Some(access.verb.into()),
                     namespace: access.namespace.clone(),
                     name: access.name.clone(),

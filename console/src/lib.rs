@@ -11,6 +11,7 @@ pub mod auth;
 pub mod brokers;
 pub mod catalog;
 pub mod config;
+pub mod discovered;
 pub mod feed;
 pub mod hub;
 pub mod names;

@@ -55,15 +55,28 @@ impl Drop for ConsoleRbac {
 /// A ServiceAccount of `namespace` and a token for it, allowed `verbs` on
 /// DeviceLinks there.
 pub fn user(namespace: &str, name: &str, verbs: &[&str]) -> String {
-    let granted = !verbs.is_empty();
+    user_allowed(namespace, name, &[("devicelinks", verbs)])
+}
+
+/// A ServiceAccount of `namespace` and a token for it, allowed, for each
+/// `(resource, verbs)`, those verbs on that resource of edge.cattle.io
+/// there.
+pub fn user_allowed(namespace: &str, name: &str, rights: &[(&str, &[&str])]) -> String {
+    let rules: Vec<serde_json::Value> = rights
+        .iter()
+        .filter(|(_, verbs)| !verbs.is_empty())
+        .map(|(resource, verbs)| {
+            json!({"apiGroups": ["edge.cattle.io"], "resources": [resource], "verbs": verbs})
+        })
+        .collect();
+    let granted = !rules.is_empty();
     let mut objects = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": name, "namespace": namespace}})];
     if granted {
         objects.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": name, "namespace": namespace},
-            "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"],
-                       "verbs": verbs}]}),
+            "rules": rules}),
         );
         objects.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",

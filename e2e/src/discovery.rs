@@ -108,3 +108,22 @@ pub async fn last_scan(api: &Api<DeviceDiscovery>, name: &str) -> (String, i64) 
     })
     .await
 }
+
+/// The shipped catalog, in `namespace`.
+pub fn catalog(namespace: &str) -> Vec<serde_json::Value> {
+    let dir = repo_root().join("deploy/catalog");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| yaml_documents(f))
+        .map(|mut t| {
+            t["metadata"]["namespace"] = json!(namespace);
+            t
+        })
+        .collect()
+}

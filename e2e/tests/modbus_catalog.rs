@@ -18,11 +18,11 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
-    discovery::{allow_ranges, discovery, finds},
+    discovery::{allow_ranges, catalog, discovery, finds},
     eventually_showing,
     modbus::Plant,
     process::{free_port, start_operator},
-    repo_root, wait_connected, wait_property, wait_property_field, yaml_documents,
+    wait_connected, wait_property, wait_property_field,
 };
 use kube::{
     Api,
@@ -31,25 +31,6 @@ use kube::{
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The shipped catalog, in `namespace`.
-fn catalog(namespace: &str) -> Vec<serde_json::Value> {
-    let dir = repo_root().join("deploy/catalog");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| yaml_documents(f))
-        .map(|mut t| {
-            t["metadata"]["namespace"] = json!(namespace);
-            t
-        })
-        .collect()
-}
 
 /// The `Adopted` condition of find `name`: (reason, message), once its
 /// reason is `reason`.
