@@ -52,8 +52,8 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.modbus)",
-    "message": "set modbus: the protocol to look for (Modbus TCP is the one discovery scans so far)",
+    "rule": "[has(self.modbus), has(self.opcua)].filter(x, x).size() == 1",
+    "message": "set one of modbus or opcua: the protocol to look for",
 }]))]
 pub struct DeviceDiscoverySpec {
     /// The node whose adaptor scans: its network is the one searched, and
@@ -79,6 +79,9 @@ pub struct DeviceDiscoverySpec {
     /// Modbus TCP devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modbus: Option<ModbusDiscovery>,
+    /// OPC-UA servers, found through discovery servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opcua: Option<OpcuaDiscovery>,
     /// What every DeviceLink adopted from this discovery gets beside what
     /// its find says: its device's extensions (publishing to MQTT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +232,96 @@ impl ModbusTarget {
     }
 }
 
+/// Where and how to look for OPC-UA servers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpcuaDiscovery {
+    /// Discovery URLs, `opc.tcp://<IP address>:<port>[/path]`, each within
+    /// what the cluster's administrator lets discovery scan: a local
+    /// discovery server, or a server itself. Each is asked FindServers;
+    /// every server it lists is reached at the same address (a local
+    /// discovery server lists the servers of its own host), asked for its
+    /// endpoints and browsed.
+    #[schemars(schema_with = "discovery_urls_schema")]
+    pub discovery_urls: Vec<String>,
+    /// How deep to browse from the Objects folder, hierarchical references
+    /// followed. Default 4, at most 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub depth: Option<i32>,
+    /// Variables recorded per server, the first found breadth first.
+    /// Default 100, at most 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
+    pub max_variables: Option<i32>,
+    /// Requests a second, the whole scan together, connects included.
+    /// Default 20, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub requests_per_second: Option<i32>,
+    /// How long a connect or a request may take. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule("1m")]))]
+    pub timeout: Option<Duration>,
+}
+
+/// 1 to 16 discovery URLs, each an `opc.tcp://` URL whose host is an
+/// address (a name could resolve anywhere).
+fn discovery_urls_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 16,
+        "items": {
+            "type": "string",
+            "minLength": 12,
+            "maxLength": 512,
+            "x-kubernetes-validations": [{
+                // The host by string functions: url() costs the API
+                // server's estimate far more than a CRD may spend.
+                "rule": "self.matches('^opc[.]tcp://([0-9.]+|[[][0-9A-Fa-f:.]+[]]):[0-9]{1,5}(/[^ ]*)?$') && isIP(self.substring(10).split('/')[0].substring(0, self.substring(10).split('/')[0].lastIndexOf(':')).replace('[', '').replace(']', ''))",
+                "message": "must be opc.tcp://<IP address>:<port>[/path]: discovery reaches only addresses, which the administrator's ranges can bound",
+            }],
+        },
+    })
+}
+
+impl OpcuaDiscovery {
+    pub const DEFAULT_DEPTH: u32 = 4;
+    pub const DEFAULT_MAX_VARIABLES: usize = 100;
+    pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 20;
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub fn depth(&self) -> u32 {
+        self.depth
+            .and_then(|d| u32::try_from(d).ok())
+            .filter(|&d| d > 0)
+            .unwrap_or(Self::DEFAULT_DEPTH)
+    }
+
+    pub fn max_variables(&self) -> usize {
+        self.max_variables
+            .and_then(|m| usize::try_from(m).ok())
+            .filter(|&m| m > 0)
+            .unwrap_or(Self::DEFAULT_MAX_VARIABLES)
+    }
+
+    pub fn requests_per_second(&self) -> u32 {
+        self.requests_per_second
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(Self::DEFAULT_REQUESTS_PER_SECOND)
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .as_ref()
+            .and_then(Duration::to_std)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+}
+
 /// What adopted DeviceLinks get beside what their find says.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -311,9 +404,10 @@ pub struct DiscoveredDeviceSpec {
     pub discovery: String,
     /// The node it was found from.
     pub node: String,
-    /// `modbus`.
+    /// `modbus` or `opcua`.
     pub protocol: DiscoveredProtocol,
-    /// Where it answered: `address:port`.
+    /// Where it answered: `address:port` (Modbus), or the endpoint URL
+    /// of the server (OPC-UA).
     pub address: String,
     /// The unit id it answered as (Modbus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +420,7 @@ pub struct DiscoveredDeviceSpec {
 pub enum DiscoveredProtocol {
     #[default]
     Modbus,
+    Opcua,
 }
 
 /// What the scans learned of a device.
@@ -336,11 +431,24 @@ pub struct DiscoveredDeviceStatus {
     /// Identification (43/14) it answers, by name (`vendorName`,
     /// `productCode`, `revision`, `vendorUrl`, `productName`, `modelName`,
     /// `userApplicationName`); empty for a device without the function.
+    /// OPC-UA: its application description (`applicationUri`,
+    /// `productUri`, `applicationName`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identity: BTreeMap<String, String>,
     /// Where its tables answered (Modbus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registers: Vec<AnsweredRange>,
+    /// The endpoints it offers (OPC-UA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<OfferedEndpoint>,
+    /// Variables its browse found (OPC-UA), breadth first from the Objects
+    /// folder, as deep and as many as the discovery says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<BrowsedVariable>,
+    /// Why its address space was not browsed, if it was not (OPC-UA: no
+    /// endpoint without security, or the session was refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_browsed: Option<String>,
     /// When a scan first found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen: Option<Time>,
@@ -374,6 +482,36 @@ pub struct AnsweredRange {
     pub count: i32,
 }
 
+/// An endpoint an OPC-UA server offers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferedEndpoint {
+    /// As an OPCUADevice's `protocol.securityPolicy` names it (or the
+    /// policy's URI when it has no such name).
+    pub security_policy: String,
+    /// `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
+}
+
+/// A variable an OPC-UA browse found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowsedVariable {
+    /// As an OPCUADevice property's `visitor.nodeID` takes it.
+    #[serde(rename = "nodeID")]
+    pub node_id: String,
+    /// Browse names from the Objects folder down, joined by `/`.
+    pub browse_path: String,
+    /// The built-in type of its value (`Double`, `Int32`, `Boolean`,
+    /// `String`, ...), or its DataType's node ID for other types.
+    pub data_type: String,
+    /// Whether the server lets it be written (its AccessLevel).
+    pub writable: bool,
+    /// Its EngineeringUnits property's display name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engineering_units: Option<String>,
+}
+
 /// The names identity objects are shown by, by Read Device Identification
 /// object id.
 pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
@@ -391,6 +529,8 @@ pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
 /// DeviceLink's name goes). The same find always gets the same name: a
 /// rescan updates it instead of adding another.
 pub fn found_name(discovery: &str, address: &str, unit: Option<i32>) -> String {
+    // An OPC-UA server's name is its endpoint's address and path.
+    let address = address.strip_prefix("opc.tcp://").unwrap_or(address);
     let mut name = format!("{discovery}-{address}");
     if let Some(unit) = unit {
         name = format!("{name}-{unit}");
@@ -409,18 +549,36 @@ pub fn found_name(discovery: &str, address: &str, unit: Option<i32>) -> String {
 /// network is not written until someone says what its registers mean.
 pub const PROPOSED_PER_RANGE: i32 = 4;
 
+impl DiscoveredProtocol {
+    /// The short name of the adaptor that drives its devices.
+    pub fn adaptor(self) -> &'static str {
+        match self {
+            DiscoveredProtocol::Modbus => "modbus",
+            DiscoveredProtocol::Opcua => "opcua",
+        }
+    }
+
+    /// The device model its DeviceLinks are of.
+    pub fn model(self) -> &'static str {
+        match self {
+            DiscoveredProtocol::Modbus => "ModbusDevice",
+            DiscoveredProtocol::Opcua => "OPCUADevice",
+        }
+    }
+}
+
 /// The DeviceLink a find becomes when adopted, named as the find: on the
-/// discovery's node, at the find's address and unit, with the device
-/// object of `template` (the find's match, if any) or else its answered
-/// ranges' first entries as read-only properties; the discovery's
-/// defaults fill what that leaves unset.
+/// discovery's node, at the find's address, with the device object of
+/// `template` (the find's match, if any) or else a read-only proposal of
+/// what the scan saw; the discovery's defaults fill what that leaves
+/// unset.
 pub fn proposed_link(
     found: &DiscoveredDevice,
     discovery: &DeviceDiscovery,
     template: Option<&crate::catalog::DeviceTemplate>,
 ) -> Result<crate::DeviceLink, String> {
     use kube::ResourceExt;
-    let DiscoveredProtocol::Modbus = found.spec.protocol;
+    let protocol = found.spec.protocol;
     let name = found.name_any();
     let mut labels = serde_json::json!({
         DISCOVERY_LABEL: crate::labels::node_label_value(&discovery.name_any()),
@@ -434,23 +592,17 @@ pub fn proposed_link(
         }
         None => crate::devicelink::DeviceTemplate {
             metadata: None,
-            spec: Some(serde_json::json!({"properties": first_entries(found)?})),
+            spec: Some(serde_json::json!({"properties": match protocol {
+                DiscoveredProtocol::Modbus => first_entries(found)?,
+                DiscoveredProtocol::Opcua => browsed_variables(found)?,
+            }})),
         },
     };
     let mut spec = match device.spec {
         Some(serde_json::Value::Object(spec)) => serde_json::Value::Object(spec),
         _ => serde_json::json!({}),
     };
-    // Where the device is comes from the find alone; a template's other
-    // TCP settings stay.
-    let mut tcp = spec
-        .pointer("/protocol/tcp")
-        .cloned()
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| serde_json::json!({}));
-    tcp["endpoint"] = serde_json::json!(found.spec.address);
-    tcp["workerID"] = serde_json::json!(found.spec.unit_id.unwrap_or(1));
-    spec["protocol"] = serde_json::json!({"tcp": tcp});
+    place(&mut spec, found);
     let defaults = discovery.spec.device_links.clone().unwrap_or_default();
     if let Some(every) = &defaults.sync_interval
         && spec.pointer("/parameters/syncInterval").is_none()
@@ -472,12 +624,128 @@ pub fn proposed_link(
         "kind": "DeviceLink",
         "metadata": {"name": name, "namespace": found.namespace(), "labels": labels},
         "spec": {
-            "adaptor": {"node": discovery.spec.node, "name": "adaptors.edge.cattle.io/modbus"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "adaptor": {"node": discovery.spec.node,
+                        "name": format!("adaptors.edge.cattle.io/{}", protocol.adaptor())},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": protocol.model()},
             "template": {"metadata": device.metadata, "spec": spec},
         },
     }))
     .map_err(|e| e.to_string())
+}
+
+/// Sets where the device is, from the find alone: a template's other
+/// protocol settings stay (an OPC-UA security policy, a Modbus timeout).
+fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice) {
+    let (at, mut settings) = match found.spec.protocol {
+        DiscoveredProtocol::Modbus => ("/protocol/tcp", serde_json::json!({})),
+        DiscoveredProtocol::Opcua => ("/protocol", serde_json::json!({})),
+    };
+    if let Some(given) = spec.pointer(at).filter(|v| v.is_object()) {
+        settings = given.clone();
+    }
+    match found.spec.protocol {
+        DiscoveredProtocol::Modbus => {
+            settings["endpoint"] = serde_json::json!(found.spec.address);
+            settings["workerID"] = serde_json::json!(found.spec.unit_id.unwrap_or(1));
+            spec["protocol"] = serde_json::json!({"tcp": settings});
+        }
+        DiscoveredProtocol::Opcua => {
+            settings["endpoint"] = serde_json::json!(found.spec.address);
+            spec["protocol"] = settings;
+        }
+    }
+}
+
+/// Variables a proposal without a template reads, of those a browse
+/// found: enough to see the server live.
+pub const PROPOSED_VARIABLES: usize = 16;
+
+/// The first variables of an OPC-UA find whose type an OPCUADevice
+/// property can hold, as read-only properties named for their browse
+/// names.
+fn browsed_variables(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
+    let variables = found
+        .status
+        .as_ref()
+        .map(|s| s.variables.as_slice())
+        .unwrap_or_default();
+    let mut taken = std::collections::BTreeSet::new();
+    let properties: Vec<serde_json::Value> = variables
+        .iter()
+        .filter_map(|v| Some((v, value_type_of(&v.data_type)?)))
+        .take(PROPOSED_VARIABLES)
+        .map(|(v, type_)| {
+            let leaf = v.browse_path.rsplit('/').next().unwrap_or(&v.browse_path);
+            // Names are unique within a device; alike leaves of different
+            // folders get a number.
+            let base = property_name(leaf);
+            let name = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    }
+                })
+                .find(|n| taken.insert(n.clone()))
+                .expect("some number is free");
+            let mut property = serde_json::json!({
+                "name": name,
+                "type": type_,
+                "readOnly": true,
+                "visitor": {"nodeID": v.node_id, "browseName": v.browse_path},
+            });
+            if let Some(units) = &v.engineering_units {
+                property["description"] = serde_json::json!(format!("In {units}."));
+            }
+            property
+        })
+        .collect();
+    if properties.is_empty() {
+        return Err("its browse found no variable of a type a property can hold: there is nothing to propose".into());
+    }
+    Ok(properties)
+}
+
+/// The property type of an OPC-UA built-in type, if a property can hold it.
+fn value_type_of(data_type: &str) -> Option<&'static str> {
+    Some(match data_type {
+        "Boolean" => "boolean",
+        "SByte" => "int8",
+        "Byte" => "uint8",
+        "Int16" => "int16",
+        "UInt16" => "uint16",
+        "Int32" => "int32",
+        "UInt32" => "uint32",
+        "Int64" => "int64",
+        "UInt64" => "uint64",
+        "Float" => "float",
+        "Double" => "double",
+        "String" => "string",
+        "DateTime" => "datetime",
+        "ByteString" => "byteString",
+        _ => return None,
+    })
+}
+
+/// A browse name as a property name: letters, digits, `-`, `_` and `.`.
+fn property_name(browse_name: &str) -> String {
+    let name: String = browse_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect();
+    if name.is_empty() {
+        "value".into()
+    } else {
+        name
+    }
 }
 
 /// The first entries of each range of `found` that answered, as read-only
@@ -628,6 +896,47 @@ mod tests {
         assert_eq!(
             spec["extension"]["mqtt"]["client"]["server"], "tcp://own:1883",
             "the template's own extension is kept"
+        );
+    }
+
+    #[test]
+    fn an_opcua_find_proposes_its_variables_read_only_at_its_endpoint() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant-127-0-0-6-4841-line", "namespace": "ns"},
+            "spec": {"discovery": "plant", "node": "edge-1", "protocol": "opcua",
+                     "address": "opc.tcp://127.0.0.6:4841/line"},
+            "status": {"variables": [
+                {"nodeID": "ns=2;s=oven.temperature", "browsePath": "oven/temperature",
+                 "dataType": "Double", "writable": false, "engineeringUnits": "°C"},
+                {"nodeID": "ns=2;i=7", "browsePath": "oven/recipe", "dataType": "ns=2;i=3002",
+                 "writable": true},
+                {"nodeID": "ns=2;s=press.temperature", "browsePath": "press/temperature",
+                 "dataType": "Float", "writable": true},
+            ]},
+        }))
+        .unwrap();
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plant", "namespace": "ns"},
+            "spec": {"node": "edge-1", "opcua": {"discoveryUrls": ["opc.tcp://127.0.0.6:4840"]}},
+        }))
+        .unwrap();
+        let link = proposed_link(&found, &discovery, None).unwrap();
+        assert_eq!(link.spec.adaptor.name, "adaptors.edge.cattle.io/opcua");
+        assert_eq!(link.spec.model.kind, "OPCUADevice");
+        let spec = link.spec.template.spec.unwrap();
+        assert_eq!(
+            spec["protocol"],
+            serde_json::json!({"endpoint": "opc.tcp://127.0.0.6:4841/line"})
+        );
+        assert_eq!(
+            spec["properties"],
+            serde_json::json!([
+                {"name": "temperature", "type": "double", "readOnly": true, "description": "In °C.",
+                 "visitor": {"nodeID": "ns=2;s=oven.temperature", "browseName": "oven/temperature"}},
+                {"name": "temperature-2", "type": "float", "readOnly": true,
+                 "visitor": {"nodeID": "ns=2;s=press.temperature", "browseName": "press/temperature"}},
+            ]),
+            "a structure's variable is left out; alike names are told apart"
         );
     }
 

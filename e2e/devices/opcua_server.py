@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """An OPC-UA server for tests, benchmarks and the demo, served by asyncua.
 
-Variables live in namespace 2 (ns=2;s=<name>) and are all writable. They come
-from a JSON file (--variables): [{"name": "the.answer", "type": "Int32",
+Variables live in namespace 2 (ns=2;s=<name>) in a folder "devicelink". They
+come from a JSON file (--variables): [{"name": "the.answer", "type": "Int32",
 "value": 42}, ...], types as asyncua's VariantType names; ByteString values
-are given in hex, DateTime values in ISO 8601.
+are given in hex, DateTime values in ISO 8601. Each is writable unless it says
+"writable": false, and "unit": "°C" gives it an EngineeringUnits property.
+
+Discovery: --app-uri and --product-uri name the server; --role discovery
+makes it a local discovery server, with which others --register-to.
 
 Security: --policies lists the endpoints offered (None, or a policy and
 mode as asyncua names them: Basic256Sha256_Sign,
@@ -162,6 +166,11 @@ async def main():
     parser.add_argument("--user-cert", type=Path, help="a user certificate (PEM) allowed to sign in")
     parser.add_argument("--variables", type=Path)
     parser.add_argument("--bench", help="DEVICES,ITEMS,MILLIS")
+    parser.add_argument("--app-uri", default=APP_URI, help="the server's application URI")
+    parser.add_argument("--product-uri", default="urn:devicelink:test:asyncua")
+    parser.add_argument("--role", default="server", choices=["server", "discovery"],
+                        help="discovery: a local discovery server (ApplicationType DiscoveryServer)")
+    parser.add_argument("--register-to", help="a discovery server's URL to register with (every 10 s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -176,7 +185,10 @@ async def main():
     await server.init()
     server.set_endpoint(f"opc.tcp://{args.host}:{args.port}/devicelink/")
     server.set_server_name("devicelink test server")
-    await server.set_application_uri(APP_URI)
+    await server.set_application_uri(args.app_uri)
+    server.product_uri = args.product_uri
+    if args.role == "discovery":
+        server.application_type = ua.ApplicationType.DiscoveryServer
     server.set_security_policy([POLICIES[p] for p in args.policies.split(",")])
     tokens = []
     if passwords:
@@ -193,17 +205,21 @@ async def main():
     folder = await server.nodes.objects.add_folder(idx, "devicelink")
     nodes = {}
 
-    async def add(name, vtype, value):
+    async def add(name, vtype, value, unit=None, writable=True):
         node = await folder.add_variable(
             ua.NodeId(name, idx), name, ua.Variant(value, vtype)
         )
-        await node.set_writable()
+        if writable:
+            await node.set_writable()
+        if unit:
+            eu = ua.EUInformation(DisplayName=ua.LocalizedText(unit), Description=ua.LocalizedText(unit))
+            await node.add_property(idx, "EngineeringUnits", ua.Variant(eu, ua.VariantType.ExtensionObject))
         nodes[name] = node
 
     if args.variables:
         for v in json.loads(args.variables.read_text()):
             vtype = ua.VariantType[v["type"]]
-            await add(v["name"], vtype, to_python(v["type"], v["value"]))
+            await add(v["name"], vtype, to_python(v["type"], v["value"]), v.get("unit"), v.get("writable", True))
     if args.bench:
         devices, items, millis = (int(x) for x in args.bench.split(","))
         for d in range(devices):
@@ -211,6 +227,8 @@ async def main():
                 await add(f"dev{d}.v{i}", ua.VariantType.Double, 0.0)
 
     async with server:
+        if args.register_to:
+            await server.register_to_discovery(args.register_to, period=10)
         print("ready", flush=True)
         tasks = [asyncio.create_task(control(server, nodes))]
         if args.bench:

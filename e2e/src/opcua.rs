@@ -30,6 +30,18 @@ pub struct ServerOptions {
     /// The server's certificate and key (PEM files); by default the server
     /// makes a self-signed one.
     pub certificate: Option<(PathBuf, PathBuf)>,
+    /// The loopback address it listens on (default 127.0.0.1).
+    pub host: Option<&'static str>,
+    /// Its application URI (default [`APP_URI`]).
+    pub app_uri: Option<String>,
+    /// Its product URI (default one naming its stack).
+    pub product_uri: Option<String>,
+    /// A local discovery server (asyncua) rather than a server of variables.
+    pub discovery_server: bool,
+    /// The discovery URL of a local discovery server to register with.
+    pub register_to: Option<String>,
+    /// The stack, whatever `DEVICELINK_E2E_OPCUA_SERVER` says.
+    pub implementation: Option<Implementation>,
 }
 
 /// Which stack serves the tests' OPC-UA devices: asyncua (Python) unless
@@ -113,7 +125,11 @@ impl OpcuaServer {
 
     /// The endpoint URL for a spec.
     pub fn endpoint(&self) -> String {
-        format!("opc.tcp://127.0.0.1:{}/devicelink/", self.port)
+        format!("opc.tcp://{}:{}/devicelink/", self.host(), self.port)
+    }
+
+    fn host(&self) -> &'static str {
+        self.options.host.unwrap_or("127.0.0.1")
     }
 
     /// The server's certificate, PEM.
@@ -146,13 +162,24 @@ impl OpcuaServer {
         self.stop().await;
         let dir = crate::log_dir();
         let variables = dir.join(format!("opcua-{}.json", self.port));
-        std::fs::write(&variables, self.options.variables.to_string()).unwrap();
+        let listed = match &self.options.variables {
+            serde_json::Value::Null => json!([]),
+            given => given.clone(),
+        };
+        std::fs::write(&variables, listed.to_string()).unwrap();
         let policies = if self.options.policies.is_empty() {
             "None".to_string()
         } else {
             self.options.policies.join(",")
         };
-        let mut command = Implementation::chosen().command();
+        let implementation = self
+            .options
+            .implementation
+            .unwrap_or_else(Implementation::chosen);
+        let mut command = implementation.command();
+        if let Some(host) = self.options.host {
+            command.arg("--host").arg(host);
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())
@@ -175,6 +202,18 @@ impl OpcuaServer {
         }
         if let Some(cert) = &self.options.user_cert {
             command.arg("--user-cert").arg(cert);
+        }
+        for (flag, value) in [
+            ("--app-uri", &self.options.app_uri),
+            ("--product-uri", &self.options.product_uri),
+            ("--register-to", &self.options.register_to),
+        ] {
+            if let Some(value) = value {
+                command.arg(flag).arg(value);
+            }
+        }
+        if self.options.discovery_server {
+            command.arg("--role").arg("discovery");
         }
         if let Some((d, i, ms)) = self.options.bench {
             command.arg("--bench").arg(format!("{d},{i},{ms}"));

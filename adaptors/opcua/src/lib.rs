@@ -6,9 +6,11 @@
 //! keeps the client's certificates and the server certificates it trusts,
 //! `session` opens a session with its subscription, and `device` is a
 //! device's task in the adaptor runtime; `metrics` counts what happens.
+//! `discovery` finds servers and browses them for a DeviceDiscovery.
 
 pub mod codec;
 pub mod device;
+pub mod discovery;
 pub mod item;
 pub mod metrics;
 pub mod properties;

@@ -1,6 +1,6 @@
 //! devicelink-adaptor-opcua: watches and writes variables on OPC-UA servers.
 
-use devicelink_adaptor_opcua::{device, metrics::OpcuaMetrics, trust};
+use devicelink_adaptor_opcua::{device, discovery::OpcuaDiscoverer, metrics::OpcuaMetrics, trust};
 use devicelink_api::opcua::OPCUADevice;
 
 #[tokio::main]
@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let pki = trust::Pki::new(trust::default_root());
     devicelink_adaptor_runtime::Adaptor::new("opcua")
         .with_metrics(move |registry| registered.register(registry))
+        .discover(OpcuaDiscoverer::new(pki.clone()))
         .drive::<OPCUADevice, _, _>(move |ctx| device::run(ctx, metrics.clone(), pki.clone()))
         .run()
         .await

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use devicelink_api::discovery::{
-    AnsweredRange, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice, DiscoveredDeviceStatus,
-    DiscoveredProtocol, found_name,
+    AnsweredRange, BrowsedVariable, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice,
+    DiscoveredDeviceStatus, DiscoveredProtocol, OfferedEndpoint, found_name,
 };
 use devicelink_api::{ConditionStatus, condition::kube_condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -33,12 +33,16 @@ pub struct Scan {
 /// One device that answered.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Found {
-    /// `address:port`.
+    /// `address:port` (Modbus), the endpoint URL (OPC-UA).
     pub address: String,
     pub unit_id: Option<i32>,
     /// What it says it is, by name (`vendorName`, `productCode`, ...).
     pub identity: BTreeMap<String, String>,
     pub registers: Vec<AnsweredRange>,
+    pub endpoints: Vec<OfferedEndpoint>,
+    pub variables: Vec<BrowsedVariable>,
+    /// Why it could not be looked into, if it could not.
+    pub not_browsed: Option<String>,
 }
 
 /// Writes the finds of `scan` and marks gone the ones it did not find; an
@@ -80,6 +84,9 @@ pub(crate) async fn record(
         let status = DiscoveredDeviceStatus {
             identity: found.identity.clone(),
             registers: found.registers.clone(),
+            endpoints: found.endpoints.clone(),
+            variables: found.variables.clone(),
+            not_browsed: found.not_browsed.clone(),
             first_seen: Some(first_seen),
             last_seen: Some(now.clone()),
             gone: false,
@@ -93,7 +100,7 @@ pub(crate) async fn record(
         };
         status.gone = true;
         // The operator's fields are its own (they are not applied here).
-        (status.adopted_as, status.conditions) = (None, Vec::new());
+        (status.adopted_as, status.template, status.conditions) = (None, None, Vec::new());
         write_status(&api, &apply, &name, status).await?;
     }
     Ok(())

@@ -19,6 +19,7 @@ mod link;
 mod link_status;
 mod metrics;
 mod model;
+mod pace;
 mod refused_writes;
 mod registry;
 mod release;
@@ -41,6 +42,7 @@ pub use devicelink_references::{ReferenceError, References};
 pub use discovery::Discoverer;
 pub use found::{Found, Scan};
 pub use model::Model;
+pub use pace::Pace;
 pub use registry::{Adaptor, RuntimeConfig};
 
 /// Every adaptor allocates in many small pieces per device, and most at

@@ -4,10 +4,12 @@
 // the same control lines, so every OPC-UA test runs unchanged against
 // either (DEVICELINK_E2E_OPCUA_SERVER=node-opcua; docs/interop.md).
 //
-// Variables live in namespace 2 (ns=2;s=<name>), all writable, from the
-// JSON file given by --variables: [{"name": .., "type": "Int32", "value":
-// ..}], types by their OPC-UA names; ByteString values in hex, DateTime
-// values in ISO 8601. --policies lists endpoints as asyncua names them
+// Variables live in namespace 2 (ns=2;s=<name>) in a folder "devicelink",
+// from the JSON file given by --variables: [{"name": .., "type": "Int32",
+// "value": ..}], types by their OPC-UA names; ByteString values in hex,
+// DateTime values in ISO 8601. Each is writable unless it says "writable":
+// false, and "unit" gives it an EngineeringUnits property. --app-uri and
+// --product-uri name the server. --policies lists endpoints as asyncua names them
 // (None, Basic256Sha256_Sign, Aes256Sha256RsaPss_SignAndEncrypt, ...).
 // The certificate and key are read from --cert/--key; when they do not
 // exist yet, node-opcua makes its own certificate (its own layout of the
@@ -39,6 +41,7 @@ const {
   DataType,
   StatusCodes,
   Variant,
+  makeEUInformation,
 } = require("node-opcua");
 
 const NAMESPACE = "urn:devicelink:test";
@@ -184,8 +187,8 @@ async function main() {
     alternateHostname: [args.host],
     resourcePath: "/devicelink/",
     serverInfo: {
-      applicationUri: APP_URI,
-      productUri: "urn:devicelink:test:node-opcua",
+      applicationUri: args.appUri ?? APP_URI,
+      productUri: args.productUri ?? "urn:devicelink:test:node-opcua",
       applicationName: { text: "devicelink test server", locale: "en" },
     },
     buildInfo: { productName: "devicelink test server (node-opcua)" },
@@ -208,22 +211,31 @@ async function main() {
   const namespace = addressSpace.registerNamespace(NAMESPACE);
   const folder = namespace.addFolder(addressSpace.rootFolder.objects, { browseName: "devicelink" });
   const nodes = new Map();
-  const add = (name, type, value) => {
+  const add = (name, type, value, unit, writable = true) => {
+    const access = writable ? "CurrentRead | CurrentWrite" : "CurrentRead";
     const variable = namespace.addVariable({
       componentOf: folder,
       browseName: name,
       nodeId: `s=${name}`,
       dataType: type,
-      accessLevel: "CurrentRead | CurrentWrite",
-      userAccessLevel: "CurrentRead | CurrentWrite",
+      accessLevel: access,
+      userAccessLevel: access,
       value: new Variant({ dataType: DataType[type], value }),
     });
+    if (unit) {
+      namespace.addVariable({
+        propertyOf: variable,
+        browseName: "EngineeringUnits",
+        dataType: "EUInformation",
+        value: new Variant({ dataType: DataType.ExtensionObject, value: makeEUInformation(unit, unit, unit) }),
+      });
+    }
     nodes.set(name, { variable, type });
   };
   if (args.variables) {
     for (const v of parseJson(fs.readFileSync(args.variables, "utf8"))) {
       if (!(v.type in DataType)) throw new Error(`unknown type ${v.type}`);
-      add(v.name, v.type, fromJson(v.type, v.value));
+      add(v.name, v.type, fromJson(v.type, v.value), v.unit, v.writable ?? true);
     }
   }
   let bench = null;

@@ -16,10 +16,11 @@ use devicelink_api::{
     condition::kube_condition,
     discovery::{
         ADOPT, DISCOVERED_LABEL, DeviceDiscovery, DeviceDiscoverySpec, DiscoveredDevice,
-        proposed_link,
+        DiscoveredProtocol, proposed_link,
     },
     finalizer,
     modbus::ModbusDevice,
+    opcua::OPCUADevice,
 };
 use futures::{FutureExt, StreamExt};
 use kube::{
@@ -46,7 +47,12 @@ const FINALIZER: &str = "edge.cattle.io/discovery-operator";
 
 /// The adaptor that scans for `spec`: the one of the protocol it names.
 pub(super) fn adaptor_of(spec: &DeviceDiscoverySpec) -> Option<&'static AdaptorKind> {
-    spec.modbus.as_ref().and(adaptor::find_short("modbus"))
+    let protocol = match (&spec.modbus, &spec.opcua) {
+        (Some(_), _) => DiscoveredProtocol::Modbus,
+        (None, Some(_)) => DiscoveredProtocol::Opcua,
+        (None, None) => return None,
+    };
+    adaptor::find_short(protocol.adaptor())
 }
 
 /// Objects of kind `K` in every namespace, with their cache: the
@@ -292,7 +298,7 @@ async fn adopt(
         Err(why) if template.is_some() => return Ok(Err(("TemplateInvalid", why))),
         Err(why) => return Ok(Err(("NothingToPropose", why))),
     };
-    if let Err(why) = device_refused(ctx, &link).await? {
+    if let Err(why) = device_refused(ctx, &link, found.spec.protocol).await? {
         return Ok(Err(("DeviceRefused", why)));
     }
     create_link(ctx, &link).await
@@ -340,9 +346,13 @@ async fn create_link(
 async fn device_refused(
     ctx: &Context,
     link: &DeviceLink,
+    protocol: DiscoveredProtocol,
 ) -> Result<std::result::Result<(), String>> {
-    let model = ApiResource::erase::<ModbusDevice>(&());
-    let desired = crate::device::desired(link, &model, "modbus");
+    let model = match protocol {
+        DiscoveredProtocol::Modbus => ApiResource::erase::<ModbusDevice>(&()),
+        DiscoveredProtocol::Opcua => ApiResource::erase::<OPCUADevice>(&()),
+    };
+    let desired = crate::device::desired(link, &model, protocol.adaptor());
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &model);
     let dry_run = PostParams {

@@ -103,5 +103,6 @@ fn found(find: &probe::Find) -> Found {
         unit_id: Some(i32::from(find.unit)),
         identity,
         registers,
+        ..Found::default()
     }
 }

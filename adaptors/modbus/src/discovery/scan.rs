@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use futures::StreamExt;
 use ipnet::IpNet;
 
-use super::probe::{self, Find, Pace, ProbeSettings};
+use devicelink_adaptor_runtime::Pace;
+
+use super::probe::{self, Find, ProbeSettings};
 use crate::metrics::ModbusMetrics;
 
 /// A range of addresses and the ports tried on each.

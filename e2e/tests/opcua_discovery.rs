@@ -1,0 +1,246 @@
+//! OPC-UA discovery end to end (docs/discovery.md), on loopback addresses
+//! the test makes (never any other): a local discovery server (asyncua,
+//! 127.0.0.6) with a press line's server registered with it (asyncua, same
+//! host), an oven's server asked directly (node-opcua, 127.0.0.7: the
+//! second stack), and a server registered from another address (127.0.0.8),
+//! which the scan must not follow there. Each server found becomes a
+//! DiscoveredDevice with what it says it is, its endpoints and the
+//! variables its browse found (types, writability, units); the press, which
+//! the shipped catalog knows, becomes a connected DeviceLink by itself
+//! (`adoption: Matched`), the oven once a person adopts it. A discovery
+//! URL outside the allowed ranges, or naming a host, is refused by the API
+//! server.
+
+use std::time::Duration;
+
+use devicelink_api::{
+    DeviceLink,
+    catalog::{DeviceTemplate, TEMPLATE_LABEL},
+    discovery::{DeviceDiscovery, DiscoveredDevice},
+    opcua::OPCUADevice,
+};
+use devicelink_e2e::{
+    LocalKubelet, apply, begin,
+    discovery::{allow_ranges, catalog, finds},
+    eventually_showing,
+    opcua::{Implementation, OpcuaServer, ServerOptions},
+    process::start_operator,
+    wait_connected, wait_property,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn press_variables() -> serde_json::Value {
+    json!([
+        {"name": "force", "type": "Double", "value": 182.5, "unit": "kN", "writable": false},
+        {"name": "strokes", "type": "UInt32", "value": 40112, "writable": false},
+        {"name": "recipe", "type": "String", "value": "bracket-7"},
+    ])
+}
+
+#[tokio::test]
+async fn servers_found_through_a_discovery_server_are_browsed_and_adopted() {
+    let namespace = "e2e-opcua-discovery";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
+    for template in catalog(namespace) {
+        apply::<DeviceTemplate>(&templates, &template).await;
+    }
+
+    let lds = OpcuaServer::start(ServerOptions {
+        host: Some("127.0.0.6"),
+        app_uri: Some("urn:devicelink:test:lds".into()),
+        discovery_server: true,
+        implementation: Some(Implementation::Asyncua),
+        ..Default::default()
+    })
+    .await;
+    let lds_url = format!("opc.tcp://127.0.0.6:{}", lds.port);
+    let press = OpcuaServer::start(ServerOptions {
+        host: Some("127.0.0.6"),
+        app_uri: Some("urn:acme:press-line".into()),
+        product_uri: Some("urn:acme:press".into()),
+        register_to: Some(lds_url.clone()),
+        variables: press_variables(),
+        implementation: Some(Implementation::Asyncua),
+        ..Default::default()
+    })
+    .await;
+    let oven = OpcuaServer::start(ServerOptions {
+        host: Some("127.0.0.7"),
+        app_uri: Some("urn:initech:oven".into()),
+        variables: json!([
+            {"name": "temperature", "type": "Double", "value": 212.5, "unit": "°C", "writable": false},
+            {"name": "setpoint", "type": "Double", "value": 215.0},
+        ]),
+        implementation: Some(Implementation::NodeOpcua),
+        ..Default::default()
+    })
+    .await;
+    let elsewhere = OpcuaServer::start(ServerOptions {
+        host: Some("127.0.0.8"),
+        app_uri: Some("urn:devicelink:test:elsewhere".into()),
+        register_to: Some(lds_url.clone()),
+        variables: press_variables(),
+        implementation: Some(Implementation::Asyncua),
+        ..Default::default()
+    })
+    .await;
+
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    apply::<DeviceDiscovery>(
+        &discoveries,
+        &json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
+            "metadata": {"name": "hall", "namespace": namespace},
+            "spec": {"node": "edge-worker", "interval": "10s", "adoption": "Matched",
+                     "opcua": {"discoveryUrls": [lds_url, oven.endpoint()], "requestsPerSecond": 100},
+                     "deviceLinks": {"syncInterval": "1s"}}}),
+    )
+    .await;
+
+    // Two finds: the press (through the discovery server) and the oven.
+    // The server registered from 127.0.0.8 is not followed there (nor
+    // found at 127.0.0.6, where nothing of it listens).
+    let found: Api<DiscoveredDevice> = Api::namespaced(client.clone(), namespace);
+    let all = finds(&found, "hall", 2).await;
+    let (press_find, oven_find) = (&all[0], &all[1]);
+    assert_eq!(press_find.spec.address, press.endpoint());
+    assert_eq!(oven_find.spec.address, oven.endpoint());
+    assert!(
+        all.iter().all(|f| !f.spec.address.contains("127.0.0.8")),
+        "{:?}",
+        all.iter().map(|f| &f.spec.address).collect::<Vec<_>>()
+    );
+    let status = press_find.status.clone().unwrap();
+    assert_eq!(status.identity["applicationUri"], "urn:acme:press-line");
+    assert_eq!(status.identity["productUri"], "urn:acme:press");
+    assert!(
+        status
+            .endpoints
+            .iter()
+            .any(|e| e.security_policy == "None" && e.security_mode == "None"),
+        "{:?}",
+        status.endpoints
+    );
+    let force = status
+        .variables
+        .iter()
+        .find(|v| v.node_id == "ns=2;s=force")
+        .unwrap_or_else(|| panic!("force among {:?}", status.variables));
+    assert_eq!(force.browse_path, "devicelink/force");
+    assert_eq!(force.data_type, "Double");
+    assert!(!force.writable);
+    assert_eq!(force.engineering_units.as_deref(), Some("kN"));
+    let recipe = status
+        .variables
+        .iter()
+        .find(|v| v.node_id == "ns=2;s=recipe")
+        .unwrap();
+    assert_eq!(
+        (recipe.data_type.as_str(), recipe.writable),
+        ("String", true)
+    );
+    // The second stack's answers, read the same way.
+    let oven_status = oven_find.status.clone().unwrap();
+    assert_eq!(oven_status.identity["applicationUri"], "urn:initech:oven");
+    let temperature = oven_status
+        .variables
+        .iter()
+        .find(|v| v.browse_path.ends_with("/temperature"))
+        .unwrap_or_else(|| panic!("temperature among {:?}", oven_status.variables));
+    assert_eq!(temperature.data_type, "Double");
+    assert!(!temperature.writable);
+    assert_eq!(temperature.engineering_units.as_deref(), Some("°C"));
+
+    // The press: adopted from the catalog by itself, connected, reading.
+    let press_name = press_find.metadata.name.clone().unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let link = wait_connected(&links, &press_name).await;
+    assert_eq!(
+        link.metadata.labels.unwrap_or_default()[TEMPLATE_LABEL],
+        "acme-press-line"
+    );
+    let devices: Api<OPCUADevice> = Api::namespaced(client.clone(), namespace);
+    wait_property(&devices, &press_name, "force", "182.5").await;
+    wait_property(&devices, &press_name, "recipe", "bracket-7").await;
+
+    // The oven: no template; it waits, then a person adopts it and its
+    // DeviceLink reads what the browse proposed.
+    let oven_name = oven_find.metadata.name.clone().unwrap();
+    assert!(links.get_opt(&oven_name).await.unwrap().is_none());
+    found
+        .patch(
+            &oven_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
+        )
+        .await
+        .unwrap();
+    wait_connected(&links, &oven_name).await;
+    wait_property(&devices, &oven_name, "temperature", "212.5").await;
+    drop((lds, press, oven, elsewhere));
+}
+
+#[tokio::test]
+async fn a_discovery_url_outside_the_allowed_ranges_or_by_name_is_refused() {
+    let namespace = "e2e-opcua-discovery-ranges";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    let of = |url: &str| {
+        json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
+            "metadata": {"name": "plant", "namespace": namespace},
+            "spec": {"node": "edge-worker", "opcua": {"discoveryUrls": [url]}}})
+    };
+    let outside = discoveries
+        .patch(
+            "plant",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(of("opc.tcp://10.9.0.1:4840")),
+        )
+        .await;
+    match outside {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(
+                e.message
+                    .contains("spec.opcua.discoveryUrls: 10.9.0.1 lies outside")
+                    && e.message.contains("127.0.0.0/24"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a discovery URL outside the ranges was taken: {other:?}"),
+    }
+    let named = discoveries
+        .patch(
+            "plant",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(of("opc.tcp://plc.local:4840")),
+        )
+        .await;
+    assert!(
+        matches!(&named, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("IP address")),
+        "{named:?}"
+    );
+    eventually_showing("an address within the ranges to be taken", WAIT, || async {
+        discoveries
+            .patch(
+                "plant",
+                &PatchParams::apply("e2e"),
+                &Patch::Apply(of("opc.tcp://127.0.0.6:4840/x")),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
