@@ -25,7 +25,7 @@ use devicelink_e2e::{
     eventually_showing,
     opcua::{Implementation, OpcuaServer, ServerOptions},
     process::start_operator,
-    wait_connected, wait_property,
+    repo_root, wait_connected, wait_property, yaml_documents,
 };
 use kube::{
     Api,
@@ -96,15 +96,16 @@ async fn servers_found_through_a_discovery_server_are_browsed_and_adopted() {
     let _operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
-    apply::<DeviceDiscovery>(
-        &discoveries,
-        &json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
-            "metadata": {"name": "hall", "namespace": namespace},
-            "spec": {"node": "edge-worker", "interval": "10s", "adoption": "Matched",
-                     "opcua": {"discoveryUrls": [lds_url, oven.endpoint()], "requestsPerSecond": 100},
-                     "deviceLinks": {"syncInterval": "1s"}}}),
-    )
-    .await;
+    // The example (deploy/examples/opcua-discovery.yaml) on the test's
+    // addresses, scanning every 10 s.
+    let mut hall =
+        yaml_documents(&repo_root().join("deploy/examples/opcua-discovery.yaml")).remove(0);
+    hall["metadata"] = json!({"name": "hall", "namespace": namespace});
+    hall["spec"]["interval"] = json!("10s");
+    hall["spec"]["opcua"]["discoveryUrls"] = json!([lds_url, oven.endpoint()]);
+    hall["spec"]["opcua"]["requestsPerSecond"] = json!(100);
+    hall["spec"]["deviceLinks"]["syncInterval"] = json!("1s");
+    apply::<DeviceDiscovery>(&discoveries, &hall).await;
 
     // Two finds: the press (through the discovery server) and the oven.
     // The server registered from 127.0.0.8 is not followed there (nor
