@@ -24,9 +24,10 @@ use devicelink_e2e::{
     process::{free_port, start_operator},
     wait_connected, wait_property, wait_property_field,
 };
+use k8s_openapi::api::core::v1::Event;
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -119,6 +120,35 @@ async fn finds_a_template_matches_become_devicelinks_of_its_kind() {
     // schema, which the find says, naming the field; no DeviceLink.
     let why = adopted(&found, &drive, "DeviceRefused").await;
     assert!(why.contains("offset"), "{why}");
+    // Also told as an Event on the find, as the meter's adoption is.
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    for (name, reason, type_) in [
+        (&drive, "DeviceRefused", "Warning"),
+        (&meter, "Adopted", "Normal"),
+    ] {
+        eventually_showing(&format!("a {reason} Event on {name}"), WAIT, || async {
+            let selector =
+                format!("involvedObject.kind=DiscoveredDevice,involvedObject.name={name}");
+            let listed = events
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            let seen: Vec<(String, String)> = listed
+                .items
+                .iter()
+                .map(|e| {
+                    (
+                        e.reason.clone().unwrap_or_default(),
+                        e.type_.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            seen.contains(&(reason.to_string(), type_.to_string()))
+                .then_some(())
+                .ok_or(format!("{seen:?}"))
+        })
+        .await;
+    }
     assert!(links.get_opt(&drive).await.unwrap().is_none());
     assert_eq!(
         found

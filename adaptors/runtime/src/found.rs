@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use devicelink_api::discovery::{
     AnsweredRange, BrowsedVariable, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice,
-    DiscoveredDeviceStatus, DiscoveredProtocol, OfferedEndpoint, found_name,
+    DiscoveredDeviceStatus, DiscoveredProtocol, MessageField, OfferedEndpoint, found_name,
 };
 use devicelink_api::{ConditionStatus, condition::kube_condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -28,12 +28,17 @@ pub struct Scan {
     pub addresses: u64,
     /// Requests made, connects included.
     pub requests: u64,
+    /// What the scan was asked to reach and could not, and why (a
+    /// discovery server or broker that refused or did not answer; not a
+    /// silent address of a range, which is no device).
+    pub unreached: Vec<String>,
 }
 
 /// One device that answered.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Found {
-    /// `address:port` (Modbus), the endpoint URL (OPC-UA).
+    /// `address:port` (Modbus), the endpoint URL (OPC-UA), the topic
+    /// (MQTT).
     pub address: String,
     pub unit_id: Option<i32>,
     /// What it says it is, by name (`vendorName`, `productCode`, ...).
@@ -41,6 +46,7 @@ pub struct Found {
     pub registers: Vec<AnsweredRange>,
     pub endpoints: Vec<OfferedEndpoint>,
     pub variables: Vec<BrowsedVariable>,
+    pub fields: Vec<MessageField>,
     /// Why it could not be looked into, if it could not.
     pub not_browsed: Option<String>,
 }
@@ -86,6 +92,7 @@ pub(crate) async fn record(
             registers: found.registers.clone(),
             endpoints: found.endpoints.clone(),
             variables: found.variables.clone(),
+            fields: found.fields.clone(),
             not_browsed: found.not_browsed.clone(),
             first_seen: Some(first_seen),
             last_seen: Some(now.clone()),
@@ -185,10 +192,14 @@ pub(crate) async fn summarize(
             ConditionStatus::True,
             "Scanned",
             format!(
-                "{} addresses, {} requests, {} found",
+                "{} addresses, {} requests, {} found{}",
                 scan.addresses,
                 scan.requests,
-                scan.finds.len()
+                scan.finds.len(),
+                match scan.unreached.is_empty() {
+                    true => String::new(),
+                    false => format!("; not reached: {}", scan.unreached.join("; ")),
+                }
             ),
         ),
         Err(why) => (ConditionStatus::False, "WriteFailed", why.clone()),

@@ -20,6 +20,7 @@ use devicelink_api::{
     },
     finalizer,
     modbus::ModbusDevice,
+    mqtt_device::MQTTDevice,
     opcua::OPCUADevice,
 };
 use futures::{FutureExt, StreamExt};
@@ -47,10 +48,14 @@ const FINALIZER: &str = "edge.cattle.io/discovery-operator";
 
 /// The adaptor that scans for `spec`: the one of the protocol it names.
 pub(super) fn adaptor_of(spec: &DeviceDiscoverySpec) -> Option<&'static AdaptorKind> {
-    let protocol = match (&spec.modbus, &spec.opcua) {
-        (Some(_), _) => DiscoveredProtocol::Modbus,
-        (None, Some(_)) => DiscoveredProtocol::Opcua,
-        (None, None) => return None,
+    let protocol = if spec.modbus.is_some() {
+        DiscoveredProtocol::Modbus
+    } else if spec.opcua.is_some() {
+        DiscoveredProtocol::Opcua
+    } else if spec.mqtt.is_some() {
+        DiscoveredProtocol::Mqtt
+    } else {
+        return None;
     };
     adaptor::find_short(protocol.adaptor())
 }
@@ -342,7 +347,9 @@ async fn create_link(
 
 /// Whether the API server would take the device object of `link`, asked
 /// by a dry run: a template the model's schema refuses is then named on
-/// the find, before any DeviceLink is made from it.
+/// the find, before any DeviceLink is made from it. (An object of that
+/// name made by an earlier adoption whose status write was lost is
+/// applied over, as the DeviceLink's reconcile would.)
 async fn device_refused(
     ctx: &Context,
     link: &DeviceLink,
@@ -351,22 +358,34 @@ async fn device_refused(
     let model = match protocol {
         DiscoveredProtocol::Modbus => ApiResource::erase::<ModbusDevice>(&()),
         DiscoveredProtocol::Opcua => ApiResource::erase::<OPCUADevice>(&()),
+        DiscoveredProtocol::Mqtt => ApiResource::erase::<MQTTDevice>(&()),
     };
     let desired = crate::device::desired(link, &model, protocol.adaptor());
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &model);
-    let dry_run = PostParams {
-        dry_run: true,
-        field_manager: Some(MANAGER.into()),
-    };
-    match api.create(&dry_run, &desired).await {
-        // 409: made by an earlier adoption whose status write was lost.
+    // As the DeviceLink's reconcile will write it (server-side apply), so
+    // that what that write would refuse is refused here; strict, so that a
+    // field the model does not have is named rather than dropped.
+    let dry_run = PatchParams::apply(MANAGER)
+        .force()
+        .dry_run()
+        .validation_strict();
+    match api
+        .patch(&link.name_any(), &dry_run, &Patch::Apply(&desired))
+        .await
+    {
         Ok(_) => Ok(Ok(())),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Ok(())),
-        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => Ok(Err(format!(
-            "the API server refuses its {}: {}",
-            model.kind, e.message
-        ))),
+        // The API server answers 500 when an applied field is not in the
+        // schema ("failed to create typed patch object"): a refusal too.
+        Err(kube::Error::Api(e))
+            if matches!(e.code, 400 | 403 | 422)
+                || (e.code == 500 && e.message.contains("typed patch")) =>
+        {
+            Ok(Err(format!(
+                "the API server refuses its {}: {}",
+                model.kind, e.message
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -408,6 +427,7 @@ async fn record(
         // Written already: writing again would wake this reconcile.
         return Ok(());
     }
+    let news = changed.is_some() && reason != "AwaitingApproval";
     let condition = changed.or_else(|| {
         before
             .conditions
@@ -435,5 +455,18 @@ async fn record(
         &Patch::Apply(patch),
     )
     .await?;
+    // An adoption, or why one failed, is news for whoever watches the
+    // namespace's Events; a find waiting for a person is not.
+    if news {
+        ctx.events
+            .record(crate::reported::Happened {
+                regarding: kube::Resource::object_ref(found, &()),
+                warning: status == ConditionStatus::False,
+                reason: reason.to_string(),
+                action: "Adopt",
+                note: message,
+            })
+            .await;
+    }
     Ok(())
 }

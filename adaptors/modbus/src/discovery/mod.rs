@@ -49,6 +49,8 @@ impl Discoverer for ModbusDiscoverer {
                 finds: scanned.finds.iter().map(found).collect(),
                 addresses: scanned.addresses as u64,
                 requests: scanned.requests,
+                // A silent address of a range is no device, not a fault.
+                unreached: Vec::new(),
             }
         }
         .boxed()
