@@ -53,8 +53,10 @@ pub struct DeviceTemplateSpec {
     /// What a find must say of itself, entry by entry: each must equal
     /// the find's `status.identity` entry of the same name (Modbus:
     /// `vendorName`, `productCode`, `revision`, `productName`,
-    /// `modelName`, ...). When several templates match a find, the one
-    /// with the most entries wins, then the first by name.
+    /// `modelName`, ...; OPC-UA: `applicationUri`, `productUri`,
+    /// `applicationName`). MQTT's `topic` is a topic filter the find's
+    /// topic must match (`plant/+/meter`). When several templates match a
+    /// find, the one with the most entries wins, then the first by name.
     #[schemars(extend("minProperties" = 1, "maxProperties" = 16))]
     pub identity: BTreeMap<String, String>,
     /// The device object of each match's DeviceLink, as a DeviceLink's
@@ -90,11 +92,13 @@ impl DeviceTemplate {
         let identity = found.status.as_ref().map(|s| &s.identity);
         self.namespace() == found.namespace()
             && self.spec.protocol == found.spec.protocol
-            && self
-                .spec
-                .identity
-                .iter()
-                .all(|(key, want)| identity.and_then(|i| i.get(key)) == Some(want))
+            && self.spec.identity.iter().all(|(key, want)| {
+                let got = identity.and_then(|i| i.get(key));
+                match (self.spec.protocol, key.as_str(), got) {
+                    (DiscoveredProtocol::Mqtt, "topic", Some(topic)) => topic_matches(want, topic),
+                    (_, _, got) => got == Some(want),
+                }
+            })
     }
 
     /// The device object for `found`, its placeholders filled.
@@ -109,6 +113,21 @@ impl DeviceTemplate {
         serde_json::from_value(filled)
             .map_err(|e| format!("DeviceTemplate {}: {e}", self.name_any()))
     }
+}
+
+/// Whether `topic` matches the MQTT topic filter `filter`: `+` stands for
+/// one level, a last `#` for any number.
+fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for wanted in filter.split('/') {
+        match (wanted, levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (wanted, Some(level)) if wanted == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
 }
 
 /// The template that says what `found` is, of those given: of those that
@@ -260,6 +279,16 @@ mod tests {
             !elsewhere.matches(&meter),
             "a template serves its own namespace"
         );
+    }
+
+    #[test]
+    fn an_mqtt_topic_matches_a_filter() {
+        assert!(topic_matches("plant/+/meter", "plant/hall-1/meter"));
+        assert!(topic_matches("plant/#", "plant/hall-1/meter"));
+        assert!(topic_matches("plant/hall-1/meter", "plant/hall-1/meter"));
+        assert!(!topic_matches("plant/+/meter", "plant/hall-1/drive"));
+        assert!(!topic_matches("plant/+", "plant/hall-1/meter"));
+        assert!(!topic_matches("plant/+/meter/x", "plant/hall-1/meter"));
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.modbus), has(self.opcua)].filter(x, x).size() == 1",
-    "message": "set one of modbus or opcua: the protocol to look for",
+    "rule": "[has(self.modbus), has(self.opcua), has(self.mqtt)].filter(x, x).size() == 1",
+    "message": "set one of modbus, opcua or mqtt: the protocol to look for",
 }]))]
 pub struct DeviceDiscoverySpec {
     /// The node whose adaptor scans: its network is the one searched, and
@@ -82,6 +82,9 @@ pub struct DeviceDiscoverySpec {
     /// OPC-UA servers, found through discovery servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opcua: Option<OpcuaDiscovery>,
+    /// Devices that speak MQTT, heard on a broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttDiscovery>,
     /// What every DeviceLink adopted from this discovery gets beside what
     /// its find says: its device's extensions (publishing to MQTT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +325,51 @@ impl OpcuaDiscovery {
     }
 }
 
+/// Which broker to listen on, to what, and for how long.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttDiscovery {
+    /// The broker, `tcp://<IP address>:<port>`, within what the cluster's
+    /// administrator lets discovery scan. Listened to anonymously.
+    #[schemars(length(min = 9, max = 64), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^tcp://([0-9.]+|[[][0-9A-Fa-f:.]+[]]):[0-9]{1,5}$') && isIP(self.substring(6).substring(0, self.substring(6).lastIndexOf(':')).replace('[', '').replace(']', ''))",
+        "message": "must be tcp://<IP address>:<port>: discovery reaches only addresses, which the administrator's ranges can bound",
+    }]))]
+    pub server: String,
+    /// Topic filters subscribed to (`plant/+/status`, `sensors/#`). Each
+    /// topic heard whose message is a JSON object is a find.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 256)))]
+    pub topics: Vec<String>,
+    /// How long each scan listens. Default 30s, at most 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule("10m")]))]
+    pub listen: Option<Duration>,
+    /// Topics recorded at most, the first heard. Default 100, at most 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_topics: Option<i32>,
+}
+
+impl MqttDiscovery {
+    pub const DEFAULT_LISTEN: std::time::Duration = std::time::Duration::from_secs(30);
+    pub const DEFAULT_MAX_TOPICS: usize = 100;
+
+    pub fn listen(&self) -> std::time::Duration {
+        self.listen
+            .as_ref()
+            .and_then(Duration::to_std)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Self::DEFAULT_LISTEN)
+    }
+
+    pub fn max_topics(&self) -> usize {
+        self.max_topics
+            .and_then(|m| usize::try_from(m).ok())
+            .filter(|&m| m > 0)
+            .unwrap_or(Self::DEFAULT_MAX_TOPICS)
+    }
+}
+
 /// What adopted DeviceLinks get beside what their find says.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -404,10 +452,11 @@ pub struct DiscoveredDeviceSpec {
     pub discovery: String,
     /// The node it was found from.
     pub node: String,
-    /// `modbus` or `opcua`.
+    /// `modbus`, `opcua` or `mqtt`.
     pub protocol: DiscoveredProtocol,
-    /// Where it answered: `address:port` (Modbus), or the endpoint URL
-    /// of the server (OPC-UA).
+    /// Where it answered: `address:port` (Modbus), the endpoint URL of
+    /// the server (OPC-UA), the topic it published on (MQTT; the broker
+    /// is the discovery's).
     pub address: String,
     /// The unit id it answered as (Modbus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,6 +470,7 @@ pub enum DiscoveredProtocol {
     #[default]
     Modbus,
     Opcua,
+    Mqtt,
 }
 
 /// What the scans learned of a device.
@@ -432,7 +482,7 @@ pub struct DiscoveredDeviceStatus {
     /// `productCode`, `revision`, `vendorUrl`, `productName`, `modelName`,
     /// `userApplicationName`); empty for a device without the function.
     /// OPC-UA: its application description (`applicationUri`,
-    /// `productUri`, `applicationName`).
+    /// `productUri`, `applicationName`). MQTT: its `topic`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identity: BTreeMap<String, String>,
     /// Where its tables answered (Modbus).
@@ -445,6 +495,10 @@ pub struct DiscoveredDeviceStatus {
     /// folder, as deep and as many as the discovery says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<BrowsedVariable>,
+    /// The fields of its latest JSON message (MQTT), nested objects by
+    /// dotted path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<MessageField>,
     /// Why its address space was not browsed, if it was not (OPC-UA: no
     /// endpoint without security, or the session was refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -512,6 +566,21 @@ pub struct BrowsedVariable {
     pub engineering_units: Option<String>,
 }
 
+/// A field of a device's JSON message.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageField {
+    /// As an MQTTDevice property's `path` takes it (`temperature`,
+    /// `power.watts`).
+    pub path: String,
+    /// As an MQTTDevice property's `type`: `int`, `float`, `string`,
+    /// `boolean` or `array`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The value heard, as JSON text (shortened past 64 characters).
+    pub example: String,
+}
+
 /// The names identity objects are shown by, by Read Device Identification
 /// object id.
 pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
@@ -555,6 +624,7 @@ impl DiscoveredProtocol {
         match self {
             DiscoveredProtocol::Modbus => "modbus",
             DiscoveredProtocol::Opcua => "opcua",
+            DiscoveredProtocol::Mqtt => "mqtt",
         }
     }
 
@@ -563,6 +633,7 @@ impl DiscoveredProtocol {
         match self {
             DiscoveredProtocol::Modbus => "ModbusDevice",
             DiscoveredProtocol::Opcua => "OPCUADevice",
+            DiscoveredProtocol::Mqtt => "MQTTDevice",
         }
     }
 }
@@ -595,6 +666,7 @@ pub fn proposed_link(
             spec: Some(serde_json::json!({"properties": match protocol {
                 DiscoveredProtocol::Modbus => first_entries(found)?,
                 DiscoveredProtocol::Opcua => browsed_variables(found)?,
+                DiscoveredProtocol::Mqtt => heard_fields(found)?,
             }})),
         },
     };
@@ -602,16 +674,21 @@ pub fn proposed_link(
         Some(serde_json::Value::Object(spec)) => serde_json::Value::Object(spec),
         _ => serde_json::json!({}),
     };
-    place(&mut spec, found);
+    place(&mut spec, found, discovery);
     let defaults = discovery.spec.device_links.clone().unwrap_or_default();
+    // Where the model keeps it: MQTTDevice has no `parameters`.
+    let sync_in = match protocol {
+        DiscoveredProtocol::Modbus | DiscoveredProtocol::Opcua => "parameters",
+        DiscoveredProtocol::Mqtt => "protocol",
+    };
     if let Some(every) = &defaults.sync_interval
-        && spec.pointer("/parameters/syncInterval").is_none()
+        && spec.pointer(&format!("/{sync_in}/syncInterval")).is_none()
     {
-        match spec.get_mut("parameters").and_then(|p| p.as_object_mut()) {
-            Some(parameters) => {
-                parameters.insert("syncInterval".into(), serde_json::json!(every));
+        match spec.get_mut(sync_in).and_then(|p| p.as_object_mut()) {
+            Some(section) => {
+                section.insert("syncInterval".into(), serde_json::json!(every));
             }
-            None => spec["parameters"] = serde_json::json!({"syncInterval": every}),
+            None => spec[sync_in] = serde_json::json!({"syncInterval": every}),
         }
     }
     if let Some(extension) = &defaults.extension
@@ -633,16 +710,18 @@ pub fn proposed_link(
     .map_err(|e| e.to_string())
 }
 
-/// Sets where the device is, from the find alone: a template's other
-/// protocol settings stay (an OPC-UA security policy, a Modbus timeout).
-fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice) {
-    let (at, mut settings) = match found.spec.protocol {
-        DiscoveredProtocol::Modbus => ("/protocol/tcp", serde_json::json!({})),
-        DiscoveredProtocol::Opcua => ("/protocol", serde_json::json!({})),
+/// Sets where the device is, from the find (and for MQTT the
+/// discovery's broker): a template's other protocol settings stay (an
+/// OPC-UA security policy, a Modbus timeout, an MQTT pattern).
+fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice, discovery: &DeviceDiscovery) {
+    let at = match found.spec.protocol {
+        DiscoveredProtocol::Modbus => "/protocol/tcp",
+        DiscoveredProtocol::Opcua | DiscoveredProtocol::Mqtt => "/protocol",
     };
-    if let Some(given) = spec.pointer(at).filter(|v| v.is_object()) {
-        settings = given.clone();
-    }
+    let mut settings = match spec.pointer(at).filter(|v| v.is_object()) {
+        Some(given) => given.clone(),
+        None => serde_json::json!({}),
+    };
     match found.spec.protocol {
         DiscoveredProtocol::Modbus => {
             settings["endpoint"] = serde_json::json!(found.spec.address);
@@ -653,7 +732,46 @@ fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice) {
             settings["endpoint"] = serde_json::json!(found.spec.address);
             spec["protocol"] = settings;
         }
+        DiscoveredProtocol::Mqtt => {
+            let server = discovery.spec.mqtt.as_ref().map(|m| m.server.clone());
+            if settings.get("client").is_none_or(|c| !c.is_object()) {
+                settings["client"] = serde_json::json!({});
+            }
+            if settings.get("message").is_none_or(|m| !m.is_object()) {
+                settings["message"] = serde_json::json!({});
+            }
+            settings["client"]["server"] = serde_json::json!(server);
+            settings["message"]["topic"] = serde_json::json!(found.spec.address);
+            if settings.get("pattern").is_none() {
+                settings["pattern"] = serde_json::json!("AttributedMessage");
+            }
+            spec["protocol"] = settings;
+        }
     }
+}
+
+/// Fields of an MQTT find's message as read-only properties at their
+/// paths, named for them.
+fn heard_fields(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
+    let fields = found
+        .status
+        .as_ref()
+        .map(|s| s.fields.as_slice())
+        .unwrap_or_default();
+    if fields.is_empty() {
+        return Err("its message had no field: there is nothing to propose".into());
+    }
+    Ok(fields
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": property_name(&f.path.replace("\\.", "_")),
+                "type": f.type_,
+                "path": f.path,
+                "readOnly": true,
+            })
+        })
+        .collect())
 }
 
 /// Variables a proposal without a template reads, of those a browse
@@ -937,6 +1055,41 @@ mod tests {
                  "visitor": {"nodeID": "ns=2;s=press.temperature", "browseName": "press/temperature"}},
             ]),
             "a structure's variable is left out; alike names are told apart"
+        );
+    }
+
+    #[test]
+    fn an_mqtt_find_proposes_its_fields_on_its_topic_at_the_discoverys_broker() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hall-plant-hall-1-door", "namespace": "ns"},
+            "spec": {"discovery": "hall", "node": "edge-1", "protocol": "mqtt",
+                     "address": "plant/hall-1/door"},
+            "status": {"fields": [
+                {"path": "open", "type": "boolean", "example": "false"},
+                {"path": "power.watts", "type": "int", "example": "12"},
+            ]},
+        }))
+        .unwrap();
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hall", "namespace": "ns"},
+            "spec": {"node": "edge-1", "mqtt": {"server": "tcp://10.0.0.5:1883", "topics": ["plant/#"]},
+                     "deviceLinks": {"syncInterval": "2s"}},
+        }))
+        .unwrap();
+        let link = proposed_link(&found, &discovery, None).unwrap();
+        assert_eq!(link.spec.model.kind, "MQTTDevice");
+        let spec = link.spec.template.spec.unwrap();
+        assert_eq!(
+            spec["protocol"],
+            serde_json::json!({"client": {"server": "tcp://10.0.0.5:1883"},
+                               "message": {"topic": "plant/hall-1/door"},
+                               "pattern": "AttributedMessage", "syncInterval": "2s"}),
+            "an MQTTDevice keeps its sync interval in protocol: it has no parameters"
+        );
+        assert!(spec.get("parameters").is_none());
+        assert_eq!(
+            spec["properties"][1],
+            serde_json::json!({"name": "power.watts", "type": "int", "path": "power.watts", "readOnly": true})
         );
     }
 

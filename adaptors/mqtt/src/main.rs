@@ -1,7 +1,7 @@
 //! devicelink-adaptor-mqtt: reads and writes devices that speak MQTT
 //! themselves.
 
-use devicelink_adaptor_mqtt::{device, metrics::MqttDeviceMetrics};
+use devicelink_adaptor_mqtt::{device, discovery::MqttDiscoverer, metrics::MqttDeviceMetrics};
 use devicelink_api::mqtt_device::MQTTDevice;
 
 #[tokio::main]
@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let registered = metrics.clone();
     devicelink_adaptor_runtime::Adaptor::new("mqtt")
         .with_metrics(move |registry| registered.register(registry))
+        .discover(MqttDiscoverer)
         .drive::<MQTTDevice, _, _>(move |ctx| device::run(ctx, metrics.clone()))
         .run()
         .await

@@ -71,6 +71,7 @@ async fn scan(settings: &OpcuaDiscovery, pki: &Pki) -> Scan {
         }
     };
     let mut finds: Vec<Found> = Vec::new();
+    let mut unreached = Vec::new();
     for url in &settings.discovery_urls {
         pace.turn().await;
         let listed = match timeout(
@@ -82,10 +83,15 @@ async fn scan(settings: &OpcuaDiscovery, pki: &Pki) -> Scan {
             Ok(Ok(listed)) => listed,
             Ok(Err(e)) => {
                 debug!(url, status = %e.status(), "FindServers refused");
+                unreached.push(format!("{url}: FindServers refused ({})", e.status()));
                 continue;
             }
             Err(_) => {
                 debug!(url, "FindServers not answered in time");
+                unreached.push(format!(
+                    "{url}: FindServers not answered within {:?}",
+                    settings.timeout()
+                ));
                 continue;
             }
         };
@@ -108,6 +114,7 @@ async fn scan(settings: &OpcuaDiscovery, pki: &Pki) -> Scan {
         finds,
         addresses: settings.discovery_urls.len() as u64,
         requests: pace.turns(),
+        unreached,
     }
 }
 

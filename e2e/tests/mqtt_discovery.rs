@@ -1,0 +1,189 @@
+//! MQTT discovery end to end (docs/discovery.md): devices that publish
+//! JSON on a real broker (retained, as many devices keep their state), a
+//! DeviceDiscovery listening to `plant/#`. Each topic heard with a JSON
+//! object is a find with the fields of its message; one the shipped
+//! catalog knows by its topic (`plant/+/climate`) becomes a connected
+//! DeviceLink by itself, another once a person adopts it. What is not a
+//! JSON object, or not under the filters, is no find. A broker outside
+//! the allowed ranges is refused by the API server.
+
+use std::time::Duration;
+
+use devicelink_api::{
+    DeviceLink,
+    catalog::{DeviceTemplate, TEMPLATE_LABEL},
+    discovery::{DeviceDiscovery, DiscoveredDevice},
+    mqtt_device::MQTTDevice,
+};
+use devicelink_e2e::{
+    Broker, LocalKubelet, apply, begin,
+    discovery::{allow_ranges, catalog, finds},
+    mqtt::publish_retained,
+    process::start_operator,
+    wait_connected, wait_property,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+fn discovery(namespace: &str, server: &str) -> serde_json::Value {
+    json!({"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
+        "metadata": {"name": "hall", "namespace": namespace},
+        "spec": {"node": "edge-worker", "interval": "10s", "adoption": "Matched",
+                 "mqtt": {"server": server, "topics": ["plant/#"], "listen": "2s"},
+                 "deviceLinks": {"syncInterval": "1s"}}})
+}
+
+#[tokio::test]
+async fn topics_heard_become_finds_and_a_known_one_a_devicelink() {
+    let namespace = "e2e-mqtt-discovery";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
+    for template in catalog(namespace) {
+        apply::<DeviceTemplate>(&templates, &template).await;
+    }
+    let broker = Broker::start().await;
+    let climate = br#"{"temperature": 21.5, "humidity": 40, "battery": {"level": 87}}"#;
+    publish_retained(broker.port, "plant/hall-1/climate", climate).await;
+    publish_retained(
+        broker.port,
+        "plant/hall-1/door",
+        br#"{"open": false, "opened": 12}"#,
+    )
+    .await;
+    publish_retained(broker.port, "plant/hall-1/raw", b"not json").await;
+    publish_retained(broker.port, "office/printer", br#"{"pages": 3}"#).await;
+
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    apply::<DeviceDiscovery>(&discoveries, &discovery(namespace, &broker.url())).await;
+
+    let found: Api<DiscoveredDevice> = Api::namespaced(client.clone(), namespace);
+    let all = finds(&found, "hall", 2).await;
+    let mut by_topic: Vec<&str> = all.iter().map(|f| f.spec.address.as_str()).collect();
+    by_topic.sort();
+    assert_eq!(by_topic, ["plant/hall-1/climate", "plant/hall-1/door"]);
+    let climate_find = all
+        .iter()
+        .find(|f| f.spec.address == "plant/hall-1/climate")
+        .unwrap();
+    let status = climate_find.status.clone().unwrap();
+    assert_eq!(status.identity["topic"], "plant/hall-1/climate");
+    let fields: Vec<(&str, &str, &str)> = status
+        .fields
+        .iter()
+        .map(|f| (f.path.as_str(), f.type_.as_str(), f.example.as_str()))
+        .collect();
+    for field in [
+        ("temperature", "float", "21.5"),
+        ("humidity", "int", "40"),
+        ("battery.level", "int", "87"),
+    ] {
+        assert!(fields.contains(&field), "{field:?} in {fields:?}");
+    }
+    assert_eq!(status.template.as_deref(), Some("acme-room-climate"));
+
+    // The climate sensor: adopted from its template, connected, reading.
+    let climate_name = climate_find.metadata.name.clone().unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let link = wait_connected(&links, &climate_name).await;
+    assert_eq!(
+        link.metadata.labels.unwrap_or_default()[TEMPLATE_LABEL],
+        "acme-room-climate"
+    );
+    let spec = link.spec.template.spec.unwrap();
+    assert_eq!(spec["protocol"]["client"]["server"], broker.url());
+    assert_eq!(spec["protocol"]["message"]["topic"], "plant/hall-1/climate");
+    let devices: Api<MQTTDevice> = Api::namespaced(client.clone(), namespace);
+    wait_property(&devices, &climate_name, "temperature", "21.5").await;
+    wait_property(&devices, &climate_name, "battery", "87").await;
+
+    // The door: no template; adopted by hand, its fields as proposed.
+    let door = all
+        .iter()
+        .find(|f| f.spec.address == "plant/hall-1/door")
+        .unwrap();
+    let door_name = door.metadata.name.clone().unwrap();
+    assert!(links.get_opt(&door_name).await.unwrap().is_none());
+    found
+        .patch(
+            &door_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
+        )
+        .await
+        .unwrap();
+    wait_connected(&links, &door_name).await;
+    wait_property(&devices, &door_name, "opened", "12").await;
+    wait_property(&devices, &door_name, "open", "false").await;
+
+    // A broker that is not there is said so, not taken for an empty one.
+    let closed = devicelink_e2e::process::free_port();
+    let mut gone = discovery(namespace, &format!("tcp://127.0.0.1:{closed}"));
+    gone["metadata"]["name"] = json!("gone");
+    apply::<DeviceDiscovery>(&discoveries, &gone).await;
+    devicelink_e2e::eventually_showing(
+        "the scan to say the broker was not reached",
+        WAIT,
+        || async {
+            let d = discoveries.get("gone").await.map_err(|e| e.to_string())?;
+            let scanned = d
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == "Scanned")
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            scanned
+                .contains(&format!("not reached: tcp://127.0.0.1:{closed}"))
+                .then_some(())
+                .ok_or(scanned)
+        },
+    )
+    .await;
+    broker.stop().await;
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_broker_outside_the_allowed_ranges_is_refused() {
+    let namespace = "e2e-mqtt-discovery-ranges";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    let refused = discoveries
+        .patch(
+            "hall",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(discovery(namespace, "tcp://10.9.0.1:1883")),
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(
+                e.message
+                    .contains("spec.mqtt.server: 10.9.0.1 lies outside"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a broker outside the ranges was taken: {other:?}"),
+    }
+    let named = discoveries
+        .patch(
+            "hall",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(discovery(namespace, "tcp://broker.local:1883")),
+        )
+        .await;
+    assert!(
+        matches!(&named, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("IP address")),
+        "{named:?}"
+    );
+}
