@@ -95,12 +95,26 @@ impl DeviceDiscoverySpec {
     pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
     pub fn interval(&self) -> std::time::Duration {
-        self.interval
-            .as_ref()
-            .and_then(Duration::to_std)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Self::DEFAULT_INTERVAL)
+        duration_or(&self.interval, Self::DEFAULT_INTERVAL)
     }
+}
+
+/// A count the schema bounds, or `default` when it is unset (or not
+/// positive: stored before the schema said so).
+fn positive_or<T: TryFrom<i32>>(value: Option<i32>, default: T) -> T {
+    value
+        .filter(|&v| v > 0)
+        .and_then(|v| T::try_from(v).ok())
+        .unwrap_or(default)
+}
+
+/// A duration, or `default` when it is unset, zero or unreadable.
+fn duration_or(value: &Option<Duration>, default: std::time::Duration) -> std::time::Duration {
+    value
+        .as_ref()
+        .and_then(Duration::to_std)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(default)
 }
 
 /// How finds become DeviceLinks.
@@ -172,18 +186,11 @@ impl ModbusDiscovery {
     }
 
     pub fn requests_per_second(&self) -> u32 {
-        self.requests_per_second
-            .and_then(|r| u32::try_from(r).ok())
-            .filter(|&r| r > 0)
-            .unwrap_or(Self::DEFAULT_REQUESTS_PER_SECOND)
+        positive_or(self.requests_per_second, Self::DEFAULT_REQUESTS_PER_SECOND)
     }
 
     pub fn timeout(&self) -> std::time::Duration {
-        self.timeout
-            .as_ref()
-            .and_then(Duration::to_std)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Self::DEFAULT_TIMEOUT)
+        duration_or(&self.timeout, Self::DEFAULT_TIMEOUT)
     }
 
     pub fn start_addresses(&self) -> Vec<u16> {
@@ -296,32 +303,19 @@ impl OpcuaDiscovery {
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
     pub fn depth(&self) -> u32 {
-        self.depth
-            .and_then(|d| u32::try_from(d).ok())
-            .filter(|&d| d > 0)
-            .unwrap_or(Self::DEFAULT_DEPTH)
+        positive_or(self.depth, Self::DEFAULT_DEPTH)
     }
 
     pub fn max_variables(&self) -> usize {
-        self.max_variables
-            .and_then(|m| usize::try_from(m).ok())
-            .filter(|&m| m > 0)
-            .unwrap_or(Self::DEFAULT_MAX_VARIABLES)
+        positive_or(self.max_variables, Self::DEFAULT_MAX_VARIABLES)
     }
 
     pub fn requests_per_second(&self) -> u32 {
-        self.requests_per_second
-            .and_then(|r| u32::try_from(r).ok())
-            .filter(|&r| r > 0)
-            .unwrap_or(Self::DEFAULT_REQUESTS_PER_SECOND)
+        positive_or(self.requests_per_second, Self::DEFAULT_REQUESTS_PER_SECOND)
     }
 
     pub fn timeout(&self) -> std::time::Duration {
-        self.timeout
-            .as_ref()
-            .and_then(Duration::to_std)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Self::DEFAULT_TIMEOUT)
+        duration_or(&self.timeout, Self::DEFAULT_TIMEOUT)
     }
 }
 
@@ -355,18 +349,11 @@ impl MqttDiscovery {
     pub const DEFAULT_MAX_TOPICS: usize = 100;
 
     pub fn listen(&self) -> std::time::Duration {
-        self.listen
-            .as_ref()
-            .and_then(Duration::to_std)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Self::DEFAULT_LISTEN)
+        duration_or(&self.listen, Self::DEFAULT_LISTEN)
     }
 
     pub fn max_topics(&self) -> usize {
-        self.max_topics
-            .and_then(|m| usize::try_from(m).ok())
-            .filter(|&m| m > 0)
-            .unwrap_or(Self::DEFAULT_MAX_TOPICS)
+        positive_or(self.max_topics, Self::DEFAULT_MAX_TOPICS)
     }
 }
 

@@ -206,16 +206,34 @@ pub struct ListQuery {
     pub namespace: Option<String>,
 }
 
+/// The namespace a list asks for (None: every one), once the request's
+/// user may `list` `resource` there.
+pub(crate) async fn listed_namespace<'q>(
+    app: &App,
+    headers: &HeaderMap,
+    from: IpAddr,
+    query: &'q ListQuery,
+    resource: &'static str,
+) -> Result<Option<&'q str>, Response> {
+    let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
+    checked_names(namespace, &[])?;
+    allow(
+        app,
+        headers,
+        from,
+        &Access::to(resource, "list", namespace, None),
+    )
+    .await?;
+    Ok(namespace)
+}
+
 async fn list(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Response> {
-    let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
-    checked_names(namespace, &[])?;
-    let access = Access::new("list", namespace, None);
-    allow(&app, &headers, peer.ip(), &access).await?;
+    let namespace = listed_namespace(&app, &headers, peer.ip(), &query, "devicelinks").await?;
     Ok(Json(json!({"items": app.catalog.list(namespace)})).into_response())
 }
 

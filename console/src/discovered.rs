@@ -21,7 +21,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
-    api::{App, ListQuery, allow, checked_names, error},
+    api::{App, ListQuery, allow, checked_names, error, listed_namespace},
     auth::Access,
 };
 
@@ -35,10 +35,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Response> {
-    let namespace = query.namespace.as_deref().filter(|n| !n.is_empty());
-    checked_names(namespace, &[])?;
-    let access = Access::to(RESOURCE, "list", namespace, None);
-    allow(&app, &headers, peer.ip(), &access).await?;
+    let namespace = listed_namespace(&app, &headers, peer.ip(), &query, RESOURCE).await?;
     let api: Api<DiscoveredDevice> = match namespace {
         Some(ns) => Api::namespaced(app.gate.client(), ns),
         None => Api::all(app.gate.client()),

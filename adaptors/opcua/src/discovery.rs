@@ -15,7 +15,7 @@ use devicelink_api::discovery::{
 };
 use futures::{FutureExt, future::BoxFuture};
 use opcua::{
-    client::{ClientBuilder, IdentityToken, Session},
+    client::{IdentityToken, Session},
     crypto::SecurityPolicy,
     types::{
         ApplicationDescription, ApplicationType, AttributeId, BrowseDescription, BrowseDirection,
@@ -27,7 +27,7 @@ use opcua::{
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
-use crate::trust::{APPLICATION_URI, Pki};
+use crate::trust::Pki;
 
 /// Scans for the OPC-UA sections of discoveries.
 pub struct OpcuaDiscoverer {
@@ -219,21 +219,10 @@ fn offered(endpoint: &EndpointDescription) -> OfferedEndpoint {
     }
 }
 
-/// A client for scans: the adaptor's own identity, no reconnection.
+/// A client for scans, as a device's (the adaptor's own identity).
 fn discovery_client(pki: &Pki, request_timeout: Duration) -> Result<opcua::client::Client, String> {
     let store = pki.discovery()?;
-    ClientBuilder::new()
-        .application_name("devicelink OPC-UA adaptor")
-        .application_uri(APPLICATION_URI)
-        .product_uri(APPLICATION_URI)
-        .create_sample_keypair(false)
-        .session_retry_limit(0)
-        .request_timeout(request_timeout)
-        .pki_dir(&store.dir)
-        .certificate_path(&store.certificate)
-        .private_key_path(&store.key)
-        .client()
-        .map_err(|e| e.join("; "))
+    crate::session::client(request_timeout, &store, |b| b).map_err(|f| f.message)
 }
 
 /// Opens an anonymous session on `endpoint`, browses it, and closes it.

@@ -221,7 +221,7 @@ impl Session {
             settings.client_certificate.as_ref(),
             server.as_ref(),
         )?;
-        let mut client = client(settings, &store, |b| {
+        let mut client = client(settings.request_timeout, &store, |b| {
             b.trust_server_certs(false)
                 .verify_server_certs(true)
                 .keep_alive_interval(
@@ -418,11 +418,11 @@ impl Session {
     }
 }
 
-/// A client as every connection of the adaptor makes it: its own identity
-/// and PKI, no reconnection of its own (see the module's comment), then
-/// what `more` adds.
-fn client(
-    settings: &Settings,
+/// A client as every connection of the adaptor makes it (a device's
+/// session, a discovery's scan): its own identity and PKI, no reconnection
+/// of its own (see the module's comment), then what `more` adds.
+pub(crate) fn client(
+    request_timeout: Duration,
     store: &trust::DeviceStore,
     more: impl FnOnce(ClientBuilder) -> ClientBuilder,
 ) -> Result<opcua::client::Client, Failure> {
@@ -433,7 +433,7 @@ fn client(
             .product_uri(APPLICATION_URI)
             .create_sample_keypair(false)
             .session_retry_limit(0)
-            .request_timeout(settings.request_timeout)
+            .request_timeout(request_timeout)
             .pki_dir(&store.dir)
             .certificate_path(&store.certificate)
             .private_key_path(&store.key),
@@ -446,7 +446,7 @@ fn client(
 /// mode asked for, reached at the address the spec gives.
 async fn choose_endpoint(settings: &Settings, pki: &Pki) -> Result<EndpointDescription, Failure> {
     let store = pki.discovery().map_err(Failure::settings)?;
-    let client = client(settings, &store, |b| b)?;
+    let client = client(settings.request_timeout, &store, |b| b)?;
     let endpoints = timeout(
         settings.connect_timeout,
         client.get_server_endpoints_from_url(settings.endpoint.as_str()),
