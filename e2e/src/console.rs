@@ -189,3 +189,24 @@ pub async fn get_json(port: u16, path: &str, token: &str) -> (u16, Value) {
         .expect("the console answers");
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
+
+/// Opens the console's page in `browser` as a person does: the page, then
+/// the namespace and token typed in and Show pressed.
+pub async fn open_page(
+    browser: &mut crate::browser::Browser,
+    port: u16,
+    namespace: &str,
+    token: &str,
+) {
+    browser.open(&format!("http://127.0.0.1:{port}/")).await;
+    browser
+        .wait_for("the page to load", "document.readyState === 'complete'")
+        .await;
+    browser
+        .eval(&format!(
+            "document.getElementById('namespace').value = {namespace:?};
+             document.getElementById('token').value = {token:?};
+             document.getElementById('apply').click(); true"
+        ))
+        .await;
+}

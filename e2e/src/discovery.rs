@@ -127,3 +127,16 @@ pub fn catalog(namespace: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Adopts find `name` as a person does: the `edge.cattle.io/adopt`
+/// annotation.
+pub async fn adopt(api: &Api<DiscoveredDevice>, name: &str) {
+    let annotation = json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(annotation),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("annotate {name} to adopt it: {e}"));
+}

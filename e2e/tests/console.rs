@@ -9,7 +9,9 @@ use async_tungstenite::tungstenite::Message;
 use devicelink_api::DeviceLink;
 use devicelink_e2e::{
     Broker, LocalKubelet, begin,
-    console::{Socket, get_json, install_rbac, next_frame, open_stream, open_stream_with, user},
+    console::{
+        Socket, get_json, install_rbac, next_frame, open_page, open_stream, open_stream_with, user,
+    },
     create_connected, delete_links_and_wait, dummy_link, eventually, eventually_showing, kubectl,
     modbus::{ModbusServer, device_with_writes, holding},
     process::{Console, Operator, free_port, http_get, http_post_as, start_operator},
@@ -543,19 +545,7 @@ async fn the_console_page_shows_a_device_live_and_writes_to_it_in_a_browser() {
 
     // A person opens the page, types the namespace and a token, and looks.
     let mut browser = devicelink_e2e::browser::Browser::start("e2e-console-browser").await;
-    browser
-        .open(&format!("http://127.0.0.1:{}/", console.port))
-        .await;
-    browser
-        .wait_for("the page to load", "document.readyState === 'complete'")
-        .await;
-    browser
-        .eval(&format!(
-            "document.getElementById('namespace').value = {namespace:?};
-             document.getElementById('token').value = {token:?};
-             document.getElementById('apply').click(); true"
-        ))
-        .await;
+    open_page(&mut browser, console.port, namespace, &token).await;
     let row = browser
         .wait_for(
             "the fan in the page's table, connected",

@@ -16,7 +16,7 @@ use devicelink_api::{
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
     browser::Browser,
-    console::{get_json, install_rbac, user_allowed},
+    console::{get_json, install_rbac, open_page, user_allowed},
     discovery::{allow_ranges, catalog, discovery, finds},
     eventually,
     modbus::Plant,
@@ -99,29 +99,23 @@ async fn a_person_adopts_a_find_from_the_consoles_discovered_view() {
 
     // The page, as the engineer: the finds, their identity and template.
     let mut browser = Browser::start("e2e-console-discovered-browser").await;
-    browser
-        .open(&format!("http://127.0.0.1:{}/", console.port))
-        .await;
-    browser
-        .wait_for("the page to load", "document.readyState === 'complete'")
-        .await;
-    browser
-        .eval(&format!(
-            "document.getElementById('namespace').value = {namespace:?};
-             document.getElementById('token').value = {engineer:?};
-             document.getElementById('apply').click(); true"
-        ))
-        .await;
+    open_page(&mut browser, console.port, namespace, &engineer).await;
     let row = |name: &str| {
         format!(
             "document.querySelector('#finds tr[data-name={}]')",
             json!(name)
         )
     };
+    // The operator writes the match after the adaptor wrote the find.
     let shown = browser
         .wait_for(
-            "the meter in the Discovered table",
-            &format!("{} ? {}.innerText : null", row(&meter), row(&meter)),
+            "the meter and its template in the Discovered table",
+            &format!(
+                "{} && {}.innerText.includes('acme-pm-200') ? {}.innerText : null",
+                row(&meter),
+                row(&meter),
+                row(&meter)
+            ),
         )
         .await;
     let shown = shown.as_str().unwrap();

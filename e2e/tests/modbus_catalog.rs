@@ -18,7 +18,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
-    discovery::{allow_ranges, catalog, discovery, finds},
+    discovery::{adopt, allow_ranges, catalog, discovery, finds},
     eventually_showing,
     modbus::Plant,
     process::{free_port, start_operator},
@@ -176,14 +176,7 @@ async fn finds_a_template_matches_become_devicelinks_of_its_kind() {
     let why = adopted(&found, &plain, "AwaitingApproval").await;
     assert!(why.contains("edge.cattle.io/adopt=true"), "{why}");
     assert!(links.get_opt(&plain).await.unwrap().is_none());
-    found
-        .patch(
-            &plain,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
-        )
-        .await
-        .unwrap();
+    adopt(&found, &plain).await;
     wait_connected(&links, &plain).await;
     wait_property(&devices, &plain, "holding-0", "7").await;
 }

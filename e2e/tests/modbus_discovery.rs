@@ -17,7 +17,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin, client_as,
-    discovery::{allow_ranges, at, discovery, finds, last_scan},
+    discovery::{adopt, allow_ranges, at, discovery, finds, last_scan},
     eventually_showing,
     modbus::Plant,
     process::{free_port, start_operator},
@@ -103,14 +103,7 @@ async fn a_discovery_finds_each_device_once_and_an_adopted_one_connects() {
 
     // Adopting the meter makes its DeviceLink, which connects and reads.
     let meter_name = all[0].metadata.name.clone().unwrap();
-    found
-        .patch(
-            &meter_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
-        )
-        .await
-        .unwrap();
+    adopt(&found, &meter_name).await;
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let link = wait_connected(&links, &meter_name).await;
     assert_eq!(

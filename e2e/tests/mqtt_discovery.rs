@@ -17,7 +17,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     Broker, LocalKubelet, apply, begin,
-    discovery::{allow_ranges, catalog, finds},
+    discovery::{adopt, allow_ranges, catalog, finds},
     mqtt::publish_retained,
     process::start_operator,
     wait_connected, wait_property,
@@ -85,10 +85,18 @@ async fn topics_heard_become_finds_and_a_known_one_a_devicelink() {
     ] {
         assert!(fields.contains(&field), "{field:?} in {fields:?}");
     }
-    assert_eq!(status.template.as_deref(), Some("acme-room-climate"));
+    // The operator writes the match after the adaptor wrote the find.
+    let climate_name = climate_find.metadata.name.clone().unwrap();
+    devicelink_e2e::eventually_showing("the climate find's template", WAIT, || async {
+        let f = found.get(&climate_name).await.map_err(|e| e.to_string())?;
+        let template = f.status.and_then(|s| s.template);
+        (template.as_deref() == Some("acme-room-climate"))
+            .then_some(())
+            .ok_or(format!("{template:?}"))
+    })
+    .await;
 
     // The climate sensor: adopted from its template, connected, reading.
-    let climate_name = climate_find.metadata.name.clone().unwrap();
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let link = wait_connected(&links, &climate_name).await;
     assert_eq!(
@@ -109,14 +117,7 @@ async fn topics_heard_become_finds_and_a_known_one_a_devicelink() {
         .unwrap();
     let door_name = door.metadata.name.clone().unwrap();
     assert!(links.get_opt(&door_name).await.unwrap().is_none());
-    found
-        .patch(
-            &door_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
-        )
-        .await
-        .unwrap();
+    adopt(&found, &door_name).await;
     wait_connected(&links, &door_name).await;
     wait_property(&devices, &door_name, "opened", "12").await;
     wait_property(&devices, &door_name, "open", "false").await;

@@ -21,7 +21,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
-    discovery::{allow_ranges, catalog, finds},
+    discovery::{adopt, allow_ranges, catalog, finds},
     eventually_showing,
     opcua::{Implementation, OpcuaServer, ServerOptions},
     process::start_operator,
@@ -177,14 +177,7 @@ async fn servers_found_through_a_discovery_server_are_browsed_and_adopted() {
     // DeviceLink reads what the browse proposed.
     let oven_name = oven_find.metadata.name.clone().unwrap();
     assert!(links.get_opt(&oven_name).await.unwrap().is_none());
-    found
-        .patch(
-            &oven_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"edge.cattle.io/adopt": "true"}}})),
-        )
-        .await
-        .unwrap();
+    adopt(&found, &oven_name).await;
     wait_connected(&links, &oven_name).await;
     wait_property(&devices, &oven_name, "temperature", "212.5").await;
     drop((lds, press, oven, elsewhere));
