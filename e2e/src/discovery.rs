@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use devicelink_api::discovery::{DeviceDiscovery, DiscoveredDevice};
+use devicelink_api::{
+    catalog::DeviceTemplate,
+    discovery::{DeviceDiscovery, DiscoveredDevice},
+};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use kube::{Api, api::ListParams};
 use serde_json::json;
@@ -139,4 +142,39 @@ pub async fn adopt(api: &Api<DiscoveredDevice>, name: &str) {
     )
     .await
     .unwrap_or_else(|e| panic!("annotate {name} to adopt it: {e}"));
+}
+
+/// Applies the shipped catalog (deploy/catalog/) in `namespace`.
+pub async fn apply_catalog(client: &kube::Client, namespace: &str) {
+    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
+    for template in catalog(namespace) {
+        crate::apply::<DeviceTemplate>(&templates, &template).await;
+    }
+}
+
+/// Applies `object` (named `name`) as the e2e field manager, which the API
+/// server must refuse with `code` and a message holding each of `words`.
+pub async fn apply_refused<K>(
+    api: &Api<K>,
+    name: &str,
+    object: &serde_json::Value,
+    code: u16,
+    words: &[&str],
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let params = kube::api::PatchParams::apply("e2e");
+    match api
+        .patch(name, &params, &kube::api::Patch::Apply(object))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, code, "{e:?}");
+            for word in words {
+                assert!(e.message.contains(word), "{word:?} in {}", e.message);
+            }
+        }
+        other => panic!("{name} was taken, where a refusal ({code}) was due: {other:?}"),
+    }
 }

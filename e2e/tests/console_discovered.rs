@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use devicelink_api::{
     DeviceLink,
-    catalog::DeviceTemplate,
     discovery::{DeviceDiscovery, DiscoveredDevice},
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
     browser::Browser,
     console::{get_json, install_rbac, open_page, user_allowed},
-    discovery::{allow_ranges, catalog, discovery, finds},
+    discovery::{allow_ranges, apply_catalog, discovery, finds},
     eventually,
     modbus::Plant,
     process::{Console, free_port, http_get, http_post_as, start_operator},
@@ -33,10 +32,7 @@ async fn a_person_adopts_a_find_from_the_consoles_discovered_view() {
     let namespace = "e2e-console-discovered";
     let (_guard, client) = begin(namespace).await;
     allow_ranges(&client, "127.0.0.0/24").await;
-    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
-    for template in catalog(namespace) {
-        apply::<DeviceTemplate>(&templates, &template).await;
-    }
+    apply_catalog(&client, namespace).await;
     let operator = start_operator();
     let _kubelet = LocalKubelet::start(client.clone());
     let _rbac = install_rbac();

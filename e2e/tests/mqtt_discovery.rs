@@ -11,21 +11,18 @@ use std::time::Duration;
 
 use devicelink_api::{
     DeviceLink,
-    catalog::{DeviceTemplate, TEMPLATE_LABEL},
+    catalog::TEMPLATE_LABEL,
     discovery::{DeviceDiscovery, DiscoveredDevice},
     mqtt_device::MQTTDevice,
 };
 use devicelink_e2e::{
     Broker, LocalKubelet, apply, begin,
-    discovery::{adopt, allow_ranges, catalog, finds},
+    discovery::{adopt, allow_ranges, apply_catalog, apply_refused, finds},
     mqtt::publish_retained,
     process::start_operator,
     wait_connected, wait_property,
 };
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use serde_json::json;
 
 fn discovery(namespace: &str, server: &str) -> serde_json::Value {
@@ -41,10 +38,7 @@ async fn topics_heard_become_finds_and_a_known_one_a_devicelink() {
     let namespace = "e2e-mqtt-discovery";
     let (_guard, client) = begin(namespace).await;
     allow_ranges(&client, "127.0.0.0/24").await;
-    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
-    for template in catalog(namespace) {
-        apply::<DeviceTemplate>(&templates, &template).await;
-    }
+    apply_catalog(&client, namespace).await;
     let broker = Broker::start().await;
     let climate = br#"{"temperature": 21.5, "humidity": 40, "battery": {"level": 87}}"#;
     publish_retained(broker.port, "plant/hall-1/climate", climate).await;
@@ -157,34 +151,9 @@ async fn a_broker_outside_the_allowed_ranges_is_refused() {
     let (_guard, client) = begin(namespace).await;
     allow_ranges(&client, "127.0.0.0/24").await;
     let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
-    let refused = discoveries
-        .patch(
-            "hall",
-            &PatchParams::apply("e2e"),
-            &Patch::Apply(discovery(namespace, "tcp://10.9.0.1:1883")),
-        )
-        .await;
-    match refused {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 403, "{e:?}");
-            assert!(
-                e.message
-                    .contains("spec.mqtt.server: 10.9.0.1 lies outside"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("a broker outside the ranges was taken: {other:?}"),
-    }
-    let named = discoveries
-        .patch(
-            "hall",
-            &PatchParams::apply("e2e"),
-            &Patch::Apply(discovery(namespace, "tcp://broker.local:1883")),
-        )
-        .await;
-    assert!(
-        matches!(&named, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("IP address")),
-        "{named:?}"
-    );
+    let outside = discovery(namespace, "tcp://10.9.0.1:1883");
+    let words = ["spec.mqtt.server: 10.9.0.1 lies outside", "127.0.0.0/24"];
+    apply_refused(&discoveries, "hall", &outside, 403, &words).await;
+    let named = discovery(namespace, "tcp://broker.local:1883");
+    apply_refused(&discoveries, "hall", &named, 422, &["IP address"]).await;
 }

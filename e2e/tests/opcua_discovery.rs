@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use devicelink_api::{
     DeviceLink,
-    catalog::{DeviceTemplate, TEMPLATE_LABEL},
+    catalog::TEMPLATE_LABEL,
     discovery::{DeviceDiscovery, DiscoveredDevice},
     opcua::OPCUADevice,
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin,
-    discovery::{adopt, allow_ranges, catalog, finds},
+    discovery::{adopt, allow_ranges, apply_catalog, apply_refused, finds},
     eventually_showing,
     opcua::{Implementation, OpcuaServer, ServerOptions},
     process::start_operator,
@@ -48,10 +48,7 @@ async fn servers_found_through_a_discovery_server_are_browsed_and_adopted() {
     let namespace = "e2e-opcua-discovery";
     let (_guard, client) = begin(namespace).await;
     allow_ranges(&client, "127.0.0.0/24").await;
-    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
-    for template in catalog(namespace) {
-        apply::<DeviceTemplate>(&templates, &template).await;
-    }
+    apply_catalog(&client, namespace).await;
 
     let lds = OpcuaServer::start(ServerOptions {
         host: Some("127.0.0.6"),
@@ -194,37 +191,14 @@ async fn a_discovery_url_outside_the_allowed_ranges_or_by_name_is_refused() {
             "metadata": {"name": "plant", "namespace": namespace},
             "spec": {"node": "edge-worker", "opcua": {"discoveryUrls": [url]}}})
     };
-    let outside = discoveries
-        .patch(
-            "plant",
-            &PatchParams::apply("e2e"),
-            &Patch::Apply(of("opc.tcp://10.9.0.1:4840")),
-        )
-        .await;
-    match outside {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 403, "{e:?}");
-            assert!(
-                e.message
-                    .contains("spec.opcua.discoveryUrls: 10.9.0.1 lies outside")
-                    && e.message.contains("127.0.0.0/24"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("a discovery URL outside the ranges was taken: {other:?}"),
-    }
-    let named = discoveries
-        .patch(
-            "plant",
-            &PatchParams::apply("e2e"),
-            &Patch::Apply(of("opc.tcp://plc.local:4840")),
-        )
-        .await;
-    assert!(
-        matches!(&named, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("IP address")),
-        "{named:?}"
-    );
+    let outside = of("opc.tcp://10.9.0.1:4840");
+    let words = [
+        "spec.opcua.discoveryUrls: 10.9.0.1 lies outside",
+        "127.0.0.0/24",
+    ];
+    apply_refused(&discoveries, "plant", &outside, 403, &words).await;
+    let named = of("opc.tcp://plc.local:4840");
+    apply_refused(&discoveries, "plant", &named, 422, &["IP address"]).await;
     eventually_showing("an address within the ranges to be taken", WAIT, || async {
         discoveries
             .patch(
