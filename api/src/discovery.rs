@@ -737,17 +737,23 @@ fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice, discovery: &Dev
     }
 }
 
+/// What a scan learned of `found` (one of its status's lists), or why
+/// there is nothing to propose from it.
+fn learned<'a, T>(
+    found: &'a DiscoveredDevice,
+    list: impl Fn(&'a DiscoveredDeviceStatus) -> &'a Vec<T>,
+    empty: &str,
+) -> Result<&'a [T], String> {
+    match found.status.as_ref().map(list) {
+        Some(items) if !items.is_empty() => Ok(items),
+        _ => Err(format!("{empty}: there is nothing to propose")),
+    }
+}
+
 /// Fields of an MQTT find's message as read-only properties at their
 /// paths, named for them.
 fn heard_fields(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
-    let fields = found
-        .status
-        .as_ref()
-        .map(|s| s.fields.as_slice())
-        .unwrap_or_default();
-    if fields.is_empty() {
-        return Err("its message had no field: there is nothing to propose".into());
-    }
+    let fields = learned(found, |s| &s.fields, "its message had no field")?;
     Ok(fields
         .iter()
         .map(|f| {
@@ -856,14 +862,7 @@ fn property_name(browse_name: &str) -> String {
 /// The first entries of each range of `found` that answered, as read-only
 /// properties named for their table and address (`holding-0`).
 fn first_entries(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
-    let registers = found
-        .status
-        .as_ref()
-        .map(|s| s.registers.as_slice())
-        .unwrap_or_default();
-    if registers.is_empty() {
-        return Err("nothing of it answered a read: there is nothing to propose".into());
-    }
+    let registers = learned(found, |s| &s.registers, "nothing of it answered a read")?;
     Ok(registers
         .iter()
         .flat_map(|range| {
