@@ -20,6 +20,7 @@ cleanup() {
   [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   "$root/e2e/controlplane/cluster.sh" down
+  release_cache
 }
 trap cleanup EXIT
 
