@@ -56,7 +56,11 @@ trap 'stop_control_planes; release_cache' EXIT
 # choose another, beside it.
 start_control_plane() {
   control_planes+=("${DEVICELINK_CLUSTER_DIR:-}|${DEVICELINK_APISERVER_PORT:-}|${DEVICELINK_ETCD_PORT:-}")
-  eval "$("$root/e2e/controlplane/cluster.sh" up "$@")"
+  # Taken before it is evaluated, so that a failed start ends the run here
+  # (an eval of nothing would succeed, and kubectl then reach no cluster).
+  local environment
+  environment=$("$root/e2e/controlplane/cluster.sh" up "$@")
+  eval "$environment"
   kubectl apply -f "$root/api/generated/" -f "$root/deploy/manifests/namespace.yaml" >/dev/null
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
   # The RBAC the chart installs (rendered into deploy/manifests/rbac.yaml).

@@ -69,7 +69,9 @@ stop_all() {
   # The real node: its kubelet first (so it restarts nothing), then its
   # containers, runtime and network.
   for p in kubelet kube-proxy coredns; do
-    [ -f "$dir/pids/$p" ] && kill "$(cat "$dir/pids/$p")" 2>/dev/null
+    # A run killed before its cleanup leaves the files of processes long
+    # gone: killing those fails, which must not end this script.
+    if [ -f "$dir/pids/$p" ]; then kill "$(cat "$dir/pids/$p")" 2>/dev/null || true; fi
     rm -f "$dir/pids/$p"
   done
   # The node is this host's one (its containerd, iptables chains): only the
