@@ -259,6 +259,39 @@ impl crate::mqtt::WithMqttExtension for BluetoothDevice {
     }
 }
 
+/// The Bluetooth base UUID, which 16- and 32-bit UUIDs are short for.
+const BASE_UUID: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
+
+/// The 128-bit value of a GATT UUID as specs and advertisements write it:
+/// 16-bit (`2A19`), 32-bit, 128-bit with or without dashes.
+pub fn uuid_value(text: &str) -> Result<u128, String> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let bad = || format!("{text:?} is not a UUID (4, 8 or 32 hex digits, or the dashed form)");
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let value = u128::from_str_radix(&hex, 16).map_err(|_| bad())?;
+    match hex.len() {
+        4 | 8 => Ok(BASE_UUID | (value << 96)),
+        32 => Ok(value),
+        _ => Err(bad()),
+    }
+}
+
+/// A GATT UUID in the dashed, lower-case form BlueZ reports, or `None`
+/// when `text` is not one.
+pub fn full_uuid(text: &str) -> Option<String> {
+    let hex = format!("{:032x}", uuid_value(text).ok()?);
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
 /// A UUID as BLE writes it: 16 or 32 bits, 128 bits with or without dashes.
 const UUID: &str = "^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$";
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
+    ble::full_uuid,
     devicelink::{self, DeviceTemplate as DeviceObject},
     discovery::{DiscoveredDevice, DiscoveredProtocol},
 };
@@ -48,15 +49,19 @@ pub const TEMPLATE_LABEL: &str = "edge.cattle.io/device-template";
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = no_reference_rules()))]
 pub struct DeviceTemplateSpec {
-    /// The protocol of the finds it matches: `modbus`.
+    /// The protocol of the finds it matches: `modbus`, `opcua`, `mqtt`
+    /// or `ble`.
     pub protocol: DiscoveredProtocol,
     /// What a find must say of itself, entry by entry: each must equal
     /// the find's `status.identity` entry of the same name (Modbus:
     /// `vendorName`, `productCode`, `revision`, `productName`,
     /// `modelName`, ...; OPC-UA: `applicationUri`, `productUri`,
-    /// `applicationName`). MQTT's `topic` is a topic filter the find's
-    /// topic must match (`plant/+/meter`). When several templates match a
-    /// find, the one with the most entries wins, then the first by name.
+    /// `applicationName`; BLE: `localName`, `manufacturerId`). MQTT's
+    /// `topic` is a topic filter the find's topic must match
+    /// (`plant/+/meter`); BLE's `services` lists service UUIDs (any form,
+    /// comma-separated) the find must all advertise. When several
+    /// templates match a find, the one with the most entries wins, then
+    /// the first by name.
     #[schemars(extend("minProperties" = 1, "maxProperties" = 16))]
     pub identity: BTreeMap<String, String>,
     /// The device object of each match's DeviceLink, as a DeviceLink's
@@ -96,6 +101,9 @@ impl DeviceTemplate {
                 let got = identity.and_then(|i| i.get(key));
                 match (self.spec.protocol, key.as_str(), got) {
                     (DiscoveredProtocol::Mqtt, "topic", Some(topic)) => topic_matches(want, topic),
+                    (DiscoveredProtocol::Ble, "services", Some(advertised)) => {
+                        services_advertised(want, advertised)
+                    }
                     (_, _, got) => got == Some(want),
                 }
             })
@@ -113,6 +121,17 @@ impl DeviceTemplate {
         serde_json::from_value(filled)
             .map_err(|e| format!("DeviceTemplate {}: {e}", self.name_any()))
     }
+}
+
+/// Whether every UUID of `wanted` (comma-separated, in any of the forms
+/// GATT UUIDs are written) is among the `advertised` ones (a BLE find's
+/// `services`).
+fn services_advertised(wanted: &str, advertised: &str) -> bool {
+    let advertised: Vec<Option<String>> = advertised.split(',').map(full_uuid).collect();
+    wanted
+        .split(',')
+        .map(full_uuid)
+        .all(|want| want.is_some() && advertised.contains(&want))
 }
 
 /// Whether `topic` matches the MQTT topic filter `filter`: `+` stands for
@@ -146,9 +165,20 @@ pub fn best_match<'a>(
 
 /// What a template's placeholders stand for, for `found`.
 fn placeholders(found: &DiscoveredDevice) -> BTreeMap<String, String> {
-    let (host, port) = match found.spec.address.rsplit_once(':') {
+    // Host and port of a network address: a Modbus `address:port`, an
+    // OPC-UA endpoint URL; a topic or a MAC address has none.
+    let socket = match found.spec.protocol {
+        DiscoveredProtocol::Modbus => Some(found.spec.address.as_str()),
+        DiscoveredProtocol::Opcua => found
+            .spec
+            .address
+            .strip_prefix("opc.tcp://")
+            .and_then(|rest| rest.split('/').next()),
+        DiscoveredProtocol::Mqtt | DiscoveredProtocol::Ble => None,
+    };
+    let (host, port) = match socket.and_then(|s| s.rsplit_once(':')) {
         Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']'), port),
-        None => (found.spec.address.as_str(), ""),
+        None => ("", ""),
     };
     let mut values = BTreeMap::from([
         ("name".to_string(), found.name_any()),
@@ -289,6 +319,23 @@ mod tests {
         assert!(!topic_matches("plant/+/meter", "plant/hall-1/drive"));
         assert!(!topic_matches("plant/+", "plant/hall-1/meter"));
         assert!(!topic_matches("plant/+/meter/x", "plant/hall-1/meter"));
+    }
+
+    #[test]
+    fn ble_services_match_in_any_form_and_all_must_be_advertised() {
+        let advertised =
+            "0000180f-0000-1000-8000-00805f9b34fb,226c0000-6476-4566-7562-66734470666d";
+        assert!(services_advertised("180F", advertised));
+        assert!(services_advertised(
+            "226C000064764566756266734470666D",
+            advertised
+        ));
+        assert!(services_advertised(
+            "180f,226c0000-6476-4566-7562-66734470666d",
+            advertised
+        ));
+        assert!(!services_advertised("180f,181a", advertised));
+        assert!(!services_advertised("battery", advertised));
     }
 
     #[test]

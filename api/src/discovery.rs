@@ -52,8 +52,8 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.modbus), has(self.opcua), has(self.mqtt)].filter(x, x).size() == 1",
-    "message": "set one of modbus, opcua or mqtt: the protocol to look for",
+    "rule": "[has(self.modbus), has(self.opcua), has(self.mqtt), has(self.ble)].filter(x, x).size() == 1",
+    "message": "set one of modbus, opcua, mqtt or ble: the protocol to look for",
 }]))]
 pub struct DeviceDiscoverySpec {
     /// The node whose adaptor scans: its network is the one searched, and
@@ -85,6 +85,9 @@ pub struct DeviceDiscoverySpec {
     /// Devices that speak MQTT, heard on a broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttDiscovery>,
+    /// Bluetooth Low Energy peripherals in reach of the node's adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ble: Option<BleDiscovery>,
     /// What every DeviceLink adopted from this discovery gets beside what
     /// its find says: its device's extensions (publishing to MQTT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +360,91 @@ impl MqttDiscovery {
     }
 }
 
+/// Which BLE peripherals to look for, and how.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "size(self.names) + size(self.services) > 0",
+    "message": "give names or services: a scan connects only to the peripherals it is asked for, never to whatever is in reach",
+}]))]
+pub struct BleDiscovery {
+    /// Local names, each the start of an advertised name (`MJ_HT` finds
+    /// `MJ_HT_V1`), in any case. A peripheral is a find if it matches a
+    /// name or advertises a service of `services`.
+    #[serde(default)]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 248)))]
+    pub names: Vec<String>,
+    /// Service UUIDs (16-bit such as `180F`, or 128-bit) a peripheral
+    /// advertises.
+    #[serde(default)]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(max = 36),
+            regex(
+                pattern = r"^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+            )
+        )
+    )]
+    pub services: Vec<String>,
+    /// How long each scan listens to advertisements. Default 10s, at most
+    /// 2m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule("2m")]))]
+    pub listen: Option<Duration>,
+    /// Whether each find is connected to, one at a time, for its GATT
+    /// services and characteristics. Default true; without it a find holds
+    /// what it advertised only, and nothing is proposed from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browse: Option<bool>,
+    /// Peripherals recorded at most, the first heard. Default 20, at most
+    /// 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_devices: Option<i32>,
+    /// How long a connect and its service discovery may take. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule("1m")]))]
+    pub timeout: Option<Duration>,
+}
+
+impl BleDiscovery {
+    pub const DEFAULT_LISTEN: std::time::Duration = std::time::Duration::from_secs(10);
+    pub const DEFAULT_MAX_DEVICES: usize = 20;
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn listen(&self) -> std::time::Duration {
+        duration_or(&self.listen, Self::DEFAULT_LISTEN)
+    }
+
+    pub fn browse(&self) -> bool {
+        self.browse.unwrap_or(true)
+    }
+
+    pub fn max_devices(&self) -> usize {
+        positive_or(self.max_devices, Self::DEFAULT_MAX_DEVICES)
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        duration_or(&self.timeout, Self::DEFAULT_TIMEOUT)
+    }
+
+    /// Whether a peripheral advertising `name` and `services` (full UUIDs,
+    /// as BlueZ reports them) is one to look into.
+    pub fn wants(&self, name: Option<&str>, services: &[String]) -> bool {
+        let named = name.is_some_and(|name| {
+            let name = name.to_lowercase();
+            self.names
+                .iter()
+                .any(|want| name.starts_with(&want.to_lowercase()))
+        });
+        named
+            || self.services.iter().any(|want| {
+                crate::ble::full_uuid(want).is_some_and(|want| services.contains(&want))
+            })
+    }
+}
+
 /// What adopted DeviceLinks get beside what their find says.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -439,11 +527,11 @@ pub struct DiscoveredDeviceSpec {
     pub discovery: String,
     /// The node it was found from.
     pub node: String,
-    /// `modbus`, `opcua` or `mqtt`.
+    /// `modbus`, `opcua`, `mqtt` or `ble`.
     pub protocol: DiscoveredProtocol,
     /// Where it answered: `address:port` (Modbus), the endpoint URL of
     /// the server (OPC-UA), the topic it published on (MQTT; the broker
-    /// is the discovery's).
+    /// is the discovery's), its MAC address (BLE).
     pub address: String,
     /// The unit id it answered as (Modbus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,6 +546,7 @@ pub enum DiscoveredProtocol {
     Modbus,
     Opcua,
     Mqtt,
+    Ble,
 }
 
 /// What the scans learned of a device.
@@ -469,7 +558,9 @@ pub struct DiscoveredDeviceStatus {
     /// `productCode`, `revision`, `vendorUrl`, `productName`, `modelName`,
     /// `userApplicationName`); empty for a device without the function.
     /// OPC-UA: its application description (`applicationUri`,
-    /// `productUri`, `applicationName`). MQTT: its `topic`.
+    /// `productUri`, `applicationName`). MQTT: its `topic`. BLE: what it
+    /// advertised (`localName`, `services`: its service UUIDs in order,
+    /// comma-separated, `manufacturerId`: `0x` and four hex digits).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identity: BTreeMap<String, String>,
     /// Where its tables answered (Modbus).
@@ -486,8 +577,13 @@ pub struct DiscoveredDeviceStatus {
     /// dotted path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<MessageField>,
-    /// Why its address space was not browsed, if it was not (OPC-UA: no
-    /// endpoint without security, or the session was refused).
+    /// The GATT characteristics of its services (BLE), when the
+    /// discovery browses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub characteristics: Vec<GattCharacteristic>,
+    /// Why it was not looked into, if it was not (OPC-UA: no endpoint
+    /// without security, or the session was refused; BLE: the connection
+    /// failed, or the discovery does not browse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_browsed: Option<String>,
     /// When a scan first found it.
@@ -568,6 +664,20 @@ pub struct MessageField {
     pub example: String,
 }
 
+/// A characteristic of a BLE peripheral's GATT services.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GattCharacteristic {
+    /// Its service's UUID, as a BluetoothDevice property's
+    /// `visitor.service` takes it.
+    pub service: String,
+    /// Its UUID, as `visitor.characteristic` takes it.
+    pub uuid: String,
+    /// What it allows, as GATT names it: `read`, `write`,
+    /// `write-without-response`, `notify`, `indicate`, ...
+    pub properties: Vec<String>,
+}
+
 /// The names identity objects are shown by, by Read Device Identification
 /// object id.
 pub const MODBUS_IDENTITY_NAMES: [(u8, &str); 7] = [
@@ -612,6 +722,7 @@ impl DiscoveredProtocol {
             DiscoveredProtocol::Modbus => "modbus",
             DiscoveredProtocol::Opcua => "opcua",
             DiscoveredProtocol::Mqtt => "mqtt",
+            DiscoveredProtocol::Ble => "ble",
         }
     }
 
@@ -621,6 +732,7 @@ impl DiscoveredProtocol {
             DiscoveredProtocol::Modbus => "ModbusDevice",
             DiscoveredProtocol::Opcua => "OPCUADevice",
             DiscoveredProtocol::Mqtt => "MQTTDevice",
+            DiscoveredProtocol::Ble => "BluetoothDevice",
         }
     }
 }
@@ -654,6 +766,7 @@ pub fn proposed_link(
                 DiscoveredProtocol::Modbus => first_entries(found)?,
                 DiscoveredProtocol::Opcua => browsed_variables(found)?,
                 DiscoveredProtocol::Mqtt => heard_fields(found)?,
+                DiscoveredProtocol::Ble => gatt_characteristics(found)?,
             }})),
         },
     };
@@ -663,10 +776,11 @@ pub fn proposed_link(
     };
     place(&mut spec, found, discovery);
     let defaults = discovery.spec.device_links.clone().unwrap_or_default();
-    // Where the model keeps it: MQTTDevice has no `parameters`.
+    // Where the model keeps it: MQTTDevice has no `parameters`, and a
+    // BluetoothDevice's `protocol` wins over its `parameters`.
     let sync_in = match protocol {
         DiscoveredProtocol::Modbus | DiscoveredProtocol::Opcua => "parameters",
-        DiscoveredProtocol::Mqtt => "protocol",
+        DiscoveredProtocol::Mqtt | DiscoveredProtocol::Ble => "protocol",
     };
     if let Some(every) = &defaults.sync_interval
         && spec.pointer(&format!("/{sync_in}/syncInterval")).is_none()
@@ -703,7 +817,9 @@ pub fn proposed_link(
 fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice, discovery: &DeviceDiscovery) {
     let at = match found.spec.protocol {
         DiscoveredProtocol::Modbus => "/protocol/tcp",
-        DiscoveredProtocol::Opcua | DiscoveredProtocol::Mqtt => "/protocol",
+        DiscoveredProtocol::Opcua | DiscoveredProtocol::Mqtt | DiscoveredProtocol::Ble => {
+            "/protocol"
+        }
     };
     let mut settings = match spec.pointer(at).filter(|v| v.is_object()) {
         Some(given) => given.clone(),
@@ -731,6 +847,16 @@ fn place(spec: &mut serde_json::Value, found: &DiscoveredDevice, discovery: &Dev
             settings["message"]["topic"] = serde_json::json!(found.spec.address);
             if settings.get("pattern").is_none() {
                 settings["pattern"] = serde_json::json!("AttributedMessage");
+            }
+            spec["protocol"] = settings;
+        }
+        DiscoveredProtocol::Ble => {
+            // The address found, not a name (another peripheral may
+            // advertise the same) nor Octopus's older fields beside it.
+            settings["endpoint"] = serde_json::json!(found.spec.address);
+            if let Some(settings) = settings.as_object_mut() {
+                settings.remove("name");
+                settings.remove("macAddress");
             }
             spec["protocol"] = settings;
         }
@@ -767,6 +893,85 @@ fn heard_fields(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, Stri
         .collect())
 }
 
+/// Characteristics of a BLE find that can be read or notify, as
+/// properties named for what GATT calls them (or their UUID): subscribed
+/// to when they notify, else read. Values are the bytes in hex until a
+/// person says how to decode them (`visitor.dataConverter`, a `type`).
+fn gatt_characteristics(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>, String> {
+    let characteristics = learned(
+        found,
+        |s| &s.characteristics,
+        "no characteristic of it was listed",
+    )?;
+    let mut taken = std::collections::BTreeSet::new();
+    let properties: Vec<serde_json::Value> = characteristics
+        .iter()
+        .filter_map(|c| {
+            let can = |p: &str| c.properties.iter().any(|q| q == p);
+            let mode = if can("notify") || can("indicate") {
+                "Notify"
+            } else if can("read") {
+                "ReadMany"
+            } else {
+                return None;
+            };
+            let name = unique(&mut taken, &property_name(&gatt_name(&c.uuid)));
+            Some(serde_json::json!({
+                "name": name,
+                "accessModes": [mode],
+                "visitor": {"service": c.service, "characteristic": c.uuid},
+            }))
+        })
+        .collect();
+    if properties.is_empty() {
+        return Err(
+            "none of its characteristics can be read or notify: there is nothing to propose".into(),
+        );
+    }
+    Ok(properties)
+}
+
+/// What GATT calls a characteristic of the Bluetooth SIG's (the common
+/// ones of sensors), else its UUID's first eight hex digits.
+fn gatt_name(uuid: &str) -> String {
+    let value = crate::ble::uuid_value(uuid).unwrap_or_default();
+    let short = (value >> 96) as u32;
+    let sig = value & ((1u128 << 96) - 1) == crate::ble::uuid_value("0000").unwrap_or_default();
+    let known = match short {
+        0x2a00 => "device-name",
+        0x2a19 => "battery-level",
+        0x2a24 => "model-number",
+        0x2a25 => "serial-number",
+        0x2a26 => "firmware-revision",
+        0x2a27 => "hardware-revision",
+        0x2a28 => "software-revision",
+        0x2a29 => "manufacturer-name",
+        0x2a1c | 0x2a6e => "temperature",
+        0x2a6f => "humidity",
+        0x2a6d => "pressure",
+        _ => "",
+    };
+    if sig && !known.is_empty() {
+        known.to_string()
+    } else {
+        format!("{:08x}", short)
+    }
+}
+
+/// `base`, or `base-2`, `base-3`, ...: the first not yet in `taken`.
+fn unique(taken: &mut std::collections::BTreeSet<String>, base: &str) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|n| taken.insert(n.clone()))
+        .expect("some number is free")
+}
+
 /// Variables a proposal without a template reads, of those a browse
 /// found: enough to see the server live.
 pub const PROPOSED_VARIABLES: usize = 16;
@@ -789,17 +994,7 @@ fn browsed_variables(found: &DiscoveredDevice) -> Result<Vec<serde_json::Value>,
             let leaf = v.browse_path.rsplit('/').next().unwrap_or(&v.browse_path);
             // Names are unique within a device; alike leaves of different
             // folders get a number.
-            let base = property_name(leaf);
-            let name = (1..)
-                .map(|n| {
-                    if n == 1 {
-                        base.clone()
-                    } else {
-                        format!("{base}-{n}")
-                    }
-                })
-                .find(|n| taken.insert(n.clone()))
-                .expect("some number is free");
+            let name = unique(&mut taken, &property_name(leaf));
             let mut property = serde_json::json!({
                 "name": name,
                 "type": type_,
@@ -1076,6 +1271,76 @@ mod tests {
         assert_eq!(
             spec["properties"][1],
             serde_json::json!({"name": "power.watts", "type": "int", "path": "power.watts", "readOnly": true})
+        );
+    }
+
+    #[test]
+    fn a_ble_find_proposes_what_its_characteristics_allow_at_its_address() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "room-10-00-00-00-00-01", "namespace": "ns"},
+            "spec": {"discovery": "room", "node": "edge-1", "protocol": "ble",
+                     "address": "10:00:00:00:00:01"},
+            "status": {"characteristics": [
+                {"service": "0000180f-0000-1000-8000-00805f9b34fb",
+                 "uuid": "00002a19-0000-1000-8000-00805f9b34fb", "properties": ["read", "notify"]},
+                {"service": "f000aa00-0451-4000-b000-000000000001",
+                 "uuid": "f000aa01-0451-4000-b000-000000000001", "properties": ["read", "write"]},
+                {"service": "f000aa00-0451-4000-b000-000000000002",
+                 "uuid": "f000aa01-0451-4000-b000-000000000002", "properties": ["read"]},
+                {"service": "f000aa00-0451-4000-b000-000000000001",
+                 "uuid": "f000aa09-0451-4000-b000-000000000001", "properties": ["write"]},
+            ]},
+        }))
+        .unwrap();
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "room", "namespace": "ns"},
+            "spec": {"node": "edge-1", "ble": {"names": ["MJ_HT"]},
+                     "deviceLinks": {"syncInterval": "5s"}},
+        }))
+        .unwrap();
+        let link = proposed_link(&found, &discovery, None).unwrap();
+        assert_eq!(link.spec.model.kind, "BluetoothDevice");
+        let spec = link.spec.template.spec.unwrap();
+        assert_eq!(
+            spec["protocol"],
+            serde_json::json!({"endpoint": "10:00:00:00:00:01", "syncInterval": "5s"})
+        );
+        let properties = spec["properties"].as_array().unwrap();
+        let names: Vec<&str> = properties
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["battery-level", "f000aa01", "f000aa01-2"],
+            "named by GATT or their UUID, none twice; a write-only one is not read"
+        );
+        assert_eq!(properties[0]["accessModes"], serde_json::json!(["Notify"]));
+        assert_eq!(
+            properties[1]["accessModes"],
+            serde_json::json!(["ReadMany"])
+        );
+        assert_eq!(
+            properties[1]["visitor"],
+            serde_json::json!({"service": "f000aa00-0451-4000-b000-000000000001",
+                               "characteristic": "f000aa01-0451-4000-b000-000000000001"})
+        );
+    }
+
+    #[test]
+    fn a_ble_discovery_wants_its_names_and_services_only() {
+        let ble = BleDiscovery {
+            names: vec!["mj_ht".into()],
+            services: vec!["180F".into()],
+            ..BleDiscovery::default()
+        };
+        let battery = "0000180f-0000-1000-8000-00805f9b34fb".to_string();
+        assert!(ble.wants(Some("MJ_HT_V1"), &[]));
+        assert!(ble.wants(None, std::slice::from_ref(&battery)));
+        assert!(!ble.wants(Some("LAMP"), &[]));
+        assert!(
+            !ble.wants(Some("X-MJ_HT"), &[]),
+            "a name is matched from its start"
         );
     }
 

@@ -3,25 +3,8 @@
 
 use uuid::Uuid;
 
-/// The Bluetooth base UUID, which 16- and 32-bit UUIDs are short for.
-const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
-
 pub fn parse(text: &str) -> Result<Uuid, String> {
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    let bad = || format!("{text:?} is not a UUID (4, 8 or 32 hex digits, or the dashed form)");
-    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    match hex.len() {
-        4 | 8 => {
-            let short = u128::from_str_radix(&hex, 16).map_err(|_| bad())?;
-            Ok(Uuid::from_u128(BASE | (short << 96)))
-        }
-        32 => Ok(Uuid::from_u128(
-            u128::from_str_radix(&hex, 16).map_err(|_| bad())?,
-        )),
-        _ => Err(bad()),
-    }
+    devicelink_api::ble::uuid_value(text).map(Uuid::from_u128)
 }
 
 #[cfg(test)]
