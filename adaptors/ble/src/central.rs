@@ -10,7 +10,10 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use btleplug::{
-    api::{Central as _, CentralEvent, CentralState, Manager as _, Peripheral as _, ScanFilter},
+    api::{
+        Central as _, CentralEvent, CentralState, Manager as _, Peripheral as _,
+        PeripheralProperties, ScanFilter,
+    },
     platform::{Adapter, Manager, Peripheral, PeripheralId},
 };
 use futures::StreamExt;
@@ -163,11 +166,7 @@ impl Central {
     /// not by a BlueZ scan filter: BlueZ merges the filters of all its
     /// clients, so what it reports is not only what was asked for.
     pub async fn find(&self, target: &str, within: Duration) -> Result<Peripheral, NotFound> {
-        // Scanning may have stopped (BlueZ restarted); starting it again
-        // while it runs is refused, which is fine.
-        if let Err(e) = self.adapter.start_scan(ScanFilter::default()).await {
-            tracing::debug!(error = %e, "start scan");
-        }
+        self.scan().await;
         let deadline = Instant::now() + within;
         loop {
             let peripherals = self
@@ -195,6 +194,39 @@ impl Central {
             }
             tokio::time::sleep(LOOK_EVERY).await;
         }
+    }
+
+    /// Makes sure the adapter scans. Scanning may have stopped (BlueZ
+    /// restarted); starting it again while it runs is refused, which is
+    /// fine.
+    pub async fn scan(&self) {
+        if let Err(e) = self.adapter.start_scan(ScanFilter::default()).await {
+            tracing::debug!(error = %e, "start scan");
+        }
+    }
+
+    /// The peripherals that advertised since `since` (or that BlueZ holds
+    /// a signal strength of: it drops that when it stops hearing one),
+    /// with what they advertised.
+    pub async fn advertised_since(
+        &self,
+        since: Instant,
+    ) -> Result<Vec<(Peripheral, PeripheralProperties)>, String> {
+        let mut heard = Vec::new();
+        for p in self
+            .adapter
+            .peripherals()
+            .await
+            .map_err(|e| format!("BlueZ peripherals: {e}"))?
+        {
+            let seen = self.seen.lock().unwrap().get(&p.id()).copied();
+            if let Ok(Some(props)) = p.properties().await
+                && (props.rssi.is_some() || seen.is_some_and(|at| at >= since))
+            {
+                heard.push((p, props));
+            }
+        }
+        Ok(heard)
     }
 
     fn fresh(&self, id: &PeripheralId) -> bool {

@@ -5,11 +5,12 @@
 //! dataConverter, `point` resolves a property (characteristic, modes, how
 //! bytes make a value and back), `central` is the node's adapter shared by
 //! every device, `device` is a device's task in the adaptor runtime;
-//! `metrics` counts.
+//! `discovery` finds peripherals for DeviceDiscoveries; `metrics` counts.
 
 pub mod central;
 pub mod converter;
 pub mod device;
+pub mod discovery;
 pub mod metrics;
 pub mod point;
 pub mod uuid;

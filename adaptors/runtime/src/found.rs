@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use devicelink_api::discovery::{
     AnsweredRange, BrowsedVariable, DISCOVERY_LABEL, DeviceDiscovery, DiscoveredDevice,
-    DiscoveredDeviceStatus, DiscoveredProtocol, MessageField, OfferedEndpoint, found_name,
+    DiscoveredDeviceStatus, DiscoveredProtocol, GattCharacteristic, MessageField, OfferedEndpoint,
+    found_name,
 };
 use devicelink_api::{ConditionStatus, condition::kube_condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -38,7 +39,7 @@ pub struct Scan {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Found {
     /// `address:port` (Modbus), the endpoint URL (OPC-UA), the topic
-    /// (MQTT).
+    /// (MQTT), the MAC address (BLE).
     pub address: String,
     pub unit_id: Option<i32>,
     /// What it says it is, by name (`vendorName`, `productCode`, ...).
@@ -47,6 +48,7 @@ pub struct Found {
     pub endpoints: Vec<OfferedEndpoint>,
     pub variables: Vec<BrowsedVariable>,
     pub fields: Vec<MessageField>,
+    pub characteristics: Vec<GattCharacteristic>,
     /// Why it could not be looked into, if it could not.
     pub not_browsed: Option<String>,
 }
@@ -93,6 +95,7 @@ pub(crate) async fn record(
             endpoints: found.endpoints.clone(),
             variables: found.variables.clone(),
             fields: found.fields.clone(),
+            characteristics: found.characteristics.clone(),
             not_browsed: found.not_browsed.clone(),
             first_seen: Some(first_seen),
             last_seen: Some(now.clone()),

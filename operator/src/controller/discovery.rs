@@ -12,6 +12,7 @@ use std::{
 use devicelink_api::{
     ConditionStatus, DeviceLink,
     adaptor::{self, AdaptorKind},
+    ble::BluetoothDevice,
     catalog::{DeviceTemplate, best_match},
     condition::kube_condition,
     discovery::{
@@ -54,6 +55,8 @@ pub(super) fn adaptor_of(spec: &DeviceDiscoverySpec) -> Option<&'static AdaptorK
         DiscoveredProtocol::Opcua
     } else if spec.mqtt.is_some() {
         DiscoveredProtocol::Mqtt
+    } else if spec.ble.is_some() {
+        DiscoveredProtocol::Ble
     } else {
         return None;
     };
@@ -359,6 +362,7 @@ async fn device_refused(
         DiscoveredProtocol::Modbus => ApiResource::erase::<ModbusDevice>(&()),
         DiscoveredProtocol::Opcua => ApiResource::erase::<OPCUADevice>(&()),
         DiscoveredProtocol::Mqtt => ApiResource::erase::<MQTTDevice>(&()),
+        DiscoveredProtocol::Ble => ApiResource::erase::<BluetoothDevice>(&()),
     };
     let desired = crate::device::desired(link, &model, protocol.adaptor());
     let namespace = link.namespace().ok_or(Error::NotNamespaced)?;
