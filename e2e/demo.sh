@@ -101,7 +101,7 @@ ble_bus=unix:path=$logs/ble-bus.sock
 rm -f "$logs/ble-bus.sock"
 dbus-daemon --session --nofork --nopidfile --address="$ble_bus" >"$logs/ble-bus.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do [ -S "$logs/ble-bus.sock" ] && break; sleep 0.1; done
-DBUS_SYSTEM_BUS_ADDRESS=$ble_bus "$DEVICELINK_CACHE/venv/bin/bluezoo" --auto-enable --scan-interval 1 \
+DBUS_SYSTEM_BUS_ADDRESS=$ble_bus "$DEVICELINK_CACHE/venv/bin/python" "$root/e2e/devices/bluezoo_reconnects.py" --auto-enable --scan-interval 1 \
   -a 10:00:00:00:00:00 -a 10:00:00:00:00:01 -a 10:00:00:00:00:02 >"$logs/bluezoo.log" 2>&1 & pids+=($!)
 for device in thermometer:1 lamp:2; do
   DBUS_SYSTEM_BUS_ADDRESS=$ble_bus "$DEVICELINK_CACHE/venv/bin/python" e2e/devices/ble_peripheral.py \

@@ -6,15 +6,76 @@
 //! DBUS_SYSTEM_BUS_ADDRESS and uses adapter hci0; peripheral n sits on
 //! adapter hci{n} (BlueZoo gives each adapter one address).
 //!
-//! BlueZoo serves one connection per peripheral in its lifetime, so a link
-//! drop is made by restarting BlueZoo and the peripherals.
+//! BlueZoo runs through `e2e/devices/bluezoo_reconnects.py`, so that a
+//! peripheral can be connected to again after a disconnect (a find's
+//! browse, then its device). A link drop is made by restarting BlueZoo and
+//! the peripherals.
 
 use std::{path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, process::ChildStdin, process::Command};
 
-use crate::{Process, eventually, log_dir, modbus::python};
+use crate::{
+    LocalKubelet, Process, delete_links_and_wait, eventually, log_dir, modbus::python,
+    process::Operator, repo_root,
+};
+use devicelink_api::DeviceLink;
+use kube::Api;
+
+/// The bus, BlueZoo with adapters for peripherals besides the central's,
+/// an operator whose BLE adaptor pods use them, and the kubelet running
+/// those.
+pub struct Ble {
+    pub bus: Bus,
+    pub zoo: Bluezoo,
+    _operator: Operator,
+    _kubelet: LocalKubelet,
+}
+
+impl Ble {
+    /// Starts them all, `peripherals` adapters besides the central's, and
+    /// deletes the BLE DeviceLinks earlier tests left.
+    pub async fn start(name: &str, client: &kube::Client, peripherals: usize) -> Ble {
+        let bus = Bus::start(name).await;
+        let zoo = Bluezoo::start(&bus, name, peripherals).await;
+        let settings = log_dir().join(format!("ble-settings-{name}.yaml"));
+        std::fs::write(&settings, bus.adaptor_settings()).unwrap();
+        let operator = Operator::start_with(
+            &format!("operator-{name}"),
+            &["--adaptor-settings-file", settings.to_str().unwrap()],
+        );
+        let ble = Ble {
+            bus,
+            zoo,
+            _operator: operator,
+            _kubelet: LocalKubelet::start(client.clone()),
+        };
+        // One BLE adaptor serves the node's devices of every namespace:
+        // what a failed test left behind would connect to this test's
+        // peripherals.
+        let all: Api<DeviceLink> = Api::all(client.clone());
+        for left in all
+            .list(&Default::default())
+            .await
+            .expect("list DeviceLinks")
+        {
+            if left.spec.adaptor.name == "adaptors.edge.cattle.io/ble" {
+                let namespace = left.metadata.namespace.clone().unwrap_or_default();
+                let links: Api<DeviceLink> = Api::namespaced(client.clone(), &namespace);
+                delete_links_and_wait(&links, &[&left.metadata.name.clone().unwrap_or_default()])
+                    .await;
+            }
+        }
+        ble
+    }
+}
+
+/// A peripheral program's config from `e2e/devices/`.
+pub fn peripheral_config(file: &str) -> Value {
+    let path = repo_root().join("e2e/devices").join(file);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("a peripheral config")
+}
 
 /// The adapter the adaptor uses.
 pub const CENTRAL_ADAPTER: &str = "hci0";
@@ -95,8 +156,11 @@ impl Bluezoo {
     }
 
     fn launch(&mut self) {
-        let mut command = Command::new(venv_bin("bluezoo"));
+        // BlueZoo with a disconnect that clears what the connection made,
+        // so that a peripheral can be connected to again.
+        let mut command = Command::new(python());
         command
+            .arg(crate::devices_dir().join("bluezoo_reconnects.py"))
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
             // Adapters powered at once; a peripheral registered after a
             // scan started is seen within a second.
@@ -242,8 +306,4 @@ impl Peripheral {
         )
         .await
     }
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    python().with_file_name(name)
 }

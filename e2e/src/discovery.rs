@@ -12,7 +12,7 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use kube::{Api, api::ListParams};
 use serde_json::json;
 
-use crate::{eventually_showing, repo_root, yaml_documents};
+use crate::{apply, client_as, eventually_showing, repo_root, yaml_documents};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -177,4 +177,23 @@ pub async fn apply_refused<K>(
         }
         other => panic!("{name} was taken, where a refusal ({code}) was due: {other:?}"),
     }
+}
+
+/// A client as the adaptor of `protocol` (`modbus`, `ble`, ...) on
+/// `node`: its ServiceAccount, bound to the adaptor's ClusterRole as the
+/// operator binds it (the binding is named `e2e-<account>`).
+pub async fn adaptor_of(client: &kube::Client, protocol: &str, node: &str) -> kube::Client {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let account = format!("devicelink-adaptor-{protocol}-{node}");
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    apply::<ClusterRoleBinding>(&bindings, &json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding", "metadata": {"name": format!("e2e-{account}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": format!("devicelink-adaptor-{protocol}")},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "devicelink-system"}]}))
+    .await;
+    client_as(&format!(
+        "system:serviceaccount:devicelink-system:{account}"
+    ))
+    .await
 }

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use devicelink_api::{DeviceLink, ble::BluetoothDevice};
 use devicelink_e2e::{
-    Broker, LocalKubelet, apply, begin,
-    ble::{Bluezoo, Bus, Peripheral},
+    Broker, apply, begin,
+    ble::{Ble, Bluezoo, Peripheral, peripheral_config},
     delete_links_and_wait, device_link, eventually_showing,
     mqtt::{self, Subscriber},
-    process::Operator,
     property_field, repo_root, wait_connected, wait_event, wait_property, wait_reason,
     yaml_documents,
 };
@@ -49,58 +48,12 @@ const BRIGHTNESS: &str = "f000aa02-0451-4000-b000-000000000001";
 /// humidity sensor (0x16c0: >> 2 = 1456, x 0.03125 = 45.5) and a power
 /// switch.
 fn thermometer() -> Value {
-    device_config("ble-thermometer.json")
+    peripheral_config("ble-thermometer.json")
 }
 
 /// A lamp (`e2e/devices/ble-lamp.json`): power (0) and brightness (100).
 fn lamp() -> Value {
-    device_config("ble-lamp.json")
-}
-
-fn device_config(file: &str) -> Value {
-    let path = repo_root().join("e2e/devices").join(file);
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("a peripheral config")
-}
-
-/// The bus, BlueZoo with `peripherals` adapters besides the central's, an
-/// operator whose BLE adaptor pods use them, and the kubelet running those.
-struct Ble {
-    bus: Bus,
-    zoo: Bluezoo,
-    _operator: Operator,
-    _kubelet: LocalKubelet,
-}
-
-async fn start_ble(name: &str, client: &kube::Client, peripherals: usize) -> Ble {
-    let bus = Bus::start(name).await;
-    let zoo = Bluezoo::start(&bus, name, peripherals).await;
-    let settings = devicelink_e2e::log_dir().join(format!("ble-settings-{name}.yaml"));
-    std::fs::write(&settings, bus.adaptor_settings()).unwrap();
-    let operator = Operator::start_with(
-        &format!("operator-{name}"),
-        &["--adaptor-settings-file", settings.to_str().unwrap()],
-    );
-    let ble = Ble {
-        bus,
-        zoo,
-        _operator: operator,
-        _kubelet: LocalKubelet::start(client.clone()),
-    };
-    // One BLE adaptor serves the node's devices of every namespace: what a
-    // failed test left behind would connect to this test's peripherals.
-    let all: Api<DeviceLink> = Api::all(client.clone());
-    for left in all
-        .list(&Default::default())
-        .await
-        .expect("list DeviceLinks")
-    {
-        if left.spec.adaptor.name == "adaptors.edge.cattle.io/ble" {
-            let namespace = left.metadata.namespace.clone().unwrap_or_default();
-            let links: Api<DeviceLink> = Api::namespaced(client.clone(), &namespace);
-            delete_links_and_wait(&links, &[&left.metadata.name.clone().unwrap_or_default()]).await;
-        }
-    }
-    ble
+    peripheral_config("ble-lamp.json")
 }
 
 fn octopus_sample(name: &str, namespace: &str) -> DeviceLink {
@@ -139,7 +92,7 @@ async fn wait_field(
 async fn octopus_thermometer_sample_runs_unchanged() {
     let namespace = "e2e-ble-octopus";
     let (_guard, client) = begin(namespace).await;
-    let ble = start_ble("octopus", &client, 1).await;
+    let ble = Ble::start("octopus", &client, 1).await;
     let mut device = Peripheral::start(&ble.bus, "octopus-thermometer", 1, 1, &thermometer()).await;
 
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
@@ -181,7 +134,7 @@ async fn the_example_thermometer_and_lamp_publish_to_mqtt_and_take_writes() {
     let namespace = "e2e-ble-example";
     let (_guard, client) = begin(namespace).await;
     let broker = Broker::start().await;
-    let ble = start_ble("example", &client, 2).await;
+    let ble = Ble::start("example", &client, 2).await;
     let thermometer =
         Peripheral::start(&ble.bus, "example-thermometer", 1, 1, &thermometer()).await;
     let mut lamp = Peripheral::start(&ble.bus, "example-lamp", 2, 1, &lamp()).await;
@@ -263,7 +216,7 @@ async fn absent_failing_and_incomplete_devices_do_not_hold_back_another() {
     let namespace = "e2e-ble-trouble";
     let (_guard, client) = begin(namespace).await;
     let broker = Broker::start().await;
-    let ble = start_ble("trouble", &client, 2).await;
+    let ble = Ble::start("trouble", &client, 2).await;
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
     let devices: Api<BluetoothDevice> = Api::namespaced(client.clone(), namespace);
 
@@ -349,7 +302,7 @@ async fn absent_failing_and_incomplete_devices_do_not_hold_back_another() {
 async fn a_dropped_link_is_made_again_with_its_subscriptions() {
     let namespace = "e2e-ble-drop";
     let (_guard, client) = begin(namespace).await;
-    let mut ble = start_ble("drop", &client, 1).await;
+    let mut ble = Ble::start("drop", &client, 1).await;
     let config = thermometer();
     let device = Peripheral::start(&ble.bus, "drop-thermometer", 1, 1, &config).await;
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);

@@ -17,7 +17,7 @@ use devicelink_api::{
 };
 use devicelink_e2e::{
     LocalKubelet, apply, begin, client_as,
-    discovery::{adopt, allow_ranges, apply_refused, at, discovery, finds, last_scan},
+    discovery::{adaptor_of, adopt, allow_ranges, apply_refused, at, discovery, finds, last_scan},
     eventually_showing,
     modbus::Plant,
     process::{free_port, start_operator},
@@ -173,23 +173,6 @@ async fn a_range_the_administrator_did_not_allow_is_refused() {
     .await;
 }
 
-/// A client as the Modbus adaptor of `node` (its ServiceAccount, bound to
-/// the adaptor's ClusterRole as the operator binds it).
-async fn modbus_adaptor_of(client: &kube::Client, node: &str) -> kube::Client {
-    let account = format!("devicelink-adaptor-modbus-{node}");
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    apply::<ClusterRoleBinding>(&bindings, &json!({"apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding", "metadata": {"name": format!("e2e-{account}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "devicelink-adaptor-modbus"},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "devicelink-system"}]}))
-    .await;
-    client_as(&format!(
-        "system:serviceaccount:devicelink-system:{account}"
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn finds_are_written_by_their_nodes_adaptor_and_a_tenant_may_adopt_but_not_move_one() {
     let namespace = "e2e-modbus-discovery-tenant";
@@ -201,7 +184,7 @@ async fn finds_are_written_by_their_nodes_adaptor_and_a_tenant_may_adopt_but_not
                  "address": "127.0.0.2:502", "unitId": 1},
     });
     // The adaptor of another node may not write a find of this one...
-    let stranger = modbus_adaptor_of(&client, "other-node").await;
+    let stranger = adaptor_of(&client, "modbus", "other-node").await;
     let as_stranger: Api<DiscoveredDevice> = Api::namespaced(stranger, namespace);
     let forged = eventually_showing("the stranger's binding to take effect", WAIT, || async {
         match as_stranger
@@ -219,7 +202,7 @@ async fn finds_are_written_by_their_nodes_adaptor_and_a_tenant_may_adopt_but_not
     .await;
     assert!(forged.contains("edge-worker"), "{forged}");
     // ...its own may.
-    let own = modbus_adaptor_of(&client, "edge-worker").await;
+    let own = adaptor_of(&client, "modbus", "edge-worker").await;
     let as_adaptor: Api<DiscoveredDevice> = Api::namespaced(own, namespace);
     eventually_showing("the adaptor to write its find", WAIT, || async {
         as_adaptor
