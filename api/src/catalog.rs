@@ -68,20 +68,24 @@ pub struct DeviceTemplateSpec {
     /// `spec.template`: labels, and the model's spec without the address
     /// (adoption sets the find's). Strings may hold placeholders filled
     /// from the find: `${name}`, `${discovery}`, `${node}`, `${address}`,
-    /// `${host}`, `${port}`, `${unitId}` and `${identity.<entry>}`. No
-    /// `*Ref` fields: adoption makes no `references`.
+    /// `${host}`, `${port}`, `${unitId}` and `${identity.<entry>}`.
+    /// Protocol credentials are `*Ref` fields naming an entry of the
+    /// discovery's `deviceLinks.references`, which says which Secret; the
+    /// extension has none (the discovery's `deviceLinks.extension` does).
     pub template: DeviceObject,
 }
 
-/// One CEL rule per `*Ref` path: a template may set none (a DeviceLink
-/// made by adoption has no `references` for them to name).
+/// One CEL rule per `*Ref` path of the extension: a template may name
+/// credentials for its protocol settings, which go to where the find is,
+/// but not for an extension, whose server the template would choose.
 fn no_reference_rules() -> Value {
     let rules: Vec<Value> = devicelink::REFERENCE_PATHS
         .iter()
+        .filter(|path| path.starts_with("extension."))
         .map(|path| {
             serde_json::json!({
                 "rule": format!("!{}.hasValue()", devicelink::optional_template_path(path)),
-                "message": "a template cannot refer to Secrets: the DeviceLinks adoption makes have no references",
+                "message": "a template's extension cannot name credentials: a template chooses the extension's server, so a discovery's deviceLinks.extension gives both",
                 "fieldPath": format!(".template.spec.{path}"),
                 "reason": "FieldValueForbidden",
             })

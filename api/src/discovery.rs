@@ -450,11 +450,19 @@ impl BleDiscovery {
 #[serde(rename_all = "camelCase")]
 pub struct AdoptedDefaults {
     /// The device's extensions, as a device model's `extension`: e.g. an
-    /// MQTT broker and topic for every adopted device. (`*Ref` fields need
-    /// references, which adoption does not make: use a broker that takes
-    /// the adaptor's own credentials, docs/broker.md.)
+    /// MQTT broker and topic for every adopted device. Its `*Ref` fields
+    /// name entries of `references`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
+    /// The Secrets and ConfigMaps that the `*Ref` fields of adopted
+    /// devices name (a template's protocol credentials, this extension's),
+    /// as a DeviceLink's `spec.references` entries: each adopted DeviceLink
+    /// gets those its device uses. A template names an entry; this says
+    /// which Secret it is, so whoever writes the discovery must be allowed
+    /// to read every one (the devicelink-references policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub references: Vec<crate::devicelink::DeviceLinkReference>,
     /// How often adopted devices are read. Default as the model's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule(crate::duration::MAX_TEXT)]))]
@@ -797,7 +805,7 @@ pub fn proposed_link(
     {
         spec["extension"] = serde_json::to_value(extension).map_err(|e| e.to_string())?;
     }
-    serde_json::from_value(serde_json::json!({
+    let mut link: crate::DeviceLink = serde_json::from_value(serde_json::json!({
         "apiVersion": "edge.cattle.io/v1alpha1",
         "kind": "DeviceLink",
         "metadata": {"name": name, "namespace": found.namespace(), "labels": labels},
@@ -808,7 +816,37 @@ pub fn proposed_link(
             "template": {"metadata": device.metadata, "spec": spec},
         },
     }))
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    link.spec.references = referenced(&link.spec, &defaults.references)?;
+    Ok(link)
+}
+
+/// The entries of the discovery's `references` that the device of `spec`
+/// names at its `*Ref` fields, or which field names one it lacks.
+fn referenced(
+    spec: &crate::devicelink::DeviceLinkSpec,
+    references: &[crate::devicelink::DeviceLinkReference],
+) -> Result<Vec<crate::devicelink::DeviceLinkReference>, String> {
+    let device = spec.template.spec.clone().unwrap_or_default();
+    let mut used = Vec::new();
+    for path in crate::devicelink::REFERENCE_PATHS {
+        let Some(name) = device
+            .pointer(&format!("/{}/name", path.replace('.', "/")))
+            .and_then(|n| n.as_str())
+        else {
+            continue;
+        };
+        match references.iter().find(|r| r.name == name) {
+            Some(entry) if !used.contains(entry) => used.push(entry.clone()),
+            Some(_) => {}
+            None => {
+                return Err(format!(
+                    "template.spec.{path} names '{name}', which the discovery's spec.deviceLinks.references lacks"
+                ));
+            }
+        }
+    }
+    Ok(used)
 }
 
 /// Sets where the device is, from the find (and for MQTT the
@@ -1195,6 +1233,57 @@ mod tests {
         assert_eq!(
             spec["extension"]["mqtt"]["client"]["server"], "tcp://own:1883",
             "the template's own extension is kept"
+        );
+    }
+
+    #[test]
+    fn a_template_names_credentials_and_the_discovery_says_which_secret() {
+        let found: DiscoveredDevice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hall-127-0-0-6-4840", "namespace": "ns"},
+            "spec": {"discovery": "hall", "node": "edge-1", "protocol": "opcua",
+                     "address": "opc.tcp://127.0.0.6:4840"},
+            "status": {"identity": {"applicationUri": "urn:acme:press-line"}},
+        }))
+        .unwrap();
+        let template = |protocol: serde_json::Value| -> crate::catalog::DeviceTemplate {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "press", "namespace": "ns"},
+                "spec": {"protocol": "opcua", "identity": {"applicationUri": "urn:acme:press-line"},
+                         "template": {"spec": {"protocol": protocol}}},
+            }))
+            .unwrap()
+        };
+        let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hall", "namespace": "ns"},
+            "spec": {"node": "edge-1", "opcua": {"discoveryUrls": ["opc.tcp://127.0.0.6:4840"]},
+                     "deviceLinks": {"references": [
+                         {"name": "plant-opcua", "secret": {"name": "opcua-operator"}},
+                         {"name": "unused", "secret": {"name": "another"}},
+                     ]}},
+        }))
+        .unwrap();
+        let by_password = template(serde_json::json!({"basicAuth": {
+            "usernameRef": {"name": "plant-opcua", "item": "username"},
+            "passwordRef": {"name": "plant-opcua", "item": "password"}}}));
+        let link = proposed_link(&found, &discovery, Some(&by_password)).unwrap();
+        let names: Vec<&str> = link
+            .spec
+            .references
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["plant-opcua"], "only what the device uses");
+        assert_eq!(
+            link.spec.references[0].secret.as_ref().unwrap().name,
+            "opcua-operator"
+        );
+
+        let unknown = template(serde_json::json!({"basicAuth": {
+            "usernameRef": {"name": "elsewhere", "item": "username"}}}));
+        let err = proposed_link(&found, &discovery, Some(&unknown)).unwrap_err();
+        assert_eq!(
+            err,
+            "template.spec.protocol.basicAuth.usernameRef names 'elsewhere', which the discovery's spec.deviceLinks.references lacks"
         );
     }
 
