@@ -5,8 +5,8 @@
 //! what the simulators hold, without anyone writing an address or a
 //! register; the device no template matches waits for a person. A template
 //! whose device the model's schema refuses is named on the find instead
-//! of making a DeviceLink, and one that refers to a Secret is refused by
-//! the API server.
+//! of making a DeviceLink, and one whose extension (a server of the
+//! template's choosing) names credentials is refused by the API server.
 
 use std::time::Duration;
 
@@ -177,7 +177,7 @@ async fn finds_a_template_matches_become_devicelinks_of_its_kind() {
 }
 
 #[tokio::test]
-async fn a_template_that_refers_to_a_secret_is_refused() {
+async fn a_template_whose_extension_names_credentials_is_refused() {
     let namespace = "e2e-modbus-catalog-refs";
     let (_guard, client) = begin(namespace).await;
     let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
@@ -188,7 +188,7 @@ async fn a_template_that_refers_to_a_secret_is_refused() {
         "message": {"topic": "plant/:name"}}});
     let words = [
         "extension.mqtt.client.basicAuth.usernameRef",
-        "cannot refer to Secrets",
+        "cannot name credentials",
     ];
     apply_refused(&templates, "acme-pm-200", &meter, 422, &words).await;
 }

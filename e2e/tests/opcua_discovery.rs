@@ -9,13 +9,14 @@
 //! the shipped catalog knows, becomes a connected DeviceLink by itself
 //! (`adoption: Matched`), the oven once a person adopts it. A discovery
 //! URL outside the allowed ranges, or naming a host, is refused by the API
-//! server.
+//! server. A server that lets in only its operator is adopted with the
+//! credentials its discovery names from a Secret.
 
 use std::time::Duration;
 
 use devicelink_api::{
     DeviceLink,
-    catalog::TEMPLATE_LABEL,
+    catalog::{DeviceTemplate, TEMPLATE_LABEL},
     discovery::{DeviceDiscovery, DiscoveredDevice},
     opcua::OPCUADevice,
 };
@@ -178,6 +179,101 @@ async fn servers_found_through_a_discovery_server_are_browsed_and_adopted() {
     wait_connected(&links, &oven_name).await;
     wait_property(&devices, &oven_name, "temperature", "212.5").await;
     drop((lds, press, oven, elsewhere));
+}
+
+/// A press whose server lets in only its operator, by password: its
+/// scan cannot browse it (anonymous sessions are refused) but still finds
+/// what it is, and the DeviceLink adopted from the template signs in with
+/// the credentials the discovery names (a Secret), never inlined.
+#[tokio::test]
+async fn a_secured_server_is_adopted_with_the_credentials_its_discovery_names() {
+    let namespace = "e2e-opcua-discovery-credentials";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let press = OpcuaServer::start(ServerOptions {
+        host: Some("127.0.0.9"),
+        app_uri: Some("urn:acme:guarded-press".into()),
+        users: vec![("operator", "s3cret")],
+        variables: press_variables(),
+        ..Default::default()
+    })
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    apply(
+        &secrets,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "press-operator", "namespace": namespace},
+            "stringData": {"username": "operator", "password": "s3cret"}}),
+    )
+    .await;
+    // The catalog says which credential goes where; the discovery says
+    // which Secret holds it.
+    let templates: Api<DeviceTemplate> = Api::namespaced(client.clone(), namespace);
+    apply::<DeviceTemplate>(
+        &templates,
+        &json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceTemplate",
+        "metadata": {"name": "guarded-press", "namespace": namespace},
+        "spec": {"protocol": "opcua", "identity": {"applicationUri": "urn:acme:guarded-press"},
+            "template": {"spec": {
+                "protocol": {
+                    "basicAuth": {"usernameRef": {"name": "press-login", "item": "username"},
+                                  "passwordRef": {"name": "press-login", "item": "password"}},
+                    // The test's server offers no secured endpoint whose
+                    // certificate a template could trust in advance.
+                    "allowInsecureCredentials": true},
+                "properties": [{"name": "force", "type": "double", "readOnly": true,
+                                "visitor": {"nodeID": "ns=2;s=force"}}]}}}}),
+    )
+    .await;
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    apply::<DeviceDiscovery>(
+        &discoveries,
+        &json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
+        "metadata": {"name": "guarded", "namespace": namespace},
+        "spec": {"node": "edge-worker", "interval": "10m", "adoption": "Matched",
+                 "opcua": {"discoveryUrls": [press.endpoint()], "requestsPerSecond": 100},
+                 "deviceLinks": {"syncInterval": "1s", "references": [
+                     {"name": "press-login", "secret": {"name": "press-operator"}},
+                     {"name": "not-used", "secret": {"name": "another"}}]}}}),
+    )
+    .await;
+
+    let found: Api<DiscoveredDevice> = Api::namespaced(client.clone(), namespace);
+    let find = finds(&found, "guarded", 1).await.remove(0);
+    let status = find.status.clone().unwrap();
+    assert_eq!(status.identity["applicationUri"], "urn:acme:guarded-press");
+    assert!(status.variables.is_empty(), "{:?}", status.variables);
+    let why = status.not_browsed.unwrap_or_default();
+    assert!(!why.is_empty(), "the find says why it was not browsed");
+
+    let name = find.metadata.name.clone().unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), namespace);
+    let link = wait_connected(&links, &name).await;
+    let references: Vec<(String, String)> = link
+        .spec
+        .references
+        .iter()
+        .map(|r| (r.name.clone(), r.secret.clone().unwrap_or_default().name))
+        .collect();
+    assert_eq!(
+        references,
+        [("press-login".to_string(), "press-operator".to_string())],
+        "the DeviceLink references the Secret its device uses, and no other"
+    );
+    let devices: Api<OPCUADevice> = Api::namespaced(client.clone(), namespace);
+    wait_property(&devices, &name, "force", "182.5").await;
+    let device = devices.get(&name).await.unwrap();
+    let protocol = serde_json::to_value(&device.spec.protocol).unwrap();
+    assert!(
+        !protocol.to_string().contains("s3cret"),
+        "the device holds a reference, not the password: {protocol}"
+    );
+    drop(press);
 }
 
 #[tokio::test]

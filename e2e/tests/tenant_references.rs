@@ -6,9 +6,10 @@
 //! is taken and any change of it too. Once access is withdrawn, any change
 //! of the spec is refused (a new server, another `*Ref` item, another node
 //! would each send the Secret somewhere its author chose); an update of
-//! the metadata alone is still taken.
+//! the metadata alone is still taken. The same for a KafkaBridge, and for
+//! the Secrets a DeviceDiscovery names for the DeviceLinks it adopts.
 
-use devicelink_api::{DeviceLink, kafka_bridge::KafkaBridge};
+use devicelink_api::{DeviceLink, discovery::DeviceDiscovery, kafka_bridge::KafkaBridge};
 use devicelink_e2e::{apply, begin, client_as, device_link, eventually_showing};
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
@@ -356,4 +357,83 @@ async fn only_who_may_read_a_secret_may_reference_it_from_a_kafka_bridge() {
         .delete("plant-data", &DeleteParams::default())
         .await
         .expect("delete the KafkaBridge");
+}
+
+/// The same holds for a DeviceDiscovery: the Secrets its
+/// spec.deviceLinks.references name go into the DeviceLinks adopted from
+/// its finds, at addresses its scans chose. (A DeviceTemplate names no
+/// Secret, only an entry a discovery binds: modbus_catalog.rs.)
+#[tokio::test]
+async fn only_who_may_read_a_secret_may_name_it_for_adopted_devices() {
+    let namespace = "e2e-tenant-discovery";
+    let (_guard, admin) = begin(namespace).await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    let roles: Api<Role> = Api::namespaced(admin.clone(), namespace);
+    let _ = roles
+        .delete("read-plant-mqtt", &DeleteParams::default())
+        .await;
+    apply(
+        &secrets,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "plant-mqtt", "namespace": namespace},
+        "stringData": {"username": "plant", "password": "s3cret"}}),
+    )
+    .await;
+    let admin_discoveries: Api<DeviceDiscovery> = Api::namespaced(admin.clone(), namespace);
+    let _ = admin_discoveries
+        .delete("office", &DeleteParams::default())
+        .await;
+    tenant_may_write(namespace, &admin, "devicediscoveries").await;
+    // A BLE discovery: no address range to allow, only the references.
+    let discovery = json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
+        "metadata": {"name": "office", "namespace": namespace},
+        "spec": {"node": "edge-worker", "ble": {"names": ["MJ_HT"]},
+                 "deviceLinks": {
+                     "references": [{"name": "creds", "secret": {"name": "plant-mqtt"}}],
+                     "extension": {"mqtt": {"client": {"server": "tcp://broker.example:1883",
+                         "basicAuth": {"usernameRef": {"name": "creds", "item": "username"},
+                                       "passwordRef": {"name": "creds", "item": "password"}}},
+                         "message": {"topic": "office/:name"}}}}}});
+    let tenant_discoveries: Api<DeviceDiscovery> =
+        Api::namespaced(client_as(TENANT).await, namespace);
+    let apply_as_tenant = || async {
+        tenant_discoveries
+            .patch(
+                "office",
+                &PatchParams::apply("e2e-tenant").force(),
+                &Patch::Apply(&discovery),
+            )
+            .await
+    };
+    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
+        match apply_as_tenant().await {
+            Err(kube::Error::Api(e))
+                if e.code == 403 && e.message.contains("spec.deviceLinks.references") =>
+            {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(
+            "e2e-tenant may not get every Secret this DeviceDiscovery references (plant-mqtt)"
+        ) && message
+            .contains("since the adaptor of each DeviceLink adopted from its finds reads it"),
+        "{message}"
+    );
+    allow_reading_the_secret(&roles, namespace).await;
+    eventually_showing(
+        "the DeviceDiscovery to be taken once the Secret may be read",
+        WAIT,
+        || async {
+            apply_as_tenant()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
 }
