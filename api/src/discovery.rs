@@ -54,6 +54,14 @@ pub const DISCOVERED_LABEL: &str = "edge.cattle.io/discovered-device";
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "[has(self.modbus), has(self.opcua), has(self.mqtt), has(self.ble)].filter(x, x).size() == 1",
     "message": "set one of modbus, opcua, mqtt or ble: the protocol to look for",
+}, {
+    "rule": "!has(self.mqtt) || !has(self.mqtt.basicAuth) || (has(self.references) && self.references.exists(r, r.name == self.mqtt.basicAuth.passwordRef.name))",
+    "messageExpression": "'spec.mqtt.basicAuth.passwordRef names \\'' + self.mqtt.basicAuth.passwordRef.name + '\\', which is not an entry of spec.references'",
+    "reason": "FieldValueInvalid",
+}, {
+    "rule": "!has(self.mqtt) || !has(self.mqtt.basicAuth) || !has(self.mqtt.basicAuth.usernameRef) || (has(self.references) && self.references.exists(r, r.name == self.mqtt.basicAuth.usernameRef.name))",
+    "messageExpression": "'spec.mqtt.basicAuth.usernameRef names \\'' + self.mqtt.basicAuth.usernameRef.name + '\\', which is not an entry of spec.references'",
+    "reason": "FieldValueInvalid",
 }]))]
 pub struct DeviceDiscoverySpec {
     /// The node whose adaptor scans: its network is the one searched, and
@@ -88,6 +96,16 @@ pub struct DeviceDiscoverySpec {
     /// Bluetooth Low Energy peripherals in reach of the node's adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ble: Option<BleDiscovery>,
+    /// The Secrets and ConfigMaps this discovery names, as a DeviceLink's
+    /// `spec.references` entries: the credentials its scan uses
+    /// (`mqtt.basicAuth`), and those of the DeviceLinks adopted from its
+    /// finds (a template's protocol `*Ref` fields name an entry; this says
+    /// which Secret it is). Each adopted DeviceLink gets the entries its
+    /// device uses. Whoever writes the discovery must be allowed to read
+    /// every one (the devicelink-references policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub references: Vec<crate::devicelink::DeviceLinkReference>,
     /// What every DeviceLink adopted from this discovery gets beside what
     /// its find says: its device's extensions (publishing to MQTT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +114,21 @@ pub struct DeviceDiscoverySpec {
 
 impl DeviceDiscoverySpec {
     pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// The entries of `references` its scan uses (its sign-in).
+    pub fn scan_references(&self) -> Vec<&crate::devicelink::DeviceLinkReference> {
+        let login = self.mqtt.as_ref().and_then(|m| m.basic_auth.as_ref());
+        let names: Vec<&str> = login
+            .into_iter()
+            .flat_map(|l| [Some(&l.password_ref), l.username_ref.as_ref()])
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect();
+        self.references
+            .iter()
+            .filter(|r| names.contains(&r.name.as_str()))
+            .collect()
+    }
 
     pub fn interval(&self) -> std::time::Duration {
         duration_or(&self.interval, Self::DEFAULT_INTERVAL)
@@ -345,6 +378,30 @@ pub struct MqttDiscovery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_topics: Option<i32>,
+    /// The user the scan signs in as, for a broker that refuses anonymous
+    /// clients: the password always from an entry of the discovery's
+    /// `references` (a Secret), never written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<ScanLogin>,
+}
+
+/// A user name and password a scan signs in with.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.username) != has(self.usernameRef)",
+    "message": "give the user name once: username, or usernameRef",
+}]))]
+pub struct ScanLogin {
+    /// The user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub username: Option<String>,
+    /// The user name, from an entry of the discovery's `references`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_ref: Option<crate::devicelink::ReferenceItem>,
+    /// The password, from an entry of the discovery's `references`.
+    pub password_ref: crate::devicelink::ReferenceItem,
 }
 
 impl MqttDiscovery {
@@ -451,18 +508,9 @@ impl BleDiscovery {
 pub struct AdoptedDefaults {
     /// The device's extensions, as a device model's `extension`: e.g. an
     /// MQTT broker and topic for every adopted device. Its `*Ref` fields
-    /// name entries of `references`.
+    /// name entries of the discovery's `references`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
-    /// The Secrets and ConfigMaps that the `*Ref` fields of adopted
-    /// devices name (a template's protocol credentials, this extension's),
-    /// as a DeviceLink's `spec.references` entries: each adopted DeviceLink
-    /// gets those its device uses. A template names an entry; this says
-    /// which Secret it is, so whoever writes the discovery must be allowed
-    /// to read every one (the devicelink-references policy).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    pub references: Vec<crate::devicelink::DeviceLinkReference>,
     /// How often adopted devices are read. Default as the model's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [crate::duration::rule(crate::duration::MAX_TEXT)]))]
@@ -817,7 +865,7 @@ pub fn proposed_link(
         },
     }))
     .map_err(|e| e.to_string())?;
-    link.spec.references = referenced(&link.spec, &defaults.references)?;
+    link.spec.references = referenced(&link.spec, &discovery.spec.references)?;
     Ok(link)
 }
 
@@ -841,7 +889,7 @@ fn referenced(
             Some(_) => {}
             None => {
                 return Err(format!(
-                    "template.spec.{path} names '{name}', which the discovery's spec.deviceLinks.references lacks"
+                    "template.spec.{path} names '{name}', which the discovery's spec.references lacks"
                 ));
             }
         }
@@ -1256,10 +1304,10 @@ mod tests {
         let discovery: DeviceDiscovery = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "hall", "namespace": "ns"},
             "spec": {"node": "edge-1", "opcua": {"discoveryUrls": ["opc.tcp://127.0.0.6:4840"]},
-                     "deviceLinks": {"references": [
+                     "references": [
                          {"name": "plant-opcua", "secret": {"name": "opcua-operator"}},
                          {"name": "unused", "secret": {"name": "another"}},
-                     ]}},
+                     ]},
         }))
         .unwrap();
         let by_password = template(serde_json::json!({"basicAuth": {
@@ -1283,7 +1331,7 @@ mod tests {
         let err = proposed_link(&found, &discovery, Some(&unknown)).unwrap_err();
         assert_eq!(
             err,
-            "template.spec.protocol.basicAuth.usernameRef names 'elsewhere', which the discovery's spec.deviceLinks.references lacks"
+            "template.spec.protocol.basicAuth.usernameRef names 'elsewhere', which the discovery's spec.references lacks"
         );
     }
 

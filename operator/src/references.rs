@@ -31,6 +31,14 @@ pub fn objects_of(references: &[DeviceLinkReference]) -> (BTreeSet<String>, BTre
     objects_in(references)
 }
 
+/// The Secrets and ConfigMaps, by name, that the scans of a
+/// DeviceDiscovery sign in with.
+pub fn objects_scanned_with(
+    discovery: &devicelink_api::discovery::DeviceDiscovery,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    objects_in(discovery.spec.scan_references())
+}
+
 /// The Secrets and ConfigMaps, by name, of the references that the
 /// DeviceLink's template uses at `*Ref` fields under `prefix`.
 pub fn objects_used_under(link: &DeviceLink, prefix: &str) -> (BTreeSet<String>, BTreeSet<String>) {

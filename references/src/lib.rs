@@ -455,6 +455,38 @@ impl Following {
     }
 }
 
+/// The references of `owner` (an object of `namespace` that is not a
+/// DeviceLink: a DeviceDiscovery, whose scan signs in with them), each
+/// Secret and ConfigMap read once, now: for a task that uses them once and
+/// reads them again the next time, rather than following them.
+pub async fn read_once(
+    client: &Client,
+    namespace: &str,
+    references: &[DeviceLinkReference],
+    owner: &Value,
+) -> References {
+    let mut read = Followed::new();
+    for key in objects_referenced(namespace, references) {
+        let data = match key.kind {
+            ObjectKind::Secret => Api::<Secret>::namespaced(client.clone(), &key.namespace)
+                .get_opt(&key.name)
+                .await
+                .map(|o| o.map(secret_data)),
+            ObjectKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), &key.namespace)
+                .get_opt(&key.name)
+                .await
+                .map(|o| o.map(config_map_data)),
+        };
+        let state = match data {
+            Ok(Some(data)) => Read::Present(data),
+            Ok(None) => Read::Absent,
+            Err(e) => Read::Unread(Some(e.to_string())),
+        };
+        read.insert(key, state);
+    }
+    resolve_in(namespace, references, owner, &read)
+}
+
 fn record(followed: &mut Followed, key: &ObjectKey, update: Update) {
     let Some(read) = followed.get_mut(key) else {
         return; // no longer followed

@@ -11,7 +11,7 @@ use btleplug::{
     api::{CharPropFlags, Peripheral as _, PeripheralProperties},
     platform::Peripheral,
 };
-use devicelink_adaptor_runtime::{Discoverer, Found, Scan};
+use devicelink_adaptor_runtime::{Discoverer, Found, References, Scan};
 use devicelink_api::discovery::{
     BleDiscovery, DeviceDiscoverySpec, DiscoveredProtocol, GattCharacteristic,
 };
@@ -34,7 +34,11 @@ impl Discoverer for BleDiscoverer {
         spec.ble.is_some()
     }
 
-    fn scan<'a>(&'a self, spec: &'a DeviceDiscoverySpec) -> BoxFuture<'a, Scan> {
+    fn scan<'a>(
+        &'a self,
+        spec: &'a DeviceDiscoverySpec,
+        _sign_in: &'a References,
+    ) -> BoxFuture<'a, Scan> {
         async move {
             match &spec.ble {
                 Some(ble) => look(ble).await,

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use devicelink_adaptor_runtime::{Discoverer, Found, Scan};
+use devicelink_adaptor_runtime::{Discoverer, Found, References, Scan};
 use devicelink_api::discovery::{
     DeviceDiscoverySpec, DiscoveredProtocol, MessageField, MqttDiscovery,
 };
@@ -34,10 +34,14 @@ impl Discoverer for MqttDiscoverer {
         spec.mqtt.is_some()
     }
 
-    fn scan<'a>(&'a self, spec: &'a DeviceDiscoverySpec) -> BoxFuture<'a, Scan> {
+    fn scan<'a>(
+        &'a self,
+        spec: &'a DeviceDiscoverySpec,
+        sign_in: &'a References,
+    ) -> BoxFuture<'a, Scan> {
         async move {
             match &spec.mqtt {
-                Some(mqtt) => listen(mqtt).await,
+                Some(mqtt) => listen(mqtt, sign_in).await,
                 None => Scan::default(),
             }
         }
@@ -45,12 +49,22 @@ impl Discoverer for MqttDiscoverer {
     }
 }
 
-/// One scan: connect, subscribe, keep the latest JSON object of each
-/// topic until `listen` is over, disconnect.
-async fn listen(settings: &MqttDiscovery) -> Scan {
+/// One scan: connect (as the discovery's user, if it names one),
+/// subscribe, keep the latest JSON object of each topic until `listen` is
+/// over, disconnect.
+async fn listen(settings: &MqttDiscovery, sign_in: &References) -> Scan {
     let Some((host, port)) = broker_address(&settings.server) else {
         warn!(server = %settings.server, "not tcp://<address>:<port>; not listened to");
         return Scan::default();
+    };
+    let login = match login(settings, sign_in) {
+        Ok(login) => login,
+        Err(why) => {
+            return Scan {
+                unreached: vec![format!("{}: {why}", settings.server)],
+                ..Scan::default()
+            };
+        }
     };
     // A client ID of its own: taking a device's or an adaptor's would
     // disconnect it.
@@ -61,6 +75,9 @@ async fn listen(settings: &MqttDiscovery) -> Scan {
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
     options.set_max_packet_size(256 * 1024, 256 * 1024);
+    if let Some((username, password)) = login {
+        options.set_credentials(username, password);
+    }
     let (client, mut events) = AsyncClient::new(options, 64);
     for filter in &settings.topics {
         if let Err(e) = client.subscribe(filter, QoS::AtMostOnce).await {
@@ -108,6 +125,25 @@ async fn listen(settings: &MqttDiscovery) -> Scan {
         requests: 1 + settings.topics.len() as u64,
         unreached,
     }
+}
+
+/// The user name and password of `basicAuth`, if the discovery gives one,
+/// or why they cannot be read.
+fn login(
+    settings: &MqttDiscovery,
+    sign_in: &References,
+) -> Result<Option<(String, String)>, String> {
+    let Some(auth) = &settings.basic_auth else {
+        return Ok(None);
+    };
+    let username = sign_in
+        .inline_or_ref(&auth.username, &auth.username_ref)
+        .map_err(|e| format!("spec.mqtt.basicAuth.usernameRef: {e}"))?
+        .unwrap_or_default();
+    let password = sign_in
+        .text(&auth.password_ref)
+        .map_err(|e| format!("spec.mqtt.basicAuth.passwordRef: {e}"))?;
+    Ok(Some((username, password)))
 }
 
 /// The host and port of `tcp://<address>:<port>`.

@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use devicelink_adaptor_runtime::{Discoverer, Found, Pace, Scan};
+use devicelink_adaptor_runtime::{Discoverer, Found, Pace, References, Scan};
 use devicelink_api::discovery::{
     BrowsedVariable, DeviceDiscoverySpec, DiscoveredProtocol, OfferedEndpoint, OpcuaDiscovery,
 };
@@ -49,7 +49,11 @@ impl Discoverer for OpcuaDiscoverer {
         spec.opcua.is_some()
     }
 
-    fn scan<'a>(&'a self, spec: &'a DeviceDiscoverySpec) -> BoxFuture<'a, Scan> {
+    fn scan<'a>(
+        &'a self,
+        spec: &'a DeviceDiscoverySpec,
+        _sign_in: &'a References,
+    ) -> BoxFuture<'a, Scan> {
         async move {
             match &spec.opcua {
                 Some(opcua) => scan(opcua, &self.pki).await,

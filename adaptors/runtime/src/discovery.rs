@@ -18,7 +18,10 @@ use kube::{
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::found::{self, Scan};
+use crate::{
+    References,
+    found::{self, Scan},
+};
 
 /// What a protocol adaptor does for discovery.
 pub trait Discoverer: Send + Sync + 'static {
@@ -26,8 +29,14 @@ pub trait Discoverer: Send + Sync + 'static {
     fn protocol(&self) -> DiscoveredProtocol;
     /// Whether `spec` asks for this adaptor's protocol.
     fn takes(&self, spec: &DeviceDiscoverySpec) -> bool;
-    /// Runs one scan of `spec` to its end, within its ranges and pace.
-    fn scan<'a>(&'a self, spec: &'a DeviceDiscoverySpec) -> BoxFuture<'a, Scan>;
+    /// Runs one scan of `spec` to its end, within its ranges and pace,
+    /// signing in with what `sign_in` holds (the entries of the
+    /// discovery's `references` its scan names, read for this scan).
+    fn scan<'a>(
+        &'a self,
+        spec: &'a DeviceDiscoverySpec,
+        sign_in: &'a References,
+    ) -> BoxFuture<'a, Scan>;
 }
 
 /// A discovery being scanned: the spec's generation it runs with, and its
@@ -135,7 +144,21 @@ async fn scan_loop(
     loop {
         let began = tokio::time::Instant::now();
         let started = devicelink_api::condition::now();
-        let scan = discoverer.scan(&discovery.spec).await;
+        // Read again for every scan: a rotated password takes effect at
+        // the next one.
+        let sign_in = devicelink_references::read_once(
+            &client,
+            &discovery.namespace().unwrap_or_default(),
+            &discovery
+                .spec
+                .scan_references()
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            &serde_json::to_value(&discovery).unwrap_or_default(),
+        )
+        .await;
+        let scan = discoverer.scan(&discovery.spec, &sign_in).await;
         let finished = devicelink_api::condition::now();
         info!(
             discovery = %key(&discovery),

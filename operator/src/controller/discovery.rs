@@ -153,6 +153,9 @@ async fn reconcile_discovery(discovery: Arc<DeviceDiscovery>, ctx: Arc<Context>)
         return Ok(Action::await_change());
     };
     let node = &discovery.spec.node;
+    // The adaptor pod may read what the scan signs in with (and no more
+    // once the discovery is gone or signs in no more).
+    super::grants::count_scan_in_grant(&discovery, &ctx).await?;
     if discovery.metadata.deletion_timestamp.is_some() {
         let uid = discovery.uid();
         remove_adaptor_pod_unless_needed(adaptor, node, uid.as_deref(), &ctx).await?;

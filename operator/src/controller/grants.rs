@@ -1,8 +1,10 @@
 //! Keeping each grant (the Role naming the Secrets and ConfigMaps an adaptor
 //! pod, or the console, may read in a namespace) in line with the
-//! DeviceLinks there.
+//! DeviceLinks there, and with the DeviceDiscoveries whose scans sign in.
 
-use devicelink_api::{DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS};
+use devicelink_api::{
+    DeviceLink, devicelink::MQTT_EXTENSION_REFERENCE_PATHS, discovery::DeviceDiscovery,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use tracing::info;
@@ -47,6 +49,21 @@ impl AccessKey {
         })
     }
 
+    /// The grant of the adaptor pod that scans for `discovery`.
+    fn of_scan(discovery: &DeviceDiscovery) -> Option<AccessKey> {
+        Some(AccessKey {
+            namespace: discovery.namespace()?,
+            grantee: Grantee::AdaptorPod {
+                adaptor: super::discovery::adaptor_of(&discovery.spec)?,
+                node: discovery.spec.node.clone(),
+            },
+        })
+    }
+
+    fn scans(&self, discovery: &DeviceDiscovery) -> bool {
+        AccessKey::of_scan(discovery).as_ref() == Some(self)
+    }
+
     fn serves(&self, link: &DeviceLink) -> bool {
         link.metadata.namespace.as_deref() == Some(self.namespace.as_str())
             && match &self.grantee {
@@ -73,6 +90,15 @@ pub(super) fn read_by(reader: Reader, link: &DeviceLink) -> Grant {
     }
 }
 
+/// The Secrets and ConfigMaps the scans of `discovery` sign in with.
+fn read_by_scan(discovery: &DeviceDiscovery) -> Grant {
+    let (secrets, config_maps) = references::objects_scanned_with(discovery);
+    Grant {
+        secrets,
+        config_maps,
+    }
+}
+
 /// The readers the operator grants objects to.
 fn readers(ctx: &Context) -> &'static [Reader] {
     if ctx.config.grant_console {
@@ -83,7 +109,8 @@ fn readers(ctx: &Context) -> &'static [Reader] {
 }
 
 /// Makes the Role of one grantee in one namespace name exactly the Secrets
-/// and ConfigMaps its DeviceLinks there reference (none: no Role).
+/// and ConfigMaps its DeviceLinks there reference, and (an adaptor pod's)
+/// those its scans there sign in with (none: no Role).
 async fn sync_grant(key: &AccessKey, reader: Reader, ctx: &Context) -> Result<()> {
     let mut grant = Grant::default();
     for link in ctx.links.state() {
@@ -91,6 +118,15 @@ async fn sync_grant(key: &AccessKey, reader: Reader, ctx: &Context) -> Result<()
             let read = read_by(reader, &link);
             grant.secrets.extend(read.secrets);
             grant.config_maps.extend(read.config_maps);
+        }
+    }
+    if reader == Reader::AdaptorPod {
+        for discovery in ctx.discoveries.state() {
+            if discovery.metadata.deletion_timestamp.is_none() && key.scans(&discovery) {
+                let read = read_by_scan(&discovery);
+                grant.secrets.extend(read.secrets);
+                grant.config_maps.extend(read.config_maps);
+            }
         }
     }
     let name = key.grantee.name();
@@ -163,6 +199,33 @@ pub(super) async fn count_in_grant(link: &DeviceLink, ctx: &Context) -> Result<(
             granted.insert(counted, key);
         } else {
             granted.remove(&counted);
+        }
+    }
+    Ok(())
+}
+
+/// Counts the discovery's sign-in in the grant of the adaptor pod that
+/// scans for it (or, being deleted or signing in no more, takes it out;
+/// moved to another node or protocol, out of the old pod's).
+pub(super) async fn count_scan_in_grant(discovery: &DeviceDiscovery, ctx: &Context) -> Result<()> {
+    let counted = ObjectRef::from_obj(discovery);
+    let previous = ctx.scan_granted_to.lock().unwrap().get(&counted).cloned();
+    let key = AccessKey::of_scan(discovery);
+    let counts = discovery.metadata.deletion_timestamp.is_none()
+        && !read_by_scan(discovery).is_empty()
+        && key.is_some();
+    if let Some(previous) = &previous
+        && (!counts || key.as_ref() != Some(previous))
+    {
+        sync_grant(previous, Reader::AdaptorPod, ctx).await?;
+    }
+    match key.filter(|_| counts) {
+        Some(key) => {
+            sync_grant(&key, Reader::AdaptorPod, ctx).await?;
+            ctx.scan_granted_to.lock().unwrap().insert(counted, key);
+        }
+        None => {
+            ctx.scan_granted_to.lock().unwrap().remove(&counted);
         }
     }
     Ok(())

@@ -121,6 +121,10 @@ struct Context {
     /// Which grant of each reader each DeviceLink was last counted in, so
     /// that moving a DeviceLink to another node takes its grant away.
     granted_to: Mutex<HashMap<(ObjectRef<DeviceLink>, Reader), AccessKey>>,
+    /// The same for each DeviceDiscovery whose scan signs in: the grant of
+    /// the adaptor pod that scans.
+    scan_granted_to:
+        Mutex<HashMap<ObjectRef<devicelink_api::discovery::DeviceDiscovery>, AccessKey>>,
     /// The resourceVersion each DeviceLink had when we last changed it.
     /// While the cache still shows that version, our change has not reached
     /// it yet: a reconcile then would only act on stale data (and its write
@@ -239,6 +243,7 @@ pub async fn run(
         devices,
         applied: Mutex::default(),
         granted_to: Mutex::default(),
+        scan_granted_to: Mutex::default(),
         written_over: Mutex::default(),
         client,
         config,

@@ -72,6 +72,7 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
         broker: crate::broker::BrokerAccess::default(),
         applied: Mutex::default(),
         granted_to: Mutex::default(),
+        scan_granted_to: Mutex::default(),
         written_over: Mutex::default(),
         client,
         config,

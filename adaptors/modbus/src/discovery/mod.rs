@@ -10,7 +10,7 @@ pub mod identification;
 pub mod probe;
 pub mod scan;
 
-use devicelink_adaptor_runtime::{Discoverer, Found, Scan};
+use devicelink_adaptor_runtime::{Discoverer, Found, References, Scan};
 use devicelink_api::discovery::{
     AnsweredRange, DeviceDiscoverySpec, DiscoveredProtocol, MODBUS_IDENTITY_NAMES, ModbusDiscovery,
 };
@@ -39,7 +39,11 @@ impl Discoverer for ModbusDiscoverer {
         spec.modbus.is_some()
     }
 
-    fn scan<'a>(&'a self, spec: &'a DeviceDiscoverySpec) -> BoxFuture<'a, Scan> {
+    fn scan<'a>(
+        &'a self,
+        spec: &'a DeviceDiscoverySpec,
+        _sign_in: &'a References,
+    ) -> BoxFuture<'a, Scan> {
         async move {
             let Some(modbus) = &spec.modbus else {
                 return Scan::default();
