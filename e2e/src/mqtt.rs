@@ -227,6 +227,11 @@ pub async fn publish_as(port: u16, user: Option<(&str, &str)>, topic: &str, payl
     publish_by("127.0.0.1", port, user, topic, payload, false).await
 }
 
+/// Like [`publish_retained`], as `user` (name, password).
+pub async fn publish_retained_as(port: u16, user: (&str, &str), topic: &str, payload: &[u8]) {
+    publish_by("127.0.0.1", port, Some(user), topic, payload, true).await
+}
+
 /// Like [`publish_as`], to a broker on another host.
 pub async fn publish_at_as(
     host: &str,

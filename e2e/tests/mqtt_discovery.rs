@@ -121,29 +121,94 @@ async fn topics_heard_become_finds_and_a_known_one_a_devicelink() {
     let mut gone = discovery(namespace, &format!("tcp://127.0.0.1:{closed}"));
     gone["metadata"]["name"] = json!("gone");
     apply::<DeviceDiscovery>(&discoveries, &gone).await;
+    scanned(&discoveries, "gone", |m| {
+        m.contains(&format!("not reached: tcp://127.0.0.1:{closed}"))
+    })
+    .await;
+    broker.stop().await;
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The Scanned condition's message of discovery `name`, once `holds` is
+/// true of it.
+async fn scanned(api: &Api<DeviceDiscovery>, name: &str, holds: impl Fn(&str) -> bool) {
     devicelink_e2e::eventually_showing(
-        "the scan to say the broker was not reached",
+        &format!("the scan of {name} to say what it should"),
         WAIT,
         || async {
-            let d = discoveries.get("gone").await.map_err(|e| e.to_string())?;
-            let scanned = d
+            let d = api.get(name).await.map_err(|e| e.to_string())?;
+            let message = d
                 .status
                 .iter()
                 .flat_map(|s| &s.conditions)
                 .find(|c| c.type_ == "Scanned")
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            scanned
-                .contains(&format!("not reached: tcp://127.0.0.1:{closed}"))
-                .then_some(())
-                .ok_or(scanned)
+            holds(&message).then_some(()).ok_or(message)
         },
     )
-    .await;
-    broker.stop().await;
+    .await
 }
 
-const WAIT: Duration = Duration::from_secs(60);
+/// A broker that refuses anonymous clients: the scan signs in as the user
+/// whose name and password the discovery's references name (a Secret the
+/// operator lets the scanning adaptor pod read, and no other); without
+/// them the scan says the broker was not reached.
+#[tokio::test]
+async fn a_broker_that_refuses_anonymous_clients_is_listened_to_as_its_user() {
+    let namespace = "e2e-mqtt-discovery-login";
+    let (_guard, client) = begin(namespace).await;
+    allow_ranges(&client, "127.0.0.0/24").await;
+    let port = devicelink_e2e::process::free_port();
+    let users = [("scanner", "l1sten"), ("sensor", "publ1sh")];
+    let settings = devicelink_e2e::broker::Settings {
+        users: &users,
+        ..Default::default()
+    };
+    let broker = Broker::start_configured(port, &settings).await;
+    devicelink_e2e::mqtt::publish_retained_as(
+        broker.port,
+        users[1],
+        "plant/hall-2/climate",
+        br#"{"temperature": 19.5}"#,
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    apply(
+        &secrets,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "broker-scanner", "namespace": namespace},
+            "stringData": {"username": "scanner", "password": "l1sten"}}),
+    )
+    .await;
+    let _operator = start_operator();
+    let _kubelet = LocalKubelet::start(client.clone());
+    let discoveries: Api<DeviceDiscovery> = Api::namespaced(client.clone(), namespace);
+    let mut anonymous = discovery(namespace, &broker.url());
+    anonymous["metadata"]["name"] = json!("anonymous");
+    anonymous["spec"]["adoption"] = json!("Manual");
+    apply::<DeviceDiscovery>(&discoveries, &anonymous).await;
+    let mut signed_in = anonymous.clone();
+    signed_in["metadata"]["name"] = json!("signed-in");
+    signed_in["spec"]["mqtt"]["basicAuth"] = json!({
+        "usernameRef": {"name": "broker", "item": "username"},
+        "passwordRef": {"name": "broker", "item": "password"}});
+    signed_in["spec"]["references"] =
+        json!([{"name": "broker", "secret": {"name": "broker-scanner"}}]);
+    apply::<DeviceDiscovery>(&discoveries, &signed_in).await;
+
+    let found: Api<DiscoveredDevice> = Api::namespaced(client.clone(), namespace);
+    let heard = finds(&found, "signed-in", 1).await;
+    assert_eq!(heard[0].spec.address, "plant/hall-2/climate");
+    scanned(&discoveries, "anonymous", |m| {
+        m.contains(&format!("not reached: {}", broker.url()))
+    })
+    .await;
+    assert!(finds(&found, "anonymous", 0).await.is_empty());
+    broker.stop().await;
+}
 
 #[tokio::test]
 async fn a_broker_outside_the_allowed_ranges_is_refused() {

@@ -359,8 +359,8 @@ async fn only_who_may_read_a_secret_may_reference_it_from_a_kafka_bridge() {
         .expect("delete the KafkaBridge");
 }
 
-/// The same holds for a DeviceDiscovery: the Secrets its
-/// spec.deviceLinks.references name go into the DeviceLinks adopted from
+/// The same holds for a DeviceDiscovery: the Secrets its spec.references
+/// name go into the DeviceLinks adopted from
 /// its finds, at addresses its scans chose. (A DeviceTemplate names no
 /// Secret, only an entry a discovery binds: modbus_catalog.rs.)
 #[tokio::test]
@@ -389,8 +389,8 @@ async fn only_who_may_read_a_secret_may_name_it_for_adopted_devices() {
         "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceDiscovery",
         "metadata": {"name": "office", "namespace": namespace},
         "spec": {"node": "edge-worker", "ble": {"names": ["MJ_HT"]},
+                 "references": [{"name": "creds", "secret": {"name": "plant-mqtt"}}],
                  "deviceLinks": {
-                     "references": [{"name": "creds", "secret": {"name": "plant-mqtt"}}],
                      "extension": {"mqtt": {"client": {"server": "tcp://broker.example:1883",
                          "basicAuth": {"usernameRef": {"name": "creds", "item": "username"},
                                        "passwordRef": {"name": "creds", "item": "password"}}},
@@ -408,9 +408,7 @@ async fn only_who_may_read_a_secret_may_name_it_for_adopted_devices() {
     };
     let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
         match apply_as_tenant().await {
-            Err(kube::Error::Api(e))
-                if e.code == 403 && e.message.contains("spec.deviceLinks.references") =>
-            {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
                 Ok(e.message)
             }
             other => Err(format!("{other:?}")),
@@ -420,8 +418,9 @@ async fn only_who_may_read_a_secret_may_name_it_for_adopted_devices() {
     assert!(
         message.contains(
             "e2e-tenant may not get every Secret this DeviceDiscovery references (plant-mqtt)"
-        ) && message
-            .contains("since the adaptor of each DeviceLink adopted from its finds reads it"),
+        ) && message.contains(
+            "since the adaptor that scans, or of each DeviceLink adopted from its finds, reads it"
+        ),
         "{message}"
     );
     allow_reading_the_secret(&roles, namespace).await;
