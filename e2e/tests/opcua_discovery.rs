@@ -237,9 +237,10 @@ async fn a_secured_server_is_adopted_with_the_credentials_its_discovery_names() 
         "metadata": {"name": "guarded", "namespace": namespace},
         "spec": {"node": "edge-worker", "interval": "10m", "adoption": "Matched",
                  "opcua": {"discoveryUrls": [press.endpoint()], "requestsPerSecond": 100},
-                 "deviceLinks": {"syncInterval": "1s", "references": [
+                 "deviceLinks": {"syncInterval": "1s"},
+                 "references": [
                      {"name": "press-login", "secret": {"name": "press-operator"}},
-                     {"name": "not-used", "secret": {"name": "another"}}]}}}),
+                     {"name": "not-used", "secret": {"name": "another"}}]}}),
     )
     .await;
 
