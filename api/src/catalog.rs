@@ -70,7 +70,7 @@ pub struct DeviceTemplateSpec {
     /// from the find: `${name}`, `${discovery}`, `${node}`, `${address}`,
     /// `${host}`, `${port}`, `${unitId}` and `${identity.<entry>}`.
     /// Protocol credentials are `*Ref` fields naming an entry of the
-    /// discovery's `deviceLinks.references`, which says which Secret; the
+    /// discovery's `references`, which says which Secret; the
     /// extension has none (the discovery's `deviceLinks.extension` does).
     pub template: DeviceObject,
 }

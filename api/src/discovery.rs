@@ -637,9 +637,10 @@ pub struct DiscoveredDeviceStatus {
     /// discovery browses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub characteristics: Vec<GattCharacteristic>,
-    /// Why it was not looked into, if it was not (OPC-UA: no endpoint
-    /// without security, or the session was refused; BLE: the connection
-    /// failed, or the discovery does not browse).
+    /// Why the latest scan did not look into it, if it did not (OPC-UA:
+    /// no endpoint without security, or the session was refused; BLE:
+    /// the connection failed, or the discovery does not browse). What an
+    /// earlier scan listed is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_browsed: Option<String>,
     /// When a scan first found it.

@@ -86,22 +86,8 @@ pub(crate) async fn record(
                 .await
                 .map_err(|e| format!("writing DiscoveredDevice {name}: {e}"))?;
         }
-        let first_seen = before
-            .and_then(|b| b.status.and_then(|s| s.first_seen))
-            .unwrap_or_else(|| now.clone());
-        let status = DiscoveredDeviceStatus {
-            identity: found.identity.clone(),
-            registers: found.registers.clone(),
-            endpoints: found.endpoints.clone(),
-            variables: found.variables.clone(),
-            fields: found.fields.clone(),
-            characteristics: found.characteristics.clone(),
-            not_browsed: found.not_browsed.clone(),
-            first_seen: Some(first_seen),
-            last_seen: Some(now.clone()),
-            gone: false,
-            ..Default::default()
-        };
+        let earlier = before.and_then(|b| b.status).unwrap_or_default();
+        let status = status_of(found, earlier, now);
         write_status(&api, &apply, &name, status).await?;
     }
     for (name, gone) in known {
@@ -114,6 +100,42 @@ pub(crate) async fn record(
         write_status(&api, &apply, &name, status).await?;
     }
     Ok(())
+}
+
+/// The status of a find, as this scan saw it. What an earlier scan
+/// listed of a device this one could not look into (a BLE peripheral busy
+/// with another central, an OPC-UA session refused once) is kept: one
+/// failed look does not take away what is known, and `notBrowsed` says
+/// why this one failed.
+fn status_of(found: &Found, earlier: DiscoveredDeviceStatus, now: &Time) -> DiscoveredDeviceStatus {
+    let looked_into = found.not_browsed.is_none();
+    DiscoveredDeviceStatus {
+        identity: found.identity.clone(),
+        registers: found.registers.clone(),
+        endpoints: found.endpoints.clone(),
+        variables: listed_or_kept(looked_into, &found.variables, earlier.variables),
+        fields: found.fields.clone(),
+        characteristics: listed_or_kept(
+            looked_into,
+            &found.characteristics,
+            earlier.characteristics,
+        ),
+        not_browsed: found.not_browsed.clone(),
+        first_seen: Some(earlier.first_seen.unwrap_or_else(|| now.clone())),
+        last_seen: Some(now.clone()),
+        gone: false,
+        ..Default::default()
+    }
+}
+
+/// What this scan listed, or (when it could not look and listed nothing)
+/// what an earlier one did.
+fn listed_or_kept<T: Clone>(looked_into: bool, listed: &[T], earlier: Vec<T>) -> Vec<T> {
+    if looked_into || !listed.is_empty() {
+        listed.to_vec()
+    } else {
+        earlier
+    }
 }
 
 /// Whether `found` is the discovery's (and not one of an older discovery
@@ -241,5 +263,52 @@ pub(crate) async fn summarize(
     }
     if let Err(why) = recorded {
         warn!(discovery = %discovery.name_any(), error = %why, "could not record what the scan found");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn characteristic(uuid: &str) -> GattCharacteristic {
+        GattCharacteristic {
+            service: "180f".into(),
+            uuid: uuid.into(),
+            properties: vec!["read".into()],
+        }
+    }
+
+    #[test]
+    fn a_failed_look_keeps_what_an_earlier_scan_listed() {
+        let now = devicelink_api::condition::now();
+        let earlier = DiscoveredDeviceStatus {
+            characteristics: vec![characteristic("2a19")],
+            first_seen: Some(now.clone()),
+            ..Default::default()
+        };
+        let busy = Found {
+            address: "10:00:00:00:00:01".into(),
+            not_browsed: Some("connecting: busy".into()),
+            ..Found::default()
+        };
+        let status = status_of(&busy, earlier.clone(), &now);
+        assert_eq!(status.characteristics, [characteristic("2a19")]);
+        assert_eq!(status.not_browsed.as_deref(), Some("connecting: busy"));
+
+        let looked = Found {
+            characteristics: vec![characteristic("2a6e")],
+            ..busy.clone()
+        };
+        let looked = Found {
+            not_browsed: None,
+            ..looked
+        };
+        let status = status_of(&looked, earlier, &now);
+        assert_eq!(
+            status.characteristics,
+            [characteristic("2a6e")],
+            "a look that worked says what is there now"
+        );
+        assert_eq!(status.first_seen, Some(now));
     }
 }
