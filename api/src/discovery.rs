@@ -115,6 +115,19 @@ pub struct DeviceDiscoverySpec {
 impl DeviceDiscoverySpec {
     pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
+    /// The protocol it looks for: the one section it has (the schema
+    /// allows exactly one).
+    pub fn protocol(&self) -> Option<DiscoveredProtocol> {
+        [
+            (self.modbus.is_some(), DiscoveredProtocol::Modbus),
+            (self.opcua.is_some(), DiscoveredProtocol::Opcua),
+            (self.mqtt.is_some(), DiscoveredProtocol::Mqtt),
+            (self.ble.is_some(), DiscoveredProtocol::Ble),
+        ]
+        .into_iter()
+        .find_map(|(set, protocol)| set.then_some(protocol))
+    }
+
     /// The entries of `references` its scan uses (its sign-in).
     pub fn scan_references(&self) -> Vec<&crate::devicelink::DeviceLinkReference> {
         let login = self.mqtt.as_ref().and_then(|m| m.basic_auth.as_ref());

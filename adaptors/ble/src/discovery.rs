@@ -30,10 +30,6 @@ impl Discoverer for BleDiscoverer {
         DiscoveredProtocol::Ble
     }
 
-    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool {
-        spec.ble.is_some()
-    }
-
     fn scan<'a>(
         &'a self,
         spec: &'a DeviceDiscoverySpec,

@@ -30,10 +30,6 @@ impl Discoverer for MqttDiscoverer {
         DiscoveredProtocol::Mqtt
     }
 
-    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool {
-        spec.mqtt.is_some()
-    }
-
     fn scan<'a>(
         &'a self,
         spec: &'a DeviceDiscoverySpec,

@@ -45,10 +45,6 @@ impl Discoverer for OpcuaDiscoverer {
         DiscoveredProtocol::Opcua
     }
 
-    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool {
-        spec.opcua.is_some()
-    }
-
     fn scan<'a>(
         &'a self,
         spec: &'a DeviceDiscoverySpec,

@@ -28,7 +28,9 @@ pub trait Discoverer: Send + Sync + 'static {
     /// The protocol its finds are of.
     fn protocol(&self) -> DiscoveredProtocol;
     /// Whether `spec` asks for this adaptor's protocol.
-    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool;
+    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool {
+        spec.protocol() == Some(self.protocol())
+    }
     /// Runs one scan of `spec` to its end, within its ranges and pace,
     /// signing in with what `sign_in` holds (the entries of the
     /// discovery's `references` its scan names, read for this scan).

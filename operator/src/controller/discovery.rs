@@ -49,18 +49,7 @@ const FINALIZER: &str = "edge.cattle.io/discovery-operator";
 
 /// The adaptor that scans for `spec`: the one of the protocol it names.
 pub(super) fn adaptor_of(spec: &DeviceDiscoverySpec) -> Option<&'static AdaptorKind> {
-    let protocol = if spec.modbus.is_some() {
-        DiscoveredProtocol::Modbus
-    } else if spec.opcua.is_some() {
-        DiscoveredProtocol::Opcua
-    } else if spec.mqtt.is_some() {
-        DiscoveredProtocol::Mqtt
-    } else if spec.ble.is_some() {
-        DiscoveredProtocol::Ble
-    } else {
-        return None;
-    };
-    adaptor::find_short(protocol.adaptor())
+    adaptor::find_short(spec.protocol()?.adaptor())
 }
 
 /// Objects of kind `K` in every namespace, with their cache: the

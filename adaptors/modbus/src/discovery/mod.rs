@@ -35,10 +35,6 @@ impl Discoverer for ModbusDiscoverer {
         DiscoveredProtocol::Modbus
     }
 
-    fn takes(&self, spec: &DeviceDiscoverySpec) -> bool {
-        spec.modbus.is_some()
-    }
-
     fn scan<'a>(
         &'a self,
         spec: &'a DeviceDiscoverySpec,
