@@ -321,12 +321,12 @@ pub fn test_publisher(
     options: serde_json::Value,
 ) -> (
     devicelink_mqtt::Publisher,
-    tokio::sync::watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
+    devicelink_mqtt::publisher::StatusReceiver,
 ) {
     let options: devicelink_api::mqtt::MqttOptions =
         serde_json::from_value(options).expect("valid MQTT options");
     let data = crate::log_dir().join("data").join("publishers");
-    let (device, status, _writes) =
+    let (device, status) =
         devicelink_mqtt::publisher::DeviceMqtt::new(Default::default(), data.into());
     let link = devicelink_mqtt::TopicContext {
         namespace: "ns".into(),
@@ -412,7 +412,7 @@ pub async fn request_v5(
 /// Waits until a publisher's status shows `connected` and, if `error` is
 /// given, a last error containing it (an error seen, not just "not yet").
 pub async fn wait_status(
-    status: &tokio::sync::watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
+    status: &devicelink_mqtt::publisher::StatusReceiver,
     connected: bool,
     error: Option<&str>,
 ) -> devicelink_api::property::MqttStatus {

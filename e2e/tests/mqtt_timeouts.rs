@@ -14,18 +14,17 @@ use std::{
     time::Duration,
 };
 
-use devicelink_api::property::MqttStatus;
 use devicelink_e2e::{
     Broker,
     broker::Implementation,
     eventually_showing,
     mqtt::{Subscriber, test_publisher, wait_status},
 };
-use devicelink_mqtt::Publisher;
+use devicelink_mqtt::{Publisher, publisher::StatusReceiver};
 use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    sync::{broadcast, watch},
+    sync::broadcast,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -103,10 +102,7 @@ async fn pipe(
 }
 
 /// A publisher with `client` options (QoS 1, not retained), and its status.
-fn publisher(
-    client: serde_json::Value,
-    topic: &str,
-) -> (Publisher, watch::Receiver<Option<MqttStatus>>) {
+fn publisher(client: serde_json::Value, topic: &str) -> (Publisher, StatusReceiver) {
     test_publisher(json!({
         "client": client,
         "message": {"topic": topic, "qos": 1, "retained": false},

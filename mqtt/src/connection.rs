@@ -20,13 +20,14 @@ use std::{
     time::Duration,
 };
 
+use devicelink_cells::Mailbox;
 use rumqttc::QoS;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
 use crate::{
     delivery::{Delivery, StatusSender},
-    inbound::{Received, WriteRequest, reply_topic},
+    inbound::{Received, WRITES_WAITING, WriteRequest, reply_topic},
     message::Message,
     outbox::{Handoff, SharedOutbox},
     subscriptions::{MemberId, Subscriptions},
@@ -38,7 +39,7 @@ pub(crate) enum Inbound {
     /// The MQTT extension: writes to the device arrive on its write topic.
     Writes {
         topic: String,
-        sink: mpsc::Sender<Box<WriteRequest>>,
+        sink: Arc<Mailbox<WriteRequest>>,
     },
     /// An MQTT-native device: its own messages, on the topics (filters)
     /// given with their QoS.
@@ -627,12 +628,14 @@ fn take_write(member: &Member, p: &wire::Incoming) {
         );
         return;
     }
-    if let Err(full) = sink.try_send(Box::new(request)) {
+    if let Err(request) = sink.offer(request) {
         warn!(%topic, "writes arrive faster than the device takes them; one refused");
         refuse_write(
             member,
-            &full.into_inner(),
-            "arrived while 16 writes were waiting for the device; send it again",
+            &request,
+            &format!(
+                "arrived while {WRITES_WAITING} writes were waiting for the device; send it again"
+            ),
         );
     }
 }

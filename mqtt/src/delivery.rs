@@ -25,7 +25,9 @@ use crate::{
 /// Where a publisher reports its effective settings and connection state
 /// (shown as the device's `status.extension.mqtt`); outlives publishers, as
 /// a device's publisher is replaced when its options change.
-pub type StatusSender = Arc<tokio::sync::watch::Sender<Option<MqttStatus>>>;
+pub type StatusSender = Arc<devicelink_cells::latest::Sender<Option<MqttStatus>>>;
+/// Reads a device's MQTT state and waits for it to change.
+pub type StatusReceiver = devicelink_cells::latest::Receiver<Option<MqttStatus>>;
 
 fn over_limit(what: &str, limit: usize) -> String {
     format!("{what} not sent: the broker takes packets of at most {limit} bytes")
@@ -142,7 +144,7 @@ mod tests {
     }
 
     fn delivery() -> Delivery {
-        let state = Arc::new(tokio::sync::watch::channel(Some(MqttStatus::default())).0);
+        let state = Arc::new(devicelink_cells::latest::channel(Some(MqttStatus::default())).0);
         Delivery::new(state)
     }
 

@@ -11,6 +11,10 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// How many writes may wait for a device that applies them one by one;
+/// one more is refused (answered on its reply topic).
+pub const WRITES_WAITING: usize = 16;
+
 /// A write received on the device's write topic.
 #[derive(Debug, Clone)]
 pub struct WriteRequest {

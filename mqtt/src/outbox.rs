@@ -903,7 +903,8 @@ mod tests {
                 outbox
             })
             .collect();
-        let state: StatusSender = Arc::new(tokio::sync::watch::channel(Some(Default::default())).0);
+        let state: StatusSender =
+            Arc::new(devicelink_cells::latest::channel(Some(Default::default())).0);
         outboxes[0].report_to(state.clone());
         let big = |n: u8| Message {
             payload: vec![n; 1023],
@@ -935,7 +936,8 @@ mod tests {
     fn the_buffer_is_bounded_in_bytes_and_says_when_it_drops() {
         let metrics = MqttMetrics::default();
         let outbox = Outbox::new(1000, metrics.clone());
-        let state: StatusSender = Arc::new(tokio::sync::watch::channel(Some(Default::default())).0);
+        let state: StatusSender =
+            Arc::new(devicelink_cells::latest::channel(Some(Default::default())).0);
         outbox.report_to(state.clone());
         // 1 KiB messages ("t" and 1023 bytes) in a 4 KiB buffer.
         outbox.configure(1000, 4096, None);

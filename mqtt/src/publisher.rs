@@ -16,6 +16,7 @@ use devicelink_api::{
     },
     property::MqttStatus,
 };
+use devicelink_cells::{Mailbox, latest};
 use rumqttc::QoS;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -34,9 +35,9 @@ use crate::{
 };
 // Where users of a publisher have always found them.
 pub use crate::{
-    delivery::StatusSender,
+    delivery::{StatusReceiver, StatusSender},
     error::{PublisherError, Resolve},
-    inbound::{Received, WriteRequest, reply_topic},
+    inbound::{Received, WRITES_WAITING, WriteRequest, reply_topic},
 };
 
 /// What a device keeps across its publishers (a publisher is replaced when
@@ -50,29 +51,19 @@ pub struct DeviceMqtt {
     /// keeps a device's messages in
     /// `<dataDir>/<directoryPrefix or mqtt>/<namespace>/<name>`.
     pub data_dir: Arc<Path>,
-    /// Where writes received on the device's write topic go (boxed: a
-    /// channel allocates its first block of slots up front, and every
-    /// device has one).
-    pub writes: mpsc::Sender<Box<WriteRequest>>,
+    /// Where writes received on the device's write topic wait for it.
+    pub writes: Arc<Mailbox<WriteRequest>>,
     /// The adaptor's shared connections, if it shares them; a device whose
     /// options allow joins the one for its settings.
     pub connections: Option<Arc<Connections>>,
 }
 
 impl DeviceMqtt {
-    /// A device's MQTT state, with the receiving ends of its status and
-    /// write channels.
-    pub fn new(
-        metrics: MqttMetrics,
-        data_dir: Arc<Path>,
-    ) -> (
-        DeviceMqtt,
-        tokio::sync::watch::Receiver<Option<MqttStatus>>,
-        mpsc::Receiver<Box<WriteRequest>>,
-    ) {
-        let (state, state_rx) = tokio::sync::watch::channel(None);
+    /// A device's MQTT state, with the receiving end of its status.
+    pub fn new(metrics: MqttMetrics, data_dir: Arc<Path>) -> (DeviceMqtt, StatusReceiver) {
+        let (state, state_rx) = latest::channel(None);
         // A device applies writes one by one; a few may wait.
-        let (writes, writes_rx) = mpsc::channel(16);
+        let writes = Arc::new(Mailbox::new(WRITES_WAITING));
         let state = Arc::new(state);
         // Resized to messageChannelDepth by the first publisher.
         let outbox = Arc::new(crate::Outbox::new(100, metrics));
@@ -84,7 +75,7 @@ impl DeviceMqtt {
             writes,
             connections: None,
         };
-        (mqtt, state_rx, writes_rx)
+        (mqtt, state_rx)
     }
 }
 

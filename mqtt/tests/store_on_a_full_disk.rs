@@ -77,7 +77,8 @@ fn a_full_disk_keeps_messages_in_memory_and_says_so() {
     let dir = disk.0.join("mqtt/plant/press");
     let metrics = MqttMetrics::default();
     let outbox = Outbox::new(100, metrics.clone());
-    let state: StatusSender = Arc::new(tokio::sync::watch::channel(Some(Default::default())).0);
+    let state: StatusSender =
+        Arc::new(devicelink_cells::latest::channel(Some(Default::default())).0);
     outbox.report_to(state.clone());
     outbox.configure(
         100,

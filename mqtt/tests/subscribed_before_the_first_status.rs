@@ -43,7 +43,7 @@ async fn the_write_topic_is_subscribed_before_the_status_waiting_for_the_connect
     .unwrap();
     let data =
         std::env::temp_dir().join(format!("devicelink-subscribe-order-{}", std::process::id()));
-    let (device, _state, _writes) = DeviceMqtt::new(Default::default(), data.as_path().into());
+    let (device, _state) = DeviceMqtt::new(Default::default(), data.as_path().into());
     let link = TopicContext {
         namespace: "plant".into(),
         name: "fan".into(),

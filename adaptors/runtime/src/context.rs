@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use devicelink_api::Outcome;
 use devicelink_api::mqtt::MqttOptions;
 use devicelink_api::property::MqttStatus;
+use devicelink_cells::{Mailbox, latest};
 use devicelink_mqtt::{
     Publisher, PublisherError, TopicContext,
     publisher::{DeviceMqtt, Received, WriteRequest},
     write::{self, Property, Refusal},
 };
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
@@ -27,7 +28,7 @@ pub struct DeviceConnection {
     /// What the device published on the subscribed topics.
     pub received: mpsc::Receiver<Received>,
     /// The connection's state: connected, and the last error.
-    pub state: watch::Receiver<Option<MqttStatus>>,
+    pub state: latest::Receiver<Option<MqttStatus>>,
 }
 
 /// The device's MQTT connection, shared with the registry, which takes it
@@ -55,7 +56,7 @@ pub(crate) struct Spec<K> {
 /// Handed to each device task. Dropping it stops nothing; the task ends when
 /// [`DeviceContext::changed`] returns `None`.
 pub struct DeviceContext<K: Model> {
-    spec: watch::Receiver<Spec<K>>,
+    spec: latest::Receiver<Spec<K>>,
     /// The device whose spec the task was last handed ([`Change::Spec`], or
     /// at the start): a spec that arrives while the task is busy is told
     /// at its next [`DeviceContext::changed`], measured against this.
@@ -77,8 +78,8 @@ pub struct DeviceContext<K: Model> {
 }
 
 /// The device's writes from MQTT, taken by whichever task runs it (a new
-/// one after a panic, see `supervise`).
-pub(crate) type SharedWrites = Arc<tokio::sync::Mutex<mpsc::Receiver<Box<WriteRequest>>>>;
+/// one after a panic, see `supervise`: one at a time).
+pub(crate) type SharedWrites = Arc<Mailbox<WriteRequest>>;
 
 impl<K: Model> DeviceContext<K> {
     // Each argument is one of the device's own channels or shared handles,
@@ -86,7 +87,7 @@ impl<K: Model> DeviceContext<K> {
     // taken apart here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        spec: watch::Receiver<Spec<K>>,
+        spec: latest::Receiver<Spec<K>>,
         publisher: SharedPublisher,
         mqtt: Arc<DeviceMqtt>,
         writes: SharedWrites,
@@ -154,7 +155,7 @@ impl<K: Model> DeviceContext<K> {
         options: &MqttOptions,
         filters: Vec<(String, i32)>,
     ) -> Result<DeviceConnection, PublisherError> {
-        let (mut mqtt, state, _writes) = DeviceMqtt::new(
+        let (mut mqtt, state) = DeviceMqtt::new(
             self.mqtt.outbox.metrics().clone(),
             self.mqtt.data_dir.clone(),
         );
@@ -181,9 +182,7 @@ impl<K: Model> DeviceContext<K> {
     /// device's MQTT write topic. `None` means the device was removed and
     /// the task should stop.
     pub async fn changed(&mut self) -> Option<Change<K>> {
-        // Held while this task runs the device; one task at a time does.
         let writes = self.writes.clone();
-        let mut writes = writes.lock().await;
         loop {
             tokio::select! {
                 r = self.spec.changed() => {
@@ -201,7 +200,7 @@ impl<K: Model> DeviceContext<K> {
                         return Some(Change::Spec(now.0));
                     }
                 }
-                Some(w) = writes.recv() => return Some(Change::Write(*w)),
+                w = writes.next() => return Some(Change::Write(w)),
             }
         }
     }

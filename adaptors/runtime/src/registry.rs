@@ -16,15 +16,13 @@ use std::{
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use devicelink_api::{DeviceLink, adaptor, labels};
+use devicelink_cells::latest;
 use futures::{FutureExt, StreamExt, stream};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinHandle,
-};
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::{
@@ -40,10 +38,7 @@ use crate::{
     write_ledger::WriteLedger,
     writer::{self, Report, Writer},
 };
-use devicelink_mqtt::{
-    BufferBudget, MqttMetrics,
-    publisher::{DeviceMqtt, WriteRequest},
-};
+use devicelink_mqtt::{BufferBudget, MqttMetrics, publisher::DeviceMqtt};
 use devicelink_references::{Following, ObjectKey, References, Update as ObjectUpdate};
 
 /// Settings every adaptor takes, from flags or the environment (the operator
@@ -135,7 +130,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 struct Running<K> {
     /// The device's spec and the values of its references, together: one
     /// channel a device, not one for each.
-    spec: watch::Sender<Spec<K>>,
+    spec: latest::Sender<Spec<K>>,
     report: Arc<Report>,
     publisher: SharedPublisher,
     mqtt: Arc<DeviceMqtt>,
@@ -744,18 +739,18 @@ where
     )));
     *device.status_mut() = None;
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
-    let (spec_tx, spec_rx) = watch::channel(Spec {
+    let (spec_tx, spec_rx) = latest::channel(Spec {
         device: Arc::new(device),
         references: links.references(k),
     });
     let publisher = SharedPublisher::default();
-    let (mqtt, mqtt_rx, writes_rx) = shared.device_mqtt();
+    let (mqtt, mqtt_rx) = shared.device_mqtt();
     let mqtt = Arc::new(mqtt);
     let report = writes.report(namespace, name, mqtt_rx);
     if let Some(link) = links.known.get(k) {
         report.set_link(link.clone());
     }
-    let writes: SharedWrites = Arc::new(tokio::sync::Mutex::new(writes_rx));
+    let writes: SharedWrites = mqtt.writes.clone();
 
     // A new context for each run of the device's task (see supervise).
     let context = {
@@ -858,13 +853,11 @@ impl Shared {
         &self,
     ) -> (
         DeviceMqtt,
-        watch::Receiver<Option<devicelink_api::property::MqttStatus>>,
-        mpsc::Receiver<Box<WriteRequest>>,
+        latest::Receiver<Option<devicelink_api::property::MqttStatus>>,
     ) {
-        let (mut mqtt, state, writes) =
-            DeviceMqtt::new(self.metrics.clone(), self.data_dir.clone());
+        let (mut mqtt, state) = DeviceMqtt::new(self.metrics.clone(), self.data_dir.clone());
         mqtt.connections = self.connections.clone();
         mqtt.outbox.share_budget(self.buffer_budget.clone());
-        (mqtt, state, writes)
+        (mqtt, state)
     }
 }

@@ -29,13 +29,10 @@ use std::{
 };
 
 use devicelink_api::{Outcome, property::MqttStatus};
+use devicelink_cells::latest;
 use futures::{StreamExt, stream::FuturesUnordered};
 use kube::{Api, Client};
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinHandle,
-    time::Instant,
-};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use crate::{
     connected::with_delivery,
@@ -101,7 +98,7 @@ impl Writer {
         &self,
         namespace: String,
         name: String,
-        mqtt: watch::Receiver<Option<MqttStatus>>,
+        mqtt: latest::Receiver<Option<MqttStatus>>,
     ) -> Arc<Report> {
         let report = Arc::new(Report {
             namespace,
@@ -138,7 +135,7 @@ struct State {
     /// The DeviceLink as last seen.
     link: Option<Arc<Link>>,
     /// The device's MQTT connection state.
-    mqtt: watch::Receiver<Option<MqttStatus>>,
+    mqtt: latest::Receiver<Option<MqttStatus>>,
     /// Refused writes not yet counted on the DeviceLink.
     refused: Option<Refused>,
     /// A digest of the status last written, not its text: the reported
@@ -192,7 +189,7 @@ enum Done {
 }
 
 impl State {
-    fn new(mqtt: watch::Receiver<Option<MqttStatus>>) -> State {
+    fn new(mqtt: latest::Receiver<Option<MqttStatus>>) -> State {
         let now = Instant::now();
         State {
             reported: None,
@@ -350,7 +347,7 @@ impl Report {
 }
 
 /// A device's MQTT connection state, watched for the device.
-type MqttWatch = (Arc<Report>, watch::Receiver<Option<MqttStatus>>);
+type MqttWatch = (Arc<Report>, latest::Receiver<Option<MqttStatus>>);
 type Watching = Pin<Box<dyn Future<Output = Option<MqttWatch>> + Send>>;
 type Writing = Pin<Box<dyn Future<Output = (Arc<Report>, Done)> + Send>>;
 
@@ -548,7 +545,7 @@ where
 
 /// Waits for a change of a device's MQTT state; `None` once the device or
 /// its connection is gone.
-fn watch(report: Arc<Report>, mut mqtt: watch::Receiver<Option<MqttStatus>>) -> Watching {
+fn watch(report: Arc<Report>, mut mqtt: latest::Receiver<Option<MqttStatus>>) -> Watching {
     Box::pin(async move {
         mqtt.changed().await.ok()?;
         let gone = report.state.lock().unwrap().gone;
@@ -593,8 +590,8 @@ mod tests {
     }
 
     /// The report of fan `ns/name`, with the sender of its MQTT state.
-    fn fan(writer: &Writer, name: &str) -> (Arc<Report>, watch::Sender<Option<MqttStatus>>) {
-        let (mqtt, mqtt_rx) = watch::channel(None);
+    fn fan(writer: &Writer, name: &str) -> (Arc<Report>, latest::Sender<Option<MqttStatus>>) {
+        let (mqtt, mqtt_rx) = latest::channel(None);
         (writer.report("ns".into(), name.into(), mqtt_rx), mqtt)
     }
 
@@ -893,7 +890,7 @@ mod tests {
     /// (docs/benchmarks.md quotes them).
     #[test]
     fn what_a_waiting_device_costs_stays_small() {
-        let (_mqtt, mqtt_rx) = watch::channel(None);
+        let (_mqtt, mqtt_rx) = latest::channel(None);
         let (queue, _queued) = mpsc::unbounded_channel();
         let report = Arc::new(Report {
             namespace: "ns".into(),
