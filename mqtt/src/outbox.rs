@@ -113,10 +113,6 @@ enum Bound {
     Share(Share),
 }
 
-/// Messages an empty buffer keeps room for: a device's message waiting
-/// for its acknowledgement, and a few more, without reallocating.
-const KEPT_ROOM: usize = 4;
-
 /// What a message counts against `messageChannelBytes`.
 fn size(message: &Message) -> usize {
     message.topic.len() + message.payload.len()
@@ -559,13 +555,13 @@ impl Outbox {
 
     fn drained_maybe(&self, inner: &mut Inner) {
         if inner.entries.is_empty() {
-            // A backlog (an outage, a slow start) grew the buffer, and a
-            // device keeps its buffer for as long as it runs: the room is
-            // given back once it drains (thousands of devices held 2 KiB
-            // each of nothing after their start).
-            if inner.entries.capacity() > KEPT_ROOM {
-                inner.entries.shrink_to(KEPT_ROOM);
-            }
+            // A device keeps its buffer for as long as it runs, so an empty
+            // one keeps no room: a device publishes now and then and the
+            // broker acknowledges within milliseconds, so of thousands of
+            // devices few hold a message at once, while room kept in each
+            // would be 512 bytes a device (four entries, the least a queue
+            // grows by) and a backlog's (an outage, a slow start) far more.
+            inner.entries = VecDeque::new();
             self.drained.notify_waiters();
             if inner.over.take().is_some() {
                 self.show(inner);
@@ -827,7 +823,7 @@ mod tests {
             outbox.sent(generation, pkid);
             outbox.acknowledged(generation, pkid);
         }
-        assert!(room() <= KEPT_ROOM, "{} slots kept", room());
+        assert_eq!(room(), 0, "no room kept");
     }
 
     #[test]
