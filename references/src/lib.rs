@@ -205,6 +205,9 @@ pub enum Read {
     Unread(Option<String>),
     /// It does not exist.
     Absent,
+    /// Read once and failed: for a reader that reads it again next time
+    /// (`read_once`), not one that keeps trying.
+    Unreadable(String),
     Present(Data),
 }
 
@@ -307,6 +310,10 @@ fn entry_of(key: &ObjectKey, objects: &Followed, items: &[String]) -> Entry {
         Some(Read::Absent) => {
             Entry::Missing(format!("{:?} {:?} does not exist", key.kind, key.name))
         }
+        Some(Read::Unreadable(why)) => Entry::Missing(format!(
+            "{:?} {:?} could not be read: {why}",
+            key.kind, key.name
+        )),
         Some(Read::Present(data)) => Entry::Items(
             data.iter()
                 .filter(|(k, _)| items.is_empty() || items.contains(k))
@@ -480,7 +487,7 @@ pub async fn read_once(
         let state = match data {
             Ok(Some(data)) => Read::Present(data),
             Ok(None) => Read::Absent,
-            Err(e) => Read::Unread(Some(e.to_string())),
+            Err(e) => Read::Unreadable(e.to_string()),
         };
         read.insert(key, state);
     }
@@ -674,6 +681,18 @@ mod tests {
             resolve(&link, &followed).get(&item("auth", "password")),
             Err(ReferenceError::Missing(..))
         ));
+
+        // Read once (a scan's sign-in): a failure is what the reader says,
+        // not a wait for the next attempt.
+        followed.insert(keys[0].clone(), Read::Unreadable("forbidden".into()));
+        let refs = resolve(&link, &followed);
+        assert!(!refs.pending());
+        assert_eq!(
+            refs.text(&item("auth", "password"))
+                .unwrap_err()
+                .to_string(),
+            r#"reference "auth": Secret "mqtt-auth" could not be read: forbidden"#
+        );
     }
 
     #[test]
