@@ -91,6 +91,26 @@ async fn tenant_may_write(namespace: &str, admin: &kube::Client, resource: &str)
 }
 
 /// The role `read-plant-mqtt`: `get` of that one Secret, by name.
+/// The message of the refusal `attempt` meets for naming a Secret in
+/// `spec.references`. RBAC is read as it is at the request, so the first
+/// attempts wait for the tenant's Role to be in the authorizer's cache.
+async fn refused_for_references<T, F, Fut>(attempt: F) -> String
+where
+    T: std::fmt::Debug,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    eventually_showing("the tenant's Role to take effect", WAIT, || async {
+        match attempt().await {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
+                Ok(e.message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 async fn allow_reading_the_secret(roles: &Api<Role>, namespace: &str) {
     apply(
         roles,
@@ -137,18 +157,11 @@ async fn only_who_may_read_a_secret_may_reference_it() {
     let create = PostParams::default();
 
     // Referencing a Secret the tenant may not read: refused, naming who,
-    // which Secret and why. (RBAC is read as it is at the request, so the
-    // first attempt waits for the Role to be in the authorizer's cache.)
-    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
-        match tenant_links
+    // which Secret and why.
+    let message = refused_for_references(|| async {
+        tenant_links
             .create(&create, &fan(namespace, "plant-mqtt", None))
             .await
-        {
-            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
-                Ok(e.message)
-            }
-            other => Err(format!("{other:?}")),
-        }
     })
     .await;
     assert!(
@@ -298,16 +311,10 @@ async fn only_who_may_read_a_secret_may_reference_it_from_a_kafka_bridge() {
         .unwrap()
     };
     let tenant_bridges: Api<KafkaBridge> = Api::namespaced(client_as(TENANT).await, namespace);
-    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
-        match tenant_bridges
+    let message = refused_for_references(|| async {
+        tenant_bridges
             .create(&PostParams::default(), &bridge("tcp://broker.example:1883"))
             .await
-        {
-            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
-                Ok(e.message)
-            }
-            other => Err(format!("{other:?}")),
-        }
     })
     .await;
     assert!(
@@ -406,15 +413,7 @@ async fn only_who_may_read_a_secret_may_name_it_for_adopted_devices() {
             )
             .await
     };
-    let message = eventually_showing("the tenant's Role to take effect", WAIT, || async {
-        match apply_as_tenant().await {
-            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("spec.references") => {
-                Ok(e.message)
-            }
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let message = refused_for_references(apply_as_tenant).await;
     assert!(
         message.contains(
             "e2e-tenant may not get every Secret this DeviceDiscovery references (plant-mqtt)"
