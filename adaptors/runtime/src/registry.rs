@@ -707,13 +707,35 @@ fn upsert<K, F, Fut>(
     let k = key(&device);
     let mut device = device;
     if let Some(r) = running.get(&k) {
-        *device.status_mut() = None;
+        keep_for_the_task(&mut device);
         r.spec.send_modify(|s| s.device = Arc::new(device));
         return;
     }
     info!(device = %k, "device assigned; starting");
     let started = start(&k, device, links, writes, shared, drive);
     running.insert(k, started);
+}
+
+/// Reduces the copy of a device its task is handed to what the runtime and
+/// the protocol code read: its name, namespace, generation, labels' absence
+/// and spec, and the UID of the DeviceLink that owns it (for `:uid`). The
+/// status is the runtime's to write and it keeps its own state; the
+/// finalizer and resourceVersion matter to the release, which is handed
+/// the device as the watch last brought it. One copy is kept for each of
+/// thousands of devices.
+fn keep_for_the_task<K: Model>(device: &mut K) {
+    *device.status_mut() = None;
+    let meta = device.meta_mut();
+    meta.finalizers = None;
+    meta.resource_version = None;
+    meta.uid = None;
+    meta.creation_timestamp = None;
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.retain(|o| o.controller == Some(true));
+        for owner in owners.iter_mut() {
+            (owner.api_version, owner.kind, owner.name) = Default::default();
+        }
+    }
 }
 
 /// Starts a device: its task running its protocol code (supervised), and
@@ -737,7 +759,7 @@ where
     let ledger = Arc::new(std::sync::Mutex::new(WriteLedger::load(
         &serde_json::to_value(&device).unwrap_or_default(),
     )));
-    *device.status_mut() = None;
+    keep_for_the_task(&mut device);
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
     let (spec_tx, spec_rx) = latest::channel(Spec {
         device: Arc::new(device),
