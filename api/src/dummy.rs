@@ -72,8 +72,10 @@ pub struct DummySpecialDeviceStatus {
     #[serde(default)]
     pub rotating_speed: i32,
     /// The state of the device's extensions.
+    // Boxed: an adaptor keeps a typed copy of each of thousands of devices
+    // (without its status), and this was most of the status's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<crate::property::ExtensionStatus>,
+    pub extension: Option<Box<crate::property::ExtensionStatus>>,
 }
 
 impl crate::mqtt::WithMqttExtension for DummySpecialDevice {
@@ -299,8 +301,10 @@ pub struct DummyProtocolDeviceStatus {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub props: BTreeMap<String, DummyProtocolValue>,
     /// The state of the device's extensions.
+    // Boxed: an adaptor keeps a typed copy of each of thousands of devices
+    // (without its status), and this was most of the status's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<crate::property::ExtensionStatus>,
+    pub extension: Option<Box<crate::property::ExtensionStatus>>,
 }
 
 /// The value of a declared property, in the field that matches its type.

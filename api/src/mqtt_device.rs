@@ -246,8 +246,10 @@ pub struct MqttDeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<MqttPropertyStatus>,
     /// The state of the device's extensions.
+    // Boxed: an adaptor keeps a typed copy of each of thousands of devices
+    // (without its status), and this was most of the status's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
+    pub extension: Option<Box<ExtensionStatus>>,
 }
 
 /// What the adaptor reports about one property of an MQTT device.

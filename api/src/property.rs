@@ -198,8 +198,10 @@ pub struct DeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<PropertyStatus>,
     /// The state of the device's extensions.
+    // Boxed: an adaptor keeps a typed copy of each of thousands of devices
+    // (without its status), and this was most of the status's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<ExtensionStatus>,
+    pub extension: Option<Box<ExtensionStatus>>,
 }
 
 /// The numeric value types, as a CEL list.
