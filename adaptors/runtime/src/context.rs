@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use devicelink_api::Outcome;
 use devicelink_api::mqtt::MqttOptions;
 use devicelink_api::property::MqttStatus;
-use devicelink_cells::{Mailbox, latest};
+use devicelink_cells::latest;
 use devicelink_mqtt::{
     Publisher, PublisherError, TopicContext,
     publisher::{DeviceMqtt, Received, WriteRequest},
@@ -31,9 +31,19 @@ pub struct DeviceConnection {
     pub state: latest::Receiver<Option<MqttStatus>>,
 }
 
-/// The device's MQTT connection, shared with the registry, which takes it
-/// over to clear the retained status when the device is deleted.
-pub(crate) type SharedPublisher = Arc<Mutex<Option<Publisher>>>;
+/// What a device's task shares with the registry, in one allocation for
+/// each of thousands of devices. Kept across runs of the task (a new one
+/// after a panic, see `supervise`).
+pub(crate) struct Handles {
+    /// Its MQTT state, and its writes from MQTT.
+    pub(crate) mqtt: DeviceMqtt,
+    /// Its connection to the broker; the registry takes it over to clear
+    /// the retained status when the device is deleted.
+    pub(crate) publisher: Mutex<Option<Publisher>>,
+    /// Read from the device's status once, when it starts (the copy of the
+    /// device kept after that has no status).
+    pub(crate) ledger: Mutex<WriteLedger>,
+}
 
 /// What a device task is woken for.
 #[derive(Debug)]
@@ -64,35 +74,18 @@ pub struct DeviceContext<K: Model> {
     /// The references' values the task was last handed.
     references_acted_on: Arc<References>,
     link: TopicContext,
-    publisher: SharedPublisher,
-    mqtt: Arc<DeviceMqtt>,
-    writes: SharedWrites,
+    handles: Arc<Handles>,
     /// What the adaptor writes to the API server about the device: its
     /// status, DeviceConnected, refused writes (writer.rs).
     report: Arc<Report>,
     write_rate: Mutex<WriteRate>,
-    /// Kept across runs of the device's task: read from the device's
-    /// status once, when it starts (the copy of the device kept after that
-    /// has no status).
-    ledger: Arc<Mutex<WriteLedger>>,
 }
 
-/// The device's writes from MQTT, taken by whichever task runs it (a new
-/// one after a panic, see `supervise`: one at a time).
-pub(crate) type SharedWrites = Arc<Mailbox<WriteRequest>>;
-
 impl<K: Model> DeviceContext<K> {
-    // Each argument is one of the device's own channels or shared handles,
-    // made in one place (registry.rs); a struct of them would only be
-    // taken apart here.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         spec: latest::Receiver<Spec<K>>,
-        publisher: SharedPublisher,
-        mqtt: Arc<DeviceMqtt>,
-        writes: SharedWrites,
+        handles: Arc<Handles>,
         report: Arc<Report>,
-        ledger: Arc<Mutex<WriteLedger>>,
     ) -> Self {
         let (link, acted_on, references_acted_on) = {
             let now = spec.borrow();
@@ -107,12 +100,9 @@ impl<K: Model> DeviceContext<K> {
             acted_on,
             references_acted_on,
             link,
-            publisher,
-            mqtt,
-            writes,
+            handles,
             report,
             write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
-            ledger,
         };
         ctx.configure_mqtt(None, true);
         ctx
@@ -156,11 +146,11 @@ impl<K: Model> DeviceContext<K> {
         filters: Vec<(String, i32)>,
     ) -> Result<DeviceConnection, PublisherError> {
         let (mut mqtt, state) = DeviceMqtt::new(
-            self.mqtt.outbox.metrics().clone(),
-            self.mqtt.data_dir.clone(),
+            self.handles.mqtt.outbox.metrics().clone(),
+            self.handles.mqtt.data_dir.clone(),
         );
         // Shared as the extension's connections are, when its options allow.
-        mqtt.connections = self.mqtt.connections.clone();
+        mqtt.connections = self.handles.mqtt.connections.clone();
         // A device's messages are its state, taken in as they come; a few
         // may wait while the task handles one.
         let (sink, received) = mpsc::channel(64);
@@ -182,7 +172,9 @@ impl<K: Model> DeviceContext<K> {
     /// device's MQTT write topic. `None` means the device was removed and
     /// the task should stop.
     pub async fn changed(&mut self) -> Option<Change<K>> {
-        let writes = self.writes.clone();
+        // One task at a time runs the device and takes its writes.
+        let handles = self.handles.clone();
+        let writes = &handles.mqtt.writes;
         loop {
             tokio::select! {
                 r = self.spec.changed() => {
@@ -216,7 +208,8 @@ impl<K: Model> DeviceContext<K> {
             return None;
         }
         let before = std::mem::replace(&mut self.acted_on, now.clone());
-        self.ledger
+        self.handles
+            .ledger
             .lock()
             .unwrap()
             .follow_spec(&as_json(now.as_ref()));
@@ -242,7 +235,12 @@ impl<K: Model> DeviceContext<K> {
             return None;
         }
         let decoded = write::decode(&request.payload, properties).and_then(|values| {
-            let again = self.ledger.lock().unwrap().refusals(&values, properties);
+            let again = self
+                .handles
+                .ledger
+                .lock()
+                .unwrap()
+                .refusals(&values, properties);
             if again.is_empty() {
                 Ok(values)
             } else {
@@ -268,10 +266,11 @@ impl<K: Model> DeviceContext<K> {
         match result {
             Ok(values) => {
                 let at = devicelink_api::condition::now().0.to_string();
-                self.ledger
-                    .lock()
-                    .unwrap()
-                    .record(values, &as_json(self.device().as_ref()), &at);
+                self.handles.ledger.lock().unwrap().record(
+                    values,
+                    &as_json(self.device().as_ref()),
+                    &at,
+                );
                 info!(device = %self.key(), properties = ?values.keys().collect::<Vec<_>>(), "write from MQTT applied")
             }
             Err(refused) => {
@@ -284,7 +283,7 @@ impl<K: Model> DeviceContext<K> {
                 self.report.refused(why);
             }
         }
-        if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
+        if let Some(publisher) = self.handles.publisher.lock().unwrap().as_ref() {
             publisher.reply(request, write::answer(result));
         }
     }
@@ -299,11 +298,11 @@ impl<K: Model> DeviceContext<K> {
                 return;
             }
         };
-        self.ledger.lock().unwrap().annotate(&mut value);
+        self.handles.ledger.lock().unwrap().annotate(&mut value);
         // Kept as text until written: a JSON tree takes several times the
         // space, for every device.
         let text = value.to_string();
-        if let Some(publisher) = self.publisher.lock().unwrap().as_ref() {
+        if let Some(publisher) = self.handles.publisher.lock().unwrap().as_ref() {
             publisher.publish(text.clone().into_bytes());
         }
         self.report.report(text);
@@ -323,22 +322,22 @@ impl<K: Model> DeviceContext<K> {
         if !references_changed && before.is_some_and(|b| b.mqtt() == options) {
             return;
         }
-        *self.publisher.lock().unwrap() = None;
+        *self.handles.publisher.lock().unwrap() = None;
         let references = self.references();
-        match start_publisher(device.as_ref(), &self.link, &references, &self.mqtt) {
+        match start_publisher(device.as_ref(), &self.link, &references, &self.handles.mqtt) {
             Ok(None) => {
                 if options.is_none() {
-                    self.mqtt.state.send_replace(None);
+                    self.handles.mqtt.state.send_replace(None);
                 }
             }
             Ok(Some(p)) => {
                 tracing::info!(device = %self.key(), topic = p.topic(), "publishing to MQTT");
-                *self.publisher.lock().unwrap() = Some(p);
+                *self.handles.publisher.lock().unwrap() = Some(p);
             }
             Err(e) => {
                 let e = format!("spec.extension.mqtt.{e}");
                 warn!(device = %self.key(), error = %e, "MQTT extension not usable");
-                self.mqtt.state.send_replace(Some(MqttStatus {
+                self.handles.mqtt.state.send_replace(Some(MqttStatus {
                     server: options.map(|o| o.client.server.clone()),
                     last_error: Some(e.clone()),
                     ..Default::default()

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::{
-    context::{self, DeviceContext, SharedPublisher, SharedWrites, Spec},
+    context::{self, DeviceContext, Handles, Spec},
     discovery::Discoverer,
     health::{self, Health, LoopHealth},
     link::Link,
@@ -132,8 +132,7 @@ struct Running<K> {
     /// channel a device, not one for each.
     spec: latest::Sender<Spec<K>>,
     report: Arc<Report>,
-    publisher: SharedPublisher,
-    mqtt: Arc<DeviceMqtt>,
+    handles: Arc<Handles>,
 }
 
 /// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
@@ -542,12 +541,15 @@ where
         if self.releasing.get(&k).is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (publisher, mqtt) = match self.running.remove(&k) {
-            Some(r) => (r.publisher.lock().unwrap().take(), r.mqtt.clone()),
+        let (publisher, outbox) = match self.running.remove(&k) {
+            Some(r) => (
+                r.handles.publisher.lock().unwrap().take(),
+                r.handles.mqtt.outbox.clone(),
+            ),
             // Not driven here yet (the adaptor restarted): connect just to
             // clear the retained status.
             None => {
-                let mqtt = Arc::new(self.shared.device_mqtt().0);
+                let mqtt = self.shared.device_mqtt().0;
                 let publisher = context::start_publisher(
                     &device,
                     &context::topic_context(&device),
@@ -556,13 +558,13 @@ where
                 )
                 .ok()
                 .flatten();
-                (publisher, mqtt)
+                (publisher, mqtt.outbox)
             }
         };
         info!(device = %k, "device deleted; stopped, releasing it");
         let api =
             Api::<K>::namespaced(self.writer.clone(), &device.namespace().unwrap_or_default());
-        let releasing = release::release(api, Arc::new(device), publisher, mqtt);
+        let releasing = release::release(api, Arc::new(device), publisher, outbox);
         self.releasing.insert(k, tokio::spawn(releasing));
     }
 
@@ -632,7 +634,7 @@ where
         let closing: Vec<_> = self
             .running
             .drain()
-            .filter_map(|(_, r)| r.publisher.lock().unwrap().take())
+            .filter_map(|(_, r)| r.handles.publisher.lock().unwrap().take())
             .map(|p| p.close())
             .collect();
         if tokio::time::timeout(CLOSE_WITHIN, futures::future::join_all(closing))
@@ -756,37 +758,28 @@ where
     // The status is the runtime's to write and it keeps its own state, so
     // the copy of the device kept for the task has none; what the runtime
     // needs from it (the ledger of writes from MQTT) is read once, now.
-    let ledger = Arc::new(std::sync::Mutex::new(WriteLedger::load(
-        &serde_json::to_value(&device).unwrap_or_default(),
-    )));
+    let ledger = WriteLedger::load(&serde_json::to_value(&device).unwrap_or_default());
     keep_for_the_task(&mut device);
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
     let (spec_tx, spec_rx) = latest::channel(Spec {
         device: Arc::new(device),
         references: links.references(k),
     });
-    let publisher = SharedPublisher::default();
     let (mqtt, mqtt_rx) = shared.device_mqtt();
-    let mqtt = Arc::new(mqtt);
+    let handles = Arc::new(Handles {
+        mqtt,
+        publisher: std::sync::Mutex::new(None),
+        ledger: std::sync::Mutex::new(ledger),
+    });
     let report = writes.report(namespace, name, mqtt_rx);
     if let Some(link) = links.known.get(k) {
         report.set_link(link.clone());
     }
-    let writes: SharedWrites = mqtt.writes.clone();
 
     // A new context for each run of the device's task (see supervise).
     let context = {
-        let (publisher, mqtt, report) = (publisher.clone(), mqtt.clone(), report.clone());
-        move || {
-            DeviceContext::new(
-                spec_rx.clone(),
-                publisher.clone(),
-                mqtt.clone(),
-                writes.clone(),
-                report.clone(),
-                ledger.clone(),
-            )
-        }
+        let (handles, report) = (handles.clone(), report.clone());
+        move || DeviceContext::new(spec_rx.clone(), handles.clone(), report.clone())
     };
     let connected = {
         let report = report.clone();
@@ -802,8 +795,7 @@ where
     Running {
         spec: spec_tx,
         report,
-        publisher,
-        mqtt,
+        handles,
     }
 }
 

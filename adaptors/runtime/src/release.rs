@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use devicelink_api::finalizer::{self, DEVICE_FINALIZER};
-use devicelink_mqtt::{Publisher, publisher::DeviceMqtt};
+use devicelink_mqtt::{Publisher, SharedOutbox};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
@@ -20,12 +20,12 @@ use crate::model::Model;
 
 /// Clears the device's retained status through `publisher` (its own
 /// connection, with its own credentials), then removes the finalizer.
-/// `mqtt` is the device's MQTT state: its stored messages go too.
+/// `outbox` is the device's MQTT buffer: its stored messages go too.
 pub(crate) async fn release<K: Model>(
     api: Api<K>,
     device: Arc<K>,
     publisher: Option<Publisher>,
-    mqtt: Arc<DeviceMqtt>,
+    outbox: SharedOutbox,
 ) {
     let key = format!(
         "{}/{}",
@@ -40,7 +40,7 @@ pub(crate) async fn release<K: Model>(
             warn!(device = %key, %topic, "could not clear the retained status within disconnectQuiesce; it stays on the broker");
         }
     }
-    mqtt.outbox.destroy();
+    outbox.destroy();
     let Some(patch) = finalizer::removing(device.meta(), DEVICE_FINALIZER) else {
         return;
     };
