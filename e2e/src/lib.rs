@@ -121,11 +121,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The repository root. Read at run time (cargo test sets it): the build
-/// cache is shared between checkouts, so a path compiled in may name another.
+/// The repository root. Read at run time (cargo test sets
+/// `CARGO_MANIFEST_DIR`; the benchmarks' scripts run them from the root):
+/// the build cache is shared between checkouts, so a path compiled in may
+/// name another.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
-    PathBuf::from(manifest_dir).join("..")
+    if let Some(manifest_dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        return PathBuf::from(manifest_dir).join("..");
+    }
+    let here = std::env::current_dir().expect("a current directory");
+    assert!(
+        here.join("e2e/devices").is_dir(),
+        "run this from the repository root (as e2e/bench-*.sh do), or by cargo test"
+    );
+    here
 }
 
 /// The device programs and their sources (`e2e/devices/`), found at run
