@@ -49,15 +49,6 @@ impl<T> Mailbox<T> {
         }
     }
 
-    /// How many items wait.
-    pub fn len(&self) -> usize {
-        self.queue().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn take(&self) -> Option<T> {
         let mut queue = self.queue();
         let item = queue.pop_front();
@@ -91,7 +82,8 @@ mod tests {
         assert_eq!(mailbox.offer(4), Ok(()));
         assert_eq!(mailbox.next().await, 2);
         assert_eq!(mailbox.next().await, 4);
-        assert!(mailbox.is_empty());
+        assert!(mailbox.queue().is_empty());
+        assert_eq!(mailbox.queue().capacity(), 0, "no room kept once empty");
     }
 
     #[tokio::test]

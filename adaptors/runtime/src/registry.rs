@@ -719,8 +719,8 @@ fn upsert<K, F, Fut>(
 }
 
 /// Reduces the copy of a device its task is handed to what the runtime and
-/// the protocol code read: its name, namespace, generation, labels' absence
-/// and spec, and the UID of the DeviceLink that owns it (for `:uid`). The
+/// the protocol code read: its name, namespace, generation and spec, and
+/// the UID of the DeviceLink that owns it (for `:uid`). The
 /// status is the runtime's to write and it keeps its own state; the
 /// finalizer and resourceVersion matter to the release, which is handed
 /// the device as the watch last brought it. One copy is kept for each of
