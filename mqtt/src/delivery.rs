@@ -37,10 +37,15 @@ fn over_limit(what: &str, limit: usize) -> String {
 #[derive(Clone)]
 pub(crate) struct Delivery {
     state: StatusSender,
+    /// One allocation for both, as every device has them.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     /// The largest packet the broker takes, as it said when connecting.
-    limit: Arc<AtomicUsize>,
+    limit: AtomicUsize,
     /// What the latest problem was, so that only its cure clears it.
-    problem: Arc<AtomicU8>,
+    problem: AtomicU8,
 }
 
 const NONE: u8 = 0;
@@ -53,8 +58,10 @@ impl Delivery {
     pub(crate) fn new(state: StatusSender) -> Delivery {
         Delivery {
             state,
-            limit: Arc::new(AtomicUsize::new(wire::MAX_OUTGOING_PACKET)),
-            problem: Arc::new(AtomicU8::new(NONE)),
+            shared: Arc::new(Shared {
+                limit: AtomicUsize::new(wire::MAX_OUTGOING_PACKET),
+                problem: AtomicU8::new(NONE),
+            }),
         }
     }
 
@@ -63,12 +70,12 @@ impl Delivery {
         let limit = max_packet.map_or(wire::MAX_OUTGOING_PACKET, |m| {
             m.min(wire::MAX_OUTGOING_PACKET)
         });
-        self.limit.store(limit, Ordering::Relaxed);
+        self.shared.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Whether the broker takes `m`.
     pub(crate) fn fits(&self, m: &Message) -> bool {
-        publish_size(m) <= self.limit.load(Ordering::Relaxed)
+        publish_size(m) <= self.shared.limit.load(Ordering::Relaxed)
     }
 
     /// Why `m` is not sent, for the status and the log.
@@ -85,7 +92,7 @@ impl Delivery {
     }
 
     fn limit(&self) -> usize {
-        self.limit.load(Ordering::Relaxed)
+        self.shared.limit.load(Ordering::Relaxed)
     }
 
     /// A status message was too large; true if this is news (worth a log line).
@@ -103,20 +110,20 @@ impl Delivery {
 
     /// A status message fit the broker's limit.
     pub(crate) fn fit(&self) {
-        if self.problem.load(Ordering::Relaxed) == TOO_LARGE {
+        if self.shared.problem.load(Ordering::Relaxed) == TOO_LARGE {
             self.set(NONE, None);
         }
     }
 
     /// The broker acknowledged a status message.
     pub(crate) fn acknowledged(&self) {
-        if self.problem.load(Ordering::Relaxed) != NONE {
+        if self.shared.problem.load(Ordering::Relaxed) != NONE {
             self.set(NONE, None);
         }
     }
 
     fn set(&self, problem: u8, why: Option<String>) -> bool {
-        self.problem.store(problem, Ordering::Relaxed);
+        self.shared.problem.store(problem, Ordering::Relaxed);
         self.state.send_if_modified(|s| match s {
             Some(s) if s.undelivered != why => {
                 s.undelivered = why;

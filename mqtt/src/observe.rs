@@ -40,11 +40,11 @@ pub fn observe(
     // The same settings make the same connection as an adaptor's shared
     // one (a rotated password is another connection).
     let (mut dial, connection) = dial_and_digest(options, link, resolve)?;
-    dial.client_id = format!("{client_id}-{}", &connection[..12]);
+    dial.client_id = format!("{client_id}-{}", connection.short());
     dial.clean = true;
     dial.will = None;
     Ok(Observed {
-        connection,
+        connection: connection.to_string(),
         version: dial.version,
         dial,
         status_topic,

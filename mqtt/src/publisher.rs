@@ -97,7 +97,7 @@ enum On {
     Own(Arc<Connection>, MemberId),
     Shared {
         connections: Arc<Connections>,
-        digest: String,
+        digest: crate::sharing::Digest,
         connection: Arc<Connection>,
         id: MemberId,
     },
@@ -191,7 +191,7 @@ impl Publisher {
         dial.will = will;
         let depth = configure_outbox(client, device, link, second)?;
         let client_id = match &shared {
-            Some(connections) => connections.client_id(&digest),
+            Some(connections) => connections.client_id(digest),
             None => dial.client_id.clone(),
         };
         let settings = MqttStatus {
@@ -214,7 +214,7 @@ impl Publisher {
         let on = match shared {
             Some(connections) => {
                 let (connection, id) =
-                    connections.join(&digest, dial, &client.server, timing, member);
+                    connections.join(digest, dial, &client.server, timing, member);
                 On::Shared {
                     connections,
                     digest,
@@ -359,7 +359,7 @@ impl Publisher {
                 connection,
                 id,
             } => connections
-                .leave(&digest, &connection, id)
+                .leave(digest, &connection, id)
                 .then_some(connection),
             On::Nothing => None,
         }

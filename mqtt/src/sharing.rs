@@ -52,7 +52,7 @@ pub fn dial_and_digest(
     options: &MqttOptions,
     link: &TopicContext,
     resolve: Resolve,
-) -> Result<(Dial, String), PublisherError> {
+) -> Result<(Dial, Digest), PublisherError> {
     let resolved = RefCell::new(Vec::new());
     let recording = |item: &devicelink_api::devicelink::ReferenceItem| {
         let value = resolve(item)?;
@@ -64,7 +64,25 @@ pub fn dial_and_digest(
     Ok((dial, digest))
 }
 
-fn digest(client: &MqttClientOptions, resolved: &[String]) -> String {
+/// A digest of the settings of a connection: equal for the devices one
+/// connection can serve. A number, not its text: each device keeps one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(u64);
+
+impl Digest {
+    /// Its first twelve hex digits, for a client ID.
+    pub fn short(self) -> String {
+        format!("{:012x}", self.0 >> 16)
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+fn digest(client: &MqttClientOptions, resolved: &[String]) -> Digest {
     let mut client = client.clone();
     client.client_id = None;
     client.clean_session = None;
@@ -79,14 +97,14 @@ fn digest(client: &MqttClientOptions, resolved: &[String]) -> String {
         hasher.write(value.as_bytes());
         hasher.write_u8(0);
     }
-    format!("{:016x}", hasher.finish())
+    Digest(hasher.finish())
 }
 
 /// The shared connections of one adaptor, by the digest of their settings.
 pub struct Connections {
     /// Client IDs start with it: the adaptor pod's name.
     prefix: String,
-    open: Mutex<HashMap<String, Arc<Connection>>>,
+    open: Mutex<HashMap<Digest, Arc<Connection>>>,
     metrics: MqttMetrics,
 }
 
@@ -102,15 +120,15 @@ impl Connections {
     }
 
     /// The client ID of the shared connection for settings `digest`.
-    pub fn client_id(&self, digest: &str) -> String {
-        format!("{}-{}", self.prefix, &digest[..12])
+    pub fn client_id(&self, digest: Digest) -> String {
+        format!("{}-{}", self.prefix, digest.short())
     }
 
     /// Puts `member` on the connection for `digest`, made from `dial` and
     /// `timing` if there is none yet.
     pub(crate) fn join(
         &self,
-        digest: &str,
+        digest: Digest,
         mut dial: Dial,
         server: &str,
         timing: Timing,
@@ -119,7 +137,7 @@ impl Connections {
         // Joining and the last member's leaving are one at a time, so that
         // nobody joins a connection that is ending.
         let mut open = self.open.lock().unwrap();
-        let connection = open.entry(digest.to_string()).or_insert_with(|| {
+        let connection = open.entry(digest).or_insert_with(|| {
             dial.client_id = self.client_id(digest);
             dial.clean = true;
             dial.will = None;
@@ -141,18 +159,22 @@ impl Connections {
 
     /// Takes a member off its shared connection; true if it was the last
     /// (the connection is then ending and no longer offered).
-    pub(crate) fn leave(&self, digest: &str, connection: &Arc<Connection>, id: MemberId) -> bool {
+    pub(crate) fn leave(&self, digest: Digest, connection: &Arc<Connection>, id: MemberId) -> bool {
         let mut open = self.open.lock().unwrap();
         let last = connection.leave(id);
-        if last && open.get(digest).is_some_and(|c| Arc::ptr_eq(c, connection)) {
-            open.remove(digest);
+        if last
+            && open
+                .get(&digest)
+                .is_some_and(|c| Arc::ptr_eq(c, connection))
+        {
+            open.remove(&digest);
         }
         self.count(&open, -1);
         last
     }
 
     /// Updates the metrics after a device joined (+1) or left (-1).
-    fn count(&self, open: &HashMap<String, Arc<Connection>>, devices: i64) {
+    fn count(&self, open: &HashMap<Digest, Arc<Connection>>, devices: i64) {
         self.metrics.shared_connections.set(open.len() as i64);
         self.metrics.shared_connection_devices.inc_by(devices);
     }
@@ -175,7 +197,7 @@ mod tests {
         }
     }
 
-    fn digest_of(o: &MqttOptions, password: &str) -> String {
+    fn digest_of(o: &MqttOptions, password: &str) -> Digest {
         let resolve = |_: &devicelink_api::devicelink::ReferenceItem| Ok(password.to_string());
         dial_and_digest(o, &link("fan"), &resolve).unwrap().1
     }
