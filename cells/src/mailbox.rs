@@ -4,7 +4,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Mutex, MutexGuard},
+    sync::{Mutex, MutexGuard, OnceLock},
 };
 
 use tokio::sync::Notify;
@@ -14,6 +14,9 @@ pub struct Mailbox<T> {
     queue: Mutex<VecDeque<T>>,
     bound: usize,
     arrived: Notify,
+    /// Rung after an item is queued, for a reader of many mailboxes that
+    /// waits on none of them ([`Mailbox::set_doorbell`]).
+    doorbell: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl<T> Mailbox<T> {
@@ -22,6 +25,7 @@ impl<T> Mailbox<T> {
             queue: Mutex::new(VecDeque::new()),
             bound,
             arrived: Notify::new(),
+            doorbell: OnceLock::new(),
         }
     }
 
@@ -35,7 +39,22 @@ impl<T> Mailbox<T> {
         drop(queue);
         // Kept as a permit if the reader is not waiting yet.
         self.arrived.notify_one();
+        if let Some(ring) = self.doorbell.get() {
+            ring();
+        }
         Ok(())
+    }
+
+    /// Calls `ring` after every item queued from now on, so that one task
+    /// can read many mailboxes with [`Mailbox::try_next`] instead of a
+    /// future waiting on each. Set once; later calls change nothing.
+    pub fn set_doorbell(&self, ring: impl Fn() + Send + Sync + 'static) {
+        let _ = self.doorbell.set(Box::new(ring));
+    }
+
+    /// The oldest item, if one waits.
+    pub fn try_next(&self) -> Option<T> {
+        self.take()
     }
 
     /// The oldest item, once there is one. Cancel-safe: an item is taken
@@ -106,5 +125,20 @@ mod tests {
         assert!(waited.is_err());
         mailbox.offer(7).unwrap();
         assert_eq!(mailbox.next().await, 7);
+    }
+
+    #[test]
+    fn the_doorbell_rings_for_each_item_queued_and_not_for_refused_ones() {
+        let mailbox = Mailbox::new(1);
+        let rung = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = rung.clone();
+        mailbox.set_doorbell(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert_eq!(mailbox.offer(1), Ok(()));
+        assert_eq!(mailbox.offer(2), Err(2));
+        assert_eq!(rung.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(mailbox.try_next(), Some(1));
+        assert_eq!(mailbox.try_next(), None);
     }
 }
