@@ -7,11 +7,10 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Writes};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Steps, Writes};
 use devicelink_api::dummy::{
     DummySpecialDevice, DummySpecialDeviceSpec, DummySpecialDeviceStatus, Gear,
 };
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 /// The fan's state machine, separate from time and I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,43 +120,45 @@ fn ceiling(gear: Gear) -> i32 {
     floor(gear) + 100
 }
 
-/// Runs one fan until it is removed.
-pub async fn run(mut ctx: DeviceContext<DummySpecialDevice>) {
-    let mut fan = Fan::new(&ctx.device().spec);
-    let writable = writable_properties();
-    // A simulated device is always reachable.
-    ctx.set_connected(Reason::Healthy.outcome(""));
-    ctx.report(&fan.status());
-    loop {
-        let period = fan.tick_interval();
-        let mut ticks = interval_at(Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let gear = fan.status().gear;
-        loop {
-            tokio::select! {
-                changed = ctx.changed() => {
-                    match changed {
-                        None => return,
-                        Some(Change::Spec(device)) => fan.apply(&device.spec),
-                        Some(Change::Write(request)) => {
-                            let Some(values) = ctx.decode_write(&request, writable) else {
-                                continue;
-                            };
-                            fan.write(&values);
-                            ctx.answer_write(&request, Ok(&values));
-                        }
-                    }
-                    ctx.report(&fan.status());
-                    if fan.status().gear != gear {
-                        break; // restart the ticker at the new gear's pace
-                    }
-                }
-                _ = ticks.tick(), if fan.on => {
-                    fan.tick();
-                    ctx.report(&fan.status());
-                }
+/// A fan as the runtime steps it: no task of its own, one tick a period
+/// while it is on.
+impl Steps for Fan {
+    type Model = DummySpecialDevice;
+
+    fn start(ctx: &DeviceContext<DummySpecialDevice>) -> Fan {
+        let fan = Fan::new(&ctx.device().spec);
+        // A simulated device is always reachable.
+        ctx.set_connected(Reason::Healthy.outcome(""));
+        ctx.report(&fan.status());
+        fan
+    }
+
+    fn changed(
+        &mut self,
+        ctx: &DeviceContext<DummySpecialDevice>,
+        change: Change<DummySpecialDevice>,
+    ) {
+        match change {
+            Change::Spec(device) => self.apply(&device.spec),
+            Change::Write(request) => {
+                let Some(values) = ctx.decode_write(&request, writable_properties()) else {
+                    return;
+                };
+                self.write(&values);
+                ctx.answer_write(&request, Ok(&values));
             }
         }
+        ctx.report(&self.status());
+    }
+
+    /// A new gear paces anew; a fan turned off does not tick.
+    fn period(&self) -> Option<Duration> {
+        self.on.then(|| self.tick_interval())
+    }
+
+    fn tick(&mut self, ctx: &DeviceContext<DummySpecialDevice>) {
+        Fan::tick(self);
+        ctx.report(&self.status());
     }
 }
 

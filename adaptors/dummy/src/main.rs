@@ -5,12 +5,12 @@
 mod declared;
 mod fan;
 
-use devicelink_api::dummy::{DummyProtocolDevice, DummySpecialDevice};
+use devicelink_api::dummy::DummyProtocolDevice;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     devicelink_adaptor_runtime::Adaptor::new("dummy")
-        .drive::<DummySpecialDevice, _, _>(fan::run)
+        .steps::<fan::Fan>()
         .drive::<DummyProtocolDevice, _, _>(declared::run)
         .run()
         .await

@@ -13,6 +13,7 @@ pub mod bytes;
 mod connected;
 mod context;
 mod discovery;
+mod driver;
 mod found;
 mod health;
 mod link;
@@ -25,6 +26,7 @@ mod registry;
 mod release;
 mod status_budget;
 mod status_writer;
+mod steps;
 mod supervise;
 pub mod value;
 mod write_ledger;
@@ -44,6 +46,7 @@ pub use found::{Found, Scan};
 pub use model::Model;
 pub use pace::Pace;
 pub use registry::{Adaptor, RuntimeConfig};
+pub use steps::Steps;
 
 /// Every adaptor allocates in many small pieces per device, and most at
 /// once while its devices start. jemalloc gives the memory of that start

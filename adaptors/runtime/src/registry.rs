@@ -28,13 +28,14 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, Handles, Spec},
     discovery::Discoverer,
+    driver::{Bell, Driver, Parts, Stepping, Tasks},
     health::{self, Health, LoopHealth},
     link::Link,
     metrics,
     model::Model,
     release,
     status_budget::StatusBudget,
-    supervise,
+    steps::Steps,
     write_ledger::WriteLedger,
     writer::{self, Report, Writer},
 };
@@ -133,6 +134,18 @@ struct Running<K> {
     spec: latest::Sender<Spec<K>>,
     report: Arc<Report>,
     handles: Arc<Handles>,
+    /// Rung after each change of a stepped device (steps.rs).
+    bell: Option<Bell>,
+}
+
+impl<K> Running<K> {
+    /// Its driver is told of a change of its spec (a task sees it in its
+    /// channel; a stepper is rung).
+    fn changed(&self) {
+        if let Some(bell) = &self.bell {
+            bell.ring();
+        }
+    }
 }
 
 /// The DeviceLinks of this adaptor's devices and the Secrets and ConfigMaps
@@ -165,9 +178,10 @@ impl Links {
 
 impl<K> Drop for Running<K> {
     fn drop(&mut self) {
-        // The device task sees its watch close and returns; nothing more
-        // of it is written.
+        // The device task sees its watch close and returns (a stepper
+        // sees its report closed); nothing more of it is written.
         self.report.close();
+        self.changed();
     }
 }
 
@@ -195,7 +209,7 @@ pub struct Adaptor {
     short_name: String,
     kind: Option<&'static adaptor::AdaptorKind>,
     register: Vec<Registration>,
-    models: Vec<(String, ModelLoop)>,
+    models: Vec<Driven>,
     discoverer: Option<Arc<dyn Discoverer>>,
 }
 
@@ -204,6 +218,14 @@ type Registration = Box<dyn FnOnce(&mut prometheus_client::registry::Registry)>;
 
 /// Starts the loop of one model, given what every loop shares.
 type ModelLoop = Box<dyn FnOnce(Env) -> futures::future::BoxFuture<'static, ()>>;
+
+/// A model the adaptor drives, and how.
+struct Driven {
+    model: String,
+    /// Stepped (steps.rs): its stepper has a health of its own.
+    stepped: bool,
+    start: ModelLoop,
+}
 
 /// What every model's loop shares.
 #[derive(Clone)]
@@ -215,6 +237,8 @@ struct Env {
     kind: &'static adaptor::AdaptorKind,
     shared: Arc<Shared>,
     health: Arc<LoopHealth>,
+    /// The stepper's, for a stepped model.
+    steps_health: Option<Arc<LoopHealth>>,
     shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 }
 
@@ -256,10 +280,28 @@ impl Adaptor {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let model = K::kind(&()).to_string();
-        self.models.push((
+        let driver = Tasks(Arc::new(drive));
+        self.models.push(Driven {
             model,
-            Box::new(move |env| model_loop::<K, F, Fut>(env, drive).boxed()),
-        ));
+            stepped: false,
+            start: Box::new(move |env| model_loop::<K, _>(env, driver).boxed()),
+        });
+        self
+    }
+
+    /// Drives every device of model `S::Model` assigned to this adaptor as
+    /// the steps `S`, all in one task (steps.rs): for protocol code that
+    /// never waits, such as a simulation.
+    pub fn steps<S: Steps>(mut self) -> Adaptor {
+        let model = S::Model::kind(&()).to_string();
+        self.models.push(Driven {
+            model,
+            stepped: true,
+            start: Box::new(move |env| {
+                let health = env.steps_health.clone().expect("a stepped model's health");
+                model_loop::<S::Model, _>(env, Stepping::start::<S>(health)).boxed()
+            }),
+        });
         self
     }
 
@@ -270,7 +312,7 @@ impl Adaptor {
         let kind = self
             .kind
             .ok_or_else(|| anyhow::anyhow!("unknown adaptor {short_name}"))?;
-        for (model, _) in &self.models {
+        for Driven { model, .. } in &self.models {
             anyhow::ensure!(
                 kind.models.contains(&model.as_str()),
                 "adaptor {short_name} is registered for {:?}, not {model} (devicelink_api::adaptor)",
@@ -279,7 +321,7 @@ impl Adaptor {
         }
         for model in kind.models {
             anyhow::ensure!(
-                self.models.iter().any(|(driven, _)| driven == model),
+                self.models.iter().any(|driven| driven.model == *model),
                 "adaptor {short_name} is registered for {model} (devicelink_api::adaptor) but does not drive it"
             );
         }
@@ -313,7 +355,12 @@ impl Adaptor {
         let loops: Vec<_> = self
             .models
             .into_iter()
-            .map(|(model, start)| (health.add_loop(&model), start))
+            .map(|driven| {
+                let steps = driven
+                    .stepped
+                    .then(|| health.add_loop(&format!("{} steps", driven.model)));
+                (health.add_loop(&driven.model), steps, driven.start)
+            })
             .collect();
         let registers = self.register;
         let budget = shared.status_budget.clone();
@@ -327,13 +374,14 @@ impl Adaptor {
             },
         );
         let shutdown = devicelink_process::bounded_stop(STOP_WITHIN);
-        let running = loops.into_iter().map(|(health, start)| {
+        let running = loops.into_iter().map(|(health, steps_health, start)| {
             start(Env {
                 client: client.clone(),
                 writer: writer.clone(),
                 kind,
                 shared: shared.clone(),
                 health,
+                steps_health,
                 shutdown: shutdown.clone(),
             })
         });
@@ -358,12 +406,11 @@ impl Adaptor {
 }
 
 /// Watches the devices of model `K` assigned to this adaptor and their
-/// DeviceLinks, and runs `drive` for each device, until shutdown.
-async fn model_loop<K, F, Fut>(env: Env, drive: F)
+/// DeviceLinks, and drives each device with `driver`, until shutdown.
+async fn model_loop<K, D>(env: Env, driver: D)
 where
     K: Model,
-    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    D: Driver<K>,
 {
     let Env {
         client,
@@ -371,6 +418,7 @@ where
         kind,
         shared,
         health,
+        steps_health: _,
         shutdown,
     } = env;
     let mut updates = updates::<K>(&client, kind, &shared.config);
@@ -400,7 +448,7 @@ where
         }),
         writer,
         shared,
-        drive: Arc::new(drive),
+        driver,
         health: health.clone(),
     };
     let mut shutdown = shutdown;
@@ -472,7 +520,7 @@ fn updates<K: Model>(
 
 /// What one model's loop owns: the devices it drives, those it lets go of,
 /// and their DeviceLinks. Only the loop touches it, so it needs no locks.
-struct Table<K, F> {
+struct Table<K, D> {
     running: HashMap<String, Running<K>>,
     /// Deleted devices being let go of (see release.rs).
     releasing: HashMap<String, JoinHandle<()>>,
@@ -485,41 +533,44 @@ struct Table<K, F> {
     /// The client of the devices' writes (the release's too).
     writer: Client,
     shared: Arc<Shared>,
-    drive: Arc<F>,
+    driver: D,
     health: Arc<LoopHealth>,
 }
 
-impl<K, F, Fut> Table<K, F>
+impl<K, D> Table<K, D>
 where
     K: Model,
-    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    D: Driver<K>,
 {
     fn on_device(&mut self, event: watcher::Event<K>) {
         match event {
             watcher::Event::Init => self.seen_in_relist.clear(),
-            watcher::Event::InitApply(device) | watcher::Event::Apply(device)
-                if device.meta().deletion_timestamp.is_some() =>
-            {
-                self.seen_in_relist.insert(key(&device));
-                self.release(device);
-            }
             watcher::Event::InitApply(device) => {
                 self.seen_in_relist.insert(key(&device));
-                self.upsert(device);
+                self.apply(device);
             }
             watcher::Event::InitDone => {
-                let seen = &self.seen_in_relist;
+                // Not kept past the relist: a key for each device.
+                let seen = std::mem::take(&mut self.seen_in_relist);
                 self.running.retain(|k, _| seen.contains(k));
                 self.health.devices_listed();
             }
-            watcher::Event::Apply(device) => self.upsert(device),
+            watcher::Event::Apply(device) => self.apply(device),
             watcher::Event::Delete(device) => {
                 self.releasing.remove(&key(&device));
                 if self.running.remove(&key(&device)).is_some() {
                     info!(device = %key(&device), "device removed; stopped");
                 }
             }
+        }
+    }
+
+    /// A device as it now is: driven, or let go of once being deleted.
+    fn apply(&mut self, device: K) {
+        if device.meta().deletion_timestamp.is_some() {
+            self.release(device);
+        } else {
+            self.upsert(device);
         }
     }
 
@@ -530,7 +581,7 @@ where
             device,
             &self.writes,
             &self.shared,
-            &self.drive,
+            &self.driver,
         );
     }
 
@@ -588,7 +639,7 @@ where
                 Some(Some(k))
             }
             watcher::Event::InitDone => {
-                let seen = &self.links_in_relist;
+                let seen = std::mem::take(&mut self.links_in_relist);
                 self.links.known.retain(|k, _| seen.contains(k));
                 self.health.links_listed();
                 Some(None)
@@ -604,8 +655,11 @@ where
             for (k, r) in &self.running {
                 if touched.as_ref().is_none_or(|t| t == k) {
                     let now = self.links.references(k);
-                    r.spec
-                        .send_if_modified(|s| replace_if_changed(&mut s.references, now));
+                    if r.spec
+                        .send_if_modified(|s| replace_if_changed(&mut s.references, now))
+                    {
+                        r.changed();
+                    }
                 }
             }
         }
@@ -621,8 +675,11 @@ where
                 |l: &Link| links.following.is_identity(object) || l.objects().contains(object);
             if links.known.get(k).is_some_and(|l| uses(l)) {
                 let now = links.references(k);
-                r.spec
-                    .send_if_modified(|s| replace_if_changed(&mut s.references, now));
+                if r.spec
+                    .send_if_modified(|s| replace_if_changed(&mut s.references, now))
+                {
+                    r.changed();
+                }
             }
         }
     }
@@ -694,27 +751,28 @@ fn replace_if_changed(old: &mut Arc<References>, now: Arc<References>) -> bool {
 
 /// Hands a new spec to the device's task, or starts one for a device new
 /// here.
-fn upsert<K, F, Fut>(
+fn upsert<K, D>(
     running: &mut HashMap<String, Running<K>>,
     links: &Links,
     device: K,
     writes: &Writer,
     shared: &Shared,
-    drive: &Arc<F>,
+    driver: &D,
 ) where
     K: Model,
-    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    D: Driver<K>,
 {
     let k = key(&device);
     let mut device = device;
     if let Some(r) = running.get(&k) {
         keep_for_the_task(&mut device);
-        r.spec.send_modify(|s| s.device = Arc::new(device));
+        let device = context::Kept::new(device);
+        r.spec.send_modify(|s| s.device = device);
+        r.changed();
         return;
     }
     info!(device = %k, "device assigned; starting");
-    let started = start(&k, device, links, writes, shared, drive);
+    let started = start(&k, device, links, writes, shared, driver);
     running.insert(k, started);
 }
 
@@ -742,18 +800,17 @@ fn keep_for_the_task<K: Model>(device: &mut K) {
 
 /// Starts a device: its task running its protocol code (supervised), and
 /// its report to the adaptor's writer.
-fn start<K, F, Fut>(
+fn start<K, D>(
     k: &str,
     mut device: K,
     links: &Links,
     writes: &Writer,
     shared: &Shared,
-    drive: &Arc<F>,
+    driver: &D,
 ) -> Running<K>
 where
     K: Model,
-    F: Fn(DeviceContext<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    D: Driver<K>,
 {
     // The status is the runtime's to write and it keeps its own state, so
     // the copy of the device kept for the task has none; what the runtime
@@ -762,7 +819,7 @@ where
     keep_for_the_task(&mut device);
     let (namespace, name) = (device.namespace().unwrap_or_default(), device.name_any());
     let (spec_tx, spec_rx) = latest::channel(Spec {
-        device: Arc::new(device),
+        device: context::Kept::new(device),
         references: links.references(k),
     });
     let (mqtt, mqtt_rx) = shared.device_mqtt();
@@ -775,27 +832,16 @@ where
     if let Some(link) = links.known.get(k) {
         report.set_link(link.clone());
     }
-
-    // A new context for each run of the device's task (see supervise).
-    let context = {
-        let (handles, report) = (handles.clone(), report.clone());
-        move || DeviceContext::new(spec_rx.clone(), handles.clone(), report.clone())
-    };
-    let connected = {
-        let report = report.clone();
-        move |outcome| report.set_connected(outcome)
-    };
-    // Not kept: the task ends when the device's watch closes.
-    tokio::spawn(supervise::supervise(
-        k.to_string(),
-        context,
-        drive.clone(),
-        connected,
-    ));
+    let bell = driver.begin(Parts {
+        spec: spec_rx,
+        handles: handles.clone(),
+        report: report.clone(),
+    });
     Running {
         spec: spec_tx,
         report,
         handles,
+        bell,
     }
 }
 

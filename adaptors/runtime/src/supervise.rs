@@ -19,7 +19,7 @@ use crate::{Backoff, Reason};
 /// doubling to 10 s) and starts it again with a new context. Aborting the
 /// supervisor's task aborts the run.
 pub(crate) async fn supervise<C, F, Fut>(
-    device: String,
+    device: impl std::fmt::Display,
     make: impl Fn() -> C,
     drive: Arc<F>,
     connected: impl Fn(Outcome),
@@ -46,7 +46,7 @@ pub(crate) async fn supervise<C, F, Fut>(
 }
 
 /// The message a panic carried.
-fn what(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn what(payload: Box<dyn Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(s) => *s,
         Err(payload) => payload
@@ -78,7 +78,7 @@ mod tests {
             assert!(run >= 2, "bad value in run {run}");
         });
         let supervisor = tokio::spawn(supervise(
-            "ns/fan".into(),
+            "ns/fan",
             move || counted.fetch_add(1, Ordering::SeqCst),
             drive,
             move |outcome| {
@@ -125,7 +125,7 @@ mod tests {
             }
         });
         let supervisor = tokio::spawn(supervise(
-            "ns/fan".into(),
+            "ns/fan",
             || (),
             drive,
             move |outcome| {

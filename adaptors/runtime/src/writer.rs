@@ -127,6 +127,32 @@ pub(crate) struct Report {
     queue: mpsc::UnboundedSender<Arc<Report>>,
 }
 
+#[cfg(test)]
+impl Report {
+    /// A report no writer takes from, for tests of what holds one.
+    pub(crate) fn detached(mqtt: latest::Receiver<Option<MqttStatus>>) -> Arc<Report> {
+        Arc::new(Report {
+            namespace: "ns".into(),
+            name: "n".into(),
+            state: Mutex::new(State::new(mqtt)),
+            queue: mpsc::unbounded_channel().0,
+        })
+    }
+
+    /// The status last reported and what DeviceConnected should say.
+    pub(crate) fn seen(&self) -> (Option<String>, Option<Outcome>) {
+        let state = self.state.lock().unwrap();
+        (state.reported.clone(), state.connected.clone())
+    }
+}
+
+/// `namespace/name`.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 struct State {
     /// The status the device task reported last, as JSON text.
     reported: Option<String>,
@@ -332,6 +358,11 @@ impl Report {
     /// The device is gone: nothing more of it is written.
     pub(crate) fn close(&self) {
         self.state.lock().unwrap().gone = true;
+    }
+
+    /// Whether [`Report::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().unwrap().gone
     }
 
     /// Applies `change`; if it changed anything, the report goes on the
