@@ -15,48 +15,61 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Writes};
+use devicelink_adaptor_runtime::{Accepts, Change, DeviceContext, Property, Reason, Steps, Writes};
 use devicelink_api::dummy::{
     DummyPropType, DummyProtocolDevice, DummyProtocolDeviceSpec, DummyProtocolDeviceStatus,
     DummyProtocolParameters, DummyProtocolProp, DummyProtocolValue,
 };
 use serde_json::{Map, Value};
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-/// Runs one device until it is removed.
-pub async fn run(mut ctx: DeviceContext<DummyProtocolDevice>) {
-    let mut device = Device::new(&ctx.device().spec);
-    report(&ctx, &device);
-    loop {
-        let period = sync_interval(&ctx.device().spec);
-        let mut syncs = interval_at(Instant::now() + period, period);
-        syncs.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                changed = ctx.changed() => match changed {
-                    None => return,
-                    Some(Change::Spec(changed)) => {
-                        device.apply(&changed.spec);
-                        report(&ctx, &device);
-                        if sync_interval(&changed.spec) != period {
-                            break; // restart the syncs at the new pace
-                        }
-                    }
-                    Some(Change::Write(request)) => {
-                        let Some(values) = ctx.decode_write(&request, &device.writable()) else {
-                            continue;
-                        };
-                        device.write(&values);
-                        ctx.answer_write(&request, Ok(&values));
-                        report(&ctx, &device);
-                    }
-                },
-                _ = syncs.tick() => {
-                    device.sync();
-                    report(&ctx, &device);
-                }
+/// A device as the runtime steps it: a sync every `syncInterval`.
+pub struct Simulation {
+    device: Device,
+    period: Duration,
+}
+
+impl Steps for Simulation {
+    type Model = DummyProtocolDevice;
+
+    fn start(ctx: &DeviceContext<DummyProtocolDevice>) -> Simulation {
+        let spec = &ctx.device().spec;
+        let declared = Simulation {
+            device: Device::new(spec),
+            period: sync_interval(spec),
+        };
+        report(ctx, &declared.device);
+        declared
+    }
+
+    fn changed(
+        &mut self,
+        ctx: &DeviceContext<DummyProtocolDevice>,
+        change: Change<DummyProtocolDevice>,
+    ) {
+        match change {
+            Change::Spec(changed) => {
+                self.device.apply(&changed.spec);
+                // A new interval paces anew (the runtime restarts the syncs).
+                self.period = sync_interval(&changed.spec);
+            }
+            Change::Write(request) => {
+                let Some(values) = ctx.decode_write(&request, &self.device.writable()) else {
+                    return;
+                };
+                self.device.write(&values);
+                ctx.answer_write(&request, Ok(&values));
             }
         }
+        report(ctx, &self.device);
+    }
+
+    fn period(&self) -> Option<Duration> {
+        Some(self.period)
+    }
+
+    fn tick(&mut self, ctx: &DeviceContext<DummyProtocolDevice>) {
+        self.device.sync();
+        report(ctx, &self.device);
     }
 }
 

@@ -5,13 +5,11 @@
 mod declared;
 mod fan;
 
-use devicelink_api::dummy::DummyProtocolDevice;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     devicelink_adaptor_runtime::Adaptor::new("dummy")
         .steps::<fan::Fan>()
-        .drive::<DummyProtocolDevice, _, _>(declared::run)
+        .steps::<declared::Simulation>()
         .run()
         .await
 }
