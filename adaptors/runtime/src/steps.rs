@@ -183,6 +183,12 @@ impl<S: Steps> Stepper<S> {
             if stepped.ctx.removed() {
                 break true;
             }
+            if stepped.state.is_none() {
+                // Waiting to start again: its writes wait in its mailbox
+                // (looked at once it has started), its new spec is read
+                // when it starts.
+                break false;
+            }
             match stepped.ctx.next_change() {
                 Err(_) => break true,
                 Ok(None) => break false,
@@ -211,9 +217,13 @@ impl<S: Steps> Stepper<S> {
             if stepped.due != Some(at) {
                 continue; // rescheduled since
             }
+            let starting = stepped.state.is_none();
             stepped.tick();
             let due = stepped.due;
             self.schedule(id, due);
+            if starting {
+                self.look_at(id); // what arrived while it waited
+            }
             tokio::task::consume_budget().await;
         }
     }
@@ -240,7 +250,7 @@ impl<S: Steps> Stepped<S> {
 
     fn changed(&mut self, change: Change<S::Model>) {
         let Some(state) = self.state.as_mut() else {
-            return; // starting again after a panic, with the spec as it is then
+            return; // not asked for while it waits to start (look_at)
         };
         let before = state.period();
         let ctx = &self.ctx;
@@ -273,7 +283,7 @@ impl<S: Steps> Stepped<S> {
     /// The next tick one period from now, if the state ticks.
     fn ticks_from_now(&mut self) {
         let period = self.state.as_ref().and_then(S::period);
-        self.due = period.map(|p| Instant::now() + p);
+        self.due = period.map(|p| Instant::now() + p.max(SHORTEST_PERIOD));
     }
 
     fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
@@ -291,6 +301,10 @@ impl<S: Steps> Stepped<S> {
         self.due = Some(Instant::now() + wait);
     }
 }
+
+/// Ticks come no closer together than this, whatever a state asks: a
+/// period of zero would keep the stepper from its other devices.
+const SHORTEST_PERIOD: Duration = Duration::from_millis(10);
 
 /// The longest wait before a device whose steps panicked starts again.
 const MAX_WAIT: Duration = Duration::from_secs(10);
@@ -415,6 +429,7 @@ mod tests {
     }
 
     static FRAGILE_STARTS: AtomicUsize = AtomicUsize::new(0);
+    static FRAGILE_WRITES: AtomicUsize = AtomicUsize::new(0);
 
     /// Panics on the first tick of its first run.
     struct Fragile;
@@ -431,8 +446,11 @@ mod tests {
         fn changed(
             &mut self,
             _: &DeviceContext<DummySpecialDevice>,
-            _: Change<DummySpecialDevice>,
+            change: Change<DummySpecialDevice>,
         ) {
+            if matches!(change, Change::Write(_)) {
+                FRAGILE_WRITES.fetch_add(1, Ordering::SeqCst);
+            }
         }
 
         fn period(&self) -> Option<Duration> {
@@ -448,6 +466,7 @@ mod tests {
     async fn a_panicking_step_is_reported_and_the_device_started_again() {
         let doorbell = start::<Fragile>(health());
         let (_spec, ctx, report) = context::test_context(fan());
+        let handles = context::handles_of(&ctx);
         doorbell.adopt(1, ctx);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let outcome = report.seen().1.expect("DeviceConnected set");
@@ -458,8 +477,18 @@ mod tests {
             outcome.message
         );
         assert_eq!(FRAGILE_STARTS.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        // A write while it waits to start again is kept for it.
+        let write = WriteRequest {
+            payload: b"{}".to_vec(),
+            reply_topic: "fan/set/$reply".into(),
+            correlation: None,
+        };
+        assert!(handles.mqtt.writes.offer(write).is_ok());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(FRAGILE_WRITES.load(Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(FRAGILE_STARTS.load(Ordering::SeqCst), 2, "started again");
+        assert_eq!(FRAGILE_WRITES.load(Ordering::SeqCst), 1, "the write taken");
         assert_eq!(report.seen().1.unwrap().reason, "Healthy");
         tokio::time::sleep(Duration::from_millis(2_000)).await;
         assert_eq!(report.seen().1.unwrap().reason, "Healthy", "ticks again");
