@@ -6,7 +6,7 @@
 use std::{
     ops::Deref,
     sync::{
-        Arc, RwLock, RwLockReadGuard,
+        Arc, OnceLock, RwLock, RwLockReadGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -32,6 +32,9 @@ struct Shared<T> {
     version: AtomicU64,
     closed: AtomicBool,
     changed: Notify,
+    /// Called after each change, for a reader of many values that waits on
+    /// none of them ([`Receiver::on_change`]).
+    doorbell: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Changes the value; dropping it tells the readers ([`Receiver::changed`]
@@ -54,6 +57,7 @@ pub fn channel<T>(value: T) -> (Sender<T>, Receiver<T>) {
         version: AtomicU64::new(0),
         closed: AtomicBool::new(false),
         changed: Notify::new(),
+        doorbell: OnceLock::new(),
     });
     let receiver = Receiver {
         shared: shared.clone(),
@@ -94,6 +98,9 @@ impl<T> Sender<T> {
         };
         if modified {
             self.shared.changed.notify_waiters();
+            if let Some(ring) = self.shared.doorbell.get() {
+                ring();
+            }
         }
         modified
     }
@@ -136,6 +143,15 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// Calls `ring` after every change from now on (outside the value's
+    /// lock), so that one task can follow many values without a future
+    /// waiting on each. Set once, for all receivers; later calls change
+    /// nothing. `ring` should not hold what holds a receiver (a cycle of
+    /// `Arc`s is never freed): hold a `Weak`.
+    pub fn on_change(&self, ring: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.doorbell.set(Box::new(ring));
+    }
+
     /// The value now, without marking it seen.
     pub fn borrow(&self) -> Ref<'_, T> {
         Ref(self.shared.read())
@@ -273,5 +289,20 @@ mod tests {
             .await
             .expect("the reader saw the last value")
             .unwrap();
+    }
+
+    #[test]
+    fn on_change_rings_after_each_change_and_not_for_none() {
+        let (tx, rx) = channel(0);
+        let rung = Arc::new(AtomicU64::new(0));
+        let count = rung.clone();
+        rx.on_change(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        tx.send_replace(1);
+        tx.send_modify(|v| *v += 1);
+        assert!(!tx.send_if_modified(|_| false));
+        assert_eq!(rung.load(Ordering::SeqCst), 2);
+        assert_eq!(*rx.borrow(), 2);
     }
 }

@@ -65,7 +65,6 @@ pub(crate) struct Settings {
 /// their reports on. Dropping it stops the task.
 pub(crate) struct Writer {
     queue: mpsc::UnboundedSender<Arc<Report>>,
-    watch_mqtt: mpsc::UnboundedSender<MqttWatch>,
     task: JoinHandle<()>,
 }
 
@@ -73,12 +72,9 @@ impl Writer {
     /// Starts the writer of devices of model `K`.
     pub(crate) fn start<K: Model>(settings: Settings) -> Writer {
         let (queue, queued) = mpsc::unbounded_channel();
-        let (watch_mqtt, mqtt_watches) = mpsc::unbounded_channel();
         let desk = Desk::<K> {
             settings,
             queued,
-            mqtt_watches,
-            watching: FuturesUnordered::new(),
             timers: BinaryHeap::new(),
             urgent: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -87,7 +83,6 @@ impl Writer {
         };
         Writer {
             queue,
-            watch_mqtt,
             task: tokio::spawn(desk.run()),
         }
     }
@@ -106,7 +101,18 @@ impl Writer {
             state: Mutex::new(State::new(mqtt.clone())),
             queue: self.queue.clone(),
         });
-        let _ = self.watch_mqtt.send((report.clone(), mqtt));
+        // A change of the MQTT state marks the status and the condition,
+        // from whoever changes it: no future waits on it for each device.
+        // Weak: the report holds the state's receiver.
+        let weak = Arc::downgrade(&report);
+        mqtt.on_change(move || {
+            if let Some(report) = weak.upgrade() {
+                report.change(|s| {
+                    (s.status_changed, s.condition_stale) = (true, true);
+                    true
+                });
+            }
+        });
         report
     }
 }
@@ -377,19 +383,12 @@ impl Report {
     }
 }
 
-/// A device's MQTT connection state, watched for the device.
-type MqttWatch = (Arc<Report>, latest::Receiver<Option<MqttStatus>>);
-type Watching = Pin<Box<dyn Future<Output = Option<MqttWatch>> + Send>>;
 type Writing = Pin<Box<dyn Future<Output = (Arc<Report>, Done)> + Send>>;
 
 /// The writer's task and everything it owns.
 struct Desk<K> {
     settings: Settings,
     queued: mpsc::UnboundedReceiver<Arc<Report>>,
-    mqtt_watches: mpsc::UnboundedReceiver<MqttWatch>,
-    /// A small future per device with MQTT state, not a task: a change
-    /// marks the status and condition.
-    watching: FuturesUnordered<Watching>,
     /// When to look at a device again, soonest first.
     timers: BinaryHeap<Reverse<Timer>>,
     /// Devices whose DeviceConnected is due, waiting for a free write:
@@ -432,16 +431,6 @@ impl<K: Model> Desk<K> {
                 Some(report) = self.queued.recv() => {
                     report.state.lock().unwrap().queued = false;
                     self.look_at(report);
-                }
-                Some((report, mqtt)) = self.mqtt_watches.recv() => {
-                    self.watching.push(watch(report, mqtt));
-                }
-                Some(Some((report, mqtt))) = self.watching.next() => {
-                    report.change(|s| {
-                        (s.status_changed, s.condition_stale) = (true, true);
-                        true
-                    });
-                    self.watching.push(watch(report, mqtt));
                 }
                 Some((report, done)) = self.writing.next() => {
                     {
@@ -572,16 +561,6 @@ where
     T::DynamicType: Default,
 {
     Api::namespaced(client.clone(), namespace)
-}
-
-/// Waits for a change of a device's MQTT state; `None` once the device or
-/// its connection is gone.
-fn watch(report: Arc<Report>, mut mqtt: latest::Receiver<Option<MqttStatus>>) -> Watching {
-    Box::pin(async move {
-        mqtt.changed().await.ok()?;
-        let gone = report.state.lock().unwrap().gone;
-        (!gone).then_some((report, mqtt))
-    })
 }
 
 fn digest(status: &str) -> u64 {
@@ -916,24 +895,11 @@ mod tests {
         );
     }
 
-    /// Each device has its report for as long as it runs, and a future
-    /// watching its MQTT state: memory per device. Prints their sizes
-    /// (docs/benchmarks.md quotes them).
+    /// Each device has its report for as long as it runs: memory per
+    /// device. Prints its size (docs/benchmarks.md quotes it).
     #[test]
     fn what_a_waiting_device_costs_stays_small() {
-        let (_mqtt, mqtt_rx) = latest::channel(None);
-        let (queue, _queued) = mpsc::unbounded_channel();
-        let report = Arc::new(Report {
-            namespace: "ns".into(),
-            name: "n".into(),
-            state: Mutex::new(State::new(mqtt_rx.clone())),
-            queue,
-        });
-        let watching = watch(report, mqtt_rx);
-        let sizes = [
-            ("report", std::mem::size_of::<Report>()),
-            ("MQTT state watch", std::mem::size_of_val(&*watching)),
-        ];
+        let sizes = [("report", std::mem::size_of::<Report>())];
         eprintln!("per-device state, bytes: {sizes:?}");
         for (what, size) in sizes {
             assert!(size <= 512, "the {what} takes {size} bytes");
