@@ -45,7 +45,7 @@ pub async fn run(mut ctx: DeviceContext<MQTTDevice>, metrics: MqttDeviceMetrics)
             // Secrets and ConfigMaps are still being read: not a failure.
             None
         } else {
-            match Plan::new(&device.spec, ctx.topic_context()) {
+            match Plan::new(&device.spec, &ctx.topic_context()) {
                 Err(problems) => Some(Reason::InvalidProperty.outcome(problems.join("; "))),
                 Ok(plan) => match ctx.connect_device(&device.spec.protocol.options, plan.filters())
                 {
@@ -110,7 +110,7 @@ async fn serve(
                     return Exit::Removed;
                 }
                 Some(Change::Spec(device)) => {
-                    let new = match Plan::new(&device.spec, ctx.topic_context()) {
+                    let new = match Plan::new(&device.spec, &ctx.topic_context()) {
                         Ok(new) => new,
                         Err(_) => return Exit::Respec,
                     };

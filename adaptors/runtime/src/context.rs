@@ -133,7 +133,6 @@ pub struct DeviceContext<K: Model> {
     acted_on: Kept<K>,
     /// The references' values the task was last handed.
     references_acted_on: Arc<References>,
-    link: TopicContext,
     handles: Arc<Handles>,
     /// What the adaptor writes to the API server about the device: its
     /// status, DeviceConnected, refused writes (writer.rs).
@@ -147,19 +146,14 @@ impl<K: Model> DeviceContext<K> {
         handles: Arc<Handles>,
         report: Arc<Report>,
     ) -> Self {
-        let (link, acted_on, references_acted_on) = {
+        let (acted_on, references_acted_on) = {
             let now = spec.borrow();
-            (
-                topic_context(now.device.device().as_ref()),
-                now.device.clone(),
-                now.references.clone(),
-            )
+            (now.device.clone(), now.references.clone())
         };
         let mut ctx = DeviceContext {
             spec,
             acted_on,
             references_acted_on,
-            link,
             handles,
             report,
             write_rate: Mutex::new(WriteRate::new(std::time::Instant::now())),
@@ -177,7 +171,7 @@ impl<K: Model> DeviceContext<K> {
 
     /// `namespace/name` of the device (and of its DeviceLink).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.link.namespace, self.link.name)
+        self.report.to_string()
     }
 
     /// The values of the DeviceLink's `spec.references`, for the `*Ref`
@@ -187,9 +181,10 @@ impl<K: Model> DeviceContext<K> {
     }
 
     /// The DeviceLink as topic templates see it (`:namespace`, `:name`,
-    /// `:uid`).
-    pub fn topic_context(&self) -> &TopicContext {
-        &self.link
+    /// `:uid`). Made when asked for (rarely: when a connection is made),
+    /// not kept for each device.
+    pub fn topic_context(&self) -> TopicContext {
+        topic_context(self.device().as_ref())
     }
 
     /// Connects to the broker of a device that speaks MQTT itself, with
@@ -218,8 +213,14 @@ impl<K: Model> DeviceContext<K> {
         let resolve = |r: &devicelink_api::devicelink::ReferenceItem| {
             references.text(r).map_err(|e| e.to_string())
         };
-        let publisher =
-            Publisher::start_device(options, &self.link, &resolve, &mqtt, filters, sink)?;
+        let publisher = Publisher::start_device(
+            options,
+            &self.topic_context(),
+            &resolve,
+            &mqtt,
+            filters,
+            sink,
+        )?;
         Ok(DeviceConnection {
             publisher,
             received,
@@ -424,7 +425,8 @@ impl<K: Model> DeviceContext<K> {
         }
         *self.handles.publisher.lock().unwrap() = None;
         let references = self.references();
-        match start_publisher(device.as_ref(), &self.link, &references, &self.handles.mqtt) {
+        let link = topic_context(device.as_ref());
+        match start_publisher(device.as_ref(), &link, &references, &self.handles.mqtt) {
             Ok(None) => {
                 if options.is_none() {
                     self.handles.mqtt.state.send_replace(None);
