@@ -314,6 +314,7 @@ mod tests {
     use super::*;
     use crate::context::{self, Kept, tests::fan};
     use devicelink_api::dummy::{DummySpecialDevice, Gear};
+    use devicelink_cells::latest;
     use devicelink_mqtt::inbound::WriteRequest;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -379,12 +380,34 @@ mod tests {
         serde_json::from_str(&report.seen().0.expect("a status reported")).unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_stepped_device_ticks_takes_changes_and_writes_and_goes_when_removed() {
-        let doorbell = start::<Counter>(health());
+    /// A fan handed to a new stepper of `S` as device `id`: the sender of
+    /// its spec, its report, its handles and the stepper's doorbell.
+    fn stepped<S: Steps<Model = DummySpecialDevice>>(
+        id: DeviceId,
+    ) -> (
+        latest::Sender<context::Spec<DummySpecialDevice>>,
+        Arc<crate::writer::Report>,
+        Arc<context::Handles>,
+        Doorbell<DummySpecialDevice>,
+    ) {
+        let doorbell = start::<S>(health());
         let (spec, ctx, report) = context::test_context(fan());
         let handles = context::handles_of(&ctx);
-        doorbell.adopt(7, ctx);
+        doorbell.adopt(id, ctx);
+        (spec, report, handles, doorbell)
+    }
+
+    fn write() -> WriteRequest {
+        WriteRequest {
+            payload: b"{}".to_vec(),
+            reply_topic: "fan/set/$reply".into(),
+            correlation: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stepped_device_ticks_takes_changes_and_writes_and_goes_when_removed() {
+        let (spec, report, handles, doorbell) = stepped::<Counter>(7);
         tokio::time::sleep(Duration::from_millis(3_500)).await;
         assert_eq!(
             reported(&report),
@@ -409,12 +432,7 @@ mod tests {
         assert_eq!(reported(&report)["ticks"], 4);
 
         // A write rings the stepper by itself.
-        let write = WriteRequest {
-            payload: b"{}".to_vec(),
-            reply_topic: "fan/set/$reply".into(),
-            correlation: None,
-        };
-        assert!(handles.mqtt.writes.offer(write).is_ok());
+        assert!(handles.mqtt.writes.offer(write()).is_ok());
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(reported(&report)["writes"], 1);
 
@@ -464,10 +482,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_panicking_step_is_reported_and_the_device_started_again() {
-        let doorbell = start::<Fragile>(health());
-        let (_spec, ctx, report) = context::test_context(fan());
-        let handles = context::handles_of(&ctx);
-        doorbell.adopt(1, ctx);
+        let (_spec, report, handles, _doorbell) = stepped::<Fragile>(1);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let outcome = report.seen().1.expect("DeviceConnected set");
         assert_eq!(outcome.reason, "InternalError");
@@ -478,12 +493,7 @@ mod tests {
         );
         assert_eq!(FRAGILE_STARTS.load(Ordering::SeqCst), 1);
         // A write while it waits to start again is kept for it.
-        let write = WriteRequest {
-            payload: b"{}".to_vec(),
-            reply_topic: "fan/set/$reply".into(),
-            correlation: None,
-        };
-        assert!(handles.mqtt.writes.offer(write).is_ok());
+        assert!(handles.mqtt.writes.offer(write()).is_ok());
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(FRAGILE_WRITES.load(Ordering::SeqCst), 0);
         tokio::time::sleep(Duration::from_millis(900)).await;
