@@ -1,9 +1,10 @@
-//! Watches the devices assigned to this adaptor and runs one task per device.
+//! Watches the devices assigned to this adaptor and hands each to its
+//! model's driver (driver.rs: a task per device, or one stepper for all).
 //!
 //! One loop owns the table of devices, so there are no locks: device events
-//! start, update or stop tasks; DeviceLink events are passed to the task
-//! and to the report (writer.rs) of the device with the same namespace and
-//! name.
+//! start, update or stop devices; DeviceLink events are passed to the
+//! device and to the report (writer.rs) of the device with the same
+//! namespace and name.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -194,7 +195,8 @@ enum Update<K> {
 }
 
 /// An adaptor process: one adaptor kind on one node, driving each device
-/// model its kind names with a function called in a new task per device.
+/// model its kind names: with a function called in a new task per device
+/// ([`Adaptor::drive`]), or as steps ([`Adaptor::steps`]).
 ///
 /// ```no_run
 /// # async fn fan(_: devicelink_adaptor_runtime::DeviceContext<devicelink_api::dummy::DummySpecialDevice>) {}
