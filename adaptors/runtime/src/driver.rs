@@ -15,7 +15,7 @@ use devicelink_cells::latest;
 use crate::{
     context::{DeviceContext, Handles, Spec},
     model::Model,
-    steps::{self, DeviceId, Doorbell, Steps},
+    steps::{self, Bell, Doorbell, Steps},
     supervise,
     writer::Report,
 };
@@ -39,28 +39,6 @@ pub(crate) trait Driver<K: Model>: Send + 'static {
     /// Starts driving a device. A stepped device returns the bell to ring
     /// after each change of its spec, and when it is removed.
     fn begin(&self, parts: Parts<K>) -> Option<Bell>;
-}
-
-/// Rings a stepped device's stepper for it.
-pub(crate) struct Bell {
-    doorbell: Arc<dyn Ring>,
-    id: DeviceId,
-}
-
-impl Bell {
-    pub(crate) fn ring(&self) {
-        self.doorbell.ring(self.id);
-    }
-}
-
-trait Ring: Send + Sync {
-    fn ring(&self, id: DeviceId);
-}
-
-impl<K: Model> Ring for Doorbell<K> {
-    fn ring(&self, id: DeviceId) {
-        Doorbell::ring(self, id);
-    }
 }
 
 /// A task per device, running `drive` (supervised: a panic starts it
@@ -94,7 +72,7 @@ where
 
 /// One task stepping every device of the model.
 pub(crate) struct Stepping<K: Model> {
-    doorbell: Arc<Doorbell<K>>,
+    doorbell: Doorbell<K>,
     next: AtomicU64,
 }
 
@@ -102,7 +80,7 @@ impl<K: Model> Stepping<K> {
     /// Starts the stepper of `S`, beating on `health`.
     pub(crate) fn start<S: Steps<Model = K>>(health: Arc<crate::health::LoopHealth>) -> Self {
         Stepping {
-            doorbell: Arc::new(steps::start::<S>(health)),
+            doorbell: steps::start::<S>(health),
             next: AtomicU64::new(0),
         }
     }
@@ -112,9 +90,6 @@ impl<K: Model> Driver<K> for Stepping<K> {
     fn begin(&self, parts: Parts<K>) -> Option<Bell> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.doorbell.adopt(id, parts.context());
-        Some(Bell {
-            doorbell: self.doorbell.clone(),
-            id,
-        })
+        Some(self.doorbell.bell(id))
     }
 }

@@ -29,14 +29,14 @@ use tracing::info;
 use crate::{
     context::{self, DeviceContext, Handles, Spec},
     discovery::Discoverer,
-    driver::{Bell, Driver, Parts, Stepping, Tasks},
+    driver::{Driver, Parts, Stepping, Tasks},
     health::{self, Health, LoopHealth},
     link::Link,
     metrics,
     model::Model,
     release,
     status_budget::StatusBudget,
-    steps::Steps,
+    steps::{Bell, Steps},
     write_ledger::WriteLedger,
     writer::{self, Report, Writer},
 };

@@ -86,9 +86,25 @@ impl<K: Model> Doorbell<K> {
         let _ = self.adopt.send((id, ctx));
     }
 
-    /// Something of device `id` changed: its spec, or it was removed.
-    pub(crate) fn ring(&self, id: DeviceId) {
-        self.rung.ring(id);
+    /// What rings the stepper for device `id`, to keep with the device.
+    pub(crate) fn bell(&self, id: DeviceId) -> Bell {
+        Bell {
+            rung: self.rung.clone(),
+            id,
+        }
+    }
+}
+
+/// Rings a stepped device's stepper for it.
+pub(crate) struct Bell {
+    rung: Arc<Rung>,
+    id: DeviceId,
+}
+
+impl Bell {
+    /// Something of the device changed: its spec, or it was removed.
+    pub(crate) fn ring(&self) {
+        self.rung.ring(self.id);
     }
 }
 
@@ -419,7 +435,7 @@ mod tests {
         slow.spec.gear = Gear::Slow;
         slow.metadata.generation = Some(4);
         spec.send_modify(|s| s.device = Kept::new(slow));
-        doorbell.ring(7);
+        doorbell.bell(7).ring();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(reported(&report)["gear"], "slow");
         tokio::time::sleep(Duration::from_millis(2_800)).await;
@@ -437,7 +453,7 @@ mod tests {
         assert_eq!(reported(&report)["writes"], 1);
 
         report.close();
-        doorbell.ring(7);
+        doorbell.bell(7).ring();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             Arc::strong_count(&handles),
