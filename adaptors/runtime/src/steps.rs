@@ -304,7 +304,7 @@ impl<S: Steps> Stepped<S> {
 
     fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
         self.state = None;
-        let wait = Duration::from_secs(1 << self.panics.min(3)).min(MAX_WAIT);
+        let wait = wait_after(self.panics);
         self.panics = self.panics.saturating_add(1);
         let panic = crate::supervise::what(payload);
         let device = self.ctx.key();
@@ -324,6 +324,13 @@ const SHORTEST_PERIOD: Duration = Duration::from_millis(10);
 
 /// The longest wait before a device whose steps panicked starts again.
 const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// The wait after `panics` panics in a row before this one: Backoff's
+/// schedule (1 s doubling to 10 s), kept as a count of panics, a byte a
+/// device instead of a Backoff's 32.
+fn wait_after(panics: u8) -> Duration {
+    Duration::from_secs(1 << panics.min(4)).min(MAX_WAIT)
+}
 
 #[cfg(test)]
 mod tests {
@@ -460,6 +467,18 @@ mod tests {
             1,
             "the stepper let go of the removed device"
         );
+    }
+
+    #[test]
+    fn a_panicking_device_waits_as_a_supervised_task_does() {
+        let mut backoff = crate::Backoff::new();
+        for panics in 0..8 {
+            assert_eq!(
+                wait_after(panics),
+                backoff.after_failure(),
+                "after {panics}"
+            );
+        }
     }
 
     static FRAGILE_STARTS: AtomicUsize = AtomicUsize::new(0);
