@@ -184,12 +184,12 @@ pub async fn run(
     readiness.set(false);
     let links_api: Api<DeviceLink> = Api::all(client.clone());
     let reader = links.as_reader();
-    let events = Events::new(client.clone(), MANAGER, &config.identity());
-    // What adaptors report on DeviceLinks, recorded as Events while this
-    // replica leads.
-    let (happened, to_record) = tokio::sync::mpsc::unbounded_channel();
-    let _recorder = AbortOnDrop(tokio::spawn(reported::record(to_record, events.clone())));
+    // Events are written while this replica leads, what adaptors report
+    // on DeviceLinks among them.
+    let (events, recorder) = Events::new(client.clone(), MANAGER, &config.identity());
+    let _recorder = AbortOnDrop(tokio::spawn(recorder.run()));
     let mut reported = Reported::default();
+    let reporting = events.clone();
     let link_events = reflector(
         links,
         watcher(links_api, watcher::Config::default().any_semantic()).modify(watch_filter::slim),
@@ -197,7 +197,7 @@ pub async fn run(
     .default_backoff()
     .inspect(move |event| {
         for h in event.iter().flat_map(|e| reported.observe(e)) {
-            let _ = happened.send(h);
+            reporting.record(h);
         }
     })
     .applied_objects();
@@ -382,14 +382,33 @@ async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action> {
             Cleanup::Waiting => Ok(Action::requeue(RELEASE_CHECK)),
         };
     }
-    if let Some(patch) = finalizer::adding(&link.metadata, FINALIZER) {
-        // The update brings the DeviceLink back with the finalizer on it.
-        if let Some(after) = patch_metadata(&api, &link.metadata, Some(patch)).await? {
-            ctx.wrote(&link, &after);
-        }
+    let Some(link) = with_finalizer(link, &api, &ctx).await? else {
+        // Gone before it got the finalizer: nothing to do.
         return Ok(Action::await_change());
-    }
+    };
     apply(&link, &ctx).await
+}
+
+/// The DeviceLink with our finalizer on it, added if missing; `None` if it
+/// is gone. A new DeviceLink goes on through the pipeline with the patched
+/// object at once: waiting for the patch's watch event instead would put
+/// it behind every DeviceLink created meanwhile, once more (thousands, when
+/// a fleet is applied together).
+async fn with_finalizer(
+    link: Arc<DeviceLink>,
+    api: &Api<DeviceLink>,
+    ctx: &Context,
+) -> Result<Option<Arc<DeviceLink>>> {
+    let Some(patch) = finalizer::adding(&link.metadata, FINALIZER) else {
+        return Ok(Some(link));
+    };
+    let Some(mut after) = patch_metadata(api, &link.metadata, Some(patch)).await? else {
+        return Ok(None);
+    };
+    // As the cache keeps it: the status write below sends it back whole.
+    watch_filter::slim(&mut after);
+    ctx.wrote(&link, &after);
+    Ok(Some(Arc::new(after)))
 }
 
 fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -506,9 +525,7 @@ async fn write_status(link: &DeviceLink, status: DeviceLinkStatus, ctx: &Context
         .await?;
     ctx.wrote(link, &after);
 
-    if let Err(e) = ctx.events.transitions(link, &changed).await {
-        warn!(error = %e, "could not record event");
-    }
+    ctx.events.transitions(link, &changed);
     Ok(())
 }
 

@@ -65,8 +65,10 @@ fn fixture_with(flags: &[&str]) -> (Arc<Context>, ApiServer, Caches) {
     let devices_writer = Writer::<DeviceMeta>::new(model.clone());
     let mut devices = crate::device_watch::DeviceCaches::default();
     devices.insert(&model, devices_writer.as_reader());
+    let (events, recorder) = Events::new(client.clone(), MANAGER, "test");
+    tokio::spawn(recorder.run());
     let ctx = Context {
-        events: Events::new(client.clone(), MANAGER, "test"),
+        events,
         metrics: Metrics::new(links.clone()),
         devices,
         broker: crate::broker::BrokerAccess::default(),
@@ -243,16 +245,34 @@ fn conditions(status: &Value) -> Vec<(String, String, String)> {
 }
 
 #[tokio::test]
-async fn a_new_devicelink_first_gets_the_finalizer_and_nothing_else() {
+async fn a_new_devicelink_gets_the_finalizer_and_goes_on_in_the_same_reconcile() {
     let (ctx, mut server, mut caches) = fixture();
     world(&ctx, &mut caches);
     let new = link(false);
     let task = run(&new, &ctx);
     let sent = answer(&mut server, "PATCH", LINK_PATH, 200, |_| {
-        stored(serde_json::to_value(link(true)).unwrap(), "11")
+        let mut patched = serde_json::to_value(link(true)).unwrap();
+        patched["metadata"]["managedFields"] = json!([{"manager": "kubectl"}]);
+        stored(patched, "11")
     })
     .await;
     assert_eq!(sent["metadata"]["finalizers"], json!([FINALIZER]), "{sent}");
+    answer(&mut server, "PATCH", DEVICE_PATH, 200, |sent| sent.clone()).await;
+    // Written over the patched version, not the one the reconcile began
+    // with (that would conflict), and without the managed fields the
+    // patch's answer carried.
+    let status = status_written(&mut server, "12").await;
+    assert_eq!(status["metadata"]["resourceVersion"], "11", "{status}");
+    assert_eq!(status["metadata"]["finalizers"], json!([FINALIZER]));
+    assert!(status["metadata"]["managedFields"].is_null(), "{status}");
+    event_recorded(&mut server).await;
+    silence(&mut server).await;
+    task.await.unwrap().unwrap();
+
+    // The watch events of the two writes: the first is already handled.
+    let patched = stored(serde_json::to_value(link(true)).unwrap(), "11");
+    let patched: DeviceLink = serde_json::from_value(patched).unwrap();
+    let task = run(&patched, &ctx);
     silence(&mut server).await;
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
 }
