@@ -5,53 +5,90 @@
 //! every event it sent for six minutes to count repeats, which at thousands
 //! of DeviceLinks is a large part of the operator's memory, while our events
 //! rarely repeat (each names the transitions that just happened).
+//!
+//! An Event is made when it happens (its time is then) and written by one
+//! recorder task, a few at a time, not by the reconcile that made it. A
+//! reconcile that waited for its Event held its place among the few that
+//! run at once for one more round trip to the API server: when thousands of
+//! DeviceLinks are applied together, that slowed every DeviceLink behind
+//! it, to tell what the status already says. Events are best effort, as
+//! Kubernetes treats them: one that cannot be written is logged.
 
 use devicelink_api::{
     DeviceLink, DeviceLinkCondition,
     events::{Happening, Reporter},
 };
+use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, Client, ResourceExt, api::PostParams};
+use tokio::sync::mpsc;
 
-/// Who records the events: the controller's name and this replica.
+/// Most Events being written at once (thousands of devices connect
+/// together when an adaptor starts).
+const WRITES_AT_ONCE: usize = 8;
+
+/// Who records the events (the controller's name and this replica), and
+/// the queue to the task that writes them.
 #[derive(Clone)]
 pub struct Events {
-    client: Client,
     reporter: Reporter,
+    queue: mpsc::UnboundedSender<Event>,
+}
+
+/// Writes the Events queued by [`Events`] until every sender is gone.
+pub struct Recorder {
+    client: Client,
+    queued: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Recorder {
+    pub async fn run(self) {
+        let (client, mut queued) = (self.client, self.queued);
+        futures::stream::poll_fn(move |cx| queued.poll_recv(cx))
+            .for_each_concurrent(WRITES_AT_ONCE, |event| {
+                let client = client.clone();
+                async move { write(client, event).await }
+            })
+            .await;
+    }
+}
+
+async fn write(client: Client, event: Event) {
+    let namespace = event.metadata.namespace.clone().unwrap_or_default();
+    if let Err(e) = Api::<Event>::namespaced(client, &namespace)
+        .create(&PostParams::default(), &event)
+        .await
+    {
+        tracing::warn!(error = %e, reason = ?event.reason, "could not record an Event");
+    }
 }
 
 impl Events {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Events {
-        Events {
-            client,
+    /// The Events of this controller and replica, and the task that writes
+    /// them (to run while this replica leads).
+    pub fn new(client: Client, controller: &str, instance: &str) -> (Events, Recorder) {
+        let (queue, queued) = mpsc::unbounded_channel();
+        let events = Events {
             reporter: Reporter {
                 controller: controller.to_string(),
                 instance: instance.to_string(),
             },
-        }
+            queue,
+        };
+        (events, Recorder { client, queued })
     }
 
     /// Records the transitions of one reconcile on the DeviceLink.
-    pub async fn transitions(
-        &self,
-        link: &DeviceLink,
-        changed: &[DeviceLinkCondition],
-    ) -> Result<(), kube::Error> {
-        let Some(event) = self.transitions_event(link, changed) else {
-            return Ok(());
-        };
-        let namespace = link.namespace().unwrap_or_default();
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await?;
-        Ok(())
+    pub fn transitions(&self, link: &DeviceLink, changed: &[DeviceLinkCondition]) {
+        if let Some(event) = self.transitions_event(link, changed) {
+            self.send(event);
+        }
     }
 
-    /// Records what an adaptor reported (see reported.rs); a failure is
-    /// logged (the status keeps what happened).
-    pub async fn record(&self, happened: crate::reported::Happened) {
-        let namespace = happened.regarding.namespace.clone().unwrap_or_default();
-        let event = devicelink_api::events::about_ref(
+    /// Records what an adaptor reported (see reported.rs), or what the
+    /// operator did to a discovered device.
+    pub fn record(&self, happened: crate::reported::Happened) {
+        self.send(devicelink_api::events::about_ref(
             happened.regarding,
             &Happening {
                 warning: happened.warning,
@@ -60,13 +97,13 @@ impl Events {
                 note: &happened.note,
             },
             &self.reporter,
-        );
-        if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await
-        {
-            tracing::warn!(error = %e, reason = %happened.reason, "could not record an Event");
-        }
+        ));
+    }
+
+    fn send(&self, event: Event) {
+        // Closed only once the recorder is gone with the leadership: what
+        // this replica has not written, the next leader does not repeat.
+        let _ = self.queue.send(event);
     }
 
     /// Its reason is that of the first condition that is not True, the one

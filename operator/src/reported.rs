@@ -18,16 +18,8 @@ use devicelink_api::{
     DeviceLink, DeviceLinkCondition,
     condition::{self, ConditionType},
 };
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Resource, runtime::watcher};
-use tokio::sync::mpsc;
-
-use crate::events::Events;
-
-/// Most Events being recorded at once (thousands of devices connect
-/// together when an adaptor starts).
-const RECORDS_AT_ONCE: usize = 8;
 
 /// What was last seen of each DeviceLink, by a digest of its UID.
 #[derive(Default)]
@@ -109,18 +101,6 @@ impl Reported {
         }
         happened
     }
-}
-
-/// Records what `happened` brings, a few at a time, until it closes.
-pub async fn record(happened: mpsc::UnboundedReceiver<Happened>, events: Events) {
-    futures::stream::unfold(happened, |mut rx| async {
-        rx.recv().await.map(|h| (h, rx))
-    })
-    .for_each_concurrent(RECORDS_AT_ONCE, |happened| {
-        let events = events.clone();
-        async move { events.record(happened).await }
-    })
-    .await;
 }
 
 fn key(link: &DeviceLink) -> u64 {

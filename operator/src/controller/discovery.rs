@@ -454,15 +454,13 @@ async fn record(
     // An adoption, or why one failed, is news for whoever watches the
     // namespace's Events; a find waiting for a person is not.
     if news {
-        ctx.events
-            .record(crate::reported::Happened {
-                regarding: kube::Resource::object_ref(found, &()),
-                warning: status == ConditionStatus::False,
-                reason: reason.to_string(),
-                action: "Adopt",
-                note: message,
-            })
-            .await;
+        ctx.events.record(crate::reported::Happened {
+            regarding: kube::Resource::object_ref(found, &()),
+            warning: status == ConditionStatus::False,
+            reason: reason.to_string(),
+            action: "Adopt",
+            note: message,
+        });
     }
     Ok(())
 }
