@@ -60,7 +60,14 @@ pub struct Config {
     pub device_release_grace: std::time::Duration,
 
     /// How many DeviceLinks are reconciled at the same time at most.
-    #[arg(long, env = "DEVICELINK_CONCURRENCY", default_value_t = 32)]
+    //
+    // A new DeviceLink's reconcile is three writes in a row (finalizer,
+    // device, status), so it runs about three API round trips. A client that
+    // applies DeviceLinks a few at a time gets its requests answered as
+    // often as each reconcile does: with too few reconciles at once, the
+    // operator falls behind a fleet being applied, and DeviceLinks wait
+    // minutes for their device (docs/benchmarks.md, the MQTT path).
+    #[arg(long, env = "DEVICELINK_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
 
     /// The live console is installed (as the ServiceAccount devicelink-console

@@ -20,7 +20,7 @@ use devicelink_api::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
-use kube::{Api, Client, ResourceExt, api::PostParams};
+use kube::{Api, Client, api::PostParams};
 use tokio::sync::mpsc;
 
 /// Most Events being written at once (thousands of devices connect

@@ -48,7 +48,7 @@ use crate::{
     http::Readiness,
     metrics::Metrics,
     references,
-    reported::{self, Reported},
+    reported::Reported,
     stages, watch_filter,
 };
 
