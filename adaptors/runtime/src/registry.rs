@@ -58,7 +58,8 @@ pub struct RuntimeConfig {
 
     /// Most device status writes a second the adaptor makes to the API
     /// server, all devices together; past it devices take turns, each
-    /// writing its newest status when its turn comes.
+    /// writing its newest status when its turn comes. Less while the API
+    /// server is slow to answer (see status_budget.rs).
     #[arg(
         long,
         env = "DEVICELINK_STATUS_WRITES_PER_SECOND",

@@ -541,10 +541,11 @@ impl<K: Model> Desk<K> {
                     Done::Refused(refused_writes::count(&links, &link, refused).await)
                 }
                 Work::Status(digest, status) => {
-                    budget.wrote();
                     let devices: Api<K> = api(&client, namespace);
+                    let started = Instant::now();
                     let written =
                         status_writer::write(&devices, &report.name, &manager, &status).await;
+                    budget.wrote(started.elapsed());
                     Done::Status(digest, written)
                 }
             };
