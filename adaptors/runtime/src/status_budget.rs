@@ -38,6 +38,10 @@ const RECOVERY: f64 = 1.0 / 20.0;
 /// the API server became busy all come back slow, and count once.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// How long a device waiting for its turn is left before it looks again:
+/// when the budget comes back, turns come sooner than the device was told.
+pub(crate) const LOOK_AGAIN_WITHIN: Duration = Duration::from_secs(5);
+
 pub(crate) struct StatusBudget {
     /// Time between two writes at the whole budget.
     spacing: Duration,
@@ -48,13 +52,26 @@ pub(crate) struct StatusBudget {
     rate: Gauge<f64, AtomicU64>,
 }
 
+/// Turns are numbered tickets, and a ticket's time is worked out from the
+/// spacing in force when it is asked for: a device that took its turn while
+/// the budget was low does not keep the low budget's time once it is back.
 struct Pace {
-    /// When the next write may go.
-    next: Instant,
+    /// The ticket whose turn is at `base_at`.
+    base_ticket: u64,
+    base_at: Instant,
+    /// The ticket the next reservation gets.
+    next_ticket: u64,
     /// The share of the budget given now (LEAST_SHARE to 1).
     share: f64,
     /// When the share last changed.
     changed: Instant,
+}
+
+impl Pace {
+    fn at(&self, ticket: u64, spacing: Duration) -> Instant {
+        let ahead = ticket.saturating_sub(self.base_ticket) as f64;
+        self.base_at + spacing.div_f64(self.share).mul_f64(ahead)
+    }
 }
 
 impl StatusBudget {
@@ -66,7 +83,9 @@ impl StatusBudget {
         StatusBudget {
             spacing: Duration::from_secs_f64(1.0 / per_second),
             pace: Mutex::new(Pace {
-                next: Instant::now(),
+                base_ticket: 0,
+                base_at: Instant::now(),
+                next_ticket: 0,
                 share: 1.0,
                 changed: Instant::now(),
             }),
@@ -80,15 +99,21 @@ impl StatusBudget {
     /// ([`Turn::at`]), and counts as waiting until then or until the turn
     /// is dropped.
     pub(crate) fn reserve(self: &Arc<Self>) -> Turn {
-        let at = {
+        let ticket = {
             let mut pace = self.pace.lock().unwrap();
-            let slot = pace.next.max(Instant::now());
-            pace.next = slot + self.spacing.div_f64(pace.share);
-            slot
+            let ticket = pace.next_ticket;
+            pace.next_ticket += 1;
+            let now = Instant::now();
+            if pace.at(ticket, self.spacing) < now {
+                // Idle for a while: this one goes now, not after a burst of
+                // the turns nobody took.
+                (pace.base_ticket, pace.base_at) = (ticket, now);
+            }
+            ticket
         };
         self.waiting.inc();
         Turn {
-            at,
+            ticket,
             budget: self.clone(),
         }
     }
@@ -107,6 +132,14 @@ impl StatusBudget {
             (pace.share + RECOVERY).min(1.0)
         };
         if share != pace.share {
+            // The ticket whose turn it is now goes on from now at the new
+            // spacing.
+            if now > pace.base_at {
+                let passed = (now - pace.base_at).as_secs_f64();
+                let served = (passed / self.spacing.div_f64(pace.share).as_secs_f64()) as u64;
+                pace.base_ticket = (pace.base_ticket + served).min(pace.next_ticket);
+                pace.base_at = now;
+            }
             (pace.share, pace.changed) = (share, now);
             self.rate.set(share / self.spacing.as_secs_f64());
         }
@@ -133,14 +166,15 @@ impl StatusBudget {
 
 /// A device's turn to write its status.
 pub(crate) struct Turn {
-    at: Instant,
+    ticket: u64,
     budget: Arc<StatusBudget>,
 }
 
 impl Turn {
-    /// When the turn comes.
+    /// When the turn comes, at the budget in force now.
     pub(crate) fn at(&self) -> Instant {
-        self.at
+        let pace = self.budget.pace.lock().unwrap();
+        pace.at(self.ticket, self.budget.spacing)
     }
 }
 
@@ -216,5 +250,26 @@ mod tests {
             rates.push(budget.rate.get().round() as u32);
         }
         assert_eq!(rates, [55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 100, 100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn turns_taken_while_the_budget_was_low_come_sooner_once_it_is_back() {
+        let budget = Arc::new(StatusBudget::new(100.0));
+        for _ in 0..5 {
+            tokio::time::sleep(SETTLE).await;
+            budget.wrote(BUSY * 2);
+        }
+        assert_eq!(budget.rate.get(), 5.0);
+        let start = Instant::now();
+        let turns: Vec<Turn> = (0..100).map(|_| budget.reserve()).collect();
+        let last = |turns: &[Turn]| (turns[99].at() - start).as_secs_f64();
+        assert_eq!(last(&turns).round(), 20.0, "99 turns 200 ms apart");
+        // A second on, writes are quick: the budget goes to 10 a second,
+        // and the turns not yet come are 100 ms apart from then.
+        tokio::time::sleep(SETTLE).await;
+        budget.wrote(BUSY / 2);
+        assert_eq!(budget.rate.get(), 10.0);
+        assert_eq!(last(&turns).round(), 10.0, "five served, 94 to go at 100 ms");
+        assert!(turns[0].at() <= Instant::now(), "the first is still due");
     }
 }

@@ -40,7 +40,7 @@ use crate::{
     link_status,
     model::Model,
     refused_writes::{self, Counted, Refused},
-    status_budget::{StatusBudget, Turn},
+    status_budget::{self, StatusBudget, Turn},
     status_writer::{self, Written},
 };
 
@@ -284,7 +284,9 @@ impl State {
                 }
                 None
             }
-            Some(turn) => Some(turn.at()),
+            // Looked at again within a while, whatever it was told: the
+            // budget may have come back since.
+            Some(turn) => Some(turn.at().min(now + status_budget::LOOK_AGAIN_WITHIN)),
             None => self.status_changed.then_some(self.status_rests_until),
         };
         match later.into_iter().chain(status_at).min() {
