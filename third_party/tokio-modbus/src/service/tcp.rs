@@ -22,6 +22,12 @@ use super::disconnect;
 
 const INITIAL_TRANSACTION_ID: TransactionId = 0;
 
+/// The largest Modbus TCP ADU: a 7-byte MBAP header and a PDU of at most
+/// 253 bytes. A client has one request or response in flight at a time, so
+/// buffers of this size never grow (the default of 8 KiB each way is most
+/// of a connection's memory when an application holds thousands).
+const MAX_ADU_LEN: usize = 7 + 253;
+
 #[derive(Debug)]
 struct TransactionIdGenerator {
     next_transaction_id: TransactionId,
@@ -54,7 +60,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     pub(crate) fn new(transport: T, slave: Slave) -> Self {
-        let framed = Framed::new(transport, codec::tcp::ClientCodec::new());
+        let framed = Framed::with_capacity(transport, codec::tcp::ClientCodec::new(), MAX_ADU_LEN);
         let transaction_id_generator = TransactionIdGenerator::new();
         let unit_id: UnitId = slave.into();
         Self {
