@@ -125,22 +125,28 @@ struct Context {
     /// the adaptor pod that scans.
     scan_granted_to:
         Mutex<HashMap<ObjectRef<devicelink_api::discovery::DeviceDiscovery>, AccessKey>>,
-    /// The resourceVersion each DeviceLink had when we last changed it.
-    /// While the cache still shows that version, our change has not reached
-    /// it yet: a reconcile then would only act on stale data (and its write
-    /// would conflict), so it waits for the change's watch event instead.
-    written_over: Mutex<HashMap<ObjectRef<DeviceLink>, String>>,
+    /// The resourceVersions each DeviceLink had before our writes since
+    /// the cache last caught up (a new DeviceLink's reconcile writes twice:
+    /// its finalizer, then its status). While the cache still shows one of
+    /// them, our changes have not reached it yet: a reconcile then would
+    /// only act on stale data (and its write would conflict), so it waits
+    /// for the watch event of the last change instead.
+    written_over: Mutex<HashMap<ObjectRef<DeviceLink>, Vec<String>>>,
 }
 
 impl Context {
-    /// Whether the cached DeviceLink is still the version our last write
-    /// changed; once the cache has moved past it, the record is forgotten.
+    /// Whether the cached DeviceLink is still a version our writes
+    /// changed; once the cache has moved past them, the record is
+    /// forgotten.
     fn cache_is_behind(&self, link: &DeviceLink) -> bool {
         let mut written = self.written_over.lock().unwrap();
         let link_ref = ObjectRef::from_obj(link);
-        let behind = written
-            .get(&link_ref)
-            .is_some_and(|before| link.metadata.resource_version.as_ref() == Some(before));
+        let behind = written.get(&link_ref).is_some_and(|before| {
+            link.metadata
+                .resource_version
+                .as_ref()
+                .is_some_and(|cached| before.contains(cached))
+        });
         if !behind {
             written.remove(&link_ref);
         }
@@ -156,10 +162,14 @@ impl Context {
             return;
         };
         if before != *after {
-            self.written_over
-                .lock()
-                .unwrap()
-                .insert(ObjectRef::from_obj(link), before);
+            let mut written = self.written_over.lock().unwrap();
+            let versions = written.entry(ObjectRef::from_obj(link)).or_default();
+            // A reconcile writes a DeviceLink twice at most; a few more
+            // cover reconciles the cache did not catch up between.
+            if versions.len() == 4 {
+                versions.remove(0);
+            }
+            versions.push(before);
         }
     }
 }

@@ -269,12 +269,17 @@ async fn a_new_devicelink_gets_the_finalizer_and_goes_on_in_the_same_reconcile()
     silence(&mut server).await;
     task.await.unwrap().unwrap();
 
-    // The watch events of the two writes: the first is already handled.
-    let patched = stored(serde_json::to_value(link(true)).unwrap(), "11");
-    let patched: DeviceLink = serde_json::from_value(patched).unwrap();
-    let task = run(&patched, &ctx);
-    silence(&mut server).await;
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    // Woken again (by its device's watch event, say) before the cache has
+    // seen either write, and then with the first: both are stale, and
+    // neither asks for anything (a finalizer patched again on the old
+    // version would conflict).
+    for (finalized, version) in [(false, "10"), (true, "11")] {
+        let stale = stored(serde_json::to_value(link(finalized)).unwrap(), version);
+        let stale: DeviceLink = serde_json::from_value(stale).unwrap();
+        let task = run(&stale, &ctx);
+        silence(&mut server).await;
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    }
 }
 
 /// The applied device as its watch shows it at `generation`.
