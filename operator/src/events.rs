@@ -16,41 +16,68 @@
 
 use devicelink_api::{
     DeviceLink, DeviceLinkCondition,
+    condition::ConditionType,
     events::{Happening, Reporter},
 };
 use futures::StreamExt;
-use k8s_openapi::api::events::v1::Event;
-use kube::{Api, Client, api::PostParams};
+use k8s_openapi::{
+    api::events::v1::Event, apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp,
+};
+use kube::{Api, Client, Resource, api::PostParams};
 use tokio::sync::mpsc;
+
+use crate::reported::Happened;
 
 /// Most Events being written at once (thousands of devices connect
 /// together when an adaptor starts).
 const WRITES_AT_ONCE: usize = 8;
 
-/// Who records the events (the controller's name and this replica), and
-/// the queue to the task that writes them.
+/// The queue of Events to the task that writes them.
 #[derive(Clone)]
 pub struct Events {
-    reporter: Reporter,
-    queue: mpsc::UnboundedSender<Event>,
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+/// An Event waiting to be written: what it says and when it happened. The
+/// Event itself is made when it is written: it is three times the size,
+/// and thousands wait while a fleet of DeviceLinks is applied.
+struct Pending {
+    happened: Happened,
+    at: Timestamp,
 }
 
 /// Writes the Events queued by [`Events`] until every sender is gone.
 pub struct Recorder {
     client: Client,
-    queued: mpsc::UnboundedReceiver<Event>,
+    reporter: Reporter,
+    queued: mpsc::UnboundedReceiver<Pending>,
 }
 
 impl Recorder {
     pub async fn run(self) {
-        let (client, mut queued) = (self.client, self.queued);
+        let (client, reporter, mut queued) = (self.client, self.reporter, self.queued);
         futures::stream::poll_fn(move |cx| queued.poll_recv(cx))
-            .for_each_concurrent(WRITES_AT_ONCE, |event| {
-                let client = client.clone();
-                async move { write(client, event).await }
+            .for_each_concurrent(WRITES_AT_ONCE, |pending| {
+                write(client.clone(), event_of(pending, &reporter))
             })
             .await;
     }
+}
+
+fn event_of(pending: Pending, reporter: &Reporter) -> Event {
+    let Pending { happened, at } = pending;
+    let mut event = devicelink_api::events::about_ref(
+        happened.regarding,
+        &Happening {
+            warning: happened.warning,
+            reason: &happened.reason,
+            action: happened.action,
+            note: &happened.note,
+        },
+        reporter,
+    );
+    event.event_time = Some(MicroTime(at));
+    event
 }
 
 async fn write(client: Client, event: Event) {
@@ -68,73 +95,61 @@ impl Events {
     /// them (to run while this replica leads).
     pub fn new(client: Client, controller: &str, instance: &str) -> (Events, Recorder) {
         let (queue, queued) = mpsc::unbounded_channel();
-        let events = Events {
-            reporter: Reporter {
-                controller: controller.to_string(),
-                instance: instance.to_string(),
-            },
-            queue,
+        let reporter = Reporter {
+            controller: controller.to_string(),
+            instance: instance.to_string(),
         };
-        (events, Recorder { client, queued })
+        let recorder = Recorder {
+            client,
+            reporter,
+            queued,
+        };
+        (Events { queue }, recorder)
     }
 
     /// Records the transitions of one reconcile on the DeviceLink.
     pub fn transitions(&self, link: &DeviceLink, changed: &[DeviceLinkCondition]) {
-        if let Some(event) = self.transitions_event(link, changed) {
-            self.send(event);
+        if let Some(happened) = transitions(link, changed) {
+            self.record(happened);
         }
     }
 
     /// Records what an adaptor reported (see reported.rs), or what the
     /// operator did to a discovered device.
-    pub fn record(&self, happened: crate::reported::Happened) {
-        self.send(devicelink_api::events::about_ref(
-            happened.regarding,
-            &Happening {
-                warning: happened.warning,
-                reason: &happened.reason,
-                action: happened.action,
-                note: &happened.note,
-            },
-            &self.reporter,
-        ));
-    }
-
-    fn send(&self, event: Event) {
+    pub fn record(&self, happened: Happened) {
+        let at = Timestamp::now();
         // Closed only once the recorder is gone with the leadership: what
         // this replica has not written, the next leader does not repeat.
-        let _ = self.queue.send(event);
+        let _ = self.queue.send(Pending { happened, at });
     }
+}
 
-    /// Its reason is that of the first condition that is not True, the one
-    /// that tells the user what to do; a Warning if any became False or a
-    /// node is not Ready. The note names every transition.
-    fn transitions_event(
-        &self,
-        link: &DeviceLink,
-        changed: &[DeviceLinkCondition],
-    ) -> Option<Event> {
-        let headline = changed
-            .iter()
-            .find(|c| c.status != "True")
-            .or(changed.last())?;
-        let note = changed.iter().map(describe).collect::<Vec<_>>().join("; ");
-        // A node that is not Ready keeps NodeExisted True (the node exists)
-        // but is as much a warning as a stage that failed.
-        let warning = changed
-            .iter()
-            .any(|c| c.status == "False" || c.reason == "NotReady");
-        Some(devicelink_api::events::about(
-            link,
-            &Happening {
-                warning,
-                reason: &headline.reason,
-                action: &headline.type_,
-                note: &note,
-            },
-            &self.reporter,
-        ))
-    }
+/// Its reason is that of the first condition that is not True, the one
+/// that tells the user what to do; a Warning if any became False or a node
+/// is not Ready. The note names every transition. `changed` holds the
+/// pipeline's conditions only.
+fn transitions(link: &DeviceLink, changed: &[DeviceLinkCondition]) -> Option<Happened> {
+    let headline = changed
+        .iter()
+        .find(|c| c.status != "True")
+        .or(changed.last())?;
+    let action = ConditionType::PIPELINE
+        .into_iter()
+        .find(|t| t.as_str() == headline.type_)?
+        .as_str();
+    let note = changed.iter().map(describe).collect::<Vec<_>>().join("; ");
+    // A node that is not Ready keeps NodeExisted True (the node exists) but
+    // is as much a warning as a stage that failed.
+    let warning = changed
+        .iter()
+        .any(|c| c.status == "False" || c.reason == "NotReady");
+    Some(Happened {
+        regarding: link.object_ref(&()),
+        warning,
+        reason: headline.reason.clone(),
+        action,
+        note,
+    })
 }
 
 /// A condition as an Event's note tells it: `DeviceConnected is False
