@@ -269,7 +269,11 @@ mod tests {
         tokio::time::sleep(SETTLE).await;
         budget.wrote(BUSY / 2);
         assert_eq!(budget.rate.get(), 10.0);
-        assert_eq!(last(&turns).round(), 10.0, "five served, 94 to go at 100 ms");
+        assert_eq!(
+            last(&turns).round(),
+            10.0,
+            "five served, 94 to go at 100 ms"
+        );
         assert!(turns[0].at() <= Instant::now(), "the first is still due");
     }
 }
