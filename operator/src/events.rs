@@ -39,8 +39,9 @@ pub struct Events {
 }
 
 /// An Event waiting to be written: what it says and when it happened. The
-/// Event itself is made when it is written: it is three times the size,
-/// and thousands wait while a fleet of DeviceLinks is applied.
+/// Event itself is made when it is written: it carries an ObjectMeta and
+/// many optional fields besides, and thousands wait while a fleet of
+/// DeviceLinks is applied.
 struct Pending {
     happened: Happened,
     at: Timestamp,
