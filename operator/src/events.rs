@@ -162,3 +162,47 @@ pub fn describe(c: &DeviceLinkCondition) -> String {
         format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    use super::*;
+
+    #[test]
+    fn an_event_written_late_keeps_the_time_it_happened() {
+        let happened_at: Timestamp = "2026-12-07T06:00:00.25Z".parse().unwrap();
+        let pending = Pending {
+            happened: Happened {
+                regarding: ObjectReference {
+                    api_version: Some("edge.cattle.io/v1alpha1".into()),
+                    kind: Some("DeviceLink".into()),
+                    namespace: Some("plant".into()),
+                    name: Some("meter".into()),
+                    ..Default::default()
+                },
+                warning: true,
+                reason: "Unreachable".into(),
+                action: "DeviceConnected",
+                note: "DeviceConnected is False (Unreachable)".into(),
+            },
+            at: happened_at,
+        };
+        let reporter = Reporter {
+            controller: "devicelink-operator".into(),
+            instance: "replica-1".into(),
+        };
+        let event = event_of(pending, &reporter);
+        assert_eq!(event.event_time.as_ref().map(|t| t.0), Some(happened_at));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reason.as_deref(), Some("Unreachable"));
+        assert_eq!(event.action.as_deref(), Some("DeviceConnected"));
+        assert_eq!(event.metadata.namespace.as_deref(), Some("plant"));
+        assert_eq!(event.metadata.generate_name.as_deref(), Some("meter-"));
+        assert_eq!(
+            event.reporting_instance.as_deref(),
+            Some("replica-1"),
+            "{event:?}"
+        );
+    }
+}
