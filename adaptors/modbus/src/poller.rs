@@ -6,18 +6,18 @@ use std::time::Duration;
 use devicelink_adaptor_runtime::{
     Outcome, Reason, Refusal,
     access::{self, ReadMode, WriteMode},
-    arithmetic,
+    observed::Observed,
 };
 use devicelink_api::{
     duration::sync_interval,
     modbus::{ModbusDeviceSpec, ModbusParameters},
-    property::{AccessMode, DeviceStatus, PropertyStatus},
+    property::{AccessMode, DeviceStatus},
 };
 use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
 use crate::{
-    codec::{self, Reading},
+    codec,
     connection::{Connection, Data, Endpoint, Failure, Session},
     metrics::ModbusMetrics,
     plan::{Read, plan},
@@ -40,11 +40,14 @@ pub struct Poller {
 }
 
 /// The points and their state, apart from the connection so a session
-/// can be held while values are taken in.
+/// can be held while values are taken in. Each list holds one entry per
+/// point, made at the size of the spec: a device keeps them all its life.
 #[derive(Default)]
 struct Points {
     points: Vec<Point>,
-    status: Vec<PropertyStatus>,
+    /// Each point's last reading; the rest of its status comes from the
+    /// point when the status is made.
+    observed: Vec<Observed>,
     /// Read alone: the device refused a coalesced read that spanned them.
     solo: Vec<bool>,
     /// ReadOnce points already read on this connection.
@@ -102,6 +105,7 @@ impl Poller {
         }
 
         let old = std::mem::take(&mut self.points);
+        self.points = Points::with_capacity(spec.properties.len());
         self.invalid.clear();
         for (i, property) in spec.properties.iter().enumerate() {
             let point = match Point::new(property) {
@@ -116,14 +120,9 @@ impl Poller {
             let same_place = previous.is_some_and(|j| same_location(&old.points[j], &point));
             let value_unchanged = previous.is_some_and(|j| old.points[j].desired == point.desired);
             let p = &mut self.points;
-            p.status.push(match previous {
-                Some(j) if same_place => old.status[j].clone(),
-                _ => PropertyStatus {
-                    name: point.name.clone(),
-                    type_: Some(point.type_),
-                    access_modes: effective_modes(&point),
-                    ..Default::default()
-                },
+            p.observed.push(match previous {
+                Some(j) if same_place => old.observed[j].clone(),
+                _ => Observed::default(),
             });
             p.solo
                 .push(previous.is_some_and(|j| same_place && old.solo[j]));
@@ -135,6 +134,7 @@ impl Poller {
                 .push(point.desired.is_some() && (!value_unchanged || !same_place || keep_pending));
             p.points.push(point);
         }
+        self.points.shrink_to_fit();
         if !self.invalid.is_empty() {
             warn!(problems = ?self.invalid, "properties left out");
         }
@@ -302,8 +302,12 @@ impl Poller {
 
     /// The status to report: every property with its last value.
     pub fn status(&self) -> DeviceStatus {
+        let points = &self.points;
+        let properties = points.points.iter().zip(&points.observed);
         DeviceStatus {
-            properties: self.points.status.clone(),
+            properties: properties
+                .map(|(point, seen)| seen.status(&point.name, point.type_, effective_modes(point)))
+                .collect(),
             extension: None,
         }
     }
@@ -329,6 +333,25 @@ impl Poller {
 }
 
 impl Points {
+    fn with_capacity(n: usize) -> Points {
+        Points {
+            points: Vec::with_capacity(n),
+            observed: Vec::with_capacity(n),
+            solo: Vec::with_capacity(n),
+            read_once: Vec::with_capacity(n),
+            pending: Vec::with_capacity(n),
+        }
+    }
+
+    /// Gives back the room of properties left out.
+    fn shrink_to_fit(&mut self) {
+        self.points.shrink_to_fit();
+        self.observed.shrink_to_fit();
+        self.solo.shrink_to_fit();
+        self.read_once.shrink_to_fit();
+        self.pending.shrink_to_fit();
+    }
+
     /// Reads one request and takes in the values of the points it serves.
     async fn read(&mut self, session: &mut Session<'_>, read: &Read) -> Result<(), Failure> {
         let data = session.read(read.table, read.start, read.count).await?;
@@ -342,24 +365,19 @@ impl Points {
                     codec::decode_words(point.layout, &words[at..at + n], point.endianness)
                 }
             };
-            take(&mut self.status[i], point, &reading);
+            self.observed[i].record(
+                &point.name,
+                reading.render(),
+                reading.number(),
+                &point.operations,
+                point.precision,
+            );
             if point.read == ReadMode::Once {
                 self.read_once[i] = true;
             }
         }
         Ok(())
     }
-}
-
-/// Records a reading; `updatedAt` moves only when the value changes.
-fn take(status: &mut PropertyStatus, point: &Point, reading: &Reading) {
-    arithmetic::record(
-        status,
-        reading.render(),
-        reading.number(),
-        &point.operations,
-        point.precision,
-    );
 }
 
 /// The bits or registers for a value of `point`.

@@ -47,17 +47,7 @@ pub fn record(
     operations: &[ArithmeticOperation],
     precision: u32,
 ) -> bool {
-    let operated = if operations.is_empty() {
-        None
-    } else {
-        number.and_then(|n| match apply(n, operations, precision) {
-            Ok(v) => Some(render(v)),
-            Err(e) => {
-                tracing::warn!(property = %status.name, error = %e, "arithmetic not applied");
-                None
-            }
-        })
-    };
+    let operated = operated(&status.name, number, operations, precision);
     let changed = status.value.as_ref() != Some(&text) || status.operated_value != operated;
     if changed {
         status.value = Some(text);
@@ -65,6 +55,26 @@ pub fn record(
         status.updated_at = Some(devicelink_api::condition::now());
     }
     changed
+}
+
+/// The value a property shows after its arithmetic: none without
+/// operations or a number; a failure is logged, naming the property.
+pub fn operated(
+    property: &str,
+    number: Option<f64>,
+    operations: &[ArithmeticOperation],
+    precision: u32,
+) -> Option<String> {
+    if operations.is_empty() {
+        return None;
+    }
+    number.and_then(|n| match apply(n, operations, precision) {
+        Ok(v) => Some(render(v)),
+        Err(e) => {
+            tracing::warn!(property, error = %e, "arithmetic not applied");
+            None
+        }
+    })
 }
 
 /// A number as the status shows it: no trailing zeros, no exponent for

@@ -20,6 +20,7 @@ mod link;
 mod link_status;
 mod metrics;
 mod model;
+pub mod observed;
 mod pace;
 mod refused_writes;
 mod registry;

@@ -36,6 +36,15 @@ async fn main() {
     let pid = std::process::id();
     println!("before: {:.1} MiB", rss_mib(pid));
     let metrics = ModbusMetrics::default();
+    {
+        let mut poller = Poller::new(&spec, metrics.clone());
+        let cycle = std::mem::size_of_val(&poller.cycle());
+        let write = std::mem::size_of_val(&poller.write(&Default::default()));
+        println!(
+            "a poller: {} bytes; its cycle's future: {cycle} bytes; a write's: {write} bytes",
+            std::mem::size_of::<Poller>()
+        );
+    }
     for _ in 0..devices {
         let mut poller = Poller::new(&spec, metrics.clone());
         tokio::spawn(async move {
