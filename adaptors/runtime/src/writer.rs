@@ -148,7 +148,10 @@ impl Report {
     /// The status last reported and what DeviceConnected should say.
     pub(crate) fn seen(&self) -> (Option<String>, Option<Outcome>) {
         let state = self.state.lock().unwrap();
-        (state.reported.clone(), state.connected.clone())
+        (
+            state.reported.as_deref().map(Into::into),
+            state.connected.clone(),
+        )
     }
 }
 
@@ -160,8 +163,10 @@ impl std::fmt::Display for Report {
 }
 
 struct State {
-    /// The status the device task reported last, as JSON text.
-    reported: Option<String>,
+    /// The status the device task reported last, as JSON text, held at
+    /// its length: the text was written with room to grow, up to twice
+    /// its size, and it is kept for every device.
+    reported: Option<Box<str>>,
     /// What the device task says of DeviceConnected.
     connected: Option<Outcome>,
     /// The DeviceLink as last seen.
@@ -325,7 +330,7 @@ impl Report {
         self.change(|s| {
             let changed = s.reported.as_deref() != Some(text.as_str());
             if changed {
-                s.reported = Some(text);
+                s.reported = Some(text.into_boxed_str());
                 s.status_changed = true;
             }
             changed
