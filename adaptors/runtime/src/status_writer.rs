@@ -4,9 +4,12 @@
 //! writer's (writer.rs).
 
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{Patch, PatchParams},
+    core::Request,
 };
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use tracing::warn;
 
 use devicelink_api::property::MqttStatus;
@@ -22,6 +25,16 @@ pub(crate) enum Written {
     No,
 }
 
+/// The body of a status apply, with the status as the JSON text it is
+/// already: no tree of it is made for a write in flight.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Apply<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    status: &'a RawValue,
+}
+
 /// Writes `status` (JSON text) as the device's status, by server-side apply
 /// under `manager`.
 pub(crate) async fn write<K: Model>(
@@ -30,18 +43,33 @@ pub(crate) async fn write<K: Model>(
     manager: &str,
     status: &str,
 ) -> Written {
-    let Ok(status) = serde_json::from_str::<serde_json::Value>(status) else {
+    let Ok(status) = serde_json::from_str::<&RawValue>(status) else {
         return Written::No;
     };
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
+    let body = Apply {
+        api_version: &K::api_version(&()),
+        kind: &K::kind(&()),
+        status,
+    };
     let params = PatchParams::apply(manager).force();
-    match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
-        Ok(obj) => {
-            tracing::debug!(device = %obj.name_any(), "status written");
+    let request = match Request::new(api.resource_url()).patch_subresource(
+        "status",
+        name,
+        &params,
+        &Patch::Apply(&body),
+    ) {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(device = %name, error = %e, "status write not made");
+            return Written::No;
+        }
+    };
+    // The answer is the whole device, spec and status: it is read past,
+    // not built, since only whether the write was taken matters.
+    let client = api.clone().into_client();
+    match client.request::<IgnoredAny>(request).await {
+        Ok(IgnoredAny) => {
+            tracing::debug!(device = %name, "status written");
             Written::Yes
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Written::Gone,
