@@ -16,7 +16,7 @@ use std::{
 };
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use devicelink_api::{DeviceLink, adaptor, labels};
+use devicelink_api::{adaptor, labels};
 use devicelink_cells::latest;
 use futures::{FutureExt, StreamExt, stream};
 use kube::{
@@ -31,7 +31,7 @@ use crate::{
     discovery::Discoverer,
     driver::{Driver, Parts, Stepping, Tasks},
     health::{self, Health, LoopHealth},
-    link::Link,
+    link::{Arriving, Link},
     metrics,
     model::Model,
     release,
@@ -192,7 +192,7 @@ impl<K> Drop for Running<K> {
 #[allow(clippy::large_enum_variant)]
 enum Update<K> {
     Device(watcher::Result<watcher::Event<K>>),
-    Link(watcher::Result<watcher::Event<DeviceLink>>),
+    Link(watcher::Result<watcher::Event<Arriving>>),
 }
 
 /// An adaptor process: one adaptor kind on one node, driving each device
@@ -476,6 +476,12 @@ where
     table.close().await;
 }
 
+/// Objects per page when a watch lists. A page is read whole, as text
+/// and then as objects, before any of it is kept reduced: the adaptor's
+/// peak while it starts or lists again. 100, not client-go's 500: a fifth
+/// of that peak, for more requests only when a watch lists.
+const LIST_PAGE: u32 = 100;
+
 /// The watches of this adaptor's devices of model `K` and of their
 /// DeviceLinks, as one stream. Each object is kept only with what the
 /// runtime reads of it.
@@ -486,13 +492,15 @@ fn updates<K: Model>(
 ) -> stream::BoxStream<'static, Update<K>> {
     let devices = watcher(
         Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(&format!(
-            "{}={},{}={}",
-            labels::NODE,
-            labels::node_label_value(&config.node),
-            labels::ADAPTOR,
-            kind.short_name
-        )),
+        watcher::Config::default()
+            .page_size(LIST_PAGE)
+            .labels(&format!(
+                "{}={},{}={}",
+                labels::NODE,
+                labels::node_label_value(&config.node),
+                labels::ADAPTOR,
+                kind.short_name
+            )),
     )
     .default_backoff()
     // Kept for every device, so only what the adaptor reads: not the
@@ -507,13 +515,15 @@ fn updates<K: Model>(
     })
     .map(Update::Device);
     let links = watcher(
-        Api::<DeviceLink>::all(client.clone()),
-        watcher::Config::default().fields(&format!(
-            "spec.adaptor.node={},spec.adaptor.name={},spec.model.kind={}",
-            config.node,
-            kind.name,
-            K::kind(&())
-        )),
+        Api::<Arriving>::all(client.clone()),
+        watcher::Config::default()
+            .page_size(LIST_PAGE)
+            .fields(&format!(
+                "spec.adaptor.node={},spec.adaptor.name={},spec.model.kind={}",
+                config.node,
+                kind.name,
+                K::kind(&())
+            )),
     )
     .default_backoff()
     // Each is kept as a Link (link.rs), reduced to what the runtime reads.
@@ -622,7 +632,7 @@ where
         self.releasing.insert(k, tokio::spawn(releasing));
     }
 
-    fn on_link(&mut self, event: watcher::Event<DeviceLink>) {
+    fn on_link(&mut self, event: watcher::Event<Arriving>) {
         // Which device's references may have changed: one for a change,
         // all after a (re)list, none while listing.
         let touched: Option<Option<String>> = match event {
@@ -735,7 +745,7 @@ fn know_link<K>(
     links: &mut Links,
     running: &HashMap<String, Running<K>>,
     k: String,
-    link: DeviceLink,
+    link: Arriving,
 ) {
     let link = Arc::new(Link::from(link));
     if let Some(r) = running.get(&k) {
