@@ -17,13 +17,13 @@ use btleplug::{
 };
 use devicelink_adaptor_runtime::{
     Backoff, Change, DeviceContext, Property, Reason, Refusal, access::ReadMode, access::WriteMode,
-    arithmetic,
+    observed::Observed,
 };
 use devicelink_api::{
     Outcome,
     ble::{BluetoothDevice, BluetoothDeviceSpec, BluetoothParameters},
     duration::sync_interval,
-    property::{DeviceStatus, PropertyStatus},
+    property::DeviceStatus,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -93,7 +93,9 @@ impl Settings {
 /// The device's properties, resolved, and what is known of them.
 struct Properties {
     points: Vec<Point>,
-    status: Vec<PropertyStatus>,
+    /// Each point's last reading; the rest of its status comes from the
+    /// point.
+    observed: Vec<Observed>,
     /// Property name -> what is wrong with it now.
     problems: BTreeMap<String, (Reason, String)>,
     /// The spec's values last written, by property name.
@@ -108,20 +110,9 @@ impl Properties {
             .enumerate()
             .map(|(i, p)| Point::new(p, i))
             .collect::<Result<_, _>>()?;
-        let status = spec
-            .properties
-            .iter()
-            .zip(&points)
-            .map(|(p, point)| PropertyStatus {
-                name: p.name.clone(),
-                type_: p.type_,
-                access_modes: point.access_modes(),
-                ..Default::default()
-            })
-            .collect();
         Ok(Properties {
+            observed: vec![Observed::default(); points.len()],
             points,
-            status,
             problems: BTreeMap::new(),
             written: Map::new(),
         })
@@ -134,8 +125,8 @@ impl Properties {
         match point.decode(bytes) {
             Ok(reading) => {
                 let cleared = self.problems.remove(&point.name).is_some();
-                let recorded = arithmetic::record(
-                    &mut self.status[i],
+                let recorded = self.observed[i].record(
+                    &point.name,
                     reading.render(),
                     reading.number(),
                     &point.operations,
@@ -172,7 +163,9 @@ impl Properties {
 
     fn report(&self, ctx: &DeviceContext<BluetoothDevice>) {
         ctx.report(&DeviceStatus {
-            properties: self.status.clone(),
+            properties: (self.points.iter().zip(&self.observed))
+                .map(|(point, seen)| seen.status(&point.name, point.type_, point.access_modes()))
+                .collect(),
             extension: None,
         });
         ctx.set_connected(self.outcome());
@@ -442,7 +435,7 @@ async fn serve(
                         .filter_map(|p| Some((p.name.clone(), p.desired.clone()?)))
                         .filter(|(n, v)| properties.written.get(n) != Some(v))
                         .collect();
-                    new.status = std::mem::take(&mut properties.status);
+                    new.observed = std::mem::take(&mut properties.observed);
                     new.problems = std::mem::take(&mut properties.problems);
                     new.written = std::mem::take(&mut properties.written);
                     *properties = new;

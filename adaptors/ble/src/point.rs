@@ -35,6 +35,8 @@ pub enum Decoding {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub name: String,
+    /// The spec's `type`, as the status shows it.
+    pub type_: Option<ValueType>,
     pub service: Option<Uuid>,
     pub characteristic: Uuid,
     /// Subscribed to: every notification is taken in.
@@ -101,6 +103,7 @@ impl Point {
             .or_else(|| visitor.default_value.clone().map(Value::String));
         let mut point = Point {
             name: p.name.clone(),
+            type_: p.type_,
             service,
             characteristic,
             notify,

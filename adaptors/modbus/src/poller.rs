@@ -306,7 +306,9 @@ impl Poller {
         let properties = points.points.iter().zip(&points.observed);
         DeviceStatus {
             properties: properties
-                .map(|(point, seen)| seen.status(&point.name, point.type_, effective_modes(point)))
+                .map(|(point, seen)| {
+                    seen.status(&point.name, Some(point.type_), effective_modes(point))
+                })
                 .collect(),
             extension: None,
         }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use devicelink_adaptor_runtime::{
     Outcome, Property, Reason, Refusal,
     access::{self, ReadMode},
-    arithmetic,
+    observed::Observed,
 };
 use devicelink_api::{
     opcua::OpcuaDeviceSpec,
-    property::{AccessMode, DeviceStatus, PropertyStatus},
+    property::{AccessMode, DeviceStatus},
 };
 use opcua::types::{DataValue, Variant};
 use serde_json::{Map, Value};
@@ -22,7 +22,8 @@ use crate::{item::Item, session::ItemProblem};
 #[derive(Default)]
 pub struct Properties {
     pub items: Vec<Item>,
-    status: Vec<PropertyStatus>,
+    /// Each item's last reading; the rest of its status comes from the item.
+    observed: Vec<Observed>,
     /// Properties the spec gets wrong (they stop the device from connecting).
     invalid: Vec<String>,
     /// Property name -> (reason, message) of what the server made of it.
@@ -40,7 +41,7 @@ impl Properties {
     /// keeps its last value.
     pub fn apply(&mut self, spec: &OpcuaDeviceSpec) {
         let old_items = std::mem::take(&mut self.items);
-        let old_status = std::mem::take(&mut self.status);
+        let old_observed = std::mem::take(&mut self.observed);
         self.invalid.clear();
         self.problems.clear();
         for property in &spec.properties {
@@ -51,16 +52,9 @@ impl Properties {
                         .position(|o| {
                             o.name == item.name && o.node == item.node && o.type_ == item.type_
                         })
-                        .map(|j| old_status[j].clone());
-                    let mut status = kept.unwrap_or_else(|| PropertyStatus {
-                        name: item.name.clone(),
-                        type_: Some(item.type_),
-                        ..Default::default()
-                    });
-                    status.access_modes =
-                        access::effective(item.read, item.write, AccessMode::Notify);
+                        .map(|j| old_observed[j].clone());
                     self.items.push(item);
-                    self.status.push(status);
+                    self.observed.push(kept.unwrap_or_default());
                 }
                 Err(e) => self
                     .invalid
@@ -123,8 +117,14 @@ impl Properties {
         match reading {
             Ok(reading) => {
                 let recorded = reading.is_some_and(|r| {
-                    let status = &mut self.status[index];
-                    arithmetic::record(status, r.text, r.number, &item.operations, item.precision)
+                    let seen = &mut self.observed[index];
+                    seen.record(
+                        &item.name,
+                        r.text,
+                        r.number,
+                        &item.operations,
+                        item.precision,
+                    )
                 });
                 let cleared = self.problems.remove(&item.name).is_some();
                 recorded || cleared
@@ -146,8 +146,11 @@ impl Properties {
 
     /// The status the API server and MQTT see.
     pub fn status(&self) -> DeviceStatus {
+        let modes = |item: &Item| access::effective(item.read, item.write, AccessMode::Notify);
         DeviceStatus {
-            properties: self.status.clone(),
+            properties: (self.items.iter().zip(&self.observed))
+                .map(|(item, seen)| seen.status(&item.name, Some(item.type_), modes(item)))
+                .collect(),
             extension: None,
         }
     }

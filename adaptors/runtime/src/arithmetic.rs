@@ -1,7 +1,7 @@
 //! The arithmetic a property applies to the value read (`orderOfOperations`
 //! / `arithmeticOperations`), e.g. Kelvin tenths to degrees Celsius.
 
-use devicelink_api::property::{ArithmeticOperation, ArithmeticOperationType, PropertyStatus};
+use devicelink_api::property::{ArithmeticOperation, ArithmeticOperationType};
 
 /// Decimal places kept when a property does not say.
 pub const DEFAULT_PRECISION: u32 = 2;
@@ -35,26 +35,6 @@ pub fn apply(
     let rounded = (result * scale).round() / scale;
     // Very large values lose nothing to rounding; keep them as they are.
     Ok(if rounded.is_finite() { rounded } else { result })
-}
-
-/// Records a reading in a property's status: its text, and the arithmetic's
-/// result when there are operations and the reading is a number.
-/// `updatedAt` moves only when the value changes; whether it did.
-pub fn record(
-    status: &mut PropertyStatus,
-    text: String,
-    number: Option<f64>,
-    operations: &[ArithmeticOperation],
-    precision: u32,
-) -> bool {
-    let operated = operated(&status.name, number, operations, precision);
-    let changed = status.value.as_ref() != Some(&text) || status.operated_value != operated;
-    if changed {
-        status.value = Some(text);
-        status.operated_value = operated;
-        status.updated_at = Some(devicelink_api::condition::now());
-    }
-    changed
 }
 
 /// The value a property shows after its arithmetic: none without

@@ -44,12 +44,12 @@ impl Observed {
     pub fn status(
         &self,
         name: &str,
-        type_: ValueType,
+        type_: Option<ValueType>,
         access_modes: Vec<AccessMode>,
     ) -> PropertyStatus {
         PropertyStatus {
             name: name.to_string(),
-            type_: Some(type_),
+            type_,
             access_modes,
             value: self.value.as_deref().map(Into::into),
             operated_value: self.operated.as_deref().map(Into::into),
@@ -67,9 +67,9 @@ mod tests {
     #[test]
     fn the_time_moves_only_when_the_value_changes() {
         let mut seen = Observed::default();
-        assert_eq!(seen.status("t", ValueType::Int16, vec![]).value, None);
+        assert_eq!(seen.status("t", Some(ValueType::Int16), vec![]).value, None);
         assert!(seen.record("t", "20".into(), Some(20.0), &[], 2));
-        let first = seen.status("t", ValueType::Int16, vec![AccessMode::ReadMany]);
+        let first = seen.status("t", Some(ValueType::Int16), vec![AccessMode::ReadMany]);
         assert_eq!(first.value.as_deref(), Some("20"));
         assert_eq!(first.access_modes, [AccessMode::ReadMany]);
         assert!(first.updated_at.is_some());
@@ -85,13 +85,14 @@ mod tests {
         }];
         let mut seen = Observed::default();
         seen.record("t", "215".into(), Some(215.0), &tenths, 2);
-        let status = seen.status("t", ValueType::Float, vec![]);
+        let status = seen.status("t", Some(ValueType::Float), vec![]);
         assert_eq!(status.value.as_deref(), Some("215"));
         assert_eq!(status.operated_value.as_deref(), Some("21.5"));
         // Text has no arithmetic.
         seen.record("t", "n/a".into(), None, &tenths, 2);
         assert_eq!(
-            seen.status("t", ValueType::Float, vec![]).operated_value,
+            seen.status("t", Some(ValueType::Float), vec![])
+                .operated_value,
             None
         );
     }
