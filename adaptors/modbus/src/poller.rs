@@ -441,3 +441,41 @@ fn same_location(a: &Point, b: &Point) -> bool {
 fn effective_modes(point: &Point) -> Vec<AccessMode> {
     access::effective(point.read, point.write, AccessMode::ReadMany)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(read_only: bool, offset: i32) -> ModbusDeviceSpec {
+        serde_json::from_value(json!({
+            "protocol": {"tcp": {"endpoint": "127.0.0.1:1", "workerID": 1}},
+            "properties": [{"name": "t", "type": "uint16", "readOnly": read_only,
+                            "visitor": {"register": "HoldingRegister", "offset": offset}}],
+        }))
+        .expect("a ModbusDevice spec")
+    }
+
+    #[test]
+    fn a_new_spec_keeps_a_reading_where_the_value_still_lives() {
+        let mut poller = Poller::new(&spec(true, 0), ModbusMetrics::default());
+        poller.points.observed[0].record("t", "7".into(), Some(7.0), &[], 2);
+        let before = poller.status().properties.remove(0);
+        assert_eq!(before.access_modes, [AccessMode::ReadMany]);
+
+        // Writable now, at the same address: the reading stays, and the
+        // status shows the modes in force.
+        poller.apply(&spec(false, 0));
+        let after = poller.status().properties.remove(0);
+        assert_eq!(after.value.as_deref(), Some("7"));
+        assert_eq!(after.updated_at, before.updated_at);
+        assert_eq!(
+            after.access_modes,
+            [AccessMode::ReadMany, AccessMode::WriteMany]
+        );
+
+        // Moved: what was read at the old address is not shown.
+        poller.apply(&spec(false, 1));
+        assert_eq!(poller.status().properties[0].value, None);
+    }
+}
