@@ -4,7 +4,7 @@
 //! writer's (writer.rs).
 
 use kube::{
-    Api,
+    Client,
     api::{Patch, PatchParams},
     core::Request,
 };
@@ -35,10 +35,11 @@ struct Apply<'a> {
     status: &'a RawValue,
 }
 
-/// Writes `status` (JSON text) as the device's status, by server-side apply
-/// under `manager`.
+/// Writes `status` (JSON text) as the status of device `name` in
+/// `namespace`, by server-side apply under `manager`.
 pub(crate) async fn write<K: Model>(
-    api: &Api<K>,
+    client: &Client,
+    namespace: &str,
     name: &str,
     manager: &str,
     status: &str,
@@ -52,7 +53,7 @@ pub(crate) async fn write<K: Model>(
         status,
     };
     let params = PatchParams::apply(manager).force();
-    let request = match Request::new(api.resource_url()).patch_subresource(
+    let request = match Request::new(K::url_path(&(), Some(namespace))).patch_subresource(
         "status",
         name,
         &params,
@@ -66,7 +67,6 @@ pub(crate) async fn write<K: Model>(
     };
     // The answer is the whole device, spec and status: it is read past,
     // not built, since only whether the write was taken matters.
-    let client = api.clone().into_client();
     match client.request::<IgnoredAny>(request).await {
         Ok(IgnoredAny) => {
             tracing::debug!(device = %name, "status written");

@@ -548,10 +548,10 @@ impl<K: Model> Desk<K> {
                     Done::Refused(refused_writes::count(&links, &link, refused).await)
                 }
                 Work::Status(digest, status) => {
-                    let devices: Api<K> = api(&client, namespace);
                     let started = Instant::now();
+                    let (name, manager) = (&report.name, &manager);
                     let written =
-                        status_writer::write(&devices, &report.name, &manager, &status).await;
+                        status_writer::write::<K>(&client, namespace, name, manager, &status).await;
                     budget.wrote(started.elapsed());
                     Done::Status(digest, written)
                 }
